@@ -1,0 +1,871 @@
+/* cli.c - the lshlab command: run, validate, strategies, show.  The only
+ * place that talks to the user. */
+#define _POSIX_C_SOURCE 200809L
+#include <errno.h>
+#include <getopt.h>
+#include <math.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <gsl/gsl_errno.h>
+
+#include "collision.h"
+#include "config.h"
+#include "linalg.h"
+#include "parallel.h"
+#include "plan.h"
+#include "registry.h"
+#include "results.h"
+#include "sweep.h"
+#include "version.h"
+
+/* Exit codes (documented in --help and README.md). */
+enum {
+    EXIT_OK = 0,
+    EXIT_RUNTIME = 1,    /* I/O, data or memory failure during a run */
+    EXIT_USAGE = 2,      /* bad command line */
+    EXIT_CONFIG = 3,     /* invalid config or input; nothing was written */
+    EXIT_EXISTS = 4,     /* results file exists: --force or --resume */
+    EXIT_FAILED = 5,     /* the sweep finished but some points failed */
+    EXIT_STOPPED = 130   /* SIGINT/SIGTERM: stopped cleanly, --resume continues */
+};
+
+static const char *prog = "lshlab";
+
+static const char main_usage[] =
+    "usage: lshlab <command> [options]\n"
+    "\n"
+    "Measure how well hashing-based sparse attention (Reformer LSH and relatives)\n"
+    "approximates full attention.\n"
+    "\n"
+    "commands:\n"
+    "  run CONFIG          run the sweep a YAML config describes, write HDF5 results\n"
+    "  validate CONFIG     check a config and say how many points it expands to\n"
+    "  strategies          list the hashing strategies (plugins) found\n"
+    "  show FILE           print the /runs table of a results file\n"
+    "\n"
+    "options:\n"
+    "  -h, --help          this help; `lshlab <command> --help` for a command's\n"
+    "  -V, --version       version, git revision and BLAS library\n"
+    "\n"
+    "exit codes: 0 ok, 1 runtime error, 2 usage, 3 invalid config or input,\n"
+    "            4 results file exists, 5 some points failed, 130 stopped (resumable)\n"
+    "environment: LSHLAB_STRATEGY_PATH  colon-separated folders searched for plugins first\n";
+
+static void print_error(const struct lsh_error *err)
+{
+    char buf[LSH_ERROR_MSG_MAX + LSH_ERROR_FILE_MAX + 64];
+    lsh_error_format(err, buf, sizeof buf);
+    fprintf(stderr, "%s: error: %s\n", prog, buf);
+}
+
+static int exit_code_for(int code)
+{
+    switch (code) {
+    case LSH_ECONFIG:
+    case LSH_EDATA:
+    case LSH_ENOTFOUND:
+    case LSH_ERANGE:
+        return EXIT_CONFIG;
+    case LSH_EEXIST:
+        return EXIT_EXISTS;
+    case LSH_EINTR:
+        return EXIT_STOPPED;
+    default:
+        return EXIT_RUNTIME;
+    }
+}
+
+static int usage_error(const char *usage, const char *fmt, const char *arg)
+{
+    fprintf(stderr, "%s: ", prog);
+    fprintf(stderr, fmt, arg);
+    fprintf(stderr, "\n%s", usage);
+    return EXIT_USAGE;
+}
+
+static struct lsh_registry *load_registry(void)
+{
+    struct lsh_error err;
+    lsh_error_clear(&err);
+    struct lsh_registry *reg = lsh_registry_alloc();
+    if (!reg) {
+        fprintf(stderr, "%s: error: out of memory\n", prog);
+        return NULL;
+    }
+    if (lsh_registry_load_default(reg, &err)) {
+        print_error(&err);
+        lsh_registry_free(reg);
+        return NULL;
+    }
+    return reg;
+}
+
+/* Load, validate and plan a config; prints the error itself. */
+static int load_and_plan(const char *path, struct lsh_registry **reg, struct lsh_config **cfg,
+                         struct lsh_plan **plan, struct lsh_collision_plan **cplan)
+{
+    struct lsh_error err;
+    lsh_error_clear(&err);
+    *reg = load_registry();
+    if (!*reg)
+        return EXIT_RUNTIME;
+    int rc = lsh_config_load(path, *reg, cfg, &err);
+    if (!rc && (*cfg)->experiment == LSH_EXPERIMENT_SWEEP)
+        rc = lsh_plan_build(*cfg, plan, &err);
+    else if (!rc)
+        rc = lsh_collision_plan_build(*cfg, cplan, &err);
+    if (rc) {
+        print_error(&err);
+        return exit_code_for(rc) == EXIT_RUNTIME && rc != LSH_ENOMEM ? EXIT_CONFIG
+                                                                    : exit_code_for(rc);
+    }
+    return EXIT_OK;
+}
+
+/* ---- progress ------------------------------------------------------------------ */
+
+struct progress {
+    int tty, quiet;
+    size_t first_done;          /* points done before this run's first one */
+    int started;
+    size_t shown;               /* rows kept for the summary table */
+    size_t cap;
+    struct table_row *rows;
+    size_t n_topk;
+};
+
+struct table_row {
+    char strategy[48], params[64], mode[24], combine[8];
+    unsigned h, b, rep;
+    char status[8];
+    double out, attn, mass, gram, dens;
+};
+
+static void fmt_duration(double s, char *buf, size_t size)
+{
+    if (s < 60)
+        snprintf(buf, size, "%.1fs", s);
+    else if (s < 3600)
+        snprintf(buf, size, "%dm%02ds", (int)(s / 60), (int)fmod(s, 60));
+    else
+        snprintf(buf, size, "%dh%02dm", (int)(s / 3600), (int)fmod(s / 60, 60));
+}
+
+static const char *status_name(enum lsh_point_status s)
+{
+    return s == LSH_POINT_OK ? "ok" : s == LSH_POINT_SKIPPED ? "skipped" : "failed";
+}
+
+static void keep_row(struct progress *pg, const struct lsh_run_row *row)
+{
+    if (pg->shown == pg->cap) {
+        size_t cap = pg->cap ? 2 * pg->cap : 64;
+        struct table_row *t = realloc(pg->rows, cap * sizeof *t);
+        if (!t)
+            return;
+        pg->rows = t;
+        pg->cap = cap;
+    }
+    struct table_row *t = &pg->rows[pg->shown++];
+    const struct lsh_point_key *k = &row->key;
+    snprintf(t->strategy, sizeof t->strategy, "%s", k->strategy);
+    snprintf(t->params, sizeof t->params, "%s", k->params);
+    if (k->mode == LSH_MODE_BUCKET)
+        snprintf(t->mode, sizeof t->mode, "bucket");
+    else
+        snprintf(t->mode, sizeof t->mode, "c%u/lb%u%s", k->chunk_size, k->look_back,
+                 k->window == LSH_WINDOW_SAME_BUCKET ? "/sb" : "");
+    snprintf(t->combine, sizeof t->combine, "%s", lsh_combine_name(k->combine));
+    snprintf(t->status, sizeof t->status, "%s", status_name(row->status));
+    t->h = k->n_hashes;
+    t->b = k->n_buckets;
+    t->rep = k->repeat;
+    t->out = row->metrics.out_rel_err;
+    t->attn = row->metrics.attn_rel_err;
+    t->mass = row->metrics.mass_recall;
+    t->gram = row->metrics.gram_recovery;
+    t->dens = row->metrics.density;
+}
+
+static void on_progress(void *ctx, const struct lsh_progress *p)
+{
+    struct progress *pg = ctx;
+    if (p->row)
+        keep_row(pg, p->row);
+    if (pg->quiet)
+        return;
+    char el[32], eta[32] = "?";
+    fmt_duration(p->elapsed, el, sizeof el);
+    if (!strcmp(p->stage, "reference")) {
+        fprintf(stderr, "%s[%s] reference for dataset '%s': %.2fs (%.1f GFLOP/s), %s\n",
+                pg->tty ? "\r\033[K" : "", el, p->dataset, p->seconds, p->gflops,
+                p->note ? p->note : "");
+        return;
+    }
+    if (!strcmp(p->stage, "resume-skip")) {
+        fprintf(stderr, "resuming: %zu of %zu points already in the file\n", p->done, p->total);
+        return;
+    }
+    if (!p->row)
+        return;
+    if (!pg->started) { /* ETA from the rate of this run only, not resumed points */
+        pg->first_done = p->done - 1;
+        pg->started = 1;
+    }
+    size_t ran = p->done - pg->first_done;
+    if (ran > 0 && p->done < p->total)
+        fmt_duration(p->elapsed / (double)ran * (double)(p->total - p->done), eta, sizeof eta);
+    else if (p->done >= p->total)
+        snprintf(eta, sizeof eta, "0s");
+    const struct lsh_run_row *r = p->row;
+    const struct lsh_point_key *k = &r->key;
+    if (pg->tty) {
+        fprintf(stderr, "\r\033[K[%zu/%zu %3.0f%%] %s %s H=%u B=%u  elapsed %s  ETA %s", p->done,
+                p->total, 100.0 * (double)p->done / (double)p->total, k->dataset, k->strategy,
+                k->n_hashes, k->n_buckets, el, eta);
+        if (p->done >= p->total)
+            fputc('\n', stderr);
+    } else {
+        fprintf(stderr,
+                "[%zu/%zu] point %llu %s %s%s%s H=%u B=%u rep=%u %s %s: %s out_rel_err=%.4g "
+                "density=%.4g (%.3fs) ETA %s\n",
+                p->done, p->total, (unsigned long long)k->point_id, k->dataset, k->strategy,
+                k->params[0] ? " " : "", k->params, k->n_hashes, k->n_buckets, k->repeat,
+                lsh_mode_name(k->mode), lsh_combine_name(k->combine), status_name(r->status),
+                r->metrics.out_rel_err, r->metrics.density,
+                r->metrics.hash_seconds + r->metrics.eval_seconds, eta);
+        if (r->status != LSH_POINT_OK)
+            fprintf(stderr, "    %s\n", r->message);
+    }
+    fflush(stderr);
+}
+
+static void print_table(const struct progress *pg, const char *output)
+{
+    const size_t limit = 60;
+    if (pg->shown == 0)
+        return;
+    printf("%-10s %-28s %3s %4s %3s %-12s %-6s %-7s %10s %10s %10s %10s %10s\n", "strategy",
+           "params", "H", "B", "rep", "mode", "comb", "status", "out_err", "attn_err",
+           "mass", "gram", "density");
+    for (size_t t = 0; t < pg->shown && t < limit; t++) {
+        const struct table_row *r = &pg->rows[t];
+        printf("%-10s %-28s %3u %4u %3u %-12s %-6s %-7s %10.4g %10.4g %10.4g %10.4g %10.4g\n",
+               r->strategy, r->params[0] ? r->params : "-", r->h, r->b, r->rep, r->mode,
+               r->combine, r->status, r->out, r->attn, r->mass, r->gram, r->dens);
+    }
+    if (pg->shown > limit)
+        printf("... %zu more rows: lshlab show %s\n", pg->shown - limit, output);
+}
+
+/* ---- signals ---------------------------------------------------------------------- */
+
+static volatile sig_atomic_t stop_flag;
+
+static void on_signal(int sig)
+{
+    if (stop_flag) { /* a second Ctrl-C: stop now */
+        signal(sig, SIG_DFL);
+        raise(sig);
+    }
+    stop_flag = 1;
+    static const char msg[] = "\nlshlab: stopping after the current point "
+                              "(Ctrl-C again to abort now)\n";
+    ssize_t w = write(STDERR_FILENO, msg, sizeof msg - 1);
+    (void)w;
+}
+
+/* ---- commands --------------------------------------------------------------------- */
+
+static char *join_argv(int argc, char **argv)
+{
+    size_t len = 1;
+    for (int i = 0; i < argc; i++)
+        len += strlen(argv[i]) + 1;
+    char *s = calloc(len, 1);
+    for (int i = 0; s && i < argc; i++) {
+        if (i)
+            strcat(s, " ");
+        strcat(s, argv[i]);
+    }
+    return s;
+}
+
+static const char run_usage[] =
+    "usage: lshlab run CONFIG [-o FILE] [-j N] [--memory-limit SIZE] [--resume | --force]\n"
+    "                  [--quiet]\n"
+    "\n"
+    "Run every point of the sweep CONFIG describes and write the results (HDF5).\n"
+    "A collision experiment (SPEC 8) writes its /collision rows the same way.\n"
+    "The file is written as FILE.partial and renamed to FILE when the sweep ends;\n"
+    "an existing FILE is never overwritten unless --force is given.\n"
+    "\n"
+    "  -o, --output FILE   results file (default: the config's output:, else\n"
+    "                      results/<name>.h5)\n"
+    "  -j, --jobs N        threads (default: all CPUs); results are bit-identical\n"
+    "                      for every N\n"
+    "  -m, --memory-limit SIZE  memory lshlab may plan for, e.g. 1G, 512M (default:\n"
+    "                      half the physical memory).  A dataset's score cache is kept\n"
+    "                      when it fits, else scores are recomputed (streaming); a\n"
+    "                      dataset that cannot fit at all is an error before any work\n"
+    "      --resume        continue an interrupted or finished file: skip the points\n"
+    "                      already in /runs (the config must be the same)\n"
+    "      --force         replace an existing results file when the run completes\n"
+    "  -q, --quiet         no progress on stderr, no table on stdout\n"
+    "  -h, --help          this help\n"
+    "\n"
+    "Progress goes to stderr (a live line with ETA on a terminal, else one line per\n"
+    "point); a short table of the points goes to stdout at the end.\n"
+    "Ctrl-C stops after the current point; `--resume` continues later.\n"
+    "exit codes: 0 ok, 1 runtime error, 2 usage, 3 invalid config or input,\n"
+    "            4 results file exists, 5 some points failed, 130 stopped\n";
+
+/* "1G", "512M", "2048K" or plain bytes (binary units). */
+static int parse_bytes(const char *s, size_t *out)
+{
+    char *end;
+    errno = 0;
+    double v = strtod(s, &end);
+    if (errno || end == s || v <= 0)
+        return -1;
+    double mult = 1;
+    switch (*end) {
+    case 'k': case 'K': mult = 1024.0; end++; break;
+    case 'm': case 'M': mult = 1048576.0; end++; break;
+    case 'g': case 'G': mult = 1073741824.0; end++; break;
+    case 't': case 'T': mult = 1099511627776.0; end++; break;
+    default: break;
+    }
+    if (*end == 'i' && end[-1] != *s)
+        end++;
+    if (*end == 'B' || *end == 'b')
+        end++;
+    if (*end || v * mult < 1048576.0 || v * mult > 1e18)
+        return -1;
+    *out = (size_t)(v * mult);
+    return 0;
+}
+
+/* Default memory limit: half of the physical memory. */
+static size_t default_memory_limit(void)
+{
+    long pages = sysconf(_SC_PHYS_PAGES), page = sysconf(_SC_PAGESIZE);
+    if (pages <= 0 || page <= 0)
+        return (size_t)4 << 30;
+    return (size_t)pages * (size_t)page / 2;
+}
+
+static int check_memory(const struct lsh_config *cfg, const struct lsh_plan *plan,
+                        unsigned threads, size_t limit)
+{
+    struct lsh_error err;
+    lsh_error_clear(&err);
+    if (plan && lsh_plan_check_memory(cfg, plan, threads, limit, &err)) {
+        print_error(&err);
+        return EXIT_CONFIG;
+    }
+    return EXIT_OK;
+}
+
+static int parse_jobs(const char *s, unsigned *out)
+{
+    char *end;
+    errno = 0;
+    long v = strtol(s, &end, 10);
+    if (errno || *end || v < 1 || v > 1024)
+        return -1;
+    *out = (unsigned)v;
+    return 0;
+}
+
+/* ---- the collision experiment (SPEC 8) ------------------------------------------- */
+
+struct run_args {
+    const char *path, *output;
+    unsigned jobs;
+    int resume, force, quiet;
+    int argc;
+    char **argv;
+};
+
+struct col_progress {
+    int tty, quiet, started;
+    size_t first_done;
+    size_t shown, cap;
+    struct lsh_collision_row *rows;  /* kept for the table; strings point into the config */
+};
+
+static void on_collision_progress(void *ctx, const struct lsh_collision_progress *p)
+{
+    struct col_progress *pg = ctx;
+    if (p->row && pg->shown < 60) {
+        if (pg->shown == pg->cap) {
+            size_t cap = pg->cap ? 2 * pg->cap : 64;
+            struct lsh_collision_row *t = realloc(pg->rows, cap * sizeof *t);
+            if (t) {
+                pg->rows = t;
+                pg->cap = cap;
+            }
+        }
+        if (pg->shown < pg->cap)
+            pg->rows[pg->shown++] = *p->row;
+    }
+    if (pg->quiet)
+        return;
+    char el[32], eta[32] = "?";
+    fmt_duration(p->elapsed, el, sizeof el);
+    if (!strcmp(p->stage, "skip")) {
+        fprintf(stderr, "skipped: %s\n", p->message);
+        return;
+    }
+    if (!strcmp(p->stage, "resume-skip")) {
+        fprintf(stderr, "resuming: %zu of %zu rows already in the file\n", p->done, p->total);
+        return;
+    }
+    if (!strcmp(p->stage, "pairs")) {
+        if (!pg->tty)
+            fprintf(stderr, "[%s] angle %g: pairs drawn (%.2fs)\n", el, p->angle, p->seconds);
+        return;
+    }
+    if (!p->row)
+        return;
+    if (!pg->started) {
+        pg->first_done = p->done - 1;
+        pg->started = 1;
+    }
+    size_t ran = p->done - pg->first_done;
+    if (ran > 0 && p->done < p->total)
+        fmt_duration(p->elapsed / (double)ran * (double)(p->total - p->done), eta, sizeof eta);
+    else if (p->done >= p->total)
+        snprintf(eta, sizeof eta, "0s");
+    const struct lsh_collision_row *r = p->row;
+    if (pg->tty) {
+        fprintf(stderr, "\r\033[K[%zu/%zu %3.0f%%] angle %g %s B=%u H=%u  elapsed %s  ETA %s",
+                p->done, p->total, 100.0 * (double)p->done / (double)p->total, r->angle,
+                r->strategy, r->n_buckets, r->n_hashes, el, eta);
+        if (p->done >= p->total)
+            fputc('\n', stderr);
+    } else {
+        fprintf(stderr, "[%zu/%zu] angle %g %s%s%s B=%u H=%u: p_round=%.4g+-%.2g "
+                        "p_any=%.4g+-%.2g (%.3fs) ETA %s\n",
+                p->done, p->total, r->angle, r->strategy, r->params[0] ? " " : "", r->params,
+                r->n_buckets, r->n_hashes, r->p_round, r->p_round_se, r->p_any, r->p_any_se,
+                r->seconds, eta);
+    }
+    fflush(stderr);
+}
+
+static int run_collision(const struct run_args *a, const struct lsh_config *cfg,
+                         const struct lsh_collision_plan *plan)
+{
+    struct col_progress pg = {.tty = isatty(STDERR_FILENO), .quiet = a->quiet};
+    char *cmdline = join_argv(a->argc + 1, a->argv - 1);
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_signal;
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
+
+    const char *out_path = a->output ? a->output : cfg->output;
+    struct lsh_collision_opts ro = {
+        .threads = a->jobs,
+        .mode = a->resume ? LSH_RESULTS_RESUME : a->force ? LSH_RESULTS_FORCE : LSH_RESULTS_CREATE,
+        .output = out_path, .cmdline = cmdline ? cmdline : "lshlab run", .stop = &stop_flag,
+        .progress = on_collision_progress, .progress_ctx = &pg,
+    };
+    if (!a->quiet)
+        fprintf(stderr, "lshlab %s: %s: collision experiment, %zu rows (%zu angles, %zu pairs, "
+                        "d = %zu) on %u thread%s -> %s\n",
+                LSHLAB_VERSION, cfg->name, plan->n_rows, cfg->collision.n_angles,
+                cfg->collision.pairs, cfg->collision.d, a->jobs, a->jobs == 1 ? "" : "s",
+                out_path);
+    struct lsh_collision_summary sum;
+    struct lsh_error err;
+    lsh_error_clear(&err);
+    memset(&sum, 0, sizeof sum);
+    int code, rc = lsh_collision_run(cfg, plan, &ro, &sum, &err);
+    if (rc == LSH_EINTR) {
+        fprintf(stderr, "%s: stopped after %zu of %zu rows; the results so far are in %s.partial\n"
+                        "continue with: lshlab run %s --resume%s%s\n",
+                prog, sum.written + sum.resumed, sum.rows, out_path, a->path,
+                a->output ? " -o " : "", a->output ? a->output : "");
+        code = EXIT_STOPPED;
+    } else if (rc) {
+        print_error(&err);
+        code = exit_code_for(rc);
+    } else {
+        if (!a->quiet && pg.shown) {
+            printf("%-10s %-28s %4s %3s %6s %9s %9s %9s %9s\n", "strategy", "params", "B", "H",
+                   "angle", "p_round", "se", "p_any", "se");
+            for (size_t t = 0; t < pg.shown; t++) {
+                const struct lsh_collision_row *r = &pg.rows[t];
+                printf("%-10s %-28s %4u %3u %6g %9.4g %9.2g %9.4g %9.2g\n", r->strategy,
+                       r->params[0] ? r->params : "-", r->n_buckets, r->n_hashes, r->angle,
+                       r->p_round, r->p_round_se, r->p_any, r->p_any_se);
+            }
+            if (sum.written > pg.shown)
+                printf("... %zu more rows: lshlab show %s\n", sum.written - pg.shown, out_path);
+        }
+        if (!a->quiet) {
+            char el[32];
+            fmt_duration(sum.seconds, el, sizeof el);
+            printf("%zu rows: %zu written, %zu resumed; %zu point%s skipped; %s -> %s\n", sum.rows,
+                   sum.written, sum.resumed, sum.skipped_points,
+                   sum.skipped_points == 1 ? "" : "s", el, out_path);
+        }
+        code = EXIT_OK;
+    }
+    free(pg.rows);
+    free(cmdline);
+    return code;
+}
+
+static int cmd_run(int argc, char **argv)
+{
+    static const struct option opts[] = {
+        {"output", required_argument, 0, 'o'}, {"jobs", required_argument, 0, 'j'},
+        {"memory-limit", required_argument, 0, 'm'},
+        {"resume", no_argument, 0, 'R'},       {"force", no_argument, 0, 'F'},
+        {"quiet", no_argument, 0, 'q'},        {"help", no_argument, 0, 'h'},
+        {0, 0, 0, 0}};
+    const char *output = NULL;
+    unsigned jobs = lsh_cpu_count();
+    size_t memory_limit = default_memory_limit();
+    int resume = 0, force = 0, quiet = 0, c;
+    while ((c = getopt_long(argc, argv, "o:j:m:qh", opts, NULL)) != -1) {
+        switch (c) {
+        case 'o':
+            output = optarg;
+            break;
+        case 'm':
+            if (parse_bytes(optarg, &memory_limit))
+                return usage_error(run_usage,
+                                   "--memory-limit needs a size of at least 1M, like 512M or "
+                                   "4G, got '%s'", optarg);
+            break;
+        case 'j':
+            if (parse_jobs(optarg, &jobs))
+                return usage_error(run_usage, "-j needs a whole number from 1 to 1024, got '%s'",
+                                   optarg);
+            break;
+        case 'R':
+            resume = 1;
+            break;
+        case 'F':
+            force = 1;
+            break;
+        case 'q':
+            quiet = 1;
+            break;
+        case 'h':
+            fputs(run_usage, stdout);
+            return EXIT_OK;
+        default:
+            fputs(run_usage, stderr);
+            return EXIT_USAGE;
+        }
+    }
+    if (optind != argc - 1)
+        return usage_error(run_usage, "run needs exactly one CONFIG file%s",
+                           optind < argc - 1 ? " (extra arguments given)" : "");
+    if (resume && force)
+        return usage_error(run_usage, "%s", "--resume and --force exclude each other");
+    const char *path = argv[optind];
+
+    struct lsh_registry *reg = NULL;
+    struct lsh_config *cfg = NULL;
+    struct lsh_plan *plan = NULL;
+    struct lsh_collision_plan *cplan = NULL;
+    int code = load_and_plan(path, &reg, &cfg, &plan, &cplan);
+    if (code == EXIT_OK)
+        code = check_memory(cfg, plan, jobs, memory_limit);
+    if (code == EXIT_OK && cplan) {
+        struct run_args ra = {path, output, jobs, resume, force, quiet, argc, argv};
+        code = run_collision(&ra, cfg, cplan);
+    }
+    if (code != EXIT_OK || cplan) {
+        lsh_collision_plan_free(cplan);
+        lsh_plan_free(plan);
+        lsh_config_free(cfg);
+        lsh_registry_free(reg);
+        return code;
+    }
+
+    struct progress pg = {.tty = isatty(STDERR_FILENO), .quiet = quiet};
+    char *cmdline = join_argv(argc + 1, argv - 1);
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_signal;
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
+
+    const char *out_path = output ? output : cfg->output;
+    struct lsh_run_opts ro = {
+        .threads = jobs,
+        .memory_limit = memory_limit,
+        .mode = resume ? LSH_RESULTS_RESUME : force ? LSH_RESULTS_FORCE : LSH_RESULTS_CREATE,
+        .output = out_path, .cmdline = cmdline ? cmdline : "lshlab run", .stop = &stop_flag,
+        .progress = on_progress, .progress_ctx = &pg,
+    };
+    if (!quiet)
+        fprintf(stderr, "lshlab %s: %s: %zu points (%zu hash groups) on %u thread%s -> %s\n",
+                LSHLAB_VERSION, cfg->name, plan->n_points, plan->n_groups, jobs,
+                jobs == 1 ? "" : "s", out_path);
+    struct lsh_run_summary sum;
+    struct lsh_error err;
+    lsh_error_clear(&err);
+    memset(&sum, 0, sizeof sum);
+    int rc = lsh_sweep_run(cfg, plan, &ro, &sum, &err);
+    if (rc == LSH_EINTR) {
+        fprintf(stderr, "%s: stopped after %zu of %zu points; the results so far are in %s.partial\n"
+                        "continue with: lshlab run %s --resume%s%s\n",
+                prog, sum.ok + sum.skipped + sum.failed + sum.resumed, sum.points, out_path, path,
+                output ? " -o " : "", output ? output : "");
+        code = EXIT_STOPPED;
+    } else if (rc) {
+        print_error(&err);
+        code = exit_code_for(rc);
+    } else {
+        if (!quiet) {
+            print_table(&pg, out_path);
+            char el[32];
+            fmt_duration(sum.seconds, el, sizeof el);
+            printf("%zu points: %zu ok, %zu skipped, %zu failed%s%zu resumed; %s -> %s\n",
+                   sum.points, sum.ok, sum.skipped, sum.failed, ", ", sum.resumed, el, out_path);
+        }
+        code = sum.failed ? EXIT_FAILED : EXIT_OK;
+        if (sum.failed)
+            fprintf(stderr, "%s: %zu points failed (status 'failed' in /runs; see its message "
+                            "column)\n", prog, sum.failed);
+    }
+    free(pg.rows);
+    free(cmdline);
+    lsh_plan_free(plan);
+    lsh_config_free(cfg);
+    lsh_registry_free(reg);
+    return code;
+}
+
+static const char validate_usage[] =
+    "usage: lshlab validate CONFIG\n"
+    "\n"
+    "Check CONFIG as `run` would (types, ranges, strategy constraints, data files)\n"
+    "without running anything, and say how many points it expands to.\n"
+    "exit codes: 0 valid, 2 usage, 3 invalid (the message says where and why)\n";
+
+static int cmd_validate(int argc, char **argv)
+{
+    static const struct option opts[] = {{"help", no_argument, 0, 'h'}, {0, 0, 0, 0}};
+    int c;
+    while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+        if (c == 'h') {
+            fputs(validate_usage, stdout);
+            return EXIT_OK;
+        }
+        fputs(validate_usage, stderr);
+        return EXIT_USAGE;
+    }
+    if (optind != argc - 1)
+        return usage_error(validate_usage, "%s", "validate needs exactly one CONFIG file");
+    struct lsh_registry *reg = NULL;
+    struct lsh_config *cfg = NULL;
+    struct lsh_plan *plan = NULL;
+    struct lsh_collision_plan *cplan = NULL;
+    int code = load_and_plan(argv[optind], &reg, &cfg, &plan, &cplan);
+    if (code == EXIT_OK)
+        code = check_memory(cfg, plan, lsh_cpu_count(), default_memory_limit());
+    if (code == EXIT_OK) {
+        if (plan) {
+            printf("%s: valid: %zu points (%zu datasets, %zu hash groups, %zu passes", argv[optind],
+                   plan->n_points, plan->n_datasets, plan->n_groups, plan->n_passes);
+            if (plan->n_skipped_groups)
+                printf("; %zu hash groups skipped as invalid", plan->n_skipped_groups);
+            printf(") -> %s\n", cfg->output);
+        } else {
+            printf("%s: valid: collision experiment, %zu rows", argv[optind], cplan->n_rows);
+            if (cplan->n_skipped)
+                printf(" (%zu strategy x n_buckets points skipped as invalid)", cplan->n_skipped);
+            printf(" -> %s\n", cfg->output);
+        }
+    }
+    lsh_collision_plan_free(cplan);
+    lsh_plan_free(plan);
+    lsh_config_free(cfg);
+    lsh_registry_free(reg);
+    return code;
+}
+
+static const char strategies_usage[] =
+    "usage: lshlab strategies [--params]\n"
+    "\n"
+    "List the hashing strategies found on the plugin search path\n"
+    "($LSHLAB_STRATEGY_PATH, then the build tree or the install folder).\n"
+    "  -p, --params   also list each strategy's parameters (type, default, range, doc)\n";
+
+static const char *type_name(enum lsh_param_type t)
+{
+    switch (t) {
+    case LSH_PARAM_BOOL:
+        return "bool";
+    case LSH_PARAM_INT:
+        return "int";
+    case LSH_PARAM_REAL:
+        return "real";
+    case LSH_PARAM_CHOICE:
+        return "choice";
+    case LSH_PARAM_INT_LIST:
+        return "int list";
+    default:
+        return "?";
+    }
+}
+
+static void print_param(const struct lsh_param *p)
+{
+    char def[128] = "", range[256] = "";
+    switch (p->type) {
+    case LSH_PARAM_BOOL:
+        snprintf(def, sizeof def, "%s", p->def_int ? "true" : "false");
+        break;
+    case LSH_PARAM_INT:
+        snprintf(def, sizeof def, "%lld", (long long)p->def_int);
+        snprintf(range, sizeof range, "%.0f..%.0f", p->min, p->max);
+        break;
+    case LSH_PARAM_REAL:
+        snprintf(def, sizeof def, "%g", p->def_real);
+        snprintf(range, sizeof range, "%g..%g", p->min, p->max);
+        break;
+    case LSH_PARAM_CHOICE:
+        snprintf(def, sizeof def, "%s", p->def_choice);
+        for (size_t k = 0; p->choices && p->choices[k]; k++) {
+            size_t len = strlen(range);
+            snprintf(range + len, sizeof range - len, "%s%s", k ? "|" : "", p->choices[k]);
+        }
+        break;
+    case LSH_PARAM_INT_LIST:
+        snprintf(def, sizeof def, "[]");
+        snprintf(range, sizeof range, "each %.0f..%.0f", p->min, p->max);
+        break;
+    default:
+        break;
+    }
+    printf("    %-12s %-8s default %-8s %-16s %s\n", p->name, type_name(p->type), def, range,
+           p->doc ? p->doc : "");
+}
+
+static int cmd_strategies(int argc, char **argv)
+{
+    static const struct option opts[] = {
+        {"params", no_argument, 0, 'p'}, {"help", no_argument, 0, 'h'}, {0, 0, 0, 0}};
+    int params = 0, c;
+    while ((c = getopt_long(argc, argv, "ph", opts, NULL)) != -1) {
+        if (c == 'p') {
+            params = 1;
+        } else if (c == 'h') {
+            fputs(strategies_usage, stdout);
+            return EXIT_OK;
+        } else {
+            fputs(strategies_usage, stderr);
+            return EXIT_USAGE;
+        }
+    }
+    if (optind != argc)
+        return usage_error(strategies_usage, "unexpected argument '%s'", argv[optind]);
+    struct lsh_registry *reg = load_registry();
+    if (!reg)
+        return EXIT_RUNTIME;
+    size_t n = lsh_registry_count(reg);
+    if (n == 0)
+        printf("no strategies found; set LSHLAB_STRATEGY_PATH to a folder of plugins\n");
+    for (size_t i = 0; i < n; i++) {
+        const struct lsh_strategy *s = lsh_registry_get(reg, i);
+        printf("%-12s %s\n", s->name, s->summary ? s->summary : "");
+        if (params) {
+            printf("    (ABI %u.%u, %s)\n", s->abi_major, s->abi_minor,
+                   lsh_registry_origin(reg, i));
+            size_t k = 0;
+            for (; s->params && s->params[k].type != LSH_PARAM_END; k++)
+                print_param(&s->params[k]);
+            if (k == 0)
+                printf("    (no parameters)\n");
+        }
+    }
+    lsh_registry_free(reg);
+    return EXIT_OK;
+}
+
+static const char show_usage[] =
+    "usage: lshlab show FILE [--csv]\n"
+    "\n"
+    "Print the /runs table (and /collision, if any) of a results file.\n"
+    "  -c, --csv   comma-separated values with a header line, full precision\n";
+
+static int cmd_show(int argc, char **argv)
+{
+    static const struct option opts[] = {
+        {"csv", no_argument, 0, 'c'}, {"help", no_argument, 0, 'h'}, {0, 0, 0, 0}};
+    int csv = 0, c;
+    while ((c = getopt_long(argc, argv, "ch", opts, NULL)) != -1) {
+        if (c == 'c') {
+            csv = 1;
+        } else if (c == 'h') {
+            fputs(show_usage, stdout);
+            return EXIT_OK;
+        } else {
+            fputs(show_usage, stderr);
+            return EXIT_USAGE;
+        }
+    }
+    if (optind != argc - 1)
+        return usage_error(show_usage, "%s", "show needs exactly one results FILE");
+    struct lsh_error err;
+    lsh_error_clear(&err);
+    int rc = lsh_results_show(argv[optind], csv, stdout, &err);
+    if (rc) {
+        print_error(&err);
+        return exit_code_for(rc);
+    }
+    return EXIT_OK;
+}
+
+int main(int argc, char **argv)
+{
+    gsl_set_error_handler_off(); /* GSL aborts by default */
+    signal(SIGXFSZ, SIG_IGN);    /* a file size limit is a write error (EFBIG), not a kill */
+    lsh_results_init_library();  /* HDF5 prints its error stack by default */
+    lsh_blas_single_thread();    /* our threads, not BLAS's */
+
+    if (argc < 2) {
+        fputs(main_usage, stderr);
+        return EXIT_USAGE;
+    }
+    const char *cmd = argv[1];
+    if (!strcmp(cmd, "-h") || !strcmp(cmd, "--help") || !strcmp(cmd, "help")) {
+        fputs(main_usage, stdout);
+        return EXIT_OK;
+    }
+    if (!strcmp(cmd, "-V") || !strcmp(cmd, "--version")) {
+        printf("lshlab %s (git %s)\nstrategy ABI %d.%d\nBLAS: %s\n", LSHLAB_VERSION,
+               LSHLAB_GIT_REVISION, LSH_STRATEGY_ABI_MAJOR, LSH_STRATEGY_ABI_MINOR,
+               lsh_blas_name());
+        return EXIT_OK;
+    }
+    /* Each command parses its own options: argv[1] becomes its argv[0]. */
+    argc--;
+    argv++;
+    optind = 1;
+    if (!strcmp(cmd, "run"))
+        return cmd_run(argc, argv);
+    if (!strcmp(cmd, "validate"))
+        return cmd_validate(argc, argv);
+    if (!strcmp(cmd, "strategies"))
+        return cmd_strategies(argc, argv);
+    if (!strcmp(cmd, "show"))
+        return cmd_show(argc, argv);
+    fprintf(stderr, "%s: unknown command '%s'\n\n%s", prog, cmd, main_usage);
+    return EXIT_USAGE;
+}

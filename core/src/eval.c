@@ -1,0 +1,730 @@
+/* eval.c - candidate sets S_i grown round by round, and the metrics of SPEC 5
+ * accumulated from them and from the reference's per-row summaries. */
+#include "eval.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "fastexp.h"
+#include "parallel.h"
+
+/* Rows per block: the unit of work handed to a thread and of the ordered
+ * reduction that makes the result independent of the thread count. */
+#define ROWS_PER_BLOCK 64
+
+/* Every metric is a ratio of sums over rows, sum_i y_i / sum_i x_i (x_i = 1
+ * for means), possibly transformed (sqrt for the Frobenius ratios).  Per
+ * (prefix, combine) and metric the accumulators hold sum y, sum x and, for
+ * the standard errors of a sampled reference, sum y^2, sum xy, sum x^2. */
+enum { M_OUT, M_ATTN, M_KL, M_EMPTY, M_MASS, M_GRAM, M_DENSITY, M_MEANCAND, M_TOPK };
+enum { S_Y, S_X, S_YY, S_XY, S_XX, S_COUNT };
+
+static inline void add_ratio(double *acc, size_t metric, double y, double x)
+{
+    double *f = acc + metric * S_COUNT;
+    f[S_Y] += y;
+    f[S_X] += x;
+    f[S_YY] += y * y;
+    f[S_XY] += x * y;
+    f[S_XX] += x * x;
+}
+
+/* One round's index for the current mode. */
+struct round_index {
+    /* bucket mode: keys sorted by (bucket, position); bucket b holds
+     * kperm[koff[b] .. koff[b+1]). */
+    uint32_t *kperm, *koff;
+    /* chunked mode: items sorted by (bucket, position, kind); an item is a
+     * key position (shared keys) or 2*position + kind (separate keys, kind 1
+     * = key); qpos[i] = where query i stands in that order. */
+    uint32_t *items, *qpos;
+    size_t n_items, n_chunks;
+};
+
+struct workspace {
+    uint32_t *mark;    /* mark[j] == stamp: j is in the current row's union    */
+    uint32_t *cnt;     /* by key j: rounds whose T_i^h hold j (N_ij)           */
+    uint32_t *pos;     /* by key j: its index t in cand[]                       */
+    uint32_t *cand;    /* the union, in order of arrival                        */
+    uint32_t *occ;     /* this round's repeats (indices t), for combine rounds  */
+    double *s;         /* s_ij of cand[t]                                       */
+    double *av;        /* A_ij = exp(s_ij - lse_i) of cand[t]                   */
+    double *num;       /* sum_{j in S} A_ij v_j (d_v)                           */
+    double *num_rep;   /* sum over repeats of A_ij v_j (d_v): rounds adds it    */
+    double *ohat;      /* d_v scratch                                           */
+    uint32_t stamp;
+    double *t_add, *t_metric; /* per prefix, seconds spent by this thread */
+};
+
+struct ctx {
+    const struct lsh_reference *ref;
+    const struct lsh_attn *a;
+    const struct lsh_rounds *rounds;
+    const struct lsh_mode_opts *mode;
+    const uint32_t *prefixes;
+    size_t n_prefix;
+    const enum lsh_combine *combines;
+    size_t n_combine;
+    size_t n_fields;
+    int need_rounds;   /* some combine is rounds: keep the repeats' sums */
+    struct round_index *idx;
+    size_t *order;     /* evaluated rows by round-0 bucket: neighbours share keys */
+    struct workspace *ws;
+    double *partials;  /* n_blocks x n_prefix x n_combine x n_fields */
+    struct lsh_row_dump *dump;
+};
+
+/* ---- per-round indexes ---------------------------------------------------- */
+
+/* Stable counting sort of ids [0, count) by key[id] in [0, B): out[] gets the
+ * ids, off[] (B + 1 entries) the bucket starts. */
+static void counting_sort(const uint32_t *key, size_t count, uint32_t B, uint32_t *out,
+                          uint32_t *off)
+{
+    memset(off, 0, (B + 1) * sizeof *off);
+    for (size_t t = 0; t < count; t++)
+        off[key[t] + 1]++;
+    for (uint32_t b = 0; b < B; b++)
+        off[b + 1] += off[b];
+    for (size_t t = 0; t < count; t++)
+        out[off[key[t]]++] = (uint32_t)t;
+    /* off[b] now holds the end of b; shift back to starts. */
+    for (uint32_t b = B; b > 0; b--)
+        off[b] = off[b - 1];
+    off[0] = 0;
+}
+
+static int index_round(struct ctx *c, size_t h)
+{
+    const struct lsh_rounds *R = c->rounds;
+    const size_t n = R->n;
+    const uint32_t B = R->n_buckets;
+    struct round_index *x = &c->idx[h];
+    const uint32_t *bq = R->bq + h * n, *bk = R->bk + h * n;
+    const int separate = R->bk != R->bq;
+
+    if (c->mode->mode == LSH_MODE_BUCKET) {
+        x->kperm = malloc(n * sizeof *x->kperm);
+        x->koff = malloc((B + 1) * sizeof *x->koff);
+        if (!x->kperm || !x->koff)
+            return LSH_ENOMEM;
+        counting_sort(bk, n, B, x->kperm, x->koff);
+        return 0;
+    }
+    /* chunked: with separate keys the 2n items q_0, k_0, q_1, k_1, ... are
+     * sorted stably by bucket, which is the (bucket, position, kind) order. */
+    size_t L = separate ? 2 * n : n;
+    uint32_t *key = NULL;
+    const uint32_t *sort_key = bq;
+    if (separate) {
+        key = malloc(L * sizeof *key);
+        if (!key)
+            return LSH_ENOMEM;
+        for (size_t i = 0; i < n; i++) {
+            key[2 * i] = bq[i];
+            key[2 * i + 1] = bk[i];
+        }
+        sort_key = key;
+    }
+    x->items = malloc(L * sizeof *x->items);
+    x->qpos = malloc(n * sizeof *x->qpos);
+    uint32_t *off = malloc((B + 1) * sizeof *off);
+    if (!x->items || !x->qpos || !off) {
+        free(key);
+        free(off);
+        return LSH_ENOMEM;
+    }
+    counting_sort(sort_key, L, B, x->items, off);
+    for (size_t t = 0; t < L; t++) {
+        uint32_t it = x->items[t];
+        if (!separate)
+            x->qpos[it] = (uint32_t)t;
+        else if ((it & 1u) == 0)
+            x->qpos[it >> 1] = (uint32_t)t;
+    }
+    x->n_items = L;
+    x->n_chunks = (L + c->mode->chunk_size - 1) / c->mode->chunk_size;
+    free(key);
+    free(off);
+    return 0;
+}
+
+static int index_task(void *ctx, size_t h, unsigned thread)
+{
+    (void)thread;
+    return index_round(ctx, h);
+}
+
+static void free_index(struct round_index *x)
+{
+    free(x->kperm);
+    free(x->koff);
+    free(x->items);
+    free(x->qpos);
+}
+
+/* ---- one row -------------------------------------------------------------- */
+
+/* A row's mass below this is recomputed from the scores (A_ij underflow). */
+#define TINY_MASS 1e-280
+
+struct row {
+    size_t r, i;      /* evaluated-row index and row of Q */
+    size_t hi;        /* U_i is [0, hi) ...                              */
+    int skip_i;       /* ... minus i when set                            */
+    int only_i;       /* ... or just {i} (the U_i = {i} fallback)        */
+    size_t m;         /* |union so far| */
+    size_t n_occ;     /* repeats in the current round */
+    /* running sums over the union: A, A^2, G^2; repeats' A (combine rounds) */
+    double mass, sa2, gram, rep_mass;
+};
+
+static inline void consider(struct workspace *w, struct row *row, uint32_t j)
+{
+    if (row->only_i ? j != row->i : (j >= row->hi || (row->skip_i && j == row->i)))
+        return;
+    if (w->mark[j] != w->stamp) {
+        w->mark[j] = w->stamp;
+        w->cnt[j] = 1;
+        w->pos[j] = (uint32_t)row->m;
+        w->cand[row->m++] = j;
+    } else {
+        w->cnt[j]++; /* j is in another round's T_i^h too */
+        w->occ[row->n_occ++] = w->pos[j];
+    }
+}
+
+/* Enumerate S_i^h (intersected with U_i) into the row's union. */
+static void collect_round(const struct ctx *c, struct workspace *w, struct row *row, size_t h)
+{
+    const struct lsh_rounds *R = c->rounds;
+    const size_t n = R->n;
+    const struct round_index *x = &c->idx[h];
+    const uint32_t *bq = R->bq + h * n, *bk = R->bk + h * n;
+    const uint32_t b = bq[row->i];
+
+    if (c->mode->mode == LSH_MODE_BUCKET) {
+        for (uint32_t t = x->koff[b]; t < x->koff[b + 1]; t++) {
+            uint32_t j = x->kperm[t];
+            if (j >= row->hi && !row->only_i)
+                break; /* positions ascend within a bucket */
+            consider(w, row, j);
+        }
+        return;
+    }
+    const int separate = R->bk != R->bq;
+    const int same_bucket = c->mode->window == LSH_WINDOW_SAME_BUCKET;
+    const size_t cs = c->mode->chunk_size, nc = x->n_chunks;
+    const size_t own = x->qpos[row->i] / cs;
+    /* Own chunk and look_back chunks before it, wrapping; each chunk once. */
+    size_t span = (size_t)c->mode->look_back + 1;
+    if (span > nc)
+        span = nc;
+    for (size_t t = 0; t < span; t++) {
+        size_t ch = (own + nc - t % nc) % nc;
+        size_t lo = ch * cs, up = lo + cs < x->n_items ? lo + cs : x->n_items;
+        for (size_t u = lo; u < up; u++) {
+            uint32_t it = x->items[u];
+            if (separate) {
+                if ((it & 1u) == 0)
+                    continue; /* a query item */
+                it >>= 1;
+            }
+            if (same_bucket && bk[it] != b)
+                continue;
+            consider(w, row, it);
+        }
+    }
+}
+
+/* num += a * v_j, the inner loop of everything (d_v multiply-adds). */
+static inline void axpy(size_t dv, double a, const double *restrict v, double *restrict num)
+{
+    for (size_t e = 0; e < dv; e++)
+        num[e] += a * v[e];
+}
+
+/* num += sum_t av[t] v_{cand[t]} over t in [t0, t1): four rows of V per pass
+ * over num, so num is loaded and stored a quarter as often.  Cloned for wider
+ * vectors; every clone does the same element-wise operations in the same
+ * order (no FMA contraction under -std=c11), so the bits do not change. */
+__attribute__((target_clones("avx512f", "avx2", "default")))
+static void gather_axpy(size_t dv, const double *v, const uint32_t *cand, const double *av,
+                        size_t t0, size_t t1, double *restrict num)
+{
+    size_t t = t0;
+    for (; t + 4 <= t1; t += 4) {
+        /* the rows of V four candidates ahead: gathers are latency-bound */
+        for (size_t u = t + 4; u < t + 8 && u < t1; u++)
+            for (size_t e = 0; e < dv; e += 8)
+                __builtin_prefetch(v + (size_t)cand[u] * dv + e);
+        const double *restrict v0 = v + (size_t)cand[t] * dv;
+        const double *restrict v1 = v + (size_t)cand[t + 1] * dv;
+        const double *restrict v2 = v + (size_t)cand[t + 2] * dv;
+        const double *restrict v3 = v + (size_t)cand[t + 3] * dv;
+        const double a0 = av[t], a1 = av[t + 1], a2 = av[t + 2], a3 = av[t + 3];
+        for (size_t e = 0; e < dv; e++)
+            num[e] += (a0 * v0[e] + a1 * v1[e]) + (a2 * v2[e] + a3 * v3[e]);
+    }
+    for (; t < t1; t++)
+        axpy(dv, av[t], v + (size_t)cand[t] * dv, num);
+}
+
+/* Add round h to the row: new keys get their score and A_ij once, and every
+ * running sum grows by what the round adds (so each prefix costs only its
+ * new pairs, SPEC 7's nesting made incremental). */
+static void add_round(const struct ctx *c, struct workspace *w, struct row *row, size_t h)
+{
+    const struct lsh_attn *a = c->a;
+    const struct lsh_reference *ref = c->ref;
+    const size_t dv = a->d_v, m0 = row->m, i = row->i;
+    const double lse = ref->lse[row->r];
+    row->n_occ = 0;
+    collect_round(c, w, row, h);
+
+    const double *cache = ref->raw ? ref->raw + row->r * a->n : NULL;
+    for (size_t t = m0; t < row->m; t++) {
+        uint32_t j = w->cand[t];
+        double raw = cache ? cache[j] : lsh_attn_raw(a, i, j);
+        double g = a->gnorm ? raw * a->gnorm[j] : raw;
+        if (j != i)
+            row->gram += g * g;
+        w->s[t] = a->scale * raw;
+    }
+    memcpy(w->av + m0, w->s + m0, (row->m - m0) * sizeof *w->av);
+    lsh_exp_affine(w->av + m0, row->m - m0, 1.0, lse);
+    for (size_t t = m0; t < row->m; t++) {
+        double av = w->av[t];
+        row->mass += av;
+        row->sa2 += av * av;
+    }
+    gather_axpy(dv, a->v, w->cand, w->av, m0, row->m, w->num);
+    if (c->need_rounds)
+        for (size_t k = 0; k < row->n_occ; k++) {
+            uint32_t t = w->occ[k];
+            row->rep_mass += w->av[t];
+            axpy(dv, w->av[t], a->v + (size_t)w->cand[t] * dv, w->num_rep);
+        }
+}
+
+/* The exact path: A-hat from the scores with a max shift, for rows whose
+ * mass underflowed.  Writes A-hat V into oh; returns sum (A - A-hat)^2 over S
+ * and sets *z to log sum_S N^rounds e^s (the combine's normaliser). */
+static double exact_row(const struct ctx *c, const struct workspace *w, const struct row *row,
+                        int rounds, double *oh, double *kl_extra, double *z)
+{
+    const size_t dv = c->a->d_v, m = row->m;
+    double mx = -INFINITY, den = 0.0;
+    for (size_t t = 0; t < m; t++)
+        mx = w->s[t] > mx ? w->s[t] : mx;
+    for (size_t t = 0; t < m; t++)
+        den += (rounds ? (double)w->cnt[w->cand[t]] : 1.0) * exp(w->s[t] - mx);
+    *z = mx + log(den);
+    double d2 = 0.0;
+    *kl_extra = 0.0;
+    memset(oh, 0, dv * sizeof *oh);
+    for (size_t t = 0; t < m; t++) {
+        double nj = rounds ? (double)w->cnt[w->cand[t]] : 1.0;
+        double ah = nj * exp(w->s[t] - *z);
+        if (nj > 1.0)
+            *kl_extra += ah * log(nj);
+        d2 += (w->av[t] - ah) * (w->av[t] - ah);
+        axpy(dv, ah, c->a->v + (size_t)w->cand[t] * dv, oh);
+    }
+    return d2;
+}
+
+/* Add the row's contribution at the current prefix to acc (n_combine x
+ * n_fields), from the running sums: union A-hat = A / mass, rounds A-hat =
+ * N A / sum_S N A, which is SPEC 4's LSE-weighted sum of per-round softmaxes. */
+static void eval_row(const struct ctx *c, struct workspace *w, const struct row *row,
+                     double *acc, size_t prefix_index)
+{
+    const struct lsh_reference *ref = c->ref;
+    const struct lsh_attn *a = c->a;
+    const size_t dv = a->d_v, r = row->r, i = row->i, m = row->m;
+    const double lse = ref->lse[r], sum_a2 = ref->sum_a2[r];
+    const double *o = ref->out + r * dv;
+    const size_t nf = c->n_fields;
+    const uint32_t ucount = ref->u_count[r];
+    const uint32_t *top = ref->top + r * ref->kmax;
+    const int empty = m == 0;
+
+    double mass = row->mass, sa2 = row->sa2, a_ii = 0.0;
+    if (empty) {
+        /* S_i = {i}: A-hat_ii = 1; A_ii is 0 unless i is in U_i. */
+        if (lsh_attn_in_u(a, i, i))
+            a_ii = exp(a->scale * lsh_attn_raw(a, i, i) - lse);
+        mass = a_ii;
+        sa2 = a_ii * a_ii;
+    }
+    /* ||A_i - A-hat_i||^2 = sum_S (A - A-hat)^2 + sum_{not S} A^2; the second
+     * term cancels badly, so it is exactly 0 when S_i covers U_i. */
+    const int covers = empty ? (a_ii > 0.0 && ucount == 1) : m == ucount;
+    const double rest = covers ? 0.0 : sum_a2 - sa2;
+
+    /* top-k hits: T_i's first min(K, |U_i|) keys that are in S_i. */
+    double topk_ratio[64];
+    for (size_t k = 0; k < a->n_topk && k < 64; k++) {
+        size_t tk = a->topk[k] < ucount ? a->topk[k] : ucount;
+        if (tk > ref->kmax)
+            tk = ref->kmax;
+        size_t hits = 0;
+        for (size_t t = 0; t < tk; t++)
+            hits += empty ? top[t] == i : w->mark[top[t]] == w->stamp;
+        topk_ratio[k] = tk ? (double)hits / (double)tk : 0.0;
+    }
+    if (c->dump) {
+        c->dump->mass[prefix_index * ref->m + r] = mass;
+        c->dump->candidates[prefix_index * ref->m + r] = empty ? 1u : (uint32_t)m;
+    }
+
+    for (size_t cb = 0; cb < c->n_combine; cb++) {
+        double *f = acc + cb * nf;
+        double *oh = w->ohat;
+        double d2 = 0.0, kl = 0.0;
+        const int rounds = c->combines[cb] == LSH_COMBINE_ROUNDS;
+        const double den = rounds ? mass + row->rep_mass : mass;
+        if (empty) {
+            memcpy(oh, c->a->v + i * dv, dv * sizeof *oh);
+            d2 = (a_ii - 1.0) * (a_ii - 1.0);
+        } else if (!(den > TINY_MASS)) {
+            double kl_extra, z;
+            d2 = exact_row(c, w, row, rounds, oh, &kl_extra, &z);
+            kl = lse - z + kl_extra;
+        } else if (!rounds) {
+            const double inv = 1.0 / mass, f1 = 1.0 - inv;
+            for (size_t e = 0; e < dv; e++)
+                oh[e] = w->num[e] * inv;
+            d2 = sa2 * f1 * f1; /* A - A-hat = A (1 - 1/mass) on S */
+            kl = -log(mass);
+        } else {
+            const double inv = 1.0 / den;
+            for (size_t e = 0; e < dv; e++)
+                oh[e] = (w->num[e] + w->num_rep[e]) * inv;
+            double kl_extra = 0.0;
+            for (size_t t = 0; t < m; t++) {
+                double nj = (double)w->cnt[w->cand[t]];
+                double ah = nj * w->av[t] * inv;
+                d2 += (w->av[t] - ah) * (w->av[t] - ah);
+                if (nj > 1.0)
+                    kl_extra += ah * log(nj);
+            }
+            kl = kl_extra - log(den);
+        }
+        double out2 = 0.0, o2 = 0.0;
+        for (size_t e = 0; e < dv; e++) {
+            out2 += (o[e] - oh[e]) * (o[e] - oh[e]);
+            o2 += o[e] * o[e];
+        }
+        const double cand = empty ? 1.0 : (double)m;
+        add_ratio(f, M_OUT, out2, o2);
+        add_ratio(f, M_ATTN, d2 + (rest > 0.0 ? rest : 0.0), sum_a2);
+        add_ratio(f, M_KL, empty ? 0.0 : kl, empty ? 0.0 : 1.0);
+        add_ratio(f, M_EMPTY, empty ? 1.0 : 0.0, 1.0);
+        add_ratio(f, M_MASS, mass, 1.0);
+        add_ratio(f, M_GRAM, empty ? 0.0 : row->gram, ref->gram_den[r]);
+        add_ratio(f, M_DENSITY, cand, (double)ucount);
+        add_ratio(f, M_MEANCAND, cand, 1.0);
+        for (size_t k = 0; k < a->n_topk && k < 64; k++)
+            add_ratio(f, M_TOPK + k, topk_ratio[k], 1.0);
+    }
+}
+
+/* Evaluated rows in order of their round-0 bucket (stable): rows next to each
+ * other then gather the same rows of V, which stay in cache.  The order is a
+ * function of the data only, so the block sums stay independent of threads. */
+static size_t *row_order(const struct lsh_reference *ref, const struct lsh_rounds *rounds)
+{
+    const size_t m = ref->m;
+    const uint32_t B = rounds->n_buckets;
+    size_t *order = malloc((m + 1) * sizeof *order);
+    size_t *start = calloc((size_t)B + 1, sizeof *start);
+    if (!order || !start) {
+        free(order);
+        free(start);
+        return NULL;
+    }
+    for (size_t r = 0; r < m; r++)
+        start[rounds->bq[ref->rows ? ref->rows[r] : r] + 1]++;
+    for (uint32_t b = 0; b < B; b++)
+        start[b + 1] += start[b];
+    for (size_t r = 0; r < m; r++)
+        order[start[rounds->bq[ref->rows ? ref->rows[r] : r]]++] = r;
+    free(start);
+    return order;
+}
+
+static int block_task(void *vctx, size_t block, unsigned thread)
+{
+    struct ctx *c = vctx;
+    struct workspace *w = &c->ws[thread];
+    const struct lsh_reference *ref = c->ref;
+    const struct lsh_attn *a = c->a;
+    const size_t stride = c->n_combine * c->n_fields;
+    double *acc = c->partials + block * c->n_prefix * stride;
+    const size_t r0 = block * ROWS_PER_BLOCK;
+    const size_t r1 = r0 + ROWS_PER_BLOCK < ref->m ? r0 + ROWS_PER_BLOCK : ref->m;
+    const uint32_t h_max = c->prefixes[c->n_prefix - 1];
+
+    for (size_t k = r0; k < r1; k++) {
+        const size_t r = c->order[k];
+        struct row row = {.r = r, .i = ref->rows ? ref->rows[r] : r};
+        row.only_i = lsh_attn_u_fallback(a, row.i);
+        row.hi = a->causal ? row.i + 1 : a->n;
+        row.skip_i = a->exclude_self;
+        if (row.only_i)
+            row.hi = a->n;
+        if (++w->stamp == 0) { /* wrapped: forget every old mark */
+            memset(w->mark, 0, a->n * sizeof *w->mark);
+            w->stamp = 1;
+        }
+        memset(w->num, 0, a->d_v * sizeof *w->num);
+        memset(w->num_rep, 0, a->d_v * sizeof *w->num_rep);
+        size_t p = 0;
+        double t = lsh_now();
+        for (uint32_t h = 0; h < h_max; h++) {
+            add_round(c, w, &row, h);
+            if (h + 1 == c->prefixes[p]) {
+                double t1 = lsh_now();
+                w->t_add[p] += t1 - t;
+                eval_row(c, w, &row, acc + p * stride, p);
+                t = lsh_now();
+                w->t_metric[p] += t - t1;
+                p++;
+            }
+        }
+    }
+    return 0;
+}
+
+/* ---- the pass -------------------------------------------------------------- */
+
+void lsh_bucket_stats(const struct lsh_rounds *rounds, uint32_t H, double *bucket_max,
+                      double *bucket_entropy, unsigned *warnings)
+{
+    const size_t n = rounds->n;
+    const uint32_t B = rounds->n_buckets;
+    size_t *sizes = calloc(B, sizeof *sizes);
+    double bmax = 0.0, ent_sum = 0.0;
+    if (!sizes) { /* cannot happen for sane B; report zeros rather than crash */
+        *bucket_max = *bucket_entropy = 0.0;
+        return;
+    }
+    for (uint32_t h = 0; h < H; h++) {
+        memset(sizes, 0, B * sizeof *sizes);
+        for (size_t i = 0; i < n; i++)
+            sizes[rounds->bq[h * n + i]]++;
+        size_t big = 0;
+        double ent = 0.0;
+        for (uint32_t b = 0; b < B; b++) {
+            if (sizes[b] > big)
+                big = sizes[b];
+            if (sizes[b]) {
+                double p = (double)sizes[b] / (double)n;
+                ent -= p * log(p);
+            }
+        }
+        double ratio = (double)big * (double)B / (double)n;
+        if (ratio > bmax)
+            bmax = ratio;
+        ent_sum += B > 1 ? ent / log((double)B) : 0.0;
+    }
+    if (B <= 1 && warnings)
+        *warnings |= LSH_WARN_ENTROPY_B1;
+    *bucket_max = bmax;
+    *bucket_entropy = H ? ent_sum / H : 0.0;
+    free(sizes);
+}
+
+/* R = sum y / sum x over m rows and its standard error by the delta method
+ * (ratio estimator): se^2 = fpc / (m (m - 1) xbar^2) sum (y - R x)^2, with fpc
+ * = 1 - m/n (0 when every row is evaluated: the value is exact).  A 0/0
+ * ratio is 0, with a warning flag. */
+static void ratio_se(const double *acc, size_t metric, size_t m, double fpc, double *value,
+                     double *se, unsigned *warnings, unsigned flag)
+{
+    const double *f = acc + metric * S_COUNT;
+    if (f[S_X] == 0.0) {
+        if (warnings)
+            *warnings |= flag;
+        *value = *se = 0.0;
+        return;
+    }
+    const double R = f[S_Y] / f[S_X];
+    *value = R;
+    *se = 0.0;
+    if (fpc > 0.0 && m > 1) {
+        double ss = f[S_YY] - 2.0 * R * f[S_XY] + R * R * f[S_XX];
+        double xbar = f[S_X] / (double)m;
+        *se = ss > 0.0 ? sqrt(fpc * ss / ((double)m * (double)(m - 1))) / fabs(xbar) : 0.0;
+    }
+}
+
+static void free_ws(struct workspace *w)
+{
+    free(w->mark);
+    free(w->cnt);
+    free(w->pos);
+    free(w->cand);
+    free(w->occ);
+    free(w->s);
+    free(w->av);
+    free(w->num);
+    free(w->num_rep);
+    free(w->ohat);
+    free(w->t_add);
+    free(w->t_metric);
+}
+
+int lsh_eval_pass(const struct lsh_reference *ref, const struct lsh_rounds *rounds,
+                  const struct lsh_mode_opts *mode, const uint32_t *prefixes,
+                  size_t n_prefix, const enum lsh_combine *combines, size_t n_combine,
+                  unsigned threads, struct lsh_metrics *out, struct lsh_row_dump *rows_dump,
+                  struct lsh_error *err)
+{
+    const double t_start = lsh_now();
+    const struct lsh_attn *a = ref->attn;
+    if (n_prefix == 0 || n_combine == 0)
+        return 0;
+    if (rounds->n != a->n)
+        return lsh_error_set(err, LSH_EINVAL, "eval: rounds hash %zu rows, data has %zu",
+                             rounds->n, a->n);
+    if (a->n_topk > 64)
+        return lsh_error_set(err, LSH_EINVAL, "eval: at most 64 topk values, got %zu",
+                             a->n_topk);
+    for (size_t p = 0; p < n_prefix; p++)
+        if (prefixes[p] < 1 || prefixes[p] > rounds->n_hashes ||
+            (p && prefixes[p] <= prefixes[p - 1]))
+            return lsh_error_set(err, LSH_EINVAL, "eval: bad n_hashes prefix %u", prefixes[p]);
+    if (mode->mode == LSH_MODE_CHUNKED && mode->chunk_size == 0)
+        return lsh_error_set(err, LSH_EINVAL, "eval: chunk_size must be >= 1");
+    if (threads < 1)
+        threads = 1;
+
+    const uint32_t h_max = prefixes[n_prefix - 1];
+    const size_t n_blocks = (ref->m + ROWS_PER_BLOCK - 1) / ROWS_PER_BLOCK;
+    struct ctx c = {
+        .ref = ref, .a = a, .rounds = rounds, .mode = mode, .prefixes = prefixes,
+        .n_prefix = n_prefix, .combines = combines, .n_combine = n_combine,
+        .n_fields = (M_TOPK + a->n_topk) * S_COUNT, .dump = rows_dump,
+    };
+    for (size_t cb = 0; cb < n_combine; cb++)
+        c.need_rounds |= combines[cb] == LSH_COMBINE_ROUNDS;
+    int rc = 0;
+    c.idx = calloc(h_max, sizeof *c.idx);
+    c.ws = calloc(threads, sizeof *c.ws);
+    c.partials = calloc(n_blocks * n_prefix * n_combine * c.n_fields + 1, sizeof(double));
+    if (!c.idx || !c.ws || !c.partials)
+        rc = LSH_ENOMEM;
+    for (unsigned t = 0; t < threads && !rc; t++) {
+        struct workspace *w = &c.ws[t];
+        w->mark = calloc(a->n, sizeof *w->mark);
+        w->cnt = malloc(a->n * sizeof *w->cnt);
+        w->pos = malloc(a->n * sizeof *w->pos);
+        w->cand = malloc(a->n * sizeof *w->cand);
+        w->occ = malloc(a->n * sizeof *w->occ);
+        w->s = malloc(a->n * sizeof *w->s);
+        w->av = malloc(a->n * sizeof *w->av);
+        w->num = malloc((a->d_v + 1) * sizeof *w->num);
+        w->num_rep = malloc((a->d_v + 1) * sizeof *w->num_rep);
+        w->ohat = malloc((a->d_v + 1) * sizeof *w->ohat);
+        w->t_add = calloc(n_prefix, sizeof *w->t_add);
+        w->t_metric = calloc(n_prefix, sizeof *w->t_metric);
+        if (!w->mark || !w->cnt || !w->pos || !w->cand || !w->occ || !w->s || !w->av ||
+            !w->num || !w->num_rep || !w->ohat || !w->t_add || !w->t_metric)
+            rc = LSH_ENOMEM;
+    }
+    if (!rc)
+        rc = lsh_parallel_for(threads, h_max, index_task, &c);
+    if (!rc && !(c.order = row_order(ref, rounds)))
+        rc = LSH_ENOMEM;
+    const double t_indexed = lsh_now();
+    if (!rc)
+        rc = lsh_parallel_for(threads, n_blocks, block_task, &c);
+    const double t_rows = lsh_now();
+
+    if (!rc) {
+        /* Reduce blocks in order (the same order for any thread count). */
+        const size_t per_block = n_prefix * n_combine * c.n_fields;
+        double *tot = calloc(per_block, sizeof *tot);
+        if (!tot)
+            rc = LSH_ENOMEM;
+        for (size_t b = 0; tot && b < n_blocks; b++)
+            for (size_t f = 0; f < per_block; f++)
+                tot[f] += c.partials[b * per_block + f];
+        double cpu = 0.0;
+        for (unsigned t = 0; t < threads; t++)
+            for (size_t p = 0; p < n_prefix; p++)
+                cpu += c.ws[t].t_add[p] + c.ws[t].t_metric[p];
+        const double to_wall = cpu > 0.0 ? (t_rows - t_indexed) / cpu : 0.0;
+        double t_add_cum = 0.0;
+        /* standard errors only for a sampled reference, with the finite
+         * population correction of sampling without replacement */
+        const double fpc = ref->rows ? 1.0 - (double)ref->m / (double)a->n : 0.0;
+        for (size_t p = 0; tot && p < n_prefix; p++) {
+            double t_add = 0.0, t_met = 0.0;
+            for (unsigned t = 0; t < threads; t++) {
+                t_add += c.ws[t].t_add[p];
+                t_met += c.ws[t].t_metric[p];
+            }
+            t_add_cum += t_add;
+            for (size_t cb = 0; cb < n_combine; cb++) {
+                const double *f = tot + (p * n_combine + cb) * c.n_fields;
+                struct lsh_metrics *mt = &out[p * n_combine + cb];
+                struct lsh_metric_se *se = mt->se;
+                unsigned wflags = 0;
+                double v, e;
+                ratio_se(f, M_OUT, ref->m, fpc, &v, &e, &wflags, LSH_WARN_OUT_ZERO);
+                mt->out_rel_err = sqrt(v);
+                ratio_se(f, M_ATTN, ref->m, fpc, &v, &e, &wflags, LSH_WARN_ATTN_ZERO);
+                mt->attn_rel_err = sqrt(v);
+                ratio_se(f, M_KL, ref->m, fpc, &mt->kl, se ? &se->kl : &e, NULL, 0);
+                ratio_se(f, M_EMPTY, ref->m, fpc, &v, &e, NULL, 0);
+                mt->empty_rows = (uint64_t)f[M_EMPTY * S_COUNT + S_Y];
+                ratio_se(f, M_MASS, ref->m, fpc, &mt->mass_recall, se ? &se->mass_recall : &e,
+                         NULL, 0);
+                ratio_se(f, M_GRAM, ref->m, fpc, &mt->gram_recovery,
+                         se ? &se->gram_recovery : &e, &wflags, LSH_WARN_GRAM_ZERO);
+                ratio_se(f, M_DENSITY, ref->m, fpc, &mt->density, se ? &se->density : &e,
+                         NULL, 0);
+                ratio_se(f, M_MEANCAND, ref->m, fpc, &mt->mean_candidates,
+                         se ? &se->mean_candidates : &e, NULL, 0);
+                for (size_t k = 0; k < a->n_topk; k++)
+                    ratio_se(f, M_TOPK + k, ref->m, fpc, &mt->topk_recall[k],
+                             se && se->topk_recall ? &se->topk_recall[k] : &e, NULL, 0);
+                if (se) {
+                    /* sqrt(R): delta method, d sqrt(R) = dR / (2 sqrt(R)) */
+                    ratio_se(f, M_OUT, ref->m, fpc, &v, &e, NULL, 0);
+                    se->out_rel_err = v > 0.0 ? e / (2.0 * sqrt(v)) : 0.0;
+                    ratio_se(f, M_ATTN, ref->m, fpc, &v, &e, NULL, 0);
+                    se->attn_rel_err = v > 0.0 ? e / (2.0 * sqrt(v)) : 0.0;
+                    ratio_se(f, M_EMPTY, ref->m, fpc, &v, &e, NULL, 0);
+                    se->empty_rows = e * (double)ref->m; /* of the count */
+                    se->bucket_max = se->bucket_entropy = 0.0; /* all rows are hashed */
+                }
+                lsh_bucket_stats(rounds, prefixes[p], &mt->bucket_max, &mt->bucket_entropy,
+                                 &wflags);
+                mt->warnings = wflags;
+                /* This point's own share: indexing of its rounds, growing S_i
+                 * through its rounds, and its metrics (shared by combines). */
+                mt->eval_seconds = (t_indexed - t_start) * prefixes[p] / h_max +
+                                   (t_add_cum + t_met) * to_wall;
+            }
+        }
+        free(tot);
+    }
+
+    for (uint32_t h = 0; c.idx && h < h_max; h++)
+        free_index(&c.idx[h]);
+    for (unsigned t = 0; c.ws && t < threads; t++)
+        free_ws(&c.ws[t]);
+    free(c.idx);
+    free(c.order);
+    free(c.ws);
+    free(c.partials);
+    if (rc)
+        return lsh_error_set(err, rc, "eval: out of memory (n = %zu)", a->n);
+    return 0;
+}

@@ -1,0 +1,87 @@
+/* eval.h - candidate sets and metrics of sweep points (SPEC 3-5).
+ *
+ * One pass takes the rounds of a hash group (buckets of its largest
+ * n_hashes), one mode setting (mode, chunk_size, look_back, window) and
+ * evaluates every n_hashes prefix and every combine in one sweep over rows:
+ * for row i the union of S_i^h grows round by round (a per-thread marker
+ * array), and at each prefix H in the list the row's contribution to every
+ * metric is added.  Work is proportional to the candidate pairs, not to n^2.
+ * Rows are cut into fixed blocks whose partial sums are reduced in block
+ * order, so the metrics are bit-identical for every thread count.
+ */
+#ifndef LSH_EVAL_H
+#define LSH_EVAL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "config.h"
+#include "error.h"
+#include "reference.h"
+
+/* Buckets of H rounds of one hash group. */
+struct lsh_rounds {
+    size_t n;            /* rows */
+    uint32_t n_hashes;   /* H (the group's largest) */
+    uint32_t n_buckets;  /* B */
+    const uint32_t *bq;  /* H x n: round h, query (row of Q) i -> bq[h*n + i] */
+    const uint32_t *bk;  /* H x n: key buckets; == bq when keys are not separate */
+};
+
+struct lsh_mode_opts {
+    enum lsh_mode mode;
+    uint32_t chunk_size;     /* chunked */
+    uint32_t look_back;      /* chunked */
+    enum lsh_window window;  /* chunked */
+};
+
+/* Standard errors of the metrics when the reference is a sample of rows
+ * (SPEC 6 reference_rows); 0 when every row is evaluated. */
+struct lsh_metric_se {
+    double out_rel_err, attn_rel_err, mass_recall, kl, empty_rows, gram_recovery;
+    double *topk_recall;     /* n_topk values (owned by caller) */
+    double density, mean_candidates, bucket_max, bucket_entropy;
+};
+
+/* The metric columns of SPEC 5 for one point. */
+struct lsh_metrics {
+    double out_rel_err, attn_rel_err, mass_recall, kl;
+    uint64_t empty_rows;
+    double gram_recovery;
+    double *topk_recall;     /* n_topk values, in attn->topk order (owned by caller) */
+    double density, mean_candidates, bucket_max, bucket_entropy;
+    double hash_seconds, eval_seconds;
+    struct lsh_metric_se *se;  /* NULL, or where lsh_eval_pass writes the errors */
+    unsigned warnings;       /* LSH_WARN_* bits: a 0/0 ratio written as 0 */
+};
+
+enum {
+    LSH_WARN_OUT_ZERO = 1u << 0,    /* ||O||_F = 0 */
+    LSH_WARN_ATTN_ZERO = 1u << 1,   /* ||A||_F = 0 */
+    LSH_WARN_GRAM_ZERO = 1u << 2,   /* no off-diagonal Gram energy */
+    LSH_WARN_ENTROPY_B1 = 1u << 3   /* B = 1: entropy / log B is 0/0 */
+};
+
+/* Optional per-row output (dump: rows): mass_i = sum_{j in S_i} A_ij and
+ * |S_i| of every evaluated row r, for every prefix p, at [p * m + r]. */
+struct lsh_row_dump {
+    double *mass;            /* n_prefix x m values, caller-owned */
+    uint32_t *candidates;    /* n_prefix x m values, caller-owned */
+};
+
+/* Evaluate prefixes[0..n_prefix) (ascending, each <= rounds->n_hashes) x
+ * combines[0..n_combine) with one mode setting.  out[p * n_combine + c]
+ * receives the metrics (topk_recall arrays provided by the caller);
+ * bucket_max/bucket_entropy and eval_seconds are filled, hash_seconds not.
+ * rows_dump may be NULL. */
+int lsh_eval_pass(const struct lsh_reference *ref, const struct lsh_rounds *rounds,
+                  const struct lsh_mode_opts *mode, const uint32_t *prefixes,
+                  size_t n_prefix, const enum lsh_combine *combines, size_t n_combine,
+                  unsigned threads, struct lsh_metrics *out, struct lsh_row_dump *rows_dump,
+                  struct lsh_error *err);
+
+/* bucket_max and bucket_entropy of the query buckets of rounds [0, H). */
+void lsh_bucket_stats(const struct lsh_rounds *rounds, uint32_t H, double *bucket_max,
+                      double *bucket_entropy, unsigned *warnings);
+
+#endif

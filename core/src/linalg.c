@@ -1,0 +1,66 @@
+/* linalg.c - thin wrappers over CBLAS. */
+#define _GNU_SOURCE /* dladdr, RTLD_DEFAULT */
+#include "linalg.h"
+
+#include <dlfcn.h>
+#include <stdint.h>
+
+#include <gsl/gsl_cblas.h>
+
+void lsh_gemm(size_t m, size_t n, size_t k, const double *a, const double *b, double *c,
+              int accumulate)
+{
+    if (m == 0 || n == 0)
+        return;
+    cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)m, (int)n, (int)k, 1.0, a,
+                (int)k, b, (int)n, accumulate ? 1.0 : 0.0, c, (int)n);
+}
+
+void lsh_gemm_nt_ld(size_t m, size_t n, size_t k, const double *a, const double *b,
+                    double *c, size_t ldc)
+{
+    if (m == 0 || n == 0)
+        return;
+    cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)m, (int)n, (int)k, 1.0, a,
+                (int)k, b, (int)k, 0.0, c, (int)ldc);
+}
+
+void lsh_gemm_nt(size_t m, size_t n, size_t k, const double *a, const double *b, double *c)
+{
+    lsh_gemm_nt_ld(m, n, k, a, b, c, n);
+}
+
+double lsh_dot(size_t n, const double *x, const double *y)
+{
+    /* Four partial sums: vectorisable and a fixed order, so the same bits
+     * on every run and thread count. */
+    double s0 = 0, s1 = 0, s2 = 0, s3 = 0;
+    size_t i = 0;
+    for (; i + 4 <= n; i += 4) {
+        s0 += x[i] * y[i];
+        s1 += x[i + 1] * y[i + 1];
+        s2 += x[i + 2] * y[i + 2];
+        s3 += x[i + 3] * y[i + 3];
+    }
+    for (; i < n; i++)
+        s0 += x[i] * y[i];
+    return (s0 + s1) + (s2 + s3);
+}
+
+void lsh_blas_single_thread(void)
+{
+    /* openblas_set_num_threads exists only in OpenBLAS; look it up so the
+     * build can also link another CBLAS. */
+    void (*set)(int) = (void (*)(int))(uintptr_t)dlsym(RTLD_DEFAULT, "openblas_set_num_threads");
+    if (set)
+        set(1);
+}
+
+const char *lsh_blas_name(void)
+{
+    Dl_info info;
+    void *sym = dlsym(RTLD_DEFAULT, "cblas_dgemm");
+    if (sym && dladdr(sym, &info) && info.dli_fname)
+        return info.dli_fname;
+    return "unknown";
+}

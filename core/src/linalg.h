@@ -1,0 +1,27 @@
+/* linalg.h - the few dense kernels lshlab needs, on the CBLAS it is linked
+ * against (OpenBLAS by default).  Row-major doubles throughout. */
+#ifndef LSH_LINALG_H
+#define LSH_LINALG_H
+
+#include <stddef.h>
+
+/* C[m x n] = A[m x k] B[k x n] (+ C when accumulate). */
+void lsh_gemm(size_t m, size_t n, size_t k, const double *a, const double *b, double *c,
+              int accumulate);
+
+/* C[m x n] = A[m x k] B[n x k]^T, with ldc the row stride of C (>= n). */
+void lsh_gemm_nt_ld(size_t m, size_t n, size_t k, const double *a, const double *b,
+                    double *c, size_t ldc);
+void lsh_gemm_nt(size_t m, size_t n, size_t k, const double *a, const double *b, double *c);
+
+/* x . y over n entries. */
+double lsh_dot(size_t n, const double *x, const double *y);
+
+/* Keep the BLAS single-threaded: lshlab's own threads do the parallel work
+ * and OpenBLAS threads would fight them (and break -j determinism). */
+void lsh_blas_single_thread(void);
+
+/* Name of the CBLAS library the process really calls (for provenance). */
+const char *lsh_blas_name(void);
+
+#endif

@@ -1,0 +1,24 @@
+/* parallel.h - a minimal parallel for over task indices on N threads.
+ *
+ * Tasks are handed out dynamically, so which thread runs a task varies; a
+ * caller that wants bit-identical results for every N must make each task's
+ * output depend only on its index (write per-task partials, reduce them in
+ * index order afterwards). */
+#ifndef LSH_PARALLEL_H
+#define LSH_PARALLEL_H
+
+#include <stddef.h>
+
+/* fn(ctx, task, thread) for task in [0, n_tasks); thread in [0, threads).
+ * A non-zero return stops handing out new tasks; the first non-zero value in
+ * task order among those that ran is returned. */
+typedef int (*lsh_task_fn)(void *ctx, size_t task, unsigned thread);
+int lsh_parallel_for(unsigned threads, size_t n_tasks, lsh_task_fn fn, void *ctx);
+
+/* Number of online CPUs (>= 1). */
+unsigned lsh_cpu_count(void);
+
+/* Monotonic wall clock in seconds. */
+double lsh_now(void);
+
+#endif

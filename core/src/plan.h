@@ -1,0 +1,87 @@
+/* plan.h - a validated config expanded into hash groups and sweep points.
+ *
+ * point_id is the index in this expansion order (SPEC 8), which is also the
+ * order points are run and written:
+ *   dataset > strategy > parameter set > n_buckets > repeat      (hash group)
+ *     > mode setting (mode, chunk_size, look_back, window)         (pass)
+ *       > n_hashes > combine                                       (point)
+ * In bucket mode chunk_size, look_back and window do not apply and are not
+ * swept.  Building the plan also runs every strategy's check() on every
+ * (dataset, parameter set, n_buckets), so an invalid point is an error here,
+ * before any work, unless the strategy says skip_invalid.
+ */
+#ifndef LSH_PLAN_H
+#define LSH_PLAN_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "config.h"
+#include "error.h"
+#include "eval.h"
+
+struct lsh_registry;
+
+struct lsh_hash_group {
+    size_t dataset, strategy, param_set;  /* indices into the config */
+    uint32_t n_buckets, repeat;
+    uint32_t h_max;                       /* largest n_hashes */
+    uint64_t seed;                        /* the point seed (SPEC 7) */
+    char *skip_reason;                    /* non-NULL: skipped (skip_invalid) */
+    size_t first_pass, n_passes;
+};
+
+struct lsh_pass {
+    size_t group;
+    struct lsh_mode_opts mode;
+    uint64_t first_point;                 /* its points: n_n_hashes x n_combine */
+};
+
+struct lsh_plan_point {
+    uint64_t id;
+    size_t pass;
+    uint32_t n_hashes;
+    enum lsh_combine combine;
+};
+
+struct lsh_dataset_shape {
+    size_t n, d, d_v;
+};
+
+struct lsh_plan {
+    size_t n_datasets;
+    struct lsh_dataset_shape *shapes;     /* per config dataset (hdf5: probed) */
+    size_t n_groups;
+    struct lsh_hash_group *groups;
+    size_t n_passes;
+    struct lsh_pass *passes;
+    size_t n_points;
+    struct lsh_plan_point *points;
+    size_t n_skipped_groups;
+};
+
+int lsh_plan_build(const struct lsh_config *cfg, struct lsh_plan **out, struct lsh_error *err);
+void lsh_plan_free(struct lsh_plan *plan);
+
+/* Fill key for point p (strings borrowed from cfg). */
+struct lsh_point_key;
+void lsh_plan_point_key(const struct lsh_plan *plan, const struct lsh_config *cfg, size_t p,
+                        struct lsh_point_key *key);
+
+
+/* Memory a dataset's points need at most, in bytes, on `threads` threads,
+ * without the score cache (data, reference summaries, rounds and their
+ * indexes, per-thread workspaces, plugin fits), and what the score cache
+ * would add.  An estimate from the shapes, for --memory-limit. */
+struct lsh_memory {
+    size_t base, cache;
+};
+void lsh_plan_memory(const struct lsh_config *cfg, const struct lsh_plan *plan, size_t dataset,
+                     unsigned threads, struct lsh_memory *out);
+
+/* Check every dataset against limit (bytes): LSH_ECONFIG at the dataset's
+ * position when one needs more than that even without the cache. */
+int lsh_plan_check_memory(const struct lsh_config *cfg, const struct lsh_plan *plan,
+                          unsigned threads, size_t limit, struct lsh_error *err);
+
+#endif

@@ -1,0 +1,83 @@
+/* reference.h - full attention of one dataset as per-row summaries (SPEC 4-5),
+ * computed once and shared by every point on that dataset.
+ *
+ * No n x n matrix is kept: a blocked pass (GEMM of a row block against all
+ * keys, then a fused exp pass) leaves per row i: lse_i = LSE_{j in U_i} s_ij,
+ * sum_j A_ij^2, O_i, sum_{j in U_i, j != i} G_ij^2, |U_i| and the top-K keys.
+ * Candidate scores are recomputed later from Q and K (lsh_attn_raw).
+ */
+#ifndef LSH_REFERENCE_H
+#define LSH_REFERENCE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "error.h"
+
+/* The attention problem of one dataset: what SPEC 3-4 define, resolved. */
+struct lsh_attn {
+    size_t n, d, d_v;
+    const double *q;      /* n x d, borrowed */
+    const double *k;      /* n x d effective keys (Q, Q normalised, or K), borrowed */
+    const double *v;      /* n x d_v, borrowed */
+    const double *gnorm;  /* NULL, or n factors: G_ij = (q_i . k_j) * gnorm[j]
+                             (shared_normalized: ||q_j||, since G = Q Q^T) */
+    double scale;         /* s_ij = scale * q_i . k_j */
+    int exclude_self, causal;
+    size_t n_topk;
+    const uint32_t *topk; /* ascending */
+};
+
+/* Is key j in U_i?  (SPEC 3; the U_i = {i} fallback is handled by callers
+ * through lsh_attn_u_fallback.) */
+static inline int lsh_attn_allowed(const struct lsh_attn *a, size_t i, size_t j)
+{
+    return !(a->exclude_self && j == i) && !(a->causal && j > i);
+}
+
+/* True when U_i would be empty and so is {i}. */
+static inline int lsh_attn_u_fallback(const struct lsh_attn *a, size_t i)
+{
+    return a->exclude_self && (a->n == 1 || (a->causal && i == 0));
+}
+
+static inline int lsh_attn_in_u(const struct lsh_attn *a, size_t i, size_t j)
+{
+    return lsh_attn_u_fallback(a, i) ? j == i : lsh_attn_allowed(a, i, j);
+}
+
+/* q_i . k_j (unscaled). */
+double lsh_attn_raw(const struct lsh_attn *a, size_t i, size_t j);
+
+struct lsh_reference {
+    const struct lsh_attn *attn;  /* borrowed */
+    size_t m;                     /* rows evaluated */
+    const size_t *rows;           /* m row indices ascending, or NULL: all n rows */
+    size_t kmax;                  /* largest topk, at most n */
+    /* per evaluated row r (row i = rows ? rows[r] : r): */
+    double *lse;                  /* LSE_{j in U_i} s_ij */
+    double *sum_a2;               /* sum_j A_ij^2 */
+    double *gram_den;             /* sum_{j in U_i, j != i} G_ij^2 */
+    uint32_t *u_count;            /* |U_i| */
+    double *out;                  /* m x d_v: O_i */
+    uint32_t *top;                /* m x kmax: best first (ties: smaller j);
+                                     only the first min(kmax, |U_i|) are valid */
+    double *raw;                  /* m x n cached q_i . k_j (row r at raw + r n), or
+                                     NULL: candidate scores are recomputed */
+    double seconds;               /* wall time of the pass */
+    double flops;                 /* floating-point operations of its GEMMs */
+};
+
+/* Compute the reference on `threads` threads.  rows: NULL for all rows, else
+ * m ascending row indices (copied).  The raw scores are kept (ref->raw) when
+ * they fit in cache_bytes, so points look them up instead of recomputing
+ * them.  Result is independent of threads. */
+int lsh_reference_compute(const struct lsh_attn *attn, const size_t *rows, size_t m,
+                          unsigned threads, size_t cache_bytes, struct lsh_reference **out,
+                          struct lsh_error *err);
+
+/* Bytes the score cache of m rows of n keys takes. */
+size_t lsh_reference_cache_bytes(size_t m, size_t n);
+void lsh_reference_free(struct lsh_reference *ref);
+
+#endif

@@ -1,0 +1,140 @@
+/* results.h - the HDF5 results file (SPEC 9).
+ *
+ * Safety: a run writes to a working copy, "<path>.work", and after rows
+ * replaces "<path>.partial" (atomic rename) with a snapshot of it, so that a
+ * crash, even SIGKILL in the middle of an HDF5 write, always leaves a
+ * .partial that opens and holds whole rows (results.c says more).  <path>
+ * appears only when the sweep is complete, so it is never half-written; an
+ * existing <path> is never touched unless the caller asked to replace it
+ * (--force) or resume it (--resume).  One run at a time writes a file.
+ *
+ * /runs is one extendible, chunked compound dataset whose fields are the
+ * point key then the metric columns (topk_recall_K for each K of the config).
+ * Strings are fixed-length, NUL-padded (h5py/pandas read them as bytes).
+ */
+#ifndef LSH_RESULTS_H
+#define LSH_RESULTS_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include "config.h"
+#include "error.h"
+#include "eval.h"
+
+#define LSH_RESULTS_FORMAT "lshlab-results"
+#define LSH_RESULTS_FORMAT_VERSION 1
+
+/* Fixed string widths in /runs. */
+#define LSH_RUNS_NAME_LEN 64    /* dataset, strategy */
+#define LSH_RUNS_PARAMS_LEN 256 /* params */
+#define LSH_RUNS_WORD_LEN 16    /* mode, window, combine, status */
+#define LSH_RUNS_MESSAGE_LEN 256
+
+enum lsh_point_status { LSH_POINT_OK, LSH_POINT_SKIPPED, LSH_POINT_FAILED };
+
+/* The key of one sweep point, as written to /runs. */
+struct lsh_point_key {
+    uint64_t point_id;            /* index in the config's expansion order */
+    const char *dataset, *strategy, *params;
+    enum lsh_mode mode;
+    uint32_t chunk_size, look_back; /* 0 in bucket mode */
+    enum lsh_window window;       /* written as "n/a" in bucket mode */
+    enum lsh_combine combine;
+    uint32_t n_hashes, n_buckets, repeat;
+    uint64_t seed;                /* the point seed (SPEC 7) */
+};
+
+struct lsh_run_row {
+    struct lsh_point_key key;
+    enum lsh_point_status status;
+    const char *message;          /* why skipped/failed; "" when ok */
+    struct lsh_metrics metrics;   /* zeros unless ok */
+};
+
+struct lsh_results;
+
+enum lsh_results_mode {
+    LSH_RESULTS_CREATE,  /* error (LSH_EEXIST) if <path> or <path>.partial exists */
+    LSH_RESULTS_FORCE,   /* replace an existing file (only when the run completes) */
+    LSH_RESULTS_RESUME   /* continue <path>.partial, or <path>, when the resolved
+                            config matches; create when neither exists */
+};
+
+/* Open the results of cfg for writing.  cmdline: the command line, for
+ * provenance.  Checks that the output folder exists and is writable before
+ * anything is created. */
+int lsh_results_open(const char *path, const struct lsh_config *cfg, const char *cmdline,
+                     enum lsh_results_mode mode, struct lsh_results **out,
+                     struct lsh_error *err);
+
+/* Resume: is this point already in /runs (with status ok or skipped)?
+ * On resume, rows with any other status (failed, or a row left unfinished
+ * by a crash) are dropped from /runs at open, so that the point runs again. */
+int lsh_results_has_point(const struct lsh_results *res, uint64_t point_id);
+size_t lsh_results_row_count(const struct lsh_results *res);
+
+/* /datasets/NAME: attributes (kind, n, d, d_v, seed, generator parameters:
+ * clusters, spread, norm (the value used) for clustered, file, q, k, v for
+ * hdf5; reference_rows, the number of rows evaluated), and Q, K, V when
+ * dump_data.  Idempotent on resume (a group left unfinished is rewritten). */
+struct lsh_dataset;
+int lsh_results_write_dataset(struct lsh_results *res, const struct lsh_dataset *ds,
+                              int dump_data, struct lsh_error *err);
+
+/* Append one row to /runs and flush.  The metric columns of a row whose
+ * status is not ok are written as 0 whatever row->metrics holds.  A point
+ * already in /runs (lsh_results_has_point) is refused with LSH_EINVAL; a key
+ * string too long for its column with LSH_ERANGE (open checks the config's
+ * names first); a message too long is cut, ending in "...". */
+int lsh_results_append(struct lsh_results *res, const struct lsh_run_row *row,
+                       struct lsh_error *err);
+
+/* /points/<point_id>/<name>: an optional array (dump: buckets, hash_params,
+ * rows).  type 'u' = uint32, 'd' = double; rank 1 (cols == 0) or 2. */
+int lsh_results_dump_array(struct lsh_results *res, uint64_t point_id, const char *name,
+                           char type, const void *data, size_t rows, size_t cols,
+                           struct lsh_error *err);
+
+/* /collision rows (SPEC 8).  On resume /collision keeps its rows and
+ * lsh_results_row_count() says how many there are. */
+struct lsh_collision_row {
+    const char *strategy, *params;
+    uint32_t n_buckets, n_hashes;
+    double angle;                 /* degrees */
+    uint64_t pairs;
+    double p_round, p_round_se, p_any, p_any_se;
+    uint64_t seed;
+    double seconds;
+};
+int lsh_results_append_collision(struct lsh_results *res, const struct lsh_collision_row *row,
+                                 struct lsh_error *err);
+
+/* Snapshots are taken after appended rows, but at most as often as keeps
+ * their cost near 5% of the run time.  This takes one now: <path>.partial
+ * then holds every row appended so far. */
+int lsh_results_sync(struct lsh_results *res, struct lsh_error *err);
+
+/* Flush, close and, when complete, move the working copy to <path> (and
+ * remove <path>.partial); complete = 0 makes it the .partial, for --resume.
+ * After a failed write the working copy is dropped: the .partial keeps the
+ * rows of the last snapshot. */
+int lsh_results_close(struct lsh_results *res, int complete, struct lsh_error *err);
+
+/* `lshlab show`: print /runs (and /collision) of a results file as an aligned
+ * table (numbers %.6g), or as CSV with a header line (numbers %.17g, fields
+ * quoted as RFC 4180 says when they hold a comma, quote or line break).
+ * Columns are read from the file's own compound type, so any topk set (or a
+ * later format's extra columns) shows.  A file holding both tables prints
+ * each after a "# /runs" or "# /collision" line. */
+int lsh_results_show(const char *path, int csv, FILE *out, struct lsh_error *err);
+
+/* HDF5 quiet: no error stack printed (called once at start-up; open and
+ * show call it too).
+ *
+ * Thread safety: a struct lsh_results is used by one thread at a time, and
+ * HDF5 (a non-thread-safe build) by one thread of the process at a time. */
+void lsh_results_init_library(void);
+
+#endif

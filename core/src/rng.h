@@ -1,0 +1,43 @@
+/* rng.h - seeds as pure functions of what is drawn (SPEC 7), and the random
+ * streams handed to plugins.
+ *
+ * Seeds: lsh_seed_* fold values into a 64-bit state with the splitmix64
+ * finaliser, so a seed depends only on the config seed and the names and
+ * numbers of what is drawn, never on order or threads.
+ *
+ * Streams: a GSL generator of our own type, xoshiro256** seeded by splitmix64
+ * from the full 64-bit seed (GSL's built-in types keep only 32 bits of it),
+ * so GSL's samplers (gsl_ran_gaussian_ziggurat, ...) run on it.
+ */
+#ifndef LSH_RNG_H
+#define LSH_RNG_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include <gsl/gsl_rng.h>
+
+#include "lshlab/strategy.h"
+
+uint64_t lsh_splitmix64(uint64_t *state);
+uint64_t lsh_seed_u64(uint64_t h, uint64_t v);
+uint64_t lsh_seed_bytes(uint64_t h, const void *bytes, size_t len);
+uint64_t lsh_seed_str(uint64_t h, const char *s);
+
+/* The GSL type behind every stream (exported so tests can use gsl_rng_*). */
+extern const gsl_rng_type *lsh_rng_xoshiro256;
+
+/* struct lsh_rng is a gsl_rng; alloc returns NULL when out of memory. */
+struct lsh_rng *lsh_rng_alloc(uint64_t seed);
+void lsh_rng_free(struct lsh_rng *rng);
+gsl_rng *lsh_rng_gsl(struct lsh_rng *rng);
+
+double lsh_rng_normal(struct lsh_rng *rng);
+double lsh_rng_uniform(struct lsh_rng *rng);
+uint64_t lsh_rng_uniform_int(struct lsh_rng *rng, uint64_t n);
+
+/* The services table given to plugins (struct lsh_host): these streams and
+ * the BLAS-backed GEMMs of linalg.h.  Static; never NULL. */
+const struct lsh_host *lsh_host_services(void);
+
+#endif

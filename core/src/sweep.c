@@ -1,0 +1,590 @@
+/* sweep.c - the engine's driver: dataset > reference > rounds > passes > rows. */
+#include "sweep.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "dataset.h"
+#include "eval.h"
+#include "parallel.h"
+#include "reference.h"
+#include "rng.h"
+
+/* ---- attention problem of a dataset ------------------------------------------ */
+
+struct problem {
+    struct lsh_attn attn;
+    double *k_norm;   /* shared_normalized: rows of Q / ||q||, owned */
+    double *gnorm;    /* shared_normalized: ||q_j||, owned */
+    size_t *rows;     /* reference_rows sample, owned (NULL: all) */
+    size_t m;
+};
+
+static void problem_free(struct problem *p)
+{
+    free(p->k_norm);
+    free(p->gnorm);
+    free(p->rows);
+}
+
+static int cmp_size(const void *a, const void *b)
+{
+    size_t x = *(const size_t *)a, y = *(const size_t *)b;
+    return (x > y) - (x < y);
+}
+
+/* A seeded uniform sample of m of n rows without replacement, ascending. */
+static size_t *sample_rows(size_t n, size_t m, uint64_t seed)
+{
+    size_t *idx = malloc(n * sizeof *idx);
+    struct lsh_rng *rng = lsh_rng_alloc(seed);
+    if (!idx || !rng) {
+        free(idx);
+        lsh_rng_free(rng);
+        return NULL;
+    }
+    for (size_t i = 0; i < n; i++)
+        idx[i] = i;
+    for (size_t i = 0; i < m; i++) { /* partial Fisher-Yates */
+        size_t j = i + (size_t)lsh_rng_uniform_int(rng, n - i);
+        size_t t = idx[i];
+        idx[i] = idx[j];
+        idx[j] = t;
+    }
+    lsh_rng_free(rng);
+    qsort(idx, m, sizeof *idx, cmp_size);
+    return idx;
+}
+
+static int problem_init(struct problem *p, const struct lsh_config *cfg,
+                        const struct lsh_dataset *ds, struct lsh_error *err)
+{
+    memset(p, 0, sizeof *p);
+    const struct lsh_attention *at = &cfg->attention;
+    struct lsh_attn *a = &p->attn;
+    a->n = ds->n;
+    a->d = ds->d;
+    a->d_v = ds->d_v;
+    a->q = ds->q;
+    a->v = ds->v;
+    a->k = ds->q;
+    a->scale = at->scale_auto ? 1.0 / sqrt((double)ds->d) : at->scale;
+    a->exclude_self = at->exclude_self;
+    a->causal = at->causal;
+    a->n_topk = at->n_topk;
+    a->topk = at->topk;
+    if (at->keys == LSH_KEYS_SEPARATE) {
+        a->k = ds->k;
+    } else if (at->keys == LSH_KEYS_SHARED_NORMALIZED) {
+        p->k_norm = malloc(ds->n * ds->d * sizeof *p->k_norm);
+        p->gnorm = malloc(ds->n * sizeof *p->gnorm);
+        if (!p->k_norm || !p->gnorm)
+            return lsh_error_set(err, LSH_ENOMEM, "out of memory");
+        for (size_t j = 0; j < ds->n; j++) {
+            const double *q = ds->q + j * ds->d;
+            double s = 0.0;
+            for (size_t e = 0; e < ds->d; e++)
+                s += q[e] * q[e];
+            s = sqrt(s);
+            p->gnorm[j] = s;
+            for (size_t e = 0; e < ds->d; e++) /* a zero row stays zero */
+                p->k_norm[j * ds->d + e] = s > 0.0 ? q[e] / s : 0.0;
+        }
+        a->k = p->k_norm;
+        a->gnorm = p->gnorm;
+    }
+    if (ds->spec->reference_rows && ds->spec->reference_rows < ds->n) {
+        p->m = ds->spec->reference_rows;
+        p->rows = sample_rows(ds->n, p->m, lsh_seed_str(ds->seed, "reference_rows"));
+        if (!p->rows)
+            return lsh_error_set(err, LSH_ENOMEM, "out of memory");
+    }
+    return 0;
+}
+
+/* ---- rounds of a hash group ------------------------------------------------------- */
+
+struct round_state {
+    void *state;      /* plugin state, host-allocated */
+    struct lsh_rng *rng;
+    int live;         /* init succeeded: fini owed */
+    double seconds;
+    char message[LSH_STRATEGY_MSG_MAX + 64];
+};
+
+struct hashing {
+    const struct lsh_config *cfg;
+    const struct lsh_hash_group *g;
+    const struct lsh_strategy *st;
+    const struct lsh_param_set *ps;
+    const struct lsh_dataset *ds;
+    const double *fit_x;     /* rows fit() sees: Q, or [Q; K] */
+    size_t fit_n;
+    int separate;
+    uint32_t *bq, *bk;       /* h_max x n */
+    struct round_state *rs;
+};
+
+static int hash_task(void *ctx, size_t h, unsigned thread)
+{
+    (void)thread;
+    struct hashing *hs = ctx;
+    struct round_state *r = &hs->rs[h];
+    const struct lsh_strategy *st = hs->st;
+    const size_t n = hs->ds->n, d = hs->ds->d;
+    double t0 = lsh_now();
+    uint64_t seed = lsh_seed_u64(hs->g->seed, h);
+    struct lsh_strategy_error serr = {{0}};
+    int rc = 0;
+    r->rng = lsh_rng_alloc(seed);
+    r->state = st->state_size ? aligned_alloc(64, (st->state_size + 63) / 64 * 64) : NULL;
+    if (!r->rng || (st->state_size && !r->state)) {
+        snprintf(r->message, sizeof r->message, "round %zu: out of memory", h);
+        return 0;
+    }
+    if (r->state)
+        memset(r->state, 0, st->state_size);
+    struct lsh_round round = {
+        .d = d, .n_buckets = hs->g->n_buckets, .round = (uint32_t)h, .seed = seed,
+        .n_rows = hs->fit_n, .params = hs->ps->values, .n_params = hs->ps->n_params,
+        .rng = r->rng, .host = lsh_host_services(),
+    };
+    const char *what = "init";
+    rc = st->init(r->state, &round, &serr);
+    if (!rc) {
+        r->live = 1;
+        what = "fit";
+        if (st->fit)
+            rc = st->fit(r->state, hs->fit_x, hs->fit_n, d, &serr);
+    }
+    if (!rc) {
+        what = "hash";
+        rc = st->hash(r->state, hs->ds->q, n, d, hs->bq + h * n, &serr);
+        if (!rc && hs->separate)
+            rc = st->hash(r->state, hs->ds->k, n, d, hs->bk + h * n, &serr);
+    }
+    if (rc) {
+        snprintf(r->message, sizeof r->message, "%s failed in round %zu (%s, code %d): %s",
+                 st->name, h, what, rc, serr.message[0] ? serr.message : "no message");
+        return 0;
+    }
+    /* Plugins are not trusted: a bucket out of range fails the point. */
+    for (int side = 0; side <= hs->separate; side++) {
+        const uint32_t *b = (side ? hs->bk : hs->bq) + h * n;
+        for (size_t i = 0; i < n; i++)
+            if (b[i] >= hs->g->n_buckets) {
+                snprintf(r->message, sizeof r->message,
+                         "%s returned bucket %u for row %zu in round %zu; n_buckets is %u",
+                         st->name, b[i], i, h, hs->g->n_buckets);
+                return 0;
+            }
+    }
+    r->seconds = lsh_now() - t0;
+    return 0;
+}
+
+static void hashing_free(struct hashing *hs)
+{
+    if (hs->rs) {
+        for (uint32_t h = 0; h < hs->g->h_max; h++) {
+            struct round_state *r = &hs->rs[h];
+            if (r->live)
+                hs->st->fini(r->state);
+            free(r->state);
+            lsh_rng_free(r->rng);
+        }
+    }
+    free(hs->rs);
+    free(hs->bq);
+    free(hs->bk);
+    if (hs->fit_x != hs->ds->q)
+        free((void *)hs->fit_x);
+}
+
+/* Hash h_max rounds; a plugin failure is returned as a message (the group's
+ * points fail), a resource failure as an error code. */
+static int hash_group(struct hashing *hs, unsigned threads, const char **failure,
+                      struct lsh_error *err)
+{
+    const size_t n = hs->ds->n, d = hs->ds->d;
+    const uint32_t H = hs->g->h_max;
+    *failure = NULL;
+    hs->bq = malloc(H * n * sizeof *hs->bq);
+    hs->bk = hs->separate ? malloc(H * n * sizeof *hs->bk) : NULL;
+    hs->rs = calloc(H, sizeof *hs->rs);
+    hs->fit_x = hs->ds->q;
+    hs->fit_n = n;
+    if (hs->separate) { /* fit on [Q; K] (SPEC 2.3) */
+        double *x = malloc(2 * n * d * sizeof *x);
+        if (x) {
+            memcpy(x, hs->ds->q, n * d * sizeof *x);
+            memcpy(x + n * d, hs->ds->k, n * d * sizeof *x);
+        }
+        hs->fit_x = x;
+        hs->fit_n = 2 * n;
+    }
+    if (!hs->bq || (hs->separate && !hs->bk) || !hs->rs || !hs->fit_x)
+        return lsh_error_set(err, LSH_ENOMEM, "out of memory hashing %u rounds of %zu rows",
+                             H, n);
+    lsh_parallel_for(threads, H, hash_task, hs);
+    for (uint32_t h = 0; h < H; h++)
+        if (hs->rs[h].message[0]) {
+            *failure = hs->rs[h].message;
+            break;
+        }
+    return 0;
+}
+
+/* ---- results of a point ------------------------------------------------------------ */
+
+struct sink_ctx {
+    struct lsh_results *res;
+    uint64_t point_id;
+    uint32_t round;
+    struct lsh_error *err;
+};
+
+static int sink_array(struct lsh_sink *sink, const char *name, const double *data,
+                      size_t rows, size_t cols)
+{
+    struct sink_ctx *sc = sink->ctx;
+    char full[256];
+    snprintf(full, sizeof full, "hash_params_%s_h%u", name, sc->round);
+    return lsh_results_dump_array(sc->res, sc->point_id, full, 'd', data, rows, cols, sc->err);
+}
+
+/* dump: buckets and hash_params for one point (its first H rounds). */
+static int dump_point(const struct lsh_config *cfg, struct lsh_results *res,
+                      const struct hashing *hs, uint64_t point_id, uint32_t H,
+                      struct lsh_error *err)
+{
+    const size_t n = hs->ds->n;
+    int rc = 0;
+    if (cfg->dump & LSH_DUMP_BUCKETS) {
+        rc = lsh_results_dump_array(res, point_id, "buckets", 'u', hs->bq, H, n, err);
+        if (!rc && hs->separate)
+            rc = lsh_results_dump_array(res, point_id, "key_buckets", 'u', hs->bk, H, n, err);
+    }
+    if (!rc && (cfg->dump & LSH_DUMP_HASH_PARAMS) && hs->st->export_params) {
+        for (uint32_t h = 0; h < H && !rc; h++) {
+            struct sink_ctx sc = {res, point_id, h, err};
+            struct lsh_sink sink = {&sc, sink_array};
+            rc = hs->st->export_params(hs->rs[h].state, &sink);
+            if (rc && err && !err->message[0])
+                lsh_error_set(err, LSH_EPLUGIN, "%s: export_params failed (code %d)",
+                              hs->st->name, rc);
+        }
+    }
+    return rc;
+}
+
+/* ---- the run ---------------------------------------------------------------------- */
+
+struct run {
+    const struct lsh_config *cfg;
+    const struct lsh_plan *plan;
+    const struct lsh_run_opts *opts;
+    struct lsh_results *res;
+    struct lsh_run_summary *sum;
+    double t0;
+};
+
+static void report_note(struct run *r, const char *stage, const char *dataset,
+                        const struct lsh_run_row *row, double seconds, double gflops,
+                        const char *note)
+{
+    if (!r->opts->progress)
+        return;
+    struct lsh_progress p = {
+        .stage = stage, .done = r->sum->ok + r->sum->skipped + r->sum->failed + r->sum->resumed,
+        .total = r->plan->n_points, .row = row, .dataset = dataset, .seconds = seconds,
+        .elapsed = lsh_now() - r->t0, .gflops = gflops, .note = note,
+    };
+    r->opts->progress(r->opts->progress_ctx, &p);
+}
+
+static void report(struct run *r, const char *stage, const char *dataset,
+                   const struct lsh_run_row *row, double seconds, double gflops)
+{
+    report_note(r, stage, dataset, row, seconds, gflops, NULL);
+}
+
+static int stop_requested(const struct run *r)
+{
+    return r->opts->stop && *r->opts->stop;
+}
+
+static int write_row(struct run *r, size_t point, enum lsh_point_status status,
+                     const char *message, const struct lsh_metrics *m, const char *dataset,
+                     struct lsh_error *err)
+{
+    struct lsh_run_row row = {.status = status, .message = message ? message : ""};
+    lsh_plan_point_key(r->plan, r->cfg, point, &row.key);
+    double zeros[64] = {0};
+    if (m) {
+        row.metrics = *m;
+    } else {
+        row.metrics.topk_recall = zeros;
+    }
+    int rc = lsh_results_append(r->res, &row, err);
+    if (rc)
+        return rc;
+    if (status == LSH_POINT_OK)
+        r->sum->ok++;
+    else if (status == LSH_POINT_SKIPPED)
+        r->sum->skipped++;
+    else
+        r->sum->failed++;
+    report(r, "point", dataset, &row, 0.0, 0.0);
+    return 0;
+}
+
+static int group_done(const struct run *r, const struct lsh_hash_group *g)
+{
+    const struct lsh_plan *plan = r->plan;
+    for (size_t pa = g->first_pass; pa < g->first_pass + g->n_passes; pa++) {
+        size_t first = plan->passes[pa].first_point;
+        size_t last = pa + 1 < plan->n_passes ? plan->passes[pa + 1].first_point : plan->n_points;
+        for (size_t p = first; p < last; p++)
+            if (!lsh_results_has_point(r->res, p))
+                return 0;
+    }
+    return 1;
+}
+
+static size_t pass_end(const struct lsh_plan *plan, size_t pa)
+{
+    return pa + 1 < plan->n_passes ? plan->passes[pa + 1].first_point : plan->n_points;
+}
+
+/* Write every point of group g with the same status (skipped / failed). */
+static int write_group_rows(struct run *r, const struct lsh_hash_group *g,
+                            enum lsh_point_status status, const char *message,
+                            const char *dataset, struct lsh_error *err)
+{
+    for (size_t pa = g->first_pass; pa < g->first_pass + g->n_passes; pa++)
+        for (size_t p = r->plan->passes[pa].first_point; p < pass_end(r->plan, pa); p++) {
+            if (lsh_results_has_point(r->res, p))
+                continue;
+            int rc = write_row(r, p, status, message, NULL, dataset, err);
+            if (rc)
+                return rc;
+        }
+    return 0;
+}
+
+static int run_pass(struct run *r, const struct hashing *hs, const struct problem *pb,
+                    const struct lsh_reference *ref, size_t pa, struct lsh_error *err)
+{
+    const struct lsh_config *cfg = r->cfg;
+    const struct lsh_plan *plan = r->plan;
+    const struct lsh_pass *pass = &plan->passes[pa];
+    const size_t nh = cfg->sweep.n_n_hashes, nc = cfg->sweep.n_combine, nt = pb->attn.n_topk;
+    const size_t first = pass->first_point, last = pass_end(plan, pa);
+    int all_done = 1;
+    for (size_t p = first; p < last; p++)
+        all_done &= lsh_results_has_point(r->res, p);
+    if (all_done)
+        return 0;
+
+    struct lsh_rounds rounds = {
+        .n = hs->ds->n, .n_hashes = hs->g->h_max, .n_buckets = hs->g->n_buckets,
+        .bq = hs->bq, .bk = hs->separate ? hs->bk : hs->bq,
+    };
+    struct lsh_metrics *mt = calloc(nh * nc, sizeof *mt);
+    double *topk = calloc(2 * nh * nc * nt + 1, sizeof *topk);
+    struct lsh_metric_se *se = pb->rows ? calloc(nh * nc, sizeof *se) : NULL;
+    struct lsh_row_dump dump = {0};
+    int want_rows = (cfg->dump & LSH_DUMP_ROWS) != 0;
+    if (want_rows) {
+        dump.mass = malloc((nh * ref->m + 1) * sizeof *dump.mass);
+        dump.candidates = malloc((nh * ref->m + 1) * sizeof *dump.candidates);
+    }
+    int rc = 0;
+    if (!mt || !topk || (pb->rows && !se) || (want_rows && (!dump.mass || !dump.candidates)))
+        rc = lsh_error_set(err, LSH_ENOMEM, "out of memory");
+    for (size_t t = 0; !rc && t < nh * nc; t++) {
+        mt[t].topk_recall = topk + t * nt;
+        if (se) { /* a sampled reference: standard errors beside the metrics */
+            mt[t].se = &se[t];
+            se[t].topk_recall = topk + (nh * nc + t) * nt;
+        }
+    }
+    if (!rc)
+        rc = lsh_eval_pass(ref, &rounds, &pass->mode, cfg->sweep.n_hashes, nh,
+                           cfg->sweep.combine, nc, r->opts->threads, mt,
+                           want_rows ? &dump : NULL, err);
+    for (size_t p = first; !rc && want_rows && p < last; p++) {
+        if (lsh_results_has_point(r->res, p))
+            continue;
+        const size_t prefix = (p - first) / nc;
+        rc = lsh_results_dump_array(r->res, p, "row_mass", 'd', dump.mass + prefix * ref->m,
+                                    ref->m, 0, err);
+        if (!rc)
+            rc = lsh_results_dump_array(r->res, p, "row_candidates", 'u',
+                                        dump.candidates + prefix * ref->m, ref->m, 0, err);
+        if (!rc && pb->rows) {
+            uint32_t *idx = malloc(ref->m * sizeof *idx);
+            if (!idx)
+                rc = lsh_error_set(err, LSH_ENOMEM, "out of memory");
+            for (size_t t = 0; idx && t < ref->m; t++)
+                idx[t] = (uint32_t)pb->rows[t];
+            if (!rc)
+                rc = lsh_results_dump_array(r->res, p, "row_index", 'u', idx, ref->m, 0, err);
+            free(idx);
+        }
+    }
+    for (size_t p = first; !rc && p < last; p++) {
+        if (lsh_results_has_point(r->res, p))
+            continue;
+        const size_t k = p - first; /* = prefix index * nc + combine index */
+        uint32_t H = plan->points[p].n_hashes;
+        double hash_s = 0.0;
+        for (uint32_t h = 0; h < H; h++)
+            hash_s += hs->rs[h].seconds;
+        mt[k].hash_seconds = hash_s;
+        rc = dump_point(cfg, r->res, hs, p, H, err);
+        if (!rc)
+            rc = write_row(r, p, LSH_POINT_OK, "", &mt[k], hs->ds->spec->name, err);
+        if (!rc && stop_requested(r))
+            rc = LSH_EINTR;
+    }
+    free(mt);
+    free(se);
+    free(topk);
+    free(dump.mass);
+    free(dump.candidates);
+    return rc;
+}
+
+static int run_group(struct run *r, const struct lsh_dataset *ds, const struct problem *pb,
+                     const struct lsh_reference *ref, const struct lsh_hash_group *g,
+                     struct lsh_error *err)
+{
+    const struct lsh_config *cfg = r->cfg;
+    const struct lsh_strategy_spec *st = &cfg->strategies[g->strategy];
+    struct hashing hs = {
+        .cfg = cfg, .g = g, .st = st->strategy, .ps = &st->sets[g->param_set], .ds = ds,
+        .separate = cfg->attention.keys == LSH_KEYS_SEPARATE,
+    };
+    const char *failure = NULL;
+    double t0 = lsh_now();
+    int rc = hash_group(&hs, r->opts->threads, &failure, err);
+    if (!rc)
+        report(r, "hash", ds->spec->name, NULL, lsh_now() - t0, 0.0);
+    if (!rc && failure)
+        rc = write_group_rows(r, g, LSH_POINT_FAILED, failure, ds->spec->name, err);
+    else
+        for (size_t pa = g->first_pass; !rc && pa < g->first_pass + g->n_passes; pa++)
+            rc = run_pass(r, &hs, pb, ref, pa, err);
+    hashing_free(&hs);
+    return rc;
+}
+
+static int run_dataset(struct run *r, size_t dsi, struct lsh_error *err)
+{
+    const struct lsh_config *cfg = r->cfg;
+    const struct lsh_plan *plan = r->plan;
+    const char *name = cfg->datasets[dsi].name;
+
+    /* Skipped groups need no data; finished groups (resume) need nothing. */
+    int need_data = 0;
+    for (size_t gi = 0; gi < plan->n_groups; gi++) {
+        const struct lsh_hash_group *g = &plan->groups[gi];
+        if (g->dataset != dsi || group_done(r, g))
+            continue;
+        if (g->skip_reason) {
+            int rc = write_group_rows(r, g, LSH_POINT_SKIPPED, g->skip_reason, name, err);
+            if (rc)
+                return rc;
+        } else {
+            need_data = 1;
+        }
+    }
+    if (!need_data)
+        return 0;
+
+    struct lsh_dataset *ds = NULL;
+    struct problem pb;
+    struct lsh_reference *ref = NULL;
+    memset(&pb, 0, sizeof pb);
+    int rc = lsh_dataset_make(&cfg->datasets[dsi], cfg->path, cfg->seed,
+                              cfg->attention.keys == LSH_KEYS_SEPARATE, &ds, err);
+    if (!rc)
+        rc = lsh_results_write_dataset(r->res, ds, (cfg->dump & LSH_DUMP_DATA) != 0, err);
+    if (!rc)
+        rc = problem_init(&pb, cfg, ds, err);
+    /* Keep the raw scores when they fit the memory limit; else stream. */
+    struct lsh_memory mem;
+    lsh_plan_memory(cfg, plan, dsi, r->opts->threads, &mem);
+    const size_t limit = r->opts->memory_limit;
+    const int cache = mem.base <= limit && mem.cache <= limit - mem.base;
+    if (!rc)
+        rc = lsh_reference_compute(&pb.attn, pb.rows, pb.m, r->opts->threads,
+                                   cache ? mem.cache : 0, &ref, err);
+    if (!rc) {
+        char note[160];
+        if (ref->raw)
+            snprintf(note, sizeof note, "scores cached (%.0f MiB)", mem.cache / 1048576.0);
+        else
+            snprintf(note, sizeof note,
+                     "streaming: scores recomputed per pair (a cache needs %.0f MiB; "
+                     "the limit leaves %.0f MiB)", mem.cache / 1048576.0,
+                     mem.base < limit ? (limit - mem.base) / 1048576.0 : 0.0);
+        report_note(r, "reference", name, NULL, ref->seconds,
+                    ref->seconds > 0 ? ref->flops / ref->seconds * 1e-9 : 0.0, note);
+    }
+    for (size_t gi = 0; !rc && gi < plan->n_groups; gi++) {
+        const struct lsh_hash_group *g = &plan->groups[gi];
+        if (g->dataset != dsi || g->skip_reason || group_done(r, g))
+            continue;
+        rc = run_group(r, ds, &pb, ref, g, err);
+        if (!rc && stop_requested(r))
+            rc = LSH_EINTR;
+    }
+    lsh_reference_free(ref);
+    problem_free(&pb);
+    lsh_dataset_free(ds);
+    return rc;
+}
+
+int lsh_sweep_run(const struct lsh_config *cfg, const struct lsh_plan *plan,
+                  const struct lsh_run_opts *opts, struct lsh_run_summary *summary,
+                  struct lsh_error *err)
+{
+    struct lsh_run_summary sum = {.points = plan->n_points};
+    struct run r = {.cfg = cfg, .plan = plan, .opts = opts, .sum = &sum, .t0 = lsh_now()};
+    if (cfg->experiment != LSH_EXPERIMENT_SWEEP)
+        return lsh_error_set(err, LSH_EINVAL, "lsh_sweep_run: not a sweep experiment");
+    int rc = lsh_results_open(opts->output ? opts->output : cfg->output, cfg, opts->cmdline,
+                              opts->mode, &r.res, err);
+    if (rc)
+        return rc;
+    for (size_t p = 0; p < plan->n_points; p++)
+        sum.resumed += lsh_results_has_point(r.res, p) != 0;
+    if (sum.resumed)
+        report(&r, "resume-skip", NULL, NULL, 0.0, 0.0);
+
+    for (size_t dsi = 0; !rc && dsi < cfg->n_datasets; dsi++)
+        rc = run_dataset(&r, dsi, err);
+
+    if (rc == LSH_EINTR) {
+        sum.interrupted = 1;
+        lsh_error_set(err, LSH_EINTR, "stopped after %zu of %zu points",
+                      sum.ok + sum.skipped + sum.failed + sum.resumed, plan->n_points);
+    }
+    struct lsh_error close_err;
+    lsh_error_clear(&close_err);
+    int crc = lsh_results_close(r.res, rc == 0, &close_err);
+    if (!rc && crc) {
+        rc = crc;
+        if (err)
+            *err = close_err;
+    }
+    sum.seconds = lsh_now() - r.t0;
+    if (summary)
+        *summary = sum;
+    return rc;
+}

@@ -1,0 +1,56 @@
+/* sweep.h - run a planned sweep: data, reference, rounds, passes, results.
+ *
+ * Data flows one way (DESIGN.md): for each dataset the reference is computed
+ * once; for each hash group the rounds of its largest n_hashes are hashed
+ * once (rounds in parallel); each pass evaluates all its points; rows are
+ * appended and flushed as they finish.  Library code: it reports through the
+ * progress callback and never prints.
+ */
+#ifndef LSH_SWEEP_H
+#define LSH_SWEEP_H
+
+#include <signal.h>
+#include <stddef.h>
+
+#include "config.h"
+#include "error.h"
+#include "plan.h"
+#include "results.h"
+
+struct lsh_progress {
+    const char *stage;            /* "reference", "hash", "point", "resume-skip" */
+    size_t done, total;           /* points written (or found, on resume) so far */
+    const struct lsh_run_row *row;/* the row just written ("point"), else NULL */
+    const char *dataset;          /* the dataset being worked on */
+    double seconds;               /* stage time (reference, hash) */
+    double elapsed;               /* since the run started */
+    double gflops;                /* reference: GFLOP/s of its GEMMs */
+    const char *note;             /* reference: cached or streaming, and why */
+};
+
+struct lsh_run_opts {
+    unsigned threads;                 /* >= 1 */
+    size_t memory_limit;              /* bytes: the score cache is kept only when the
+                                         dataset's estimate plus the cache fits */
+    enum lsh_results_mode mode;       /* create, force or resume */
+    const char *output;               /* results path (default cfg->output) */
+    const char *cmdline;              /* provenance */
+    volatile sig_atomic_t *stop;      /* set asynchronously: stop after the point */
+    void (*progress)(void *ctx, const struct lsh_progress *p);
+    void *progress_ctx;
+};
+
+struct lsh_run_summary {
+    size_t points, ok, skipped, failed, resumed;
+    int interrupted;
+    double seconds;
+};
+
+/* Returns 0 when the sweep ran to the end (failed points are recorded in
+ * /runs and counted in summary->failed, not errors), LSH_EINTR when stopped
+ * (the .partial file is kept for --resume), or another error code. */
+int lsh_sweep_run(const struct lsh_config *cfg, const struct lsh_plan *plan,
+                  const struct lsh_run_opts *opts, struct lsh_run_summary *summary,
+                  struct lsh_error *err);
+
+#endif

@@ -1,0 +1,432 @@
+/* kmeans.c - spherical k-means buckets (Routing Transformer, SPEC 2.3): fit
+ * B unit centroids on the round's rows, then bucket = the nearest centroid by
+ * cosine. */
+#include <lshlab/strategy.h>
+
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* Workspace cap for one GEMM batch of scores (rows x B doubles), so a large
+ * B shrinks the batch instead of growing the memory. */
+#define BATCH_ROWS 1024
+#define BATCH_DOUBLES ((size_t)1 << 20)
+
+enum { P_ITERATIONS, P_INIT, N_PARAMS };
+
+static const char *const init_choices[] = {"random", "kmeans++", NULL};
+
+static const struct lsh_param params[] = {
+    [P_ITERATIONS] = {.name = "iterations", .type = LSH_PARAM_INT,
+                      .doc = "Lloyd steps after the initialisation (0: the initial centroids)",
+                      .def_int = 10, .min = 0, .max = 1000},
+    [P_INIT] = {.name = "init", .type = LSH_PARAM_CHOICE,
+                .doc = "initial centroids: random (B distinct non-zero rows) or kmeans++ "
+                       "(spread by 1 - cosine)",
+                .def_choice = "random", .choices = init_choices},
+    [N_PARAMS] = {.type = LSH_PARAM_END},
+};
+
+struct kmeans {
+    size_t d;
+    uint32_t b;
+    int64_t iterations;
+    int plusplus;
+    int fitted;
+    size_t batch;   /* rows per GEMM */
+    double *c;      /* B x d unit centroids, row-major */
+    double *xn;     /* batch x d normalised rows (workspace) */
+    double *scores; /* batch x B (workspace) */
+    /* fit() draws the initial centroids: the stream must outlive init. */
+    struct lsh_rng *rng;
+    const struct lsh_host *host;
+};
+
+static int fail(struct lsh_strategy_error *err, int code, const char *fmt, ...)
+{
+    if (err) {
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(err->message, sizeof err->message, fmt, ap);
+        va_end(ap);
+    }
+    return code;
+}
+
+static int read_params(const struct lsh_round *round, int64_t *iterations, int *plusplus,
+                       struct lsh_strategy_error *err)
+{
+    const struct lsh_param_value *pv = round->params;
+    size_t np = pv ? round->n_params : 0;
+    *iterations = params[P_ITERATIONS].def_int;
+    *plusplus = 0;
+    if (np > P_ITERATIONS) {
+        if (pv[P_ITERATIONS].type != LSH_PARAM_INT)
+            return fail(err, LSH_STRATEGY_EINVAL, "kmeans: parameter iterations is not an INT");
+        *iterations = pv[P_ITERATIONS].i;
+        if (*iterations < 0)
+            return fail(err, LSH_STRATEGY_EINVAL, "kmeans needs iterations >= 0, got %lld",
+                        (long long)*iterations);
+    }
+    if (np > P_INIT) {
+        if (pv[P_INIT].type != LSH_PARAM_CHOICE || !pv[P_INIT].choice)
+            return fail(err, LSH_STRATEGY_EINVAL, "kmeans: parameter init is not a CHOICE");
+        if (strcmp(pv[P_INIT].choice, "kmeans++") == 0)
+            *plusplus = 1;
+        else if (strcmp(pv[P_INIT].choice, "random") != 0)
+            return fail(err, LSH_STRATEGY_EINVAL,
+                        "kmeans: init must be random or kmeans++, got %s", pv[P_INIT].choice);
+    }
+    return 0;
+}
+
+static int check(const struct lsh_round *round, struct lsh_strategy_error *err)
+{
+    int64_t iterations;
+    int plusplus;
+    int rc = read_params(round, &iterations, &plusplus, err);
+    if (rc < 0)
+        return rc;
+    if (round->d == 0)
+        return fail(err, LSH_STRATEGY_EINVAL, "kmeans needs d >= 1");
+    if (round->n_buckets == 0)
+        return fail(err, LSH_STRATEGY_EINVAL, "kmeans needs n_buckets >= 1");
+    /* n_rows == 0: the host does not know the rows yet; fit() checks then. */
+    if (round->n_rows > 0 && round->n_buckets > round->n_rows)
+        return fail(err, LSH_STRATEGY_EINVAL,
+                    "kmeans needs n_buckets <= the rows it fits on, got n_buckets %u for %zu "
+                    "rows",
+                    (unsigned)round->n_buckets, round->n_rows);
+    return 0;
+}
+
+static void fini(void *state)
+{
+    struct kmeans *s = state;
+    free(s->c);
+    free(s->xn);
+    free(s->scores);
+    s->c = s->xn = s->scores = NULL;
+    s->fitted = 0;
+}
+
+static int init(void *state, const struct lsh_round *round, struct lsh_strategy_error *err)
+{
+    struct kmeans *s = state;
+    int rc = check(round, err);
+    if (rc < 0)
+        return rc;
+    read_params(round, &s->iterations, &s->plusplus, err);
+    s->d = round->d;
+    s->b = round->n_buckets;
+    s->rng = round->rng;
+    s->host = round->host;
+    s->fitted = 0;
+    s->batch = BATCH_DOUBLES / s->b;
+    if (s->batch > BATCH_ROWS)
+        s->batch = BATCH_ROWS;
+    if (s->batch == 0)
+        s->batch = 1;
+    if (s->d > SIZE_MAX / sizeof(double) / s->b || s->d > SIZE_MAX / sizeof(double) / s->batch)
+        return fail(err, LSH_STRATEGY_ENOMEM, "kmeans: %u centroids of d = %zu are too large",
+                    (unsigned)s->b, s->d);
+    s->c = malloc((size_t)s->b * s->d * sizeof *s->c);
+    s->xn = malloc(s->batch * s->d * sizeof *s->xn);
+    s->scores = malloc(s->batch * s->b * sizeof *s->scores);
+    if (!s->c || !s->xn || !s->scores) {
+        fini(s);
+        return fail(err, LSH_STRATEGY_ENOMEM, "kmeans: out of memory for %u centroids",
+                    (unsigned)s->b);
+    }
+    return 0;
+}
+
+/* out = x / |x|; returns 0 (and a zero out) for a zero row.  Scaling by the
+ * largest entry first keeps |x|^2 from overflowing or underflowing. */
+static int normalise(const double *x, size_t d, double *out)
+{
+    double big = 0;
+    for (size_t j = 0; j < d; j++)
+        if (fabs(x[j]) > big)
+            big = fabs(x[j]);
+    if (!(big > 0) || isinf(big)) {
+        memset(out, 0, d * sizeof *out);
+        return 0;
+    }
+    double ss = 0;
+    for (size_t j = 0; j < d; j++)
+        ss += (x[j] / big) * (x[j] / big);
+    double norm = sqrt(ss);
+    for (size_t j = 0; j < d; j++)
+        out[j] = x[j] / big / norm;
+    return 1;
+}
+
+static int same_vector(const double *a, const double *b, size_t d)
+{
+    for (size_t j = 0; j < d; j++)
+        if (a[j] != b[j])
+            return 0;
+    return 1;
+}
+
+/* argmax_c of one row of scores; the first wins a tie (SPEC 1). */
+static uint32_t argmax(const double *scores, uint32_t b)
+{
+    uint32_t best = 0;
+    double top = scores[0];
+    for (uint32_t c = 1; c < b; c++)
+        if (scores[c] > top) {
+            top = scores[c];
+            best = c;
+        }
+    return best;
+}
+
+static int too_few(struct lsh_strategy_error *err, uint32_t b, size_t distinct)
+{
+    return fail(err, LSH_STRATEGY_EDATA, "kmeans: n_buckets %u but only %zu distinct non-zero rows",
+                (unsigned)b, distinct);
+}
+
+/* B distinct non-zero rows, uniformly at random: a partial Fisher-Yates
+ * shuffle that passes over zero rows and repeats of a chosen row. */
+static int init_random(struct kmeans *s, const double *xn, const unsigned char *live, size_t n,
+                       struct lsh_strategy_error *err)
+{
+    size_t d = s->d, chosen = 0;
+    size_t *idx = malloc(n * sizeof *idx);
+    if (!idx)
+        return fail(err, LSH_STRATEGY_ENOMEM, "kmeans: out of memory");
+    for (size_t i = 0; i < n; i++)
+        idx[i] = i;
+    for (size_t i = 0; i < n && chosen < s->b; i++) {
+        size_t j = i + (size_t)s->host->uniform_int(s->rng, (uint64_t)(n - i));
+        size_t r = idx[j];
+        idx[j] = idx[i];
+        idx[i] = r;
+        if (!live[r])
+            continue;
+        int repeat = 0;
+        for (size_t c = 0; c < chosen && !repeat; c++)
+            repeat = same_vector(xn + r * d, s->c + c * d, d);
+        if (!repeat)
+            memcpy(s->c + chosen++ * d, xn + r * d, d * sizeof *s->c);
+    }
+    free(idx);
+    /* Having seen every row, chosen is the number of distinct ones. */
+    return chosen < s->b ? too_few(err, s->b, chosen) : 0;
+}
+
+/* dist[i] = min(dist[i], 1 - x_i.c): the spherical D(x) of k-means++, since
+ * |x - c|^2 = 2 - 2 x.c.  A row equal to c gets exactly 0, so it is never
+ * drawn again even when x.c rounds to just below 1. */
+static void update_dist(const struct kmeans *s, const double *xn, const unsigned char *live,
+                        size_t n, const double *c, double *dots, double *dist)
+{
+    s->host->gemm(n, 1, s->d, xn, c, dots, 0);
+    for (size_t i = 0; i < n; i++) {
+        if (!live[i])
+            continue;
+        double dd = 1 - dots[i];
+        if (dd < 1e-9 && same_vector(xn + i * s->d, c, s->d))
+            dd = 0;
+        if (dd < 0)
+            dd = 0;
+        if (dd < dist[i])
+            dist[i] = dd;
+    }
+}
+
+static int init_plusplus(struct kmeans *s, const double *xn, const unsigned char *live,
+                         size_t n, struct lsh_strategy_error *err)
+{
+    size_t d = s->d, n_live = 0;
+    for (size_t i = 0; i < n; i++)
+        n_live += live[i];
+    if (n_live == 0)
+        return too_few(err, s->b, 0);
+    double *dist = malloc(n * sizeof *dist), *dots = malloc(n * sizeof *dots);
+    if (!dist || !dots) {
+        free(dist);
+        free(dots);
+        return fail(err, LSH_STRATEGY_ENOMEM, "kmeans: out of memory");
+    }
+    /* The first centroid: uniform among the non-zero rows. */
+    size_t pick = (size_t)s->host->uniform_int(s->rng, (uint64_t)n_live), r = 0;
+    for (size_t i = 0; i < n; i++) {
+        dist[i] = live[i] ? INFINITY : 0;
+        if (live[i] && pick-- == 0)
+            r = i;
+    }
+    memcpy(s->c, xn + r * d, d * sizeof *s->c);
+    update_dist(s, xn, live, n, s->c, dots, dist);
+    int rc = 0;
+    for (uint32_t chosen = 1; chosen < s->b; chosen++) {
+        double total = 0;
+        size_t last = SIZE_MAX;
+        for (size_t i = 0; i < n; i++)
+            if (dist[i] > 0) {
+                total += dist[i];
+                last = i;
+            }
+        if (!(total > 0)) {
+            rc = too_few(err, s->b, chosen);
+            break;
+        }
+        double u = s->host->uniform(s->rng) * total, acc = 0;
+        r = last; /* should rounding leave u past the running sum */
+        for (size_t i = 0; i < n; i++)
+            if (dist[i] > 0) {
+                acc += dist[i];
+                if (u < acc) {
+                    r = i;
+                    break;
+                }
+            }
+        double *c = s->c + (size_t)chosen * d;
+        memcpy(c, xn + r * d, d * sizeof *c);
+        update_dist(s, xn, live, n, c, dots, dist);
+    }
+    free(dist);
+    free(dots);
+    return rc;
+}
+
+/* Lloyd steps.  When an assignment repeats the previous one, the centroids
+ * would come out bit-identical, so every later step is a no-op: stop. */
+static int lloyd(struct kmeans *s, const double *xn, const unsigned char *live, size_t n,
+                 struct lsh_strategy_error *err)
+{
+    size_t d = s->d;
+    uint32_t b = s->b;
+    uint32_t *assign = malloc(n * sizeof *assign);
+    double *sums = malloc((size_t)b * d * sizeof *sums);
+    size_t *counts = malloc(b * sizeof *counts);
+    if (!assign || !sums || !counts) {
+        free(assign);
+        free(sums);
+        free(counts);
+        return fail(err, LSH_STRATEGY_ENOMEM, "kmeans: out of memory");
+    }
+    for (size_t i = 0; i < n; i++)
+        assign[i] = UINT32_MAX;
+    for (int64_t it = 0; it < s->iterations; it++) {
+        int changed = 0;
+        for (size_t start = 0; start < n; start += s->batch) {
+            size_t m = n - start < s->batch ? n - start : s->batch;
+            s->host->gemm_nt(m, b, d, xn + start * d, s->c, s->scores);
+            for (size_t i = 0; i < m; i++) {
+                if (!live[start + i])
+                    continue; /* a zero row adds nothing to any sum */
+                uint32_t a = argmax(s->scores + i * b, b);
+                changed |= a != assign[start + i];
+                assign[start + i] = a;
+            }
+        }
+        if (!changed)
+            break;
+        memset(sums, 0, (size_t)b * d * sizeof *sums);
+        memset(counts, 0, b * sizeof *counts);
+        for (size_t i = 0; i < n; i++) { /* row order: the same bits every run */
+            if (!live[i])
+                continue;
+            double *sum = sums + (size_t)assign[i] * d;
+            const double *x = xn + i * d;
+            for (size_t j = 0; j < d; j++)
+                sum[j] += x[j];
+            counts[assign[i]]++;
+        }
+        /* An empty cluster, or one whose members cancel, keeps its centroid. */
+        for (uint32_t c = 0; c < b; c++) {
+            double *sum = sums + (size_t)c * d;
+            if (counts[c] > 0 && normalise(sum, d, sum))
+                memcpy(s->c + (size_t)c * d, sum, d * sizeof *s->c);
+        }
+    }
+    free(assign);
+    free(sums);
+    free(counts);
+    return 0;
+}
+
+static int fit(void *state, const double *x, size_t n, size_t d, struct lsh_strategy_error *err)
+{
+    struct kmeans *s = state;
+    if (d != s->d)
+        return fail(err, LSH_STRATEGY_EINVAL, "kmeans: rows have d = %zu, the round has %zu", d,
+                    s->d);
+    s->fitted = 0;
+    if (n == 0)
+        return too_few(err, s->b, 0);
+    if (n > SIZE_MAX / sizeof(double) / d)
+        return fail(err, LSH_STRATEGY_ENOMEM, "kmeans: %zu rows are too many", n);
+    double *xn = malloc(n * d * sizeof *xn);
+    unsigned char *live = malloc(n);
+    if (!xn || !live) {
+        free(xn);
+        free(live);
+        return fail(err, LSH_STRATEGY_ENOMEM, "kmeans: out of memory for %zu rows", n);
+    }
+    for (size_t i = 0; i < n; i++)
+        live[i] = (unsigned char)normalise(x + i * d, d, xn + i * d);
+    int rc = s->plusplus ? init_plusplus(s, xn, live, n, err) : init_random(s, xn, live, n, err);
+    if (rc == 0)
+        rc = lloyd(s, xn, live, n, err);
+    free(xn);
+    free(live);
+    s->fitted = rc == 0;
+    return rc;
+}
+
+static int hash(void *state, const double *x, size_t n, size_t d, uint32_t *bucket,
+                struct lsh_strategy_error *err)
+{
+    struct kmeans *s = state;
+    if (!s->fitted)
+        return fail(err, LSH_STRATEGY_EFAIL, "kmeans: hash called before fit");
+    if (d != s->d)
+        return fail(err, LSH_STRATEGY_EINVAL, "kmeans: rows have d = %zu, the round has %zu", d,
+                    s->d);
+    uint32_t b = s->b;
+    for (size_t start = 0; start < n; start += s->batch) {
+        size_t m = n - start < s->batch ? n - start : s->batch;
+        for (size_t i = 0; i < m; i++) /* bucket 0 marks a zero row until the argmax */
+            bucket[start + i] = (uint32_t)normalise(x + (start + i) * d, d, s->xn + i * d);
+        s->host->gemm_nt(m, b, d, s->xn, s->c, s->scores);
+        for (size_t i = 0; i < m; i++)
+            bucket[start + i] = bucket[start + i] ? argmax(s->scores + i * b, b) : 0;
+    }
+    return 0;
+}
+
+static int export_params(void *state, struct lsh_sink *sink)
+{
+    struct kmeans *s = state;
+    if (!s->fitted)
+        return LSH_STRATEGY_EFAIL;
+    return sink->array(sink, "centroids", s->c, s->b, s->d);
+}
+
+static const struct lsh_strategy kmeans = {
+    .abi_major = LSH_STRATEGY_ABI_MAJOR,
+    .abi_minor = LSH_STRATEGY_ABI_MINOR,
+    .name = "kmeans",
+    .summary = "spherical k-means buckets (Routing Transformer): nearest of B centroids fitted "
+               "on the unit rows",
+    .params = params,
+    .state_size = sizeof(struct kmeans),
+    .check = check,
+    .init = init,
+    .fit = fit,
+    .hash = hash,
+    .export_params = export_params,
+    .fini = fini,
+};
+
+LSH_EXPORT const struct lsh_strategy *lsh_strategy_entry(void)
+{
+    return &kmeans;
+}

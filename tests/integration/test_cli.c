@@ -1,0 +1,337 @@
+/* test_cli.c - the lshlab command end to end: exit codes, never clobbering a
+ * results file, -j determinism, and the seed example's buckets recomputed
+ * by hand from the dumped data and rotations. */
+#define _POSIX_C_SOURCE 200809L
+#include <criterion/criterion.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <hdf5.h>
+
+static char tmpdir[256];
+
+static void make_tmpdir(void)
+{
+    snprintf(tmpdir, sizeof tmpdir, "/tmp/lshlab-cli-XXXXXX");
+    cr_assert_not_null(mkdtemp(tmpdir));
+}
+
+static void remove_tmpdir(void)
+{
+    char cmd[512];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmpdir);
+    cr_assert_eq(system(cmd), 0);
+}
+
+TestSuite(cli, .init = make_tmpdir, .fini = remove_tmpdir, .timeout = 300);
+
+static const char *exe(void)
+{
+    const char *e = getenv("LSHLAB_EXE");
+    cr_assert_not_null(e, "LSHLAB_EXE is not set (run through meson test)");
+    return e;
+}
+
+static const char *src(const char *rel)
+{
+    static char buf[4][1024];
+    static int k;
+    const char *root = getenv("LSHLAB_SOURCE_ROOT");
+    cr_assert_not_null(root);
+    k = (k + 1) % 4;
+    snprintf(buf[k], sizeof buf[k], "%s/%s", root, rel);
+    return buf[k];
+}
+
+/* Run "lshlab ARGS" with stdout+stderr captured in *out; returns the exit code. */
+static int lshlab(char **out, const char *fmt, ...)
+{
+    char args[2048], cmd[4096], log[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(args, sizeof args, fmt, ap);
+    va_end(ap);
+    snprintf(log, sizeof log, "%s/out.txt", tmpdir);
+    snprintf(cmd, sizeof cmd, "'%s' %s > '%s' 2>&1 < /dev/null", exe(), args, log);
+    int st = system(cmd);
+    cr_assert(WIFEXITED(st), "lshlab %s did not exit normally", args);
+    if (out) {
+        FILE *f = fopen(log, "rb");
+        cr_assert_not_null(f);
+        fseek(f, 0, SEEK_END);
+        long len = ftell(f);
+        fseek(f, 0, SEEK_SET);
+        *out = calloc((size_t)len + 1, 1);
+        cr_assert_eq(fread(*out, 1, (size_t)len, f), (size_t)len);
+        fclose(f);
+    }
+    return WEXITSTATUS(st);
+}
+
+static void write_file(const char *path, const char *text)
+{
+    FILE *f = fopen(path, "w");
+    cr_assert_not_null(f);
+    fputs(text, f);
+    fclose(f);
+}
+
+static int exists(const char *path)
+{
+    struct stat st;
+    return stat(path, &st) == 0;
+}
+
+static const char small_config[] =
+    "name: small\n"
+    "seed: 5\n"
+    "datasets:\n"
+    "  - {name: c, kind: clustered, n: 150, d: 6, d_v: 3, clusters: 5}\n"
+    "attention: {keys: shared, topk: [1, 4]}\n"
+    "strategies:\n"
+    "  - name: rotation\n"
+    "  - name: hyperplane\n"
+    "  - name: kmeans\n"
+    "    params: {iterations: 4}\n"
+    "sweep:\n"
+    "  n_hashes: [1, 2, 4]\n"
+    "  n_buckets: [4, 8]\n"
+    "  mode: [bucket, chunked]\n"
+    "  chunk_size: 32\n"
+    "  combine: [union, rounds]\n";
+
+Test(cli, help_on_every_command_exits_zero)
+{
+    const char *cmds[] = {"--help", "run --help", "validate --help", "strategies --help",
+                          "show --help", "--version"};
+    for (size_t k = 0; k < sizeof cmds / sizeof *cmds; k++) {
+        char *out = NULL;
+        cr_expect_eq(lshlab(&out, "%s", cmds[k]), 0, "lshlab %s", cmds[k]);
+        cr_expect(strstr(out, "usage") || strstr(out, "lshlab"), "%s printed: %s", cmds[k], out);
+        free(out);
+    }
+}
+
+Test(cli, unknown_command_and_bad_jobs_are_usage_errors)
+{
+    cr_expect_eq(lshlab(NULL, "frobnicate"), 2);
+    cr_expect_eq(lshlab(NULL, "run %s -j 0", src("experiments/configs/quickstart.yaml")), 2);
+    cr_expect_eq(lshlab(NULL, "run"), 2);
+    cr_expect_eq(lshlab(NULL, "run a.yaml --force --resume"), 2);
+}
+
+Test(cli, strategies_lists_the_three_builtins_with_params)
+{
+    char *out = NULL;
+    cr_assert_eq(lshlab(&out, "strategies --params"), 0);
+    cr_expect(strstr(out, "rotation") && strstr(out, "hyperplane") && strstr(out, "kmeans"),
+              "%s", out);
+    cr_expect(strstr(out, "orthogonal") && strstr(out, "iterations"), "%s", out);
+    free(out);
+}
+
+Test(cli, validate_counts_the_points_of_the_shipped_configs)
+{
+    char *out = NULL;
+    cr_assert_eq(lshlab(&out, "validate %s", src("experiments/configs/quickstart.yaml")), 0,
+                 "%s", out);
+    /* 3 strategies x 3 n_buckets x 4 n_hashes */
+    cr_expect(strstr(out, "36 points"), "%s", out);
+    free(out);
+    cr_assert_eq(lshlab(&out, "validate %s", src("experiments/configs/seed-example.yaml")), 0,
+                 "%s", out);
+    cr_expect(strstr(out, "1 points"), "%s", out);
+    free(out);
+}
+
+Test(cli, invalid_config_exits_3_with_position_and_creates_nothing)
+{
+    char cfg[512], res[512];
+    snprintf(cfg, sizeof cfg, "%s/bad.yaml", tmpdir);
+    snprintf(res, sizeof res, "%s/bad.h5", tmpdir);
+    write_file(cfg, "name: bad\n"
+                    "datasets:\n"
+                    "  - {name: g, kind: gaussian, n: 10, d: 4}\n"
+                    "strategies:\n"
+                    "  - name: hyperplane\n"
+                    "sweep:\n"
+                    "  n_buckets: [4, 24]\n");
+    char *out = NULL;
+    cr_assert_eq(lshlab(&out, "run %s -o %s -q", cfg, res), 3, "%s", out);
+    /* n_buckets 24 is the second item of line 7, at column 18 */
+    cr_expect(strstr(out, "bad.yaml:7:18"), "%s", out);
+    cr_expect(strstr(out, "24"), "%s", out);
+    cr_expect(!exists(res), "a results file was created");
+    free(out);
+}
+
+Test(cli, existing_results_are_never_overwritten_without_force)
+{
+    char cfg[512], res[512], partial[600];
+    snprintf(cfg, sizeof cfg, "%s/small.yaml", tmpdir);
+    snprintf(res, sizeof res, "%s/small.h5", tmpdir);
+    snprintf(partial, sizeof partial, "%s.partial", res);
+    write_file(cfg, small_config);
+    write_file(res, "precious bytes\n");
+    char *out = NULL;
+    cr_assert_eq(lshlab(&out, "run %s -o %s -q", cfg, res), 4, "%s", out);
+    cr_expect(strstr(out, "--force"), "%s", out);
+    free(out);
+    FILE *f = fopen(res, "r");
+    char buf[64] = {0};
+    cr_assert_not_null(f);
+    cr_expect(fgets(buf, sizeof buf, f) != NULL);
+    fclose(f);
+    cr_expect_str_eq(buf, "precious bytes\n");
+    cr_expect(!exists(partial));
+    cr_assert_eq(lshlab(&out, "run %s -o %s -q --force", cfg, res), 0, "%s", out);
+    free(out);
+    cr_expect(!exists(partial));
+    hid_t h = H5Fopen(res, H5F_ACC_RDONLY, H5P_DEFAULT);
+    cr_expect(h >= 0, "--force did not leave an HDF5 file");
+    if (h >= 0)
+        H5Fclose(h);
+}
+
+/* /runs as an array of rows, with the metric fields (everything from
+ * out_rel_err on, timings excluded) copied out as raw bytes. */
+struct runs {
+    size_t rows, row_size;
+    unsigned char *data;
+    size_t metric_from, metric_to; /* byte range of the compared fields */
+};
+
+static void read_runs(const char *path, struct runs *r)
+{
+    hid_t f = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
+    cr_assert(f >= 0, "cannot open %s", path);
+    hid_t ds = H5Dopen2(f, "/runs", H5P_DEFAULT);
+    cr_assert(ds >= 0);
+    hid_t ft = H5Dget_type(ds);
+    hid_t mt = H5Tget_native_type(ft, H5T_DIR_ASCEND);
+    hid_t sp = H5Dget_space(ds);
+    hsize_t dims[1];
+    H5Sget_simple_extent_dims(sp, dims, NULL);
+    r->rows = (size_t)dims[0];
+    r->row_size = H5Tget_size(mt);
+    r->data = calloc(r->rows + 1, r->row_size);
+    cr_assert(H5Dread(ds, mt, H5S_ALL, H5S_ALL, H5P_DEFAULT, r->data) >= 0);
+    int from = H5Tget_member_index(mt, "out_rel_err");
+    int to = H5Tget_member_index(mt, "hash_seconds");
+    cr_assert(from >= 0 && to > from, "missing metric columns");
+    r->metric_from = H5Tget_member_offset(mt, (unsigned)from);
+    r->metric_to = H5Tget_member_offset(mt, (unsigned)to);
+    H5Sclose(sp);
+    H5Tclose(mt);
+    H5Tclose(ft);
+    H5Dclose(ds);
+    H5Fclose(f);
+}
+
+Test(cli, jobs_1_and_2_give_bit_identical_metric_columns)
+{
+    char cfg[512], r1[512], r2[512];
+    snprintf(cfg, sizeof cfg, "%s/small.yaml", tmpdir);
+    snprintf(r1, sizeof r1, "%s/j1.h5", tmpdir);
+    snprintf(r2, sizeof r2, "%s/j2.h5", tmpdir);
+    write_file(cfg, small_config);
+    char *out = NULL;
+    cr_assert_eq(lshlab(&out, "run %s -o %s -j 1 -q", cfg, r1), 0, "%s", out);
+    free(out);
+    cr_assert_eq(lshlab(&out, "run %s -o %s -j 2 -q", cfg, r2), 0, "%s", out);
+    free(out);
+    struct runs a, b;
+    read_runs(r1, &a);
+    read_runs(r2, &b);
+    /* 3 strategies x 2 B x (bucket + chunked) x 3 H x 2 combines */
+    cr_assert_eq(a.rows, 72);
+    cr_assert_eq(b.rows, a.rows);
+    for (size_t i = 0; i < a.rows; i++) {
+        const unsigned char *x = a.data + i * a.row_size, *y = b.data + i * b.row_size;
+        cr_expect_eq(memcmp(x, y, a.metric_from), 0, "row %zu: keys differ", i);
+        cr_expect_eq(memcmp(x + a.metric_from, y + a.metric_from, a.metric_to - a.metric_from),
+                     0, "row %zu: metrics differ between -j 1 and -j 2", i);
+    }
+    free(a.data);
+    free(b.data);
+}
+
+static void read_matrix(hid_t f, const char *path, double *x, size_t rows, size_t cols)
+{
+    hid_t ds = H5Dopen2(f, path, H5P_DEFAULT);
+    cr_assert(ds >= 0, "no %s", path);
+    hid_t sp = H5Dget_space(ds);
+    hsize_t dims[2] = {0, 0};
+    H5Sget_simple_extent_dims(sp, dims, NULL);
+    cr_assert_eq(dims[0], rows, "%s rows", path);
+    if (cols)
+        cr_assert_eq(dims[1], cols, "%s cols", path);
+    cr_assert(H5Dread(ds, H5T_NATIVE_DOUBLE, H5S_ALL, H5S_ALL, H5P_DEFAULT, x) >= 0);
+    H5Sclose(sp);
+    H5Dclose(ds);
+}
+
+/* SPEC 2.1 by hand: y = x R (R is d x B/2), bucket = argmax of [y, -y]. */
+Test(cli, seed_example_buckets_match_argmax_of_dumped_rotations)
+{
+    char res[512];
+    snprintf(res, sizeof res, "%s/seed.h5", tmpdir);
+    char *out = NULL;
+    cr_assert_eq(lshlab(&out, "run %s -o %s -q", src("experiments/configs/seed-example.yaml"),
+                        res), 0, "%s", out);
+    free(out);
+    enum { N = 6, D = 4, B = 4, H = 3 };
+    hid_t f = H5Fopen(res, H5F_ACC_RDONLY, H5P_DEFAULT);
+    cr_assert(f >= 0);
+    double q[N * D];
+    read_matrix(f, "/datasets/tokens/Q", q, N, D);
+    hid_t bds = H5Dopen2(f, "/points/0/buckets", H5P_DEFAULT);
+    cr_assert(bds >= 0, "no /points/0/buckets");
+    unsigned buckets[H * N];
+    cr_assert(H5Dread(bds, H5T_NATIVE_UINT, H5S_ALL, H5S_ALL, H5P_DEFAULT, buckets) >= 0);
+    H5Dclose(bds);
+    for (int h = 0; h < H; h++) {
+        char path[128];
+        snprintf(path, sizeof path, "/points/0/hash_params_rotation_h%d", h);
+        double r[D * (B / 2)];
+        read_matrix(f, path, r, D, B / 2);
+        for (int i = 0; i < N; i++) {
+            double y[B];
+            for (int c = 0; c < B / 2; c++) {
+                y[c] = 0;
+                for (int e = 0; e < D; e++)
+                    y[c] += q[i * D + e] * r[e * (B / 2) + c];
+                y[c + B / 2] = -y[c];
+            }
+            int best = 0;
+            for (int c = 1; c < B; c++)
+                if (y[c] > y[best])
+                    best = c;
+            cr_expect_eq(buckets[h * N + i], (unsigned)best, "token %d hash %d", i, h);
+        }
+    }
+    H5Fclose(f);
+}
+
+Test(cli, show_csv_has_a_header_and_one_line_per_point)
+{
+    char res[512];
+    snprintf(res, sizeof res, "%s/seed.h5", tmpdir);
+    char *out = NULL;
+    cr_assert_eq(lshlab(&out, "run %s -o %s -q", src("experiments/configs/seed-example.yaml"),
+                        res), 0, "%s", out);
+    free(out);
+    cr_assert_eq(lshlab(&out, "show %s --csv", res), 0, "%s", out);
+    cr_expect(strncmp(out, "point_id,", 9) == 0, "%s", out);
+    cr_expect(strstr(out, "out_rel_err") && strstr(out, "topk_recall_1"), "%s", out);
+    size_t lines = 0;
+    for (const char *p = out; *p; p++)
+        lines += *p == '\n';
+    cr_expect_eq(lines, 2, "%s", out);
+    free(out);
+}

@@ -1,0 +1,235 @@
+/* test_dataset.c - generated data has the distribution SPEC 6 describes and
+ * depends only on (seed, name); HDF5 data is read exactly, and every bad
+ * file is refused with a message naming it. */
+#define _POSIX_C_SOURCE 200809L
+#include <criterion/criterion.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <hdf5.h>
+
+#include "dataset.h"
+
+static char dir[64];
+
+static void setup(void)
+{
+    snprintf(dir, sizeof dir, "/tmp/lshlab-ds-XXXXXX");
+    cr_assert_not_null(mkdtemp(dir));
+    H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
+}
+
+static void teardown(void)
+{
+    char cmd[128];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+    cr_assert_eq(system(cmd), 0);
+}
+
+TestSuite(dataset, .init = setup, .fini = teardown);
+
+static struct lsh_dataset_spec spec_of(enum lsh_data_kind kind, size_t n, size_t d)
+{
+    struct lsh_dataset_spec s;
+    memset(&s, 0, sizeof s);
+    s.name = "set";
+    s.kind = kind;
+    s.n = n;
+    s.d = d;
+    s.clusters = 4;
+    s.spread = 0.5;
+    s.norm = -1;
+    return s;
+}
+
+Test(dataset, gaussian_entries_have_mean_0_variance_1)
+{
+    struct lsh_dataset_spec s = spec_of(LSH_DATA_GAUSSIAN, 4000, 16);
+    struct lsh_dataset *ds;
+    struct lsh_error err;
+    cr_assert_eq(lsh_dataset_make(&s, NULL, 1, 0, &ds, &err), 0, "%s", err.message);
+    cr_expect_eq(ds->d_v, 16);
+    cr_expect_null(ds->k);
+    double m = 0, v = 0;
+    size_t N = ds->n * ds->d;
+    for (size_t t = 0; t < N; t++)
+        m += ds->q[t];
+    m /= (double)N;
+    for (size_t t = 0; t < N; t++)
+        v += (ds->q[t] - m) * (ds->q[t] - m);
+    v /= (double)N;
+    cr_expect(fabs(m) < 5.0 / sqrt((double)N), "mean %g", m);
+    cr_expect(fabs(v - 1) < 5.0 * sqrt(2.0 / (double)N), "variance %g", v);
+    lsh_dataset_free(ds);
+}
+
+/* clustered: row = norm (c + spread z / sqrt(d)), so E||row||^2 = norm^2 (1 + spread^2)
+ * with norm = sqrt(d); and rows of one cluster are close to one unit centre. */
+Test(dataset, clustered_rows_have_the_expected_norm_and_clusters)
+{
+    struct lsh_dataset_spec s = spec_of(LSH_DATA_CLUSTERED, 2000, 32);
+    struct lsh_dataset *ds;
+    struct lsh_error err;
+    cr_assert_eq(lsh_dataset_make(&s, NULL, 9, 0, &ds, &err), 0, "%s", err.message);
+    double sq = 0;
+    for (size_t i = 0; i < ds->n; i++)
+        for (size_t e = 0; e < ds->d; e++)
+            sq += ds->q[i * ds->d + e] * ds->q[i * ds->d + e];
+    sq /= (double)ds->n;
+    double want = 32.0 * (1 + 0.25);
+    cr_expect(fabs(sq - want) / want < 0.02, "mean squared norm %g, want %g", sq, want);
+    /* With 4 clusters, each row's cosine to some other row is high (same
+     * cluster: about 1/(1 + spread^2) = 0.8). */
+    size_t close = 0;
+    for (size_t i = 0; i < 50; i++) {
+        const double *x = ds->q + i * ds->d;
+        double best = -1;
+        for (size_t j = 0; j < ds->n; j++) {
+            if (j == i)
+                continue;
+            const double *y = ds->q + j * ds->d;
+            double xy = 0, xx = 0, yy = 0;
+            for (size_t e = 0; e < ds->d; e++) {
+                xy += x[e] * y[e];
+                xx += x[e] * x[e];
+                yy += y[e] * y[e];
+            }
+            double c = xy / sqrt(xx * yy);
+            best = c > best ? c : best;
+        }
+        close += best > 0.7;
+    }
+    cr_expect_eq(close, 50);
+    lsh_dataset_free(ds);
+}
+
+Test(dataset, draws_depend_on_seed_and_name_only)
+{
+    struct lsh_dataset_spec s = spec_of(LSH_DATA_CLUSTERED, 30, 4);
+    struct lsh_dataset *a, *b, *c, *k;
+    struct lsh_error err;
+    cr_assert_eq(lsh_dataset_make(&s, NULL, 5, 0, &a, &err), 0);
+    cr_assert_eq(lsh_dataset_make(&s, NULL, 5, 0, &b, &err), 0);
+    cr_assert_eq(lsh_dataset_make(&s, NULL, 5, 1, &k, &err), 0);
+    s.name = "other";
+    cr_assert_eq(lsh_dataset_make(&s, NULL, 5, 0, &c, &err), 0);
+    cr_expect_eq(memcmp(a->q, b->q, 30 * 4 * sizeof(double)), 0);
+    cr_expect_neq(memcmp(a->q, c->q, 30 * 4 * sizeof(double)), 0);
+    /* asking for K changes neither Q nor V */
+    cr_expect_eq(memcmp(a->q, k->q, 30 * 4 * sizeof(double)), 0);
+    cr_expect_eq(memcmp(a->v, k->v, 30 * 4 * sizeof(double)), 0);
+    cr_assert_not_null(k->k);
+    cr_expect_neq(memcmp(k->q, k->k, 30 * 4 * sizeof(double)), 0);
+    lsh_dataset_free(a);
+    lsh_dataset_free(b);
+    lsh_dataset_free(c);
+    lsh_dataset_free(k);
+}
+
+static void write_h5(const char *path, const char *name, hid_t type, int rank,
+                     const hsize_t *dims, const void *data)
+{
+    hid_t f = access(path, F_OK) == 0 ? H5Fopen(path, H5F_ACC_RDWR, H5P_DEFAULT)
+                                      : H5Fcreate(path, H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
+    cr_assert(f >= 0);
+    hid_t sp = H5Screate_simple(rank, dims, NULL);
+    hid_t ds = H5Dcreate2(f, name, type, sp, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+    cr_assert(ds >= 0);
+    cr_assert(H5Dwrite(ds, type, H5S_ALL, H5S_ALL, H5P_DEFAULT, data) >= 0);
+    H5Dclose(ds);
+    H5Sclose(sp);
+    H5Fclose(f);
+}
+
+Test(dataset, hdf5_reads_q_k_v_exactly_and_converts_floats)
+{
+    char path[128];
+    snprintf(path, sizeof path, "%s/data.h5", dir);
+    double q[3 * 2] = {2.385, -0.71, 0.5, 1e-3, -4.25, 3.0};
+    float k[3 * 2] = {1.5f, 2.5f, -0.25f, 0.125f, 8.0f, -1.0f};
+    int v[3 * 1] = {1, -2, 3};
+    hsize_t dq[2] = {3, 2}, dv[2] = {3, 1};
+    write_h5(path, "q", H5T_NATIVE_DOUBLE, 2, dq, q);
+    write_h5(path, "k", H5T_NATIVE_FLOAT, 2, dq, k);
+    write_h5(path, "v", H5T_NATIVE_INT, 2, dv, v);
+    struct lsh_dataset_spec s = spec_of(LSH_DATA_HDF5, 0, 0);
+    s.file = "data.h5";
+    s.q = "q";
+    s.k = "k";
+    s.v = "v";
+    char cfgpath[128];
+    snprintf(cfgpath, sizeof cfgpath, "%s/config.yaml", dir); /* file is relative to it */
+    size_t n, d, dvv;
+    struct lsh_error err;
+    cr_assert_eq(lsh_dataset_probe(&s, cfgpath, &n, &d, &dvv, &err), 0, "%s", err.message);
+    cr_expect(n == 3 && d == 2 && dvv == 1);
+    struct lsh_dataset *ds;
+    cr_assert_eq(lsh_dataset_make(&s, cfgpath, 1, 1, &ds, &err), 0, "%s", err.message);
+    for (int t = 0; t < 6; t++) {
+        cr_expect_eq(ds->q[t], q[t]);
+        cr_expect_eq(ds->k[t], (double)k[t]);
+    }
+    for (int t = 0; t < 3; t++)
+        cr_expect_eq(ds->v[t], (double)v[t]);
+    lsh_dataset_free(ds);
+}
+
+static void expect_refused(const char *setup_name, const char *qpath, const char *kpath,
+                           const char *needle)
+{
+    char path[128], cfgpath[128];
+    snprintf(path, sizeof path, "%s/%s.h5", dir, setup_name);
+    snprintf(cfgpath, sizeof cfgpath, "%s/c.yaml", dir);
+    struct lsh_dataset_spec s = spec_of(LSH_DATA_HDF5, 0, 0);
+    char fname[64];
+    snprintf(fname, sizeof fname, "%s.h5", setup_name);
+    s.file = fname;
+    s.q = (char *)qpath;
+    s.k = (char *)kpath;
+    size_t n, d, dv;
+    struct lsh_error err;
+    lsh_error_clear(&err);
+    struct lsh_dataset *ds = NULL;
+    int rc = lsh_dataset_probe(&s, cfgpath, &n, &d, &dv, &err);
+    if (!rc)
+        rc = lsh_dataset_make(&s, cfgpath, 1, kpath != NULL, &ds, &err);
+    cr_expect_neq(rc, 0, "%s was accepted", setup_name);
+    cr_expect(strstr(err.message, needle), "%s: message '%s' lacks '%s'", setup_name,
+              err.message, needle);
+    lsh_dataset_free(ds);
+}
+
+Test(dataset, bad_hdf5_inputs_are_refused_with_clear_messages)
+{
+    char path[128];
+    double x[6] = {1, 2, 3, 4, 5, 6}, nanv[6] = {1, 2, NAN, 4, 5, 6}, infv[6] = {1, 2, 3, INFINITY, 5, 6};
+    hsize_t d2[2] = {3, 2}, d1[1] = {6}, d3[3] = {1, 3, 2}, dk[2] = {2, 3};
+    snprintf(path, sizeof path, "%s/ok.h5", dir);
+    write_h5(path, "q", H5T_NATIVE_DOUBLE, 2, d2, x);
+    write_h5(path, "flat", H5T_NATIVE_DOUBLE, 1, d1, x);
+    write_h5(path, "cube", H5T_NATIVE_DOUBLE, 3, d3, x);
+    write_h5(path, "kbad", H5T_NATIVE_DOUBLE, 2, dk, x);
+    write_h5(path, "nan", H5T_NATIVE_DOUBLE, 2, d2, nanv);
+    write_h5(path, "inf", H5T_NATIVE_DOUBLE, 2, d2, infv);
+    hid_t st = H5Tcopy(H5T_C_S1);
+    H5Tset_size(st, 6);
+    char text[6 * 6] = "abcdeabcdeabcdeabcdeabcdeabcde";
+    write_h5(path, "text", st, 2, d2, text);
+    H5Tclose(st);
+    snprintf(path, sizeof path, "%s/noth5.h5", dir);
+    FILE *f = fopen(path, "w");
+    fputs("not hdf5\n", f);
+    fclose(f);
+
+    expect_refused("missing", "q", NULL, "missing.h5");
+    expect_refused("noth5", "q", NULL, "not an HDF5 file");
+    expect_refused("ok", "nope", NULL, "no dataset 'nope'");
+    expect_refused("ok", "flat", NULL, "rank 1");
+    expect_refused("ok", "cube", NULL, "rank 3");
+    expect_refused("ok", "text", NULL, "not numeric");
+    expect_refused("ok", "q", "kbad", "differ in shape");
+    expect_refused("ok", "nan", NULL, "NaN");
+    expect_refused("ok", "inf", NULL, "Inf");
+}

@@ -1,0 +1,1414 @@
+/* test_eval_naive.c - the engine's metrics (reference.c + eval.c) against a
+ * deliberately naive oracle written straight from SPEC 3-5.
+ *
+ * The oracle shares no code with the engine: it builds dense n x n masks for
+ * U_i, every S_i^h and S_i, the full score and Gram matrices, dense A and
+ * A-hat (combine: rounds literally per round with its LSE weight), O = A V
+ * and O-hat = A-hat V, and then reads every metric column off those
+ * matrices.  Chunked candidate sets come from ranking every item against
+ * every other one (the sorted position of an item is the number of items
+ * before it), so no sort routine is shared either.  Buckets are random: the
+ * oracle checks the metric machinery, not a hashing strategy.
+ */
+#include <criterion/criterion.h>
+
+#include <math.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "config.h"
+#include "error.h"
+#include "eval.h"
+#include "reference.h"
+
+#define MAX_TOPK 4
+#define MAX_PREFIX 8
+#define REL_TOL 1e-9
+#define ABS_TOL 1e-12
+#define TWO_PI 6.283185307179586476925286766559
+
+/* ---- our own generator: xorshift64* and Box-Muller ------------------------ */
+
+struct xrng {
+    uint64_t s;
+};
+
+static uint64_t xr_next(struct xrng *r)
+{
+    r->s ^= r->s >> 12;
+    r->s ^= r->s << 25;
+    r->s ^= r->s >> 27;
+    return r->s * UINT64_C(2685821657736338717);
+}
+
+static void xr_seed(struct xrng *r, uint64_t seed)
+{
+    r->s = seed * UINT64_C(0x9E3779B97F4A7C15) + UINT64_C(0x2545F4914F6CDD1D);
+    if (r->s == 0)
+        r->s = 1;
+    for (int t = 0; t < 4; t++)
+        xr_next(r);
+}
+
+/* Uniform in (0, 1). */
+static double xr_unit(struct xrng *r)
+{
+    return ((double)(xr_next(r) >> 11) + 0.5) / 9007199254740992.0;
+}
+
+static double xr_normal(struct xrng *r)
+{
+    double u1 = xr_unit(r), u2 = xr_unit(r);
+    return sqrt(-2.0 * log(u1)) * cos(TWO_PI * u2);
+}
+
+static uint32_t xr_below(struct xrng *r, uint32_t m)
+{
+    return (uint32_t)(xr_next(r) % m);
+}
+
+/* ---- one attention problem with its buckets -------------------------------- */
+
+struct setup {
+    size_t n, d, dv;
+    enum lsh_keys keys;
+    int exclude_self, causal;
+    double scale;           /* 0: 1/sqrt(d) */
+    uint32_t H, B;
+    size_t n_topk;
+    uint32_t topk[MAX_TOPK]; /* ascending */
+    int integer_entries;    /* Q, K in {-2..2}: exact scores, many ties */
+};
+
+struct problem {
+    struct setup s;
+    double *q;       /* n x d */
+    double *kmat;    /* n x d, keys separate only */
+    double *keff;    /* n x d, the effective keys given to the engine */
+    double *gnorm;   /* n, shared_normalized only */
+    double *v;       /* n x dv */
+    uint32_t *bq;    /* H x n */
+    uint32_t *bk;    /* H x n, keys separate only (else bq is used) */
+    struct lsh_attn attn;
+};
+
+static struct setup make_setup(size_t n, enum lsh_keys keys, uint32_t H, uint32_t B)
+{
+    struct setup s;
+    memset(&s, 0, sizeof s);
+    s.n = n;
+    s.d = 5;
+    s.dv = 3;
+    s.keys = keys;
+    s.exclude_self = keys != LSH_KEYS_SEPARATE;
+    s.causal = 0;
+    s.scale = 0.0;
+    s.H = H;
+    s.B = B;
+    s.n_topk = 3;
+    s.topk[0] = 1;
+    s.topk[1] = 3;
+    s.topk[2] = 10;
+    return s;
+}
+
+static void *xcalloc(size_t count, size_t size)
+{
+    void *p = calloc(count ? count : 1, size);
+    cr_assert_not_null(p, "out of memory");
+    return p;
+}
+
+/* Rows with irregular magnitudes: each row has its own scale in [0.35, 2.6]
+ * and a small per-column offset, so no two rows look alike. */
+static void fill_matrix(struct xrng *r, double *x, size_t rows, size_t cols, double base)
+{
+    for (size_t i = 0; i < rows; i++) {
+        double f = base * (0.35 + 2.25 * xr_unit(r));
+        for (size_t t = 0; t < cols; t++)
+            x[i * cols + t] = f * xr_normal(r) + 0.173 * (double)(t % 3) - 0.09;
+    }
+}
+
+static void problem_make(struct problem *p, const struct setup *s, uint64_t seed)
+{
+    struct xrng r;
+    size_t n = s->n, d = s->d;
+
+    memset(p, 0, sizeof *p);
+    p->s = *s;
+    xr_seed(&r, seed);
+    p->q = xcalloc(n * d, sizeof(double));
+    p->keff = xcalloc(n * d, sizeof(double));
+    p->v = xcalloc(n * s->dv, sizeof(double));
+    fill_matrix(&r, p->q, n, d, 1.0);
+    fill_matrix(&r, p->v, n, s->dv, 3.7);
+    if (s->integer_entries)
+        for (size_t t = 0; t < n * d; t++)
+            p->q[t] = (double)xr_below(&r, 5) - 2.0;
+    if (s->keys == LSH_KEYS_SEPARATE) {
+        p->kmat = xcalloc(n * d, sizeof(double));
+        fill_matrix(&r, p->kmat, n, d, 1.3);
+        if (s->integer_entries)
+            for (size_t t = 0; t < n * d; t++)
+                p->kmat[t] = (double)xr_below(&r, 5) - 2.0;
+        memcpy(p->keff, p->kmat, n * d * sizeof(double));
+    } else if (s->keys == LSH_KEYS_SHARED_NORMALIZED) {
+        p->gnorm = xcalloc(n, sizeof(double));
+        for (size_t j = 0; j < n; j++) {
+            double nn = 0.0;
+            for (size_t t = 0; t < d; t++)
+                nn += p->q[j * d + t] * p->q[j * d + t];
+            p->gnorm[j] = sqrt(nn);
+            for (size_t t = 0; t < d; t++)
+                p->keff[j * d + t] = p->q[j * d + t] / p->gnorm[j];
+        }
+    } else {
+        memcpy(p->keff, p->q, n * d * sizeof(double));
+    }
+
+    /* Buckets: uniform, but a quarter of the rows of a round crowd into one
+     * bucket, so bucket sizes are uneven.  Separate keys share the query's
+     * bucket half of the time, which exercises the (bucket, position, kind)
+     * interleaving of the chunked sort. */
+    p->bq = xcalloc((size_t)s->H * n, sizeof(uint32_t));
+    for (uint32_t h = 0; h < s->H; h++) {
+        uint32_t crowd = xr_below(&r, s->B);
+        for (size_t i = 0; i < n; i++)
+            p->bq[h * n + i] = xr_unit(&r) < 0.25 ? crowd : xr_below(&r, s->B);
+    }
+    if (s->keys == LSH_KEYS_SEPARATE) {
+        p->bk = xcalloc((size_t)s->H * n, sizeof(uint32_t));
+        for (size_t t = 0; t < (size_t)s->H * n; t++)
+            p->bk[t] = xr_unit(&r) < 0.5 ? p->bq[t] : xr_below(&r, s->B);
+    }
+
+    p->attn.n = n;
+    p->attn.d = d;
+    p->attn.d_v = s->dv;
+    p->attn.q = p->q;
+    p->attn.k = p->keff;
+    p->attn.v = p->v;
+    p->attn.gnorm = p->gnorm;
+    p->attn.scale = s->scale > 0.0 ? s->scale : 1.0 / sqrt((double)d);
+    p->attn.exclude_self = s->exclude_self;
+    p->attn.causal = s->causal;
+    p->attn.n_topk = s->n_topk;
+    p->attn.topk = s->topk;
+}
+
+static void problem_free(struct problem *p)
+{
+    free(p->q);
+    free(p->kmat);
+    free(p->keff);
+    free(p->gnorm);
+    free(p->v);
+    free(p->bq);
+    free(p->bk);
+    memset(p, 0, sizeof *p);
+}
+
+static const uint32_t *key_buckets(const struct problem *p)
+{
+    return p->bk ? p->bk : p->bq;
+}
+
+/* ---- the oracle --------------------------------------------------------- */
+
+struct expect {
+    double out_rel_err, attn_rel_err, mass_recall, kl;
+    uint64_t empty_rows;
+    double gram_recovery;
+    double topk_recall[MAX_TOPK];
+    double density, mean_candidates, bucket_max, bucket_entropy;
+    /* what the case exercised, for the tests' own sanity checks */
+    uint64_t rows_with_dropped_round; /* some but not all T_i^h empty */
+    uint64_t rows_full;               /* S_i = U_i */
+};
+
+static double ratio0(double num, double den)
+{
+    return den == 0.0 ? 0.0 : num / den;
+}
+
+static double dot(const double *a, const double *b, size_t d)
+{
+    double s = 0.0;
+    for (size_t t = 0; t < d; t++)
+        s += a[t] * b[t];
+    return s;
+}
+
+/* LSE of x[j] over mask[j] != 0; -inf for an empty mask. */
+static double lse_masked(const double *x, const unsigned char *mask, size_t n)
+{
+    double mx = -INFINITY, sum = 0.0;
+    for (size_t j = 0; j < n; j++)
+        if (mask[j] && x[j] > mx)
+            mx = x[j];
+    if (mx == -INFINITY)
+        return -INFINITY;
+    for (size_t j = 0; j < n; j++)
+        if (mask[j])
+            sum += exp(x[j] - mx);
+    return mx + log(sum);
+}
+
+/* One chunked item: a query or a key at a position, in a bucket. */
+struct item {
+    uint32_t bucket;
+    size_t pos;
+    int kind; /* 0 query, 1 key */
+};
+
+static int item_before(const struct item *a, const struct item *b)
+{
+    if (a->bucket != b->bucket)
+        return a->bucket < b->bucket;
+    if (a->pos != b->pos)
+        return a->pos < b->pos;
+    return a->kind < b->kind;
+}
+
+/* sh[i*n + j] = [j in S_i^h], SPEC 3. */
+static void round_candidates(const struct problem *p, const struct lsh_mode_opts *mo,
+                             uint32_t h, unsigned char *sh)
+{
+    size_t n = p->s.n;
+    const uint32_t *bq = p->bq + (size_t)h * n;
+    const uint32_t *bk = key_buckets(p) + (size_t)h * n;
+
+    if (mo->mode == LSH_MODE_BUCKET) {
+        for (size_t i = 0; i < n; i++)
+            for (size_t j = 0; j < n; j++)
+                sh[i * n + j] = bk[j] == bq[i];
+        return;
+    }
+
+    int separate = p->s.keys == LSH_KEYS_SEPARATE;
+    size_t m = separate ? 2 * n : n;
+    struct item *items = xcalloc(m, sizeof *items);
+    size_t *qchunk = xcalloc(n, sizeof(size_t));
+    size_t *kchunk = xcalloc(n, sizeof(size_t));
+    for (size_t i = 0; i < n; i++) {
+        if (separate) {
+            items[2 * i] = (struct item){bq[i], i, 0};
+            items[2 * i + 1] = (struct item){bk[i], i, 1};
+        } else {
+            items[i] = (struct item){bq[i], i, 0};
+        }
+    }
+    /* sorted position = number of items ordered before it */
+    for (size_t a = 0; a < m; a++) {
+        size_t rank = 0;
+        for (size_t b = 0; b < m; b++)
+            rank += item_before(&items[b], &items[a]);
+        size_t chunk = rank / mo->chunk_size;
+        if (!separate) {
+            qchunk[items[a].pos] = chunk;
+            kchunk[items[a].pos] = chunk;
+        } else if (items[a].kind == 0) {
+            qchunk[items[a].pos] = chunk;
+        } else {
+            kchunk[items[a].pos] = chunk;
+        }
+    }
+    size_t n_chunks = (m + mo->chunk_size - 1) / mo->chunk_size;
+    for (size_t i = 0; i < n; i++)
+        for (size_t j = 0; j < n; j++) {
+            /* key chunk is the query's own or one of look_back before it,
+             * chunk 0 wrapping to the last ones */
+            size_t back = (qchunk[i] + n_chunks - kchunk[j]) % n_chunks;
+            int in = back <= mo->look_back;
+            if (mo->window == LSH_WINDOW_SAME_BUCKET)
+                in = in && bk[j] == bq[i];
+            sh[i * n + j] = (unsigned char)in;
+        }
+    free(items);
+    free(qchunk);
+    free(kchunk);
+}
+
+/* Every metric of SPEC 5 for rounds [0, Hp) and one combine. */
+static void oracle(const struct problem *p, const struct lsh_mode_opts *mo, uint32_t Hp,
+                   enum lsh_combine combine, struct expect *e)
+{
+    size_t n = p->s.n, d = p->s.d, dv = p->s.dv;
+    double scale = p->attn.scale;
+    unsigned char *U = xcalloc(n * n, 1);
+    unsigned char *T = xcalloc((size_t)Hp * n * n, 1);
+    unsigned char *S = xcalloc(n * n, 1);
+    unsigned char *empty = xcalloc(n, 1);
+    double *s = xcalloc(n * n, sizeof(double));
+    double *G = xcalloc(n * n, sizeof(double));
+    double *A = xcalloc(n * n, sizeof(double));
+    double *Ah = xcalloc(n * n, sizeof(double));
+    double *O = xcalloc(n * dv, sizeof(double));
+    double *Oh = xcalloc(n * dv, sizeof(double));
+    double *z = xcalloc(Hp, sizeof(double));
+
+    memset(e, 0, sizeof *e);
+
+    /* U_i */
+    for (size_t i = 0; i < n; i++) {
+        int any = 0;
+        for (size_t j = 0; j < n; j++) {
+            int ok = !(p->s.exclude_self && j == i) && !(p->s.causal && j > i);
+            U[i * n + j] = (unsigned char)ok;
+            any |= ok;
+        }
+        if (!any)
+            U[i * n + i] = 1;
+    }
+
+    /* T_i^h = S_i^h n U_i, S_i = union, empty rows fall back to {i} */
+    for (uint32_t h = 0; h < Hp; h++) {
+        unsigned char *th = T + (size_t)h * n * n;
+        round_candidates(p, mo, h, th);
+        for (size_t t = 0; t < n * n; t++) {
+            th[t] = th[t] && U[t];
+            S[t] = S[t] || th[t];
+        }
+    }
+    for (size_t i = 0; i < n; i++) {
+        int any = 0, full = 1;
+        for (size_t j = 0; j < n; j++) {
+            any |= S[i * n + j];
+            full &= S[i * n + j] == U[i * n + j];
+        }
+        if (!any) {
+            empty[i] = 1;
+            S[i * n + i] = 1;
+            e->empty_rows++;
+        }
+        e->rows_full += (uint64_t)(any && full);
+        int n_empty_rounds = 0;
+        for (uint32_t h = 0; h < Hp; h++) {
+            int round_any = 0;
+            for (size_t j = 0; j < n; j++)
+                round_any |= T[(size_t)h * n * n + i * n + j];
+            n_empty_rounds += !round_any;
+        }
+        e->rows_with_dropped_round +=
+            (uint64_t)(n_empty_rounds > 0 && (uint32_t)n_empty_rounds < Hp);
+    }
+
+    /* scores and the unscaled Gram matrix */
+    const double *gk = p->s.keys == LSH_KEYS_SEPARATE ? p->kmat : p->q;
+    for (size_t i = 0; i < n; i++)
+        for (size_t j = 0; j < n; j++) {
+            s[i * n + j] = scale * dot(p->q + i * d, p->keff + j * d, d);
+            G[i * n + j] = dot(p->q + i * d, gk + j * d, d);
+        }
+
+    /* A and A-hat */
+    for (size_t i = 0; i < n; i++) {
+        const double *si = s + i * n;
+        double lu = lse_masked(si, U + i * n, n);
+        for (size_t j = 0; j < n; j++)
+            A[i * n + j] = U[i * n + j] ? exp(si[j] - lu) : 0.0;
+
+        if (empty[i]) {
+            Ah[i * n + i] = 1.0;
+        } else if (combine == LSH_COMBINE_UNION) {
+            double ls = lse_masked(si, S + i * n, n);
+            for (size_t j = 0; j < n; j++)
+                Ah[i * n + j] = S[i * n + j] ? exp(si[j] - ls) : 0.0;
+        } else {
+            /* z_ih per round; an empty round has z = -inf and weight 0 */
+            double zmax = -INFINITY, zsum = 0.0;
+            for (uint32_t h = 0; h < Hp; h++) {
+                z[h] = lse_masked(si, T + (size_t)h * n * n + i * n, n);
+                if (z[h] > zmax)
+                    zmax = z[h];
+            }
+            for (uint32_t h = 0; h < Hp; h++)
+                if (z[h] != -INFINITY)
+                    zsum += exp(z[h] - zmax);
+            double zall = zmax + log(zsum);
+            for (uint32_t h = 0; h < Hp; h++) {
+                if (z[h] == -INFINITY)
+                    continue;
+                double w = exp(z[h] - zall);
+                const unsigned char *th = T + (size_t)h * n * n + i * n;
+                for (size_t j = 0; j < n; j++)
+                    if (th[j])
+                        Ah[i * n + j] += w * exp(si[j] - z[h]);
+            }
+        }
+    }
+
+    /* O = A V, O-hat = A-hat V */
+    for (size_t i = 0; i < n; i++)
+        for (size_t c = 0; c < dv; c++) {
+            double o = 0.0, oh = 0.0;
+            for (size_t j = 0; j < n; j++) {
+                o += A[i * n + j] * p->v[j * dv + c];
+                oh += Ah[i * n + j] * p->v[j * dv + c];
+            }
+            O[i * dv + c] = o;
+            Oh[i * dv + c] = oh;
+        }
+
+    /* Frobenius ratios */
+    double num = 0.0, den = 0.0;
+    for (size_t t = 0; t < n * dv; t++) {
+        num += (O[t] - Oh[t]) * (O[t] - Oh[t]);
+        den += O[t] * O[t];
+    }
+    e->out_rel_err = ratio0(sqrt(num), sqrt(den));
+    num = den = 0.0;
+    for (size_t t = 0; t < n * n; t++) {
+        num += (A[t] - Ah[t]) * (A[t] - Ah[t]);
+        den += A[t] * A[t];
+    }
+    e->attn_rel_err = ratio0(sqrt(num), sqrt(den));
+
+    /* mass_recall, kl, gram_recovery, density, mean_candidates */
+    double mass = 0.0, kl = 0.0, gnum = 0.0, gden = 0.0, ssum = 0.0, usum = 0.0;
+    size_t kl_rows = 0;
+    for (size_t i = 0; i < n; i++) {
+        double mi = 0.0, kli = 0.0;
+        for (size_t j = 0; j < n; j++) {
+            size_t t = i * n + j;
+            if (S[t])
+                mi += A[t];
+            if (Ah[t] > 0.0)
+                kli += Ah[t] * log(Ah[t] / A[t]);
+            if (S[t] && j != i)
+                gnum += G[t] * G[t];
+            if (U[t] && j != i)
+                gden += G[t] * G[t];
+            ssum += S[t];
+            usum += U[t];
+        }
+        mass += mi;
+        if (!empty[i]) {
+            kl += kli;
+            kl_rows++;
+        }
+    }
+    e->mass_recall = mass / (double)n;
+    e->kl = kl_rows ? kl / (double)kl_rows : 0.0;
+    e->gram_recovery = ratio0(gnum, gden);
+    e->density = ssum / usum;
+    e->mean_candidates = ssum / (double)n;
+
+    /* top-K recall: pick the best remaining key of U_i K times, ties to the
+     * smaller index (a strict > while scanning j upwards) */
+    unsigned char *taken = xcalloc(n, 1);
+    for (size_t k = 0; k < p->s.n_topk; k++) {
+        double rec = 0.0;
+        for (size_t i = 0; i < n; i++) {
+            size_t u = 0, hit = 0;
+            for (size_t j = 0; j < n; j++)
+                u += U[i * n + j];
+            size_t want = p->s.topk[k] < u ? p->s.topk[k] : u;
+            memset(taken, 0, n);
+            for (size_t r = 0; r < want; r++) {
+                size_t best = n;
+                for (size_t j = 0; j < n; j++)
+                    if (U[i * n + j] && !taken[j] &&
+                        (best == n || s[i * n + j] > s[i * n + best]))
+                        best = j;
+                taken[best] = 1;
+                hit += S[i * n + best];
+            }
+            rec += (double)hit / (double)want;
+        }
+        e->topk_recall[k] = rec / (double)n;
+    }
+    free(taken);
+
+    /* bucket balance of the query buckets of rounds [0, Hp) */
+    uint32_t B = p->s.B;
+    size_t *count = xcalloc(B, sizeof(size_t));
+    double bmax = 0.0, bent = 0.0;
+    for (uint32_t h = 0; h < Hp; h++) {
+        memset(count, 0, B * sizeof(size_t));
+        for (size_t i = 0; i < n; i++)
+            count[p->bq[(size_t)h * n + i]]++;
+        size_t big = 0;
+        double ent = 0.0;
+        for (uint32_t b = 0; b < B; b++) {
+            if (count[b] > big)
+                big = count[b];
+            if (count[b] > 0) {
+                double pb = (double)count[b] / (double)n;
+                ent -= pb * log(pb);
+            }
+        }
+        double m = (double)big / ((double)n / (double)B);
+        if (m > bmax)
+            bmax = m;
+        bent += B > 1 ? ent / log((double)B) : 0.0;
+    }
+    free(count);
+    e->bucket_max = bmax;
+    e->bucket_entropy = bent / (double)Hp;
+
+    free(U);
+    free(T);
+    free(S);
+    free(empty);
+    free(s);
+    free(G);
+    free(A);
+    free(Ah);
+    free(O);
+    free(Oh);
+    free(z);
+}
+
+/* ---- running the engine --------------------------------------------------- */
+
+static void metrics_alloc(struct lsh_metrics *m, size_t count, size_t n_topk)
+{
+    memset(m, 0, count * sizeof *m);
+    for (size_t t = 0; t < count; t++)
+        m[t].topk_recall = xcalloc(n_topk, sizeof(double));
+}
+
+static void metrics_free(struct lsh_metrics *m, size_t count)
+{
+    for (size_t t = 0; t < count; t++)
+        free(m[t].topk_recall);
+}
+
+static int close_enough(double got, double want);
+
+/* Run the engine twice: candidate scores recomputed (streaming) and looked up
+ * in the reference's score cache; both must agree to rounding. */
+static void engine_run(const struct problem *p, const struct lsh_mode_opts *mo,
+                       const uint32_t *prefixes, size_t n_prefix,
+                       const enum lsh_combine *combines, size_t n_combine, unsigned threads,
+                       struct lsh_metrics *out)
+{
+    struct lsh_rounds rounds = {
+        .n = p->s.n,
+        .n_hashes = p->s.H,
+        .n_buckets = p->s.B,
+        .bq = p->bq,
+        .bk = key_buckets(p),
+    };
+    size_t count = n_prefix * n_combine;
+    struct lsh_metrics *cached = xcalloc(count, sizeof *cached);
+    metrics_alloc(cached, count, p->attn.n_topk);
+    for (int use_cache = 0; use_cache <= 1; use_cache++) {
+        struct lsh_reference *ref = NULL;
+        struct lsh_error err;
+        memset(&err, 0, sizeof err);
+        int rc = lsh_reference_compute(&p->attn, NULL, 0, threads, use_cache ? (size_t)-1 : 0,
+                                       &ref, &err);
+        cr_assert_eq(rc, 0, "lsh_reference_compute failed (%d): %s", rc, err.message);
+        cr_assert(use_cache ? ref->raw != NULL : ref->raw == NULL);
+        rc = lsh_eval_pass(ref, &rounds, mo, prefixes, n_prefix, combines, n_combine, threads,
+                           use_cache ? cached : out, NULL, &err);
+        cr_assert_eq(rc, 0, "lsh_eval_pass failed (%d): %s", rc, err.message);
+        lsh_reference_free(ref);
+    }
+    for (size_t t = 0; t < count; t++) {
+        cr_expect(close_enough(cached[t].out_rel_err, out[t].out_rel_err),
+                  "score cache changes out_rel_err: %.17g vs %.17g", cached[t].out_rel_err,
+                  out[t].out_rel_err);
+        cr_expect(close_enough(cached[t].mass_recall, out[t].mass_recall));
+        cr_expect(close_enough(cached[t].kl, out[t].kl));
+        cr_expect(close_enough(cached[t].gram_recovery, out[t].gram_recovery));
+        cr_expect_eq(cached[t].density, out[t].density);
+    }
+    metrics_free(cached, count);
+    free(cached);
+}
+
+static int close_enough(double got, double want)
+{
+    if (isnan(got) || isnan(want))
+        return 0;
+    double mag = fabs(got) > fabs(want) ? fabs(got) : fabs(want);
+    return fabs(got - want) <= REL_TOL * mag + ABS_TOL;
+}
+
+static const char *keys_str(enum lsh_keys k)
+{
+    return k == LSH_KEYS_SHARED ? "shared" : k == LSH_KEYS_SHARED_NORMALIZED ? "shared_normalized"
+                                                                             : "separate";
+}
+
+static void describe(char *buf, size_t size, const struct problem *p,
+                     const struct lsh_mode_opts *mo, uint32_t Hp, enum lsh_combine c,
+                     uint64_t seed)
+{
+    const struct setup *s = &p->s;
+    if (mo->mode == LSH_MODE_BUCKET)
+        snprintf(buf, size,
+                 "[n=%zu d=%zu dv=%zu keys=%s excl=%d causal=%d H=%u B=%u mode=bucket "
+                 "n_hashes=%u combine=%s seed=%llu]",
+                 s->n, s->d, s->dv, keys_str(s->keys), s->exclude_self, s->causal, s->H, s->B,
+                 Hp, c == LSH_COMBINE_UNION ? "union" : "rounds", (unsigned long long)seed);
+    else
+        snprintf(buf, size,
+                 "[n=%zu d=%zu dv=%zu keys=%s excl=%d causal=%d H=%u B=%u mode=chunked c=%u "
+                 "look_back=%u window=%s n_hashes=%u combine=%s seed=%llu]",
+                 s->n, s->d, s->dv, keys_str(s->keys), s->exclude_self, s->causal, s->H, s->B,
+                 mo->chunk_size, mo->look_back,
+                 mo->window == LSH_WINDOW_ALL ? "all" : "same_bucket", Hp,
+                 c == LSH_COMBINE_UNION ? "union" : "rounds", (unsigned long long)seed);
+}
+
+/* attn_rel_err = sqrt(r2): the engine gets sum_{j not in S_i} A_ij^2 as
+ * sum_{U_i} A^2 - sum_{S_i} A^2 (its work is proportional to the candidates),
+ * which is exact only up to a few ulps of sum_{U_i} A^2; so r2 may be off by
+ * a few epsilon absolutely, i.e. r by ~1e-8 when r itself is ~0.  The test
+ * attn_rel_err_zero_when_every_row_keeps_all_of_u holds the engine to an
+ * exact zero where one is due. */
+#define ATTN_SQ_TOL 1e-14
+
+static int attn_close_enough(double got, double want)
+{
+    return close_enough(got, want) || fabs(got * got - want * want) <= ATTN_SQ_TOL;
+}
+
+#define EXPECT_CLOSE(what, got, want)                                                       \
+    cr_expect(close_enough((got), (want)), "%s %s: engine %.17g, oracle %.17g", (what),      \
+              #want, (double)(got), (double)(want))
+
+static void compare(const char *what, const struct lsh_metrics *m, const struct expect *e,
+                    size_t n_topk)
+{
+    EXPECT_CLOSE(what, m->out_rel_err, e->out_rel_err);
+    cr_expect(attn_close_enough(m->attn_rel_err, e->attn_rel_err),
+              "%s attn_rel_err: engine %.17g, oracle %.17g", what, m->attn_rel_err,
+              e->attn_rel_err);
+    EXPECT_CLOSE(what, m->mass_recall, e->mass_recall);
+    EXPECT_CLOSE(what, m->kl, e->kl);
+    cr_expect_eq(m->empty_rows, e->empty_rows, "%s empty_rows: engine %llu, oracle %llu", what,
+                 (unsigned long long)m->empty_rows, (unsigned long long)e->empty_rows);
+    EXPECT_CLOSE(what, m->gram_recovery, e->gram_recovery);
+    for (size_t k = 0; k < n_topk; k++)
+        cr_expect(close_enough(m->topk_recall[k], e->topk_recall[k]),
+                  "%s topk_recall[%zu]: engine %.17g, oracle %.17g", what, k,
+                  m->topk_recall[k], e->topk_recall[k]);
+    EXPECT_CLOSE(what, m->density, e->density);
+    EXPECT_CLOSE(what, m->mean_candidates, e->mean_candidates);
+    EXPECT_CLOSE(what, m->bucket_max, e->bucket_max);
+    EXPECT_CLOSE(what, m->bucket_entropy, e->bucket_entropy);
+}
+
+/* What a batch of cases exercised (summed over every prefix and combine). */
+struct tally {
+    uint64_t empty_rows, rows_with_dropped_round, rows_full, points;
+};
+
+/* Build the problem for (setup, seed), run the engine once with the given
+ * prefixes and combines, and compare every output against the oracle. */
+static void check_case(const struct setup *s, const struct lsh_mode_opts *mo,
+                       const uint32_t *prefixes, size_t n_prefix,
+                       const enum lsh_combine *combines, size_t n_combine, unsigned threads,
+                       uint64_t seed, struct tally *tally)
+{
+    struct problem p;
+    struct lsh_metrics out[MAX_PREFIX * 2];
+    char what[512];
+
+    cr_assert(n_prefix * n_combine <= MAX_PREFIX * 2);
+    problem_make(&p, s, seed);
+    metrics_alloc(out, n_prefix * n_combine, s->n_topk);
+    engine_run(&p, mo, prefixes, n_prefix, combines, n_combine, threads, out);
+    for (size_t ip = 0; ip < n_prefix; ip++)
+        for (size_t ic = 0; ic < n_combine; ic++) {
+            struct expect e;
+            oracle(&p, mo, prefixes[ip], combines[ic], &e);
+            describe(what, sizeof what, &p, mo, prefixes[ip], combines[ic], seed);
+            compare(what, &out[ip * n_combine + ic], &e, s->n_topk);
+            if (tally) {
+                tally->empty_rows += e.empty_rows;
+                tally->rows_with_dropped_round += e.rows_with_dropped_round;
+                tally->rows_full += e.rows_full;
+                tally->points++;
+            }
+        }
+    metrics_free(out, n_prefix * n_combine);
+    problem_free(&p);
+}
+
+static const enum lsh_combine both_combines[2] = {LSH_COMBINE_UNION, LSH_COMBINE_ROUNDS};
+static const uint32_t prefixes_123[3] = {1, 2, 3};
+
+/* Every prefix 1..H and both combines in one pass. */
+static void check_all(const struct setup *s, const struct lsh_mode_opts *mo, uint64_t seed,
+                      struct tally *tally)
+{
+    uint32_t prefixes[MAX_PREFIX];
+    cr_assert(s->H <= MAX_PREFIX);
+    for (uint32_t h = 0; h < s->H; h++)
+        prefixes[h] = h + 1;
+    check_case(s, mo, prefixes, s->H, both_combines, 2, 1, seed, tally);
+}
+
+static struct lsh_mode_opts bucket_mode(void)
+{
+    struct lsh_mode_opts mo = {LSH_MODE_BUCKET, 0, 0, LSH_WINDOW_ALL};
+    return mo;
+}
+
+static struct lsh_mode_opts chunked_mode(uint32_t c, uint32_t look_back, enum lsh_window w)
+{
+    struct lsh_mode_opts mo = {LSH_MODE_CHUNKED, c, look_back, w};
+    return mo;
+}
+
+/* ---- a hand-worked example ------------------------------------------------- */
+
+/* n = 4, d = 2, d_v = 1, keys shared, exclude_self, scale 1, B = 2, H = 2.
+ *   q0 = (1, 0), q1 = (0, 1), q2 = (1, 1), q3 = (-1, 0);  v = (2.5, -1.25, 0.5, 4).
+ * Scores s_ij = q_i.q_j (also G, since scale = 1):
+ *   row 0: s01 = 0, s02 = 1, s03 = -1     Z0 = 1 + e + 1/e
+ *   row 1: s10 = 0, s12 = 1, s13 = 0      Z1 = 2 + e
+ *   row 2: s20 = 1, s21 = 1, s23 = -1     Z2 = 2e + 1/e
+ *   row 3: s30 = -1, s31 = 0, s32 = -1    Z3 = 1 + 2/e
+ * Off-diagonal Gram energy: pairs (0,2), (1,2), (2,3), (0,3) have G^2 = 1, the
+ * rest 0, each counted from both sides: 8.
+ * Round 0 buckets (0, 1, 0, 1): S_0 = {2}, S_1 = {3}, S_2 = {0}, S_3 = {1}.
+ * Round 1 buckets (0, 0, 0, 1): T_0 = {1,2}, T_1 = {0,2}, T_2 = {0,1}, T_3 = {}.
+ */
+Test(eval_naive, hand_worked_four_tokens_union_and_rounds)
+{
+    const double e1 = exp(1.0), ei = exp(-1.0);
+    double q[8] = {1, 0, 0, 1, 1, 1, -1, 0};
+    double v[4] = {2.5, -1.25, 0.5, 4};
+    uint32_t bq[8] = {0, 1, 0, 1, 0, 0, 0, 1};
+    uint32_t topk[3] = {1, 2, 3};
+    struct lsh_attn attn = {
+        .n = 4, .d = 2, .d_v = 1, .q = q, .k = q, .v = v, .gnorm = NULL, .scale = 1.0,
+        .exclude_self = 1, .causal = 0, .n_topk = 3, .topk = topk,
+    };
+    struct lsh_rounds rounds = {.n = 4, .n_hashes = 2, .n_buckets = 2, .bq = bq, .bk = bq};
+    struct lsh_mode_opts mo = bucket_mode();
+    struct lsh_metrics out[4];
+    struct lsh_reference *ref = NULL;
+    struct lsh_error err;
+
+    memset(&err, 0, sizeof err);
+    metrics_alloc(out, 4, 3);
+    cr_assert_eq(lsh_reference_compute(&attn, NULL, 0, 1, 0, &ref, &err), 0, "%s", err.message);
+    cr_assert_eq(lsh_eval_pass(ref, &rounds, &mo, prefixes_123, 2, both_combines, 2, 1, out,
+                               NULL, &err),
+                 0, "%s", err.message);
+
+    /* Full attention rows (j = 0..3). */
+    const double Z0 = 1 + e1 + ei, Z1 = 2 + e1, Z2 = 2 * e1 + ei, Z3 = 1 + 2 * ei;
+    const double A[4][4] = {
+        {0, 1 / Z0, e1 / Z0, ei / Z0},
+        {1 / Z1, 0, e1 / Z1, 1 / Z1},
+        {e1 / Z2, e1 / Z2, 0, ei / Z2},
+        {ei / Z3, 1 / Z3, ei / Z3, 0},
+    };
+    double O[4], sumA2 = 0, sumO2 = 0;
+    for (int i = 0; i < 4; i++) {
+        O[i] = 0;
+        for (int j = 0; j < 4; j++) {
+            O[i] += A[i][j] * v[j];
+            sumA2 += A[i][j] * A[i][j];
+        }
+        sumO2 += O[i] * O[i];
+    }
+
+    /* n_hashes = 1: every S_i is one key, A-hat is a permutation matrix and
+     * union and rounds agree. */
+    {
+        const int sel[4] = {2, 3, 0, 1};
+        const double mass[4] = {e1 / Z0, 1 / Z1, e1 / Z2, 1 / Z3};
+        double dO = 0, dA = 0, mr = 0, kl = 0;
+        for (int i = 0; i < 4; i++) {
+            dO += (O[i] - v[sel[i]]) * (O[i] - v[sel[i]]);
+            mr += mass[i] / 4;
+            kl += -log(mass[i]) / 4;
+        }
+        for (int i = 0; i < 4; i++)
+            for (int j = 0; j < 4; j++) {
+                double ah = j == sel[i] ? 1.0 : 0.0;
+                dA += (A[i][j] - ah) * (A[i][j] - ah);
+            }
+        for (int c = 0; c < 2; c++) {
+            const struct lsh_metrics *m = &out[0 * 2 + c];
+            const char *what = c == 0 ? "[hand n_hashes=1 union]" : "[hand n_hashes=1 rounds]";
+            EXPECT_CLOSE(what, m->out_rel_err, sqrt(dO) / sqrt(sumO2));
+            EXPECT_CLOSE(what, m->attn_rel_err, sqrt(dA) / sqrt(sumA2));
+            EXPECT_CLOSE(what, m->mass_recall, mr);
+            EXPECT_CLOSE(what, m->kl, kl);
+            cr_expect_eq(m->empty_rows, 0, "%s empty_rows %llu", what,
+                         (unsigned long long)m->empty_rows);
+            /* recovered: (0,2), (2,0) with G^2 = 1; (1,3), (3,1) with G = 0 */
+            EXPECT_CLOSE(what, m->gram_recovery, 2.0 / 8.0);
+            /* K = 1: T = {2}, {2}, {0} (s20 = s21 = 1, tie to 0), {1} -> 1, 0, 1, 1 */
+            EXPECT_CLOSE(what, m->topk_recall[0], 3.0 / 4.0);
+            /* K = 2: T_0 = {2,1}: 1/2; T_1 = {2,0} (s10 = s13 = 0, tie to 0): 0;
+             * T_2 = {0,1}: 1/2; T_3 = {1,0} (s30 = s32 = -1, tie to 0): 1/2 */
+            EXPECT_CLOSE(what, m->topk_recall[1], 1.5 / 4.0);
+            /* K = 3: T_i = U_i, one of three keys each */
+            EXPECT_CLOSE(what, m->topk_recall[2], 1.0 / 3.0);
+            EXPECT_CLOSE(what, m->density, 4.0 / 12.0);
+            EXPECT_CLOSE(what, m->mean_candidates, 1.0);
+            /* round 0 sizes (2, 2): perfectly balanced */
+            EXPECT_CLOSE(what, m->bucket_max, 1.0);
+            EXPECT_CLOSE(what, m->bucket_entropy, 1.0);
+        }
+    }
+
+    /* n_hashes = 2: S_0 = {1,2}, S_1 = {0,2,3} = U_1, S_2 = {0,1}, S_3 = {1}. */
+    {
+        /* union: A-hat_i = softmax over S_i */
+        const double AU[4][4] = {
+            {0, 1 / (1 + e1), e1 / (1 + e1), 0},
+            {1 / Z1, 0, e1 / Z1, 1 / Z1},
+            {0.5, 0.5, 0, 0},
+            {0, 1, 0, 0},
+        };
+        /* rounds:
+         * row 0: z00 = s02 = 1, z01 = log(1 + e), w = (e, 1 + e) / (1 + 2e):
+         *        A-hat01 = w1/(1+e) = 1/(1+2e), A-hat02 = w0 + w1 e/(1+e) = 2e/(1+2e)
+         * row 1: T^0 = {3}, T^1 = {0,2} disjoint: the same as union
+         * row 2: z20 = 1, z21 = 1 + log 2, w = (1/3, 2/3):
+         *        A-hat20 = 1/3 + (2/3)(1/2) = 2/3, A-hat21 = 1/3
+         * row 3: T^1 empty drops out, A-hat31 = 1 */
+        const double AR[4][4] = {
+            {0, 1 / (1 + 2 * e1), 2 * e1 / (1 + 2 * e1), 0},
+            {1 / Z1, 0, e1 / Z1, 1 / Z1},
+            {2.0 / 3.0, 1.0 / 3.0, 0, 0},
+            {0, 1, 0, 0},
+        };
+        const double mass[4] = {(1 + e1) / Z0, 1.0, 2 * e1 / Z2, 1 / Z3};
+        double mr = (mass[0] + mass[1] + mass[2] + mass[3]) / 4;
+        /* union KL_i = -log mass_i; rounds KL by hand:
+         * row 0: log(Z0/(1+2e)) + (2e/(1+2e)) log 2
+         * row 2: (2/3) log(2 Z2/(3e)) + (1/3) log(Z2/(3e))
+         * rows 1 and 3 as union (0 and log Z3) */
+        double klu = (-log(mass[0]) - log(mass[1]) - log(mass[2]) - log(mass[3])) / 4;
+        double klr = (log(Z0 / (1 + 2 * e1)) + 2 * e1 / (1 + 2 * e1) * log(2.0) + 0.0 +
+                      2.0 / 3.0 * log(2 * Z2 / (3 * e1)) + 1.0 / 3.0 * log(Z2 / (3 * e1)) +
+                      log(Z3)) /
+                     4;
+        for (int c = 0; c < 2; c++) {
+            const double(*AH)[4] = c == 0 ? AU : AR;
+            const struct lsh_metrics *m = &out[1 * 2 + c];
+            const char *what = c == 0 ? "[hand n_hashes=2 union]" : "[hand n_hashes=2 rounds]";
+            double dA = 0, dO = 0;
+            for (int i = 0; i < 4; i++) {
+                double oh = 0;
+                for (int j = 0; j < 4; j++) {
+                    dA += (A[i][j] - AH[i][j]) * (A[i][j] - AH[i][j]);
+                    oh += AH[i][j] * v[j];
+                }
+                dO += (O[i] - oh) * (O[i] - oh);
+            }
+            EXPECT_CLOSE(what, m->out_rel_err, sqrt(dO) / sqrt(sumO2));
+            EXPECT_CLOSE(what, m->attn_rel_err, sqrt(dA) / sqrt(sumA2));
+            EXPECT_CLOSE(what, m->mass_recall, mr);
+            EXPECT_CLOSE(what, m->kl, c == 0 ? klu : klr);
+            cr_expect_eq(m->empty_rows, 0, "%s empty_rows %llu", what,
+                         (unsigned long long)m->empty_rows);
+            /* computed pairs with G^2 = 1: (0,2), (1,2), (2,0), (2,1); the others,
+             * (0,1), (1,0), (1,3), (3,1), have G = 0 -> 4 of 8 */
+            EXPECT_CLOSE(what, m->gram_recovery, 4.0 / 8.0);
+            /* K = 1: T = {2}, {2}, {0}, {1} -> all hit */
+            EXPECT_CLOSE(what, m->topk_recall[0], 1.0);
+            /* K = 2: {2,1} 1, {2,0} 1, {0,1} 1, {1,0} 1/2 */
+            EXPECT_CLOSE(what, m->topk_recall[1], 3.5 / 4.0);
+            /* K = 3: 2/3, 1, 2/3, 1/3 */
+            EXPECT_CLOSE(what, m->topk_recall[2], (2.0 / 3 + 1 + 2.0 / 3 + 1.0 / 3) / 4);
+            EXPECT_CLOSE(what, m->density, 8.0 / 12.0);
+            EXPECT_CLOSE(what, m->mean_candidates, 2.0);
+            /* round 1 sizes (3, 1): 3 / (4/2) = 1.5; entropies 1 and H(3/4,1/4)/log 2 */
+            EXPECT_CLOSE(what, m->bucket_max, 1.5);
+            double h1 = (-0.75 * log(0.75) - 0.25 * log(0.25)) / log(2.0);
+            EXPECT_CLOSE(what, m->bucket_entropy, (1.0 + h1) / 2.0);
+        }
+    }
+    lsh_reference_free(ref);
+
+    /* and the oracle agrees with the hand values */
+    struct problem p;
+    memset(&p, 0, sizeof p);
+    p.s = make_setup(4, LSH_KEYS_SHARED, 2, 2);
+    p.s.d = 2;
+    p.s.dv = 1;
+    p.s.n_topk = 3;
+    memcpy(p.s.topk, topk, sizeof topk);
+    p.q = q;
+    p.keff = q;
+    p.v = v;
+    p.bq = bq;
+    p.attn = attn;
+    for (uint32_t Hp = 1; Hp <= 2; Hp++)
+        for (int c = 0; c < 2; c++) {
+            struct expect e;
+            char what[64];
+            oracle(&p, &mo, Hp, both_combines[c], &e);
+            snprintf(what, sizeof what, "[oracle vs hand n_hashes=%u combine=%d]", Hp, c);
+            compare(what, &out[(Hp - 1) * 2 + c], &e, 3);
+        }
+    metrics_free(out, 4);
+}
+
+/* ---- bucket mode ------------------------------------------------------------ */
+
+Test(eval_naive, bucket_mode_shared_keys)
+{
+    const uint32_t Bs[] = {2, 4, 8};
+    struct lsh_mode_opts mo = bucket_mode();
+    uint64_t seed = 101;
+    for (size_t b = 0; b < 3; b++)
+        for (int excl = 0; excl <= 1; excl++) {
+            struct setup s = make_setup(23 + 7 * b, LSH_KEYS_SHARED, 3, Bs[b]);
+            s.exclude_self = excl;
+            s.d = 4 + b;
+            s.dv = 2 + b;
+            check_all(&s, &mo, seed++, NULL);
+        }
+}
+
+Test(eval_naive, bucket_mode_shared_normalized_keys)
+{
+    struct lsh_mode_opts mo = bucket_mode();
+    uint64_t seed = 201;
+    for (uint32_t B = 2; B <= 8; B *= 2)
+        for (int excl = 0; excl <= 1; excl++) {
+            struct setup s = make_setup(31, LSH_KEYS_SHARED_NORMALIZED, 3, B);
+            s.exclude_self = excl;
+            s.d = 6;
+            s.dv = 4;
+            s.scale = 1.0; /* Reformer's own setting */
+            check_all(&s, &mo, seed++, NULL);
+        }
+}
+
+Test(eval_naive, bucket_mode_separate_keys)
+{
+    struct lsh_mode_opts mo = bucket_mode();
+    uint64_t seed = 301;
+    for (uint32_t B = 2; B <= 8; B *= 2)
+        for (int excl = 0; excl <= 1; excl++) {
+            struct setup s = make_setup(29, LSH_KEYS_SEPARATE, 3, B);
+            s.exclude_self = excl;
+            s.d = 3 + B / 2;
+            s.dv = 5;
+            check_all(&s, &mo, seed++, NULL);
+        }
+}
+
+/* ---- chunked mode ------------------------------------------------------------ */
+
+Test(eval_naive, chunked_chunk_size_divides_n_look_back_0_1_2)
+{
+    const uint32_t sizes[] = {4, 6, 8};
+    uint64_t seed = 401;
+    for (size_t c = 0; c < 3; c++)
+        for (uint32_t lb = 0; lb <= 2; lb++) {
+            struct lsh_mode_opts mo = chunked_mode(sizes[c], lb, LSH_WINDOW_ALL);
+            struct setup s = make_setup(48, LSH_KEYS_SHARED, 3, 4);
+            check_all(&s, &mo, seed++, NULL);
+        }
+}
+
+Test(eval_naive, chunked_chunk_size_not_dividing_n_look_back_0_1_2)
+{
+    const uint32_t sizes[] = {5, 7, 9};
+    uint64_t seed = 501;
+    for (size_t c = 0; c < 3; c++)
+        for (uint32_t lb = 0; lb <= 2; lb++) {
+            struct lsh_mode_opts mo = chunked_mode(sizes[c], lb, LSH_WINDOW_ALL);
+            struct setup s = make_setup(37, c == 1 ? LSH_KEYS_SHARED_NORMALIZED : LSH_KEYS_SHARED,
+                                        3, 4);
+            check_all(&s, &mo, seed++, NULL);
+        }
+}
+
+Test(eval_naive, chunked_look_back_covers_every_chunk)
+{
+    /* n = 10, c = 4: three chunks (4, 4, 2); look_back 2 reaches all of them,
+     * 3 and 7 wrap around more than once.  c = 16 >= n: a single chunk. */
+    const uint32_t lbs[] = {2, 3, 7};
+    uint64_t seed = 601;
+    for (size_t t = 0; t < 3; t++)
+        for (int w = 0; w <= 1; w++) {
+            struct lsh_mode_opts mo = chunked_mode(4, lbs[t], w ? LSH_WINDOW_SAME_BUCKET
+                                                               : LSH_WINDOW_ALL);
+            struct setup s = make_setup(10, LSH_KEYS_SHARED, 3, 4);
+            check_all(&s, &mo, seed++, NULL);
+        }
+    for (uint32_t lb = 0; lb <= 1; lb++) {
+        struct lsh_mode_opts mo = chunked_mode(16, lb, LSH_WINDOW_ALL);
+        struct setup s = make_setup(10, LSH_KEYS_SHARED, 2, 4);
+        struct tally t = {0};
+        check_all(&s, &mo, seed++, &t);
+        /* one chunk holds everything: every row sees all of U_i */
+        cr_expect_eq(t.rows_full, (uint64_t)10 * 2 * 2, "single chunk should be full attention");
+    }
+}
+
+Test(eval_naive, chunked_window_same_bucket)
+{
+    const uint32_t sizes[] = {4, 7};
+    uint64_t seed = 701;
+    for (size_t c = 0; c < 2; c++)
+        for (uint32_t lb = 0; lb <= 2; lb++) {
+            struct lsh_mode_opts mo = chunked_mode(sizes[c], lb, LSH_WINDOW_SAME_BUCKET);
+            struct setup s = make_setup(33, LSH_KEYS_SHARED, 3, 4);
+            check_all(&s, &mo, seed++, NULL);
+        }
+}
+
+Test(eval_naive, chunked_separate_keys_interleaved_sort)
+{
+    /* 2n = 42 items: c = 6 and 7 divide it, c = 4 and 8 do not */
+    const uint32_t sizes[] = {4, 6, 7, 8};
+    uint64_t seed = 801;
+    for (size_t c = 0; c < 4; c++)
+        for (uint32_t lb = 0; lb <= 2; lb++)
+            for (int w = 0; w <= 1; w++) {
+                struct lsh_mode_opts mo = chunked_mode(sizes[c], lb, w ? LSH_WINDOW_SAME_BUCKET
+                                                                        : LSH_WINDOW_ALL);
+                struct setup s = make_setup(21, LSH_KEYS_SEPARATE, 3, 4);
+                s.exclude_self = (int)((c + lb) % 2);
+                s.d = 7;
+                s.dv = 2;
+                check_all(&s, &mo, seed++, NULL);
+            }
+    /* few items: 2n = 12, c = 5 gives chunks (5, 5, 2); look_back 2 covers all */
+    for (uint32_t lb = 0; lb <= 2; lb++) {
+        struct lsh_mode_opts mo = chunked_mode(5, lb, LSH_WINDOW_ALL);
+        struct setup s = make_setup(6, LSH_KEYS_SEPARATE, 2, 2);
+        check_all(&s, &mo, seed++, NULL);
+    }
+}
+
+/* A hand-made case of the interleaving: with chunk size 2, query i and key i
+ * of the same bucket share a chunk, so with look_back 0 and window all each
+ * query sees exactly its own key (buckets all 0). */
+Test(eval_naive, chunked_separate_keys_query_before_key_of_same_position)
+{
+    struct setup s = make_setup(8, LSH_KEYS_SEPARATE, 1, 2);
+    struct problem p;
+    struct lsh_mode_opts mo = chunked_mode(2, 0, LSH_WINDOW_ALL);
+    struct lsh_metrics out[1];
+    const enum lsh_combine u = LSH_COMBINE_UNION;
+    const uint32_t one = 1;
+    struct expect e;
+
+    s.exclude_self = 0;
+    problem_make(&p, &s, 901);
+    memset(p.bq, 0, 8 * sizeof(uint32_t));
+    memset(p.bk, 0, 8 * sizeof(uint32_t));
+    metrics_alloc(out, 1, s.n_topk);
+    engine_run(&p, &mo, &one, 1, &u, 1, 1, out);
+    oracle(&p, &mo, 1, u, &e);
+    compare("[separate, c=2, lb=0, all buckets 0]", out, &e, s.n_topk);
+    cr_expect(close_enough(out[0].mean_candidates, 1.0), "each query sees only key i: %g",
+              out[0].mean_candidates);
+    cr_expect(close_enough(out[0].density, 1.0 / 8.0), "density %g", out[0].density);
+    metrics_free(out, 1);
+    problem_free(&p);
+}
+
+/* ---- combine ---------------------------------------------------------------- */
+
+Test(eval_naive, combine_rounds_with_empty_rounds_dropping_out)
+{
+    struct lsh_mode_opts modes[3] = {bucket_mode(), chunked_mode(3, 0, LSH_WINDOW_SAME_BUCKET),
+                                     chunked_mode(4, 1, LSH_WINDOW_ALL)};
+    uint64_t seed = 1001;
+    struct tally t = {0};
+    for (size_t m = 0; m < 3; m++)
+        for (int k = 0; k < 2; k++) {
+            struct setup s = make_setup(40, k ? LSH_KEYS_SEPARATE : LSH_KEYS_SHARED, 3, 16);
+            check_all(&s, &modes[m], seed++, &t);
+        }
+    cr_expect_gt(t.rows_with_dropped_round, 0, "no row had an empty round among non-empty ones");
+}
+
+Test(eval_naive, combine_order_rounds_then_union)
+{
+    const enum lsh_combine rev[2] = {LSH_COMBINE_ROUNDS, LSH_COMBINE_UNION};
+    struct lsh_mode_opts mo = bucket_mode();
+    struct setup s = make_setup(27, LSH_KEYS_SHARED, 3, 4);
+    check_case(&s, &mo, prefixes_123, 3, rev, 2, 1, 1101, NULL);
+    const enum lsh_combine only_rounds = LSH_COMBINE_ROUNDS;
+    check_case(&s, &mo, prefixes_123, 3, &only_rounds, 1, 1, 1102, NULL);
+}
+
+/* ---- attention options ------------------------------------------------------- */
+
+Test(eval_naive, causal_and_exclude_self_on_and_off)
+{
+    struct lsh_mode_opts modes[2] = {bucket_mode(), chunked_mode(5, 1, LSH_WINDOW_ALL)};
+    const enum lsh_keys keys[3] = {LSH_KEYS_SHARED, LSH_KEYS_SHARED_NORMALIZED,
+                                   LSH_KEYS_SEPARATE};
+    uint64_t seed = 1201;
+    for (size_t m = 0; m < 2; m++)
+        for (size_t k = 0; k < 3; k++)
+            for (int causal = 0; causal <= 1; causal++)
+                for (int excl = 0; excl <= 1; excl++) {
+                    struct setup s = make_setup(19, keys[k], 3, 3);
+                    s.causal = causal;
+                    s.exclude_self = excl;
+                    check_all(&s, &modes[m], seed++, NULL);
+                }
+}
+
+/* Small integer entries and scale 0.5 make every score exact, so rows have many
+ * tied scores: top-K must break them towards the smaller key index. */
+Test(eval_naive, topk_ties_broken_towards_smaller_index)
+{
+    struct lsh_mode_opts modes[2] = {bucket_mode(), chunked_mode(5, 1, LSH_WINDOW_ALL)};
+    uint64_t seed = 1251;
+    for (size_t m = 0; m < 2; m++)
+        for (int k = 0; k < 2; k++)
+            for (int causal = 0; causal <= 1; causal++) {
+                struct setup s = make_setup(30, k ? LSH_KEYS_SEPARATE : LSH_KEYS_SHARED, 3, 4);
+                s.integer_entries = 1;
+                s.d = 3;
+                s.scale = 0.5;
+                s.causal = causal;
+                s.n_topk = 4;
+                s.topk[0] = 1;
+                s.topk[1] = 2;
+                s.topk[2] = 4;
+                s.topk[3] = 7;
+                check_all(&s, &modes[m], seed++, NULL);
+            }
+}
+
+/* ---- prefixes, bucket counts, sizes ----------------------------------------- */
+
+Test(eval_naive, several_prefixes_in_one_pass)
+{
+    struct lsh_mode_opts modes[2] = {bucket_mode(), chunked_mode(6, 1, LSH_WINDOW_ALL)};
+    const uint32_t p13[2] = {1, 3}, p2[1] = {2}, p245[3] = {2, 4, 5};
+    for (size_t m = 0; m < 2; m++) {
+        struct setup s = make_setup(35, LSH_KEYS_SHARED, 3, 4);
+        check_case(&s, &modes[m], prefixes_123, 3, both_combines, 2, 1, 1301, NULL);
+        check_case(&s, &modes[m], p13, 2, both_combines, 2, 1, 1301, NULL);
+        check_case(&s, &modes[m], p2, 1, both_combines, 2, 1, 1301, NULL);
+        struct setup s5 = make_setup(35, LSH_KEYS_SEPARATE, 5, 4);
+        check_case(&s5, &modes[m], p245, 3, both_combines, 2, 1, 1302, NULL);
+    }
+}
+
+Test(eval_naive, few_buckets_dense_candidates)
+{
+    struct lsh_mode_opts modes[2] = {bucket_mode(), chunked_mode(8, 2, LSH_WINDOW_ALL)};
+    uint64_t seed = 1401;
+    struct tally t = {0};
+    for (size_t m = 0; m < 2; m++)
+        for (uint32_t B = 1; B <= 2; B++)
+            for (int k = 0; k < 2; k++) {
+                struct setup s = make_setup(24, k ? LSH_KEYS_SEPARATE : LSH_KEYS_SHARED, 3, B);
+                s.n_topk = 4;
+                s.topk[0] = 1;
+                s.topk[1] = 2;
+                s.topk[2] = 5;
+                s.topk[3] = 40; /* > n: T_i = U_i */
+                check_all(&s, &modes[m], seed++, &t);
+            }
+    cr_expect_gt(t.rows_full, 0, "dense case never reached S_i = U_i");
+}
+
+Test(eval_naive, many_buckets_with_empty_rows)
+{
+    struct lsh_mode_opts modes[2] = {bucket_mode(), chunked_mode(4, 0, LSH_WINDOW_SAME_BUCKET)};
+    const enum lsh_keys keys[3] = {LSH_KEYS_SHARED, LSH_KEYS_SHARED_NORMALIZED,
+                                   LSH_KEYS_SEPARATE};
+    uint64_t seed = 1501;
+    struct tally t = {0};
+    for (size_t m = 0; m < 2; m++)
+        for (size_t k = 0; k < 3; k++)
+            for (int excl = 0; excl <= 1; excl++) {
+                struct setup s = make_setup(40, keys[k], 3, 16);
+                s.exclude_self = excl;
+                s.d = 8;
+                check_all(&s, &modes[m], seed++, &t);
+            }
+    cr_expect_gt(t.empty_rows, 0, "B = 16 with n = 40 should give empty rows");
+}
+
+Test(eval_naive, sizes_from_5_to_64)
+{
+    const size_t ns[] = {5, 9, 16, 41, 64};
+    uint64_t seed = 1601;
+    for (size_t t = 0; t < 5; t++) {
+        struct setup s = make_setup(ns[t], (enum lsh_keys)(t % 3), 3, 4);
+        s.d = 3 + t;
+        s.dv = 2 + (t % 4);
+        struct lsh_mode_opts mb = bucket_mode();
+        struct lsh_mode_opts mc = chunked_mode(3 + (uint32_t)t, (uint32_t)(t % 3),
+                                               t % 2 ? LSH_WINDOW_SAME_BUCKET : LSH_WINDOW_ALL);
+        check_all(&s, &mb, seed++, NULL);
+        check_all(&s, &mc, seed++, NULL);
+    }
+}
+
+Test(eval_naive, single_token_n1)
+{
+    const enum lsh_keys keys[3] = {LSH_KEYS_SHARED, LSH_KEYS_SHARED_NORMALIZED,
+                                   LSH_KEYS_SEPARATE};
+    struct lsh_mode_opts modes[2] = {bucket_mode(), chunked_mode(4, 1, LSH_WINDOW_ALL)};
+    uint64_t seed = 1701;
+    for (size_t m = 0; m < 2; m++)
+        for (size_t k = 0; k < 3; k++)
+            for (int excl = 0; excl <= 1; excl++)
+                for (int causal = 0; causal <= 1; causal++) {
+                    struct setup s = make_setup(1, keys[k], 2, 4);
+                    s.exclude_self = excl;
+                    s.causal = causal;
+                    check_all(&s, &modes[m], seed++, NULL);
+                }
+
+    /* Shared keys, n = 1: U_0 = S_0 = {0}, not an empty row; the Gram ratio is
+     * 0/0, written as 0 with a warning. */
+    struct setup s = make_setup(1, LSH_KEYS_SHARED, 1, 4);
+    struct problem p;
+    struct lsh_metrics out[1];
+    const uint32_t one = 1;
+    const enum lsh_combine u = LSH_COMBINE_UNION;
+    struct lsh_mode_opts mo = bucket_mode();
+    problem_make(&p, &s, 1799);
+    metrics_alloc(out, 1, s.n_topk);
+    engine_run(&p, &mo, &one, 1, &u, 1, 1, out);
+    cr_expect_eq(out[0].empty_rows, 0);
+    cr_expect(close_enough(out[0].mass_recall, 1.0));
+    cr_expect(close_enough(out[0].out_rel_err, 0.0));
+    cr_expect_eq(out[0].gram_recovery, 0.0);
+    cr_expect(out[0].warnings & LSH_WARN_GRAM_ZERO, "0/0 gram_recovery without a warning");
+    cr_expect(close_enough(out[0].bucket_max, 4.0), "one row in one of 4 buckets: %g",
+              out[0].bucket_max);
+    cr_expect_eq(out[0].bucket_entropy, 0.0);
+    metrics_free(out, 1);
+    problem_free(&p);
+}
+
+/* When every S_i is U_i (or an empty row falls back to {i} = U_i), union's A-hat
+ * is A and attn_rel_err is 0, as out_rel_err (~1e-16) shows; a value like 2e-8
+ * there is not what SPEC 5 defines. */
+Test(eval_naive, attn_rel_err_zero_when_every_row_keeps_all_of_u)
+{
+    struct {
+        size_t n;
+        enum lsh_keys keys;
+        int exclude_self;
+        uint32_t B;
+        struct lsh_mode_opts mo;
+        int key_elsewhere; /* separate: key 0 in another bucket than query 0 */
+    } cases[] = {
+        {1, LSH_KEYS_SHARED, 1, 4, {LSH_MODE_BUCKET, 0, 0, LSH_WINDOW_ALL}, 0},
+        {1, LSH_KEYS_SEPARATE, 0, 4, {LSH_MODE_BUCKET, 0, 0, LSH_WINDOW_ALL}, 0},
+        /* an empty row whose fallback {0} is U_0 itself: A = A-hat = [1] */
+        {1, LSH_KEYS_SEPARATE, 0, 4, {LSH_MODE_BUCKET, 0, 0, LSH_WINDOW_ALL}, 1},
+        {24, LSH_KEYS_SHARED, 1, 1, {LSH_MODE_BUCKET, 0, 0, LSH_WINDOW_ALL}, 0},
+        {24, LSH_KEYS_SEPARATE, 0, 1, {LSH_MODE_BUCKET, 0, 0, LSH_WINDOW_ALL}, 0},
+        {10, LSH_KEYS_SHARED, 1, 4, {LSH_MODE_CHUNKED, 16, 1, LSH_WINDOW_ALL}, 0},
+    };
+    const uint32_t one = 1;
+    const enum lsh_combine u = LSH_COMBINE_UNION;
+    for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
+        for (uint64_t seed = 1901; seed < 1909; seed++) {
+            struct setup s = make_setup(cases[c].n, cases[c].keys, 1, cases[c].B);
+            struct problem p;
+            struct lsh_metrics out[1];
+            struct expect e;
+            char what[512];
+            s.exclude_self = cases[c].exclude_self;
+            problem_make(&p, &s, seed + 100 * c);
+            if (p.bk) /* key i in query i's bucket (or deliberately not) */
+                for (size_t i = 0; i < s.n; i++)
+                    p.bk[i] = (p.bq[i] + (uint32_t)cases[c].key_elsewhere) % s.B;
+            metrics_alloc(out, 1, s.n_topk);
+            engine_run(&p, &cases[c].mo, &one, 1, &u, 1, 1, out);
+            oracle(&p, &cases[c].mo, 1, u, &e);
+            describe(what, sizeof what, &p, &cases[c].mo, 1, u, seed + 100 * c);
+            cr_assert(e.attn_rel_err <= ABS_TOL && e.rows_full + e.empty_rows == cases[c].n,
+                      "%s: case should be full attention", what);
+            cr_expect(fabs(out[0].attn_rel_err) <= ABS_TOL,
+                      "%s attn_rel_err: engine %.17g, oracle %.17g", what, out[0].attn_rel_err,
+                      e.attn_rel_err);
+            cr_expect(fabs(out[0].out_rel_err) <= ABS_TOL,
+                      "%s out_rel_err: engine %.17g, oracle %.17g", what, out[0].out_rel_err,
+                      e.out_rel_err);
+            metrics_free(out, 1);
+            problem_free(&p);
+        }
+    }
+}
+
+/* ---- determinism over threads ------------------------------------------------- */
+
+static void expect_bit_identical(const char *what, const struct lsh_metrics *a,
+                                 const struct lsh_metrics *b, size_t n_topk)
+{
+#define SAME(field)                                                                          \
+    cr_expect(memcmp(&a->field, &b->field, sizeof a->field) == 0,                              \
+              "%s %s differs: %.17g vs %.17g", what, #field, (double)a->field, (double)b->field)
+    SAME(out_rel_err);
+    SAME(attn_rel_err);
+    SAME(mass_recall);
+    SAME(kl);
+    SAME(empty_rows);
+    SAME(gram_recovery);
+    SAME(density);
+    SAME(mean_candidates);
+    SAME(bucket_max);
+    SAME(bucket_entropy);
+    SAME(warnings);
+#undef SAME
+    cr_expect(memcmp(a->topk_recall, b->topk_recall, n_topk * sizeof(double)) == 0,
+              "%s topk_recall differs", what);
+}
+
+Test(eval_naive, threads_1_and_2_bit_identical)
+{
+    struct {
+        size_t n;
+        enum lsh_keys keys;
+        struct lsh_mode_opts mo;
+        uint32_t B;
+    } cases[] = {
+        {64, LSH_KEYS_SHARED, {LSH_MODE_BUCKET, 0, 0, LSH_WINDOW_ALL}, 4},
+        {64, LSH_KEYS_SEPARATE, {LSH_MODE_CHUNKED, 6, 1, LSH_WINDOW_ALL}, 4},
+        {333, LSH_KEYS_SHARED_NORMALIZED, {LSH_MODE_CHUNKED, 16, 2, LSH_WINDOW_SAME_BUCKET}, 8},
+        {517, LSH_KEYS_SHARED, {LSH_MODE_BUCKET, 0, 0, LSH_WINDOW_ALL}, 16},
+        {517, LSH_KEYS_SEPARATE, {LSH_MODE_BUCKET, 0, 0, LSH_WINDOW_ALL}, 32},
+    };
+    for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
+        struct setup s = make_setup(cases[c].n, cases[c].keys, 3, cases[c].B);
+        s.d = 8;
+        s.dv = 5;
+        struct problem p;
+        struct lsh_metrics one[6], two[6];
+        char what[512];
+        problem_make(&p, &s, 1801 + c);
+        metrics_alloc(one, 6, s.n_topk);
+        metrics_alloc(two, 6, s.n_topk);
+        engine_run(&p, &cases[c].mo, prefixes_123, 3, both_combines, 2, 1, one);
+        engine_run(&p, &cases[c].mo, prefixes_123, 3, both_combines, 2, 2, two);
+        for (size_t t = 0; t < 6; t++) {
+            snprintf(what, sizeof what, "[case %zu, n=%zu, out %zu, 1 vs 2 threads]", c,
+                     cases[c].n, t);
+            expect_bit_identical(what, &one[t], &two[t], s.n_topk);
+        }
+        /* the larger sizes against the oracle too */
+        if (cases[c].n > 64) {
+            for (size_t t = 0; t < 6; t++) {
+                struct expect e;
+                oracle(&p, &cases[c].mo, prefixes_123[t / 2], both_combines[t % 2], &e);
+                describe(what, sizeof what, &p, &cases[c].mo, prefixes_123[t / 2],
+                         both_combines[t % 2], 1801 + c);
+                compare(what, &two[t], &e, s.n_topk);
+            }
+        }
+        metrics_free(one, 6);
+        metrics_free(two, 6);
+        problem_free(&p);
+    }
+}

@@ -1,0 +1,73 @@
+/* test_fastexp.c - lsh_exp against glibc's exp: at most 2 ulp over the whole
+ * range, exact edges (0, underflow, overflow), subnormal results. */
+#include <criterion/criterion.h>
+#include <math.h>
+#include <string.h>
+
+#include "fastexp.h"
+
+static double ulp_distance(double got, double want)
+{
+    if (got == want)
+        return 0.0;
+    double u = nextafter(want, INFINITY) - want;
+    return fabs(got - want) / u;
+}
+
+static uint64_t state = 0x2385;
+static double uniform(double lo, double hi)
+{
+    state = state * 6364136223846793005ULL + 1442695040888963407ULL;
+    return lo + (hi - lo) * (double)(state >> 11) * 0x1.0p-53;
+}
+
+Test(fastexp, within_2_ulp_of_libm_over_the_normal_range)
+{
+    double worst = 0.0, at = 0.0;
+    for (int k = 0; k < 2000000; k++) {
+        double x = k % 2 ? uniform(-708.3, 709.7) : uniform(-40.0, 40.0);
+        double d = ulp_distance(lsh_exp(x), exp(x));
+        if (d > worst) {
+            worst = d;
+            at = x;
+        }
+    }
+    cr_expect_leq(worst, 2.0, "%.1f ulp at x = %.17g", worst, at);
+}
+
+Test(fastexp, subnormal_results_are_within_one_subnormal_step)
+{
+    const double tiny = 4.9406564584124654e-324;
+    for (int k = 0; k < 200000; k++) {
+        double x = uniform(-745.13, -708.4);
+        double got = lsh_exp(x), want = exp(x);
+        cr_assert_leq(fabs(got - want), tiny, "x = %.17g: %.17g vs %.17g", x, got, want);
+    }
+}
+
+Test(fastexp, edges)
+{
+    cr_expect_eq(lsh_exp(0.0), 1.0);
+    cr_expect_eq(lsh_exp(-1000.0), 0.0);
+    cr_expect_eq(lsh_exp(-746.0), 0.0);
+    cr_expect(isinf(lsh_exp(710.0)) && lsh_exp(710.0) > 0);
+    cr_expect(isinf(lsh_exp(1e300)));
+    cr_expect_leq(ulp_distance(lsh_exp(709.78), exp(709.78)), 2.0);
+    cr_expect_leq(ulp_distance(lsh_exp(1.0), 2.718281828459045), 1.0);
+    cr_expect_leq(ulp_distance(lsh_exp(-2.385), exp(-2.385)), 2.0);
+}
+
+/* The array form runs a clone for the widest vectors this CPU has; it must
+ * give the very bits of the scalar form, or results would depend on the CPU. */
+Test(fastexp, array_form_gives_the_scalar_bits)
+{
+    enum { N = 4099 };
+    static double x[N], y[N];
+    for (int k = 0; k < N; k++)
+        x[k] = y[k] = uniform(-90.0, 90.0);
+    lsh_exp_affine(y, N, 0.125, -2.385);
+    for (int k = 0; k < N; k++) {
+        double want = lsh_exp(0.125 * x[k] + 2.385);
+        cr_assert_eq(memcmp(&y[k], &want, sizeof want), 0, "x = %.17g", x[k]);
+    }
+}

@@ -1,0 +1,54 @@
+#!/usr/bin/env bash
+# bench.sh - lshlab's speed, measured, not asserted:
+#  1. the same sweep as the numpy program a researcher would write instead
+#     (../shared/bench/peer_numpy.py, default sweep: 48 points, n = 4096, d = 64),
+#     both run back to back; prints both wall times and the ratio;
+#  2. the reference pass's GFLOP/s (-j 1) against this machine's single-thread
+#     DGEMM rate for the same shapes (build/tools/bench/bench-dgemm);
+#  3. with --scale: n = 65,536 exact (--memory-limit 1G) and n = 2^20 sampled,
+#     wall time and peak RSS from /usr/bin/time -v (a few minutes).
+#   tools/bench/bench.sh [--scale] [BUILD_DIR]     (default build/)
+# Wall times drift on shared machines: compare the ratios.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+scale=0
+[ "${1:-}" = "--scale" ] && { scale=1; shift; }
+build=${1:-build}
+lshlab="$build/core/lshlab"
+peer=${PEER:-../shared/bench/peer_numpy.py}
+[ -x "$lshlab" ] || { echo "bench: build first (tools/setup.sh --no-run)" >&2; exit 1; }
+out=$(mktemp -d)
+trap 'rm -rf "$out"' EXIT
+now() { date +%s.%N; }
+
+if [ -f "$peer" ]; then
+  echo "== 1. numpy peer vs lshlab, same sweep (48 points, n = 4096, d = 64)"
+  t0=$(now); /usr/bin/python3 "$peer" > "$out/peer.txt"; t1=$(now)
+  t2=$(now); "$lshlab" run experiments/configs/bench-peer.yaml -o "$out/a.h5" -q; t3=$(now)
+  awk -v p="$t0" -v q="$t1" -v a="$t2" -v b="$t3" 'BEGIN {
+    printf "peer_numpy %.2f s, lshlab (-j %d) %.2f s: lshlab is %.1fx faster\n",
+           q - p, '"$(nproc)"', b - a, (q - p) / (b - a) }'
+else
+  echo "== 1. skipped: no peer program at $peer (set PEER=...)"
+fi
+
+echo "== 2. reference pass vs DGEMM, one thread"
+"$build/tools/bench/bench-dgemm" 4096 64 128 | tee "$out/dgemm.txt"
+"$lshlab" run experiments/configs/bench-peer.yaml -o "$out/b.h5" -j 1 2>&1 >/dev/null \
+  | grep "reference for dataset" | tee "$out/ref.txt"
+awk 'FNR == NR { for (i = 1; i <= NF; i++) if ($i == "GFLOP/s") g = $(i - 1); next }
+     { for (i = 1; i <= NF; i++) if ($i ~ /GFLOP\/s/) { r = $(i - 1); sub(/^\(/, "", r) } }
+     END { if (g > 0) printf "reference pass: %.1f GFLOP/s = %.0f%% of DGEMM\n", r, 100 * r / g }' \
+  "$out/dgemm.txt" "$out/ref.txt"
+
+if [ "$scale" -eq 1 ]; then
+  for cfg in scale-64k:--memory-limit=1G scale-1m:; do
+    name=${cfg%%:*} extra=${cfg#*:}
+    echo "== 3. $name"
+    /usr/bin/time -v "$lshlab" run "experiments/configs/$name.yaml" -o "$out/$name.h5" $extra \
+      2> "$out/$name.log" >/dev/null || { tail -5 "$out/$name.log"; exit 1; }
+    grep -E "reference for dataset" "$out/$name.log" || true
+    grep -E "Elapsed \(wall|Maximum resident" "$out/$name.log"
+    "$lshlab" show "$out/$name.h5" | head -5
+  done
+fi

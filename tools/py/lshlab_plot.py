@@ -1,0 +1,764 @@
+"""lshlab_plot.py - every figure an lshlab results file allows, as PDF and PNG
+(run it through tools/plot, which picks a Python with h5py and matplotlib)."""
+
+import argparse
+import math
+import os
+import re
+import textwrap
+import sys
+import zlib
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+import matplotlib  # noqa: E402
+import matplotlib.colors  # noqa: E402
+import matplotlib.ticker  # noqa: E402
+
+matplotlib.use("Agg")  # files only, never a window
+import h5py  # noqa: E402
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+from matplotlib.lines import Line2D  # noqa: E402
+
+import lshlab_results as lr  # noqa: E402
+
+DESCRIPTION = """\
+Draw every figure that an lshlab results file allows, as PDF and PNG, into
+the output folder (file names: <file stem>_<figure>.<format>):
+
+  <metric>_vs_n_hashes  out_rel_err (and every --metric) against n_hashes, one
+                        panel per n_buckets, one line per strategy (and its
+                        settings), mean +- standard error over repeats
+  cost                  gram_recovery and mass_recall against density (the share
+                        of pairs computed), with each line's Pareto front
+  heatmap_<metric>      out_rel_err (and every --metric) over n_hashes x n_buckets,
+                        one panel per strategy (and its settings)
+  balance               bucket_max and bucket_entropy against n_buckets
+  bucket_sizes          histograms of bucket sizes (files with dump: [buckets])
+  collision             p_round against the angle, one panel per n_buckets, with
+                        SimHash's law (1 - theta/pi)^k (collision experiments)
+  collision_any         p_any against the angle, with 1 - (1 - (1 - theta/pi)^k)^H
+
+A file with several datasets gets one set of figures per dataset
+(<stem>_<dataset>_<figure>).  A strategy has the same colour and marker in
+every figure; its settings (parameters, mode, combine) get line styles.
+Figures are sized for a paper: 7 in wide (two columns) by default, 3.3 in
+with --width single."""
+
+EPILOG = """\
+examples:
+  tools/plot results/quickstart.h5 -o figures/
+  tools/plot results/quickstart.h5 --metric gram_recovery,mass_recall --format png
+  tools/plot results/collision.h5 -o figures/ --width single
+
+exit codes: 0 ok (figures written), 1 unreadable file or nothing to draw,
+2 bad command line, 69 no Python with h5py + matplotlib + numpy (tools/plot)"""
+
+# Colour-blind-safe (Okabe-Ito) colours and markers, fixed per strategy name.
+STRATEGY_STYLE = {
+    "rotation": ("#0072B2", "o"),
+    "hyperplane": ("#D55E00", "s"),
+    "kmeans": ("#009E73", "^"),
+}
+OTHER_COLOURS = ["#CC79A7", "#E69F00", "#56B4E9", "#000000", "#999999", "#F0E442"]
+OTHER_MARKERS = ["D", "v", "P", "X", "<", ">", "h", "*"]
+LINESTYLES = ["-", "--", ":", "-.", (0, (5, 1, 1, 1, 1, 1)), (0, (1, 3))]
+
+LABELS = {
+    "out_rel_err": "output error ‖O − Ô‖/‖O‖",
+    "attn_rel_err": "attention error ‖A − Â‖/‖A‖",
+    "mass_recall": "softmax mass recall (share)",
+    "kl": "KL(Â ‖ A) (nats)",
+    "empty_rows": "empty rows (queries)",
+    "gram_recovery": "Gram recovery (share of ‖QKᵀ‖²)",
+    "density": "density (share of pairs computed)",
+    "mean_candidates": "candidates per query (keys)",
+    "bucket_max": "largest bucket / (n/B)",
+    "bucket_entropy": "bucket entropy / log B",
+    "hash_seconds": "hashing time (s)",
+    "eval_seconds": "evaluation time (s)",
+    "p_round": "P(same bucket) in one round",
+    "p_any": "P(same bucket in ≥ 1 round)",
+}
+SHORT = {
+    "out_rel_err": "output error",
+    "attn_rel_err": "attention error",
+    "gram_recovery": "Gram recovery",
+    "mass_recall": "mass recall",
+}
+
+
+def label_of(metric):
+    m = re.fullmatch(r"topk_recall_(\d+)", metric)
+    if m:
+        return f"top-{m.group(1)} recall (share)"
+    return LABELS.get(metric, metric)
+
+
+def strategy_style(name):
+    if name in STRATEGY_STYLE:
+        return STRATEGY_STYLE[name]
+    h = zlib.crc32(name.encode())  # stable across runs and machines
+    return OTHER_COLOURS[h % len(OTHER_COLOURS)], OTHER_MARKERS[(h // 7) % len(OTHER_MARKERS)]
+
+
+def setup_matplotlib():
+    plt.rcParams.update({
+        "font.size": 8, "axes.titlesize": 8, "axes.labelsize": 8, "legend.fontsize": 7,
+        "xtick.labelsize": 7, "ytick.labelsize": 7, "lines.linewidth": 1.2,
+        "lines.markersize": 4, "axes.grid": True, "grid.alpha": 0.3, "grid.linewidth": 0.5,
+        "savefig.dpi": 200, "pdf.fonttype": 42, "ps.fonttype": 42, "axes.spines.top": False,
+        "axes.spines.right": False, "legend.frameon": False,
+    })
+
+
+# ---- series: one line = a strategy and its settings ------------------------------
+
+SETTING_COLUMNS = ["mode", "chunk_size", "look_back", "window", "combine"]
+
+
+class Series:
+    """The rows of one line: a strategy, its parameters and the mode settings."""
+
+    def __init__(self, key, label, strategy, linestyle):
+        self.key, self.label, self.strategy, self.linestyle = key, label, strategy, linestyle
+        self.colour, self.marker = strategy_style(strategy)
+
+    def style(self, **kw):
+        out = dict(color=self.colour, marker=self.marker, linestyle=self.linestyle,
+                   label=self.label)
+        out.update(kw)
+        return out
+
+
+def build_series(table, columns):
+    """Series keyed on the given columns (strategy first); labels show only what
+    varies: the parameters that differ within a strategy, the settings that
+    differ within the file."""
+    cols = [c for c in columns if c in table]
+    varying = {c for c in cols if len(lr.unique_in_order(table[c])) > 1}
+    if "mode" in table:  # chunk settings vary only if they do among chunked rows
+        chunked = table["mode"] == "chunked"
+        for c in ("chunk_size", "look_back", "window"):
+            if c in varying and len(set(table[c][chunked])) <= 1:
+                varying.discard(c)
+    params_by_strategy = {}
+    if "params" in table:
+        for s, p in zip(table["strategy"], table["params"]):
+            params_by_strategy.setdefault(s, []).append(p)
+    vary_params = {}
+    for s, plist in params_by_strategy.items():
+        parsed = [lr.split_params(p) for p in dict.fromkeys(plist)]
+        names = list(dict.fromkeys(n for pl in parsed for n, _ in pl))
+        dicts = [dict(pl) for pl in parsed]
+        vary_params[s] = [n for n in names if len({d.get(n) for d in dicts}) > 1]
+    series, per_strategy = {}, {}
+    for key, _ in lr.group_rows(table, cols):
+        rec = dict(zip(cols, key))
+        s = rec["strategy"]
+        parts = [s]
+        if "params" in rec and vary_params.get(s):
+            d = dict(lr.split_params(rec["params"]))
+            parts += [f"{k}={d.get(k, '')}" for k in vary_params[s]]
+        if "mode" in varying:
+            parts.append(f"mode={rec['mode']}")
+        if rec.get("mode") == "chunked":  # bucket mode has no chunk settings
+            parts += [f"{c}={rec[c]}" for c in ("chunk_size", "look_back", "window")
+                      if c in varying]
+        if "combine" in varying:
+            parts.append(f"combine={rec['combine']}")
+        n = per_strategy.get(s, 0)
+        per_strategy[s] = n + 1
+        series[key] = Series(key, " ".join(parts), s, LINESTYLES[n % len(LINESTYLES)])
+    return cols, series
+
+
+def series_rows(table, cols, key):
+    mask = np.ones(len(table), dtype=bool)
+    for c, v in zip(cols, key):
+        mask &= table[c] == v
+    return table.select(mask)
+
+
+# ---- layout ------------------------------------------------------------------------
+
+def grid(n_panels, width, max_cols=None):
+    """A figure of n_panels axes for a page width (inches): at most 4 panels a
+    row at 7 in, 2 at 3.3 in."""
+    if max_cols is None:
+        max_cols = 4 if width >= 5 else 2
+    cols = max(1, min(n_panels, max_cols))
+    rows = int(math.ceil(n_panels / cols))
+    panel_w = width / cols
+    panel_h = min(2.6, max(1.7, 0.8 * panel_w))
+    fig, axes = plt.subplots(rows, cols, figsize=(width, panel_h * rows + 0.2), squeeze=False)
+    flat = list(axes.ravel())
+    for ax in flat[n_panels:]:
+        ax.set_visible(False)
+    return fig, flat[:n_panels]
+
+
+def legend_below(fig, handles, labels, width):
+    """One legend for the figure, under the panels, in as many columns as fit."""
+    if not handles:
+        return
+    longest = max(len(lab) for lab in labels)
+    per_col = 0.6 + 0.058 * longest  # inches per legend column at 7 pt
+    ncol = max(1, min(len(labels), int(width / per_col)))
+    rows = int(math.ceil(len(labels) / ncol))
+    ncol = int(math.ceil(len(labels) / rows))  # balanced rows: 2 + 2, not 3 + 1
+    fig.legend(handles, labels, loc="upper center", bbox_to_anchor=(0.5, 0.0), ncol=ncol,
+               handlelength=2.6, columnspacing=1.2)
+
+
+def unique_handles(axes):
+    seen = {}
+    for ax in axes:
+        for h, lab in zip(*ax.get_legend_handles_labels()):
+            seen.setdefault(lab, h)
+    return list(seen.values()), list(seen)
+
+
+class Writer:
+    def __init__(self, outdir, stem, formats, dpi):
+        self.outdir, self.stem, self.formats, self.dpi = outdir, stem, formats, dpi
+        self.written = []
+        self.subtitle = None  # what the rows of a split figure share (split_settings)
+
+    def save(self, fig, name, tight=True):
+        if tight:
+            fig.tight_layout(pad=0.4)
+        if self.subtitle:
+            fig.suptitle(self.subtitle, fontsize=8, y=1.0, va="bottom")
+        for fmt in self.formats:
+            path = os.path.join(self.outdir, f"{self.stem}_{name}.{fmt}")
+            fig.savefig(path, dpi=self.dpi, bbox_inches="tight", pad_inches=0.03,
+                        metadata={"Creator": "lshlab tools/plot"} if fmt == "pdf" else None)
+            self.written.append(path)
+        plt.close(fig)
+
+
+def note(msg):
+    print(f"tools/plot: {msg}", file=sys.stderr)
+
+
+def mean_se_of(rows, metric):
+    se_col = rows[metric + "_se"] if metric + "_se" in rows else None
+    return lr.mean_se(rows[metric], se_col)
+
+
+def errorbar(ax, x, y, se, st, **kw):
+    yerr = None
+    if any(s is not None for s in se):
+        yerr = [0.0 if s is None else s for s in se]
+    ax.errorbar(x, y, yerr=yerr, capsize=2, elinewidth=0.8, **st.style(**kw))
+
+
+def log2_ticks(ax, values, axis="x"):
+    values = sorted(set(int(v) for v in values))
+    if axis == "x":
+        ax.set_xscale("log", base=2)
+        ax.set_xticks(values)
+        ax.set_xticklabels([str(v) for v in values])
+        ax.minorticks_off()
+    else:
+        ax.set_yscale("log", base=2)
+        ax.set_yticks(values)
+        ax.set_yticklabels([str(v) for v in values])
+
+
+# ---- /runs figures -------------------------------------------------------------------
+
+def fig_vs_hashes(w, runs, metric, width, name):
+    hs = lr.unique_in_order(runs["n_hashes"])
+    if len(hs) < 2:
+        return f"{name}: only one n_hashes ({hs[0]})"
+    cols, series = build_series(runs, ["strategy", "params"] + SETTING_COLUMNS)
+    bs = lr.unique_in_order(runs["n_buckets"])
+    fig, axes = grid(len(bs), width)
+    for ax, b in zip(axes, bs):
+        rb = runs.select(runs["n_buckets"] == b)
+        for key, st in series.items():
+            rows = series_rows(rb, cols, key)
+            if not len(rows):
+                continue
+            x, y, se = [], [], []
+            for (h,), idx in lr.group_rows(rows, ["n_hashes"]):
+                m, s = mean_se_of(rows.select(idx), metric)
+                x.append(h)
+                y.append(m)
+                se.append(s)
+            errorbar(ax, x, y, se, st)
+        ax.set_title(f"n_buckets = {b}")
+        if all(h > 0 and (h & (h - 1)) == 0 for h in hs):
+            log2_ticks(ax, hs)  # 1, 2, 4, 8: evenly spaced
+        else:
+            ax.set_xticks(hs)
+        ax.set_xlabel("n_hashes (hash rounds)")
+    if metric in ("out_rel_err", "attn_rel_err", "kl"):  # errors spanning decades: log
+        ys = [v for ax in axes for ln in ax.get_lines() for v in ln.get_ydata()]
+        pos = [v for v in ys if v > 0]
+        if pos and len(pos) == len(ys) and max(pos) / min(pos) > 20:
+            for ax in axes:
+                log_y(ax, max(pos) / min(pos))
+    axes[0].set_ylabel(label_of(metric))
+    for ax in axes[1:]:
+        if ax.get_subplotspec().is_first_col():
+            ax.set_ylabel(label_of(metric))
+    _share_y(axes)
+    legend_below(fig, *unique_handles(axes), width)
+    w.save(fig, name)
+    return None
+
+
+def log_axis(axis, set_scale, span):
+    """A log axis whose ticks are labelled (1, 2, 5 x 10^k) even when it spans
+    few decades."""
+    set_scale("log")
+    if span < 300:
+        axis.set_major_locator(matplotlib.ticker.LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+        axis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda v, _: f"{v:g}"))
+        axis.set_minor_formatter(matplotlib.ticker.NullFormatter())
+
+
+def log_y(ax, span):
+    log_axis(ax.yaxis, ax.set_yscale, span)
+
+
+def _share_y(axes):
+    """The same y range in every panel, so panels compare at a glance."""
+    lo = min(ax.get_ylim()[0] for ax in axes)
+    hi = max(ax.get_ylim()[1] for ax in axes)
+    for ax in axes:
+        ax.set_ylim(lo, hi)
+
+
+def pareto_front(x, y):
+    """Indices of the points no other point beats: cheaper-or-equal and better."""
+    order = sorted(range(len(x)), key=lambda i: (x[i], -y[i]))
+    front, best = [], -math.inf
+    for i in order:
+        if y[i] > best:
+            front.append(i)
+            best = y[i]
+    return front
+
+
+def fig_cost(w, runs, width, name):
+    metrics = [m for m in ("gram_recovery", "mass_recall") if m in runs]
+    if not metrics or "density" not in runs:
+        return f"{name}: no density / recovery columns"
+    cols, series = build_series(runs, ["strategy", "params"] + SETTING_COLUMNS)
+    fig, axes = grid(len(metrics), width, max_cols=2)
+    for ax, metric in zip(axes, metrics):
+        for key, st in series.items():
+            rows = series_rows(runs, cols, key)
+            pts = []
+            for _, idx in lr.group_rows(rows, ["n_hashes", "n_buckets"]):
+                r = rows.select(idx)
+                dx, _ = mean_se_of(r, "density")
+                my, sy = mean_se_of(r, metric)
+                pts.append((dx, my, sy))
+            x = [p[0] for p in pts]
+            y = [p[1] for p in pts]
+            ax.scatter(x, y, s=9, color=st.colour, marker=st.marker, alpha=0.35,
+                       linewidths=0)
+            front = pareto_front(x, y)
+            fx, fy = [x[i] for i in front], [y[i] for i in front]
+            fse = [pts[i][2] for i in front]
+            errorbar(ax, fx, fy, fse, st)
+        ax.set_xlabel(label_of("density"))
+        ax.set_ylabel(label_of(metric))
+        xs = runs["density"][runs["density"] > 0]
+        if len(xs) and xs.max() / xs.min() > 8:
+            log_axis(ax.xaxis, ax.set_xscale, xs.max() / xs.min())
+        ax.set_ylim(bottom=max(0.0, ax.get_ylim()[0]), top=min(1.02, ax.get_ylim()[1]) if
+                    ax.get_ylim()[1] > 0.5 else ax.get_ylim()[1])
+    handles, labels = unique_handles(axes)
+    handles.append(Line2D([], [], color="0.4", marker="o", linestyle="none", alpha=0.35,
+                          markersize=3))
+    labels.append("every (n_hashes, n_buckets); lines: Pareto fronts")
+    legend_below(fig, handles, labels, width)
+    w.save(fig, name)
+    return None
+
+
+def fig_heatmap(w, runs, metric, width, name):
+    hs = lr.unique_in_order(runs["n_hashes"])
+    bs = lr.unique_in_order(runs["n_buckets"])
+    if len(hs) < 2 and len(bs) < 2:
+        return f"{name}: one n_hashes and one n_buckets"
+    cols, series = build_series(runs, ["strategy", "params"] + SETTING_COLUMNS)
+    mats = []
+    for key, st in series.items():
+        rows = series_rows(runs, cols, key)
+        m = np.full((len(bs), len(hs)), np.nan)
+        for (h, b), idx in lr.group_rows(rows, ["n_hashes", "n_buckets"]):
+            m[bs.index(b), hs.index(h)] = mean_se_of(rows.select(idx), metric)[0]
+        mats.append((st, m))
+    vals = np.concatenate([m[np.isfinite(m)] for _, m in mats])
+    vmin, vmax = float(vals.min()), float(vals.max())
+    if vmin == vmax:
+        vmax = vmin + 1e-12
+    # Errors spanning decades read better on a log colour scale.
+    log = vmin > 0 and vmax / vmin > 30
+    norm = (matplotlib.colors.LogNorm(vmin, vmax) if log
+            else matplotlib.colors.Normalize(vmin, vmax))
+    # Wide grids (many n_hashes) get wider panels, so that the numbers fit.
+    max_cols = (4 if len(hs) <= 5 else 2) if width >= 5 else (2 if len(hs) <= 5 else 1)
+    fig, axes = grid(len(mats), width, max_cols=max_cols)
+    cols = min(len(mats), max_cols)
+    cell_in = width / cols * 0.8 / len(hs)
+    cmap = "viridis_r" if metric in ("out_rel_err", "attn_rel_err", "kl", "empty_rows",
+                                     "bucket_max") else "viridis"
+    annotate = cell_in >= 0.27 and len(bs) <= 12
+    for ax, (st, m) in zip(axes, mats):
+        ax.grid(False)
+        im = ax.imshow(m, origin="lower", aspect="auto", cmap=cmap, norm=norm)
+        ax.set_xticks(range(len(hs)))
+        ax.set_xticklabels([str(h) for h in hs])
+        ax.set_yticks(range(len(bs)))
+        ax.set_yticklabels([str(b) for b in bs])
+        ax.set_xlabel("n_hashes (hash rounds)")
+        chars = max(12, int(width / cols * 11))
+        ax.set_title(textwrap.fill(st.label, chars), color=st.colour)
+        if annotate:
+            for i in range(len(bs)):
+                for j in range(len(hs)):
+                    if np.isfinite(m[i, j]):
+                        frac = float(norm(m[i, j]))
+                        dark = frac > 0.55 if cmap == "viridis_r" else frac < 0.45
+                        ax.text(j, i, f"{m[i, j]:.2g}", ha="center", va="center", fontsize=6,
+                                color="white" if dark else "black")
+    for ax in axes:
+        if ax.get_subplotspec().is_first_col():
+            ax.set_ylabel("n_buckets")
+        else:
+            ax.set_yticklabels([])
+    fig.tight_layout(pad=0.4)
+    cb = fig.colorbar(im, ax=axes, shrink=0.9, pad=0.02, aspect=30)
+    cb.set_label(label_of(metric))
+    w.save(fig, name, tight=False)
+    return None
+
+
+def fig_balance(w, runs, width, name):
+    if "bucket_max" not in runs or "bucket_entropy" not in runs:
+        return f"{name}: no bucket_max / bucket_entropy columns"
+    # Balance depends on the hashing only: one row per hash group, its largest n_hashes.
+    hmax = max(runs["n_hashes"])
+    r = runs.select(runs["n_hashes"] == hmax)
+    first = {}
+    for i, s in enumerate(r["seed"]):
+        first.setdefault(s, i)
+    r = r.select(np.array(sorted(first.values())))
+    bs = lr.unique_in_order(r["n_buckets"])
+    cols, series = build_series(r, ["strategy", "params"])
+    fig, axes = grid(2, width, max_cols=2)
+    for ax, metric in zip(axes, ("bucket_max", "bucket_entropy")):
+        for key, st in series.items():
+            rows = series_rows(r, cols, key)
+            x, y, se = [], [], []
+            for (b,), idx in lr.group_rows(rows, ["n_buckets"]):
+                m, s = mean_se_of(rows.select(idx), metric)
+                x.append(b)
+                y.append(m)
+                se.append(s)
+            errorbar(ax, x, y, se, st)
+        if all(b > 0 for b in bs) and len(bs) > 1:
+            log2_ticks(ax, bs)
+        ax.set_xlabel("n_buckets")
+        ax.set_ylabel(label_of(metric))
+    axes[0].axhline(1.0, color="0.5", lw=0.8, ls=":")
+    axes[1].axhline(1.0, color="0.5", lw=0.8, ls=":")
+    axes[0].set_title(f"largest bucket over {hmax} round{'s' if hmax > 1 else ''} "
+                      "(1 = balanced)")
+    axes[1].set_title("bucket entropy (1 = uniform)")
+    legend_below(fig, *unique_handles(axes), width)
+    w.save(fig, name)
+    return None
+
+
+def fig_bucket_sizes(w, path, runs, width, name):
+    """Histograms of bucket size / (n/B) over every dumped round."""
+    with h5py.File(path, "r") as f:
+        if "points" not in f:
+            return f"{name}: no /points (dump: [buckets] writes them)"
+        dumped = {int(k): f["points"][k]["buckets"][()] for k in f["points"]
+                  if k.isdigit() and "buckets" in f["points"][k]}
+    if not dumped:
+        return f"{name}: no /points/*/buckets (dump: [buckets] writes them)"
+    ids = list(runs["point_id"])
+    rows = [i for i, p in enumerate(ids) if int(p) in dumped]
+    if not rows:
+        return f"{name}: the dumped points are not ok rows of /runs"
+    r = runs.select(np.array(rows))
+    # One histogram per hash group (seed): the point with the most rounds dumped.
+    best = {}
+    for i in range(len(r)):
+        s = r["seed"][i]
+        if s not in best or r["n_hashes"][i] > r["n_hashes"][best[s]]:
+            best[s] = i
+    r = r.select(np.array(sorted(best.values())))
+    bs = lr.unique_in_order(r["n_buckets"])
+    cols, series = build_series(r, ["strategy", "params"])
+    fig, axes = grid(len(bs), width)
+    for ax, b in zip(axes, bs):
+        rb = r.select(r["n_buckets"] == b)
+        sizes_by = {}
+        for key in series:
+            rows = series_rows(rb, cols, key)
+            sizes = []
+            for p in rows["point_id"]:
+                buckets = dumped[int(p)]
+                n = buckets.shape[1]
+                for h in range(buckets.shape[0]):
+                    counts = np.bincount(buckets[h], minlength=int(b))
+                    sizes.append(counts / (n / float(b)))
+            if sizes:
+                sizes_by[key] = np.concatenate(sizes)
+        if not sizes_by:
+            continue
+        top = max(float(v.max()) for v in sizes_by.values())
+        edges = np.linspace(0.0, max(top, 2.0) * 1.0001, 25)
+        for key, v in sizes_by.items():
+            st = series[key]
+            hist, _ = np.histogram(v, bins=edges)
+            ax.stairs(hist / len(v), edges, color=st.colour, linestyle=st.linestyle,
+                      label=st.label, linewidth=1.2)
+        ax.axvline(1.0, color="0.5", lw=0.8, ls=":")
+        ax.set_title(f"n_buckets = {b}")
+        ax.set_xlabel("bucket size / (n/B)")
+    axes[0].set_ylabel("share of buckets")
+    for ax in axes[1:]:
+        if ax.get_subplotspec().is_first_col():
+            ax.set_ylabel("share of buckets")
+    # Legend entries as lines with the strategy's marker, like every other figure.
+    handles = [Line2D([], [], **series[k].style()) for k in series]
+    legend_below(fig, handles, [series[k].label for k in series], width)
+    w.save(fig, name)
+    return None
+
+
+# ---- /collision figures --------------------------------------------------------------
+
+def simhash_law(theta_deg, b):
+    k = math.log2(b)
+    return (1.0 - np.asarray(theta_deg) / 180.0) ** k
+
+
+def fig_collision(w, col, width, name, which):
+    hmax = max(col["n_hashes"])
+    c = col.select(col["n_hashes"] == hmax)
+    bs = lr.unique_in_order(c["n_buckets"])
+    cols, series = build_series(c, ["strategy", "params"])
+    fig, axes = grid(len(bs), width, max_cols=3 if width >= 5 else 2)
+    theta = np.linspace(0.0, 180.0, 181)
+    for ax, b in zip(axes, bs):
+        cb = c.select(c["n_buckets"] == b)
+        for key, st in series.items():
+            rows = series_rows(cb, cols, key)
+            if not len(rows):
+                continue
+            order = np.argsort(rows["angle"])
+            x = rows["angle"][order]
+            y = rows[which][order]
+            se = rows[which + "_se"][order]
+            if which == "p_round":  # a log axis: zeros (no pair collided) cannot show
+                keep = y > 0
+                x, y, se = x[keep], y[keep], se[keep]
+            ax.errorbar(x, y, yerr=se, capsize=2, elinewidth=0.8, **st.style())
+        if b > 0 and (b & (b - 1)) == 0:
+            law = simhash_law(theta, b)
+            if which == "p_any":
+                law = 1.0 - (1.0 - law) ** hmax
+            ax.plot(theta, law, color="black", lw=0.8, ls=(0, (4, 2)), zorder=0,
+                    label="SimHash law " + (r"$(1 - \theta/\pi)^k$" if which == "p_round"
+                                            else r"$1 - (1 - (1 - \theta/\pi)^k)^H$"))
+        ax.set_title(f"n_buckets = {b}" + (f" (k = {int(math.log2(b))})"
+                                           if b > 0 and (b & (b - 1)) == 0 else ""))
+        ax.set_xlabel("angle θ (degrees)")
+        ax.set_xticks([0, 45, 90, 135, 180])
+        ax.set_xlim(0, 180)
+        if which == "p_round":
+            ax.set_yscale("log")
+            lo = min((v for ln in ax.get_lines() for v in np.atleast_1d(ln.get_ydata())
+                      if v > 0), default=1e-3)
+            ax.set_ylim(max(lo * 0.5, 1e-6), 1.3)
+        else:
+            ax.set_ylim(-0.02, 1.02)
+    label = label_of(which) + (f", H = {hmax}" if which == "p_any" else "")
+    for ax in axes:
+        if ax.get_subplotspec().is_first_col():
+            ax.set_ylabel(label)
+    handles, labels = unique_handles(axes)
+    # The law last, series first.
+    order = sorted(range(len(labels)), key=lambda i: labels[i].startswith("SimHash"))
+    pairs = int(col["pairs"][0])
+    legend_below(fig, [handles[i] for i in order],
+                 [labels[i] for i in order], width)
+    fig.suptitle(f"{pairs} pairs per angle, d = {_collision_d(col)}, mean ± se over "
+                 f"{hmax} rounds" if which == "p_round" else
+                 f"{pairs} pairs per angle, d = {_collision_d(col)}", fontsize=7, y=1.0)
+    w.save(fig, name)
+    return None
+
+
+def _collision_d(col):
+    m = re.search(r"collision:\s*\n\s*d:\s*(\d+)", col.attrs.get("resolved_config", ""))
+    return m.group(1) if m else "?"
+
+
+# ---- main ------------------------------------------------------------------------------
+
+MAX_SERIES = 10
+
+
+def split_settings(runs):
+    """[(file name suffix, rows)]: the whole table, or, when strategies x settings
+    would draw more than MAX_SERIES lines, one table per setting (mode, chunk_size,
+    look_back, window, combine), so that every figure stays readable."""
+    settings = [c for c in SETTING_COLUMNS if c in runs and len(lr.unique_in_order(runs[c])) > 1]
+    _, series = build_series(runs, ["strategy", "params"] + SETTING_COLUMNS)
+    if not settings or len(series) <= MAX_SERIES:
+        return [("", runs, None)]
+    out = []
+    for key, idx in lr.group_rows(runs, settings):
+        rec = dict(zip(settings, key))
+        i = idx[0]
+        parts, words = [], []
+        if set(settings) - {"combine"}:
+            if runs["mode"][i] == "chunked":
+                parts.append(f"chunked-c{runs['chunk_size'][i]}-lb{runs['look_back'][i]}"
+                             f"-{runs['window'][i]}")
+                words.append(f"mode chunked, chunk_size {runs['chunk_size'][i]}, look_back "
+                             f"{runs['look_back'][i]}, window {runs['window'][i]}")
+            else:
+                parts.append("bucket")
+                words.append("mode bucket")
+        if "combine" in rec:
+            parts.append(rec["combine"])
+            words.append(f"combine {rec['combine']}")
+        out.append(("_" + "_".join(parts), runs.select(idx), "; ".join(words)))
+    return out
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(prog="tools/plot", description=DESCRIPTION, epilog=EPILOG,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("file", help="results file (HDF5) written by lshlab run")
+    ap.add_argument("-o", "--output", default="figures", metavar="DIR",
+                    help="folder for the figures (created; default: figures/)")
+    ap.add_argument("-m", "--metric", action="append", default=[], metavar="M",
+                    help="more metrics for the n_hashes and heatmap figures "
+                         "(repeat or comma-separate, e.g. gram_recovery,mass_recall)")
+    ap.add_argument("-f", "--format", default="pdf,png", metavar="FMTS",
+                    help="comma-separated formats (default: pdf,png)")
+    ap.add_argument("-w", "--width", default="double", metavar="W",
+                    help="figure width: double (7 in), single (3.3 in) or inches")
+    ap.add_argument("--dpi", type=int, default=200, help="PNG resolution (default: 200)")
+    ap.add_argument("--only", metavar="NAMES",
+                    help="draw only these figures (comma-separated, e.g. cost,collision)")
+    ap.add_argument("--dataset", metavar="NAMES",
+                    help="draw the /runs figures of these datasets only (comma-separated)")
+    ap.add_argument("--stem", help="file name prefix (default: the results file's stem)")
+    args = ap.parse_args(argv)
+
+    width = {"double": 7.0, "single": 3.3}.get(args.width)
+    if width is None:
+        try:
+            width = float(args.width)
+        except ValueError:
+            ap.error(f"--width: double, single or a number of inches, got '{args.width}'")
+    formats = [f.strip().lower() for f in args.format.split(",") if f.strip()]
+    for f in formats:
+        if f not in ("pdf", "png", "svg"):
+            ap.error(f"--format: pdf, png or svg, got '{f}'")
+    extra = [m.strip() for ms in args.metric for m in ms.split(",") if m.strip()]
+    only = {s.strip() for s in args.only.split(",")} if args.only else None
+
+    try:
+        runs = lr.read_table(args.file, "runs")
+        col = lr.read_table(args.file, "collision")
+    except OSError as e:
+        print(f"tools/plot: error: cannot read '{args.file}': {e}", file=sys.stderr)
+        return 1
+    if runs is None and col is None:
+        print(f"tools/plot: error: '{args.file}' has neither /runs nor /collision",
+              file=sys.stderr)
+        return 1
+    metrics = ["out_rel_err"] + [m for m in extra if m != "out_rel_err"]
+    if runs is not None:
+        for m in extra:
+            if m not in runs or runs[m].dtype.kind not in "fiu":
+                ap.error(f"--metric: no numeric column '{m}' in /runs; metrics: "
+                         + ", ".join(runs.metrics()))
+    os.makedirs(args.output, exist_ok=True)
+    setup_matplotlib()
+    stem = args.stem or os.path.splitext(os.path.basename(args.file))[0]
+    skipped = []
+
+    def want(name):
+        base = re.sub(r"^(heatmap)_.*", r"\1", name)
+        base = re.sub(r".*_vs_n_hashes$", "vs_n_hashes", base)
+        return only is None or name in only or base in only
+
+    written = []
+    if runs is not None:
+        ok = lr.ok_runs(runs)
+        if len(ok) < len(runs):
+            note(f"{len(runs) - len(ok)} rows of /runs are not ok (skipped or failed) and "
+                 "are left out")
+        datasets = lr.unique_in_order(ok["dataset"]) if len(ok) else []
+        if args.dataset:
+            chosen = [d.strip() for d in args.dataset.split(",") if d.strip()]
+            for d in chosen:
+                if d not in datasets:
+                    ap.error(f"--dataset: no ok rows of dataset '{d}'; datasets: "
+                             + ", ".join(datasets))
+            named = len(datasets) > 1
+            datasets = chosen
+        else:
+            named = len(datasets) > 1
+        for ds in datasets:
+            r = ok.select(ok["dataset"] == ds)
+            w = Writer(args.output, f"{stem}_{ds}" if named else stem, formats, args.dpi)
+            jobs = []
+            for suffix, rs, subtitle in split_settings(r):
+                jobs.append((None, lambda t=subtitle: setattr(w, "subtitle", t)))
+                jobs += [(f"{m}_vs_n_hashes", lambda m=m, rs=rs, n=f"{m}_vs_n_hashes{suffix}":
+                          fig_vs_hashes(w, rs, m, width, n)) for m in metrics]
+                jobs.append(("cost", lambda rs=rs, n=f"cost{suffix}": fig_cost(w, rs, width, n)))
+                jobs += [(f"heatmap_{m}", lambda m=m, rs=rs, n=f"heatmap_{m}{suffix}":
+                          fig_heatmap(w, rs, m, width, n)) for m in metrics]
+            jobs.append((None, lambda: setattr(w, "subtitle", None)))
+            jobs.append(("balance", lambda: fig_balance(w, r, width, "balance")))
+            jobs.append(("bucket_sizes",
+                         lambda: fig_bucket_sizes(w, args.file, r, width, "bucket_sizes")))
+            for name, job in jobs:
+                if name is None or want(name):
+                    why = job()
+                    if why:
+                        skipped.append(why)
+            written += w.written
+        if not datasets:
+            skipped.append("/runs figures: no ok rows")
+    if col is not None:
+        w = Writer(args.output, stem, formats, args.dpi)
+        for name, which in (("collision", "p_round"), ("collision_any", "p_any")):
+            if want(name) and len(col):
+                fig_collision(w, col, width, name, which)
+        written += w.written
+    for s in skipped:
+        note(f"not drawn: {s}")
+    for p in written:
+        print(p)
+    if not written:
+        print("tools/plot: error: nothing to draw", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
