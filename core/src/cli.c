@@ -834,6 +834,7 @@ static int cmd_show(int argc, char **argv)
 
 int main(int argc, char **argv)
 {
+    lsh_blas_pick_kernels(argv); /* may re-execute: before anything else */
     gsl_set_error_handler_off(); /* GSL aborts by default */
     signal(SIGXFSZ, SIG_IGN);    /* a file size limit is a write error (EFBIG), not a kill */
     lsh_results_init_library();  /* HDF5 prints its error stack by default */
@@ -849,9 +850,10 @@ int main(int argc, char **argv)
         return EXIT_OK;
     }
     if (!strcmp(cmd, "-V") || !strcmp(cmd, "--version")) {
-        printf("lshlab %s (git %s)\nstrategy ABI %d.%d\nBLAS: %s\n", LSHLAB_VERSION,
+        printf("lshlab %s (git %s)\nstrategy ABI %d.%d\nBLAS: %s%s%s%s\n", LSHLAB_VERSION,
                LSHLAB_GIT_REVISION, LSH_STRATEGY_ABI_MAJOR, LSH_STRATEGY_ABI_MINOR,
-               lsh_blas_name());
+               lsh_blas_name(), *lsh_blas_core() ? " (kernels: " : "", lsh_blas_core(),
+               *lsh_blas_core() ? ")" : "");
         return EXIT_OK;
     }
     /* Each command parses its own options: argv[1] becomes its argv[0]. */

@@ -4,6 +4,9 @@
 
 #include <dlfcn.h>
 #include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
 
 #include <gsl/gsl_cblas.h>
 
@@ -54,6 +57,42 @@ void lsh_blas_single_thread(void)
     void (*set)(int) = (void (*)(int))(uintptr_t)dlsym(RTLD_DEFAULT, "openblas_set_num_threads");
     if (set)
         set(1);
+}
+
+static const char *openblas_core(void)
+{
+    const char *(*get)(void) =
+        (const char *(*)(void))(uintptr_t)dlsym(RTLD_DEFAULT, "openblas_get_corename");
+    return get ? get() : NULL;
+}
+
+void lsh_blas_pick_kernels(char **argv)
+{
+    /* OpenBLAS (0.3.21, Debian 12) does not know newer Xeons (e.g. model
+     * 207) and falls back to its Prescott (SSE3) kernels, 4x slower than
+     * its AVX-512 ones.  It reads OPENBLAS_CORETYPE only when it is loaded,
+     * so name the best core this CPU supports and start again.  A user's
+     * own OPENBLAS_CORETYPE is always kept. */
+    const char *core = openblas_core();
+    if (!core || strcasecmp(core, "prescott") != 0 || getenv("OPENBLAS_CORETYPE"))
+        return;
+    __builtin_cpu_init();
+    const char *want = NULL;
+    if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512dq") &&
+        __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vl"))
+        want = "SkylakeX";
+    else if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"))
+        want = "Haswell";
+    if (!want || setenv("OPENBLAS_CORETYPE", want, 1) != 0)
+        return;
+    execv("/proc/self/exe", argv);
+    unsetenv("OPENBLAS_CORETYPE"); /* exec failed: go on with Prescott */
+}
+
+const char *lsh_blas_core(void)
+{
+    const char *core = openblas_core();
+    return core ? core : "";
 }
 
 const char *lsh_blas_name(void)

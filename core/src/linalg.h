@@ -21,6 +21,16 @@ double lsh_dot(size_t n, const double *x, const double *y);
  * and OpenBLAS threads would fight them (and break -j determinism). */
 void lsh_blas_single_thread(void);
 
+/* When OpenBLAS did not recognise this CPU and fell back to its slowest
+ * (Prescott) kernels, set OPENBLAS_CORETYPE to the best core the CPU
+ * supports and re-execute the program with argv (main's, unchanged).
+ * Returns when nothing needs doing or the re-exec failed.  Call first in
+ * main, before any thread starts. */
+void lsh_blas_pick_kernels(char **argv);
+
+/* OpenBLAS's kernel set ("SkylakeX", "Haswell", ...), or "" for another BLAS. */
+const char *lsh_blas_core(void);
+
 /* Name of the CBLAS library the process really calls (for provenance). */
 const char *lsh_blas_name(void);
 

@@ -778,6 +778,7 @@ static int write_root_attributes(hid_t file, const char *path, const struct lsh_
         { "created", created },
         { "host", un.nodename },
         { "blas", lsh_blas_name() },
+        { "blas_kernels", lsh_blas_core() },
         { "experiment", cfg->experiment == LSH_EXPERIMENT_COLLISION ? "collision" : "sweep" },
         { "name", cfg->name },
     };

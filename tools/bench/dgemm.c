@@ -11,6 +11,7 @@
 
 int main(int argc, char **argv)
 {
+    lsh_blas_pick_kernels(argv); /* the kernels lshlab itself runs on */
     size_t n = argc > 1 ? strtoul(argv[1], NULL, 10) : 4096;
     size_t d = argc > 2 ? strtoul(argv[2], NULL, 10) : 64;
     size_t rows = argc > 3 ? strtoul(argv[3], NULL, 10) : 128;
@@ -36,8 +37,8 @@ int main(int argc, char **argv)
         double gflops = 2.0 * (double)blocks * rows * n * (2.0 * d) / sec * 1e-9;
         best = gflops > best ? gflops : best;
     }
-    printf("dgemm %zu x %zu x %zu (nt) + %zu x %zu x %zu (nn), 1 thread: %.1f GFLOP/s (%s)\n",
-           rows, n, d, rows, d, n, best, lsh_blas_name());
+    printf("dgemm %zu x %zu x %zu (nt) + %zu x %zu x %zu (nn), 1 thread: %.1f GFLOP/s (%s %s)\n",
+           rows, n, d, rows, d, n, best, lsh_blas_name(), lsh_blas_core());
     free(q);
     free(k);
     free(s);
