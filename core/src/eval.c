@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "fastexp.h"
+#include "linalg.h"
 #include "parallel.h"
 
 /* Rows per block: the unit of work handed to a thread and of the ordered
@@ -73,6 +74,7 @@ struct ctx {
     struct workspace *ws;
     double *partials;  /* n_blocks x n_prefix x n_combine x n_fields */
     struct lsh_row_dump *dump;
+    struct tile_state *tile; /* the tile path's state, or NULL */
 };
 
 /* ---- per-round indexes ---------------------------------------------------- */
@@ -166,8 +168,11 @@ static void free_index(struct round_index *x)
 
 /* ---- one row -------------------------------------------------------------- */
 
-/* A row's mass below this is recomputed from the scores (A_ij underflow). */
-#define TINY_MASS 1e-280
+/* A row's mass below this is recomputed from the scores with a max shift:
+ * sum_S A^2 (1 - 1/mass)^2 needs the squares of the largest A_ij on S, about
+ * mass^2, far from underflow (a mass of 1e-200 once gave attn_rel_err 0.2%
+ * off through A^2 = 0). */
+#define TINY_MASS 1e-100
 
 struct row {
     size_t r, i;      /* evaluated-row index and row of Q */
@@ -335,11 +340,40 @@ static double exact_row(const struct ctx *c, const struct workspace *w, const st
     return d2;
 }
 
+/* top-k hits: the share of T_i's first min(K, |U_i|) keys that are in S_i,
+ * for each K of attn.topk.  in_s(arg, j) says whether key j is in S_i; an
+ * empty S_i stands for {i}. */
+typedef int (*in_s_fn)(const void *arg, uint32_t j);
+
+static void topk_ratios(const struct ctx *c, size_t r, size_t i, int empty, in_s_fn in_s,
+                        const void *arg, double *ratio)
+{
+    const struct lsh_reference *ref = c->ref;
+    const uint32_t *top = ref->top + r * ref->kmax;
+    const uint32_t ucount = ref->u_count[r];
+    for (size_t k = 0; k < c->a->n_topk && k < 64; k++) {
+        size_t tk = c->a->topk[k] < ucount ? c->a->topk[k] : ucount;
+        if (tk > ref->kmax)
+            tk = ref->kmax;
+        size_t hits = 0;
+        for (size_t t = 0; t < tk; t++)
+            hits += empty ? top[t] == i : in_s(arg, top[t]) != 0;
+        ratio[k] = tk ? (double)hits / (double)tk : 0.0;
+    }
+}
+
+static int marked(const void *ws, uint32_t j)
+{
+    const struct workspace *w = ws;
+    return w->mark[j] == w->stamp;
+}
+
 /* Add the row's contribution at the current prefix to acc (n_combine x
  * n_fields), from the running sums: union A-hat = A / mass, rounds A-hat =
  * N A / sum_S N A, which is SPEC 4's LSE-weighted sum of per-round softmaxes. */
 static void eval_row(const struct ctx *c, struct workspace *w, const struct row *row,
-                     double *acc, size_t prefix_index)
+                     const double *num, const double *topk_ratio, double *acc,
+                     size_t prefix_index)
 {
     const struct lsh_reference *ref = c->ref;
     const struct lsh_attn *a = c->a;
@@ -348,7 +382,6 @@ static void eval_row(const struct ctx *c, struct workspace *w, const struct row 
     const double *o = ref->out + r * dv;
     const size_t nf = c->n_fields;
     const uint32_t ucount = ref->u_count[r];
-    const uint32_t *top = ref->top + r * ref->kmax;
     const int empty = m == 0;
 
     double mass = row->mass, sa2 = row->sa2, a_ii = 0.0;
@@ -364,17 +397,6 @@ static void eval_row(const struct ctx *c, struct workspace *w, const struct row 
     const int covers = empty ? (a_ii > 0.0 && ucount == 1) : m == ucount;
     const double rest = covers ? 0.0 : sum_a2 - sa2;
 
-    /* top-k hits: T_i's first min(K, |U_i|) keys that are in S_i. */
-    double topk_ratio[64];
-    for (size_t k = 0; k < a->n_topk && k < 64; k++) {
-        size_t tk = a->topk[k] < ucount ? a->topk[k] : ucount;
-        if (tk > ref->kmax)
-            tk = ref->kmax;
-        size_t hits = 0;
-        for (size_t t = 0; t < tk; t++)
-            hits += empty ? top[t] == i : w->mark[top[t]] == w->stamp;
-        topk_ratio[k] = tk ? (double)hits / (double)tk : 0.0;
-    }
     if (c->dump) {
         c->dump->mass[prefix_index * ref->m + r] = mass;
         c->dump->candidates[prefix_index * ref->m + r] = empty ? 1u : (uint32_t)m;
@@ -396,13 +418,13 @@ static void eval_row(const struct ctx *c, struct workspace *w, const struct row 
         } else if (!rounds) {
             const double inv = 1.0 / mass, f1 = 1.0 - inv;
             for (size_t e = 0; e < dv; e++)
-                oh[e] = w->num[e] * inv;
+                oh[e] = num[e] * inv;
             d2 = sa2 * f1 * f1; /* A - A-hat = A (1 - 1/mass) on S */
             kl = -log(mass);
         } else {
             const double inv = 1.0 / den;
             for (size_t e = 0; e < dv; e++)
-                oh[e] = (w->num[e] + w->num_rep[e]) * inv;
+                oh[e] = (num[e] + w->num_rep[e]) * inv;
             double kl_extra = 0.0;
             for (size_t t = 0; t < m; t++) {
                 double nj = (double)w->cnt[w->cand[t]];
@@ -456,47 +478,435 @@ static size_t *row_order(const struct lsh_reference *ref, const struct lsh_round
     return order;
 }
 
-static int block_task(void *vctx, size_t block, unsigned thread)
+/* The row path for evaluated row r: grow S_i round by round and add the row
+ * to acc (n_prefix x stride) at every prefix, or only at prefix `only` when
+ * only < n_prefix. */
+static void row_path(const struct ctx *c, struct workspace *w, size_t r, double *acc,
+                     size_t only)
 {
-    struct ctx *c = vctx;
-    struct workspace *w = &c->ws[thread];
     const struct lsh_reference *ref = c->ref;
     const struct lsh_attn *a = c->a;
     const size_t stride = c->n_combine * c->n_fields;
+    const uint32_t h_end = c->prefixes[only < c->n_prefix ? only : c->n_prefix - 1];
+    struct row row = {.r = r, .i = ref->rows ? ref->rows[r] : r};
+    row.only_i = lsh_attn_u_fallback(a, row.i);
+    row.hi = a->causal ? row.i + 1 : a->n;
+    row.skip_i = a->exclude_self;
+    if (row.only_i)
+        row.hi = a->n;
+    if (++w->stamp == 0) { /* wrapped: forget every old mark */
+        memset(w->mark, 0, a->n * sizeof *w->mark);
+        w->stamp = 1;
+    }
+    memset(w->num, 0, a->d_v * sizeof *w->num);
+    memset(w->num_rep, 0, a->d_v * sizeof *w->num_rep);
+    size_t p = 0;
+    double t = lsh_now();
+    for (uint32_t h = 0; h < h_end; h++) {
+        add_round(c, w, &row, h);
+        if (h + 1 == c->prefixes[p]) {
+            if (only >= c->n_prefix || only == p) {
+                double t1 = lsh_now(), ratio[64];
+                w->t_add[p] += t1 - t;
+                topk_ratios(c, r, row.i, row.m == 0, marked, w, ratio);
+                eval_row(c, w, &row, w->num, ratio, acc + p * stride, p);
+                t = lsh_now();
+                w->t_metric[p] += t - t1;
+            }
+            p++;
+        }
+    }
+}
+
+static int block_task(void *vctx, size_t block, unsigned thread)
+{
+    struct ctx *c = vctx;
+    const size_t stride = c->n_combine * c->n_fields;
+    const size_t r0 = block * ROWS_PER_BLOCK;
+    const size_t r1 = r0 + ROWS_PER_BLOCK < c->ref->m ? r0 + ROWS_PER_BLOCK : c->ref->m;
+    for (size_t k = r0; k < r1; k++)
+        row_path(c, &c->ws[thread], c->order[k], c->partials + block * c->n_prefix * stride,
+                 c->n_prefix);
+    return 0;
+}
+
+/* ---- the tile path: bucket mode, combine union ------------------------------ */
+
+/* In bucket mode a round's pairs come in complete blocks: every row of a
+ * bucket meets every key of it.  So a round is scored and summed by GEMMs over
+ * tiles of TILE_ROWS rows x TILE_KEYS keys of one bucket, and a pair counts in
+ * the first round that puts i and j in one bucket (it is new when no earlier
+ * round did), which makes S_i the union and each prefix a running sum over
+ * rounds.  A tile pays for every collision, not only the new ones, but runs
+ * at GEMM speed rather than at the speed of gathering rows of V. */
+#define TILE_ROWS 128
+#define TILE_KEYS 512
+
+struct tile_task {
+    uint32_t b;       /* bucket */
+    uint32_t t0, t1;  /* its rows rperm[t0 .. t1) */
+};
+
+struct tile_ws {
+    double *qb;         /* TILE_ROWS x d: the tile's rows of Q              */
+    double *kc;         /* TILE_KEYS x d: the chunk's keys                  */
+    double *vc;         /* TILE_KEYS x d_v: their rows of V                 */
+    double *p;          /* TILE_ROWS x nk: raw scores, then A_ij (0 off S)  */
+    double *onum;       /* TILE_ROWS x d_v: sum of A_ij v_j of this round   */
+    uint32_t *kj;       /* TILE_KEYS key ids                                */
+    double *gk;         /* TILE_KEYS: their Gram factors (1 without gnorm)  */
+    uint32_t *kb;       /* h_max x TILE_KEYS: their buckets in earlier rounds */
+    uint32_t *bi;       /* h_max: a row's buckets in earlier rounds          */
+    unsigned char *ok;  /* TILE_ROWS x TILE_KEYS: (i, j) in U_i and new      */
+};
+
+struct tile_state {
+    size_t h;                   /* the round being added */
+    uint32_t *rperm, *roff;     /* evaluated rows of round h by bucket */
+    struct tile_task *tasks;
+    size_t n_tasks;
+    struct tile_ws *ws;         /* per thread */
+    /* per evaluated row r: running sums over S_i of the rounds so far */
+    double *mass, *sa2, *gram, *num; /* num: m x d_v */
+    uint32_t *count;
+    size_t p;                   /* the prefix whose metrics are being added */
+};
+
+/* ok[u] = key kj[u] is in U_i and no round before h put i and it in one
+ * bucket (kb: the keys' buckets in rounds 0..h-1, bi: i's); returns how many
+ * are.  U_i is [0, hi) minus `self`, or just {self} when `only`. */
+__attribute__((target_clones("arch=skylake-avx512", "avx2", "default")))
+static size_t tile_mask(size_t nk, const uint32_t *restrict kj, const uint32_t *restrict kb,
+                        const uint32_t *restrict bi, size_t h, uint32_t hi, uint32_t self,
+                        int only, unsigned char *restrict ok)
+{
+    if (only)
+        for (size_t u = 0; u < nk; u++)
+            ok[u] = kj[u] == self;
+    else
+        for (size_t u = 0; u < nk; u++)
+            ok[u] = (unsigned char)((kj[u] < hi) & (kj[u] != self));
+    for (size_t g = 0; g < h; g++) {
+        const uint32_t b = bi[g];
+        const uint32_t *restrict kg = kb + g * TILE_KEYS;
+        for (size_t u = 0; u < nk; u++)
+            ok[u] &= (unsigned char)(kg[u] != b);
+    }
+    size_t count = 0;
+    for (size_t u = 0; u < nk; u++)
+        count += ok[u];
+    return count;
+}
+
+/* Sums over a row of a tile in eight lanes (GCC/clang vector types: the
+ * compiler does not vectorise these masked sums by itself), added up in a
+ * fixed order at the end: the same bits from every clone and thread count.
+ * Keys off S are dropped with a bit mask, not a branch or a product, since
+ * their A may be inf. */
+typedef double v8d __attribute__((vector_size(64)));
+typedef int64_t v8l __attribute__((vector_size(64)));
+#define LANES 8
+
+/* all ones in the lanes whose ok is 1 (a macro: a vector return by value
+ * would change the ABI between the clones) */
+#define KEEP_MASK(ok) (-(v8l){(ok)[0], (ok)[1], (ok)[2], (ok)[3], (ok)[4], (ok)[5], (ok)[6], (ok)[7]})
+
+static inline double keep_or_zero(double x, uint64_t keep)
+{
+    uint64_t bits;
+    memcpy(&bits, &x, sizeof bits);
+    bits &= (uint64_t)0 - keep;
+    memcpy(&x, &bits, sizeof x);
+    return x;
+}
+
+static double lanes_total(const v8d *v)
+{
+    double l[LANES];
+    memcpy(l, v, sizeof l);
+    return ((l[0] + l[1]) + (l[2] + l[3])) + ((l[4] + l[5]) + (l[6] + l[7]));
+}
+
+/* *gram = sum of (raw_u g_u)^2 over the kept keys other than i. */
+__attribute__((target_clones("avx512f", "avx2", "default")))
+static void tile_gram(size_t nk, const double *restrict raw, const double *restrict g,
+                      const uint32_t *restrict kj, const unsigned char *restrict ok, uint32_t i,
+                      double *gram)
+{
+    v8d acc = {0};
+    size_t u = 0;
+    for (; u + LANES <= nk; u += LANES) {
+        v8d x, y;
+        memcpy(&x, raw + u, sizeof x);
+        memcpy(&y, g + u, sizeof y);
+        const v8l other = {kj[u] != i, kj[u + 1] != i, kj[u + 2] != i, kj[u + 3] != i,
+                           kj[u + 4] != i, kj[u + 5] != i, kj[u + 6] != i, kj[u + 7] != i};
+        x *= y;
+        acc += (v8d)((v8l)(x * x) & KEEP_MASK(ok + u) & -other);
+    }
+    double l[LANES];
+    memcpy(l, &acc, sizeof l);
+    for (size_t e = 0; u + e < nk; e++) {
+        const double x = raw[u + e] * g[u + e];
+        l[e] += keep_or_zero(x * x, (uint64_t)(ok[u + e] & (kj[u + e] != i)));
+    }
+    memcpy(&acc, l, sizeof l);
+    *gram = lanes_total(&acc);
+}
+
+/* Zero A off the kept keys; out[0] = sum A, out[1] = sum A^2 over them. */
+__attribute__((target_clones("avx512f", "avx2", "default")))
+static void tile_keep(size_t nk, double *restrict av, const unsigned char *restrict ok,
+                      double *out)
+{
+    v8d s1 = {0}, s2 = {0};
+    size_t u = 0;
+    for (; u + LANES <= nk; u += LANES) {
+        v8d x;
+        memcpy(&x, av + u, sizeof x);
+        x = (v8d)((v8l)x & KEEP_MASK(ok + u));
+        memcpy(av + u, &x, sizeof x);
+        s1 += x;
+        s2 += x * x;
+    }
+    double l1[LANES], l2[LANES];
+    memcpy(l1, &s1, sizeof l1);
+    memcpy(l2, &s2, sizeof l2);
+    for (size_t e = 0; u + e < nk; e++) {
+        const double x = keep_or_zero(av[u + e], ok[u + e]);
+        av[u + e] = x;
+        l1[e] += x;
+        l2[e] += x * x;
+    }
+    memcpy(&s1, l1, sizeof l1);
+    memcpy(&s2, l2, sizeof l2);
+    out[0] = lanes_total(&s1);
+    out[1] = lanes_total(&s2);
+}
+
+static int tile_task_run(void *vctx, size_t task, unsigned thread)
+{
+    const struct ctx *c = vctx;
+    struct tile_state *st = c->tile;
+    const struct lsh_attn *a = c->a;
+    const struct lsh_reference *ref = c->ref;
+    const size_t n = a->n, d = a->d, dv = a->d_v, h = st->h;
+    const struct tile_task *tk = &st->tasks[task];
+    const struct round_index *x = &c->idx[h];
+    struct tile_ws *w = &st->ws[thread];
+    const size_t nr = tk->t1 - tk->t0;
+    const uint32_t *rs = st->rperm + tk->t0; /* evaluated rows */
+    size_t ii[TILE_ROWS];
+    double mass[TILE_ROWS] = {0}, sa2[TILE_ROWS] = {0}, gram[TILE_ROWS] = {0};
+    uint32_t count[TILE_ROWS] = {0};
+
+    for (size_t t = 0; t < nr; t++) {
+        ii[t] = ref->rows ? ref->rows[rs[t]] : rs[t];
+        memcpy(w->qb + t * d, a->q + ii[t] * d, d * sizeof *w->qb);
+    }
+    memset(w->onum, 0, nr * dv * sizeof *w->onum);
+    const uint32_t k1 = x->koff[tk->b + 1];
+    for (uint32_t u0 = x->koff[tk->b]; u0 < k1; u0 += TILE_KEYS) {
+        const size_t nk = k1 - u0 < TILE_KEYS ? k1 - u0 : TILE_KEYS;
+        memcpy(w->kj, x->kperm + u0, nk * sizeof *w->kj);
+        for (size_t g = 0; g < h; g++)
+            for (size_t u = 0; u < nk; u++)
+                w->kb[g * TILE_KEYS + u] = c->rounds->bk[g * n + w->kj[u]];
+        size_t fresh = 0;
+        for (size_t t = 0; t < nr; t++) {
+            const size_t i = ii[t];
+            uint32_t *bi = w->bi; /* i's buckets in the rounds before h */
+            for (size_t g = 0; g < h; g++)
+                bi[g] = c->rounds->bq[g * n + i];
+            const int only = lsh_attn_u_fallback(a, i);
+            const size_t hi = a->causal && !only ? i + 1 : n;
+            const uint32_t self = only || a->exclude_self ? (uint32_t)i : UINT32_MAX;
+            size_t k = tile_mask(nk, w->kj, w->kb, bi, h, (uint32_t)hi, self, only,
+                                 w->ok + t * TILE_KEYS);
+            count[t] += (uint32_t)k;
+            fresh += k;
+        }
+        if (fresh == 0)
+            continue; /* every pair was met in an earlier round */
+        for (size_t u = 0; u < nk; u++) {
+            memcpy(w->kc + u * d, a->k + (size_t)w->kj[u] * d, d * sizeof *w->kc);
+            memcpy(w->vc + u * dv, a->v + (size_t)w->kj[u] * dv, dv * sizeof *w->vc);
+        }
+        lsh_gemm_nt_ld(nr, nk, d, w->qb, w->kc, w->p, nk);
+        for (size_t u = 0; u < nk; u++)
+            w->gk[u] = a->gnorm ? a->gnorm[w->kj[u]] : 1.0;
+        for (size_t t = 0; t < nr; t++) {
+            double *pr = w->p + t * nk;
+            const unsigned char *ok = w->ok + t * TILE_KEYS;
+            double sums[3];
+            tile_gram(nk, pr, w->gk, w->kj, ok, (uint32_t)ii[t], &sums[0]);
+            lsh_exp_affine(pr, nk, a->scale, ref->lse[rs[t]]);
+            tile_keep(nk, pr, ok, &sums[1]);
+            gram[t] += sums[0];
+            mass[t] += sums[1];
+            sa2[t] += sums[2];
+        }
+        lsh_gemm(nr, dv, nk, w->p, w->vc, w->onum, 1);
+    }
+    for (size_t t = 0; t < nr; t++) {
+        const size_t r = rs[t];
+        st->mass[r] += mass[t];
+        st->sa2[r] += sa2[t];
+        st->gram[r] += gram[t];
+        st->count[r] += count[t];
+        for (size_t e = 0; e < dv; e++)
+            st->num[r * dv + e] += w->onum[t * dv + e];
+    }
+    return 0;
+}
+
+struct sig_arg {
+    const struct ctx *c;
+    size_t i, H;
+};
+
+/* Is key j in S_i at prefix H?  In U_i and in i's bucket in some round < H. */
+static int sig_in_s(const void *arg, uint32_t j)
+{
+    const struct sig_arg *s = arg;
+    const struct lsh_rounds *R = s->c->rounds;
+    if (!lsh_attn_in_u(s->c->a, s->i, j))
+        return 0;
+    for (size_t h = 0; h < s->H; h++)
+        if (R->bq[h * R->n + s->i] == R->bk[h * R->n + j])
+            return 1;
+    return 0;
+}
+
+/* The metrics of prefix st->p for one block of evaluated rows (in row order). */
+static int tile_metric_task(void *vctx, size_t block, unsigned thread)
+{
+    const struct ctx *c = vctx;
+    const struct tile_state *st = c->tile;
+    struct workspace *w = &c->ws[thread];
+    const struct lsh_reference *ref = c->ref;
+    const size_t stride = c->n_combine * c->n_fields, p = st->p;
     double *acc = c->partials + block * c->n_prefix * stride;
     const size_t r0 = block * ROWS_PER_BLOCK;
     const size_t r1 = r0 + ROWS_PER_BLOCK < ref->m ? r0 + ROWS_PER_BLOCK : ref->m;
-    const uint32_t h_max = c->prefixes[c->n_prefix - 1];
-
-    for (size_t k = r0; k < r1; k++) {
-        const size_t r = c->order[k];
-        struct row row = {.r = r, .i = ref->rows ? ref->rows[r] : r};
-        row.only_i = lsh_attn_u_fallback(a, row.i);
-        row.hi = a->causal ? row.i + 1 : a->n;
-        row.skip_i = a->exclude_self;
-        if (row.only_i)
-            row.hi = a->n;
-        if (++w->stamp == 0) { /* wrapped: forget every old mark */
-            memset(w->mark, 0, a->n * sizeof *w->mark);
-            w->stamp = 1;
+    for (size_t r = r0; r < r1; r++) {
+        struct row row = {.r = r, .i = ref->rows ? ref->rows[r] : r, .m = st->count[r],
+                          .mass = st->mass[r], .sa2 = st->sa2[r], .gram = st->gram[r]};
+        if (row.m > 0 && !(row.mass > TINY_MASS)) {
+            row_path(c, w, r, acc, p); /* the exact path needs the scores */
+            continue;
         }
-        memset(w->num, 0, a->d_v * sizeof *w->num);
-        memset(w->num_rep, 0, a->d_v * sizeof *w->num_rep);
-        size_t p = 0;
-        double t = lsh_now();
-        for (uint32_t h = 0; h < h_max; h++) {
-            add_round(c, w, &row, h);
-            if (h + 1 == c->prefixes[p]) {
-                double t1 = lsh_now();
-                w->t_add[p] += t1 - t;
-                eval_row(c, w, &row, acc + p * stride, p);
-                t = lsh_now();
-                w->t_metric[p] += t - t1;
-                p++;
-            }
-        }
+        double ratio[64];
+        struct sig_arg arg = {c, row.i, c->prefixes[p]};
+        topk_ratios(c, r, row.i, row.m == 0, sig_in_s, &arg, ratio);
+        eval_row(c, w, &row, st->num + r * c->a->d_v, ratio, acc + p * stride, p);
     }
     return 0;
+}
+
+static void free_tile(struct tile_state *st, unsigned threads)
+{
+    for (unsigned t = 0; st->ws && t < threads; t++) {
+        struct tile_ws *w = &st->ws[t];
+        free(w->qb);
+        free(w->kc);
+        free(w->vc);
+        free(w->p);
+        free(w->onum);
+        free(w->kj);
+        free(w->gk);
+        free(w->kb);
+        free(w->bi);
+        free(w->ok);
+    }
+    free(st->ws);
+    free(st->rperm);
+    free(st->roff);
+    free(st->tasks);
+    free(st->mass);
+    free(st->sa2);
+    free(st->gram);
+    free(st->num);
+    free(st->count);
+}
+
+/* Rounds one after another, each as parallel tiles; the metrics at each
+ * prefix.  add_s[p] and met_s[p] get the wall seconds of adding the rounds of
+ * prefix p (cumulative) and of its metrics. */
+static int tile_pass(struct ctx *c, unsigned threads, double *add_s, double *met_s)
+{
+    const struct lsh_attn *a = c->a;
+    const struct lsh_reference *ref = c->ref;
+    const struct lsh_rounds *R = c->rounds;
+    const size_t m = ref->m, n = a->n, dv = a->d_v;
+    const uint32_t B = R->n_buckets, h_max = c->prefixes[c->n_prefix - 1];
+    struct tile_state st = {0};
+    c->tile = &st;
+    st.ws = calloc(threads, sizeof *st.ws);
+    st.rperm = malloc((m + 1) * sizeof *st.rperm);
+    st.roff = malloc(((size_t)B + 1) * sizeof *st.roff);
+    st.tasks = malloc((m / TILE_ROWS + B + 1) * sizeof *st.tasks);
+    st.mass = calloc(m + 1, sizeof *st.mass);
+    st.sa2 = calloc(m + 1, sizeof *st.sa2);
+    st.gram = calloc(m + 1, sizeof *st.gram);
+    st.num = calloc(m * dv + 1, sizeof *st.num);
+    st.count = calloc(m + 1, sizeof *st.count);
+    uint32_t *key = malloc((m + 1) * sizeof *key);
+    int rc = !st.ws || !st.rperm || !st.roff || !st.tasks || !st.mass || !st.sa2 || !st.gram ||
+                     !st.num || !st.count || !key
+                 ? LSH_ENOMEM
+                 : 0;
+    for (unsigned t = 0; t < threads && !rc; t++) {
+        struct tile_ws *w = &st.ws[t];
+        w->qb = malloc(TILE_ROWS * a->d * sizeof *w->qb + 1);
+        w->kc = malloc(TILE_KEYS * a->d * sizeof *w->kc + 1);
+        w->vc = malloc(TILE_KEYS * dv * sizeof *w->vc + 1);
+        w->p = malloc(TILE_ROWS * TILE_KEYS * sizeof *w->p);
+        w->onum = malloc(TILE_ROWS * dv * sizeof *w->onum + 1);
+        w->kj = malloc(TILE_KEYS * sizeof *w->kj);
+        w->gk = malloc(TILE_KEYS * sizeof *w->gk);
+        w->kb = malloc((size_t)h_max * TILE_KEYS * sizeof *w->kb);
+        w->bi = malloc((size_t)h_max * sizeof *w->bi);
+        w->ok = malloc(TILE_ROWS * TILE_KEYS);
+        if (!w->qb || !w->kc || !w->vc || !w->p || !w->onum || !w->kj || !w->gk || !w->kb || !w->bi || !w->ok)
+            rc = LSH_ENOMEM;
+    }
+    double t = lsh_now(), add_cum = 0.0;
+    size_t p = 0;
+    for (uint32_t h = 0; h < h_max && !rc; h++) {
+        /* this round's evaluated rows by bucket, then tiles of them */
+        for (size_t r = 0; r < m; r++)
+            key[r] = R->bq[h * n + (ref->rows ? ref->rows[r] : r)];
+        counting_sort(key, m, B, st.rperm, st.roff);
+        st.n_tasks = 0;
+        for (uint32_t b = 0; b < B; b++) {
+            if (c->idx[h].koff[b] == c->idx[h].koff[b + 1])
+                continue; /* no keys: no pairs */
+            for (uint32_t t0 = st.roff[b]; t0 < st.roff[b + 1]; t0 += TILE_ROWS) {
+                uint32_t t1 = st.roff[b + 1] - t0 < TILE_ROWS ? st.roff[b + 1] : t0 + TILE_ROWS;
+                st.tasks[st.n_tasks++] = (struct tile_task){b, t0, t1};
+            }
+        }
+        st.h = h;
+        rc = lsh_parallel_for(threads, st.n_tasks, tile_task_run, c);
+        double t1 = lsh_now();
+        add_cum += t1 - t;
+        t = t1;
+        if (!rc && h + 1 == c->prefixes[p]) {
+            st.p = p;
+            const size_t n_blocks = (m + ROWS_PER_BLOCK - 1) / ROWS_PER_BLOCK;
+            rc = lsh_parallel_for(threads, n_blocks, tile_metric_task, c);
+            t1 = lsh_now();
+            add_s[p] = add_cum;
+            met_s[p] = t1 - t;
+            t = t1;
+            p++;
+        }
+    }
+    free(key);
+    free_tile(&st, threads);
+    c->tile = NULL;
+    return rc;
 }
 
 /* ---- the pass -------------------------------------------------------------- */
@@ -638,12 +1048,33 @@ int lsh_eval_pass(const struct lsh_reference *ref, const struct lsh_rounds *roun
     }
     if (!rc)
         rc = lsh_parallel_for(threads, h_max, index_task, &c);
-    if (!rc && !(c.order = row_order(ref, rounds)))
-        rc = LSH_ENOMEM;
     const double t_indexed = lsh_now();
-    if (!rc)
-        rc = lsh_parallel_for(threads, n_blocks, block_task, &c);
-    const double t_rows = lsh_now();
+    /* per prefix: wall seconds of growing S_i up to it, and of its metrics */
+    double *add_s = calloc(n_prefix, sizeof *add_s), *met_s = calloc(n_prefix, sizeof *met_s);
+    if (!add_s || !met_s)
+        rc = LSH_ENOMEM;
+    if (!rc && mode->mode == LSH_MODE_BUCKET && !c.need_rounds) {
+        rc = tile_pass(&c, threads, add_s, met_s);
+    } else if (!rc) {
+        if (!(c.order = row_order(ref, rounds)))
+            rc = LSH_ENOMEM;
+        if (!rc)
+            rc = lsh_parallel_for(threads, n_blocks, block_task, &c);
+        const double t_rows = lsh_now();
+        /* the threads' own clocks, scaled to the wall time they shared */
+        double cpu = 0.0, add_cum = 0.0;
+        for (unsigned t = 0; t < threads; t++)
+            for (size_t p = 0; p < n_prefix; p++)
+                cpu += c.ws[t].t_add[p] + c.ws[t].t_metric[p];
+        const double to_wall = cpu > 0.0 ? (t_rows - t_indexed) / cpu : 0.0;
+        for (size_t p = 0; p < n_prefix; p++) {
+            for (unsigned t = 0; t < threads; t++) {
+                add_cum += c.ws[t].t_add[p];
+                met_s[p] += c.ws[t].t_metric[p] * to_wall;
+            }
+            add_s[p] = add_cum * to_wall;
+        }
+    }
 
     if (!rc) {
         /* Reduce blocks in order (the same order for any thread count). */
@@ -654,22 +1085,10 @@ int lsh_eval_pass(const struct lsh_reference *ref, const struct lsh_rounds *roun
         for (size_t b = 0; tot && b < n_blocks; b++)
             for (size_t f = 0; f < per_block; f++)
                 tot[f] += c.partials[b * per_block + f];
-        double cpu = 0.0;
-        for (unsigned t = 0; t < threads; t++)
-            for (size_t p = 0; p < n_prefix; p++)
-                cpu += c.ws[t].t_add[p] + c.ws[t].t_metric[p];
-        const double to_wall = cpu > 0.0 ? (t_rows - t_indexed) / cpu : 0.0;
-        double t_add_cum = 0.0;
         /* standard errors only for a sampled reference, with the finite
          * population correction of sampling without replacement */
         const double fpc = ref->rows ? 1.0 - (double)ref->m / (double)a->n : 0.0;
         for (size_t p = 0; tot && p < n_prefix; p++) {
-            double t_add = 0.0, t_met = 0.0;
-            for (unsigned t = 0; t < threads; t++) {
-                t_add += c.ws[t].t_add[p];
-                t_met += c.ws[t].t_metric[p];
-            }
-            t_add_cum += t_add;
             for (size_t cb = 0; cb < n_combine; cb++) {
                 const double *f = tot + (p * n_combine + cb) * c.n_fields;
                 struct lsh_metrics *mt = &out[p * n_combine + cb];
@@ -709,8 +1128,8 @@ int lsh_eval_pass(const struct lsh_reference *ref, const struct lsh_rounds *roun
                 mt->warnings = wflags;
                 /* This point's own share: indexing of its rounds, growing S_i
                  * through its rounds, and its metrics (shared by combines). */
-                mt->eval_seconds = (t_indexed - t_start) * prefixes[p] / h_max +
-                                   (t_add_cum + t_met) * to_wall;
+                mt->eval_seconds =
+                    (t_indexed - t_start) * prefixes[p] / h_max + add_s[p] + met_s[p];
             }
         }
         free(tot);
@@ -724,6 +1143,8 @@ int lsh_eval_pass(const struct lsh_reference *ref, const struct lsh_rounds *roun
     free(c.order);
     free(c.ws);
     free(c.partials);
+    free(add_s);
+    free(met_s);
     if (rc)
         return lsh_error_set(err, rc, "eval: out of memory (n = %zu)", a->n);
     return 0;

@@ -731,6 +731,26 @@ static void check_case(const struct setup *s, const struct lsh_mode_opts *mo,
             }
         }
     metrics_free(out, n_prefix * n_combine);
+
+    /* Bucket mode with union alone takes the engine's tile path (GEMMs over
+     * bucket blocks), with rounds too its row path: check the tile path on
+     * every bucket case as well. */
+    int has_union = 0;
+    for (size_t ic = 0; ic < n_combine; ic++)
+        has_union |= combines[ic] == LSH_COMBINE_UNION;
+    if (mo->mode == LSH_MODE_BUCKET && n_combine > 1 && has_union) {
+        const enum lsh_combine u = LSH_COMBINE_UNION;
+        metrics_alloc(out, n_prefix, s->n_topk);
+        engine_run(&p, mo, prefixes, n_prefix, &u, 1, threads, out);
+        for (size_t ip = 0; ip < n_prefix; ip++) {
+            struct expect e;
+            oracle(&p, mo, prefixes[ip], u, &e);
+            describe(what, sizeof what, &p, mo, prefixes[ip], u, seed);
+            strncat(what, " (union alone)", sizeof what - strlen(what) - 1);
+            compare(what, &out[ip], &e, s->n_topk);
+        }
+        metrics_free(out, n_prefix);
+    }
     problem_free(&p);
 }
 
@@ -1410,5 +1430,34 @@ Test(eval_naive, threads_1_and_2_bit_identical)
         metrics_free(one, 6);
         metrics_free(two, 6);
         problem_free(&p);
+    }
+}
+
+/* Buckets of 350-700 rows and keys: several row tiles and up to two key chunks of
+ * the tile path per bucket (causal with shared keys, then separate keys);
+ * B = 1: every pair of round 1 is a repeat. */
+Test(eval_naive, buckets_larger_than_one_tile)
+{
+    struct lsh_mode_opts mo = bucket_mode();
+    uint64_t seed = 2701;
+    for (int k = 0; k < 3; k++) {
+        struct setup s = make_setup(700, k == 1 ? LSH_KEYS_SEPARATE : LSH_KEYS_SHARED, 2,
+                                    k == 2 ? 1 : 2);
+        s.causal = k == 0;
+        check_all(&s, &mo, seed++, NULL);
+    }
+}
+
+/* With a huge scale, a row whose best keys are not candidates has a mass of
+ * exactly 0 in double precision: its metrics come from the max-shifted
+ * scores (the exact path), in both the row and the tile path. */
+Test(eval_naive, candidate_mass_underflow_takes_the_exact_path)
+{
+    struct lsh_mode_opts mo = bucket_mode();
+    uint64_t seed = 2801;
+    for (int k = 0; k < 2; k++) {
+        struct setup s = make_setup(200, k ? LSH_KEYS_SEPARATE : LSH_KEYS_SHARED, 3, 8);
+        s.scale = 3000.0;
+        check_all(&s, &mo, seed++, NULL);
     }
 }
