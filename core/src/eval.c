@@ -557,6 +557,8 @@ struct tile_ws {
     double *gk;         /* TILE_KEYS: their Gram factors (1 without gnorm)  */
     uint32_t *kb;       /* h_max x TILE_KEYS: their buckets in earlier rounds */
     uint32_t *bi;       /* h_max: a row's buckets in earlier rounds          */
+    uint32_t *cols;     /* TILE_KEYS: the chunk's keys new to some row      */
+    unsigned char *any; /* TILE_KEYS: is key u new to some row?             */
     unsigned char *ok;  /* TILE_ROWS x TILE_KEYS: (i, j) in U_i and new      */
 };
 
@@ -707,12 +709,12 @@ static int tile_task_run(void *vctx, size_t task, unsigned thread)
     memset(w->onum, 0, nr * dv * sizeof *w->onum);
     const uint32_t k1 = x->koff[tk->b + 1];
     for (uint32_t u0 = x->koff[tk->b]; u0 < k1; u0 += TILE_KEYS) {
-        const size_t nk = k1 - u0 < TILE_KEYS ? k1 - u0 : TILE_KEYS;
+        size_t nk = k1 - u0 < TILE_KEYS ? k1 - u0 : TILE_KEYS;
         memcpy(w->kj, x->kperm + u0, nk * sizeof *w->kj);
         for (size_t g = 0; g < h; g++)
             for (size_t u = 0; u < nk; u++)
                 w->kb[g * TILE_KEYS + u] = c->rounds->bk[g * n + w->kj[u]];
-        size_t fresh = 0;
+        size_t fresh = 0, row_fresh[TILE_ROWS];
         for (size_t t = 0; t < nr; t++) {
             const size_t i = ii[t];
             uint32_t *bi = w->bi; /* i's buckets in the rounds before h */
@@ -721,13 +723,33 @@ static int tile_task_run(void *vctx, size_t task, unsigned thread)
             const int only = lsh_attn_u_fallback(a, i);
             const size_t hi = a->causal && !only ? i + 1 : n;
             const uint32_t self = only || a->exclude_self ? (uint32_t)i : UINT32_MAX;
-            size_t k = tile_mask(nk, w->kj, w->kb, bi, h, (uint32_t)hi, self, only,
-                                 w->ok + t * TILE_KEYS);
-            count[t] += (uint32_t)k;
-            fresh += k;
+            row_fresh[t] = tile_mask(nk, w->kj, w->kb, bi, h, (uint32_t)hi, self, only,
+                                     w->ok + t * TILE_KEYS);
+            count[t] += (uint32_t)row_fresh[t];
+            fresh += row_fresh[t];
         }
         if (fresh == 0)
             continue; /* every pair was met in an earlier round */
+        /* Keys that are new to no row of the tile leave the GEMMs: in later
+         * rounds rows that met before share most of their old keys. */
+        memset(w->any, 0, nk);
+        for (size_t t = 0; t < nr; t++)
+            for (size_t u = 0; u < nk; u++)
+                w->any[u] |= w->ok[t * TILE_KEYS + u];
+        size_t kept = 0;
+        for (size_t u = 0; u < nk; u++)
+            if (w->any[u])
+                w->cols[kept++] = (uint32_t)u;
+        if (kept < nk) { /* in place: cols[v] >= v */
+            for (size_t v = 0; v < kept; v++)
+                w->kj[v] = w->kj[w->cols[v]];
+            for (size_t t = 0; t < nr; t++) {
+                unsigned char *ok = w->ok + t * TILE_KEYS;
+                for (size_t v = 0; v < kept; v++)
+                    ok[v] = ok[w->cols[v]];
+            }
+            nk = kept;
+        }
         for (size_t u = 0; u < nk; u++) {
             memcpy(w->kc + u * d, a->k + (size_t)w->kj[u] * d, d * sizeof *w->kc);
             memcpy(w->vc + u * dv, a->v + (size_t)w->kj[u] * dv, dv * sizeof *w->vc);
@@ -737,6 +759,10 @@ static int tile_task_run(void *vctx, size_t task, unsigned thread)
             w->gk[u] = a->gnorm ? a->gnorm[w->kj[u]] : 1.0;
         for (size_t t = 0; t < nr; t++) {
             double *pr = w->p + t * nk;
+            if (row_fresh[t] == 0) {
+                memset(pr, 0, nk * sizeof *pr);
+                continue;
+            }
             const unsigned char *ok = w->ok + t * TILE_KEYS;
             double sums[3];
             tile_gram(nk, pr, w->gk, w->kj, ok, (uint32_t)ii[t], &sums[0]);
@@ -817,6 +843,8 @@ static void free_tile(struct tile_state *st, unsigned threads)
         free(w->gk);
         free(w->kb);
         free(w->bi);
+        free(w->cols);
+        free(w->any);
         free(w->ok);
     }
     free(st->ws);
@@ -851,9 +879,9 @@ static int tile_pass(struct ctx *c, unsigned threads, double *add_s, double *met
     st.gram = calloc(m + 1, sizeof *st.gram);
     st.num = calloc(m * dv + 1, sizeof *st.num);
     st.count = calloc(m + 1, sizeof *st.count);
-    uint32_t *key = malloc((m + 1) * sizeof *key);
+    uint32_t *key = malloc((m + 1) * sizeof *key), *idx = malloc((m + 1) * sizeof *idx);
     int rc = !st.ws || !st.rperm || !st.roff || !st.tasks || !st.mass || !st.sa2 || !st.gram ||
-                     !st.num || !st.count || !key
+                     !st.num || !st.count || !key || !idx
                  ? LSH_ENOMEM
                  : 0;
     for (unsigned t = 0; t < threads && !rc; t++) {
@@ -867,17 +895,32 @@ static int tile_pass(struct ctx *c, unsigned threads, double *add_s, double *met
         w->gk = malloc(TILE_KEYS * sizeof *w->gk);
         w->kb = malloc((size_t)h_max * TILE_KEYS * sizeof *w->kb);
         w->bi = malloc((size_t)h_max * sizeof *w->bi);
+        w->cols = malloc(TILE_KEYS * sizeof *w->cols);
+        w->any = malloc(TILE_KEYS);
         w->ok = malloc(TILE_ROWS * TILE_KEYS);
-        if (!w->qb || !w->kc || !w->vc || !w->p || !w->onum || !w->kj || !w->gk || !w->kb || !w->bi || !w->ok)
+        if (!w->qb || !w->kc || !w->vc || !w->p || !w->onum || !w->kj || !w->gk || !w->kb || !w->bi || !w->cols || !w->any || !w->ok)
             rc = LSH_ENOMEM;
     }
     double t = lsh_now(), add_cum = 0.0;
     size_t p = 0;
     for (uint32_t h = 0; h < h_max && !rc; h++) {
-        /* this round's evaluated rows by bucket, then tiles of them */
+        /* This round's evaluated rows by bucket, and within a bucket by their
+         * buckets in rounds 0, 1, ..., h - 1 (stable sorts from the last key
+         * to the first): rows that met before sit in one tile, so the keys
+         * they all met before leave its GEMMs.  Then tiles of them. */
         for (size_t r = 0; r < m; r++)
-            key[r] = R->bq[h * n + (ref->rows ? ref->rows[r] : r)];
-        counting_sort(key, m, B, st.rperm, st.roff);
+            st.rperm[r] = (uint32_t)r;
+        for (size_t g = h + 1; g-- > 0;) {
+            const size_t gg = g == 0 ? h : g - 1; /* h last: the major key */
+            for (size_t t = 0; t < m; t++) {
+                const size_t r = st.rperm[t];
+                key[t] = R->bq[gg * n + (ref->rows ? ref->rows[r] : r)];
+            }
+            counting_sort(key, m, B, idx, st.roff);
+            for (size_t t = 0; t < m; t++)
+                key[t] = st.rperm[idx[t]];
+            memcpy(st.rperm, key, m * sizeof *key);
+        }
         st.n_tasks = 0;
         for (uint32_t b = 0; b < B; b++) {
             if (c->idx[h].koff[b] == c->idx[h].koff[b + 1])
@@ -904,12 +947,24 @@ static int tile_pass(struct ctx *c, unsigned threads, double *add_s, double *met
         }
     }
     free(key);
+    free(idx);
     free_tile(&st, threads);
     c->tile = NULL;
     return rc;
 }
 
 /* ---- the pass -------------------------------------------------------------- */
+
+int lsh_eval_uses_tiles(const struct lsh_mode_opts *mode, const enum lsh_combine *combines,
+                        size_t n_combine)
+{
+    if (mode->mode != LSH_MODE_BUCKET)
+        return 0;
+    for (size_t k = 0; k < n_combine; k++)
+        if (combines[k] != LSH_COMBINE_UNION)
+            return 0; /* the row path serves every combine in one pass */
+    return 1;
+}
 
 void lsh_bucket_stats(const struct lsh_rounds *rounds, uint32_t H, double *bucket_max,
                       double *bucket_entropy, unsigned *warnings)
@@ -1053,7 +1108,7 @@ int lsh_eval_pass(const struct lsh_reference *ref, const struct lsh_rounds *roun
     double *add_s = calloc(n_prefix, sizeof *add_s), *met_s = calloc(n_prefix, sizeof *met_s);
     if (!add_s || !met_s)
         rc = LSH_ENOMEM;
-    if (!rc && mode->mode == LSH_MODE_BUCKET && !c.need_rounds) {
+    if (!rc && lsh_eval_uses_tiles(mode, combines, n_combine)) {
         rc = tile_pass(&c, threads, add_s, met_s);
     } else if (!rc) {
         if (!(c.order = row_order(ref, rounds)))

@@ -80,6 +80,12 @@ int lsh_eval_pass(const struct lsh_reference *ref, const struct lsh_rounds *roun
                   unsigned threads, struct lsh_metrics *out, struct lsh_row_dump *rows_dump,
                   struct lsh_error *err);
 
+/* Does a pass with this mode and these combines take the tile path (bucket
+ * mode, union alone: candidate scores by GEMM over bucket blocks), rather
+ * than the row path (which reads the reference's score cache if it has one)? */
+int lsh_eval_uses_tiles(const struct lsh_mode_opts *mode, const enum lsh_combine *combines,
+                        size_t n_combine);
+
 /* bucket_max and bucket_entropy of the query buckets of rounds [0, H). */
 void lsh_bucket_stats(const struct lsh_rounds *rounds, uint32_t H, double *bucket_max,
                       double *bucket_entropy, unsigned *warnings);

@@ -275,10 +275,24 @@ void lsh_plan_memory(const struct lsh_config *cfg, const struct lsh_plan *plan, 
     size_t rounds = (size_t)h_max * n * 4 * (separate ? 2 : 1) * 2 +
                     (size_t)h_max * ((separate ? 2 : 1) * n * 4 + n * 4 + (size_t)b_max * 4) +
                     (size_t)threads * ((separate ? 2 : 1) * n * (d + 1) * D + (size_t)b_max * d * D);
-    /* eval workspaces */
-    size_t work = threads * (n * (5 * 4 + 2 * D) + 3 * dv * D);
+    /* eval workspaces; the tile path's running sums per row, and its tiles */
+    size_t work = threads * (n * (5 * 4 + 2 * D) + 3 * dv * D) + m * (dv + 4) * D +
+                  threads * ((size_t)1 << 21);
     out->base = data + ref + rounds + work + ((size_t)64 << 20); /* + the process itself */
-    out->cache = m * n * D;
+    /* Only the row path reads cached scores: chunked mode, or a combine
+     * other than union. */
+    int rows_path = 0;
+    const size_t n_modes = mode_settings(&cfg->sweep, NULL);
+    struct lsh_mode_opts *modes = calloc(n_modes + 1, sizeof *modes);
+    if (modes) {
+        mode_settings(&cfg->sweep, modes);
+        for (size_t k = 0; k < n_modes; k++)
+            rows_path |= !lsh_eval_uses_tiles(&modes[k], cfg->sweep.combine, cfg->sweep.n_combine);
+        free(modes);
+    } else {
+        rows_path = 1;
+    }
+    out->cache = rows_path ? m * n * D : 0;
 }
 
 static void human_bytes(size_t b, char *buf, size_t size)

@@ -72,7 +72,7 @@ void lsh_plan_point_key(const struct lsh_plan *plan, const struct lsh_config *cf
 /* Memory a dataset's points need at most, in bytes, on `threads` threads,
  * without the score cache (data, reference summaries, rounds and their
  * indexes, per-thread workspaces, plugin fits), and what the score cache
- * would add.  An estimate from the shapes, for --memory-limit. */
+ * would add (0 when no point reads it: every pass takes the tile path).  An estimate from the shapes, for --memory-limit. */
 struct lsh_memory {
     size_t base, cache;
 };

@@ -520,7 +520,7 @@ static int run_dataset(struct run *r, size_t dsi, struct lsh_error *err)
     struct lsh_memory mem;
     lsh_plan_memory(cfg, plan, dsi, r->opts->threads, &mem);
     const size_t limit = r->opts->memory_limit;
-    const int cache = mem.base <= limit && mem.cache <= limit - mem.base;
+    const int cache = mem.cache > 0 && mem.base <= limit && mem.cache <= limit - mem.base;
     if (!rc)
         rc = lsh_reference_compute(&pb.attn, pb.rows, pb.m, r->opts->threads,
                                    cache ? mem.cache : 0, &ref, err);
@@ -528,6 +528,8 @@ static int run_dataset(struct run *r, size_t dsi, struct lsh_error *err)
         char note[160];
         if (ref->raw)
             snprintf(note, sizeof note, "scores cached (%.0f MiB)", mem.cache / 1048576.0);
+        else if (mem.cache == 0)
+            snprintf(note, sizeof note, "bucket blocks: candidate scores by GEMM, no cache");
         else
             snprintf(note, sizeof note,
                      "streaming: scores recomputed per pair (a cache needs %.0f MiB; "
