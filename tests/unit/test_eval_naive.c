@@ -1429,6 +1429,22 @@ Test(eval_naive, threads_1_and_2_bit_identical)
         }
         metrics_free(one, 6);
         metrics_free(two, 6);
+        if (cases[c].mo.mode == LSH_MODE_BUCKET) { /* union alone: the tile path */
+            const enum lsh_combine u = LSH_COMBINE_UNION;
+            metrics_alloc(one, 3, s.n_topk);
+            metrics_alloc(two, 3, s.n_topk);
+            engine_run(&p, &cases[c].mo, prefixes_123, 3, &u, 1, 1, one);
+            for (unsigned th = 2; th <= 3; th++) {
+                engine_run(&p, &cases[c].mo, prefixes_123, 3, &u, 1, th, two);
+                for (size_t t = 0; t < 3; t++) {
+                    snprintf(what, sizeof what, "[case %zu, n=%zu, union alone, prefix %zu, 1 vs "
+                             "%u threads]", c, cases[c].n, t, th);
+                    expect_bit_identical(what, &one[t], &two[t], s.n_topk);
+                }
+            }
+            metrics_free(one, 3);
+            metrics_free(two, 3);
+        }
         problem_free(&p);
     }
 }
