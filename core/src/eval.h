@@ -2,13 +2,18 @@
  *
  * One pass takes the rounds of a hash group (buckets of its largest
  * n_hashes), one mode setting (mode, chunk_size, look_back, window) and
- * evaluates every n_hashes prefix and every combine in one sweep over rows:
- * for row i the union of S_i^h grows round by round (a per-thread marker
- * array), and at each prefix H in the list the row's contribution to every
- * metric is added.  Work is proportional to the candidate pairs, not to n^2.
- * Rows are cut into fixed blocks whose partial sums are reduced in block
- * order, so the metrics are bit-identical for every thread count.
- */
+ * evaluates every n_hashes prefix and every combine at once, by one of two
+ * paths with the same results:
+ *  - the row path: for row i the union of S_i^h grows round by round (a
+ *    per-thread marker array), and at each prefix H the row's contribution
+ *    to every metric is added;
+ *  - the tile path (bucket mode, combine union alone): round by round, GEMMs
+ *    over tiles of one bucket's rows x keys, each pair counted in the first
+ *    round that puts it in one bucket; per-row running sums give every
+ *    prefix.
+ * Work is proportional to the candidate pairs, not to n^2.  Rows are cut
+ * into fixed blocks whose partial sums are reduced in block order, so the
+ * metrics are bit-identical for every thread count. */
 #ifndef LSH_EVAL_H
 #define LSH_EVAL_H
 
