@@ -57,6 +57,13 @@ void lsh_blas_single_thread(void)
     void (*set)(int) = (void (*)(int))(uintptr_t)dlsym(RTLD_DEFAULT, "openblas_set_num_threads");
     if (set)
         set(1);
+    /* OpenBLAS started its worker threads when it was loaded, and they spin
+     * (sched_yield) for a while before they sleep: on 2 cores that takes a
+     * core from lshlab's own threads.  Stop them (what OpenBLAS itself does
+     * before a fork); single-threaded calls never restart them. */
+    int (*stop)(void) = (int (*)(void))(uintptr_t)dlsym(RTLD_DEFAULT, "blas_thread_shutdown_");
+    if (stop && set)
+        stop();
 }
 
 static const char *openblas_core(void)
