@@ -545,7 +545,16 @@ static int block_task(void *vctx, size_t block, unsigned thread)
 struct tile_task {
     uint32_t b;       /* bucket */
     uint32_t t0, t1;  /* its rows rperm[t0 .. t1) */
+    uint64_t pairs;   /* rows x keys: the work */
 };
+
+static int tile_cmp(const void *x, const void *y)
+{
+    const struct tile_task *a = x, *b = y;
+    if (a->pairs != b->pairs)
+        return a->pairs > b->pairs ? -1 : 1;
+    return a->b != b->b ? (a->b < b->b ? -1 : 1) : (a->t0 < b->t0 ? -1 : a->t0 > b->t0);
+}
 
 struct tile_ws {
     double *qb;         /* TILE_ROWS x d: the tile's rows of Q              */
@@ -927,9 +936,13 @@ static int tile_pass(struct ctx *c, unsigned threads, double *add_s, double *met
                 continue; /* no keys: no pairs */
             for (uint32_t t0 = st.roff[b]; t0 < st.roff[b + 1]; t0 += TILE_ROWS) {
                 uint32_t t1 = st.roff[b + 1] - t0 < TILE_ROWS ? st.roff[b + 1] : t0 + TILE_ROWS;
-                st.tasks[st.n_tasks++] = (struct tile_task){b, t0, t1};
+                st.tasks[st.n_tasks++] = (struct tile_task){
+                    b, t0, t1, (uint64_t)(t1 - t0) * (c->idx[h].koff[b + 1] - c->idx[h].koff[b])};
             }
         }
+        /* largest first, so that no big tile is left for the end; which
+         * thread takes a tile does not change any sum */
+        qsort(st.tasks, st.n_tasks, sizeof *st.tasks, tile_cmp);
         st.h = h;
         rc = lsh_parallel_for(threads, st.n_tasks, tile_task_run, c);
         double t1 = lsh_now();
