@@ -609,6 +609,24 @@ static size_t tile_mask(size_t nk, const uint32_t *restrict kj, const uint32_t *
     return count;
 }
 
+/* cols[] = the keys u < nk that some row of the tile keeps (any[]: scratch);
+ * returns how many. */
+static size_t tile_columns(size_t nr, size_t nk, const unsigned char *restrict ok,
+                           unsigned char *restrict any, uint32_t *restrict cols)
+{
+    memcpy(any, ok, nk);
+    for (size_t t = 1; t < nr; t++) {
+        const unsigned char *restrict row = ok + t * TILE_KEYS;
+        for (size_t u = 0; u < nk; u++)
+            any[u] |= row[u];
+    }
+    size_t kept = 0;
+    for (size_t u = 0; u < nk; u++)
+        if (any[u])
+            cols[kept++] = (uint32_t)u;
+    return kept;
+}
+
 /* Sums over a row of a tile in eight lanes (GCC/clang vector types: the
  * compiler does not vectorise these masked sums by itself), added up in a
  * fixed order at the end: the same bits from every clone and thread count.
@@ -741,14 +759,7 @@ static int tile_task_run(void *vctx, size_t task, unsigned thread)
             continue; /* every pair was met in an earlier round */
         /* Keys that are new to no row of the tile leave the GEMMs: in later
          * rounds rows that met before share most of their old keys. */
-        memset(w->any, 0, nk);
-        for (size_t t = 0; t < nr; t++)
-            for (size_t u = 0; u < nk; u++)
-                w->any[u] |= w->ok[t * TILE_KEYS + u];
-        size_t kept = 0;
-        for (size_t u = 0; u < nk; u++)
-            if (w->any[u])
-                w->cols[kept++] = (uint32_t)u;
+        size_t kept = tile_columns(nr, nk, w->ok, w->any, w->cols);
         if (kept < nk) { /* in place: cols[v] >= v */
             for (size_t v = 0; v < kept; v++)
                 w->kj[v] = w->kj[w->cols[v]];
