@@ -5,7 +5,9 @@
 #     both run back to back; prints both wall times and the ratio;
 #  2. the reference pass's GFLOP/s (-j 1) against this machine's single-thread
 #     DGEMM rate for the same shapes (build/tools/bench/bench-dgemm);
-#  3. with --scale: n = 65,536 exact (--memory-limit 1G) and n = 2^20 sampled,
+#  3. per-point cost against density: eval_seconds of one hash round at
+#     B = 1 ... 1024 (density 1 ... 0.001), -j 1;
+#  4. with --scale: n = 65,536 exact (--memory-limit 1G) and n = 2^20 sampled,
 #     wall time and peak RSS from /usr/bin/time -v (a few minutes).
 #   tools/bench/bench.sh [--scale] [BUILD_DIR]     (default build/)
 # Wall times drift on shared machines: compare the ratios.
@@ -41,10 +43,21 @@ awk 'FNR == NR { for (i = 1; i <= NF; i++) if ($i == "GFLOP/s") g = $(i - 1); ne
      END { if (g > 0) printf "reference pass: %.1f GFLOP/s = %.0f%% of DGEMM\n", r, 100 * r / g }' \
   "$out/dgemm.txt" "$out/ref.txt"
 
+echo "== 3. eval_seconds against density (one round of hyperplanes, n = 4096, -j 1)"
+"$lshlab" run experiments/configs/bench-density.yaml -o "$out/dens.h5" -j 1 -q
+"$lshlab" show "$out/dens.h5" --csv | awk -F, '
+  NR == 1 { for (i = 1; i <= NF; i++) col[$i] = i
+            print "n_buckets  density    eval_seconds  seconds/density"; next }
+  { b = $col["n_buckets"]; d = $col["density"]; e = $col["eval_seconds"]
+    if (b == 1) e1 = e
+    printf "%9d  %.5f  %12.5f  %15.4f\n", b, d, e, e / d; last_d = d; last_e = e }
+  END { if (e1 > 0) printf "density 1 costs %.0fx the point at density %.4f (%.0fx if proportional)\n",
+                           e1 / last_e, last_d, 1 / last_d }'
+
 if [ "$scale" -eq 1 ]; then
   for cfg in scale-64k:--memory-limit=1G scale-1m:; do
     name=${cfg%%:*} extra=${cfg#*:}
-    echo "== 3. $name"
+    echo "== 4. $name"
     /usr/bin/time -v "$lshlab" run "experiments/configs/$name.yaml" -o "$out/$name.h5" $extra \
       2> "$out/$name.log" >/dev/null || { tail -5 "$out/$name.log"; exit 1; }
     grep -E "reference for dataset" "$out/$name.log" || true
