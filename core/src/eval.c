@@ -586,7 +586,7 @@ struct tile_state {
 /* ok[u] = key kj[u] is in U_i and no round before h put i and it in one
  * bucket (kb: the keys' buckets in rounds 0..h-1, bi: i's); returns how many
  * are.  U_i is [0, hi) minus `self`, or just {self} when `only`. */
-__attribute__((target_clones("arch=skylake-avx512", "avx2", "default")))
+__attribute__((target_clones("arch=x86-64-v4", "avx2", "default")))
 static size_t tile_mask(size_t nk, const uint32_t *restrict kj, const uint32_t *restrict kb,
                         const uint32_t *restrict bi, size_t h, uint32_t hi, uint32_t self,
                         int only, unsigned char *restrict ok)
@@ -735,8 +735,12 @@ static int tile_task_run(void *vctx, size_t task, unsigned thread)
     }
     memset(w->onum, 0, nr * dv * sizeof *w->onum);
     const uint32_t k1 = x->koff[tk->b + 1];
-    for (uint32_t u0 = x->koff[tk->b]; u0 < k1; u0 += TILE_KEYS) {
-        size_t nk = k1 - u0 < TILE_KEYS ? k1 - u0 : TILE_KEYS;
+    /* chunks of equal size, none of a few keys */
+    const uint32_t k0 = x->koff[tk->b], keys = k1 - k0;
+    const uint32_t parts = (keys + TILE_KEYS - 1) / TILE_KEYS;
+    for (uint32_t part = 0; part < parts; part++) {
+        const uint32_t u0 = k0 + (uint32_t)((uint64_t)keys * part / parts);
+        size_t nk = k0 + (uint32_t)((uint64_t)keys * (part + 1) / parts) - u0;
         memcpy(w->kj, x->kperm + u0, nk * sizeof *w->kj);
         for (size_t g = 0; g < h; g++)
             for (size_t u = 0; u < nk; u++)
@@ -945,8 +949,12 @@ static int tile_pass(struct ctx *c, unsigned threads, double *add_s, double *met
         for (uint32_t b = 0; b < B; b++) {
             if (c->idx[h].koff[b] == c->idx[h].koff[b + 1])
                 continue; /* no keys: no pairs */
-            for (uint32_t t0 = st.roff[b]; t0 < st.roff[b + 1]; t0 += TILE_ROWS) {
-                uint32_t t1 = st.roff[b + 1] - t0 < TILE_ROWS ? st.roff[b + 1] : t0 + TILE_ROWS;
+            /* tiles of equal size, none of a few rows (a poor GEMM) */
+            const uint32_t rows = st.roff[b + 1] - st.roff[b];
+            const uint32_t parts = (rows + TILE_ROWS - 1) / TILE_ROWS;
+            for (uint32_t k = 0; k < parts; k++) {
+                uint32_t t0 = st.roff[b] + (uint32_t)((uint64_t)rows * k / parts);
+                uint32_t t1 = st.roff[b] + (uint32_t)((uint64_t)rows * (k + 1) / parts);
                 st.tasks[st.n_tasks++] = (struct tile_task){
                     b, t0, t1, (uint64_t)(t1 - t0) * (c->idx[h].koff[b + 1] - c->idx[h].koff[b])};
             }
