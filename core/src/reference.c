@@ -1,9 +1,23 @@
-/* reference.c - the once-per-dataset full-attention pass, as per-row summaries. */
+/* reference.c - the once-per-dataset full-attention pass, as per-row summaries.
+ *
+ * Flash-attention style: fixed blocks of ROW_BLOCK query rows against chunks
+ * of KEY_CHUNK keys, so a chunk's scores (ROW_BLOCK x KEY_CHUNK doubles) stay
+ * in L2 between the two GEMMs and the per-row work in between.  Per row an
+ * online softmax: a running max m_i, and the running sums (sum of exps, sum
+ * of their squares, and O_i) are rescaled whenever m_i grows, before the
+ * chunk is added, so every exp is <= 1.  Blocks and chunks are fixed and each
+ * row's sums are accumulated in one fixed order, so the result does not
+ * depend on the thread count. */
+#define _GNU_SOURCE /* madvise */
 #include "reference.h"
 
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
+#ifdef __SSE2__
+#include <emmintrin.h>
+#endif
 
 #include "fastexp.h"
 #include "linalg.h"
@@ -14,24 +28,31 @@ double lsh_attn_raw(const struct lsh_attn *a, size_t i, size_t j)
     return lsh_dot(a->d, a->q + i * a->d, a->k + j * a->d);
 }
 
-/* Rows per block: a block's scores (rows x n doubles) stay around 32 MiB, so
- * the pass streams over rows whatever n is; but at least 8 rows, for GEMM. */
-static size_t block_rows(size_t n)
-{
-    size_t b = ((size_t)1 << 22) / (n ? n : 1);
-    if (b < 8)
-        b = 8;
-    if (b > 128)
-        b = 128;
-    return b;
-}
+/* Block shape: ROW_BLOCK x KEY_CHUNK scores are 512 KiB, well inside L2
+ * (2 MiB a core here) beside the chunk's K and V (KEY_CHUNK x 64 doubles
+ * each).  Fixed, so the result is the same on every thread count and every
+ * n.  At n = 4096, d = 64 on the Xeon of tools/bench/NOTES.md, 128-512 rows
+ * x 256-1024 keys are within ~3% of each other (256 x 256 the best, fewer
+ * repacks of K and V per key); 64 rows lose ~10% to GEMM overheads. */
+#define ROW_BLOCK ((size_t)256)
+#define KEY_CHUNK ((size_t)256)
+
+/* Per-thread scratch, allocated once. */
+struct scratch {
+    double *s;       /* ROW_BLOCK x KEY_CHUNK scores, then exps (row stride kc) */
+    double *qb;      /* ROW_BLOCK x d gathered query rows */
+    double *topval;  /* ROW_BLOCK x kmax: the scores of the running top-k */
+    size_t *tlen;    /* ROW_BLOCK: running top-k lengths */
+    double *mx;      /* ROW_BLOCK running maxima */
+    double *sum, *sq, *gram; /* ROW_BLOCK x 8: running sums, lane by lane */
+    double *lanemax; /* 2 x KEY_CHUNK / 8: lane maxima of a row's two pieces */
+};
 
 struct pass {
     const struct lsh_attn *a;
     struct lsh_reference *ref;
-    size_t rows_per_block;
-    double **scratch;   /* per thread: rows_per_block x n scores, then A */
-    double **qblock;    /* per thread: rows_per_block x d gathered query rows */
+    struct scratch *scratch; /* per thread */
+    double *block_flops;     /* per block, summed in block order at the end */
 };
 
 static size_t row_of(const struct lsh_reference *ref, size_t r)
@@ -39,12 +60,31 @@ static size_t row_of(const struct lsh_reference *ref, size_t r)
     return ref->rows ? ref->rows[r] : r;
 }
 
+/* U_i as a range [lo, hi) of keys minus `skip` (or skip = (size_t)-1). */
+struct urange {
+    size_t lo, hi, skip;
+};
+
+static struct urange u_range(const struct lsh_attn *a, size_t i)
+{
+    struct urange u;
+    if (lsh_attn_u_fallback(a, i)) {
+        u.lo = i;
+        u.hi = i + 1;
+        u.skip = (size_t)-1;
+    } else {
+        u.lo = 0;
+        u.hi = a->causal ? i + 1 : a->n;
+        u.skip = a->exclude_self && i < u.hi ? i : (size_t)-1;
+    }
+    return u;
+}
+
 /* Insert (j, s) into the best-first list top[0..*len) of capacity k; j comes
  * in ascending order, so an equal score ranks after those already there. */
-static void topk_insert(uint32_t *top, double *val, size_t *len, size_t k, uint32_t j, double s)
+static inline void topk_insert(uint32_t *top, double *val, size_t *len, size_t k, uint32_t j,
+                               double s)
 {
-    if (k == 0)
-        return;
     if (*len == k && !(s > val[k - 1]))
         return;
     size_t pos = *len < k ? *len : k - 1;
@@ -59,84 +99,270 @@ static void topk_insert(uint32_t *top, double *val, size_t *len, size_t k, uint3
         (*len)++;
 }
 
-/* One row's summaries from its raw dot products q_i . k_j (in place: raw
- * becomes A_i, zero outside U_i). */
-static void summarise_row(const struct lsh_attn *a, struct lsh_reference *ref, size_t r,
-                          size_t i, double *raw, double *topval, double *row_sum)
-{
-    const size_t n = a->n;
-    const int fallback = lsh_attn_u_fallback(a, i);
-    /* U_i is a prefix [0, hi) of keys, minus i when excluding self. */
-    size_t hi = a->causal ? i + 1 : n;
-    int skip_i = a->exclude_self;
-    if (fallback) {
-        hi = n;
-        skip_i = 0;
-    }
+#define INLINE static inline __attribute__((always_inline))
 
-    /* U_i as at most two ranges [lo_t, hi_t) of keys: [0, hi) without i, or {i} */
-    size_t ranges[2][2] = {{0, hi}, {0, 0}};
-    if (fallback) {
-        ranges[0][0] = i;
-        ranges[0][1] = i + 1;
-    } else if (skip_i && i < hi) {
-        ranges[0][1] = i;
-        ranges[1][0] = i + 1;
-        ranges[1][1] = hi;
+/* Eight doubles as one vector (GCC vector extensions: each clone lowers it
+ * to its own registers, lane by lane, so the same bits whichever runs). */
+typedef double v8d __attribute__((vector_size(64)));
+typedef double v8du __attribute__((vector_size(64), aligned(8))); /* unaligned */
+typedef long long v8l __attribute__((vector_size(64)));
+#define LOAD8(p) (*(const v8du *)(p))
+#define STORE8(p, v) (*(v8du *)(p) = (v))
+/* acc = max(acc, v) lane by lane (v > acc ? v : acc). */
+#define MAX8(acc, v)                                                                        \
+    do {                                                                                    \
+        const v8d v_ = (v);                                                                 \
+        const v8l m_ = v_ > (acc);                                                          \
+        (acc) = (v8d)((m_ & (v8l)v_) | (~m_ & (v8l)(acc)));                                 \
+    } while (0)
+
+/* The last n % 8 of x[0..n) as a vector padded with zeros. */
+#define TAIL8(dst, x, n)                                                                    \
+    do {                                                                                    \
+        double t_[8] = {0};                                                                 \
+        memcpy(t_, (x) + ((n) & ~(size_t)7), ((n)&7) * sizeof(double));                    \
+        memcpy(&(dst), t_, sizeof t_);                                                      \
+    } while (0)
+
+/* A fixed-order sum of the lanes. */
+INLINE double hsum8(const double *l)
+{
+    return ((l[0] + l[1]) + (l[2] + l[3])) + ((l[4] + l[5]) + (l[6] + l[7]));
+}
+
+/* max(m, max_t scale * x[t]) over t < n: exact, so any order gives it.
+ * On the way, g[8q + l] = the max of group q of 64 keys in lane l (keys
+ * 64q + 8a + l, a < 8), for row_topk. */
+INLINE double row_max(const double *x, size_t n, double scale, double m, double *g)
+{
+    v8d acc = {m, m, m, m, m, m, m, m};
+    size_t t = 0;
+    for (; t + 64 <= n; t += 64) {
+        v8d g0 = scale * LOAD8(x + t), g1 = scale * LOAD8(x + t + 8);
+        v8d g2 = scale * LOAD8(x + t + 16), g3 = scale * LOAD8(x + t + 24);
+        MAX8(g0, scale * LOAD8(x + t + 32));
+        MAX8(g1, scale * LOAD8(x + t + 40));
+        MAX8(g2, scale * LOAD8(x + t + 48));
+        MAX8(g3, scale * LOAD8(x + t + 56));
+        MAX8(g0, g1);
+        MAX8(g2, g3);
+        MAX8(g0, g2);
+        STORE8(g + t / 8, g0);
+        MAX8(acc, g0);
     }
-    double gden = 0.0, mx = -INFINITY;
-    uint32_t count = 0;
-    size_t tlen = 0;
-    uint32_t *top = ref->top + r * ref->kmax;
-    const double *gn = a->gnorm;
-    for (int t = 0; t < 2; t++) {
-        const size_t lo = ranges[t][0], up = ranges[t][1];
-        count += (uint32_t)(up - lo);
-        /* G_ij^2 over j != i (split loops keep them vectorisable) */
-        for (size_t j = lo; j < up && j < i; j++)
-            gden += gn ? raw[j] * gn[j] * raw[j] * gn[j] : raw[j] * raw[j];
-        for (size_t j = lo > i + 1 ? lo : i + 1; j < up; j++)
-            gden += gn ? raw[j] * gn[j] * raw[j] * gn[j] : raw[j] * raw[j];
-        /* the max and the top-k: a new entry beats the current k-th rarely */
-        double kth = tlen == ref->kmax && tlen ? topval[tlen - 1] : -INFINITY;
-        for (size_t j = lo; j < up; j++) {
-            double sj = a->scale * raw[j];
-            mx = sj > mx ? sj : mx;
-            if (sj > kth || tlen < ref->kmax) {
-                topk_insert(top, topval, &tlen, ref->kmax, (uint32_t)j, sj);
-                kth = tlen == ref->kmax && tlen ? topval[tlen - 1] : -INFINITY;
-            }
+    for (; t + 8 <= n; t += 8)
+        MAX8(acc, scale * LOAD8(x + t));
+    double l[8];
+    memcpy(l, &acc, sizeof l);
+    for (int u = 0; u < 8; u++)
+        m = l[u] > m ? l[u] : m;
+    for (; t < n; t++) {
+        const double s = scale * x[t];
+        m = s > m ? s : m;
+    }
+    return m;
+}
+
+/* acc += (x[t] g[t])^2 lane by lane (g NULL: x[t]^2), t < n. */
+INLINE void row_gram(const double *x, const double *g, size_t n, double *acc)
+{
+    v8d a = LOAD8(acc), v, w;
+    size_t t = 0;
+    if (g) {
+        for (; t + 8 <= n; t += 8) {
+            v = LOAD8(x + t) * LOAD8(g + t);
+            a += v * v;
         }
-    }
-    /* exp(s_ij - max) over U_i, left unnormalised: the caller's GEMM for O
-     * and this row's sums divide by sum_j once.  In chunks that stay in L1,
-     * so the row is read from memory once more, not three times. */
-    double sum = 0.0, sq = 0.0;
-    if (fallback) {
-        memset(raw, 0, n * sizeof *raw);
-        raw[i] = 1.0; /* exp(s_ii - s_ii) */
-        sum = sq = 1.0;
+        TAIL8(v, x, n);
+        TAIL8(w, g, n);
+        v *= w;
     } else {
-        for (size_t j0 = 0; j0 < hi; j0 += 1024) {
-            const size_t j1 = j0 + 1024 < hi ? j0 + 1024 : hi;
-            lsh_exp_affine(raw + j0, j1 - j0, a->scale, mx);
-            if (skip_i && i >= j0 && i < j1)
-                raw[i] = 0.0;
-            for (size_t j = j0; j < j1; j++) {
-                sum += raw[j];
-                sq += raw[j] * raw[j];
-            }
+        for (; t + 8 <= n; t += 8) {
+            v = LOAD8(x + t);
+            a += v * v;
         }
-        if (hi < n)
-            memset(raw + hi, 0, (n - hi) * sizeof *raw);
+        TAIL8(v, x, n);
     }
-    double lse = mx + log(sum);
-    double a2 = sq / (sum * sum);
-    *row_sum = sum;
-    ref->lse[r] = lse;
-    ref->sum_a2[r] = a2;
-    ref->gram_den[r] = gden;
-    ref->u_count[r] = count;
+    a += v * v;
+    STORE8(acc, a);
+}
+
+/* sum += x[t], sq += x[t]^2 lane by lane, t < n. */
+INLINE void row_sums(const double *x, size_t n, double *sum, double *sq)
+{
+    v8d s = LOAD8(sum), q = LOAD8(sq), v;
+    size_t t = 0;
+    for (; t + 8 <= n; t += 8) {
+        v = LOAD8(x + t);
+        s += v;
+        q += v * v;
+    }
+    TAIL8(v, x, n);
+    s += v;
+    q += v * v;
+    STORE8(sum, s);
+    STORE8(sq, q);
+}
+
+/* The k-th largest of g[0..m), k <= TOPK_BOUND_MAX < m. */
+#define TOPK_BOUND_MAX 16
+static double kth_largest(const double *g, size_t m, size_t k)
+{
+    double best[TOPK_BOUND_MAX];
+    size_t len = 0;
+    for (size_t t = 0; t < m; t++) {
+        const double v = g[t];
+        if (len == k && !(v > best[k - 1]))
+            continue;
+        size_t pos = len < k ? len++ : k - 1;
+        while (pos > 0 && v > best[pos - 1]) {
+            best[pos] = best[pos - 1];
+            pos--;
+        }
+        best[pos] = v;
+    }
+    return best[k - 1];
+}
+
+/* Move the top-k list on over keys j0 + t, t < n, scores scale * x[t], with
+ * g the lane maxima of row_max.  Each lane maximum is the score of a distinct
+ * key, so a key below the k-th largest of them, b, is beaten by k keys of
+ * this chunk; only the lanes of a group whose maximum is >= b and above the
+ * current k-th are looked at.  Their keys above both bounds are collected
+ * without branches, in ascending order (the tie rule), then inserted. */
+INLINE void row_topk(const double *x, size_t n, size_t j0, double scale, uint32_t *top,
+                     double *val, size_t *len, size_t k, const double *g)
+{
+    const size_t ng = n / 64;
+    /* b matters while the list fills (a row's first chunk); later the k-th
+     * of the keys so far is the better bound */
+    const double b = *len < k && k <= TOPK_BOUND_MAX && 8 * ng > k ? kth_largest(g, 8 * ng, k)
+                                                                    : -INFINITY;
+    double kth = *len == k ? val[k - 1] : -INFINITY;
+    uint32_t cj[64];
+    double cs[64];
+    for (size_t q = 0; q < ng; q++) {
+        unsigned lanes = 0;
+        for (unsigned l = 0; l < 8; l++)
+            lanes |= (unsigned)((g[q * 8 + l] >= b) & (g[q * 8 + l] > kth)) << l;
+        if (!lanes)
+            continue;
+        size_t c = 0;
+        for (size_t u0 = q * 64; u0 < q * 64 + 64; u0 += 8)
+            for (unsigned m = lanes; m; m &= m - 1) {
+                const size_t u = u0 + (unsigned)__builtin_ctz(m);
+                const double s = scale * x[u];
+                cj[c] = (uint32_t)(j0 + u);
+                cs[c] = s;
+                c += (s >= b) & (s > kth);
+            }
+        for (size_t t = 0; t < c; t++)
+            if (cs[t] > kth) {
+                topk_insert(top, val, len, k, cj[t], cs[t]);
+                kth = *len == k ? val[k - 1] : -INFINITY;
+            }
+    }
+    for (size_t t = ng * 64; t < n; t++) {
+        const double s = scale * x[t];
+        if (s >= b && s > kth) {
+            topk_insert(top, val, len, k, (uint32_t)(j0 + t), s);
+            kth = *len == k ? val[k - 1] : -INFINITY;
+        }
+    }
+}
+
+/* One chunk [j0, j0 + kc) for the rows of a block: s (rb x kc raw scores)
+ * becomes the unnormalised exps (zero outside U_i), and each row's running
+ * max and sums move on; ref->out's block rows are rescaled where the max
+ * grew. */
+__attribute__((target_clones("avx512f", "avx2", "default")))
+static void chunk_rows(const struct lsh_attn *a, struct lsh_reference *ref,
+                       struct scratch *w, size_t r0, size_t rb, size_t j0, size_t kc)
+{
+    const size_t dv = a->d_v, kmax = ref->kmax;
+    const double scale = a->scale;
+    const double *gn = a->gnorm;
+    for (size_t r = 0; r < rb; r++) {
+        const size_t i = row_of(ref, r0 + r);
+        double *x = w->s + r * kc;
+        const struct urange u = u_range(a, i);
+        const size_t lo = u.lo > j0 ? u.lo : j0;
+        const size_t hi = u.hi < j0 + kc ? u.hi : j0 + kc;
+        if (lo >= hi) {
+            memset(x, 0, kc * sizeof *x);
+            continue;
+        }
+        /* [lo, hi) as up to two pieces without `skip` */
+        size_t pl[2] = {lo, 0}, ph[2] = {hi, 0};
+        int np = 1;
+        if (u.skip >= lo && u.skip < hi) {
+            ph[0] = u.skip;
+            pl[1] = u.skip + 1;
+            ph[1] = hi;
+            np = 2;
+        }
+        double cm = -INFINITY;
+        for (int p = 0; p < np; p++)
+            cm = row_max(x + (pl[p] - j0), ph[p] - pl[p], scale, cm,
+                         w->lanemax + p * (KEY_CHUNK / 8));
+        /* the top-k: only when the chunk has a score above the k-th */
+        size_t *len = &w->tlen[r];
+        double *tv = w->topval + r * kmax;
+        if (kmax && (*len < kmax || cm > tv[kmax - 1]))
+            for (int p = 0; p < np; p++)
+                row_topk(x + (pl[p] - j0), ph[p] - pl[p], pl[p], scale,
+                         ref->top + (r0 + r) * kmax, tv, len, kmax,
+                         w->lanemax + p * (KEY_CHUNK / 8));
+        /* G_ij^2 over j != i */
+        double *gram = w->gram + r * 8;
+        if (i >= lo && i < hi) {
+            row_gram(x + (lo - j0), gn ? gn + lo : NULL, i - lo, gram);
+            row_gram(x + (i + 1 - j0), gn ? gn + i + 1 : NULL, hi - i - 1, gram);
+        } else {
+            row_gram(x + (lo - j0), gn ? gn + lo : NULL, hi - lo, gram);
+        }
+        /* a larger max: rescale what the earlier chunks added, first */
+        double *sum = w->sum + r * 8, *sq = w->sq + r * 8;
+        double m = w->mx[r];
+        if (cm > m) {
+            if (m > -INFINITY) {
+                const double f = lsh_exp(m - cm), f2 = lsh_exp(2.0 * (m - cm));
+                STORE8(sum, LOAD8(sum) * f);
+                STORE8(sq, LOAD8(sq) * f2);
+                double *o = ref->out + (r0 + r) * dv;
+                for (size_t e = 0; e < dv; e++)
+                    o[e] *= f;
+            }
+            w->mx[r] = m = cm;
+        }
+        lsh_exp_affine(x + (lo - j0), hi - lo, scale, m);
+        if (lo > j0)
+            memset(x, 0, (lo - j0) * sizeof *x);
+        if (hi < j0 + kc)
+            memset(x + (hi - j0), 0, (j0 + kc - hi) * sizeof *x);
+        if (np == 2)
+            x[u.skip - j0] = 0.0;
+        row_sums(x + (lo - j0), hi - lo, sum, sq);
+    }
+}
+
+/* dst[0..n) = src[0..n), past the caches where it can (the score cache is
+ * read much later: keep it out of L2, where the block's work lives). */
+static void copy_nt(double *dst, const double *src, size_t n)
+{
+#ifdef __SSE2__
+    size_t t = 0;
+    if ((uintptr_t)dst % 16) {
+        dst[0] = src[0];
+        t = 1;
+    }
+    for (; t + 2 <= n; t += 2)
+        _mm_stream_pd(dst + t, _mm_loadu_pd(src + t));
+    for (; t < n; t++)
+        dst[t] = src[t];
+#else
+    memcpy(dst, src, n * sizeof *dst);
+#endif
 }
 
 static int block_task(void *ctx, size_t task, unsigned thread)
@@ -144,34 +370,58 @@ static int block_task(void *ctx, size_t task, unsigned thread)
     struct pass *p = ctx;
     const struct lsh_attn *a = p->a;
     struct lsh_reference *ref = p->ref;
-    size_t r0 = task * p->rows_per_block;
-    size_t rb = ref->m - r0 < p->rows_per_block ? ref->m - r0 : p->rows_per_block;
-    double *scores = p->scratch[thread];
-    double *qb = p->qblock[thread];
-    double topval[1024];
-    double *tv = ref->kmax <= 1024 ? topval : NULL;
-    double *tv_heap = NULL;
-    if (!tv) {
-        tv = tv_heap = malloc(ref->kmax * sizeof *tv);
-        if (!tv)
-            return LSH_ENOMEM;
+    struct scratch *w = &p->scratch[thread];
+    const size_t n = a->n, d = a->d, dv = a->d_v;
+    const size_t r0 = task * ROW_BLOCK;
+    const size_t rb = ref->m - r0 < ROW_BLOCK ? ref->m - r0 : ROW_BLOCK;
+    double flops = 0.0;
+
+    /* keys [0, khi) hold every U_i of the block */
+    size_t khi = 0;
+    for (size_t r = 0; r < rb; r++) {
+        const size_t i = row_of(ref, r0 + r);
+        const struct urange u = u_range(a, i);
+        khi = u.hi > khi ? u.hi : khi;
+        memcpy(w->qb + r * d, a->q + i * d, d * sizeof *w->qb);
+        w->mx[r] = -INFINITY;
+        memset(w->sum + r * 8, 0, 8 * sizeof *w->sum);
+        memset(w->sq + r * 8, 0, 8 * sizeof *w->sq);
+        memset(w->gram + r * 8, 0, 8 * sizeof *w->gram);
+        w->tlen[r] = 0;
+        ref->u_count[r0 + r] =
+            (uint32_t)(u.hi - u.lo - (u.skip != (size_t)-1 ? 1 : 0));
+    }
+    double *o = ref->out + r0 * dv;
+    memset(o, 0, rb * dv * sizeof *o);
+
+    for (size_t j0 = 0; j0 < khi; j0 += KEY_CHUNK) {
+        const size_t kc = khi - j0 < KEY_CHUNK ? khi - j0 : KEY_CHUNK;
+        lsh_gemm_nt_ld(rb, kc, d, w->qb, a->k + j0 * d, w->s, kc);
+        if (ref->raw)
+            for (size_t r = 0; r < rb; r++)
+                copy_nt(ref->raw + (r0 + r) * n + j0, w->s + r * kc, kc);
+        chunk_rows(a, ref, w, r0, rb, j0, kc);
+        lsh_gemm(rb, dv, kc, w->s, a->v + j0 * dv, o, 1);
+        flops += 2.0 * (double)rb * (double)kc * (double)(d + dv);
+    }
+    /* the cache holds every key, also those beyond U_i under causal */
+    if (ref->raw && khi < n) {
+        lsh_gemm_nt_ld(rb, n - khi, d, w->qb, a->k + khi * d, ref->raw + r0 * n + khi, n);
+        flops += 2.0 * (double)rb * (double)(n - khi) * (double)d;
     }
 
-    for (size_t r = 0; r < rb; r++)
-        memcpy(qb + r * a->d, a->q + row_of(ref, r0 + r) * a->d, a->d * sizeof *qb);
-    lsh_gemm_nt(rb, a->n, a->d, qb, a->k, scores);
-    if (ref->raw)
-        memcpy(ref->raw + r0 * a->n, scores, rb * a->n * sizeof *scores);
-    double sums[128];
-    for (size_t r = 0; r < rb; r++)
-        summarise_row(a, ref, r0 + r, row_of(ref, r0 + r), scores + r * a->n, tv, &sums[r]);
-    /* O = A V from the unnormalised rows, then each row over its sum */
-    double *o = ref->out + r0 * a->d_v;
-    lsh_gemm(rb, a->d_v, a->n, scores, a->v, o, 0);
-    for (size_t r = 0; r < rb; r++)
-        for (size_t e = 0; e < a->d_v; e++)
-            o[r * a->d_v + e] /= sums[r];
-    free(tv_heap);
+    for (size_t r = 0; r < rb; r++) {
+        const double sum = hsum8(w->sum + r * 8);
+        ref->lse[r0 + r] = w->mx[r] + log(sum);
+        ref->sum_a2[r0 + r] = hsum8(w->sq + r * 8) / (sum * sum);
+        ref->gram_den[r0 + r] = hsum8(w->gram + r * 8);
+        for (size_t e = 0; e < dv; e++)
+            o[r * dv + e] /= sum;
+    }
+#ifdef __SSE2__
+    _mm_sfence();
+#endif
+    p->block_flops[task] = flops;
     return 0;
 }
 
@@ -195,6 +445,53 @@ size_t lsh_reference_cache_bytes(size_t m, size_t n)
     return m * n * sizeof(double);
 }
 
+/* The score cache: huge pages where the kernel gives them on request, so
+ * filling it does not cost a page fault per 4 KiB. */
+static double *cache_alloc(size_t bytes)
+{
+    const size_t huge = (size_t)2 << 20;
+    void *p = NULL;
+    if (bytes >= huge) {
+        if (posix_memalign(&p, huge, bytes) != 0)
+            return NULL;
+#ifdef MADV_HUGEPAGE
+        madvise(p, bytes, MADV_HUGEPAGE);
+#endif
+        return p;
+    }
+    return malloc(bytes ? bytes : 1);
+}
+
+static void scratch_free(struct scratch *w)
+{
+    free(w->s);
+    free(w->qb);
+    free(w->topval);
+    free(w->tlen);
+    free(w->mx);
+    free(w->lanemax);
+    memset(w, 0, sizeof *w);
+}
+
+static int scratch_alloc(struct scratch *w, const struct lsh_attn *a, size_t kmax)
+{
+    memset(w, 0, sizeof *w);
+    w->s = malloc(ROW_BLOCK * KEY_CHUNK * sizeof *w->s);
+    w->qb = malloc((ROW_BLOCK * a->d + 1) * sizeof *w->qb);
+    w->topval = malloc((ROW_BLOCK * kmax + 1) * sizeof *w->topval);
+    w->tlen = malloc(ROW_BLOCK * sizeof *w->tlen);
+    w->mx = malloc(25 * ROW_BLOCK * sizeof *w->mx);
+    w->lanemax = malloc((KEY_CHUNK / 4 + 1) * sizeof *w->lanemax);
+    if (!w->s || !w->qb || !w->topval || !w->tlen || !w->mx || !w->lanemax) {
+        scratch_free(w);
+        return LSH_ENOMEM;
+    }
+    w->sum = w->mx + ROW_BLOCK;
+    w->sq = w->sum + 8 * ROW_BLOCK;
+    w->gram = w->sq + 8 * ROW_BLOCK;
+    return 0;
+}
+
 int lsh_reference_compute(const struct lsh_attn *attn, const size_t *rows, size_t m,
                           unsigned threads, size_t cache_bytes, struct lsh_reference **out,
                           struct lsh_error *err)
@@ -209,7 +506,7 @@ int lsh_reference_compute(const struct lsh_attn *attn, const size_t *rows, size_
     ref->attn = attn;
     ref->m = rows ? m : n;
     if (rows) {
-        size_t *copy = malloc(m * sizeof *copy);
+        size_t *copy = malloc(m * sizeof *copy + 1);
         if (!copy) {
             free(ref);
             return lsh_error_set(err, LSH_ENOMEM, "reference: out of memory");
@@ -224,44 +521,42 @@ int lsh_reference_compute(const struct lsh_attn *attn, const size_t *rows, size_
     ref->kmax = kmax < n ? kmax : n;
 
     const size_t M = ref->m;
-    ref->lse = malloc(M * sizeof *ref->lse);
-    ref->sum_a2 = malloc(M * sizeof *ref->sum_a2);
-    ref->gram_den = malloc(M * sizeof *ref->gram_den);
-    ref->u_count = malloc(M * sizeof *ref->u_count);
+    ref->lse = malloc((M + 1) * sizeof *ref->lse);
+    ref->sum_a2 = malloc((M + 1) * sizeof *ref->sum_a2);
+    ref->gram_den = malloc((M + 1) * sizeof *ref->gram_den);
+    ref->u_count = malloc((M + 1) * sizeof *ref->u_count);
     ref->out = malloc((M * attn->d_v + 1) * sizeof *ref->out);
     ref->top = calloc(M * ref->kmax + 1, sizeof *ref->top);
     if (M * n <= cache_bytes / sizeof(double))
-        ref->raw = malloc(lsh_reference_cache_bytes(M, n)); /* NULL: stream instead */
+        ref->raw = cache_alloc(lsh_reference_cache_bytes(M, n)); /* NULL: stream instead */
 
     if (threads < 1)
         threads = 1;
-    struct pass p = {.a = attn, .ref = ref, .rows_per_block = block_rows(n)};
+    const size_t n_blocks = (M + ROW_BLOCK - 1) / ROW_BLOCK;
+    struct pass p = {.a = attn, .ref = ref};
     p.scratch = calloc(threads, sizeof *p.scratch);
-    p.qblock = calloc(threads, sizeof *p.qblock);
+    p.block_flops = calloc(n_blocks + 1, sizeof *p.block_flops);
     int rc = 0;
     if (!ref->lse || !ref->sum_a2 || !ref->gram_den || !ref->u_count || !ref->out ||
-        !ref->top || !p.scratch || !p.qblock)
+        !ref->top || !p.scratch || !p.block_flops)
         rc = LSH_ENOMEM;
-    for (unsigned t = 0; t < threads && !rc; t++) {
-        p.scratch[t] = malloc(p.rows_per_block * n * sizeof(double));
-        p.qblock[t] = malloc(p.rows_per_block * attn->d * sizeof(double) + 1);
-        if (!p.scratch[t] || !p.qblock[t])
-            rc = LSH_ENOMEM;
-    }
-    size_t n_blocks = (M + p.rows_per_block - 1) / p.rows_per_block;
+    unsigned made = 0;
+    for (; made < threads && !rc; made++)
+        rc = scratch_alloc(&p.scratch[made], attn, ref->kmax);
     if (!rc)
         rc = lsh_parallel_for(threads, n_blocks, block_task, &p);
-    for (unsigned t = 0; p.scratch && t < threads; t++) {
-        free(p.scratch[t]);
-        free(p.qblock[t]);
-    }
+    for (unsigned t = 0; p.scratch && t < made; t++)
+        scratch_free(&p.scratch[t]);
+    double flops = 0.0;
+    for (size_t b = 0; p.block_flops && b < n_blocks; b++)
+        flops += p.block_flops[b];
     free(p.scratch);
-    free(p.qblock);
+    free(p.block_flops);
     if (rc) {
         lsh_reference_free(ref);
         return lsh_error_set(err, rc, "reference: out of memory (n = %zu)", n);
     }
-    ref->flops = 2.0 * (double)M * (double)n * (double)(attn->d + attn->d_v);
+    ref->flops = flops;
     ref->seconds = lsh_now() - t0;
     *out = ref;
     return 0;

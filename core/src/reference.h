@@ -1,10 +1,13 @@
 /* reference.h - full attention of one dataset as per-row summaries (SPEC 4-5),
  * computed once and shared by every point on that dataset.
  *
- * No n x n matrix is kept: a blocked pass (GEMM of a row block against all
- * keys, then a fused exp pass) leaves per row i: lse_i = LSE_{j in U_i} s_ij,
- * sum_j A_ij^2, O_i, sum_{j in U_i, j != i} G_ij^2, |U_i| and the top-K keys.
- * Candidate scores are recomputed later from Q and K (lsh_attn_raw).
+ * No n x n matrix is kept (unless the score cache is asked for): a
+ * flash-attention-style pass over fixed blocks of rows and chunks of keys
+ * (two GEMMs per block and chunk, an online softmax in between, whose exps
+ * stay <= 1) leaves per row i: lse_i = LSE_{j in U_i} s_ij, sum_j A_ij^2,
+ * O_i, sum_{j in U_i, j != i} G_ij^2, |U_i| and the top-K keys, in
+ * O(n (d + d_v + K)) memory.  Candidate scores are recomputed later from Q
+ * and K (lsh_attn_raw), or read from the cache.
  */
 #ifndef LSH_REFERENCE_H
 #define LSH_REFERENCE_H
@@ -62,16 +65,20 @@ struct lsh_reference {
     double *out;                  /* m x d_v: O_i */
     uint32_t *top;                /* m x kmax: best first (ties: smaller j);
                                      only the first min(kmax, |U_i|) are valid */
-    double *raw;                  /* m x n cached q_i . k_j (row r at raw + r n), or
-                                     NULL: candidate scores are recomputed */
+    double *raw;                  /* m x n cached q_i . k_j (row r at raw + r n, every
+                                     key, also outside U_i), or NULL: candidate
+                                     scores are recomputed */
     double seconds;               /* wall time of the pass */
-    double flops;                 /* floating-point operations of its GEMMs */
+    double flops;                 /* floating-point operations of the GEMMs it did
+                                     (causal: keys past a row block's last row
+                                     are skipped, unless the cache needs them) */
 };
 
 /* Compute the reference on `threads` threads.  rows: NULL for all rows, else
  * m ascending row indices (copied).  The raw scores are kept (ref->raw) when
  * they fit in cache_bytes, so points look them up instead of recomputing
- * them.  Result is independent of threads. */
+ * them.  The result is bit-identical for every thread count (fixed blocks,
+ * each row summed in one fixed order), with or without the cache. */
 int lsh_reference_compute(const struct lsh_attn *attn, const size_t *rows, size_t m,
                           unsigned threads, size_t cache_bytes, struct lsh_reference **out,
                           struct lsh_error *err);

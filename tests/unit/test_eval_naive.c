@@ -1477,3 +1477,199 @@ Test(eval_naive, candidate_mass_underflow_takes_the_exact_path)
         check_all(&s, &mo, seed++, NULL);
     }
 }
+
+/* ---- the reference pass alone, against a brute-force two-pass oracle ---- */
+
+/* n = 1100 keys: two full key chunks of the reference pass and a partial one,
+ * eight full row blocks and a partial one.  Keys grow along j, so a row's max
+ * rises from chunk to chunk (the running sums are rescaled), and a few rows
+ * are hot enough that the rescale underflows to 0.  With integer entries the
+ * scores are exact and full of ties, so the top-k must match index for index
+ * (ties: smaller j first), also across chunks. */
+struct ref_case {
+    int causal, exclude_self, normalized, integer, sampled;
+};
+
+static void ref_oracle_row(const struct lsh_attn *a, size_t i, size_t kmax, double *lse,
+                           double *sum_a2, double *gram, uint32_t *count, double *o,
+                           uint32_t *top, double *s)
+{
+    const size_t n = a->n;
+    unsigned char *in = xcalloc(n, 1);
+    int any = 0;
+    for (size_t j = 0; j < n; j++) {
+        in[j] = (unsigned char)(!(a->exclude_self && j == i) && !(a->causal && j > i));
+        any |= in[j];
+    }
+    if (!any)
+        in[i] = 1;
+    double mx = -INFINITY;
+    *count = 0;
+    *gram = 0.0;
+    for (size_t j = 0; j < n; j++) {
+        double raw = dot(a->q + i * a->d, a->k + j * a->d, a->d);
+        s[j] = a->scale * raw;
+        if (!in[j])
+            continue;
+        (*count)++;
+        mx = s[j] > mx ? s[j] : mx;
+        double g = a->gnorm ? raw * a->gnorm[j] : raw;
+        if (j != i)
+            *gram += g * g;
+    }
+    double z = 0.0, z2 = 0.0;
+    for (size_t j = 0; j < n; j++)
+        if (in[j]) {
+            z += exp(s[j] - mx);
+            z2 += exp(2.0 * (s[j] - mx));
+        }
+    *lse = mx + log(z);
+    *sum_a2 = z2 / (z * z);
+    memset(o, 0, a->d_v * sizeof *o);
+    for (size_t j = 0; j < n; j++)
+        if (in[j])
+            for (size_t e = 0; e < a->d_v; e++)
+                o[e] += exp(s[j] - *lse) * a->v[j * a->d_v + e];
+    /* top-k by selection: best score, ties to the smaller j */
+    for (size_t len = 0; len < kmax && len < *count; len++) {
+        size_t best = n;
+        for (size_t j = 0; j < n; j++)
+            if (in[j] == 1 && (best == n || s[j] > s[best]))
+                best = j;
+        top[len] = (uint32_t)best;
+        in[best] = 2; /* taken */
+    }
+    free(in);
+}
+
+static void check_reference_case(const struct ref_case *rc, uint64_t seed)
+{
+    const size_t n = 1100, d = rc->integer ? 3 : 7, dv = 3; /* d = 3: ties everywhere */
+    struct xrng r;
+    xr_seed(&r, seed);
+    double *q = xcalloc(n * d, sizeof(double)), *k = xcalloc(n * d, sizeof(double));
+    double *v = xcalloc(n * dv, sizeof(double)), *gn = xcalloc(n, sizeof(double));
+    for (size_t i = 0; i < n; i++) {
+        double f = i % 97 == 5 ? 40.0 : 1.0 + 2.0 * (double)i / (double)n;
+        for (size_t t = 0; t < d; t++)
+            q[i * d + t] = rc->integer ? (double)xr_below(&r, 5) - 2.0 : f * xr_normal(&r);
+    }
+    for (size_t t = 0; t < n * dv; t++)
+        v[t] = 3.0 * xr_normal(&r);
+    if (rc->normalized) {
+        for (size_t j = 0; j < n; j++) {
+            double nn = sqrt(dot(q + j * d, q + j * d, d));
+            gn[j] = nn;
+            for (size_t t = 0; t < d; t++)
+                k[j * d + t] = nn > 0.0 ? q[j * d + t] / nn : 0.0;
+        }
+    } else {
+        memcpy(k, q, n * d * sizeof(double));
+    }
+    /* kmax 10 (the first chunk's bound on the k-th applies) or 40 (it does not) */
+    static const uint32_t topk[3] = {1, 10, 40};
+    const size_t kmax = seed % 2 ? 40 : 10;
+    struct lsh_attn a = {
+        .n = n, .d = d, .d_v = dv, .q = q, .k = k, .v = v,
+        .gnorm = rc->normalized ? gn : NULL,
+        .scale = rc->integer ? 0.5 : 1.0 / sqrt((double)d),
+        .exclude_self = rc->exclude_self, .causal = rc->causal, .n_topk = kmax == 40 ? 3 : 2,
+        .topk = topk,
+    };
+    size_t *rows = NULL, m = n;
+    if (rc->sampled) { /* rows 0, 1, then every third, then the last */
+        rows = xcalloc(n, sizeof *rows);
+        m = 0;
+        for (size_t i = 0; i < n; i++)
+            if (i < 2 || i % 3 == 0 || i == n - 1)
+                rows[m++] = i;
+    }
+
+    struct lsh_reference *ref[3] = {NULL, NULL, NULL};
+    const unsigned threads[3] = {1, 3, 2};
+    for (int t = 0; t < 3; t++) {
+        struct lsh_error err;
+        memset(&err, 0, sizeof err);
+        int rcode = lsh_reference_compute(&a, rows, m, threads[t], t == 2 ? (size_t)-1 : 0,
+                                          &ref[t], &err);
+        cr_assert_eq(rcode, 0, "lsh_reference_compute: %s", err.message);
+    }
+    cr_assert_eq(ref[0]->kmax, kmax);
+    cr_assert_not_null(ref[2]->raw);
+    double *s = xcalloc(n, sizeof(double)), o[3];
+    uint32_t top[40];
+    char what[160];
+    snprintf(what, sizeof what, "[causal=%d excl=%d normalized=%d integer=%d sampled=%d]",
+             rc->causal, rc->exclude_self, rc->normalized, rc->integer, rc->sampled);
+    for (size_t ri = 0; ri < m; ri++) {
+        const size_t i = rows ? rows[ri] : ri;
+        double lse, a2, gram;
+        uint32_t count;
+        ref_oracle_row(&a, i, kmax, &lse, &a2, &gram, &count, o, top, s);
+        const struct lsh_reference *e = ref[0];
+        cr_expect(fabs(e->lse[ri] - lse) <= 1e-12 * (fabs(lse) + 1.0),
+                  "%s row %zu lse: %.17g vs %.17g", what, i, e->lse[ri], lse);
+        cr_expect(fabs(e->sum_a2[ri] - a2) <= 1e-11 * a2, "%s row %zu sum_a2: %.17g vs %.17g",
+                  what, i, e->sum_a2[ri], a2);
+        cr_expect(fabs(e->gram_den[ri] - gram) <= 1e-11 * gram + 1e-300,
+                  "%s row %zu gram_den: %.17g vs %.17g", what, i, e->gram_den[ri], gram);
+        cr_expect_eq(e->u_count[ri], count, "%s row %zu |U_i|", what, i);
+        for (size_t c = 0; c < dv; c++)
+            cr_expect(fabs(e->out[ri * dv + c] - o[c]) <= 1e-10 * 30.0,
+                      "%s row %zu O[%zu]: %.17g vs %.17g", what, i, c, e->out[ri * dv + c], o[c]);
+        const size_t valid = count < kmax ? count : kmax;
+        for (size_t t = 0; t < valid; t++) {
+            const uint32_t j = e->top[ri * kmax + t];
+            if (rc->integer) /* exact scores: the very same list */
+                cr_expect_eq(j, top[t], "%s row %zu top[%zu]: key %u vs %u", what, i, t, j,
+                             top[t]);
+            else /* the same scores (GEMM and dot products may round apart) */
+                cr_expect(j < n && fabs(s[j] - s[top[t]]) <= 1e-12 * (fabs(s[top[t]]) + 1.0),
+                          "%s row %zu top[%zu]: key %u (%.17g) vs %u (%.17g)", what, i, t, j,
+                          j < n ? s[j] : 0.0, top[t], s[top[t]]);
+        }
+        for (size_t j = 0; j < n; j += 7) /* the score cache, every row in full */
+            cr_expect(fabs(ref[2]->raw[ri * n + j] - s[j] / a.scale) <=
+                          1e-12 * (fabs(s[j] / a.scale) + 1.0),
+                      "%s row %zu raw[%zu]", what, i, j);
+    }
+    /* 1, 2 and 3 threads, cache or none: the same bits */
+    for (int t = 1; t < 3; t++) {
+        cr_expect(memcmp(ref[0]->lse, ref[t]->lse, m * sizeof(double)) == 0, "%s lse", what);
+        cr_expect(memcmp(ref[0]->sum_a2, ref[t]->sum_a2, m * sizeof(double)) == 0, "%s a2", what);
+        cr_expect(memcmp(ref[0]->gram_den, ref[t]->gram_den, m * sizeof(double)) == 0,
+                  "%s gram", what);
+        cr_expect(memcmp(ref[0]->out, ref[t]->out, m * dv * sizeof(double)) == 0, "%s out", what);
+        for (size_t ri = 0; ri < m; ri++) {
+            const size_t valid = ref[0]->u_count[ri] < kmax ? ref[0]->u_count[ri] : kmax;
+            cr_expect(memcmp(ref[0]->top + ri * kmax, ref[t]->top + ri * kmax,
+                             valid * sizeof(uint32_t)) == 0,
+                      "%s top of row %zu", what, ri);
+        }
+    }
+    cr_expect_eq(ref[0]->flops, ref[1]->flops, "%s flops", what);
+    for (int t = 0; t < 3; t++)
+        lsh_reference_free(ref[t]);
+    free(s);
+    free(rows);
+    free(q);
+    free(k);
+    free(v);
+    free(gn);
+}
+
+Test(eval_naive, reference_pass_over_several_key_chunks)
+{
+    uint64_t seed = 3001;
+    for (int causal = 0; causal <= 1; causal++)
+        for (int excl = 0; excl <= 1; excl++)
+            for (int variant = 0; variant < 3; variant++) {
+                struct ref_case rc = {causal, excl, variant == 1, variant == 2, 0};
+                check_reference_case(&rc, seed++);
+            }
+    struct ref_case sampled = {1, 1, 0, 0, 1};
+    check_reference_case(&sampled, seed++);
+    struct ref_case sampled_int = {0, 1, 0, 1, 1};
+    check_reference_case(&sampled_int, seed++);
+    check_reference_case(&sampled_int, seed++);
+}
