@@ -41,6 +41,9 @@ struct round_index {
      * = key); qpos[i] = where query i stands in that order. */
     uint32_t *items, *qpos;
     size_t n_items, n_chunks;
+    /* chunked mode: the chunk of query i's item and of key j's item (the
+     * same array when keys are shared) */
+    uint32_t *qchunk, *kchunk;
 };
 
 struct workspace {
@@ -138,15 +141,28 @@ static int index_round(struct ctx *c, size_t h)
         return LSH_ENOMEM;
     }
     counting_sort(sort_key, L, B, x->items, off);
+    const uint32_t cs = c->mode->chunk_size;
+    x->qchunk = malloc(n * sizeof *x->qchunk);
+    x->kchunk = separate ? malloc(n * sizeof *x->kchunk) : x->qchunk;
+    if (!x->qchunk || !x->kchunk) {
+        free(key);
+        free(off);
+        return LSH_ENOMEM;
+    }
     for (size_t t = 0; t < L; t++) {
         uint32_t it = x->items[t];
-        if (!separate)
+        if (!separate) {
             x->qpos[it] = (uint32_t)t;
-        else if ((it & 1u) == 0)
+            x->qchunk[it] = (uint32_t)(t / cs);
+        } else if ((it & 1u) == 0) {
             x->qpos[it >> 1] = (uint32_t)t;
+            x->qchunk[it >> 1] = (uint32_t)(t / cs);
+        } else {
+            x->kchunk[it >> 1] = (uint32_t)(t / cs);
+        }
     }
     x->n_items = L;
-    x->n_chunks = (L + c->mode->chunk_size - 1) / c->mode->chunk_size;
+    x->n_chunks = (L + cs - 1) / cs;
     free(key);
     free(off);
     return 0;
@@ -164,6 +180,9 @@ static void free_index(struct round_index *x)
     free(x->koff);
     free(x->items);
     free(x->qpos);
+    if (x->kchunk != x->qchunk)
+        free(x->kchunk);
+    free(x->qchunk);
 }
 
 /* ---- one row -------------------------------------------------------------- */
@@ -543,7 +562,7 @@ static int block_task(void *vctx, size_t block, unsigned thread)
 #define TILE_KEYS 512
 
 struct tile_task {
-    uint32_t b;       /* bucket */
+    uint32_t g;       /* group: bucket (bucket mode) or chunk (chunked mode) */
     uint32_t t0, t1;  /* its rows rperm[t0 .. t1) */
     uint64_t pairs;   /* rows x keys: the work */
 };
@@ -553,19 +572,22 @@ static int tile_cmp(const void *x, const void *y)
     const struct tile_task *a = x, *b = y;
     if (a->pairs != b->pairs)
         return a->pairs > b->pairs ? -1 : 1;
-    return a->b != b->b ? (a->b < b->b ? -1 : 1) : (a->t0 < b->t0 ? -1 : a->t0 > b->t0);
+    return a->g != b->g ? (a->g < b->g ? -1 : 1) : (a->t0 < b->t0 ? -1 : a->t0 > b->t0);
 }
 
 struct tile_ws {
     double *qb;         /* TILE_ROWS x d: the tile's rows of Q              */
-    double *kc;         /* TILE_KEYS x d: the chunk's keys                  */
+    double *kd;         /* TILE_KEYS x d: the chunk's keys                  */
     double *vc;         /* TILE_KEYS x d_v: their rows of V                 */
     double *p;          /* TILE_ROWS x nk: raw scores, then A_ij (0 off S)  */
     double *onum;       /* TILE_ROWS x d_v: sum of A_ij v_j of this round   */
     uint32_t *kj;       /* TILE_KEYS key ids                                */
     double *gk;         /* TILE_KEYS: their Gram factors (1 without gnorm)  */
     uint32_t *kb;       /* h_max x TILE_KEYS: their buckets in earlier rounds */
-    uint32_t *bi;       /* h_max: a row's buckets in earlier rounds          */
+    uint32_t *kc;       /* h_max x TILE_KEYS: their chunks (chunked mode)    */
+    uint32_t *kb_now;   /* TILE_KEYS: their buckets in this round (chunked)  */
+    uint32_t *bi, *ci;  /* h_max: a row's buckets and chunks in earlier rounds */
+    uint32_t *klist;    /* a chunked tile's keys (up to n)                   */
     uint32_t *cols;     /* TILE_KEYS: the chunk's keys new to some row      */
     unsigned char *any; /* TILE_KEYS: is key u new to some row?             */
     unsigned char *ok;  /* TILE_ROWS x TILE_KEYS: (i, j) in U_i and new      */
@@ -583,25 +605,54 @@ struct tile_state {
     size_t p;                   /* the prefix whose metrics are being added */
 };
 
-/* ok[u] = key kj[u] is in U_i and no round before h put i and it in one
- * bucket (kb: the keys' buckets in rounds 0..h-1, bi: i's); returns how many
- * are.  U_i is [0, hi) minus `self`, or just {self} when `only`. */
+/* What decides whether a key of a tile is new to row i in round h. */
+struct tile_row {
+    uint32_t hi, self;     /* U_i = [0, hi) minus self, or just {self} when only */
+    int only;
+    const uint32_t *bi;    /* h: i's buckets in rounds 0..h-1 */
+    const uint32_t *ci;    /* h: i's chunks in them (chunked mode), or NULL */
+    uint32_t b_now;        /* i's bucket in round h (chunked, same_bucket) */
+};
+
+/* ok[u] = key kj[u] is in U_i, (chunked mode, window same_bucket) in i's
+ * bucket of round h, and was not i's candidate in any round before h;
+ * returns how many are.  A round g paired i and j when, in bucket mode, they
+ * shared a bucket (kb: the keys' buckets, h x TILE_KEYS); in chunked mode
+ * when j's chunk (kc) was i's or one of the span - 1 before it, modulo nc,
+ * and with same_bucket their buckets agreed as well (kb_now: the keys'
+ * buckets of round h). */
 __attribute__((target_clones("arch=x86-64-v4", "avx2", "default")))
 static size_t tile_mask(size_t nk, const uint32_t *restrict kj, const uint32_t *restrict kb,
-                        const uint32_t *restrict bi, size_t h, uint32_t hi, uint32_t self,
-                        int only, unsigned char *restrict ok)
+                        const uint32_t *restrict kc, const uint32_t *restrict kb_now,
+                        const struct tile_row *row, size_t h, uint32_t nc, uint32_t span,
+                        int same_bucket, unsigned char *restrict ok)
 {
-    if (only)
+    const uint32_t hi = row->hi, self = row->self;
+    if (row->only)
         for (size_t u = 0; u < nk; u++)
             ok[u] = kj[u] == self;
     else
         for (size_t u = 0; u < nk; u++)
             ok[u] = (unsigned char)((kj[u] < hi) & (kj[u] != self));
-    for (size_t g = 0; g < h; g++) {
-        const uint32_t b = bi[g];
-        const uint32_t *restrict kg = kb + g * TILE_KEYS;
+    if (kc && same_bucket)
         for (size_t u = 0; u < nk; u++)
-            ok[u] &= (unsigned char)(kg[u] != b);
+            ok[u] &= (unsigned char)(kb_now[u] == row->b_now);
+    for (size_t g = 0; g < h; g++) {
+        const uint32_t bg = row->bi[g];
+        const uint32_t *restrict kbg = kb + g * TILE_KEYS;
+        if (!kc) {
+            for (size_t u = 0; u < nk; u++)
+                ok[u] &= (unsigned char)(kbg[u] != bg);
+            continue;
+        }
+        const int32_t cg = (int32_t)row->ci[g];
+        const uint32_t *restrict kcg = kc + g * TILE_KEYS;
+        for (size_t u = 0; u < nk; u++) {
+            int32_t back = cg - (int32_t)kcg[u]; /* chunks back from i's, mod nc */
+            back += (back >> 31) & (int32_t)nc;
+            const int in = (uint32_t)back < span && (!same_bucket || kbg[u] == bg);
+            ok[u] &= (unsigned char)!in;
+        }
     }
     size_t count = 0;
     for (size_t u = 0; u < nk; u++)
@@ -713,18 +764,53 @@ static void tile_keep(size_t nk, double *restrict av, const unsigned char *restr
     out[1] = lanes_total(&s2);
 }
 
+/* The keys of a task: a bucket's (bucket mode), or the key items of a
+ * chunk's window (chunked mode: its own chunk and the span - 1 before it,
+ * wrapping, each once). */
+static const uint32_t *tile_keys(const struct ctx *c, const struct round_index *x, uint32_t g,
+                                 uint32_t *buf, size_t *count)
+{
+    if (c->mode->mode == LSH_MODE_BUCKET) {
+        *count = x->koff[g + 1] - x->koff[g];
+        return x->kperm + x->koff[g];
+    }
+    const int separate = c->rounds->bk != c->rounds->bq;
+    const size_t cs = c->mode->chunk_size, nc = x->n_chunks;
+    const size_t span = c->mode->look_back + 1 < nc ? c->mode->look_back + 1 : nc;
+    size_t k = 0;
+    for (size_t t = 0; t < span; t++) {
+        const size_t ch = (g + nc - t % nc) % nc;
+        const size_t lo = ch * cs, up = lo + cs < x->n_items ? lo + cs : x->n_items;
+        for (size_t v = lo; v < up; v++) {
+            const uint32_t it = x->items[v];
+            if (!separate)
+                buf[k++] = it;
+            else if (it & 1u)
+                buf[k++] = it >> 1;
+        }
+    }
+    *count = k;
+    return buf;
+}
+
 static int tile_task_run(void *vctx, size_t task, unsigned thread)
 {
     const struct ctx *c = vctx;
     struct tile_state *st = c->tile;
     const struct lsh_attn *a = c->a;
     const struct lsh_reference *ref = c->ref;
+    const struct lsh_rounds *R = c->rounds;
     const size_t n = a->n, d = a->d, dv = a->d_v, h = st->h;
     const struct tile_task *tk = &st->tasks[task];
     const struct round_index *x = &c->idx[h];
     struct tile_ws *w = &st->ws[thread];
     const size_t nr = tk->t1 - tk->t0;
     const uint32_t *rs = st->rperm + tk->t0; /* evaluated rows */
+    const int chunked = c->mode->mode == LSH_MODE_CHUNKED;
+    const int same_bucket = chunked && c->mode->window == LSH_WINDOW_SAME_BUCKET;
+    const uint32_t nc = chunked ? (uint32_t)x->n_chunks : 1;
+    const uint32_t span = chunked ? (c->mode->look_back + 1 < nc ? c->mode->look_back + 1 : nc)
+                                  : 1;
     size_t ii[TILE_ROWS];
     double mass[TILE_ROWS] = {0}, sa2[TILE_ROWS] = {0}, gram[TILE_ROWS] = {0};
     uint32_t count[TILE_ROWS] = {0};
@@ -734,28 +820,37 @@ static int tile_task_run(void *vctx, size_t task, unsigned thread)
         memcpy(w->qb + t * d, a->q + ii[t] * d, d * sizeof *w->qb);
     }
     memset(w->onum, 0, nr * dv * sizeof *w->onum);
-    const uint32_t k1 = x->koff[tk->b + 1];
+    size_t keys;
+    const uint32_t *klist = tile_keys(c, x, tk->g, w->klist, &keys);
     /* chunks of equal size, none of a few keys */
-    const uint32_t k0 = x->koff[tk->b], keys = k1 - k0;
-    const uint32_t parts = (keys + TILE_KEYS - 1) / TILE_KEYS;
-    for (uint32_t part = 0; part < parts; part++) {
-        const uint32_t u0 = k0 + (uint32_t)((uint64_t)keys * part / parts);
-        size_t nk = k0 + (uint32_t)((uint64_t)keys * (part + 1) / parts) - u0;
-        memcpy(w->kj, x->kperm + u0, nk * sizeof *w->kj);
+    const size_t parts = (keys + TILE_KEYS - 1) / TILE_KEYS;
+    for (size_t part = 0; part < parts; part++) {
+        const size_t u0 = keys * part / parts;
+        size_t nk = keys * (part + 1) / parts - u0;
+        memcpy(w->kj, klist + u0, nk * sizeof *w->kj);
         for (size_t g = 0; g < h; g++)
+            for (size_t u = 0; u < nk; u++) {
+                w->kb[g * TILE_KEYS + u] = R->bk[g * n + w->kj[u]];
+                if (chunked)
+                    w->kc[g * TILE_KEYS + u] = c->idx[g].kchunk[w->kj[u]];
+            }
+        if (same_bucket)
             for (size_t u = 0; u < nk; u++)
-                w->kb[g * TILE_KEYS + u] = c->rounds->bk[g * n + w->kj[u]];
+                w->kb_now[u] = R->bk[h * n + w->kj[u]];
         size_t fresh = 0, row_fresh[TILE_ROWS];
         for (size_t t = 0; t < nr; t++) {
             const size_t i = ii[t];
-            uint32_t *bi = w->bi; /* i's buckets in the rounds before h */
-            for (size_t g = 0; g < h; g++)
-                bi[g] = c->rounds->bq[g * n + i];
-            const int only = lsh_attn_u_fallback(a, i);
-            const size_t hi = a->causal && !only ? i + 1 : n;
-            const uint32_t self = only || a->exclude_self ? (uint32_t)i : UINT32_MAX;
-            row_fresh[t] = tile_mask(nk, w->kj, w->kb, bi, h, (uint32_t)hi, self, only,
-                                     w->ok + t * TILE_KEYS);
+            for (size_t g = 0; g < h; g++) { /* i's rounds before h */
+                w->bi[g] = R->bq[g * n + i];
+                if (chunked)
+                    w->ci[g] = c->idx[g].qchunk[i];
+            }
+            struct tile_row row = {.only = lsh_attn_u_fallback(a, i), .bi = w->bi,
+                                   .ci = w->ci, .b_now = R->bq[h * n + i]};
+            row.hi = (uint32_t)(a->causal && !row.only ? i + 1 : n);
+            row.self = row.only || a->exclude_self ? (uint32_t)i : UINT32_MAX;
+            row_fresh[t] = tile_mask(nk, w->kj, w->kb, chunked ? w->kc : NULL, w->kb_now, &row,
+                                     h, nc, span, same_bucket, w->ok + t * TILE_KEYS);
             count[t] += (uint32_t)row_fresh[t];
             fresh += row_fresh[t];
         }
@@ -775,10 +870,10 @@ static int tile_task_run(void *vctx, size_t task, unsigned thread)
             nk = kept;
         }
         for (size_t u = 0; u < nk; u++) {
-            memcpy(w->kc + u * d, a->k + (size_t)w->kj[u] * d, d * sizeof *w->kc);
+            memcpy(w->kd + u * d, a->k + (size_t)w->kj[u] * d, d * sizeof *w->kd);
             memcpy(w->vc + u * dv, a->v + (size_t)w->kj[u] * dv, dv * sizeof *w->vc);
         }
-        lsh_gemm_nt_ld(nr, nk, d, w->qb, w->kc, w->p, nk);
+        lsh_gemm_nt_ld(nr, nk, d, w->qb, w->kd, w->p, nk);
         for (size_t u = 0; u < nk; u++)
             w->gk[u] = a->gnorm ? a->gnorm[w->kj[u]] : 1.0;
         for (size_t t = 0; t < nr; t++) {
@@ -815,15 +910,30 @@ struct sig_arg {
     size_t i, H;
 };
 
-/* Is key j in S_i at prefix H?  In U_i and in i's bucket in some round < H. */
+/* Was j a candidate of i in round g (before U_i)?  Bucket mode: one bucket;
+ * chunked mode: j's chunk within i's window, and one bucket with window
+ * same_bucket.  tile_mask is the same rule over a tile's keys. */
+static int round_pair(const struct ctx *c, size_t g, size_t i, size_t j)
+{
+    const struct lsh_rounds *R = c->rounds;
+    const int same = R->bq[g * R->n + i] == R->bk[g * R->n + j];
+    if (c->mode->mode == LSH_MODE_BUCKET)
+        return same;
+    const struct round_index *x = &c->idx[g];
+    const size_t nc = x->n_chunks;
+    const size_t span = c->mode->look_back + 1 < nc ? c->mode->look_back + 1 : nc;
+    const size_t back = (x->qchunk[i] + nc - x->kchunk[j]) % nc;
+    return back < span && (c->mode->window != LSH_WINDOW_SAME_BUCKET || same);
+}
+
+/* Is key j in S_i at prefix H?  In U_i and a candidate in some round < H. */
 static int sig_in_s(const void *arg, uint32_t j)
 {
     const struct sig_arg *s = arg;
-    const struct lsh_rounds *R = s->c->rounds;
     if (!lsh_attn_in_u(s->c->a, s->i, j))
         return 0;
-    for (size_t h = 0; h < s->H; h++)
-        if (R->bq[h * R->n + s->i] == R->bk[h * R->n + j])
+    for (size_t g = 0; g < s->H; g++)
+        if (round_pair(s->c, g, s->i, j))
             return 1;
     return 0;
 }
@@ -859,14 +969,18 @@ static void free_tile(struct tile_state *st, unsigned threads)
     for (unsigned t = 0; st->ws && t < threads; t++) {
         struct tile_ws *w = &st->ws[t];
         free(w->qb);
-        free(w->kc);
+        free(w->kd);
         free(w->vc);
         free(w->p);
         free(w->onum);
         free(w->kj);
         free(w->gk);
         free(w->kb);
+        free(w->kc);
+        free(w->kb_now);
         free(w->bi);
+        free(w->ci);
+        free(w->klist);
         free(w->cols);
         free(w->any);
         free(w->ok);
@@ -892,12 +1006,15 @@ static int tile_pass(struct ctx *c, unsigned threads, double *add_s, double *met
     const struct lsh_rounds *R = c->rounds;
     const size_t m = ref->m, n = a->n, dv = a->d_v;
     const uint32_t B = R->n_buckets, h_max = c->prefixes[c->n_prefix - 1];
+    const int chunked = c->mode->mode == LSH_MODE_CHUNKED;
+    /* tasks group rows by bucket, or by chunk (of the same number every round) */
+    const size_t G = chunked ? c->idx[0].n_chunks : B;
     struct tile_state st = {0};
     c->tile = &st;
     st.ws = calloc(threads, sizeof *st.ws);
     st.rperm = malloc((m + 1) * sizeof *st.rperm);
-    st.roff = malloc(((size_t)B + 1) * sizeof *st.roff);
-    st.tasks = malloc((m / TILE_ROWS + B + 1) * sizeof *st.tasks);
+    st.roff = malloc(((B > G ? B : G) + 1) * sizeof *st.roff);
+    st.tasks = malloc((m / TILE_ROWS + G + 1) * sizeof *st.tasks);
     st.mass = calloc(m + 1, sizeof *st.mass);
     st.sa2 = calloc(m + 1, sizeof *st.sa2);
     st.gram = calloc(m + 1, sizeof *st.gram);
@@ -911,52 +1028,60 @@ static int tile_pass(struct ctx *c, unsigned threads, double *add_s, double *met
     for (unsigned t = 0; t < threads && !rc; t++) {
         struct tile_ws *w = &st.ws[t];
         w->qb = malloc(TILE_ROWS * a->d * sizeof *w->qb + 1);
-        w->kc = malloc(TILE_KEYS * a->d * sizeof *w->kc + 1);
+        w->kd = malloc(TILE_KEYS * a->d * sizeof *w->kd + 1);
         w->vc = malloc(TILE_KEYS * dv * sizeof *w->vc + 1);
         w->p = malloc(TILE_ROWS * TILE_KEYS * sizeof *w->p);
         w->onum = malloc(TILE_ROWS * dv * sizeof *w->onum + 1);
         w->kj = malloc(TILE_KEYS * sizeof *w->kj);
         w->gk = malloc(TILE_KEYS * sizeof *w->gk);
         w->kb = malloc((size_t)h_max * TILE_KEYS * sizeof *w->kb);
+        w->kc = malloc((size_t)h_max * TILE_KEYS * sizeof *w->kc);
+        w->kb_now = malloc(TILE_KEYS * sizeof *w->kb_now);
         w->bi = malloc((size_t)h_max * sizeof *w->bi);
+        w->ci = malloc((size_t)h_max * sizeof *w->ci);
+        w->klist = chunked ? malloc((n + 1) * sizeof *w->klist) : NULL;
         w->cols = malloc(TILE_KEYS * sizeof *w->cols);
         w->any = malloc(TILE_KEYS);
         w->ok = malloc(TILE_ROWS * TILE_KEYS);
-        if (!w->qb || !w->kc || !w->vc || !w->p || !w->onum || !w->kj || !w->gk || !w->kb || !w->bi || !w->cols || !w->any || !w->ok)
+        if (!w->qb || !w->kd || !w->vc || !w->p || !w->onum || !w->kj || !w->gk || !w->kb ||
+            !w->kc || !w->kb_now || !w->bi || !w->ci || (chunked && !w->klist) || !w->cols ||
+            !w->any || !w->ok)
             rc = LSH_ENOMEM;
     }
     double t = lsh_now(), add_cum = 0.0;
     size_t p = 0;
     for (uint32_t h = 0; h < h_max && !rc; h++) {
-        /* This round's evaluated rows by bucket, and within a bucket by their
+        const struct round_index *x = &c->idx[h];
+        /* This round's evaluated rows by group, and within a group by their
          * buckets in rounds 0, 1, ..., h - 1 (stable sorts from the last key
          * to the first): rows that met before sit in one tile, so the keys
          * they all met before leave its GEMMs.  Then tiles of them. */
         for (size_t r = 0; r < m; r++)
             st.rperm[r] = (uint32_t)r;
         for (size_t g = h + 1; g-- > 0;) {
-            const size_t gg = g == 0 ? h : g - 1; /* h last: the major key */
+            const int major = g == 0; /* the group of round h: the major key */
             for (size_t t = 0; t < m; t++) {
-                const size_t r = st.rperm[t];
-                key[t] = R->bq[gg * n + (ref->rows ? ref->rows[r] : r)];
+                const size_t r = st.rperm[t], i = ref->rows ? ref->rows[r] : r;
+                key[t] = major && chunked ? x->qchunk[i] : R->bq[(major ? h : g - 1) * n + i];
             }
-            counting_sort(key, m, B, idx, st.roff);
+            counting_sort(key, m, major ? (uint32_t)G : B, idx, st.roff);
             for (size_t t = 0; t < m; t++)
                 key[t] = st.rperm[idx[t]];
             memcpy(st.rperm, key, m * sizeof *key);
         }
         st.n_tasks = 0;
-        for (uint32_t b = 0; b < B; b++) {
-            if (c->idx[h].koff[b] == c->idx[h].koff[b + 1])
+        for (uint32_t g = 0; g < G; g++) {
+            const uint64_t keys = chunked ? (uint64_t)c->mode->chunk_size * (c->mode->look_back + 1)
+                                          : x->koff[g + 1] - x->koff[g];
+            if (keys == 0)
                 continue; /* no keys: no pairs */
             /* tiles of equal size, none of a few rows (a poor GEMM) */
-            const uint32_t rows = st.roff[b + 1] - st.roff[b];
+            const uint32_t rows = st.roff[g + 1] - st.roff[g];
             const uint32_t parts = (rows + TILE_ROWS - 1) / TILE_ROWS;
             for (uint32_t k = 0; k < parts; k++) {
-                uint32_t t0 = st.roff[b] + (uint32_t)((uint64_t)rows * k / parts);
-                uint32_t t1 = st.roff[b] + (uint32_t)((uint64_t)rows * (k + 1) / parts);
-                st.tasks[st.n_tasks++] = (struct tile_task){
-                    b, t0, t1, (uint64_t)(t1 - t0) * (c->idx[h].koff[b + 1] - c->idx[h].koff[b])};
+                uint32_t t0 = st.roff[g] + (uint32_t)((uint64_t)rows * k / parts);
+                uint32_t t1 = st.roff[g] + (uint32_t)((uint64_t)rows * (k + 1) / parts);
+                st.tasks[st.n_tasks++] = (struct tile_task){g, t0, t1, (t1 - t0) * keys};
             }
         }
         /* largest first, so that no big tile is left for the end; which
@@ -990,8 +1115,7 @@ static int tile_pass(struct ctx *c, unsigned threads, double *add_s, double *met
 int lsh_eval_uses_tiles(const struct lsh_mode_opts *mode, const enum lsh_combine *combines,
                         size_t n_combine)
 {
-    if (mode->mode != LSH_MODE_BUCKET)
-        return 0;
+    (void)mode; /* both modes have tiles: bucket blocks, chunk windows */
     for (size_t k = 0; k < n_combine; k++)
         if (combines[k] != LSH_COMBINE_UNION)
             return 0; /* the row path serves every combine in one pass */

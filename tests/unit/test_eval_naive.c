@@ -732,13 +732,13 @@ static void check_case(const struct setup *s, const struct lsh_mode_opts *mo,
         }
     metrics_free(out, n_prefix * n_combine);
 
-    /* Bucket mode with union alone takes the engine's tile path (GEMMs over
-     * bucket blocks), with rounds too its row path: check the tile path on
-     * every bucket case as well. */
+    /* Union alone takes the engine's tile path (GEMMs over bucket blocks or
+     * chunk windows), with rounds too its row path: check the tile path on
+     * every case as well. */
     int has_union = 0;
     for (size_t ic = 0; ic < n_combine; ic++)
         has_union |= combines[ic] == LSH_COMBINE_UNION;
-    if (mo->mode == LSH_MODE_BUCKET && n_combine > 1 && has_union) {
+    if (n_combine > 1 && has_union) {
         const enum lsh_combine u = LSH_COMBINE_UNION;
         metrics_alloc(out, n_prefix, s->n_topk);
         engine_run(&p, mo, prefixes, n_prefix, &u, 1, threads, out);
@@ -1429,7 +1429,7 @@ Test(eval_naive, threads_1_and_2_bit_identical)
         }
         metrics_free(one, 6);
         metrics_free(two, 6);
-        if (cases[c].mo.mode == LSH_MODE_BUCKET) { /* union alone: the tile path */
+        { /* union alone: the tile path */
             const enum lsh_combine u = LSH_COMBINE_UNION;
             metrics_alloc(one, 3, s.n_topk);
             metrics_alloc(two, 3, s.n_topk);
