@@ -92,7 +92,13 @@ void lsh_blas_pick_kernels(char **argv)
         want = "Haswell";
     if (!want || setenv("OPENBLAS_CORETYPE", want, 1) != 0)
         return;
-    execv("/proc/self/exe", argv);
+    /* the binary's own path, so that ps and top still say lshlab */
+    char self[4096];
+    ssize_t len = readlink("/proc/self/exe", self, sizeof self - 1);
+    if (len > 0 && (size_t)len < sizeof self - 1) {
+        self[len] = '\0';
+        execv(self, argv);
+    }
     unsetenv("OPENBLAS_CORETYPE"); /* exec failed: go on with Prescott */
 }
 
