@@ -7,10 +7,10 @@
  *  - the row path: for row i the union of S_i^h grows round by round (a
  *    per-thread marker array), and at each prefix H the row's contribution
  *    to every metric is added;
- *  - the tile path (bucket mode, combine union alone): round by round, GEMMs
- *    over tiles of one bucket's rows x keys, each pair counted in the first
- *    round that puts it in one bucket; per-row running sums give every
- *    prefix.
+ *  - the tile path (combine union alone): round by round, GEMMs over tiles
+ *    of one bucket's rows x keys (bucket mode) or one chunk's queries x its
+ *    window's keys (chunked mode), each pair counted in the first round that
+ *    makes it a candidate; per-row running sums give every prefix.
  * Work is proportional to the candidate pairs, not to n^2.  Rows are cut
  * into fixed blocks whose partial sums are reduced in block order, so the
  * metrics are bit-identical for every thread count. */
@@ -85,9 +85,10 @@ int lsh_eval_pass(const struct lsh_reference *ref, const struct lsh_rounds *roun
                   unsigned threads, struct lsh_metrics *out, struct lsh_row_dump *rows_dump,
                   struct lsh_error *err);
 
-/* Does a pass with this mode and these combines take the tile path (bucket
- * mode, union alone: candidate scores by GEMM over bucket blocks), rather
- * than the row path (which reads the reference's score cache if it has one)? */
+/* Does a pass with this mode and these combines take the tile path (union
+ * alone: candidate scores by GEMM over bucket blocks or chunk windows),
+ * rather than the row path (which reads the reference's score cache if it
+ * has one)? */
 int lsh_eval_uses_tiles(const struct lsh_mode_opts *mode, const enum lsh_combine *combines,
                         size_t n_combine);
 

@@ -279,8 +279,7 @@ void lsh_plan_memory(const struct lsh_config *cfg, const struct lsh_plan *plan, 
     size_t work = threads * (n * (5 * 4 + 2 * D) + 3 * dv * D) + m * (dv + 4) * D +
                   threads * ((size_t)1 << 21);
     out->base = data + ref + rounds + work + ((size_t)64 << 20); /* + the process itself */
-    /* Only the row path reads cached scores: chunked mode, or a combine
-     * other than union. */
+    /* Only the row path reads cached scores: a combine other than union. */
     int rows_path = 0;
     const size_t n_modes = mode_settings(&cfg->sweep, NULL);
     struct lsh_mode_opts *modes = calloc(n_modes + 1, sizeof *modes);
