@@ -333,8 +333,11 @@ static void round_candidates(const struct problem *p, const struct lsh_mode_opts
 }
 
 /* Every metric of SPEC 5 for rounds [0, Hp) and one combine. */
-static void oracle(const struct problem *p, const struct lsh_mode_opts *mo, uint32_t Hp,
-                   enum lsh_combine combine, struct expect *e)
+/* The metrics over the rows i with sel[i] (every row when sel is NULL): a
+ * sampled reference (reference_rows) evaluates the same ratios over its
+ * sample. */
+static void oracle_rows(const struct problem *p, const struct lsh_mode_opts *mo, uint32_t Hp,
+                        enum lsh_combine combine, const unsigned char *sel, struct expect *e)
 {
     size_t n = p->s.n, d = p->s.d, dv = p->s.dv;
     double scale = p->attn.scale;
@@ -351,6 +354,9 @@ static void oracle(const struct problem *p, const struct lsh_mode_opts *mo, uint
     double *z = xcalloc(Hp, sizeof(double));
 
     memset(e, 0, sizeof *e);
+    size_t n_sel = 0;
+    for (size_t i = 0; i < n; i++)
+        n_sel += !sel || sel[i];
 
     /* U_i */
     for (size_t i = 0; i < n; i++) {
@@ -382,7 +388,7 @@ static void oracle(const struct problem *p, const struct lsh_mode_opts *mo, uint
         if (!any) {
             empty[i] = 1;
             S[i * n + i] = 1;
-            e->empty_rows++;
+            e->empty_rows += !sel || sel[i];
         }
         e->rows_full += (uint64_t)(any && full);
         int n_empty_rounds = 0;
@@ -456,12 +462,16 @@ static void oracle(const struct problem *p, const struct lsh_mode_opts *mo, uint
     /* Frobenius ratios */
     double num = 0.0, den = 0.0;
     for (size_t t = 0; t < n * dv; t++) {
+        if (sel && !sel[t / dv])
+            continue;
         num += (O[t] - Oh[t]) * (O[t] - Oh[t]);
         den += O[t] * O[t];
     }
     e->out_rel_err = ratio0(sqrt(num), sqrt(den));
     num = den = 0.0;
     for (size_t t = 0; t < n * n; t++) {
+        if (sel && !sel[t / n])
+            continue;
         num += (A[t] - Ah[t]) * (A[t] - Ah[t]);
         den += A[t] * A[t];
     }
@@ -471,6 +481,8 @@ static void oracle(const struct problem *p, const struct lsh_mode_opts *mo, uint
     double mass = 0.0, kl = 0.0, gnum = 0.0, gden = 0.0, ssum = 0.0, usum = 0.0;
     size_t kl_rows = 0;
     for (size_t i = 0; i < n; i++) {
+        if (sel && !sel[i])
+            continue;
         double mi = 0.0, kli = 0.0;
         for (size_t j = 0; j < n; j++) {
             size_t t = i * n + j;
@@ -491,11 +503,11 @@ static void oracle(const struct problem *p, const struct lsh_mode_opts *mo, uint
             kl_rows++;
         }
     }
-    e->mass_recall = mass / (double)n;
+    e->mass_recall = mass / (double)n_sel;
     e->kl = kl_rows ? kl / (double)kl_rows : 0.0;
     e->gram_recovery = ratio0(gnum, gden);
     e->density = ssum / usum;
-    e->mean_candidates = ssum / (double)n;
+    e->mean_candidates = ssum / (double)n_sel;
 
     /* top-K recall: pick the best remaining key of U_i K times, ties to the
      * smaller index (a strict > while scanning j upwards) */
@@ -503,6 +515,8 @@ static void oracle(const struct problem *p, const struct lsh_mode_opts *mo, uint
     for (size_t k = 0; k < p->s.n_topk; k++) {
         double rec = 0.0;
         for (size_t i = 0; i < n; i++) {
+            if (sel && !sel[i])
+                continue;
             size_t u = 0, hit = 0;
             for (size_t j = 0; j < n; j++)
                 u += U[i * n + j];
@@ -519,7 +533,7 @@ static void oracle(const struct problem *p, const struct lsh_mode_opts *mo, uint
             }
             rec += (double)hit / (double)want;
         }
-        e->topk_recall[k] = rec / (double)n;
+        e->topk_recall[k] = rec / (double)n_sel;
     }
     free(taken);
 
@@ -561,6 +575,12 @@ static void oracle(const struct problem *p, const struct lsh_mode_opts *mo, uint
     free(O);
     free(Oh);
     free(z);
+}
+
+static void oracle(const struct problem *p, const struct lsh_mode_opts *mo, uint32_t Hp,
+                   enum lsh_combine combine, struct expect *e)
+{
+    oracle_rows(p, mo, Hp, combine, NULL, e);
 }
 
 /* ---- running the engine --------------------------------------------------- */
@@ -1672,4 +1692,60 @@ Test(eval_naive, reference_pass_over_several_key_chunks)
     struct ref_case sampled_int = {0, 1, 0, 1, 1};
     check_reference_case(&sampled_int, seed++);
     check_reference_case(&sampled_int, seed++);
+}
+
+/* A sampled reference (reference_rows): each metric is the same ratio over
+ * the sampled rows, on the tile path (union alone) and on the row path
+ * (union with rounds), in both modes. */
+Test(eval_naive, sampled_rows_give_the_oracle_over_the_sample)
+{
+    const struct lsh_mode_opts modes[3] = {bucket_mode(), chunked_mode(5, 1, LSH_WINDOW_ALL),
+                                           chunked_mode(4, 0, LSH_WINDOW_SAME_BUCKET)};
+    uint64_t seed = 2901;
+    for (size_t mi = 0; mi < 3; mi++)
+        for (int k = 0; k < 2; k++)
+            for (int causal = 0; causal <= 1; causal++) {
+                struct setup s = make_setup(90, k ? LSH_KEYS_SEPARATE : LSH_KEYS_SHARED, 3, 4);
+                s.causal = causal;
+                struct problem p;
+                problem_make(&p, &s, seed);
+                size_t rows[90], m = 0;
+                unsigned char sel[90] = {0};
+                for (size_t i = 0; i < s.n; i++)
+                    if (i % 3 == 1 || i == 0 || i == s.n - 1) {
+                        rows[m++] = i;
+                        sel[i] = 1;
+                    }
+                struct lsh_rounds rounds = {.n = s.n, .n_hashes = s.H, .n_buckets = s.B,
+                                            .bq = p.bq, .bk = key_buckets(&p)};
+                for (size_t nc = 1; nc <= 2; nc++) { /* union alone, then both */
+                    struct lsh_reference *ref = NULL;
+                    struct lsh_error err;
+                    memset(&err, 0, sizeof err);
+                    cr_assert_eq(lsh_reference_compute(&p.attn, rows, m, 2, 0, &ref, &err), 0,
+                                 "%s", err.message);
+                    struct lsh_metrics out[6];
+                    metrics_alloc(out, 3 * nc, s.n_topk);
+                    cr_assert_eq(lsh_eval_pass(ref, &rounds, &modes[mi], prefixes_123, 3,
+                                               both_combines, nc, 2, out, NULL, &err),
+                                 0, "%s", err.message);
+                    for (size_t ip = 0; ip < 3; ip++)
+                        for (size_t ic = 0; ic < nc; ic++) {
+                            struct expect e;
+                            char what[512];
+                            oracle_rows(&p, &modes[mi], prefixes_123[ip], both_combines[ic], sel,
+                                        &e);
+                            describe(what, sizeof what, &p, &modes[mi], prefixes_123[ip],
+                                     both_combines[ic], seed);
+                            strncat(what, nc == 1 ? " (sampled, union alone)" : " (sampled)",
+                                    sizeof what - strlen(what) - 1);
+                            compare(what, &out[ip * nc + ic], &e, s.n_topk);
+                            cr_expect_eq(out[ip * nc + ic].empty_rows, e.empty_rows);
+                        }
+                    metrics_free(out, 3 * nc);
+                    lsh_reference_free(ref);
+                }
+                problem_free(&p);
+                seed++;
+            }
 }
