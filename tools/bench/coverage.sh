@@ -3,10 +3,12 @@
 # exact values?  For each seed, the same dataset is evaluated exactly and with
 # a sample of M rows; counts how often |estimate - exact| <= 2 se (about 95% of
 # the time for a normal estimator).
-#   tools/bench/coverage.sh [BUILD_DIR] [SEEDS] [M]     defaults: build 40 512
+#   tools/bench/coverage.sh [BUILD_DIR] [SEEDS] [M] [COMBINE]
+#     defaults: build 40 512 "[union, rounds]" (the row path); "union" alone
+#     takes the tile path
 set -euo pipefail
 cd "$(dirname "$0")/../.."
-build=${1:-build} seeds=${2:-40} m=${3:-512}
+build=${1:-build} seeds=${2:-40} m=${3:-512} combine=${4:-"[union, rounds]"}
 lshlab="$build/core/lshlab"
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
@@ -22,7 +24,7 @@ strategies:
 sweep:
   n_hashes: [1, 4]
   n_buckets: [16, 64]
-  combine: [union, rounds]
+  combine: $combine
 YAML
 }
 for s in $(seq 1 "$seeds"); do
