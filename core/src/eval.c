@@ -219,6 +219,14 @@ static inline void consider(struct workspace *w, struct row *row, uint32_t j)
     }
 }
 
+/* Chunks in a query's window (chunked mode): its own and look_back before
+ * it, wrapping, each once, so at most all nc of them. */
+static size_t window_span(const struct lsh_mode_opts *mode, size_t nc)
+{
+    const size_t span = (size_t)mode->look_back + 1;
+    return span < nc ? span : nc;
+}
+
 /* Enumerate S_i^h (intersected with U_i) into the row's union. */
 static void collect_round(const struct ctx *c, struct workspace *w, struct row *row, size_t h)
 {
@@ -242,9 +250,7 @@ static void collect_round(const struct ctx *c, struct workspace *w, struct row *
     const size_t cs = c->mode->chunk_size, nc = x->n_chunks;
     const size_t own = x->qpos[row->i] / cs;
     /* Own chunk and look_back chunks before it, wrapping; each chunk once. */
-    size_t span = (size_t)c->mode->look_back + 1;
-    if (span > nc)
-        span = nc;
+    const size_t span = window_span(c->mode, nc);
     for (size_t t = 0; t < span; t++) {
         size_t ch = (own + nc - t % nc) % nc;
         size_t lo = ch * cs, up = lo + cs < x->n_items ? lo + cs : x->n_items;
@@ -776,7 +782,7 @@ static const uint32_t *tile_keys(const struct ctx *c, const struct round_index *
     }
     const int separate = c->rounds->bk != c->rounds->bq;
     const size_t cs = c->mode->chunk_size, nc = x->n_chunks;
-    const size_t span = c->mode->look_back + 1 < nc ? c->mode->look_back + 1 : nc;
+    const size_t span = window_span(c->mode, nc);
     size_t k = 0;
     for (size_t t = 0; t < span; t++) {
         const size_t ch = (g + nc - t % nc) % nc;
@@ -809,8 +815,7 @@ static int tile_task_run(void *vctx, size_t task, unsigned thread)
     const int chunked = c->mode->mode == LSH_MODE_CHUNKED;
     const int same_bucket = chunked && c->mode->window == LSH_WINDOW_SAME_BUCKET;
     const uint32_t nc = chunked ? (uint32_t)x->n_chunks : 1;
-    const uint32_t span = chunked ? (c->mode->look_back + 1 < nc ? c->mode->look_back + 1 : nc)
-                                  : 1;
+    const uint32_t span = chunked ? (uint32_t)window_span(c->mode, nc) : 1;
     size_t ii[TILE_ROWS];
     double mass[TILE_ROWS] = {0}, sa2[TILE_ROWS] = {0}, gram[TILE_ROWS] = {0};
     uint32_t count[TILE_ROWS] = {0};
@@ -921,7 +926,7 @@ static int round_pair(const struct ctx *c, size_t g, size_t i, size_t j)
         return same;
     const struct round_index *x = &c->idx[g];
     const size_t nc = x->n_chunks;
-    const size_t span = c->mode->look_back + 1 < nc ? c->mode->look_back + 1 : nc;
+    const size_t span = window_span(c->mode, nc);
     const size_t back = (x->qchunk[i] + nc - x->kchunk[j]) % nc;
     return back < span && (c->mode->window != LSH_WINDOW_SAME_BUCKET || same);
 }
