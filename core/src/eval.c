@@ -555,15 +555,17 @@ static int block_task(void *vctx, size_t block, unsigned thread)
     return 0;
 }
 
-/* ---- the tile path: bucket mode, combine union ------------------------------ */
+/* ---- the tile path: combine union ------------------------------------------ */
 
-/* In bucket mode a round's pairs come in complete blocks: every row of a
- * bucket meets every key of it.  So a round is scored and summed by GEMMs over
- * tiles of TILE_ROWS rows x TILE_KEYS keys of one bucket, and a pair counts in
- * the first round that puts i and j in one bucket (it is new when no earlier
- * round did), which makes S_i the union and each prefix a running sum over
- * rounds.  A tile pays for every collision, not only the new ones, but runs
- * at GEMM speed rather than at the speed of gathering rows of V. */
+/* A round's pairs come in complete blocks: every row of a bucket meets every
+ * key of it (bucket mode), every query of a chunk every key of the chunk's
+ * window (chunked mode; with window same_bucket a per-pair mask).  So a round
+ * is scored and summed by GEMMs over tiles of up to TILE_ROWS rows x
+ * TILE_KEYS keys of one such group, and a pair counts in the first round that
+ * makes it a candidate (it is new when no earlier round did), which makes S_i
+ * the union and each prefix a running sum over rounds.  A tile pays for the
+ * repeats too, not only the new pairs, but runs at GEMM speed rather than at
+ * the speed of gathering rows of V. */
 #define TILE_ROWS 128
 #define TILE_KEYS 512
 
@@ -583,7 +585,7 @@ static int tile_cmp(const void *x, const void *y)
 
 struct tile_ws {
     double *qb;         /* TILE_ROWS x d: the tile's rows of Q              */
-    double *kd;         /* TILE_KEYS x d: the chunk's keys                  */
+    double *kd;         /* TILE_KEYS x d: the key chunk's rows of K         */
     double *vc;         /* TILE_KEYS x d_v: their rows of V                 */
     double *p;          /* TILE_ROWS x nk: raw scores, then A_ij (0 off S)  */
     double *onum;       /* TILE_ROWS x d_v: sum of A_ij v_j of this round   */
@@ -601,7 +603,7 @@ struct tile_ws {
 
 struct tile_state {
     size_t h;                   /* the round being added */
-    uint32_t *rperm, *roff;     /* evaluated rows of round h by bucket */
+    uint32_t *rperm, *roff;     /* evaluated rows of round h by group */
     struct tile_task *tasks;
     size_t n_tasks;
     struct tile_ws *ws;         /* per thread */
