@@ -4,7 +4,7 @@
 #     (../shared/bench/peer_numpy.py, default sweep: 48 points, n = 4096, d = 64),
 #     both run back to back (the peer twice, lshlab five times); prints the wall
 #     times and the ratio of the peer's best to lshlab's median;
-#  2. the reference pass's GFLOP/s (-j 1) against this machine's single-thread
+#  2. the reference pass's GFLOP/s (-j 1, best of 3) against this machine's single-thread
 #     DGEMM rate for the same shapes (build/tools/bench/bench-dgemm);
 #  3. per-point cost against density: eval_seconds of one hash round at
 #     B = 1 ... 1024 (density 1 ... 0.001), -j 1;
@@ -50,11 +50,15 @@ fi
 
 echo "== 2. reference pass vs DGEMM, one thread"
 "$build/tools/bench/bench-dgemm" 4096 64 128 | tee "$out/dgemm.txt"
-"$lshlab" run experiments/configs/bench-peer.yaml -o "$out/b.h5" -j 1 2>&1 >/dev/null \
-  | grep "reference for dataset" | tee "$out/ref.txt"
+# the pass takes ~0.1 s here, so one run is noisy: the best of three counts,
+# as bench-dgemm takes the best of its repetitions
+for k in 1 2 3; do
+  "$lshlab" run experiments/configs/bench-peer.yaml -o "$out/b.h5" --force -j 1 2>&1 >/dev/null \
+    | grep "reference for dataset"
+done | tee "$out/ref.txt"
 awk 'FNR == NR { for (i = 1; i <= NF; i++) if ($i == "GFLOP/s") g = $(i - 1); next }
-     { for (i = 1; i <= NF; i++) if ($i ~ /GFLOP\/s/) { r = $(i - 1); sub(/^\(/, "", r) } }
-     END { if (g > 0) printf "reference pass: %.1f GFLOP/s = %.0f%% of DGEMM\n", r, 100 * r / g }' \
+     { for (i = 1; i <= NF; i++) if ($i ~ /GFLOP\/s/) { v = $(i - 1); sub(/^\(/, "", v); if (v + 0 > r) r = v + 0 } }
+     END { if (g > 0) printf "reference pass: %.1f GFLOP/s (best of 3) = %.0f%% of DGEMM\n", r, 100 * r / g }' \
   "$out/dgemm.txt" "$out/ref.txt"
 
 echo "== 3. eval_seconds against density (one round of hyperplanes, n = 4096, -j 1)"
