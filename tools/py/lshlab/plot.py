@@ -1,27 +1,25 @@
-"""lshlab_plot.py - every figure an lshlab results file allows, as PDF and PNG
+"""lshlab.plot - every figure an lshlab results file allows, as PDF and PNG
 (run it through tools/plot, which picks a Python with h5py and matplotlib)."""
 
 import argparse
 import math
 import os
 import re
-import textwrap
 import sys
+import textwrap
 import zlib
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import matplotlib
 
-import matplotlib  # noqa: E402
-import matplotlib.colors  # noqa: E402
-import matplotlib.ticker  # noqa: E402
-
-matplotlib.use("Agg")  # files only, never a window
+matplotlib.use("Agg")  # files only, never a window: before pyplot is imported
 import h5py  # noqa: E402
+import matplotlib.colors  # noqa: E402
 import matplotlib.pyplot as plt  # noqa: E402
+import matplotlib.ticker  # noqa: E402
 import numpy as np  # noqa: E402
 from matplotlib.lines import Line2D  # noqa: E402
 
-import lshlab_results as lr  # noqa: E402
+from . import results as lr  # noqa: E402
 
 DESCRIPTION = """\
 Draw every figure that an lshlab results file allows, as PDF and PNG, into
@@ -334,17 +332,6 @@ def _share_y(axes):
         ax.set_ylim(lo, hi)
 
 
-def pareto_front(x, y):
-    """Indices of the points no other point beats: cheaper-or-equal and better."""
-    order = sorted(range(len(x)), key=lambda i: (x[i], -y[i]))
-    front, best = [], -math.inf
-    for i in order:
-        if y[i] > best:
-            front.append(i)
-            best = y[i]
-    return front
-
-
 def fig_cost(w, runs, width, name):
     metrics = [m for m in ("gram_recovery", "mass_recall") if m in runs]
     if not metrics or "density" not in runs:
@@ -364,7 +351,7 @@ def fig_cost(w, runs, width, name):
             y = [p[1] for p in pts]
             ax.scatter(x, y, s=9, color=st.colour, marker=st.marker, alpha=0.35,
                        linewidths=0)
-            front = pareto_front(x, y)
+            front = lr.pareto_front(x, y)
             fx, fy = [x[i] for i in front], [y[i] for i in front]
             fse = [pts[i][2] for i in front]
             errorbar(ax, fx, fy, fse, st)

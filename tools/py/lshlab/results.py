@@ -1,5 +1,6 @@
-"""lshlab_results.py - read an lshlab results file (SPEC 9) into numpy columns,
-group rows by key columns, and average over repeats (mean and standard error).
+"""lshlab.results - read an lshlab results file (docs/definitions.md, "The results
+file") into numpy columns whose strings are str, group rows by key columns, average
+over repeats (mean and standard error), and find Pareto fronts.
 
 Shared by tools/plot and tools/summary; needs h5py and numpy only.
 """
@@ -9,7 +10,7 @@ import math
 import h5py
 import numpy as np
 
-# Columns that identify a row (SPEC 9); every other numeric column is a measurement.
+# Columns that identify a row (docs/definitions.md); every other numeric column is a measurement.
 KEY_COLUMNS = {
     "runs": ["point_id", "dataset", "strategy", "params", "mode", "chunk_size", "look_back",
              "window", "combine", "n_hashes", "n_buckets", "repeat", "seed", "status",
@@ -56,18 +57,36 @@ class Table:
                      self.attrs)
 
 
+def _text(v):
+    """One string value as str: HDF5 strings come back from h5py as bytes (fixed
+    length: numpy.bytes_; variable length inside a compound: bytes)."""
+    if isinstance(v, bytes):  # numpy.bytes_ included
+        return v.decode("utf-8", "replace")
+    return str(v)
+
+
 def _decode(col):
-    if col.dtype.kind == "S":
-        return np.array([v.decode("utf-8", "replace") for v in col], dtype=object)
+    """A column with str values when its values are strings, else the column."""
+    if col.dtype.kind in "SU" or (col.dtype.kind == "O" and
+                                  all(isinstance(v, (bytes, str)) for v in col)):
+        return np.array([_text(v) for v in col], dtype=object)
     return col
 
 
+def _attr(v):
+    """A root attribute: strings (and arrays of them) as str, numbers as they are."""
+    if isinstance(v, (bytes, str)):
+        return _text(v)
+    if isinstance(v, np.ndarray) and v.dtype.kind in "SUO":
+        return [_text(x) for x in v.ravel()]
+    return v
+
+
 def read_table(path, name):
-    """The table /name of the results file at path, or None when it has none."""
+    """The table /name of the results file at path, or None when it has none.
+    String columns and attributes are str, never bytes."""
     with h5py.File(path, "r") as f:
-        attrs = {}
-        for k, v in f.attrs.items():
-            attrs[k] = v.decode("utf-8", "replace") if isinstance(v, bytes) else v
+        attrs = {k: _attr(v) for k, v in f.attrs.items()}
         if name not in f:
             return None
         data = f[name][()]
@@ -145,3 +164,17 @@ def split_params(canonical):
     if cur:
         out.append(cur)
     return [tuple(p.split("=", 1)) if "=" in p else (p, "") for p in out]
+
+
+def pareto_front(x, y):
+    """Indices of the points that no other point beats, cheapest first: a point is
+    on the front when every point at most as costly (x) has a smaller y (higher
+    is better).  Of equal x, only the best y can be on it; of equal (x, y), the
+    first."""
+    order = sorted(range(len(x)), key=lambda i: (x[i], -y[i], i))
+    front, best = [], -math.inf
+    for i in order:
+        if y[i] > best:
+            front.append(i)
+            best = y[i]
+    return front

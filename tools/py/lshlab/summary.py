@@ -1,15 +1,13 @@
-"""lshlab_summary.py - mean and standard error over repeats of every metric of an
+"""lshlab.summary - mean and standard error over repeats of every metric of an
 lshlab results file, grouped by key columns (run it through tools/summary)."""
 
 import argparse
 import csv
 import difflib
 import math
-import os
 import sys
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import lshlab_results as lr  # noqa: E402
+from . import results as lr
 
 DESCRIPTION = """\
 Summarise an lshlab results file: for every group of rows that share the
