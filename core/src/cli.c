@@ -53,7 +53,8 @@ static const char main_usage[] =
     "\n"
     "exit codes: 0 ok, 1 runtime error, 2 usage, 3 invalid config or input,\n"
     "            4 results file exists, 5 some points failed, 130 stopped (resumable)\n"
-    "environment: LSHLAB_STRATEGY_PATH  colon-separated folders searched for plugins first\n";
+    "environment: LSHLAB_STRATEGY_PATH  colon-separated folders searched for plugins first\n"
+    "definitions of every hash rule, metric, seed and file field: docs/definitions.md\n";
 
 static void print_error(const struct lsh_error *err)
 {
