@@ -56,9 +56,15 @@ class SeedRecipeTest(unittest.TestCase):
         self.assertEqual(ps, 3860597692270683945)
         self.assertEqual([r["mix_u64"](ps, h) for h in range(3)],
                          [3511062112856046479, 1907978774026041403, 368900977022685689])
+        first = [next(r["stream"](r["mix_u64"](ps, h))) for h in range(3)]
+        self.assertEqual(first, [0xA899E85DCAC70713, 0xE3591FE2849FBF20, 0x4C10D08C6DA5ECD0])
+        v = next(r["stream"](0))
+        self.assertEqual(v, 0x99EC5F36CB75F2B4)
+        self.assertEqual((v >> 11) * 2.0 ** -53, 0.60126299941790484)  # uniform()
         # Every number the text quotes is one of these.
         for v in ("0xE220A8397B1DCDAF", "12035550249420947055", "5289437080273351086",
-                  "958959768963603753", "3860597692270683945", "3511062112856046479"):
+                  "958959768963603753", "3860597692270683945", "3511062112856046479",
+                  "0xA899E85DCAC70713", "0x99EC5F36CB75F2B4", "0.60126299941790484"):
             self.assertIn(v, TEXT)
 
     def test_splitmix64_steps_are_the_published_ones(self):
