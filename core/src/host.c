@@ -205,27 +205,41 @@ static int fit(struct lsh_host_round *r, const struct lsh_host_rows *parts, size
     return rc ? plugin_failed(r, "fit", rc, &serr, err) : 0;
 }
 
-/* hash() on batches copied into batch (LSH_HOST_BATCH_ROWS x d), then the
- * range check: a plugin's bucket is not trusted. */
-static int hash(struct lsh_host_round *r, const struct lsh_host_rows *part, double *batch,
-                struct lsh_error *err)
+/* hash() on batches copied into scratch, its buckets into scratch too: the
+ * plugin never holds the caller's rows, and its buckets reach the caller
+ * only after the range check (a plugin's bucket is not trusted). */
+struct scratch {
+    double *x;         /* LSH_HOST_BATCH_ROWS x d at most */
+    uint32_t *bucket;  /* LSH_HOST_BATCH_ROWS */
+};
+
+static int hash(struct lsh_host_round *r, const struct lsh_host_rows *part,
+                const struct scratch *sc, struct lsh_error *err)
 {
     const size_t d = r->pt.d;
+    const struct lsh_strategy *s = r->pt.strategy;
     for (size_t start = 0; start < part->n; start += LSH_HOST_BATCH_ROWS) {
         size_t m = part->n - start < LSH_HOST_BATCH_ROWS ? part->n - start : LSH_HOST_BATCH_ROWS;
-        memcpy(batch, part->x + start * d, m * d * sizeof *batch);
+        memcpy(sc->x, part->x + start * d, m * d * sizeof *sc->x);
         struct lsh_strategy_error serr;
         memset(&serr, 0, sizeof serr);
-        int rc = r->pt.strategy->hash(r->state, batch, m, d, part->bucket + start, &serr);
+        int rc = s->hash(r->state, sc->x, m, d, sc->bucket, &serr);
         if (rc)
             return plugin_failed(r, "hash", rc, &serr, err);
+        for (size_t i = 0; i < m; i++)
+            if (sc->bucket[i] >= r->pt.n_buckets)
+                return lsh_error_set(err, LSH_EPLUGIN, "%s / round %u / hash: %s returned bucket "
+                                     "%u for row %zu; n_buckets is %u", s->name, r->h, s->name,
+                                     sc->bucket[i], start + i, r->pt.n_buckets);
+        memcpy(part->bucket + start, sc->bucket, m * sizeof *sc->bucket);
     }
-    for (size_t i = 0; i < part->n; i++)
-        if (part->bucket[i] >= r->pt.n_buckets)
-            return lsh_error_set(err, LSH_EPLUGIN, "%s / round %u / hash: %s returned bucket %u "
-                                 "for row %zu; n_buckets is %u", r->pt.strategy->name, r->h,
-                                 r->pt.strategy->name, part->bucket[i], i, r->pt.n_buckets);
     return 0;
+}
+
+/* Bytes of a hash batch of `rows` rows of d doubles and their buckets. */
+static size_t batch_bytes(size_t rows, size_t d)
+{
+    return mul_sat(rows, add_sat(mul_sat(d, sizeof(double)), sizeof(uint32_t)));
 }
 
 int lsh_host_round_bucket(struct lsh_host_round *r, const struct lsh_host_rows *parts,
@@ -238,14 +252,22 @@ int lsh_host_round_bucket(struct lsh_host_round *r, const struct lsh_host_rows *
     for (size_t p = 0; p < n_parts; p++)
         most = parts[p].n > most ? parts[p].n : most;
     most = most < LSH_HOST_BATCH_ROWS ? most : LSH_HOST_BATCH_ROWS;
-    const size_t bytes = mul_sat(mul_sat(most, r->pt.d), sizeof(double));
-    double *batch = bytes < SIZE_MAX ? malloc(bytes ? bytes : 1) : NULL;
-    if (!batch)
+    const size_t bytes = batch_bytes(most, r->pt.d);
+    struct scratch sc = {NULL, NULL};
+    if (bytes < SIZE_MAX) {
+        sc.x = malloc(bytes - most * sizeof *sc.bucket + 1);
+        sc.bucket = malloc(most * sizeof *sc.bucket + 1);
+    }
+    if (!sc.x || !sc.bucket) {
+        free(sc.x);
+        free(sc.bucket);
         return lsh_error_set(err, LSH_ENOMEM, "%s / round %u / hash: out of memory for a batch "
                              "of %zu rows", r->pt.strategy->name, r->h, most);
+    }
     for (size_t p = 0; !rc && p < n_parts; p++)
-        rc = hash(r, &parts[p], batch, err);
-    free(batch);
+        rc = hash(r, &parts[p], &sc, err);
+    free(sc.x);
+    free(sc.bucket);
     return rc;
 }
 
@@ -347,8 +369,7 @@ void lsh_host_round_memory(const struct lsh_strategy *s, size_t n_rows, size_t d
                                                              : (s->state_size + 63) / 64 * 64;
     /* the round itself and its stream (a gsl_rng and xoshiro's 32 bytes) */
     out->kept = add_sat(state, sizeof(struct lsh_host_round) + 256);
-    const size_t row = mul_sat(d, sizeof(double));
-    const size_t fit_copy = s->fit ? mul_sat(n_rows, row) : 0;
-    const size_t batch = mul_sat(n_rows < LSH_HOST_BATCH_ROWS ? n_rows : LSH_HOST_BATCH_ROWS, row);
+    const size_t fit_copy = s->fit ? mul_sat(n_rows, mul_sat(d, sizeof(double))) : 0;
+    const size_t batch = batch_bytes(n_rows < LSH_HOST_BATCH_ROWS ? n_rows : LSH_HOST_BATCH_ROWS, d);
     out->transient = fit_copy > batch ? fit_copy : batch;
 }

@@ -14,8 +14,9 @@
  *   control characters are shown as '?';
  * - a plugin never gets a pointer to data other rounds or points read: fit()
  *   gets a private copy of its rows and hash() batches of rows copied into a
- *   scratch buffer (LSH_HOST_BATCH_ROWS rows), so a plugin that writes
- *   through its const pointer changes only its own copy;
+ *   scratch buffer (LSH_HOST_BATCH_ROWS rows), its buckets into scratch too,
+ *   so a plugin that writes through its const pointer changes only its own
+ *   copy, and its buckets reach the caller only after the range check;
  * - a bucket >= n_buckets, a state_size over LSH_HOST_STATE_MAX and an
  *   exported array name that is not a plain word are LSH_EPLUGIN errors.
  *
@@ -121,8 +122,9 @@ void lsh_host_round_close(struct lsh_host_round *r);
  * not in it):
  *   kept      - from open to close: the state (rounded to 64) and the stream;
  *   transient - only inside lsh_host_round_bucket, freed before it returns:
- *               the private copy of the rows fit() gets, or the hash batch,
- *               whichever is larger (they are never held together).
+ *               the private copy of the rows fit() gets, or the hash batch
+ *               (rows and their buckets), whichever is larger (they are
+ *               never held together).
  * A run holding H rounds open, T of them bucketing at once, needs
  * H * kept + T * transient.  Saturates at SIZE_MAX instead of wrapping. */
 struct lsh_host_memory {

@@ -382,14 +382,14 @@ Test(cli, a_plugin_calling_exit_fails_the_run_and_keeps_the_partial)
 
 Test(cli, a_plugin_edata_at_export_fails_its_points_not_the_config)
 {
-    const char *names[] = {"edata_export"};
+    const char *names[] = {"bad_export"};
     use_test_plugins(names, 1);
     char cfg[512], res[512];
     snprintf(cfg, sizeof cfg, "%s/edata.yaml", tmpdir);
     snprintf(res, sizeof res, "%s/edata.h5", tmpdir);
     write_file(cfg, "name: edata\n"
                     "datasets: [{name: g, kind: gaussian, n: 30, d: 4}]\n"
-                    "strategies: [{name: edata_export}, {name: rotation}]\n"
+                    "strategies: [{name: bad_export, params: {fault: edata}}, {name: rotation}]\n"
                     "sweep: {n_hashes: 2, n_buckets: 4}\n"
                     "dump: [hash_params]\n");
     char *out = NULL;
@@ -399,7 +399,7 @@ Test(cli, a_plugin_edata_at_export_fails_its_points_not_the_config)
     cr_expect(strstr(out, "1 points failed"), "%s", out);
     free(out);
     cr_assert_eq(lshlab(&out, "show %s --csv", res), 0, "%s", out);
-    cr_expect(strstr(out, "failed") && strstr(out, "edata_export / round 0 / export_params: "
+    cr_expect(strstr(out, "failed") && strstr(out, "bad_export / round 0 / export_params: "
                                                    "returned -3 (the data cannot be hashed)"),
               "%s", out);
     free(out);
