@@ -75,6 +75,8 @@ static int exit_code_for(int code)
         return EXIT_EXISTS;
     case LSH_EINTR:
         return EXIT_STOPPED;
+    case LSH_EPLUGIN: /* at run time: some work was done (load_and_plan maps its own) */
+        return EXIT_RUNTIME;
     default:
         return EXIT_RUNTIME;
     }
@@ -88,10 +90,45 @@ static int usage_error(const char *usage, const char *fmt, const char *arg)
     return EXIT_USAGE;
 }
 
+/* ---- a plugin that calls exit() ------------------------------------------------ */
+
+/* A plugin runs inside lshlab: its exit() would end lshlab with the plugin's
+ * status, often 0, and no word.  From the first plugin load until main
+ * returns, an exit() is the plugin's: say so, and fail. */
+static int plugins_live;
+static const char *run_output; /* the results file a run is writing, else NULL */
+
+static void on_plugin_exit(void)
+{
+    if (!plugins_live)
+        return;
+    char msg[2048];
+    int len;
+    if (run_output)
+        len = snprintf(msg, sizeof msg, "%s: error: a strategy plugin called exit() during the "
+                       "run; the results so far are kept in %s.partial (--resume continues "
+                       "once the plugin is fixed)\n", prog, run_output);
+    else
+        len = snprintf(msg, sizeof msg, "%s: error: a strategy plugin called exit(); lshlab "
+                       "stopped\n", prog);
+    /* write(2), not stdio: the exit may come from a worker thread */
+    ssize_t w = write(STDERR_FILENO, msg, len > 0 && (size_t)len < sizeof msg ? (size_t)len
+                                                                              : strlen(msg));
+    (void)w;
+    _exit(EXIT_RUNTIME);
+}
+
+static int main_returns(int code)
+{
+    plugins_live = 0;
+    return code;
+}
+
 static struct lsh_registry *load_registry(void)
 {
     struct lsh_error err;
     lsh_error_clear(&err);
+    plugins_live = 1;
     struct lsh_registry *reg = lsh_registry_alloc();
     if (!reg) {
         fprintf(stderr, "%s: error: out of memory\n", prog);
@@ -488,6 +525,7 @@ static int run_collision(const struct run_args *a, const struct lsh_config *cfg,
     struct lsh_error err;
     lsh_error_clear(&err);
     memset(&sum, 0, sizeof sum);
+    run_output = out_path;
     int code, rc = lsh_collision_run(cfg, plan, &ro, &sum, &err);
     if (rc == LSH_EINTR) {
         fprintf(stderr, "%s: stopped after %zu of %zu rows; the results so far are in %s.partial\n"
@@ -620,6 +658,7 @@ static int cmd_run(int argc, char **argv)
     struct lsh_error err;
     lsh_error_clear(&err);
     memset(&sum, 0, sizeof sum);
+    run_output = out_path;
     int rc = lsh_sweep_run(cfg, plan, &ro, &sum, &err);
     if (rc == LSH_EINTR) {
         fprintf(stderr, "%s: stopped after %zu of %zu points; the results so far are in %s.partial\n"
@@ -840,6 +879,7 @@ int main(int argc, char **argv)
     signal(SIGXFSZ, SIG_IGN);    /* a file size limit is a write error (EFBIG), not a kill */
     lsh_results_init_library();  /* HDF5 prints its error stack by default */
     lsh_blas_single_thread();    /* our threads, not BLAS's */
+    atexit(on_plugin_exit);      /* after HDF5's own: it runs first, and leaves files as they are */
 
     if (argc < 2) {
         fputs(main_usage, stderr);
@@ -862,13 +902,13 @@ int main(int argc, char **argv)
     argv++;
     optind = 1;
     if (!strcmp(cmd, "run"))
-        return cmd_run(argc, argv);
+        return main_returns(cmd_run(argc, argv));
     if (!strcmp(cmd, "validate"))
-        return cmd_validate(argc, argv);
+        return main_returns(cmd_validate(argc, argv));
     if (!strcmp(cmd, "strategies"))
-        return cmd_strategies(argc, argv);
+        return main_returns(cmd_strategies(argc, argv));
     if (!strcmp(cmd, "show"))
-        return cmd_show(argc, argv);
+        return main_returns(cmd_show(argc, argv));
     fprintf(stderr, "%s: unknown command '%s'\n\n%s", prog, cmd, main_usage);
     return EXIT_USAGE;
 }

@@ -9,6 +9,7 @@
 
 #include <gsl/gsl_rng.h>
 
+#include "host.h"
 #include "parallel.h"
 #include "rng.h"
 
@@ -226,26 +227,16 @@ int lsh_collision_plan_build(const struct lsh_config *cfg, struct lsh_collision_
     for (size_t s = 0; s < cfg->n_strategies && !rc; s++) {
         const struct lsh_strategy_spec *st = &cfg->strategies[s];
         for (size_t ps = 0; ps < st->n_sets && !rc; ps++) {
-            const struct lsh_param_set *set = &st->sets[ps];
             for (size_t b = 0; b < sw->n_n_buckets && !rc; b++) {
                 struct lsh_collision_point *pt = &plan->points[plan->n_points++];
                 *pt = (struct lsh_collision_point){s, ps, sw->n_buckets[b], NULL};
-                if (!st->strategy->check)
+                const struct lsh_host_point hp = lsh_host_point_of(st, ps, sw->n_buckets[b],
+                                                                   col->d, 2 * col->pairs);
+                char where[192], why[LSH_ERROR_MSG_MAX - 160];
+                snprintf(where, sizeof where, "in the collision experiment (d = %zu, 2 x %zu "
+                         "pairs = %zu rows)", col->d, col->pairs, 2 * col->pairs);
+                if (!lsh_host_check(&hp, where, why, sizeof why))
                     continue;
-                struct lsh_round round = {
-                    .d = col->d, .n_buckets = sw->n_buckets[b], .n_rows = 2 * col->pairs,
-                    .params = set->values, .n_params = set->n_params,
-                    .host = lsh_host_services(),
-                };
-                struct lsh_strategy_error serr = {{0}};
-                if (!st->strategy->check(&round, &serr))
-                    continue;
-                char why[LSH_ERROR_MSG_MAX - 160];
-                snprintf(why, sizeof why, "%s%s%s cannot run n_buckets %u in the collision "
-                         "experiment (d = %zu, 2 x %zu pairs = %zu rows): %s",
-                         st->name, set->canonical[0] ? " " : "", set->canonical,
-                         sw->n_buckets[b], col->d, col->pairs, 2 * col->pairs,
-                         serr.message[0] ? serr.message : "refused by check()");
                 if (!st->skip_invalid) {
                     const struct lsh_mark *mk = &sw->n_buckets_marks[b];
                     rc = lsh_error_at(err, LSH_ECONFIG, cfg->path, mk->line, mk->column,
@@ -286,7 +277,7 @@ struct block {
     double *seconds;         /* n_live x h_max */
     uint64_t *seed;          /* n_live: point seeds */
     int *code;               /* n_live x h_max: 0, or why the round failed */
-    char (*message)[LSH_STRATEGY_MSG_MAX + 160];
+    char (*message)[LSH_ERROR_MSG_MAX];
 };
 
 static const struct lsh_collision_point *live_point(const struct block *bk,
@@ -309,61 +300,30 @@ static int round_task(void *ctx_, size_t task, unsigned thread)
     const uint32_t h = (uint32_t)(task % bk->h_max);
     const struct lsh_collision_point *pt = live_point(bk, ctx->plan, k);
     const struct lsh_strategy_spec *st = &bk->cfg->strategies[pt->strategy];
-    const struct lsh_strategy *s = st->strategy;
     const struct lsh_param_set *set = &st->sets[pt->param_set];
     char *msg = bk->message[task];
     if (bk->opts->stop && *bk->opts->stop)
         return LSH_EINTR;
 
     double t0 = lsh_now();
-    const uint64_t seed = lsh_seed_u64(bk->seed[k], h);
-    struct lsh_rng *rng = lsh_rng_alloc(seed);
-    void *state = s->state_size ? aligned_alloc(64, (s->state_size + 63) / 64 * 64) : NULL;
-    int rc = 0;
-    if (!rng || (s->state_size && !state)) {
-        rc = LSH_ENOMEM;
-        snprintf(msg, sizeof bk->message[0], "out of memory in round %u", h);
-        goto done;
-    }
-    if (state)
-        memset(state, 0, s->state_size);
-    struct lsh_round round = {
-        .d = d, .n_buckets = pt->n_buckets, .round = h, .seed = seed, .n_rows = 2 * P,
-        .params = set->values, .n_params = set->n_params, .rng = rng,
-        .host = lsh_host_services(),
-    };
-    struct lsh_strategy_error serr = {{0}};
-    uint32_t *b = bk->buckets[thread];
-    const char *what = "init";
-    rc = s->init(state, &round, &serr);
-    if (!rc) {
-        if (s->fit) {
-            what = "fit";
-            rc = s->fit(state, bk->xy, 2 * P, d, &serr);
-        }
-        if (!rc) {
-            what = "hash";
-            rc = s->hash(state, bk->xy, 2 * P, d, b, &serr);
-        }
-        s->fini(state);
-    }
+    const struct lsh_host_point hp = lsh_host_point_of(st, pt->param_set, pt->n_buckets, d, 2 * P);
+    struct lsh_host_rows rows = {bk->xy, 2 * P, bk->buckets[thread]};
+    const uint32_t *b = rows.bucket;
+    struct lsh_host_round *round = NULL;
+    struct lsh_error e;
+    lsh_error_clear(&e);
+    int rc = lsh_host_round_open(&hp, h, lsh_seed_u64(bk->seed[k], h), &round, &e);
+    if (!rc)
+        rc = lsh_host_round_bucket(round, &rows, 1, &e);
+    lsh_host_round_close(round);
     if (rc) {
-        snprintf(msg, sizeof bk->message[0], "%s%s%s n_buckets %u, angle %g: %s failed in "
-                 "round %u (code %d): %s", s->name, set->canonical[0] ? " " : "",
-                 set->canonical, pt->n_buckets, bk->angle, what, h, rc,
-                 serr.message[0] ? serr.message : "no message");
-        rc = LSH_EPLUGIN;
+        snprintf(msg, sizeof bk->message[0], "angle %g, %s%s%s n_buckets %u: %.600s", bk->angle,
+                 st->name, set->canonical[0] ? " " : "", set->canonical, pt->n_buckets,
+                 e.message);
         goto done;
     }
     uint64_t *bits = bk->bits + task * bk->words, n_equal = 0;
     memset(bits, 0, bk->words * sizeof *bits);
-    for (size_t i = 0; i < 2 * P; i++)
-        if (b[i] >= pt->n_buckets) { /* plugins are not trusted */
-            snprintf(msg, sizeof bk->message[0], "%s returned bucket %u for row %zu in round "
-                     "%u; n_buckets is %u", s->name, b[i], i, h, pt->n_buckets);
-            rc = LSH_EPLUGIN;
-            goto done;
-        }
     for (size_t i = 0; i < P; i++)
         if (b[i] == b[P + i]) {
             bits[i / 64] |= (uint64_t)1 << (i % 64);
@@ -372,8 +332,6 @@ static int round_task(void *ctx_, size_t task, unsigned thread)
     bk->count[task] = n_equal;
     bk->seconds[task] = lsh_now() - t0;
 done:
-    free(state);
-    lsh_rng_free(rng);
     bk->code[task] = rc;
     return rc;
 }
@@ -479,7 +437,7 @@ static int run_angle(struct run *r, struct block *bk, size_t ai, size_t first_ro
     const size_t tasks = bk->n_live * bk->h_max;
     memset(bk->code, 0, tasks * sizeof *bk->code);
     struct round_ctx ctx = {bk, r->plan};
-    lsh_parallel_for(threads, tasks, round_task, &ctx);
+    const int pool_rc = lsh_parallel_for(threads, tasks, round_task, &ctx);
     /* The first failure in task order, so the error is the same for any -j;
      * a stop request wins over errors of rounds it cut short. */
     if (r->opts->stop && *r->opts->stop)
@@ -490,6 +448,9 @@ static int run_angle(struct run *r, struct block *bk, size_t ai, size_t first_ro
         if (bk->code[t])
             return lsh_error_set(err, bk->code[t], "%s", bk->message[t]);
     }
+    if (pool_rc) /* no round failed: the pool itself did, and some never ran */
+        return lsh_error_set(err, pool_rc, "out of memory starting %u threads for %zu rounds",
+                             threads, tasks);
 
     uint64_t *any = calloc(bk->words + 1, sizeof *any);
     if (!any)

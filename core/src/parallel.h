@@ -11,9 +11,15 @@
 
 /* fn(ctx, task, thread) for task in [0, n_tasks); thread in [0, threads).
  * A non-zero return stops handing out new tasks; the first non-zero value in
- * task order among those that ran is returned. */
+ * task order among those that ran is returned.  LSH_ENOMEM (error.h) when the
+ * pool cannot be set up: then no task ran, so a caller must check the return
+ * even when its tasks never fail. */
 typedef int (*lsh_task_fn)(void *ctx, size_t task, unsigned thread);
 int lsh_parallel_for(unsigned threads, size_t n_tasks, lsh_task_fn fn, void *ctx);
+
+/* For tests: the next n pools of more than one thread fail to set up, as
+ * under OOM (lsh_parallel_for returns LSH_ENOMEM and runs no task). */
+void lsh_parallel_fail_next(unsigned n);
 
 /* Number of online CPUs (>= 1). */
 unsigned lsh_cpu_count(void);

@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "dataset.h"
+#include "host.h"
 #include "results.h"
 #include "rng.h"
 
@@ -65,25 +66,13 @@ static int check_point(const struct lsh_config *cfg, const struct lsh_strategy_s
                        const struct lsh_dataset_shape *shape, uint32_t n_buckets,
                        char *why, size_t why_size)
 {
-    if (!st->strategy->check)
-        return 0;
-    struct lsh_round round = {
-        .d = shape->d,
-        .n_buckets = n_buckets,
-        .n_rows = cfg->attention.keys == LSH_KEYS_SEPARATE ? 2 * shape->n : shape->n,
-        .params = ps->values,
-        .n_params = ps->n_params,
-        .host = lsh_host_services(),
-    };
-    struct lsh_strategy_error serr = {{0}};
-    int rc = st->strategy->check(&round, &serr);
-    if (rc) {
-        snprintf(why, why_size, "%s%s%s cannot run n_buckets %u on dataset '%s' (n = %zu, d = %zu): %s",
-                 st->name, ps->canonical[0] ? " " : "", ps->canonical, n_buckets, ds->name,
-                 shape->n, shape->d, serr.message[0] ? serr.message : "refused by check()");
-        return LSH_ECONFIG;
-    }
-    return 0;
+    const struct lsh_host_point pt = lsh_host_point_of(
+        st, (size_t)(ps - st->sets), n_buckets, shape->d,
+        cfg->attention.keys == LSH_KEYS_SEPARATE ? 2 * shape->n : shape->n);
+    char where[320];
+    snprintf(where, sizeof where, "on dataset '%s' (n = %zu, d = %zu)", ds->name, shape->n,
+             shape->d);
+    return lsh_host_check(&pt, where, why, why_size) ? LSH_ECONFIG : 0;
 }
 
 static int check_datasets(const struct lsh_config *cfg, struct lsh_plan *plan,

@@ -14,6 +14,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "host.h"
+
 /* Strategy names end up in fixed-width /runs fields (results.h). */
 #define NAME_MAX_LEN 63
 
@@ -205,6 +207,11 @@ int lsh_registry_check_strategy(const struct lsh_strategy *s, const char *origin
     if (!s->fini)
         return lsh_error_set(err, LSH_EPLUGIN, "plugin %s: strategy '%s' has a NULL fini callback",
                              origin, s->name);
+    if (s->state_size > LSH_HOST_STATE_MAX)
+        return lsh_error_set(err, LSH_EPLUGIN,
+                             "plugin %s: strategy '%s' has state_size %zu bytes; allowed: at "
+                             "most %zu (1 GiB; allocate larger tables in init)",
+                             origin, s->name, s->state_size, LSH_HOST_STATE_MAX);
     if (!s->params)
         return 0;
     for (size_t i = 0; s->params[i].type != LSH_PARAM_END; i++) {
@@ -228,6 +235,62 @@ int lsh_registry_check_strategy(const struct lsh_strategy *s, const char *origin
             return rc;
     }
     return 0;
+}
+
+/* ---- who can write a plugin ------------------------------------------------- */
+
+/* A plugin runs as lshlab: a folder or file that users other than its owner
+ * (or root) can write lets them run code as us.  One rule for both:
+ * refuse anything world-writable (a folder's sticky bit does not help, since
+ * anyone may still add a *.so we would load), and anything group-writable
+ * that belongs to another user. */
+static int insecure(const struct stat *st)
+{
+    if (st->st_mode & S_IWOTH)
+        return 1;
+    return (st->st_mode & S_IWGRP) && st->st_uid != geteuid();
+}
+
+static int allow_insecure(void)
+{
+    const char *v = getenv("LSHLAB_ALLOW_INSECURE_PLUGINS");
+    return v && strcmp(v, "1") == 0;
+}
+
+/* path (a folder, or a plugin file when is_file) is refused with a message
+ * naming it when others can write it; stat follows symlinks, so the target
+ * is what counts. */
+static int check_writers(const char *path, int is_file, struct lsh_error *err)
+{
+    struct stat st;
+    if (allow_insecure() || stat(path, &st) != 0 || !insecure(&st))
+        return 0; /* a missing path is reported by whoever opens it */
+    const char *who = st.st_mode & S_IWOTH ? "every user"
+                                           : "its group, and it belongs to another user";
+    return lsh_error_set(err, LSH_EPLUGIN,
+                         "strategy %s %s can be written by %s (mode %04o, owner uid %u), so "
+                         "anyone among them could make lshlab run their code; allowed: a %s only "
+                         "its owner can write (chmod go-w '%s'), or set "
+                         "LSHLAB_ALLOW_INSECURE_PLUGINS=1 to load it anyway",
+                         is_file ? "plugin" : "folder", path, who, (unsigned)(st.st_mode & 07777),
+                         (unsigned)st.st_uid, is_file ? "file" : "folder", path);
+}
+
+/* The folder a file is in ("." for a bare name). */
+static int check_folder_of(const char *path, struct lsh_error *err)
+{
+    const char *slash = strrchr(path, '/');
+    if (!slash)
+        return check_writers(".", 0, err);
+    size_t len = slash == path ? 1 : (size_t)(slash - path);
+    char *dir = malloc(len + 1);
+    if (!dir)
+        return lsh_error_set(err, LSH_ENOMEM, "out of memory");
+    memcpy(dir, path, len);
+    dir[len] = '\0';
+    int rc = check_writers(dir, 0, err);
+    free(dir);
+    return rc;
 }
 
 /* ---- loading -------------------------------------------------------------- */
@@ -272,6 +335,9 @@ static int push_entry(struct lsh_registry *reg, const struct lsh_strategy *s, co
 static int load_one(struct lsh_registry *reg, const char *path, size_t first_same_dir,
                     struct lsh_error *err)
 {
+    int rc = check_writers(path, 1, err);
+    if (rc < 0)
+        return rc;
     /* dlopen searches the library path for a bare name; a file is meant. */
     char *owned = NULL;
     const char *open_path = path;
@@ -295,15 +361,15 @@ static int load_one(struct lsh_registry *reg, const char *path, size_t first_sam
     void *sym = dlsym(handle, LSH_STRATEGY_ENTRY_SYMBOL);
     const char *why = dlerror();
     if (!sym || why) {
-        int rc = lsh_error_set(err, LSH_EPLUGIN, "plugin %s: no %s symbol: %s", path,
-                               LSH_STRATEGY_ENTRY_SYMBOL, why ? why : "symbol is NULL");
+        rc = lsh_error_set(err, LSH_EPLUGIN, "plugin %s: no %s symbol: %s", path,
+                           LSH_STRATEGY_ENTRY_SYMBOL, why ? why : "symbol is NULL");
         dlclose(handle);
         return rc;
     }
     /* dlsym returns an object pointer; POSIX guarantees it converts. */
     lsh_strategy_entry_fn entry = (lsh_strategy_entry_fn)(uintptr_t)sym;
     const struct lsh_strategy *s = entry();
-    int rc = lsh_registry_check_strategy(s, path, err);
+    rc = lsh_registry_check_strategy(s, path, err);
     if (rc < 0) {
         dlclose(handle);
         return rc;
@@ -332,7 +398,8 @@ static int load_one(struct lsh_registry *reg, const char *path, size_t first_sam
 int lsh_registry_load_file(struct lsh_registry *reg, const char *path, struct lsh_error *err)
 {
     /* A lone file is its own folder: an already registered name wins. */
-    return load_one(reg, path, reg->n, err);
+    int rc = check_folder_of(path, err);
+    return rc < 0 ? rc : load_one(reg, path, reg->n, err);
 }
 
 static int ends_with_so(const char *name)
@@ -400,6 +467,10 @@ int lsh_registry_load_dir(struct lsh_registry *reg, const char *dir, struct lsh_
     int rc = list_plugins(dir, &names, &n, err);
     if (rc < 0)
         return rc;
+    if ((rc = check_writers(dir, 0, err)) < 0) {
+        free_names(names, n);
+        return rc;
+    }
     size_t first_same_dir = reg->n;
     size_t dir_len = strlen(dir);
     for (size_t i = 0; i < n && rc == 0; i++) {

@@ -7,7 +7,16 @@
  * name twice in one folder is an error.  A plugin is refused (with a message
  * naming the file and the reason) when its ABI major differs or its minor is
  * newer than ours, a required callback is NULL, its name is not [a-z0-9_]+,
- * or its parameter schema is inconsistent (a default outside its bounds...).
+ * or its parameter schema is inconsistent (a default outside its bounds...),
+ * or its state_size is over LSH_HOST_STATE_MAX (host.h).
+ *
+ * Who can write a plugin: a plugin runs as lshlab, so a folder on the path,
+ * or a plugin file, that others can write is refused (LSH_EPLUGIN, naming
+ * it): anything world-writable (for a folder, even with the sticky bit: anyone
+ * could add a *.so to it), and anything group-writable owned by another user
+ * than the one running lshlab.  stat() follows symlinks: the target counts.
+ * LSHLAB_ALLOW_INSECURE_PLUGINS=1 in the environment turns the check off
+ * (e.g. for a shared mount that shows every file as mode 0777).
  */
 #ifndef LSH_REGISTRY_H
 #define LSH_REGISTRY_H

@@ -1,12 +1,10 @@
-/* rng.c - seed mixing, the xoshiro256** GSL generator type, and the host
- * services table handed to plugins. */
+/* rng.c - seed mixing and the xoshiro256** GSL generator type behind the
+ * random streams handed to plugins (host.c holds the services table). */
 #include "rng.h"
 
 #include <string.h>
 
 #include <gsl/gsl_randist.h>
-
-#include "linalg.h"
 
 uint64_t lsh_splitmix64(uint64_t *state)
 {
@@ -141,18 +139,4 @@ uint64_t lsh_rng_uniform_int(struct lsh_rng *rng, uint64_t n)
         v = xoshiro_next(x);
     while (v >= limit);
     return v % n;
-}
-
-static const struct lsh_host host = {
-    .abi_minor = LSH_STRATEGY_ABI_MINOR,
-    .normal = lsh_rng_normal,
-    .uniform = lsh_rng_uniform,
-    .uniform_int = lsh_rng_uniform_int,
-    .gemm = lsh_gemm,
-    .gemm_nt = lsh_gemm_nt,
-};
-
-const struct lsh_host *lsh_host_services(void)
-{
-    return &host;
 }

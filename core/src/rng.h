@@ -36,8 +36,4 @@ double lsh_rng_normal(struct lsh_rng *rng);
 double lsh_rng_uniform(struct lsh_rng *rng);
 uint64_t lsh_rng_uniform_int(struct lsh_rng *rng, uint64_t n);
 
-/* The services table given to plugins (struct lsh_host): these streams and
- * the BLAS-backed GEMMs of linalg.h.  Static; never NULL. */
-const struct lsh_host *lsh_host_services(void);
-
 #endif

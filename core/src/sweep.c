@@ -8,6 +8,7 @@
 
 #include "dataset.h"
 #include "eval.h"
+#include "host.h"
 #include "parallel.h"
 #include "reference.h"
 #include "rng.h"
@@ -107,21 +108,16 @@ static int problem_init(struct problem *p, const struct lsh_config *cfg,
 /* ---- rounds of a hash group ------------------------------------------------------- */
 
 struct round_state {
-    void *state;      /* plugin state, host-allocated */
-    struct lsh_rng *rng;
-    int live;         /* init succeeded: fini owed */
+    struct lsh_host_round *round; /* open until the group is done (dump exports it) */
     double seconds;
-    char message[LSH_STRATEGY_MSG_MAX + 64];
+    char message[LSH_ERROR_MSG_MAX]; /* why it failed, "" when it did not */
 };
 
 struct hashing {
     const struct lsh_config *cfg;
     const struct lsh_hash_group *g;
-    const struct lsh_strategy *st;
-    const struct lsh_param_set *ps;
+    struct lsh_host_point point; /* fit on [Q; K] when keys are separate (SPEC 2.3) */
     const struct lsh_dataset *ds;
-    const double *fit_x;     /* rows fit() sees: Q, or [Q; K] */
-    size_t fit_n;
     int separate;
     uint32_t *bq, *bk;       /* h_max x n */
     struct round_state *rs;
@@ -132,75 +128,32 @@ static int hash_task(void *ctx, size_t h, unsigned thread)
     (void)thread;
     struct hashing *hs = ctx;
     struct round_state *r = &hs->rs[h];
-    const struct lsh_strategy *st = hs->st;
-    const size_t n = hs->ds->n, d = hs->ds->d;
+    const size_t n = hs->ds->n;
     double t0 = lsh_now();
-    uint64_t seed = lsh_seed_u64(hs->g->seed, h);
-    struct lsh_strategy_error serr = {{0}};
-    int rc = 0;
-    r->rng = lsh_rng_alloc(seed);
-    r->state = st->state_size ? aligned_alloc(64, (st->state_size + 63) / 64 * 64) : NULL;
-    if (!r->rng || (st->state_size && !r->state)) {
-        snprintf(r->message, sizeof r->message, "round %zu: out of memory", h);
-        return 0;
-    }
-    if (r->state)
-        memset(r->state, 0, st->state_size);
-    struct lsh_round round = {
-        .d = d, .n_buckets = hs->g->n_buckets, .round = (uint32_t)h, .seed = seed,
-        .n_rows = hs->fit_n, .params = hs->ps->values, .n_params = hs->ps->n_params,
-        .rng = r->rng, .host = lsh_host_services(),
-    };
-    const char *what = "init";
-    rc = st->init(r->state, &round, &serr);
-    if (!rc) {
-        r->live = 1;
-        what = "fit";
-        if (st->fit)
-            rc = st->fit(r->state, hs->fit_x, hs->fit_n, d, &serr);
-    }
-    if (!rc) {
-        what = "hash";
-        rc = st->hash(r->state, hs->ds->q, n, d, hs->bq + h * n, &serr);
-        if (!rc && hs->separate)
-            rc = st->hash(r->state, hs->ds->k, n, d, hs->bk + h * n, &serr);
-    }
-    if (rc) {
-        snprintf(r->message, sizeof r->message, "%s failed in round %zu (%s, code %d): %s",
-                 st->name, h, what, rc, serr.message[0] ? serr.message : "no message");
-        return 0;
-    }
-    /* Plugins are not trusted: a bucket out of range fails the point. */
-    for (int side = 0; side <= hs->separate; side++) {
-        const uint32_t *b = (side ? hs->bk : hs->bq) + h * n;
-        for (size_t i = 0; i < n; i++)
-            if (b[i] >= hs->g->n_buckets) {
-                snprintf(r->message, sizeof r->message,
-                         "%s returned bucket %u for row %zu in round %zu; n_buckets is %u",
-                         st->name, b[i], i, h, hs->g->n_buckets);
-                return 0;
-            }
-    }
-    r->seconds = lsh_now() - t0;
+    struct lsh_host_rows parts[2] = {{hs->ds->q, n, hs->bq + h * n}};
+    if (hs->separate)
+        parts[1] = (struct lsh_host_rows){hs->ds->k, n, hs->bk + h * n};
+    struct lsh_error e;
+    lsh_error_clear(&e);
+    int rc = lsh_host_round_open(&hs->point, (uint32_t)h, lsh_seed_u64(hs->g->seed, h),
+                                 &r->round, &e);
+    if (!rc)
+        rc = lsh_host_round_bucket(r->round, parts, hs->separate ? 2 : 1, &e);
+    if (rc)
+        memcpy(r->message, e.message, sizeof r->message);
+    else
+        r->seconds = lsh_now() - t0;
     return 0;
 }
 
 static void hashing_free(struct hashing *hs)
 {
-    if (hs->rs) {
-        for (uint32_t h = 0; h < hs->g->h_max; h++) {
-            struct round_state *r = &hs->rs[h];
-            if (r->live)
-                hs->st->fini(r->state);
-            free(r->state);
-            lsh_rng_free(r->rng);
-        }
-    }
+    if (hs->rs)
+        for (uint32_t h = 0; h < hs->g->h_max; h++)
+            lsh_host_round_close(hs->rs[h].round);
     free(hs->rs);
     free(hs->bq);
     free(hs->bk);
-    if (hs->fit_x != hs->ds->q)
-        free((void *)hs->fit_x);
 }
 
 /* Hash h_max rounds; a plugin failure is returned as a message (the group's
@@ -208,27 +161,21 @@ static void hashing_free(struct hashing *hs)
 static int hash_group(struct hashing *hs, unsigned threads, const char **failure,
                       struct lsh_error *err)
 {
-    const size_t n = hs->ds->n, d = hs->ds->d;
+    const size_t n = hs->ds->n;
     const uint32_t H = hs->g->h_max;
     *failure = NULL;
     hs->bq = malloc(H * n * sizeof *hs->bq);
     hs->bk = hs->separate ? malloc(H * n * sizeof *hs->bk) : NULL;
     hs->rs = calloc(H, sizeof *hs->rs);
-    hs->fit_x = hs->ds->q;
-    hs->fit_n = n;
-    if (hs->separate) { /* fit on [Q; K] (SPEC 2.3) */
-        double *x = malloc(2 * n * d * sizeof *x);
-        if (x) {
-            memcpy(x, hs->ds->q, n * d * sizeof *x);
-            memcpy(x + n * d, hs->ds->k, n * d * sizeof *x);
-        }
-        hs->fit_x = x;
-        hs->fit_n = 2 * n;
-    }
-    if (!hs->bq || (hs->separate && !hs->bk) || !hs->rs || !hs->fit_x)
+    if (!hs->bq || (hs->separate && !hs->bk) || !hs->rs)
         return lsh_error_set(err, LSH_ENOMEM, "out of memory hashing %u rounds of %zu rows",
                              H, n);
-    lsh_parallel_for(threads, H, hash_task, hs);
+    /* hash_task reports through rs[h]: a non-zero code is the pool's own
+     * failure, and then some rounds were never hashed. */
+    int rc = lsh_parallel_for(threads, H, hash_task, hs);
+    if (rc)
+        return lsh_error_set(err, rc, "out of memory starting %u threads to hash %u rounds",
+                             threads, H);
     for (uint32_t h = 0; h < H; h++)
         if (hs->rs[h].message[0]) {
             *failure = hs->rs[h].message;
@@ -243,39 +190,44 @@ struct sink_ctx {
     struct lsh_results *res;
     uint64_t point_id;
     uint32_t round;
-    struct lsh_error *err;
 };
 
-static int sink_array(struct lsh_sink *sink, const char *name, const double *data,
-                      size_t rows, size_t cols)
-{
-    struct sink_ctx *sc = sink->ctx;
-    char full[256];
-    snprintf(full, sizeof full, "hash_params_%s_h%u", name, sc->round);
-    return lsh_results_dump_array(sc->res, sc->point_id, full, 'd', data, rows, cols, sc->err);
-}
-
-/* dump: buckets and hash_params for one point (its first H rounds). */
-static int dump_point(const struct lsh_config *cfg, struct lsh_results *res,
-                      const struct hashing *hs, uint64_t point_id, uint32_t H,
+static int sink_array(void *ctx, const char *name, const double *data, size_t rows, size_t cols,
                       struct lsh_error *err)
 {
+    struct sink_ctx *sc = ctx;
+    char full[LSH_HOST_NAME_MAX + 32]; /* host.c checked the name */
+    snprintf(full, sizeof full, "hash_params_%s_h%u", name, sc->round);
+    return lsh_results_dump_array(sc->res, sc->point_id, full, 'd', data, rows, cols, err);
+}
+
+/* dump: buckets and hash_params for one point (its first H rounds).  A
+ * plugin that cannot export fails the point (failure says why) before any of
+ * its arrays is written; a write that fails is an error. */
+static int dump_point(const struct lsh_config *cfg, struct lsh_results *res,
+                      const struct hashing *hs, uint64_t point_id, uint32_t H,
+                      char failure[LSH_ERROR_MSG_MAX], struct lsh_error *err)
+{
     const size_t n = hs->ds->n;
+    const int params = (cfg->dump & LSH_DUMP_HASH_PARAMS) != 0;
     int rc = 0;
-    if (cfg->dump & LSH_DUMP_BUCKETS) {
+    for (uint32_t h = 0; params && h < H && !rc; h++) {
+        struct lsh_error e;
+        lsh_error_clear(&e);
+        rc = lsh_host_round_export(hs->rs[h].round, NULL, NULL, &e);
+        if (rc == LSH_EPLUGIN) {
+            memcpy(failure, e.message, sizeof e.message);
+            return 0;
+        }
+    }
+    if (!rc && (cfg->dump & LSH_DUMP_BUCKETS)) {
         rc = lsh_results_dump_array(res, point_id, "buckets", 'u', hs->bq, H, n, err);
         if (!rc && hs->separate)
             rc = lsh_results_dump_array(res, point_id, "key_buckets", 'u', hs->bk, H, n, err);
     }
-    if (!rc && (cfg->dump & LSH_DUMP_HASH_PARAMS) && hs->st->export_params) {
-        for (uint32_t h = 0; h < H && !rc; h++) {
-            struct sink_ctx sc = {res, point_id, h, err};
-            struct lsh_sink sink = {&sc, sink_array};
-            rc = hs->st->export_params(hs->rs[h].state, &sink);
-            if (rc && err && !err->message[0])
-                lsh_error_set(err, LSH_EPLUGIN, "%s: export_params failed (code %d)",
-                              hs->st->name, rc);
-        }
+    for (uint32_t h = 0; params && h < H && !rc; h++) {
+        struct sink_ctx sc = {res, point_id, h};
+        rc = lsh_host_round_export(hs->rs[h].round, sink_array, &sc, err);
     }
     return rc;
 }
@@ -445,8 +397,11 @@ static int run_pass(struct run *r, const struct hashing *hs, const struct proble
         for (uint32_t h = 0; h < H; h++)
             hash_s += hs->rs[h].seconds;
         mt[k].hash_seconds = hash_s;
-        rc = dump_point(cfg, r->res, hs, p, H, err);
-        if (!rc)
+        char failure[LSH_ERROR_MSG_MAX] = "";
+        rc = dump_point(cfg, r->res, hs, p, H, failure, err);
+        if (!rc && failure[0])
+            rc = write_row(r, p, LSH_POINT_FAILED, failure, NULL, hs->ds->spec->name, err);
+        else if (!rc)
             rc = write_row(r, p, LSH_POINT_OK, "", &mt[k], hs->ds->spec->name, err);
         if (!rc && stop_requested(r))
             rc = LSH_EINTR;
@@ -465,9 +420,11 @@ static int run_group(struct run *r, const struct lsh_dataset *ds, const struct p
 {
     const struct lsh_config *cfg = r->cfg;
     const struct lsh_strategy_spec *st = &cfg->strategies[g->strategy];
+    const int separate = cfg->attention.keys == LSH_KEYS_SEPARATE;
     struct hashing hs = {
-        .cfg = cfg, .g = g, .st = st->strategy, .ps = &st->sets[g->param_set], .ds = ds,
-        .separate = cfg->attention.keys == LSH_KEYS_SEPARATE,
+        .cfg = cfg, .g = g, .ds = ds, .separate = separate,
+        .point = lsh_host_point_of(st, g->param_set, g->n_buckets, ds->d,
+                                   separate ? 2 * ds->n : ds->n),
     };
     const char *failure = NULL;
     double t0 = lsh_now();

@@ -335,3 +335,72 @@ Test(cli, show_csv_has_a_header_and_one_line_per_point)
     cr_expect_eq(lines, 2, "%s", out);
     free(out);
 }
+
+/* ---- plugins that misbehave at run time --------------------------------------------- */
+
+/* A folder of links to the named test plugins, first on the plugin path. */
+static void use_test_plugins(const char *const *names, size_t n)
+{
+    const char *built = getenv("LSHLAB_TEST_PLUGIN_DIR");
+    cr_assert_not_null(built, "LSHLAB_TEST_PLUGIN_DIR is not set (run through meson test)");
+    char folder[512];
+    snprintf(folder, sizeof folder, "%s/plugins", tmpdir);
+    cr_assert_eq(mkdir(folder, 0755), 0);
+    for (size_t i = 0; i < n; i++) {
+        char from[1024], to[1024];
+        snprintf(from, sizeof from, "%s/%s.so", built, names[i]);
+        snprintf(to, sizeof to, "%s/%s.so", folder, names[i]);
+        cr_assert_eq(symlink(from, to), 0);
+    }
+    /* the built-in strategies still come from the build tree */
+    cr_assert_eq(setenv("LSHLAB_STRATEGY_PATH", folder, 1), 0);
+}
+
+Test(cli, a_plugin_calling_exit_fails_the_run_and_keeps_the_partial)
+{
+    const char *names[] = {"exit_in_hash"};
+    use_test_plugins(names, 1);
+    char cfg[512], res[512], partial[600];
+    snprintf(cfg, sizeof cfg, "%s/exit.yaml", tmpdir);
+    snprintf(res, sizeof res, "%s/exit.h5", tmpdir);
+    snprintf(partial, sizeof partial, "%s.partial", res);
+    write_file(cfg, "name: exit\n"
+                    "datasets: [{name: g, kind: gaussian, n: 30, d: 4}]\n"
+                    "strategies: [{name: rotation}, {name: exit_in_hash}]\n"
+                    "sweep: {n_hashes: 2, n_buckets: 4}\n");
+    char *out = NULL;
+    int code = lshlab(&out, "run %s -o %s -j 2", cfg, res);
+    cr_expect_eq(code, 1, "exit %d: %s", code, out);
+    char want[700];
+    snprintf(want, sizeof want, "a strategy plugin called exit() during the run; the results so "
+                                "far are kept in %s", partial);
+    cr_expect(strstr(out, want), "%s", out);
+    cr_expect(exists(partial), "no .partial");
+    cr_expect(!exists(res), "an unfinished run left a results file");
+    free(out);
+}
+
+Test(cli, a_plugin_edata_at_export_fails_its_points_not_the_config)
+{
+    const char *names[] = {"bad_export"};
+    use_test_plugins(names, 1);
+    char cfg[512], res[512];
+    snprintf(cfg, sizeof cfg, "%s/edata.yaml", tmpdir);
+    snprintf(res, sizeof res, "%s/edata.h5", tmpdir);
+    write_file(cfg, "name: edata\n"
+                    "datasets: [{name: g, kind: gaussian, n: 30, d: 4}]\n"
+                    "strategies: [{name: bad_export, params: {fault: edata}}, {name: rotation}]\n"
+                    "sweep: {n_hashes: 2, n_buckets: 4}\n"
+                    "dump: [hash_params]\n");
+    char *out = NULL;
+    int code = lshlab(&out, "run %s -o %s -q", cfg, res);
+    /* 3 would say "invalid config, nothing written" */
+    cr_expect_eq(code, 5, "exit %d: %s", code, out);
+    cr_expect(strstr(out, "1 points failed"), "%s", out);
+    free(out);
+    cr_assert_eq(lshlab(&out, "show %s --csv", res), 0, "%s", out);
+    cr_expect(strstr(out, "failed") && strstr(out, "bad_export / round 0 / export_params: "
+                                                   "returned -3 (the data cannot be hashed)"),
+              "%s", out);
+    free(out);
+}

@@ -188,6 +188,13 @@ Test(registry, refuses_a_default_outside_its_bounds)
     assert_contains(err.message, "parameter 'width' has default 0 outside its bounds [1, 10]");
 }
 
+Test(registry, refuses_a_state_size_over_1_gib)
+{
+    struct lsh_error err = load_faulty("huge_state");
+    assert_contains(err.message, "strategy 'huge_state' has state_size 18446744073709551607 "
+                                 "bytes; allowed: at most 1073741824");
+}
+
 Test(registry, refuses_a_missing_file_with_dlerror_text)
 {
     struct lsh_registry *reg = lsh_registry_alloc();
@@ -559,4 +566,67 @@ Test(registry, check_refuses_inconsistent_schemas)
         {.type = LSH_PARAM_END}};
     s.params = bad_type;
     expect_refused(&s, "'k' has unknown type 42");
+}
+
+/* ---- who can write a plugin --------------------------------------------------- */
+
+/* Loads t's folder with LSHLAB_ALLOW_INSECURE_PLUGINS as given (NULL: unset). */
+static int load_dir_allowing(const struct tmp_dir *t, const char *allow, struct lsh_error *err)
+{
+    if (allow)
+        setenv("LSHLAB_ALLOW_INSECURE_PLUGINS", allow, 1);
+    else
+        unsetenv("LSHLAB_ALLOW_INSECURE_PLUGINS");
+    struct lsh_registry *reg = lsh_registry_alloc();
+    lsh_error_clear(err);
+    int rc = lsh_registry_load_dir(reg, t->path, err);
+    lsh_registry_free(reg);
+    unsetenv("LSHLAB_ALLOW_INSECURE_PLUGINS");
+    return rc;
+}
+
+Test(registry, refuses_a_folder_or_plugin_that_others_can_write)
+{
+    char dup[1024];
+    test_plugin("dup_rotation", dup, sizeof dup);
+    const char *sources[] = {dup};
+    struct tmp_dir t;
+    tmp_dir_make(&t, sources, 1);
+    struct lsh_error err;
+    cr_assert_eq(chmod(t.files[0], 0644), 0);
+    cr_assert_eq(load_dir_allowing(&t, NULL, &err), 0, "%s", err.message);
+
+    /* world-writable, with or without the sticky bit: anyone may add a *.so */
+    const mode_t open_modes[] = {0777, 01777, 0757};
+    for (size_t i = 0; i < 3; i++) {
+        cr_assert_eq(chmod(t.path, open_modes[i]), 0);
+        cr_expect_eq(load_dir_allowing(&t, NULL, &err), LSH_EPLUGIN, "mode %o was accepted",
+                     (unsigned)open_modes[i]);
+        char want[512];
+        snprintf(want, sizeof want, "strategy folder %s can be written by every user", t.path);
+        assert_contains(err.message, want);
+        assert_contains(err.message, "LSHLAB_ALLOW_INSECURE_PLUGINS=1");
+    }
+    cr_expect_eq(load_dir_allowing(&t, "1", &err), 0, "the override: %s", err.message);
+
+    /* a plugin file anyone can write, in a safe folder */
+    cr_assert_eq(chmod(t.path, 0755), 0);
+    cr_assert_eq(chmod(t.files[0], 0666), 0);
+    cr_expect_eq(load_dir_allowing(&t, NULL, &err), LSH_EPLUGIN);
+    char want[1600];
+    snprintf(want, sizeof want, "strategy plugin %s can be written by every user", t.files[0]);
+    assert_contains(err.message, want);
+    struct lsh_registry *reg = lsh_registry_alloc();
+    cr_expect_eq(lsh_registry_load_file(reg, t.files[0], &err), LSH_EPLUGIN, "load_file too");
+    lsh_registry_free(reg);
+
+    /* group-writable: fine when it is ours, refused when another user owns it */
+    cr_assert_eq(chmod(t.files[0], 0664), 0);
+    cr_assert_eq(chmod(t.path, 0775), 0);
+    cr_expect_eq(load_dir_allowing(&t, NULL, &err), 0, "%s", err.message);
+    if (geteuid() == 0 && chown(t.path, 1, (gid_t)-1) == 0) {
+        cr_expect_eq(load_dir_allowing(&t, NULL, &err), LSH_EPLUGIN);
+        assert_contains(err.message, "can be written by its group, and it belongs to another user");
+    }
+    tmp_dir_remove(&t);
 }

@@ -14,11 +14,18 @@
  * calling a member added in a later minor version.
  *
  * One instance of a strategy is one hash round.  The host allocates
- * state_size bytes (zeroed, 64-byte aligned), calls init once with the round's
- * seed, then fit (if any) once, then hash any number of times (batches of
- * rows, possibly from several threads on *different* instances), then
+ * state_size bytes (zeroed, 64-byte aligned; at most 1 GiB, larger values are
+ * refused at load: allocate big tables in init), calls init once with the
+ * round's seed, then fit (if any) once, then hash any number of times (batches
+ * of rows, possibly from several threads on *different* instances), then
  * export_params (optional) and fini.  An instance is never used by two threads
  * at once.
+ *
+ * Faults: the host treats any non-zero return as a failure of this plugin
+ * (reported as "strategy / round h / callback: message", the point fails),
+ * never as one of its own error codes.  Rows are handed out as copies, so a
+ * plugin that writes through a const pointer changes only its copy; still,
+ * don't.  A plugin must never call exit(): lshlab stops with an error then.
  *
  * Randomness: a plugin must draw every random number through round->rng and
  * round->host, which are seeded by the host from the round's seed.  That is
@@ -53,7 +60,9 @@ enum {
 };
 
 /* Error detail, owned by the caller (the host).  A callback that fails writes
- * a one-line, human-readable reason into message (NUL-terminated). */
+ * a one-line, human-readable reason into message, NUL-terminated.  (The host
+ * does not rely on the NUL: it reads at most LSH_STRATEGY_MSG_MAX - 1 bytes and
+ * shows control characters as '?'.) */
 #define LSH_STRATEGY_MSG_MAX 256
 struct lsh_strategy_error {
     char message[LSH_STRATEGY_MSG_MAX];
@@ -134,7 +143,10 @@ struct lsh_round {
 /* Hash parameters exported for the results file (dump: hash_params). */
 struct lsh_sink {
     void *ctx;
-    /* Store a rows x cols row-major array under `name` (copied). 0 or < 0. */
+    /* Store a rows x cols row-major array under `name` (copied).  name: 1 to
+     * 64 characters of [A-Za-z0-9_.-]; the round is appended by the host.
+     * Returns 0, or < 0 when it refused the array or could not store it:
+     * then stop and return that value. */
     int (*array)(struct lsh_sink *sink, const char *name, const double *data,
                  size_t rows, size_t cols);
 };
@@ -160,18 +172,22 @@ struct lsh_strategy {
                 struct lsh_strategy_error *err);
 
     /* Optional (NULL when the rule is data-independent).  Fit on x, n rows of
-     * d doubles, row-major (borrowed).  Called once, after init. */
+     * d doubles, row-major: the host's copy, valid for this call only (do not
+     * keep the pointer).  Called once, after init. */
     int (*fit)(void *state, const double *x, size_t n, size_t d,
                struct lsh_strategy_error *err);
 
-    /* Required.  bucket[i] = b(x_i) in [0, n_buckets) for the n rows of x.
-     * Must be a pure function of the state and the row (no randomness here):
-     * any batch split gives the same buckets. */
+    /* Required.  bucket[i] = b(x_i) in [0, n_buckets) for the n rows of x
+     * (copies, valid for this call only; the host currently hands out batches
+     * of up to 1024 rows).  Must be a pure function of the state and the row
+     * (no randomness here): any batch split gives the same buckets.  A bucket
+     * >= n_buckets fails the round. */
     int (*hash)(void *state, const double *x, size_t n, size_t d, uint32_t *bucket,
                 struct lsh_strategy_error *err);
 
     /* Optional.  Write the round's hash parameters (rotations, hyperplanes,
-     * centroids) to sink. */
+     * centroids) to sink.  The host may call it more than once per round (it
+     * checks the names before it writes anything): give the same arrays. */
     int (*export_params)(void *state, struct lsh_sink *sink);
 
     /* Required.  Release what init/fit allocated (not the state itself). */

@@ -1,0 +1,375 @@
+/* host.c - the only code that calls a strategy plugin's callbacks: check,
+ * and a round's init, fit, hash, export_params and fini (host.h says what
+ * it guarantees about a faulty plugin). */
+#include "host.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "config.h"
+#include "linalg.h"
+#include "rng.h"
+
+static const struct lsh_host services = {
+    .abi_minor = LSH_STRATEGY_ABI_MINOR,
+    .normal = lsh_rng_normal,
+    .uniform = lsh_rng_uniform,
+    .uniform_int = lsh_rng_uniform_int,
+    .gemm = lsh_gemm,
+    .gemm_nt = lsh_gemm_nt,
+};
+
+const struct lsh_host *lsh_host_services(void)
+{
+    return &services;
+}
+
+struct lsh_host_round {
+    struct lsh_host_point pt;
+    uint32_t h;
+    void *state;          /* host-allocated, 64-byte aligned; NULL when state_size is 0 */
+    struct lsh_rng *rng;  /* seeded from the round's seed; outlives init for fit */
+    int live;             /* init succeeded: fini is owed */
+};
+
+/* ---- messages ---------------------------------------------------------------- */
+
+/* A plugin's message as text we can print: NUL-terminated whatever the plugin
+ * wrote (it may fill all LSH_STRATEGY_MSG_MAX bytes), control bytes as '?'. */
+static const char *plugin_message(struct lsh_strategy_error *serr)
+{
+    serr->message[LSH_STRATEGY_MSG_MAX - 1] = '\0';
+    for (char *c = serr->message; *c; c++)
+        if ((unsigned char)*c < 0x20 || *c == 0x7f)
+            *c = '?';
+    return serr->message;
+}
+
+static const char *code_meaning(int rc)
+{
+    switch (rc) {
+    case LSH_STRATEGY_EINVAL:
+        return "a parameter, n_buckets or d is not allowed";
+    case LSH_STRATEGY_ENOMEM:
+        return "out of memory";
+    case LSH_STRATEGY_EDATA:
+        return "the data cannot be hashed";
+    case LSH_STRATEGY_EFAIL:
+        return "failed";
+    default:
+        return "not a code of strategy.h";
+    }
+}
+
+/* Every plugin failure becomes LSH_EPLUGIN: "strategy / round h / callback: message". */
+static int plugin_failed(const struct lsh_host_round *r, const char *callback, int rc,
+                         struct lsh_strategy_error *serr, struct lsh_error *err)
+{
+    const char *msg = serr ? plugin_message(serr) : "";
+    if (msg[0])
+        return lsh_error_set(err, LSH_EPLUGIN, "%s / round %u / %s: %s", r->pt.strategy->name,
+                             r->h, callback, msg);
+    return lsh_error_set(err, LSH_EPLUGIN, "%s / round %u / %s: returned %d (%s) without a message",
+                         r->pt.strategy->name, r->h, callback, rc, code_meaning(rc));
+}
+
+static size_t mul_sat(size_t a, size_t b)
+{
+    size_t p;
+    return __builtin_mul_overflow(a, b, &p) ? SIZE_MAX : p;
+}
+
+static size_t add_sat(size_t a, size_t b)
+{
+    size_t s;
+    return __builtin_add_overflow(a, b, &s) ? SIZE_MAX : s;
+}
+
+/* ---- check ----------------------------------------------------------------- */
+
+struct lsh_host_point lsh_host_point_of(const struct lsh_strategy_spec *st, size_t ps,
+                                        uint32_t n_buckets, size_t d, size_t n_rows)
+{
+    const struct lsh_param_set *set = &st->sets[ps];
+    return (struct lsh_host_point){
+        .strategy = st->strategy, .params = set->canonical, .values = set->values,
+        .n_values = set->n_params, .n_buckets = n_buckets, .d = d, .n_rows = n_rows,
+    };
+}
+
+int lsh_host_check(const struct lsh_host_point *pt, const char *where, char *why,
+                   size_t why_size)
+{
+    const struct lsh_strategy *s = pt->strategy;
+    if (!s->check)
+        return 0;
+    struct lsh_round round = {
+        .d = pt->d, .n_buckets = pt->n_buckets, .n_rows = pt->n_rows, .params = pt->values,
+        .n_params = pt->n_values, .host = &services,
+    };
+    struct lsh_strategy_error serr;
+    memset(&serr, 0, sizeof serr);
+    int rc = s->check(&round, &serr);
+    if (!rc)
+        return 0;
+    const char *msg = plugin_message(&serr);
+    const char *params = pt->params ? pt->params : "";
+    snprintf(why, why_size, "%s%s%s cannot run n_buckets %u %s: %s", s->name,
+             params[0] ? " " : "", params, pt->n_buckets, where, msg[0] ? msg : "refused by check()");
+    return LSH_EPLUGIN;
+}
+
+/* ---- rounds ---------------------------------------------------------------- */
+
+static void round_free(struct lsh_host_round *r)
+{
+    free(r->state);
+    lsh_rng_free(r->rng);
+    free(r);
+}
+
+int lsh_host_round_open(const struct lsh_host_point *pt, uint32_t h, uint64_t seed,
+                        struct lsh_host_round **out, struct lsh_error *err)
+{
+    const struct lsh_strategy *s = pt->strategy;
+    if (s->state_size > LSH_HOST_STATE_MAX)
+        return lsh_error_set(err, LSH_EPLUGIN,
+                             "%s / round %u / init: state_size is %zu bytes; allowed: at most "
+                             "%zu (1 GiB) per round", s->name, h, s->state_size,
+                             LSH_HOST_STATE_MAX);
+    const size_t size = (s->state_size + 63) / 64 * 64; /* aligned_alloc wants a multiple */
+    struct lsh_host_round *r = calloc(1, sizeof *r);
+    if (!r)
+        return lsh_error_set(err, LSH_ENOMEM, "%s / round %u: out of memory", s->name, h);
+    r->pt = *pt;
+    r->h = h;
+    r->rng = lsh_rng_alloc(seed);
+    r->state = size ? aligned_alloc(64, size) : NULL;
+    if (!r->rng || (size && !r->state)) {
+        round_free(r);
+        return lsh_error_set(err, LSH_ENOMEM, "%s / round %u: out of memory for its state "
+                             "(%zu bytes)", s->name, h, size);
+    }
+    if (r->state)
+        memset(r->state, 0, size);
+    struct lsh_round round = {
+        .d = pt->d, .n_buckets = pt->n_buckets, .round = h, .seed = seed, .n_rows = pt->n_rows,
+        .params = pt->values, .n_params = pt->n_values, .rng = r->rng, .host = &services,
+    };
+    struct lsh_strategy_error serr;
+    memset(&serr, 0, sizeof serr);
+    int rc = s->init(r->state, &round, &serr);
+    if (rc) {
+        rc = plugin_failed(r, "init", rc, &serr, err);
+        round_free(r); /* no fini: init did not succeed */
+        return rc;
+    }
+    r->live = 1;
+    *out = r;
+    return 0;
+}
+
+void lsh_host_round_close(struct lsh_host_round *r)
+{
+    if (!r)
+        return;
+    if (r->live)
+        r->pt.strategy->fini(r->state);
+    round_free(r);
+}
+
+/* fit() on a private copy of all the parts' rows: whatever it writes stays there. */
+static int fit(struct lsh_host_round *r, const struct lsh_host_rows *parts, size_t n_parts,
+               struct lsh_error *err)
+{
+    const size_t d = r->pt.d;
+    size_t total = 0, bytes = 0;
+    for (size_t p = 0; p < n_parts; p++)
+        total = add_sat(total, parts[p].n);
+    bytes = mul_sat(mul_sat(total, d), sizeof(double));
+    double *x = bytes < SIZE_MAX ? malloc(bytes ? bytes : 1) : NULL;
+    if (!x)
+        return lsh_error_set(err, LSH_ENOMEM, "%s / round %u / fit: out of memory for a copy "
+                             "of its %zu rows", r->pt.strategy->name, r->h, total);
+    size_t at = 0;
+    for (size_t p = 0; p < n_parts; p++) {
+        if (parts[p].n)
+            memcpy(x + at * d, parts[p].x, parts[p].n * d * sizeof *x);
+        at += parts[p].n;
+    }
+    struct lsh_strategy_error serr;
+    memset(&serr, 0, sizeof serr);
+    int rc = r->pt.strategy->fit(r->state, x, total, d, &serr);
+    free(x);
+    return rc ? plugin_failed(r, "fit", rc, &serr, err) : 0;
+}
+
+/* hash() on batches copied into scratch, its buckets into scratch too: the
+ * plugin never holds the caller's rows, and its buckets reach the caller
+ * only after the range check (a plugin's bucket is not trusted). */
+struct scratch {
+    double *x;         /* LSH_HOST_BATCH_ROWS x d at most */
+    uint32_t *bucket;  /* LSH_HOST_BATCH_ROWS */
+};
+
+static int hash(struct lsh_host_round *r, const struct lsh_host_rows *part,
+                const struct scratch *sc, struct lsh_error *err)
+{
+    const size_t d = r->pt.d;
+    const struct lsh_strategy *s = r->pt.strategy;
+    for (size_t start = 0; start < part->n; start += LSH_HOST_BATCH_ROWS) {
+        size_t m = part->n - start < LSH_HOST_BATCH_ROWS ? part->n - start : LSH_HOST_BATCH_ROWS;
+        memcpy(sc->x, part->x + start * d, m * d * sizeof *sc->x);
+        struct lsh_strategy_error serr;
+        memset(&serr, 0, sizeof serr);
+        int rc = s->hash(r->state, sc->x, m, d, sc->bucket, &serr);
+        if (rc)
+            return plugin_failed(r, "hash", rc, &serr, err);
+        for (size_t i = 0; i < m; i++)
+            if (sc->bucket[i] >= r->pt.n_buckets)
+                return lsh_error_set(err, LSH_EPLUGIN, "%s / round %u / hash: %s returned bucket "
+                                     "%u for row %zu; n_buckets is %u", s->name, r->h, s->name,
+                                     sc->bucket[i], start + i, r->pt.n_buckets);
+        memcpy(part->bucket + start, sc->bucket, m * sizeof *sc->bucket);
+    }
+    return 0;
+}
+
+/* Bytes of a hash batch of `rows` rows of d doubles and their buckets. */
+static size_t batch_bytes(size_t rows, size_t d)
+{
+    return mul_sat(rows, add_sat(mul_sat(d, sizeof(double)), sizeof(uint32_t)));
+}
+
+int lsh_host_round_bucket(struct lsh_host_round *r, const struct lsh_host_rows *parts,
+                          size_t n_parts, struct lsh_error *err)
+{
+    int rc = r->pt.strategy->fit ? fit(r, parts, n_parts, err) : 0;
+    if (rc)
+        return rc;
+    size_t most = 0;
+    for (size_t p = 0; p < n_parts; p++)
+        most = parts[p].n > most ? parts[p].n : most;
+    most = most < LSH_HOST_BATCH_ROWS ? most : LSH_HOST_BATCH_ROWS;
+    const size_t bytes = batch_bytes(most, r->pt.d);
+    struct scratch sc = {NULL, NULL};
+    if (bytes < SIZE_MAX) {
+        sc.x = malloc(bytes - most * sizeof *sc.bucket + 1);
+        sc.bucket = malloc(most * sizeof *sc.bucket + 1);
+    }
+    if (!sc.x || !sc.bucket) {
+        free(sc.x);
+        free(sc.bucket);
+        return lsh_error_set(err, LSH_ENOMEM, "%s / round %u / hash: out of memory for a batch "
+                             "of %zu rows", r->pt.strategy->name, r->h, most);
+    }
+    for (size_t p = 0; !rc && p < n_parts; p++)
+        rc = hash(r, &parts[p], &sc, err);
+    free(sc.x);
+    free(sc.bucket);
+    return rc;
+}
+
+/* ---- export_params ------------------------------------------------------------ */
+
+struct export_sink {
+    struct lsh_sink sink;        /* what the plugin is handed; ctx points here */
+    lsh_host_array_fn fn;        /* NULL: check only */
+    void *ctx;
+    struct lsh_error *err;
+    int fn_rc;                   /* the first error fn returned */
+    char bad[LSH_ERROR_MSG_MAX / 2]; /* why an array was refused */
+};
+
+static int valid_name(const char *name)
+{
+    size_t len = 0;
+    if (!name)
+        return 0;
+    for (; name[len] && len <= LSH_HOST_NAME_MAX; len++) {
+        char c = name[len];
+        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+              c == '_' || c == '.' || c == '-'))
+            return 0;
+    }
+    return len >= 1 && len <= LSH_HOST_NAME_MAX;
+}
+
+/* The first LSH_HOST_NAME_MAX characters of a refused name, printable. */
+static void quote_name(const char *name, char *out, size_t size)
+{
+    if (!name) {
+        snprintf(out, size, "(null)");
+        return;
+    }
+    size_t k = 0;
+    for (; name[k] && k < LSH_HOST_NAME_MAX && k + 4 < size; k++)
+        out[k] = (unsigned char)name[k] < 0x20 || name[k] == 0x7f ? '?' : name[k];
+    out[k] = '\0';
+    if (name[k] && k + 4 < size)
+        strcat(out, "...");
+}
+
+static int sink_array(struct lsh_sink *sink, const char *name, const double *data, size_t rows,
+                      size_t cols)
+{
+    struct export_sink *es = sink->ctx;
+    if (es->fn_rc || es->bad[0])
+        return LSH_STRATEGY_EFAIL; /* after a failure nothing more is written */
+    char shown[LSH_HOST_NAME_MAX + 8];
+    quote_name(name, shown, sizeof shown);
+    size_t count;
+    if (!valid_name(name))
+        snprintf(es->bad, sizeof es->bad, "array name '%s' is not allowed; allowed: 1 to %d "
+                 "characters of A-Za-z0-9_.-", shown, LSH_HOST_NAME_MAX);
+    else if (__builtin_mul_overflow(rows, cols ? cols : 1, &count) ||
+             count > SIZE_MAX / sizeof(double))
+        snprintf(es->bad, sizeof es->bad, "array '%s' of %zu x %zu is too large", shown, rows,
+                 cols);
+    else if (!data && count)
+        snprintf(es->bad, sizeof es->bad, "array '%s' of %zu x %zu has no data (NULL)", shown,
+                 rows, cols);
+    if (es->bad[0])
+        return LSH_STRATEGY_EINVAL;
+    if (!es->fn)
+        return 0;
+    int rc = es->fn(es->ctx, name, data, rows, cols, es->err);
+    if (rc) {
+        es->fn_rc = rc;
+        return LSH_STRATEGY_EFAIL;
+    }
+    return 0;
+}
+
+int lsh_host_round_export(struct lsh_host_round *r, lsh_host_array_fn fn, void *ctx,
+                          struct lsh_error *err)
+{
+    const struct lsh_strategy *s = r->pt.strategy;
+    if (!s->export_params)
+        return 0;
+    struct export_sink es = {.fn = fn, .ctx = ctx, .err = err};
+    es.sink.ctx = &es;
+    es.sink.array = sink_array;
+    int rc = s->export_params(r->state, &es.sink);
+    if (es.fn_rc) /* the host's own failure (a write): err was filled by fn */
+        return es.fn_rc;
+    if (es.bad[0])
+        return lsh_error_set(err, LSH_EPLUGIN, "%s / round %u / export_params: %s", s->name, r->h,
+                             es.bad);
+    return rc ? plugin_failed(r, "export_params", rc, NULL, err) : 0;
+}
+
+/* ---- memory ------------------------------------------------------------------ */
+
+void lsh_host_round_memory(const struct lsh_strategy *s, size_t n_rows, size_t d,
+                           struct lsh_host_memory *out)
+{
+    const size_t state = s->state_size > LSH_HOST_STATE_MAX ? SIZE_MAX
+                                                             : (s->state_size + 63) / 64 * 64;
+    /* the round itself and its stream (a gsl_rng and xoshiro's 32 bytes) */
+    out->kept = add_sat(state, sizeof(struct lsh_host_round) + 256);
+    const size_t fit_copy = s->fit ? mul_sat(n_rows, mul_sat(d, sizeof(double))) : 0;
+    const size_t batch = batch_bytes(n_rows < LSH_HOST_BATCH_ROWS ? n_rows : LSH_HOST_BATCH_ROWS, d);
+    out->transient = fit_copy > batch ? fit_copy : batch;
+}

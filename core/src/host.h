@@ -1,0 +1,136 @@
+/* host.h - the one place lshlab calls a strategy plugin (as SQLite's vtab.c
+ * is for virtual tables): the host services, check(), and the lifecycle of a
+ * round (open: state, rng, init; bucket: fit, hash and the bucket-range
+ * check; export: export_params through a checked sink; close: fini).
+ *
+ * Nothing else in lshlab calls a struct lsh_strategy's callbacks, so a new
+ * ABI minor (an optional callback such as `assign`) lands in host.c alone.
+ *
+ * Faults a plugin can make are contained here:
+ * - every plugin return code becomes LSH_EPLUGIN (never a host code such as
+ *   LSH_ECONFIG, which LSH_STRATEGY_EDATA would otherwise equal), with the
+ *   message "strategy / round h / callback: the plugin's message";
+ * - the plugin's message buffer is NUL-terminated before it is read, and its
+ *   control characters are shown as '?';
+ * - a plugin never gets a pointer to data other rounds or points read: fit()
+ *   gets a private copy of its rows and hash() batches of rows copied into a
+ *   scratch buffer (LSH_HOST_BATCH_ROWS rows), its buckets into scratch too,
+ *   so a plugin that writes through its const pointer changes only its own
+ *   copy, and its buckets reach the caller only after the range check;
+ * - a bucket >= n_buckets, a state_size over LSH_HOST_STATE_MAX and an
+ *   exported array name that is not a plain word are LSH_EPLUGIN errors.
+ *
+ * Thread safety: the services table is immutable; a round is used by one
+ * thread at a time; different rounds may run on different threads.
+ */
+#ifndef LSH_HOST_H
+#define LSH_HOST_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "error.h"
+#include "lshlab/strategy.h"
+
+/* The largest state_size the host allocates per round (1 GiB): a plugin that
+ * needs more allocates it in init.  The registry refuses larger ones at load. */
+#define LSH_HOST_STATE_MAX ((size_t)1 << 30)
+
+/* Rows per hash() call.  It equals the batch the built-in plugins split
+ * their GEMMs into (and is a multiple of k-means' batch for B a power of
+ * two), so their GEMM calls, and hence the buckets, are the same as when
+ * hash() was handed all rows at once. */
+#define LSH_HOST_BATCH_ROWS 1024
+
+/* Exported array names: 1 to LSH_HOST_NAME_MAX characters of [A-Za-z0-9_.-]. */
+#define LSH_HOST_NAME_MAX 64
+
+/* The services table given to plugins (struct lsh_host): the random streams
+ * of rng.h and the BLAS-backed GEMMs of linalg.h.  Static; never NULL. */
+const struct lsh_host *lsh_host_services(void);
+
+/* One point of a strategy: what check() and every round of it are told.
+ * Borrowed pointers; they must outlive the rounds opened with it. */
+struct lsh_host_point {
+    const struct lsh_strategy *strategy;
+    const char *params;                    /* canonical text, for messages ("" none) */
+    const struct lsh_param_value *values;  /* in the order of strategy->params */
+    size_t n_values;
+    uint32_t n_buckets;
+    size_t d;
+    size_t n_rows;                         /* rows fit() will see */
+};
+
+/* The point of parameter set ps of a configured strategy (config.h). */
+struct lsh_strategy_spec;
+struct lsh_host_point lsh_host_point_of(const struct lsh_strategy_spec *st, size_t ps,
+                                        uint32_t n_buckets, size_t d, size_t n_rows);
+
+/* Run the strategy's check() (if it has one) on pt.  0 when accepted; else
+ * LSH_EPLUGIN, and why holds one formatted reason:
+ *   "<name>[ <params>] cannot run n_buckets <B> <where>: <the plugin's message>"
+ * where is the caller's "on dataset 'x' (n = .., d = ..)" or the like. */
+int lsh_host_check(const struct lsh_host_point *pt, const char *where, char *why,
+                   size_t why_size);
+
+/* ---- rounds ---------------------------------------------------------------- */
+
+struct lsh_host_round;
+
+/* Open round h of pt with the round's seed: allocate the zeroed, 64-byte
+ * aligned state (state_size, refused above LSH_HOST_STATE_MAX), seed its
+ * random stream from seed, call init.  *out is owned (lsh_host_round_close).
+ * Errors: LSH_EPLUGIN (init failed, or state_size refused), LSH_ENOMEM. */
+int lsh_host_round_open(const struct lsh_host_point *pt, uint32_t h, uint64_t seed,
+                        struct lsh_host_round **out, struct lsh_error *err);
+
+/* Rows to bucket: n rows of pt->d doubles (borrowed, never written) and
+ * where their buckets go (n values, caller storage). */
+struct lsh_host_rows {
+    const double *x;
+    size_t n;
+    uint32_t *bucket;
+};
+
+/* Bucket every part with this round: fit (if the strategy has one) once on
+ * the rows of all parts together, in order (SPEC 2.3: [Q; K]), then hash
+ * every part, then check every bucket is below n_buckets.  Call once per
+ * round.  Errors: LSH_EPLUGIN (a callback failed, or a bucket out of range;
+ * err says which), LSH_ENOMEM.  The rows are never handed to the plugin. */
+int lsh_host_round_bucket(struct lsh_host_round *r, const struct lsh_host_rows *parts,
+                          size_t n_parts, struct lsh_error *err);
+
+/* Where exported arrays go: name (checked: a plain word), rows x cols
+ * doubles, row-major, borrowed for the call.  Returns 0 or an LSH_E* code
+ * with err filled. */
+typedef int (*lsh_host_array_fn)(void *ctx, const char *name, const double *data,
+                                 size_t rows, size_t cols, struct lsh_error *err);
+
+/* Call export_params (a no-op when the strategy has none), handing each
+ * array to fn (NULL: only check the names and the plugin's return code, so
+ * a caller can refuse a point before writing any of it).  Returns 0; the
+ * code fn returned (err filled by fn); or LSH_EPLUGIN when the plugin failed
+ * or named an array badly. */
+int lsh_host_round_export(struct lsh_host_round *r, lsh_host_array_fn fn, void *ctx,
+                          struct lsh_error *err);
+
+/* fini (when init succeeded) and free.  NULL is allowed. */
+void lsh_host_round_close(struct lsh_host_round *r);
+
+/* Memory the host itself allocates for a round of s on n_rows rows of d
+ * doubles, for the memory plan (what the plugin allocates in init or fit is
+ * not in it):
+ *   kept      - from open to close: the state (rounded to 64) and the stream;
+ *   transient - only inside lsh_host_round_bucket, freed before it returns:
+ *               the private copy of the rows fit() gets, or the hash batch
+ *               (rows and their buckets), whichever is larger (they are
+ *               never held together).
+ * A run holding H rounds open, T of them bucketing at once, needs
+ * H * kept + T * transient.  Saturates at SIZE_MAX instead of wrapping. */
+struct lsh_host_memory {
+    size_t kept, transient;
+};
+void lsh_host_round_memory(const struct lsh_strategy *s, size_t n_rows, size_t d,
+                           struct lsh_host_memory *out);
+
+#endif
