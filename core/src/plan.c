@@ -7,7 +7,8 @@
 #include <string.h>
 
 #include "dataset.h"
-#include "results.h"
+#include "eval.h"
+#include "point.h"
 #include "rng.h"
 
 void lsh_plan_free(struct lsh_plan *plan)

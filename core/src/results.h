@@ -21,7 +21,7 @@
 
 #include "config.h"
 #include "error.h"
-#include "eval.h"
+#include "point.h"
 
 #define LSH_RESULTS_FORMAT "lshlab-results"
 #define LSH_RESULTS_FORMAT_VERSION 1
@@ -31,20 +31,6 @@
 #define LSH_RUNS_PARAMS_LEN 256 /* params */
 #define LSH_RUNS_WORD_LEN 16    /* mode, window, combine, status */
 #define LSH_RUNS_MESSAGE_LEN 256
-
-enum lsh_point_status { LSH_POINT_OK, LSH_POINT_SKIPPED, LSH_POINT_FAILED };
-
-/* The key of one sweep point, as written to /runs. */
-struct lsh_point_key {
-    uint64_t point_id;            /* index in the config's expansion order */
-    const char *dataset, *strategy, *params;
-    enum lsh_mode mode;
-    uint32_t chunk_size, look_back; /* 0 in bucket mode */
-    enum lsh_window window;       /* written as "n/a" in bucket mode */
-    enum lsh_combine combine;
-    uint32_t n_hashes, n_buckets, repeat;
-    uint64_t seed;                /* the point seed (SPEC 7) */
-};
 
 struct lsh_run_row {
     struct lsh_point_key key;
