@@ -27,6 +27,7 @@
 #include <string.h>
 #include <sys/file.h>
 #include <sys/stat.h>
+#include <sys/sysmacros.h>
 #include <sys/utsname.h>
 #include <time.h>
 #include <unistd.h>
@@ -51,6 +52,7 @@ struct lsh_results {
     char *path, *partial;
     char *work, *snapshot; /* the working copy, and where a snapshot is copied */
     int lock_fd;           /* the working copy, flock()ed while we write it */
+    int own_work;          /* lock_fd is locked and res->work names it */
     int broken;            /* a write to the working copy failed: never publish it */
     double publish_cost, published_at;
     enum lsh_experiment experiment;
@@ -115,13 +117,54 @@ static void results_free(struct lsh_results *res)
 
 /* ---- files and folders --------------------------------------------------- */
 
-/* 1 if something (even a dangling link) is at path, 0 if not, -1 on error. */
-static int path_exists(const char *path)
+/* What st describes, for messages; NULL for a regular file. */
+static const char *not_regular(const struct stat *st)
+{
+    if (S_ISREG(st->st_mode))
+        return NULL;
+    if (S_ISLNK(st->st_mode))
+        return "a symbolic link";
+    if (S_ISDIR(st->st_mode))
+        return "a folder";
+    if (S_ISFIFO(st->st_mode))
+        return "a FIFO";
+    if (S_ISCHR(st->st_mode) || S_ISBLK(st->st_mode))
+        return "a device";
+    return "not a regular file";
+}
+
+/* lshlab replaces, moves and removes regular files only, and never follows
+ * a link at a name it writes: 0 when p is a regular file (*exists = 1) or
+ * absent (*exists = 0); anything else is refused with `code`, naming it. */
+static int check_regular(const char *p, int code, int *exists, struct lsh_error *err)
 {
     struct stat st;
-    if (lstat(path, &st) == 0)
-        return 1;
-    return errno == ENOENT ? 0 : -1;
+    if (lstat(p, &st) != 0) {
+        if (errno != ENOENT)
+            return lsh_error_set(err, LSH_EIO, "cannot check whether '%s' exists: %s", p,
+                                 strerror(errno));
+        if (exists)
+            *exists = 0;
+        return 0;
+    }
+    const char *what = not_regular(&st);
+    if (what)
+        return lsh_error_set(err, code,
+                             "cannot write results at '%s': it is %s; lshlab replaces only "
+                             "regular files, and neither follows nor removes anything else",
+                             p, what);
+    if (exists)
+        *exists = 1;
+    return 0;
+}
+
+/* Remove a file of ours (a leftover snapshot), but never a link or anything
+ * else someone put at that name. */
+static void remove_ours(const char *p)
+{
+    struct stat st;
+    if (lstat(p, &st) == 0 && S_ISREG(st.st_mode))
+        unlink(p);
 }
 
 /* The folder part of path ("." for a bare name), malloc'd. */
@@ -143,7 +186,7 @@ static int check_folder(const char *path, struct lsh_error *err)
     if (!path[0] || (slash && !slash[1]))
         return lsh_error_set(err, LSH_ECONFIG, "cannot write results to '%s': not a file name",
                              path);
-    if (stat(path, &st) == 0 && S_ISDIR(st.st_mode))
+    if (lstat(path, &st) == 0 && S_ISDIR(st.st_mode))
         return lsh_error_set(err, LSH_ECONFIG, "cannot write results to '%s': it is a folder",
                              path);
     dir = folder_of(path);
@@ -169,23 +212,15 @@ static int check_folder(const char *path, struct lsh_error *err)
     return rc;
 }
 
-/* Make the data of the file reach the disk before the rename publishes it,
- * and the rename itself after (best effort on the folder). */
-static int fsync_path(const char *path, int flags)
-{
-    int fd = open(path, flags);
-    if (fd < 0)
-        return -1;
-    int rc = fsync(fd);
-    close(fd);
-    return rc;
-}
-
+/* Make the rename that published a file reach the disk (best effort). */
 static void fsync_folder_of(const char *path)
 {
     char *dir = folder_of(path);
-    if (dir)
-        (void)fsync_path(dir, O_RDONLY);
+    int fd = dir ? open(dir, O_RDONLY | O_CLOEXEC) : -1;
+    if (fd >= 0) {
+        (void)fsync(fd);
+        close(fd);
+    }
     free(dir);
 }
 
@@ -196,14 +231,33 @@ static double now_seconds(void)
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
-/* Copy the file at from to to (created or truncated).  0, or -1 with errno. */
-static int copy_file(const char *from, const char *to)
+/* Create p as a new regular file for writing, never through a link: a
+ * regular file left there by a crash is replaced, anything else refused.
+ * The descriptor, or a negative LSH_E* code. */
+static int create_new(const char *p, struct lsh_error *err)
+{
+    for (int attempt = 0;; attempt++) {
+        int fd = open(p, O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0666);
+        if (fd >= 0)
+            return fd;
+        if (errno != EEXIST || attempt > 0)
+            return lsh_error_set(err, LSH_EIO, "cannot create '%s': %s", p, strerror(errno));
+        int rc = check_regular(p, LSH_EIO, NULL, err);
+        if (rc)
+            return rc;
+        if (unlink(p) != 0 && errno != ENOENT)
+            return lsh_error_set(err, LSH_EIO, "cannot replace the leftover '%s': %s", p,
+                                 strerror(errno));
+    }
+}
+
+/* Copy the file at from into the descriptor out.  0, or -1 with errno. */
+static int copy_into(const char *from, int out)
 {
     enum { BUF = 1 << 20 };
     char *buf = malloc(BUF);
-    int in = open(from, O_RDONLY | O_CLOEXEC);
-    int out = in < 0 ? -1 : open(to, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0666);
-    int rc = buf && out >= 0 ? 0 : -1, saved = buf ? errno : ENOMEM;
+    int in = open(from, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+    int rc = buf && in >= 0 ? 0 : -1, saved = buf ? errno : ENOMEM;
     while (!rc) {
         ssize_t got = read(in, buf, BUF);
         if (got <= 0) {
@@ -216,10 +270,6 @@ static int copy_file(const char *from, const char *to)
     }
     if (rc)
         saved = errno;
-    if (out >= 0 && close(out) != 0 && !rc) {
-        rc = -1;
-        saved = errno;
-    }
     if (in >= 0)
         close(in);
     free(buf);
@@ -227,29 +277,139 @@ static int copy_file(const char *from, const char *to)
     return rc;
 }
 
-/* Create (or take over) the working copy and lock it: one writer per file. */
-static int lock_work(struct lsh_results *res, struct lsh_error *err)
+/* Copy from to a new file at to (see create_new).  0, or an LSH_E* code. */
+static int copy_file(const char *from, const char *to, struct lsh_error *err)
 {
-    res->lock_fd = open(res->work, O_RDWR | O_CREAT | O_CLOEXEC, 0666);
-    if (res->lock_fd < 0)
-        return lsh_error_set(err, LSH_EIO, "cannot create the working copy '%s': %s", res->work,
-                             strerror(errno));
-    if (flock(res->lock_fd, LOCK_EX | LOCK_NB) != 0) {
-        int e = errno;
-        close(res->lock_fd);
-        res->lock_fd = -1;
-        if (e == EWOULDBLOCK)
-            return lsh_error_set(err, LSH_EEXIST,
-                                 "another lshlab run is writing '%s' (its working copy '%s' is "
-                                 "locked)",
-                                 res->path, res->work);
-        return lsh_error_set(err, LSH_EIO, "cannot lock '%s': %s", res->work, strerror(e));
+    int out = create_new(to, err);
+    if (out < 0)
+        return out;
+    int rc = copy_into(from, out);
+    if (close(out) != 0)
+        rc = -1;
+    return rc ? lsh_error_set(err, LSH_EIO, "cannot copy '%s' to '%s': %s", from, to,
+                              strerror(errno))
+              : 0;
+}
+
+/* The process holding an flock() on the file st describes, from /proc/locks
+ * (Linux), or 0 when unknown. */
+static long lock_holder(const struct stat *st)
+{
+    FILE *f = fopen("/proc/locks", "r");
+    char line[256];
+    long pid = 0;
+    while (f && !pid && fgets(line, sizeof line, f)) {
+        char kind[16];
+        long p;
+        unsigned maj, min;
+        unsigned long long ino;
+        if (strstr(line, "->"))
+            continue; /* a waiter, not the holder */
+        if (sscanf(line, "%*d: %15s %*s %*s %ld %x:%x:%llu", kind, &p, &maj, &min, &ino) == 5 &&
+            !strcmp(kind, "FLOCK") && ino == (unsigned long long)st->st_ino &&
+            maj == major(st->st_dev) && min == minor(st->st_dev))
+            pid = p;
     }
-#if !H5_VERSION_GE(1, 10, 7)
-    /* No H5Pset_file_locking: HDF5's own lock on the file takes over. */
-    flock(res->lock_fd, LOCK_UN);
+    if (f)
+        fclose(f);
+    return pid;
+}
+
+static int busy(const struct lsh_results *res, const struct stat *st, struct lsh_error *err)
+{
+    char who[48] = "";
+    long pid = lock_holder(st);
+    if (pid > 0)
+        snprintf(who, sizeof who, " (process %ld)", pid);
+    return lsh_error_set(err, LSH_EEXIST,
+                         "another lshlab run is writing '%s' now%s: wait for it to finish, or "
+                         "stop it, then run again (its working copy '%s' is locked)",
+                         res->path, who, res->work);
+}
+
+/* One writer per results file: a running writer holds an flock() on the
+ * working copy.  Before anything else, find out whether one is running:
+ * a locked working copy is refused as busy; an unlocked one is a crash's
+ * leftover, never trusted, and removed; a link there is refused. */
+static int check_work(struct lsh_results *res, struct lsh_error *err)
+{
+    struct stat st;
+    int fd = open(res->work, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
+    if (fd < 0) {
+        if (errno == ENOENT)
+            return 0;
+        if (errno == ELOOP)
+            return check_regular(res->work, LSH_ECONFIG, NULL, err);
+        return lsh_error_set(err, LSH_EIO, "cannot open the working copy '%s': %s", res->work,
+                             strerror(errno));
+    }
+    int rc = fstat(fd, &st) != 0 ? lsh_error_set(err, LSH_EIO, "cannot check '%s': %s",
+                                                 res->work, strerror(errno))
+                                 : 0;
+    if (!rc && !S_ISREG(st.st_mode))
+        rc = check_regular(res->work, LSH_ECONFIG, NULL, err);
+    if (!rc && flock(fd, LOCK_EX | LOCK_NB) != 0)
+        rc = errno == EWOULDBLOCK ? busy(res, &st, err)
+                                  : lsh_error_set(err, LSH_EIO, "cannot lock '%s': %s",
+                                                  res->work, strerror(errno));
+    if (!rc && unlink(res->work) != 0 && errno != ENOENT)
+        rc = lsh_error_set(err, LSH_EIO, "cannot remove the leftover working copy '%s': %s",
+                           res->work, strerror(errno));
+    close(fd);
+    return rc;
+}
+
+/* Lock the working copy just created at res->work (fd: a descriptor of it,
+ * or -1 to open one), and make sure the name still leads to that file. */
+static int lock_work(struct lsh_results *res, int fd, struct lsh_error *err)
+{
+    struct stat mine, named;
+    if (fd < 0)
+        fd = open(res->work, O_RDWR | O_NOFOLLOW | O_CLOEXEC);
+    if (fd < 0)
+        return lsh_error_set(err, LSH_EIO, "cannot open the working copy '%s': %s", res->work,
+                             strerror(errno));
+    res->lock_fd = fd;
+    if (fstat(fd, &mine) != 0)
+        return lsh_error_set(err, LSH_EIO, "cannot check '%s': %s", res->work, strerror(errno));
+#if H5_VERSION_GE(1, 10, 7)
+    if (flock(fd, LOCK_EX | LOCK_NB) != 0)
+#else
+    /* No H5Pset_file_locking: HDF5's own flock() on the file is the lock. */
+    if (0)
 #endif
+        return errno == EWOULDBLOCK ? busy(res, &mine, err)
+                                    : lsh_error_set(err, LSH_EIO, "cannot lock '%s': %s",
+                                                    res->work, strerror(errno));
+    if (lstat(res->work, &named) != 0 || named.st_ino != mine.st_ino ||
+        named.st_dev != mine.st_dev)
+        return busy(res, &mine, err); /* another run took the name meanwhile */
+    res->own_work = 1;
     return 0;
+}
+
+/* HDF5 opens files by name: check that it opened our locked working copy. */
+static int check_same_file(struct lsh_results *res, struct lsh_error *err)
+{
+    struct stat mine, theirs;
+    int *handle = NULL;
+    if (H5Fget_vfd_handle(res->file, H5P_DEFAULT, (void **)&handle) < 0 || !handle ||
+        fstat(*handle, &theirs) != 0 || fstat(res->lock_fd, &mine) != 0 ||
+        theirs.st_ino != mine.st_ino || theirs.st_dev != mine.st_dev)
+        return lsh_error_set(err, LSH_EIO,
+                             "the working copy '%s' was replaced while it was being opened",
+                             res->work);
+    return 0;
+}
+
+/* Add to err's message where the rows are safe; returns rc. */
+static int add_hint(struct lsh_error *err, int rc, const char *fmt, const char *file)
+{
+    if (err) {
+        size_t len = strlen(err->message);
+        snprintf(err->message + len, sizeof err->message - len, fmt, file);
+    }
+    return rc;
 }
 
 /* Snapshot the (flushed, hence consistent) working copy as <path>.partial. */
@@ -260,13 +420,16 @@ static int publish(struct lsh_results *res, struct lsh_error *err)
         res->broken = 1;
         return lsh_h5_fail(err, res->work, "flush the working copy");
     }
-    if (copy_file(res->work, res->snapshot) != 0 || rename(res->snapshot, res->partial) != 0) {
-        int e = errno;
-        unlink(res->snapshot);
-        return lsh_error_set(err, LSH_EIO,
-                             "cannot update '%s' with the newest rows: %s (it keeps the rows it "
-                             "had; free space, then run with --resume to continue)",
-                             res->partial, strerror(e));
+    int rc = copy_file(res->work, res->snapshot, err);
+    if (!rc)
+        rc = check_regular(res->partial, LSH_EIO, NULL, err);
+    if (!rc && rename(res->snapshot, res->partial) != 0)
+        rc = lsh_error_set(err, LSH_EIO, "cannot rename '%s' to '%s': %s", res->snapshot,
+                           res->partial, strerror(errno));
+    if (rc) {
+        remove_ours(res->snapshot);
+        return add_hint(err, rc, "; '%s' keeps the rows it had (free space, then run with "
+                        "--resume to continue)", res->partial);
     }
     res->published_at = now_seconds();
     res->publish_cost = res->published_at - t0;
@@ -285,14 +448,8 @@ static int maybe_publish(struct lsh_results *res, struct lsh_error *err)
 static int broken_write(struct lsh_results *res, int rc, struct lsh_error *err)
 {
     res->broken = 1;
-    if (err) {
-        char hint[LSH_ERROR_MSG_MAX];
-        snprintf(hint, sizeof hint, "; the rows finished before are safe in '%s' (free space, "
-                 "then run with --resume to continue)", res->partial);
-        size_t len = strlen(err->message);
-        snprintf(err->message + len, sizeof err->message - len, "%s", hint);
-    }
-    return rc;
+    return add_hint(err, rc, "; the rows finished before are safe in '%s' (free space, then "
+                    "run with --resume to continue)", res->partial);
 }
 
 static int write_root_attributes(hid_t file, const char *path, const struct lsh_config *cfg,
@@ -392,17 +549,22 @@ static int check_config_strings(const struct lsh_config *cfg, struct lsh_error *
 }
 
 static int create_file(struct lsh_results *res, const struct lsh_config *cfg,
-                       const char *cmdline, const char *resolved, unsigned flags,
-                       struct lsh_error *err)
+                       const char *cmdline, const char *resolved, struct lsh_error *err)
 {
     hid_t fapl = file_access();
     int rc = 0;
 
-    res->file = fapl < 0 ? NO_HID : H5Fcreate(res->work, flags, H5P_DEFAULT, fapl);
+    /* EXCL: O_CREAT|O_EXCL, which never follows a link (check_work has
+     * removed a leftover working copy) */
+    res->file = fapl < 0 ? NO_HID : H5Fcreate(res->work, H5F_ACC_EXCL, H5P_DEFAULT, fapl);
     if (res->file < 0)
         rc = lsh_h5_fail(err, res->work, "create the results file");
     if (fapl >= 0)
         H5Pclose(fapl); /* after lsh_h5_fail: any HDF5 call clears the error stack */
+    if (!rc)
+        rc = lock_work(res, -1, err);
+    if (!rc)
+        rc = check_same_file(res, err);
     if (rc)
         return rc;
     rc = write_root_attributes(res->file, res->partial, cfg, cmdline, resolved, err);
@@ -574,6 +736,8 @@ static int resume_file(struct lsh_results *res, const char *resolved, struct lsh
     rc = res->file < 0 ? lsh_h5_fail(err, res->partial, "open the results file to resume it") : 0;
     if (fapl >= 0)
         H5Pclose(fapl);
+    if (!rc)
+        rc = check_same_file(res, err);
     if (rc)
         return rc;
     rc = lsh_h5_check_format(res->file, res->partial, err);
@@ -651,7 +815,7 @@ int lsh_results_open(const char *path, const struct lsh_config *cfg, const char 
 {
     struct lsh_results *res = NULL;
     char *resolved = NULL;
-    int rc, moved = 0, created = 0, locked = 0;
+    int rc, moved = 0, created = 0;
 
     if (!path || !cfg || !out)
         return lsh_error_set(err, LSH_EINVAL, "lsh_results_open: NULL argument");
@@ -691,12 +855,14 @@ int lsh_results_open(const char *path, const struct lsh_config *cfg, const char 
     if (rc)
         goto fail;
 
-    int has_path = path_exists(path), has_partial = path_exists(res->partial);
-    if (has_path < 0 || has_partial < 0) {
-        rc = lsh_error_set(err, LSH_EIO, "cannot check whether '%s' exists: %s",
-                           has_path < 0 ? path : res->partial, strerror(errno));
+    /* Names checked before anything is written, the lock first of all, so
+     * that a second run is told that one is running, not what it left. */
+    int has_path = 0, has_partial = 0;
+    if ((rc = check_regular(path, LSH_ECONFIG, &has_path, err)) ||
+        (rc = check_regular(res->partial, LSH_ECONFIG, &has_partial, err)) ||
+        (rc = check_regular(res->snapshot, LSH_ECONFIG, NULL, err)) ||
+        (rc = check_work(res, err)))
         goto fail;
-    }
     switch (mode) {
     case LSH_RESULTS_CREATE:
         if (has_path) {
@@ -713,22 +879,20 @@ int lsh_results_open(const char *path, const struct lsh_config *cfg, const char 
                                path, res->partial);
             goto fail;
         }
-        if ((rc = lock_work(res, err)))
-            goto fail;
-        locked = created = 1;
-        rc = create_file(res, cfg, cmdline, resolved, H5F_ACC_TRUNC, err);
+        created = 1;
+        rc = create_file(res, cfg, cmdline, resolved, err);
         break;
     case LSH_RESULTS_FORCE:
-        if ((rc = lock_work(res, err)))
-            goto fail;
-        locked = created = 1;
-        rc = create_file(res, cfg, cmdline, resolved, H5F_ACC_TRUNC, err);
+        created = 1;
+        rc = create_file(res, cfg, cmdline, resolved, err);
         break;
     case LSH_RESULTS_RESUME:
-        if ((rc = lock_work(res, err)))
-            goto fail;
-        locked = 1;
-        if (!has_partial && has_path) {
+        if (!has_partial && !has_path) {
+            created = 1;
+            rc = create_file(res, cfg, cmdline, resolved, err);
+            break;
+        }
+        if (!has_partial) {
             /* The complete file comes back only when this run completes. */
             if (rename(path, res->partial) != 0) {
                 rc = lsh_error_set(err, LSH_EIO, "cannot move '%s' to '%s' to resume it: %s",
@@ -737,17 +901,14 @@ int lsh_results_open(const char *path, const struct lsh_config *cfg, const char 
             }
             moved = 1;
         }
-        if (has_partial || has_path) {
-            /* never the working copy a crash may have left: it may be torn */
-            if (copy_file(res->partial, res->work) != 0)
-                rc = lsh_error_set(err, LSH_EIO, "cannot copy '%s' to '%s' to resume it: %s",
-                                   res->partial, res->work, strerror(errno));
-            else
-                rc = resume_file(res, resolved, err);
-        } else {
-            created = 1;
-            rc = create_file(res, cfg, cmdline, resolved, H5F_ACC_TRUNC, err);
-        }
+        /* never the working copy a crash may have left: it may be torn */
+        int fd = create_new(res->work, err);
+        rc = fd < 0 ? fd : lock_work(res, fd, err);
+        if (!rc && copy_into(res->partial, res->lock_fd) != 0)
+            rc = lsh_error_set(err, LSH_EIO, "cannot copy '%s' to '%s' to resume it: %s",
+                               res->partial, res->work, strerror(errno));
+        if (!rc)
+            rc = resume_file(res, resolved, err);
         break;
     default:
         rc = lsh_error_set(err, LSH_EINVAL, "lsh_results_open: unknown mode %d", (int)mode);
@@ -768,7 +929,7 @@ fail:
             H5Fclose(res->file);
             res->file = NO_HID;
         }
-        if (locked) /* ours, and nothing in it is needed */
+        if (res->own_work) /* ours, and nothing in it is needed */
             unlink(res->work);
         if (moved)
             (void)rename(res->partial, path); /* a refused resume leaves things as found */
@@ -1038,18 +1199,21 @@ int lsh_results_close(struct lsh_results *res, int complete, struct lsh_error *e
         if (complete && !rc)
             rc = lsh_error_set(err, LSH_EIO, "'%s' is incomplete after a failed write",
                                res->partial);
-    } else if (fsync_path(res->work, O_RDONLY) != 0) {
+    } else if (fsync(res->lock_fd) != 0) {
         rc = lsh_error_set(err, LSH_EIO, "cannot sync '%s' to disk: %s", res->work,
                            strerror(errno));
+    } else if ((rc = check_regular(complete ? res->path : res->partial, LSH_EIO, NULL, err))) {
+        /* something not ours appeared there during the run: the rows stay in
+         * the working copy and the .partial */
     } else if (rename(res->work, complete ? res->path : res->partial) != 0) {
         rc = lsh_error_set(err, LSH_EIO, "cannot move '%s' to '%s': %s", res->work,
                            complete ? res->path : res->partial, strerror(errno));
     } else {
         if (complete)
-            unlink(res->partial); /* after the rename: one of them always exists */
+            remove_ours(res->partial); /* after the rename: one of them always exists */
         fsync_folder_of(res->path);
     }
-    unlink(res->snapshot); /* left by a crash in the middle of a snapshot */
+    remove_ours(res->snapshot); /* left by a crash in the middle of a snapshot */
     results_free(res);
     return rc;
 }

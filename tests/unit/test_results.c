@@ -1238,3 +1238,108 @@ Test(results, a_second_writer_is_refused)
     free(read_runs(path, &n));
     cr_assert_eq(n, 1);
 }
+
+/* ---- links and special files at the names a run writes -------------------------- */
+
+/* A link at any name lshlab writes (the working copy, the snapshot's
+ * temporary, the .partial, the results file) is refused by name, neither
+ * followed nor removed: the file it points at keeps its bytes. */
+Test(results, links_at_the_names_written_are_refused_and_never_followed)
+{
+    static const char *const suffixes[] = { ".work", ".partial.tmp", ".partial", "" };
+    const char *victim_text = "precious data, not an HDF5 file\n";
+    char victim[300], link[320];
+    snprintf(victim, sizeof victim, "%s/victim", dir);
+    struct test_config tc;
+    make_config(&tc, 2385, LSH_EXPERIMENT_SWEEP);
+    for (size_t i = 0; i < sizeof suffixes / sizeof suffixes[0]; i++) {
+        write_bytes(victim, victim_text);
+        snprintf(link, sizeof link, "%s%s", path, suffixes[i]);
+        cr_assert_eq(symlink(victim, link), 0);
+        const enum lsh_results_mode modes[] = { LSH_RESULTS_FORCE, LSH_RESULTS_RESUME };
+        for (int m = 0; m < 2; m++) {
+            struct lsh_results *res = NULL;
+            struct lsh_error err;
+            lsh_error_clear(&err);
+            int rc = lsh_results_open(path, &tc.cfg, "", modes[m], &res, &err);
+            if (rc == 0) {
+                struct test_row r;
+                make_row(&r, 0, LSH_POINT_OK);
+                lsh_results_append(res, &r.row, &err);
+                lsh_results_close(res, 1, &err);
+            }
+            cr_assert_neq(rc, 0, "a link at '%s' was accepted (mode %d)", link, m);
+            cr_assert(strstr(err.message, link) && strstr(err.message, "symbolic link"),
+                      "%s", err.message);
+            assert_file_is(victim, victim_text);
+            struct stat st;
+            cr_assert_eq(lstat(link, &st), 0, "the link '%s' was removed", link);
+            cr_assert(S_ISLNK(st.st_mode));
+        }
+        unlink(link);
+        cr_assert_not(exists(path));
+        cr_assert_not(exists(partial));
+    }
+}
+
+/* `-o /dev/null --force` replaced the device with a regular file: a results
+ * name that holds a device or FIFO is refused, and stays what it was. */
+Test(results, a_fifo_at_the_results_name_is_refused_and_kept)
+{
+    struct test_config tc;
+    make_config(&tc, 2385, LSH_EXPERIMENT_SWEEP);
+    cr_assert_eq(mkfifo(path, 0600), 0);
+    struct lsh_results *res = NULL;
+    struct lsh_error err;
+    lsh_error_clear(&err);
+    int rc = lsh_results_open(path, &tc.cfg, "", LSH_RESULTS_FORCE, &res, &err);
+    if (rc == 0)
+        lsh_results_close(res, 1, &err);
+    cr_assert_neq(rc, 0, "a FIFO at the results name was accepted");
+    cr_assert(strstr(err.message, path) && strstr(err.message, "FIFO"), "%s", err.message);
+    struct stat st;
+    cr_assert_eq(lstat(path, &st), 0);
+    cr_assert(S_ISFIFO(st.st_mode), "the FIFO was replaced");
+    cr_assert_not(exists(partial));
+}
+
+/* A crash's leftovers that are regular files are replaced, not refused. */
+Test(results, regular_leftovers_of_a_crash_are_replaced)
+{
+    char snapshot[320], work[320];
+    snprintf(snapshot, sizeof snapshot, "%s.partial.tmp", path);
+    snprintf(work, sizeof work, "%s.work", path);
+    write_bytes(snapshot, "torn snapshot");
+    write_bytes(work, "torn working copy");
+    struct test_config tc;
+    make_config(&tc, 2385, LSH_EXPERIMENT_SWEEP);
+    write_complete_file(&tc.cfg, 2);
+    size_t n;
+    free(read_runs(path, &n));
+    cr_assert_eq(n, 2);
+    cr_assert_not(exists(snapshot));
+    cr_assert_not(exists(work));
+}
+
+/* A second run while one writes is told that one is running (with its
+ * process id), not that a previous run was interrupted and to resume it. */
+Test(results, a_second_run_is_told_another_is_writing_not_to_resume)
+{
+    struct test_config tc;
+    make_config(&tc, 2385, LSH_EXPERIMENT_SWEEP);
+    struct lsh_results *res = open_ok(&tc.cfg, LSH_RESULTS_CREATE);
+    char pid[32];
+    snprintf(pid, sizeof pid, "process %ld", (long)getpid());
+    const enum lsh_results_mode modes[] = { LSH_RESULTS_CREATE, LSH_RESULTS_FORCE,
+                                            LSH_RESULTS_RESUME };
+    for (int m = 0; m < 3; m++) {
+        struct lsh_results *other = NULL;
+        struct lsh_error err;
+        lsh_error_clear(&err);
+        cr_assert_eq(lsh_results_open(path, &tc.cfg, "", modes[m], &other, &err), LSH_EEXIST);
+        cr_assert(strstr(err.message, "another lshlab run is writing"), "%s", err.message);
+        cr_assert(strstr(err.message, pid), "no '%s' in: %s", pid, err.message);
+        cr_assert_null(strstr(err.message, "--resume"), "%s", err.message);
+    }
+    close_ok(res, 1);
+}
