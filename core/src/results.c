@@ -53,6 +53,8 @@ struct lsh_results {
     char *work, *snapshot; /* the working copy, and where a snapshot is copied */
     int lock_fd;           /* the working copy, flock()ed while we write it */
     int own_work;          /* lock_fd is locked and res->work names it */
+    int moved;             /* resume: <path> was moved to <path>.partial */
+    int refused;           /* resume: the file does not match the plan */
     int broken;            /* a write to the working copy failed: never publish it */
     double publish_cost, published_at;
     enum lsh_experiment experiment;
@@ -620,6 +622,20 @@ static void describe_difference(const char *file_yaml, const char *cfg_yaml, cha
              na > 120 ? 120 : na, la, nb > 120 ? 120 : nb, lb);
 }
 
+/* A resumed file that does not match the plan: refuse it, saying where. */
+static int damaged(const struct lsh_results *res, struct lsh_error *err, uint64_t row,
+                   int has_id, uint64_t point_id, const char *why)
+{
+    char point[48] = "";
+    if (has_id)
+        snprintf(point, sizeof point, ", point %" PRIu64, point_id);
+    return lsh_error_set(err, LSH_EDATA,
+                         "cannot resume '%s': row %" PRIu64 " of /%s%s does not match this "
+                         "config: %s; the file is damaged or was changed: restore it, or start "
+                         "over with --force",
+                         res->partial, row, res->table.name, point, why);
+}
+
 /* Drop the rows that do not count (failed, or never completed) so that they
  * are run again, and remember the ids of the rest. */
 static int read_done_points(struct lsh_results *res, struct lsh_error *err)
@@ -633,10 +649,13 @@ static int read_done_points(struct lsh_results *res, struct lsh_error *err)
     unsigned char *all = NULL;
     int rc = 0;
 
-    if (fspace < 0 || H5Sget_simple_extent_dims(fspace, &n, NULL) < 0) {
+    if (fspace < 0) {
         rc = lsh_h5_fail(err, res->partial, "read the size of /runs");
         goto done;
     }
+    if ((rc = lsh_table_rows(res->table.dset, res->table.row_size, res->partial, "runs", &n,
+                             err)))
+        goto done;
     res->n_rows = n;
     if (n == 0)
         goto done;
@@ -669,6 +688,12 @@ static int read_done_points(struct lsh_results *res, struct lsh_error *err)
         keep[i] = !strcmp(status, "ok") || !strcmp(status, "skipped");
         if (keep[i]) {
             kept++;
+            size_t pos;
+            if (find_done(res, rows[i].point_id, &pos)) {
+                free(keep);
+                rc = damaged(res, err, i, 1, rows[i].point_id, "its point_id is in /runs twice");
+                goto done;
+            }
             if (add_done(res, rows[i].point_id) < 0) {
                 free(keep);
                 rc = lsh_h5_enomem(err);
@@ -788,15 +813,11 @@ static int resume_file(struct lsh_results *res, const char *resolved, struct lsh
     if (res->experiment == LSH_EXPERIMENT_SWEEP)
         return read_done_points(res, err);
 
-    hid_t space = H5Dget_space(res->table.dset);
     hsize_t n = 0;
-    got = space < 0 ? -1 : H5Sget_simple_extent_dims(space, &n, NULL);
-    if (space >= 0)
-        H5Sclose(space);
-    if (got < 0)
-        return lsh_h5_fail(err, res->partial, "read the size of /%s", res->table.name);
+    rc = lsh_table_rows(res->table.dset, res->table.row_size, res->partial, res->table.name, &n,
+                        err);
     res->n_rows = n;
-    return 0;
+    return rc;
 }
 
 void lsh_results_init_library(void)
@@ -809,13 +830,28 @@ void lsh_results_init_library(void)
     H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
 }
 
+/* A refused open or resume leaves the files as it found them. */
+static void give_back(struct lsh_results *res)
+{
+    lsh_table_close(&res->table);
+    if (res->file >= 0) {
+        H5Fclose(res->file);
+        res->file = NO_HID;
+    }
+    if (res->own_work) /* ours, and nothing in it is needed */
+        unlink(res->work);
+    if (res->moved)
+        (void)rename(res->partial, res->path);
+    results_free(res);
+}
+
 int lsh_results_open(const char *path, const struct lsh_config *cfg, const char *cmdline,
                      enum lsh_results_mode mode, struct lsh_results **out,
                      struct lsh_error *err)
 {
     struct lsh_results *res = NULL;
     char *resolved = NULL;
-    int rc, moved = 0, created = 0;
+    int rc, created = 0;
 
     if (!path || !cfg || !out)
         return lsh_error_set(err, LSH_EINVAL, "lsh_results_open: NULL argument");
@@ -899,7 +935,7 @@ int lsh_results_open(const char *path, const struct lsh_config *cfg, const char 
                                    path, res->partial, strerror(errno));
                 goto fail;
             }
-            moved = 1;
+            res->moved = 1;
         }
         /* never the working copy a crash may have left: it may be torn */
         int fd = create_new(res->work, err);
@@ -923,18 +959,8 @@ int lsh_results_open(const char *path, const struct lsh_config *cfg, const char 
 
 fail:
     free(resolved);
-    if (res) {
-        lsh_table_close(&res->table);
-        if (res->file >= 0) {
-            H5Fclose(res->file);
-            res->file = NO_HID;
-        }
-        if (res->own_work) /* ours, and nothing in it is needed */
-            unlink(res->work);
-        if (moved)
-            (void)rename(res->partial, path); /* a refused resume leaves things as found */
-        results_free(res);
-    }
+    if (res)
+        give_back(res);
     return rc;
 }
 
@@ -957,6 +983,60 @@ int lsh_results_has_point(const struct lsh_results *res, uint64_t point_id)
 size_t lsh_results_row_count(const struct lsh_results *res)
 {
     return res ? (size_t)res->n_rows : 0;
+}
+
+int lsh_results_check_resumed(struct lsh_results *res, lsh_results_planned_fn planned,
+                              void *ctx, uint64_t n_planned, struct lsh_error *err)
+{
+    if (!res || !planned)
+        return lsh_error_set(err, LSH_EINVAL, "lsh_results_check_resumed: NULL argument");
+    const size_t rs = res->table.row_size;
+    const hsize_t block = rs < (1u << 12) ? 1024 : 1; /* rows are a few hundred bytes */
+    const int sweep = res->experiment == LSH_EXPERIMENT_SWEEP;
+    unsigned char *rows = res->n_rows ? malloc(block * rs) : NULL;
+    hid_t fspace = res->n_rows ? H5Dget_space(res->table.dset) : NO_HID;
+    int rc = 0;
+    if (res->n_rows && (!rows || fspace < 0))
+        rc = rows ? lsh_h5_fail(err, res->partial, "read /%s", res->table.name)
+                  : lsh_h5_enomem(err);
+    for (hsize_t start = 0; !rc && start < res->n_rows; start += block) {
+        hsize_t count = res->n_rows - start < block ? res->n_rows - start : block;
+        hid_t mspace = H5Screate_simple(1, &count, NULL);
+        if (mspace < 0 ||
+            H5Sselect_hyperslab(fspace, H5S_SELECT_SET, &start, NULL, &count, NULL) < 0 ||
+            H5Dread(res->table.dset, res->table.type, mspace, fspace, H5P_DEFAULT, rows) < 0)
+            rc = lsh_h5_fail(err, res->partial, "read /%s to resume it", res->table.name);
+        if (mspace >= 0)
+            H5Sclose(mspace);
+        for (hsize_t k = 0; !rc && k < count; k++) {
+            const unsigned char *row = rows + k * rs;
+            uint64_t index = start + k;
+            char why[1024];
+            if (sweep) /* point_id: the first column */
+                memcpy(&index, row + res->table.cols[0].offset, sizeof index);
+            if (index >= n_planned) {
+                snprintf(why, sizeof why, "%s %" PRIu64 " is past the end of this config's "
+                         "plan (%" PRIu64 " %s)", sweep ? "its point_id" : "row", index,
+                         n_planned, sweep ? "points" : "rows");
+                rc = damaged(res, err, start + k, sweep, index, why);
+                break;
+            }
+            union {
+                struct lsh_run_row run;
+                struct lsh_collision_row collision;
+            } rec;
+            memset(&rec, 0, sizeof rec);
+            planned(ctx, index, &rec);
+            rc = lsh_table_pack(&res->table, &rec, 1, res->row, err);
+            if (!rc && lsh_table_check_row(&res->table, row, res->row, why, sizeof why) != 0)
+                rc = damaged(res, err, start + k, sweep, index, why);
+        }
+    }
+    if (fspace >= 0)
+        H5Sclose(fspace);
+    free(rows);
+    res->refused = rc != 0;
+    return rc;
 }
 
 /* ---- appending ----------------------------------------------------------- */
@@ -1187,6 +1267,10 @@ int lsh_results_close(struct lsh_results *res, int complete, struct lsh_error *e
     int rc = 0;
     if (!res)
         return 0;
+    if (res->refused) {
+        give_back(res);
+        return 0;
+    }
     if (!res->broken && res->file >= 0 && H5Fflush(res->file, H5F_SCOPE_GLOBAL) < 0)
         rc = broken_write(res, lsh_h5_fail(err, res->partial, "flush the results file"), err);
     lsh_table_close(&res->table);

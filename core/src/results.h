@@ -59,6 +59,23 @@ int lsh_results_open(const char *path, const struct lsh_config *cfg, const char 
  * On resume, rows with any other status (failed, or a row left unfinished
  * by a crash) are dropped from /runs at open, so that the point runs again. */
 int lsh_results_has_point(const struct lsh_results *res, uint64_t point_id);
+
+/* Resume: check every row kept from the file against the plan, before any
+ * is trusted.  planned(ctx, index, record) fills the key of the planned row:
+ * record is a zeroed struct lsh_run_row whose .key is to be filled for
+ * point_id index (sweep), or a zeroed struct lsh_collision_row whose key
+ * fields (strategy, params, n_buckets, n_hashes, angle, pairs, seed) are to
+ * be filled for row index (collision).  n_planned: points (sweep) or rows
+ * (collision) in the plan.  A row whose key differs, whose index is past
+ * the plan, whose status is unknown or whose values are not finite and in
+ * range is LSH_EDATA naming the row, the point and the column (duplicated
+ * point_ids are refused by open already); flipped bytes fail the read
+ * (checksums) with LSH_EDATA too.  Call it right after lsh_results_open (a
+ * new file has no rows: nothing to check); after a refusal,
+ * lsh_results_close puts the files back as open found them. */
+typedef void (*lsh_results_planned_fn)(void *ctx, uint64_t index, void *record);
+int lsh_results_check_resumed(struct lsh_results *res, lsh_results_planned_fn planned,
+                              void *ctx, uint64_t n_planned, struct lsh_error *err);
 size_t lsh_results_row_count(const struct lsh_results *res);
 
 /* /datasets/NAME: attributes (kind, n, d, d_v, seed, generator parameters:

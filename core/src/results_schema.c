@@ -4,6 +4,7 @@
 #include "results_schema.h"
 
 #include <inttypes.h>
+#include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -29,6 +30,12 @@ int lsh_h5_fail(struct lsh_error *err, const char *file, const char *fmt, ...)
     vsnprintf(what, sizeof what, fmt, ap);
     va_end(ap);
     H5Ewalk2(H5E_DEFAULT, H5E_WALK_UPWARD, keep_innermost, detail);
+    /* the fletcher32 filter of /runs and /collision found flipped bytes */
+    if (strstr(detail, "checksum"))
+        return lsh_error_set(err, LSH_EDATA,
+                             "results file '%s' is damaged: cannot %s (HDF5: %s); restore it "
+                             "from a copy, or start over with --force",
+                             file, what, detail);
     if (detail[0])
         return lsh_error_set(err, LSH_EIO, "results file '%s': cannot %s (HDF5: %s)", file,
                              what, detail);
@@ -51,9 +58,12 @@ enum col_src {
 };
 
 enum {
-    COL_METRIC = 1u << 0,   /* a SPEC 5 metric: zero unless the point is ok */
+    COL_METRIC = 1u << 0,   /* a value (SPEC 5 metric): finite and >= 0; in /runs zero
+                               unless the point is ok */
     COL_TRUNCATE = 1u << 1, /* free text: cut to fit rather than refuse */
-    COL_SE = 1u << 2        /* has a <name>_se companion when rows are sampled */
+    COL_SE = 1u << 2,       /* has a <name>_se companion when rows are sampled */
+    COL_KEY = 1u << 3,      /* part of the row's key: a resumed row must match the plan */
+    COL_UNIT = 1u << 4      /* a COL_METRIC share or probability: in [0, 1] */
 };
 
 /* One column as declared.  Both tables are data, so adding a column (or a
@@ -104,62 +114,62 @@ static const char *run_status(const void *rec)
 }
 
 #define RUN(f) offsetof(struct lsh_run_row, f)
-#define R_U32(name, f) { name, COL_U32, SRC_FIELD, RUN(f), 0, NULL, 0, 0 }
-#define R_U64(name, f) { name, COL_U64, SRC_FIELD, RUN(f), 0, NULL, 0, 0 }
-#define R_STR(name, f, w, fl) { name, COL_STR, SRC_FIELD, RUN(f), w, NULL, fl, 0 }
-#define R_WORD(name, fn) { name, COL_STR, SRC_WORD, 0, LSH_RUNS_WORD_LEN, fn, 0, 0 }
-#define R_METRIC(name, kind)                                                                 \
-    { #name, kind, SRC_FIELD, RUN(metrics.name), 0, NULL, COL_METRIC | COL_SE,              \
+#define K_U32(name, f) { name, COL_U32, SRC_FIELD, RUN(f), 0, NULL, COL_KEY, 0 }
+#define K_U64(name, f) { name, COL_U64, SRC_FIELD, RUN(f), 0, NULL, COL_KEY, 0 }
+#define K_STR(name, f, w) { name, COL_STR, SRC_FIELD, RUN(f), w, NULL, COL_KEY, 0 }
+#define K_WORD(name, fn) { name, COL_STR, SRC_WORD, 0, LSH_RUNS_WORD_LEN, fn, COL_KEY, 0 }
+#define R_METRIC(name, kind, fl)                                                             \
+    { #name, kind, SRC_FIELD, RUN(metrics.name), 0, NULL, COL_METRIC | COL_SE | (fl),       \
       offsetof(struct lsh_metric_se, name) }
 #define R_TIMING(name) { #name, COL_F64, SRC_FIELD, RUN(metrics.name), 0, NULL, COL_METRIC, 0 }
 
 static const struct lsh_col_def run_columns[] = {
-    R_U64("point_id", key.point_id),
-    R_STR("dataset", key.dataset, LSH_RUNS_NAME_LEN, 0),
-    R_STR("strategy", key.strategy, LSH_RUNS_NAME_LEN, 0),
-    R_STR("params", key.params, LSH_RUNS_PARAMS_LEN, 0),
-    R_WORD("mode", run_mode),
-    R_U32("chunk_size", key.chunk_size),
-    R_U32("look_back", key.look_back),
-    R_WORD("window", run_window),
-    R_WORD("combine", run_combine),
-    R_U32("n_hashes", key.n_hashes),
-    R_U32("n_buckets", key.n_buckets),
-    R_U32("repeat", key.repeat),
-    R_U64("seed", key.seed),
-    R_WORD("status", run_status),
-    R_STR("message", message, LSH_RUNS_MESSAGE_LEN, COL_TRUNCATE),
-    R_METRIC(out_rel_err, COL_F64),
-    R_METRIC(attn_rel_err, COL_F64),
-    R_METRIC(mass_recall, COL_F64),
-    R_METRIC(kl, COL_F64),
-    R_METRIC(empty_rows, COL_U64),
-    R_METRIC(gram_recovery, COL_F64),
-    { "topk_recall_", COL_F64, SRC_TOPK, 0, 0, NULL, COL_METRIC | COL_SE, 0 },
-    R_METRIC(density, COL_F64),
-    R_METRIC(mean_candidates, COL_F64),
-    R_METRIC(bucket_max, COL_F64),
-    R_METRIC(bucket_entropy, COL_F64),
+    K_U64("point_id", key.point_id),
+    K_STR("dataset", key.dataset, LSH_RUNS_NAME_LEN),
+    K_STR("strategy", key.strategy, LSH_RUNS_NAME_LEN),
+    K_STR("params", key.params, LSH_RUNS_PARAMS_LEN),
+    K_WORD("mode", run_mode),
+    K_U32("chunk_size", key.chunk_size),
+    K_U32("look_back", key.look_back),
+    K_WORD("window", run_window),
+    K_WORD("combine", run_combine),
+    K_U32("n_hashes", key.n_hashes),
+    K_U32("n_buckets", key.n_buckets),
+    K_U32("repeat", key.repeat),
+    K_U64("seed", key.seed),
+    { "status", COL_STR, SRC_WORD, 0, LSH_RUNS_WORD_LEN, run_status, 0, 0 },
+    { "message", COL_STR, SRC_FIELD, RUN(message), LSH_RUNS_MESSAGE_LEN, NULL, COL_TRUNCATE, 0 },
+    R_METRIC(out_rel_err, COL_F64, 0),
+    R_METRIC(attn_rel_err, COL_F64, 0),
+    R_METRIC(mass_recall, COL_F64, COL_UNIT),
+    R_METRIC(kl, COL_F64, 0),
+    R_METRIC(empty_rows, COL_U64, 0),
+    R_METRIC(gram_recovery, COL_F64, COL_UNIT),
+    { "topk_recall_", COL_F64, SRC_TOPK, 0, 0, NULL, COL_METRIC | COL_SE | COL_UNIT, 0 },
+    R_METRIC(density, COL_F64, COL_UNIT),
+    R_METRIC(mean_candidates, COL_F64, 0),
+    R_METRIC(bucket_max, COL_F64, 0),
+    R_METRIC(bucket_entropy, COL_F64, COL_UNIT),
     R_TIMING(hash_seconds),
     R_TIMING(eval_seconds),
 };
 
 #define COL(f) offsetof(struct lsh_collision_row, f)
-#define C_FIELD(name, kind, w) { #name, kind, SRC_FIELD, COL(name), w, NULL, 0, 0 }
+#define C_FIELD(name, kind, w, fl) { #name, kind, SRC_FIELD, COL(name), w, NULL, fl, 0 }
 
 static const struct lsh_col_def collision_columns[] = {
-    C_FIELD(strategy, COL_STR, LSH_RUNS_NAME_LEN),
-    C_FIELD(params, COL_STR, LSH_RUNS_PARAMS_LEN),
-    C_FIELD(n_buckets, COL_U32, 0),
-    C_FIELD(n_hashes, COL_U32, 0),
-    C_FIELD(angle, COL_F64, 0),
-    C_FIELD(pairs, COL_U64, 0),
-    C_FIELD(p_round, COL_F64, 0),
-    C_FIELD(p_round_se, COL_F64, 0),
-    C_FIELD(p_any, COL_F64, 0),
-    C_FIELD(p_any_se, COL_F64, 0),
-    C_FIELD(seed, COL_U64, 0),
-    C_FIELD(seconds, COL_F64, 0),
+    C_FIELD(strategy, COL_STR, LSH_RUNS_NAME_LEN, COL_KEY),
+    C_FIELD(params, COL_STR, LSH_RUNS_PARAMS_LEN, COL_KEY),
+    C_FIELD(n_buckets, COL_U32, 0, COL_KEY),
+    C_FIELD(n_hashes, COL_U32, 0, COL_KEY),
+    C_FIELD(angle, COL_F64, 0, COL_KEY),
+    C_FIELD(pairs, COL_U64, 0, COL_KEY),
+    C_FIELD(p_round, COL_F64, 0, COL_METRIC | COL_UNIT),
+    C_FIELD(p_round_se, COL_F64, 0, COL_METRIC),
+    C_FIELD(p_any, COL_F64, 0, COL_METRIC | COL_UNIT),
+    C_FIELD(p_any_se, COL_F64, 0, COL_METRIC),
+    C_FIELD(seed, COL_U64, 0, COL_KEY),
+    C_FIELD(seconds, COL_F64, 0, COL_METRIC),
 };
 
 
@@ -467,7 +477,9 @@ int lsh_table_create(struct lsh_table *tab, hid_t file, const char *path,
     hsize_t dims[1] = { 0 }, maxdims[1] = { H5S_UNLIMITED }, chunk[1] = { CHUNK_ROWS };
     hid_t space = H5Screate_simple(1, dims, maxdims), dcpl = H5Pcreate(H5P_DATASET_CREATE);
     int rc = 0;
-    if (space < 0 || dcpl < 0 || H5Pset_chunk(dcpl, 1, chunk) < 0) {
+    /* fletcher32: a flipped byte fails the read instead of being believed */
+    if (space < 0 || dcpl < 0 || H5Pset_chunk(dcpl, 1, chunk) < 0 ||
+        H5Pset_fletcher32(dcpl) < 0) {
         rc = lsh_h5_fail(err, path, "set up /%s", tab->name);
         goto done;
     }
@@ -480,4 +492,171 @@ done:
     if (space >= 0)
         H5Sclose(space);
     return rc;
+}
+
+/* ---- reading back -------------------------------------------------------- */
+
+/* The length of the valid UTF-8 sequence at s (n bytes left), 0 if none:
+ * no overlong forms, surrogates or code points past U+10FFFF. */
+static size_t utf8_length(const unsigned char *s, size_t n)
+{
+    unsigned c = s[0];
+    size_t len = c < 0x80 ? 1 : (c & 0xE0) == 0xC0 ? 2 : (c & 0xF0) == 0xE0 ? 3
+               : (c & 0xF8) == 0xF0 ? 4 : 0;
+    if (len == 0 || len > n)
+        return 0;
+    uint32_t cp = len == 1 ? c : len == 2 ? c & 0x1F : len == 3 ? c & 0x0F : c & 0x07;
+    for (size_t i = 1; i < len; i++) {
+        if ((s[i] & 0xC0) != 0x80)
+            return 0;
+        cp = cp << 6 | (s[i] & 0x3F);
+    }
+    static const uint32_t min_cp[5] = { 0, 0, 0x80, 0x800, 0x10000 };
+    if (cp < min_cp[len] || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF))
+        return 0;
+    return len;
+}
+
+size_t lsh_text_escape(char *dst, const char *s, size_t n)
+{
+    const unsigned char *u = (const unsigned char *)s;
+    size_t out = 0;
+    for (size_t i = 0; i < n;) {
+        size_t len = utf8_length(u + i, n - i);
+        /* C0 controls, DEL and C1 controls (U+0080..U+009F) steer terminals */
+        int control = len == 1 ? (u[i] < 0x20 || u[i] == 0x7F)
+                               : len == 2 && u[i] == 0xC2 && u[i + 1] < 0xA0;
+        if (len == 0 || control) {
+            size_t k = len ? len : 1;
+            for (size_t j = 0; j < k; j++)
+                out += (size_t)sprintf(dst + out, "\\x%02x", u[i + j]);
+            i += k;
+        } else {
+            memcpy(dst + out, u + i, len);
+            out += len;
+            i += len;
+        }
+    }
+    dst[out] = '\0';
+    return out;
+}
+
+int lsh_table_rows(hid_t dset, size_t row_size, const char *path, const char *name,
+                   hsize_t *n_rows, struct lsh_error *err)
+{
+    hid_t space = H5Dget_space(dset), dcpl = H5Dget_create_plist(dset);
+    hsize_t n = 0, chunk = 1;
+    int rc = 0, compressed = 0;
+    if (space < 0 || dcpl < 0 || H5Sget_simple_extent_ndims(space) != 1 ||
+        H5Sget_simple_extent_dims(space, &n, NULL) < 0) {
+        rc = lsh_h5_fail(err, path, "read the size of /%s", name);
+        goto done;
+    }
+    if (H5Pget_layout(dcpl) == H5D_CHUNKED)
+        H5Pget_chunk(dcpl, 1, &chunk);
+    for (int i = 0, nf = H5Pget_nfilters(dcpl); i < nf; i++) {
+        unsigned flags;
+        size_t nv = 0;
+        compressed |= H5Pget_filter2(dcpl, (unsigned)i, &flags, &nv, NULL, 0, NULL, NULL) !=
+                      H5Z_FILTER_FLETCHER32;
+    }
+    /* Rows are written, never left to fill values: the rows a file declares
+     * must be in its storage (allowing one partly filled chunk, and a
+     * generous ratio if a tool compressed it). */
+    double stored = (double)H5Dget_storage_size(dset) * (compressed ? 1024.0 : 1.0);
+    double declared = (double)n * (double)row_size;
+    if (n > 0 && declared > stored + (double)chunk * (double)row_size)
+        rc = lsh_error_set(err, LSH_EDATA,
+                           "results file '%s' is damaged: /%s declares %llu rows (%.3g bytes) "
+                           "but stores only %.3g bytes",
+                           path, name, (unsigned long long)n, declared,
+                           (double)H5Dget_storage_size(dset));
+    else
+        *n_rows = n;
+done:
+    if (dcpl >= 0)
+        H5Pclose(dcpl);
+    if (space >= 0)
+        H5Sclose(space);
+    return rc;
+}
+
+/* A cell of a packed row as text (strings escaped), for messages. */
+static void cell_text(const struct lsh_column *c, const unsigned char *row, char *buf,
+                      size_t size)
+{
+    const unsigned char *p = row + c->offset;
+    uint32_t u32;
+    uint64_t u64;
+    double f;
+    if (c->se || c->def->kind == COL_F64) {
+        memcpy(&f, p, sizeof f);
+        snprintf(buf, size, "%.17g", f);
+    } else if (c->def->kind == COL_U32) {
+        memcpy(&u32, p, sizeof u32);
+        snprintf(buf, size, "%" PRIu32, u32);
+    } else if (c->def->kind == COL_U64) {
+        memcpy(&u64, p, sizeof u64);
+        snprintf(buf, size, "%" PRIu64, u64);
+    } else {
+        enum { SHOWN = 80 }; /* enough to recognise it */
+        char text[4 * SHOWN + 1];
+        size_t n = strnlen((const char *)p, c->size < SHOWN ? c->size : SHOWN);
+        lsh_text_escape(text, (const char *)p, n);
+        snprintf(buf, size, "'%s'", text);
+    }
+}
+
+int lsh_table_check_row(const struct lsh_table *tab, const unsigned char *row,
+                        const unsigned char *planned, char *why, size_t size)
+{
+    char got[420], want[420];
+    int ok = 1; /* /collision has no status: every row holds values */
+    for (size_t i = 0; i < tab->n_cols; i++) {
+        const struct lsh_column *c = &tab->cols[i];
+        if (c->def->src != SRC_WORD || c->def->word != run_status)
+            continue;
+        char status[LSH_RUNS_WORD_LEN + 1] = "";
+        memcpy(status, row + c->offset, c->size < LSH_RUNS_WORD_LEN ? c->size
+                                                                      : LSH_RUNS_WORD_LEN);
+        ok = !strcmp(status, "ok");
+        if (!ok && strcmp(status, "skipped") && strcmp(status, "failed")) {
+            cell_text(c, row, got, sizeof got);
+            snprintf(why, size, "its status is %s, not ok, skipped or failed", got);
+            return -1;
+        }
+    }
+    for (size_t i = 0; i < tab->n_cols; i++) {
+        const struct lsh_column *c = &tab->cols[i];
+        const unsigned char *p = row + c->offset;
+        unsigned flags = c->def->flags;
+        if ((flags & COL_KEY) && memcmp(p, planned + c->offset, c->size) != 0) {
+            cell_text(c, row, got, sizeof got);
+            cell_text(c, planned, want, sizeof want);
+            snprintf(why, size, "its %s is %s, this config's plan has %s", c->name, got, want);
+            return -1;
+        }
+        if (!(flags & COL_METRIC))
+            continue;
+        if (!ok) {
+            static const unsigned char zero[sizeof(uint64_t)];
+            if (memcmp(p, zero, c->size) != 0) {
+                cell_text(c, row, got, sizeof got);
+                snprintf(why, size, "it did not run, yet its %s is %s, not 0", c->name, got);
+                return -1;
+            }
+            continue;
+        }
+        if (!c->se && c->def->kind != COL_F64)
+            continue; /* a count: any value can be true */
+        double v;
+        memcpy(&v, p, sizeof v);
+        /* a little slack for rounding: a sum of shares may end at 1 + 1 ulp */
+        if (!isfinite(v) || v < -1e-9 || ((flags & COL_UNIT) && !c->se && v > 1 + 1e-9)) {
+            snprintf(why, size, "its %s is %.17g, not a finite value in %s", c->name, v,
+                     (flags & COL_UNIT) && !c->se ? "[0, 1]" : "[0, inf)");
+            return -1;
+        }
+    }
+    return 0;
 }

@@ -57,6 +57,26 @@ int lsh_table_pack(const struct lsh_table *tab, const void *rec, int zero_metric
 
 void lsh_table_close(struct lsh_table *tab);
 
+/* The rows /NAME (a 1-D table of rows of row_size bytes) declares, in
+ * *n_rows, after checking that the file really stores them: a damaged or
+ * forged extent (10^9 rows in a small file) is LSH_EDATA, before anything
+ * is allocated or read for them. */
+int lsh_table_rows(hid_t dset, size_t row_size, const char *path, const char *name,
+                   hsize_t *n_rows, struct lsh_error *err);
+
+/* Check a row read back from the file (packed) against the row as planned
+ * (packed from the planned record): the key columns must be equal, a /runs
+ * status ok, skipped or failed, the values of a row that ran finite and in
+ * range ([0, 1] for shares), those of a row that did not run 0.  0, or -1
+ * with why (size bytes) naming the column and both values. */
+int lsh_table_check_row(const struct lsh_table *tab, const unsigned char *row,
+                        const unsigned char *planned, char *why, size_t size);
+
+/* Copy s[0..n) to dst (at least 4 * n + 1 bytes) with control characters
+ * (C0, DEL, C1) and bytes that are not valid UTF-8 written as \xHH, so that
+ * text from a file cannot steer a terminal.  Returns the length written. */
+size_t lsh_text_escape(char *dst, const char *s, size_t n);
+
 /* An HDF5 call failed: LSH_EIO saying which file and what we were doing,
  * with the innermost HDF5 reason.  A failed checksum says the file is damaged. */
 __attribute__((format(printf, 3, 4)))
