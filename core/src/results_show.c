@@ -257,9 +257,9 @@ static int show_rows(const struct show_table *t, const char *path, size_t *width
         if (mspace < 0 ||
             H5Sselect_hyperslab(fspace, H5S_SELECT_SET, &start, NULL, &count, NULL) < 0 ||
             H5Dread(t->dset, t->mtype, mspace, fspace, H5P_DEFAULT, buf) < 0) {
+            rc = lsh_h5_fail(err, path, "read /%s", t->name); /* before HDF5 clears it */
             if (mspace >= 0)
                 H5Sclose(mspace);
-            rc = lsh_h5_fail(err, path, "read /%s", t->name);
             goto done;
         }
         for (hsize_t r = 0; r < count && !rc; r++) {

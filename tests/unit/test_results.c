@@ -1343,3 +1343,185 @@ Test(results, a_second_run_is_told_another_is_writing_not_to_resume)
     }
     close_ok(res, 1);
 }
+
+/* ---- resuming a file that does not match the plan ----------------------------- */
+
+/* The plan of these tests: point id has make_row's key. */
+static void planned_like_make_row(void *ctx, uint64_t id, void *record)
+{
+    (void)ctx;
+    struct test_row t;
+    make_row(&t, id, LSH_POINT_OK);
+    ((struct lsh_run_row *)record)->key = t.row.key;
+}
+
+/* Overwrite one field of row `row` of /runs in file p with plain HDF5 (which
+ * keeps the chunk's checksum right): an edited, not a torn, file. */
+static void forge_field(const char *p, hsize_t row, const char *field, hid_t type,
+                        const void *value)
+{
+    hid_t f = H5Fopen(p, H5F_ACC_RDWR, H5P_DEFAULT);
+    cr_assert_geq(f, 0);
+    hid_t d = H5Dopen2(f, "runs", H5P_DEFAULT);
+    hid_t mt = H5Tcreate(H5T_COMPOUND, H5Tget_size(type));
+    H5Tinsert(mt, field, 0, type);
+    hid_t fs = H5Dget_space(d);
+    hsize_t one = 1;
+    hid_t ms = H5Screate_simple(1, &one, NULL);
+    H5Sselect_hyperslab(fs, H5S_SELECT_SET, &row, NULL, &one, NULL);
+    cr_assert_geq(H5Dwrite(d, mt, ms, fs, H5P_DEFAULT, value), 0);
+    H5Sclose(ms);
+    H5Sclose(fs);
+    H5Tclose(mt);
+    H5Dclose(d);
+    H5Fclose(f);
+}
+
+/* Open p's results for resume and check them against planned_like_make_row
+ * with n_planned points: the code, the message in err. */
+static int resume_and_check(const struct lsh_config *cfg, uint64_t n_planned,
+                            struct lsh_error *err)
+{
+    struct lsh_results *res = NULL;
+    lsh_error_clear(err);
+    int rc = lsh_results_open(path, cfg, "", LSH_RESULTS_RESUME, &res, err);
+    if (rc)
+        return rc;
+    rc = lsh_results_check_resumed(res, planned_like_make_row, NULL, n_planned, err);
+    struct lsh_error close_err;
+    cr_assert_eq(lsh_results_close(res, 0, &close_err), 0, "%s", close_err.message);
+    return rc;
+}
+
+static void write_partial_file(const struct lsh_config *cfg, uint64_t n)
+{
+    struct lsh_results *res = open_ok(cfg, LSH_RESULTS_CREATE);
+    for (uint64_t id = 0; id < n; id++) {
+        struct test_row r;
+        make_row(&r, id, LSH_POINT_OK);
+        append_ok(res, &r.row);
+    }
+    close_ok(res, 0);
+}
+
+Test(results, resume_refuses_a_duplicated_point_id)
+{
+    struct test_config tc;
+    make_config(&tc, 2385, LSH_EXPERIMENT_SWEEP);
+    write_partial_file(&tc.cfg, 3);
+    uint64_t one = 1;
+    forge_field(partial, 2, "point_id", H5T_NATIVE_UINT64, &one);
+    size_t before_len;
+    char *before = read_bytes(partial, &before_len);
+    struct lsh_error err;
+    cr_assert_eq(resume_and_check(&tc.cfg, 4, &err), LSH_EDATA, "%s", err.message);
+    cr_assert(strstr(err.message, "point 1") && strstr(err.message, "twice") &&
+                  strstr(err.message, partial),
+              "%s", err.message);
+    size_t after_len;
+    char *after = read_bytes(partial, &after_len);
+    cr_assert(after_len == before_len && !memcmp(before, after, after_len),
+              "a refused resume changed the file");
+    free(before);
+    free(after);
+}
+
+Test(results, resume_refuses_a_point_id_outside_the_plan)
+{
+    struct test_config tc;
+    make_config(&tc, 2385, LSH_EXPERIMENT_SWEEP);
+    write_partial_file(&tc.cfg, 2);
+    uint64_t far = 99;
+    forge_field(partial, 1, "point_id", H5T_NATIVE_UINT64, &far);
+    struct lsh_error err;
+    cr_assert_eq(resume_and_check(&tc.cfg, 4, &err), LSH_EDATA, "%s", err.message);
+    cr_assert(strstr(err.message, "point 99") && strstr(err.message, "plan (4 points)"), "%s",
+              err.message);
+}
+
+/* Every key field of a resumed row must be the planned one; a complete file
+ * refused on resume is given back under its own name. */
+Test(results, resume_refuses_a_row_whose_key_differs_from_the_plan)
+{
+    struct test_config tc;
+    make_config(&tc, 2385, LSH_EXPERIMENT_SWEEP);
+    write_complete_file(&tc.cfg, 2);
+    uint32_t eight = 8;
+    forge_field(path, 1, "n_buckets", H5T_NATIVE_UINT32, &eight);
+    struct lsh_error err;
+    cr_assert_eq(resume_and_check(&tc.cfg, 4, &err), LSH_EDATA, "%s", err.message);
+    cr_assert(strstr(err.message, "point 1") && strstr(err.message, "n_buckets is 8") &&
+                  strstr(err.message, "has 16"),
+              "%s", err.message);
+    cr_assert(exists(path), "the refused file was not put back");
+    cr_assert_not(exists(partial));
+
+    /* a string field too, and the seed */
+    forge_field(path, 1, "n_buckets", H5T_NATIVE_UINT32, &(uint32_t){ 16 });
+    cr_assert_eq(resume_and_check(&tc.cfg, 4, &err), 0, "%s", err.message);
+    cr_assert(exists(partial), "an unfinished resume leaves a .partial");
+    uint64_t seed = 5;
+    forge_field(partial, 0, "seed", H5T_NATIVE_UINT64, &seed);
+    cr_assert_eq(resume_and_check(&tc.cfg, 4, &err), LSH_EDATA, "%s", err.message);
+    cr_assert(strstr(err.message, "point 0") && strstr(err.message, "seed is 5"), "%s",
+              err.message);
+}
+
+Test(results, resume_refuses_an_ok_row_with_impossible_values)
+{
+    struct test_config tc;
+    make_config(&tc, 2385, LSH_EXPERIMENT_SWEEP);
+    write_partial_file(&tc.cfg, 2);
+    const struct {
+        const char *field;
+        double value;
+    } bad[] = { { "mass_recall", 15.8 }, { "kl", -1.43 }, { "out_rel_err", NAN },
+                { "topk_recall_10", INFINITY } };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        double good = i == 0 ? 0.1 : i == 1 ? 0.5 : i == 2 ? 1.25 : 0.874;
+        forge_field(partial, 1, bad[i].field, H5T_NATIVE_DOUBLE, &bad[i].value);
+        struct lsh_error err;
+        cr_assert_eq(resume_and_check(&tc.cfg, 4, &err), LSH_EDATA, "%s: %s", bad[i].field,
+                     err.message);
+        cr_assert(strstr(err.message, "point 1") && strstr(err.message, bad[i].field), "%s",
+                  err.message);
+        forge_field(partial, 1, bad[i].field, H5T_NATIVE_DOUBLE, &good);
+        cr_assert_eq(resume_and_check(&tc.cfg, 4, &err), 0, "%s", err.message);
+    }
+}
+
+/* Find the 8 bytes of x in buf (n bytes): the offset, or -1. */
+static long find_double(const char *buf, size_t n, double x)
+{
+    for (size_t i = 0; i + sizeof x <= n; i++)
+        if (!memcmp(buf + i, &x, sizeof x))
+            return (long)i;
+    return -1;
+}
+
+/* A flipped byte in a row is caught by the table's checksum, on resume and
+ * by show, as a damaged file. */
+Test(results, flipped_bytes_in_rows_are_refused_as_damage)
+{
+    struct test_config tc;
+    make_config(&tc, 2385, LSH_EXPERIMENT_SWEEP);
+    write_partial_file(&tc.cfg, 2);
+    size_t n;
+    char *bytes = read_bytes(partial, &n);
+    long at = find_double(bytes, n, 2.385); /* attn_rel_err of row 0 */
+    cr_assert_geq(at, 0);
+    bytes[at + 3] ^= 0x10;
+    FILE *f = fopen(partial, "wb");
+    cr_assert_eq(fwrite(bytes, 1, n, f), n);
+    fclose(f);
+    free(bytes);
+    struct lsh_error err;
+    cr_assert_eq(resume_and_check(&tc.cfg, 4, &err), LSH_EDATA, "%s", err.message);
+    cr_assert(strstr(err.message, "damaged") && strstr(err.message, partial), "%s",
+              err.message);
+    int rc;
+    char *text = show_text(partial, 1, &rc, &err);
+    cr_assert_eq(rc, LSH_EDATA, "%s", err.message);
+    cr_assert(strstr(err.message, "damaged"), "%s", err.message);
+    free(text);
+}
