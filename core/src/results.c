@@ -1155,6 +1155,71 @@ static int dataset_group_complete(hid_t group, const struct lsh_dataset *ds, int
     return 1;
 }
 
+/* A digest of a dataset's input as loaded: its shape and the bits of Q, K
+ * (when separate) and V.  A fast mixing hash: it is there to notice a
+ * changed input, not to resist a forger. */
+static uint64_t mix_words(uint64_t h, const double *x, size_t count)
+{
+    for (size_t i = 0; i < count; i++) {
+        uint64_t w;
+        memcpy(&w, &x[i], sizeof w);
+        h ^= w * UINT64_C(0x9E3779B97F4A7C15);
+        h = (h << 31 | h >> 33) * UINT64_C(0xBF58476D1CE4E5B9);
+    }
+    return h;
+}
+
+static uint64_t input_digest(const struct lsh_dataset *ds)
+{
+    const double shape[4] = { (double)ds->n, (double)ds->d, (double)ds->d_v, ds->k ? 1 : 0 };
+    uint64_t h = mix_words(UINT64_C(0x6C73686C61622D31), shape, 4); /* "lshlab-1" */
+    h = mix_words(h, ds->q, ds->q ? ds->n * ds->d : 0);
+    h = mix_words(h, ds->k, ds->k ? ds->n * ds->d : 0);
+    h = mix_words(h, ds->v, ds->v ? ds->n * ds->d_v : 0);
+    h ^= h >> 33; /* splitmix64's finish */
+    h *= UINT64_C(0xFF51AFD7ED558CCD);
+    return h ^ h >> 33;
+}
+
+static int read_attr_u64(hid_t obj, const char *name, uint64_t *v)
+{
+    hid_t attr = H5Aexists(obj, name) > 0 ? H5Aopen(obj, name, H5P_DEFAULT) : NO_HID;
+    int rc = attr >= 0 && H5Aread(attr, H5T_NATIVE_UINT64, v) >= 0 ? 0 : -1;
+    if (attr >= 0)
+        H5Aclose(attr);
+    return rc;
+}
+
+/* Resume: the dataset's input must be the one the file's rows came from. */
+static int check_input(const struct lsh_results *res, hid_t group, const struct lsh_dataset *ds,
+                       struct lsh_error *err)
+{
+    const struct lsh_dataset_spec *spec = ds->spec;
+    const char *names[3] = { "n", "d", "d_v" };
+    const uint64_t now[3] = { ds->n, ds->d, ds->d_v };
+    char input[600], what[200] = "";
+    uint64_t then;
+    for (int i = 0; i < 3 && !what[0]; i++)
+        if (read_attr_u64(group, names[i], &then) == 0 && then != now[i])
+            snprintf(what, sizeof what, "%s was %" PRIu64 ", it is %" PRIu64 " now", names[i],
+                     then, now[i]);
+    /* files written before digests were recorded have none to compare */
+    if (!what[0] && read_attr_u64(group, "input_digest", &then) == 0 &&
+        then != input_digest(ds))
+        snprintf(what, sizeof what, "its contents differ");
+    if (!what[0])
+        return 0;
+    if (spec->kind == LSH_DATA_HDF5)
+        snprintf(input, sizeof input, "input file '%s'", spec->file);
+    else
+        snprintf(input, sizeof input, "generated data");
+    return lsh_error_set(err, LSH_EDATA,
+                         "cannot resume '%s': dataset '%s' (%s) changed since the run began "
+                         "(%s); its rows would mix with the old ones: restore the input, or "
+                         "start over with --force",
+                         res->partial, spec->name, input, what);
+}
+
 static int write_dataset_group(hid_t group, const struct lsh_dataset *ds, int dump_data)
 {
     const struct lsh_dataset_spec *spec = ds->spec;
@@ -1176,6 +1241,8 @@ static int write_dataset_group(hid_t group, const struct lsh_dataset *ds, int du
         (lsh_h5_attr_str(group, "file", spec->file) < 0 || lsh_h5_attr_str(group, "q", spec->q) < 0 ||
          (spec->k && lsh_h5_attr_str(group, "k", spec->k) < 0) ||
          (spec->v && lsh_h5_attr_str(group, "v", spec->v) < 0)))
+        return -1;
+    if (lsh_h5_attr_u64(group, "input_digest", input_digest(ds)) < 0)
         return -1;
     /* Last, as the mark of a finished group. */
     uint64_t m = spec->reference_rows && spec->reference_rows < ds->n ? spec->reference_rows
@@ -1204,6 +1271,8 @@ int lsh_results_write_dataset(struct lsh_results *res, const struct lsh_dataset 
     if (has) {
         group = H5Gopen2(top, name, H5P_DEFAULT);
         int complete = group >= 0 && dataset_group_complete(group, ds, dump_data);
+        if (complete)
+            rc = check_input(res, group, ds, err);
         if (group >= 0)
             H5Gclose(group);
         group = NO_HID;

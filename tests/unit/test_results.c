@@ -989,7 +989,6 @@ Test(results, dataset_group_and_dumps_survive_resume)
     close_ok(res, 0);
 
     /* resume: the dataset group is kept as is, a re-run point's arrays replaced */
-    q[0] = 99;
     res = open_ok(&tc.cfg, LSH_RESULTS_RESUME);
     cr_assert_eq(lsh_results_write_dataset(res, &ds, 1, &err), 0, "%s", err.message);
     cr_assert_eq(lsh_results_dump_array(res, 17, "buckets", 'u', buckets2, 2, 3, &err), 0, "%s",
@@ -1015,9 +1014,7 @@ Test(results, dataset_group_and_dumps_survive_resume)
 
     double got[6];
     read_matrix(f, "datasets/clustered-4k/Q", H5T_NATIVE_DOUBLE, got, 2, 3, 2);
-    cr_assert_eq(got[0], 2.385, "written once, not again on resume");
-    for (int i = 1; i < 6; i++)
-        cr_assert_eq(got[i], q[i]);
+    cr_assert_eq(memcmp(got, q, sizeof q), 0);
     read_matrix(f, "datasets/clustered-4k/K", H5T_NATIVE_DOUBLE, got, 2, 3, 2);
     cr_assert_eq(memcmp(got, k, sizeof k), 0);
     read_matrix(f, "datasets/clustered-4k/V", H5T_NATIVE_DOUBLE, got, 2, 3, 1);
@@ -1524,4 +1521,65 @@ Test(results, flipped_bytes_in_rows_are_refused_as_damage)
     cr_assert_eq(rc, LSH_EDATA, "%s", err.message);
     cr_assert(strstr(err.message, "damaged"), "%s", err.message);
     free(text);
+}
+
+/* ---- resuming with a changed input -------------------------------------------- */
+
+/* Write /datasets/NAME from ds in a new file, stop, then resume with ds2:
+ * the code of the resumed write, its message in err. */
+static int resume_with_input(struct test_config *tc, const struct lsh_dataset *ds,
+                             const struct lsh_dataset *ds2, struct lsh_error *err)
+{
+    struct lsh_results *res = open_ok(&tc->cfg, LSH_RESULTS_CREATE);
+    cr_assert_eq(lsh_results_write_dataset(res, ds, 0, err), 0, "%s", err->message);
+    struct test_row r;
+    make_row(&r, 0, LSH_POINT_OK);
+    append_ok(res, &r.row);
+    close_ok(res, 0);
+    res = open_ok(&tc->cfg, LSH_RESULTS_RESUME);
+    lsh_error_clear(err);
+    int rc = lsh_results_write_dataset(res, ds2, 0, err);
+    struct lsh_error close_err;
+    lsh_results_close(res, 0, &close_err);
+    remove(partial);
+    return rc;
+}
+
+/* An hdf5 input edited between the run and --resume (its shape or one
+ * value) is refused, naming the dataset and the input file; the same input
+ * resumes. */
+Test(results, resume_refuses_an_input_that_changed)
+{
+    struct test_config tc;
+    make_config(&tc, 2385, LSH_EXPERIMENT_SWEEP);
+    tc.datasets[0] = (struct lsh_dataset_spec){ .name = "attn", .kind = LSH_DATA_HDF5,
+                                                .file = "data/attn.h5", .q = "/q" };
+    double q[6] = { 2.385, -1.25, 0.5, 3.0, -0.125, 7.75 }, q2[6];
+    double v[3] = { 0.1, 0.2, 0.3 };
+    memcpy(q2, q, sizeof q);
+    struct lsh_dataset ds = { .spec = &tc.datasets[0], .n = 3, .d = 2, .d_v = 1, .q = q,
+                              .v = v };
+    struct lsh_dataset same = ds, edited = ds, reshaped = ds;
+    same.q = q2;
+    struct lsh_error err;
+    cr_assert_eq(resume_with_input(&tc, &ds, &same, &err), 0, "%s", err.message);
+
+    double q3[6];
+    memcpy(q3, q, sizeof q);
+    q3[4] = nextafter(q3[4], 0); /* one ulp */
+    edited.q = q3;
+    cr_assert_eq(resume_with_input(&tc, &ds, &edited, &err), LSH_EDATA);
+    cr_assert(strstr(err.message, "'attn'") && strstr(err.message, "data/attn.h5") &&
+                  strstr(err.message, "contents differ") && strstr(err.message, "--force"),
+              "%s", err.message);
+
+    reshaped.n = 2; /* the same numbers read as 2 x 3 */
+    reshaped.d = 3;
+    cr_assert_eq(resume_with_input(&tc, &ds, &reshaped, &err), LSH_EDATA);
+    cr_assert(strstr(err.message, "n was 3, it is 2 now"), "%s", err.message);
+
+    double v2[3] = { 0.1, 0.2, 0.30000000000000004 };
+    struct lsh_dataset other_v = ds;
+    other_v.v = v2;
+    cr_assert_eq(resume_with_input(&tc, &ds, &other_v, &err), LSH_EDATA);
 }
