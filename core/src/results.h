@@ -130,7 +130,12 @@ int lsh_results_close(struct lsh_results *res, int complete, struct lsh_error *e
  * quoted as RFC 4180 says when they hold a comma, quote or line break).
  * Columns are read from the file's own compound type, so any topk set (or a
  * later format's extra columns) shows.  A file holding both tables prints
- * each after a "# /runs" or "# /collision" line. */
+ * each after a "# /runs" or "# /collision" line.  Text from the file (cells
+ * and column names) is printed with control characters and bytes that are
+ * not UTF-8 escaped as \xHH, in the table and in CSV alike (so a line break
+ * in a field is escaped, never quoted).  Rows are read in blocks; a table
+ * declaring more rows than the file stores, or a failed checksum, is
+ * LSH_EDATA ("damaged"). */
 int lsh_results_show(const char *path, int csv, FILE *out, struct lsh_error *err);
 
 /* HDF5 quiet: no error stack printed (called once at start-up; open and

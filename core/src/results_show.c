@@ -5,6 +5,7 @@
 #include <errno.h>
 #include <inttypes.h>
 #include <stdarg.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -13,7 +14,9 @@
 
 #include "results_schema.h"
 
-#define SHOW_BLOCK_ROWS 1024
+/* Rows are read and printed a block at a time, whatever the table's size. */
+#define SHOW_BLOCK_BYTES (1 << 22)
+#define MAX_ROW_BYTES (1 << 20)
 
 /* A growable text buffer for one cell. */
 struct sbuf {
@@ -66,6 +69,22 @@ static int sb_csv_field(struct sbuf *b, const char *s, size_t n)
     return sb_put(b, "\"", 1);
 }
 
+/* Text from the file, with control characters and invalid UTF-8 escaped
+ * as \xHH (lsh_text_escape) so that it cannot steer a terminal; in CSV
+ * then quoted as RFC 4180 says (a line break is escaped, so never quoted). */
+static int sb_text(struct sbuf *b, const char *s, size_t n, int csv)
+{
+    if (n > SIZE_MAX / 4 - 1)
+        return -1;
+    char *text = malloc(4 * n + 1);
+    if (!text)
+        return -1;
+    size_t len = lsh_text_escape(text, s, n);
+    int rc = csv ? sb_csv_field(b, text, len) : sb_put(b, text, len);
+    free(text);
+    return rc;
+}
+
 /* A column of a compound table as found in the file, read generically. */
 struct show_col {
     char *name;
@@ -112,7 +131,6 @@ static int show_table_open(hid_t file, const char *path, struct show_table *t,
                            path, t->name);
         goto done;
     }
-    H5Sget_simple_extent_dims(space, &t->n_rows, NULL);
     t->mtype = H5Tget_native_type(ftype, H5T_DIR_ASCEND);
     t->n_cols = t->mtype < 0 ? -1 : H5Tget_nmembers(t->mtype);
     if (t->n_cols < 0) {
@@ -120,6 +138,15 @@ static int show_table_open(hid_t file, const char *path, struct show_table *t,
         goto done;
     }
     t->row_size = H5Tget_size(t->mtype);
+    if (t->row_size == 0 || t->row_size > MAX_ROW_BYTES) {
+        rc = lsh_error_set(err, LSH_EDATA, "'%s': the rows of /%s are %zu bytes long; lshlab "
+                           "results rows are well under %d bytes", path, t->name, t->row_size,
+                           MAX_ROW_BYTES);
+        goto done;
+    }
+    rc = lsh_table_rows(t->dset, t->row_size, path, t->name, &t->n_rows, err);
+    if (rc)
+        goto done;
     t->cols = calloc((size_t)t->n_cols + 1, sizeof *t->cols);
     if (!t->cols) {
         rc = lsh_h5_enomem(err);
@@ -208,7 +235,7 @@ static int format_cell(const struct show_col *c, const unsigned char *row, int c
             s = (const char *)p;
             n = strnlen(s, c->size);
         }
-        return csv ? sb_csv_field(b, s, n) : sb_put(b, s, n);
+        return sb_text(b, s, n, csv);
     }
     return sb_put(b, "?", 1);
 }
@@ -221,8 +248,7 @@ static int print_line(const struct show_table *t, const unsigned char *row, cons
         const struct show_col *c = &t->cols[j];
         b->len = 0;
         if ((row ? format_cell(c, row, !width, b)
-                 : width ? sb_put(b, c->name, strlen(c->name))
-                         : sb_csv_field(b, c->name, strlen(c->name))) < 0)
+                 : sb_text(b, c->name, strlen(c->name), !width)) < 0)
             return -1;
         if (j > 0)
             fputs(width ? "  " : ",", out);
@@ -243,16 +269,16 @@ static int print_line(const struct show_table *t, const unsigned char *row, cons
 static int show_rows(const struct show_table *t, const char *path, size_t *width, FILE *out,
                      struct sbuf *b, struct lsh_error *err)
 {
-    unsigned char *buf = malloc(t->row_size * SHOW_BLOCK_ROWS);
+    const hsize_t block = SHOW_BLOCK_BYTES / t->row_size; /* >= 4 rows */
+    unsigned char *buf = malloc(t->row_size * block);
     hid_t fspace = H5Dget_space(t->dset);
     int rc = 0;
     if (!buf || fspace < 0) {
         rc = buf ? lsh_h5_fail(err, path, "read /%s", t->name) : lsh_h5_enomem(err);
         goto done;
     }
-    for (hsize_t start = 0; start < t->n_rows; start += SHOW_BLOCK_ROWS) {
-        hsize_t count = t->n_rows - start < SHOW_BLOCK_ROWS ? t->n_rows - start
-                                                             : SHOW_BLOCK_ROWS;
+    for (hsize_t start = 0; start < t->n_rows; start += block) {
+        hsize_t count = t->n_rows - start < block ? t->n_rows - start : block;
         hid_t mspace = H5Screate_simple(1, &count, NULL);
         if (mspace < 0 ||
             H5Sselect_hyperslab(fspace, H5S_SELECT_SET, &start, NULL, &count, NULL) < 0 ||

@@ -1583,3 +1583,71 @@ Test(results, resume_refuses_an_input_that_changed)
     other_v.v = v2;
     cr_assert_eq(resume_with_input(&tc, &ds, &other_v, &err), LSH_EDATA);
 }
+
+/* ---- show of hostile files ------------------------------------------------------ */
+
+/* Text from the file reaches the terminal escaped: an escape sequence or a
+ * byte that is not UTF-8 is printed as \xHH, in the table and in CSV alike;
+ * valid UTF-8 is kept. */
+Test(results, show_escapes_control_characters_and_invalid_utf8)
+{
+    struct test_config tc;
+    make_config(&tc, 2385, LSH_EXPERIMENT_SWEEP);
+    struct test_row r;
+    make_row(&r, 3, LSH_POINT_FAILED);
+    r.row.message = "\x1b[31mred\x1b[0m caf\xc3\xa9 \xff\xc2\x9b end\n";
+    struct lsh_results *res = open_ok(&tc.cfg, LSH_RESULTS_CREATE);
+    append_ok(res, &r.row);
+    close_ok(res, 1);
+    for (int csv = 0; csv < 2; csv++) {
+        struct lsh_error err;
+        int rc;
+        char *text = show_text(path, csv, &rc, &err);
+        cr_assert_eq(rc, 0, "%s", err.message);
+        cr_assert(strstr(text, "\\x1b[31mred\\x1b[0m caf\xc3\xa9 \\xff\\xc2\\x9b end\\x0a"),
+                  "csv=%d: %s", csv, text);
+        for (const char *p = text; *p; p++)
+            cr_assert(*p == '\n' || (unsigned char)*p >= 0x20, "csv=%d: a raw control byte",
+                      csv);
+        cr_assert_null(strstr(text, "\xff"));
+        cr_assert_null(strstr(text, "\xc2\x9b"));
+        free(text);
+    }
+}
+
+/* Grow /runs of p to `rows` rows without writing them (what a forged or
+ * damaged extent looks like: HDF5 reads fill values for them). */
+static void forge_extent(const char *p, hsize_t rows)
+{
+    hid_t f = H5Fopen(p, H5F_ACC_RDWR, H5P_DEFAULT);
+    cr_assert_geq(f, 0);
+    hid_t d = H5Dopen2(f, "runs", H5P_DEFAULT);
+    cr_assert_geq(H5Dset_extent(d, &rows), 0);
+    H5Dclose(d);
+    H5Fclose(f);
+}
+
+/* A file declaring 10^9 rows that it does not hold is refused at once as
+ * damaged, by show and by resume, rather than read for minutes. */
+Test(results, a_table_declaring_rows_it_does_not_store_is_refused_at_once, .timeout = 30)
+{
+    struct test_config tc;
+    make_config(&tc, 2385, LSH_EXPERIMENT_SWEEP);
+    write_partial_file(&tc.cfg, 2);
+    forge_extent(partial, 1000000000);
+    struct lsh_error err;
+    int rc;
+    char *text = show_text(partial, 0, &rc, &err);
+    cr_assert_eq(rc, LSH_EDATA, "%s", err.message);
+    cr_assert(strstr(err.message, "damaged") && strstr(err.message, "1000000000 rows") &&
+                  strstr(err.message, partial),
+              "%s", err.message);
+    free(text);
+    cr_assert_eq(resume_and_check(&tc.cfg, 4, &err), LSH_EDATA, "%s", err.message);
+    cr_assert(strstr(err.message, "1000000000 rows"), "%s", err.message);
+    /* a table with all its rows stored still shows */
+    forge_extent(partial, 2);
+    text = show_text(partial, 1, &rc, &err);
+    cr_assert_eq(rc, 0, "%s", err.message);
+    free(text);
+}
