@@ -54,7 +54,8 @@ struct lsh_results {
     int lock_fd;           /* the working copy, flock()ed while we write it */
     int own_work;          /* lock_fd is locked and res->work names it */
     int moved;             /* resume: <path> was moved to <path>.partial */
-    int refused;           /* resume: the file does not match the plan */
+    int refused;           /* resume: the file does not match the plan or input */
+    uint64_t n_rows_at_open;
     int broken;            /* a write to the working copy failed: never publish it */
     double publish_cost, published_at;
     enum lsh_experiment experiment;
@@ -949,6 +950,7 @@ int lsh_results_open(const char *path, const struct lsh_config *cfg, const char 
     default:
         rc = lsh_error_set(err, LSH_EINVAL, "lsh_results_open: unknown mode %d", (int)mode);
     }
+    res->n_rows_at_open = res->n_rows;
     if (!rc && created) /* <path>.partial exists from the start */
         rc = publish(res, err);
     if (rc)
@@ -1271,8 +1273,8 @@ int lsh_results_write_dataset(struct lsh_results *res, const struct lsh_dataset 
     if (has) {
         group = H5Gopen2(top, name, H5P_DEFAULT);
         int complete = group >= 0 && dataset_group_complete(group, ds, dump_data);
-        if (complete)
-            rc = check_input(res, group, ds, err);
+        if (complete && (rc = check_input(res, group, ds, err)) != 0)
+            res->refused = res->n_rows == res->n_rows_at_open; /* nothing new: give it back */
         if (group >= 0)
             H5Gclose(group);
         group = NO_HID;

@@ -81,7 +81,12 @@ size_t lsh_results_row_count(const struct lsh_results *res);
 /* /datasets/NAME: attributes (kind, n, d, d_v, seed, generator parameters:
  * clusters, spread, norm (the value used) for clustered, file, q, k, v for
  * hdf5; reference_rows, the number of rows evaluated), and Q, K, V when
- * dump_data.  Idempotent on resume (a group left unfinished is rewritten). */
+ * dump_data, and input_digest: a 64-bit hash of the shape and of the bits of
+ * Q, K (when separate) and V as loaded.  Idempotent on resume (a group left
+ * unfinished is rewritten); a finished group whose n, d, d_v or digest
+ * differ from ds is LSH_EDATA naming the dataset and its input file (the
+ * input changed since the run began), and when no row was added since open,
+ * lsh_results_close then gives the file back as open found it. */
 struct lsh_dataset;
 int lsh_results_write_dataset(struct lsh_results *res, const struct lsh_dataset *ds,
                               int dump_data, struct lsh_error *err);
