@@ -1354,12 +1354,12 @@ static void planned_like_make_row(void *ctx, uint64_t id, void *record)
 
 /* Overwrite one field of row `row` of /runs in file p with plain HDF5 (which
  * keeps the chunk's checksum right): an edited, not a torn, file. */
-static void forge_field(const char *p, hsize_t row, const char *field, hid_t type,
-                        const void *value)
+static void forge_table_field(const char *p, const char *table, hsize_t row, const char *field,
+                              hid_t type, const void *value)
 {
     hid_t f = H5Fopen(p, H5F_ACC_RDWR, H5P_DEFAULT);
     cr_assert_geq(f, 0);
-    hid_t d = H5Dopen2(f, "runs", H5P_DEFAULT);
+    hid_t d = H5Dopen2(f, table, H5P_DEFAULT);
     hid_t mt = H5Tcreate(H5T_COMPOUND, H5Tget_size(type));
     H5Tinsert(mt, field, 0, type);
     hid_t fs = H5Dget_space(d);
@@ -1372,6 +1372,12 @@ static void forge_field(const char *p, hsize_t row, const char *field, hid_t typ
     H5Tclose(mt);
     H5Dclose(d);
     H5Fclose(f);
+}
+
+static void forge_field(const char *p, hsize_t row, const char *field, hid_t type,
+                        const void *value)
+{
+    forge_table_field(p, "runs", row, field, type, value);
 }
 
 /* Open p's results for resume and check them against planned_like_make_row
@@ -1650,4 +1656,56 @@ Test(results, a_table_declaring_rows_it_does_not_store_is_refused_at_once, .time
     text = show_text(partial, 1, &rc, &err);
     cr_assert_eq(rc, 0, "%s", err.message);
     free(text);
+}
+
+/* /collision rows are checked against the plan too: their key, and
+ * probabilities in [0, 1]. */
+static const struct lsh_collision_row planned_collision[2] = {
+    { "rotation", "orthogonal=false", 16, 1, 30.0, 100, 0.4375, 0.0123, 0.4375, 0.0123, 11,
+      0.25 },
+    { "rotation", "orthogonal=false", 16, 2, 30.0, 100, 0.1875, 0.002, 0.625, 0.0035, 11,
+      0.125 },
+};
+
+static void planned_collision_row(void *ctx, uint64_t i, void *record)
+{
+    (void)ctx;
+    *(struct lsh_collision_row *)record = planned_collision[i];
+}
+
+static int resume_collision_and_check(const struct lsh_config *cfg, struct lsh_error *err)
+{
+    struct lsh_results *res = NULL;
+    lsh_error_clear(err);
+    int rc = lsh_results_open(path, cfg, "", LSH_RESULTS_RESUME, &res, err);
+    if (!rc)
+        rc = lsh_results_check_resumed(res, planned_collision_row, NULL, 2, err);
+    lsh_results_close(res, 0, NULL);
+    return rc;
+}
+
+Test(results, resumed_collision_rows_are_checked_against_the_plan)
+{
+    struct test_config tc;
+    make_config(&tc, 7, LSH_EXPERIMENT_COLLISION);
+    struct lsh_results *res = open_ok(&tc.cfg, LSH_RESULTS_CREATE);
+    struct lsh_error err;
+    for (int i = 0; i < 2; i++)
+        cr_assert_eq(lsh_results_append_collision(res, &planned_collision[i], &err), 0, "%s",
+                     err.message);
+    close_ok(res, 0);
+    cr_assert_eq(resume_collision_and_check(&tc.cfg, &err), 0, "%s", err.message);
+
+    double p = 1.5;
+    forge_table_field(partial, "collision", 1, "p_any", H5T_NATIVE_DOUBLE, &p);
+    cr_assert_eq(resume_collision_and_check(&tc.cfg, &err), LSH_EDATA, "%s", err.message);
+    cr_assert(strstr(err.message, "row 1 of /collision") && strstr(err.message, "p_any"), "%s",
+              err.message);
+    p = 0.625;
+    forge_table_field(partial, "collision", 1, "p_any", H5T_NATIVE_DOUBLE, &p);
+    double angle = 90;
+    forge_table_field(partial, "collision", 0, "angle", H5T_NATIVE_DOUBLE, &angle);
+    cr_assert_eq(resume_collision_and_check(&tc.cfg, &err), LSH_EDATA, "%s", err.message);
+    cr_assert(strstr(err.message, "row 0 of /collision") && strstr(err.message, "angle is 90"),
+              "%s", err.message);
 }
