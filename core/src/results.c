@@ -16,7 +16,18 @@
  * of the run time.  An flock() on the working copy keeps two runs from
  * writing the same results.  A write that fails (disk full) marks the
  * working copy broken: it is dropped, and <path>.partial keeps the rows
- * written before. */
+ * written before.
+ *
+ * Names.  Every file is created new (O_CREAT|O_EXCL|O_NOFOLLOW, or HDF5's
+ * EXCL, checked against the locked descriptor), so a link planted at
+ * <path>.work or <path>.partial.tmp is never followed; renames go only over
+ * regular files, and a link, device, FIFO or folder at any of the names is
+ * refused by name, never removed.  A regular leftover of a crash is replaced.
+ *
+ * Trust.  A resumed file is checked before its rows count: duplicated ids at
+ * open, every row against the plan in lsh_results_check_resumed, each
+ * dataset's input digest in lsh_results_write_dataset; the tables carry
+ * fletcher32 checksums, so flipped bytes fail the read. */
 #include "results.h"
 
 #include <errno.h>
@@ -337,18 +348,18 @@ static int busy(const struct lsh_results *res, const struct stat *st, struct lsh
 static int check_work(struct lsh_results *res, struct lsh_error *err)
 {
     struct stat st;
+    int exists = 0, rc = check_regular(res->work, LSH_ECONFIG, &exists, err);
+    if (rc || !exists)
+        return rc;
+    /* O_NONBLOCK: should a FIFO appear there meanwhile, open does not wait */
     int fd = open(res->work, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
-    if (fd < 0) {
-        if (errno == ENOENT)
-            return 0;
-        if (errno == ELOOP)
-            return check_regular(res->work, LSH_ECONFIG, NULL, err);
-        return lsh_error_set(err, LSH_EIO, "cannot open the working copy '%s': %s", res->work,
-                             strerror(errno));
-    }
-    int rc = fstat(fd, &st) != 0 ? lsh_error_set(err, LSH_EIO, "cannot check '%s': %s",
-                                                 res->work, strerror(errno))
-                                 : 0;
+    if (fd < 0)
+        return errno == ENOENT ? 0
+                               : lsh_error_set(err, LSH_EIO,
+                                               "cannot open the working copy '%s': %s",
+                                               res->work, strerror(errno));
+    if (fstat(fd, &st) != 0)
+        rc = lsh_error_set(err, LSH_EIO, "cannot check '%s': %s", res->work, strerror(errno));
     if (!rc && !S_ISREG(st.st_mode))
         rc = check_regular(res->work, LSH_ECONFIG, NULL, err);
     if (!rc && flock(fd, LOCK_EX | LOCK_NB) != 0)

@@ -361,7 +361,10 @@ int lsh_results_show(const char *path, int csv, FILE *out, struct lsh_error *err
     if (stat(path, &st) != 0)
         return lsh_error_set(err, errno == ENOENT ? LSH_ENOTFOUND : LSH_EIO,
                              "cannot read results file '%s': %s", path, strerror(errno));
-    if (S_ISDIR(st.st_mode) || H5Fis_hdf5(path) <= 0)
+    if (!S_ISREG(st.st_mode)) /* a FIFO or device would block or never end */
+        return lsh_error_set(err, LSH_EDATA,
+                             "'%s' is not a regular file, so not an lshlab results file", path);
+    if (H5Fis_hdf5(path) <= 0)
         return lsh_error_set(err, LSH_EDATA,
                              "'%s' is not an HDF5 file, so not an lshlab results file", path);
     fapl = H5Pcreate(H5P_FILE_ACCESS);

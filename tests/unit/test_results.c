@@ -1281,7 +1281,7 @@ Test(results, links_at_the_names_written_are_refused_and_never_followed)
 
 /* `-o /dev/null --force` replaced the device with a regular file: a results
  * name that holds a device or FIFO is refused, and stays what it was. */
-Test(results, a_fifo_at_the_results_name_is_refused_and_kept)
+Test(results, a_fifo_at_the_results_name_is_refused_and_kept, .timeout = 30)
 {
     struct test_config tc;
     make_config(&tc, 2385, LSH_EXPERIMENT_SWEEP);
@@ -1298,6 +1298,11 @@ Test(results, a_fifo_at_the_results_name_is_refused_and_kept)
     cr_assert_eq(lstat(path, &st), 0);
     cr_assert(S_ISFIFO(st.st_mode), "the FIFO was replaced");
     cr_assert_not(exists(partial));
+    /* show does not wait for a writer on it either */
+    char *text = show_text(path, 0, &rc, &err);
+    cr_assert_eq(rc, LSH_EDATA, "%s", err.message);
+    cr_assert(strstr(err.message, "not a regular file"), "%s", err.message);
+    free(text);
 }
 
 /* A crash's leftovers that are regular files are replaced, not refused. */
