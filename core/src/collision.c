@@ -496,6 +496,32 @@ static int run_angle(struct run *r, struct block *bk, size_t ai, size_t first_ro
     return rc;
 }
 
+/* The key of planned row i (angle > live point > n_hashes), for resume. */
+static void planned_row(void *ctx, uint64_t i, void *record)
+{
+    const struct run *r = ctx;
+    const struct lsh_config *cfg = r->cfg;
+    struct lsh_collision_row *row = record;
+    const size_t n_nh = cfg->sweep.n_n_hashes, n_live = r->plan->n_points - r->plan->n_skipped;
+    size_t k = (size_t)(i / n_nh % n_live), seen = 0;
+    const double angle = cfg->collision.angles[i / n_nh / n_live];
+    for (size_t p = 0; p < r->plan->n_points; p++) {
+        const struct lsh_collision_point *pt = &r->plan->points[p];
+        if (pt->skip_reason || seen++ != k)
+            continue;
+        const struct lsh_strategy_spec *st = &cfg->strategies[pt->strategy];
+        *row = (struct lsh_collision_row){
+            .strategy = st->name, .params = st->sets[pt->param_set].canonical,
+            .n_buckets = pt->n_buckets, .n_hashes = cfg->sweep.n_hashes[i % n_nh],
+            .angle = angle, .pairs = cfg->collision.pairs,
+            .seed = lsh_collision_point_seed(cfg->seed, st->name,
+                                             st->sets[pt->param_set].canonical, pt->n_buckets,
+                                             angle),
+        };
+        return;
+    }
+}
+
 int lsh_collision_run(const struct lsh_config *cfg, const struct lsh_collision_plan *plan,
                       const struct lsh_collision_opts *opts,
                       struct lsh_collision_summary *summary, struct lsh_error *err)
@@ -509,8 +535,12 @@ int lsh_collision_run(const struct lsh_config *cfg, const struct lsh_collision_p
     const unsigned threads = opts->threads ? opts->threads : 1;
     int rc = lsh_results_open(opts->output ? opts->output : cfg->output, cfg, opts->cmdline,
                               opts->mode, &r.res, err);
-    if (rc)
+    if (!rc)
+        rc = lsh_results_check_resumed(r.res, planned_row, &r, plan->n_rows, err);
+    if (rc) {
+        lsh_results_close(r.res, 0, NULL);
         return rc;
+    }
     sum.resumed = lsh_results_row_count(r.res);
     if (sum.resumed > plan->n_rows) {
         rc = lsh_error_set(err, LSH_EDATA, "/collision holds %zu rows; this config has only %zu",

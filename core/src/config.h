@@ -17,15 +17,13 @@
 
 #include "error.h"
 #include "lshlab/strategy.h"
+#include "point.h"
 
 struct lsh_registry;
 
 enum lsh_experiment { LSH_EXPERIMENT_SWEEP, LSH_EXPERIMENT_COLLISION };
 enum lsh_data_kind { LSH_DATA_GAUSSIAN, LSH_DATA_CLUSTERED, LSH_DATA_HDF5 };
 enum lsh_keys { LSH_KEYS_SHARED, LSH_KEYS_SHARED_NORMALIZED, LSH_KEYS_SEPARATE };
-enum lsh_mode { LSH_MODE_BUCKET, LSH_MODE_CHUNKED };
-enum lsh_window { LSH_WINDOW_ALL, LSH_WINDOW_SAME_BUCKET };
-enum lsh_combine { LSH_COMBINE_UNION, LSH_COMBINE_ROUNDS };
 
 /* dump: flags */
 enum {

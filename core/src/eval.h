@@ -22,6 +22,7 @@
 
 #include "config.h"
 #include "error.h"
+#include "point.h"
 #include "reference.h"
 
 /* Buckets of H rounds of one hash group. */
@@ -31,40 +32,6 @@ struct lsh_rounds {
     uint32_t n_buckets;  /* B */
     const uint32_t *bq;  /* H x n: round h, query (row of Q) i -> bq[h*n + i] */
     const uint32_t *bk;  /* H x n: key buckets; == bq when keys are not separate */
-};
-
-struct lsh_mode_opts {
-    enum lsh_mode mode;
-    uint32_t chunk_size;     /* chunked */
-    uint32_t look_back;      /* chunked */
-    enum lsh_window window;  /* chunked */
-};
-
-/* Standard errors of the metrics when the reference is a sample of rows
- * (SPEC 6 reference_rows); 0 when every row is evaluated. */
-struct lsh_metric_se {
-    double out_rel_err, attn_rel_err, mass_recall, kl, empty_rows, gram_recovery;
-    double *topk_recall;     /* n_topk values (owned by caller) */
-    double density, mean_candidates, bucket_max, bucket_entropy;
-};
-
-/* The metric columns of SPEC 5 for one point. */
-struct lsh_metrics {
-    double out_rel_err, attn_rel_err, mass_recall, kl;
-    uint64_t empty_rows;
-    double gram_recovery;
-    double *topk_recall;     /* n_topk values, in attn->topk order (owned by caller) */
-    double density, mean_candidates, bucket_max, bucket_entropy;
-    double hash_seconds, eval_seconds;
-    struct lsh_metric_se *se;  /* NULL, or where lsh_eval_pass writes the errors */
-    unsigned warnings;       /* LSH_WARN_* bits: a 0/0 ratio written as 0 */
-};
-
-enum {
-    LSH_WARN_OUT_ZERO = 1u << 0,    /* ||O||_F = 0 */
-    LSH_WARN_ATTN_ZERO = 1u << 1,   /* ||A||_F = 0 */
-    LSH_WARN_GRAM_ZERO = 1u << 2,   /* no off-diagonal Gram energy */
-    LSH_WARN_ENTROPY_B1 = 1u << 3   /* B = 1: entropy / log B is 0/0 */
 };
 
 /* Optional per-row output (dump: rows): mass_i = sum_{j in S_i} A_ij and

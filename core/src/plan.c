@@ -7,8 +7,9 @@
 #include <string.h>
 
 #include "dataset.h"
+#include "eval.h"
 #include "host.h"
-#include "results.h"
+#include "point.h"
 #include "rng.h"
 
 void lsh_plan_free(struct lsh_plan *plan)

@@ -18,7 +18,7 @@
 
 #include "config.h"
 #include "error.h"
-#include "eval.h"
+#include "point.h"
 
 struct lsh_registry;
 
@@ -64,7 +64,6 @@ int lsh_plan_build(const struct lsh_config *cfg, struct lsh_plan **out, struct l
 void lsh_plan_free(struct lsh_plan *plan);
 
 /* Fill key for point p (strings borrowed from cfg). */
-struct lsh_point_key;
 void lsh_plan_point_key(const struct lsh_plan *plan, const struct lsh_config *cfg, size_t p,
                         struct lsh_point_key *key);
 

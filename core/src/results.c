@@ -1,5 +1,5 @@
-/* results.c - the HDF5 results file (SPEC 9): provenance attributes, the
- * /runs or /collision table, /datasets and /points, and `lshlab show`.
+/* results.c - writing the HDF5 results file (SPEC 9) safely: provenance
+ * attributes, the /runs or /collision rows, /datasets and /points.
  *
  * Crash safety.  HDF5 updates its metadata in place, in an order of its own,
  * so a process killed in the middle of a write or a flush can leave a file
@@ -16,18 +16,29 @@
  * of the run time.  An flock() on the working copy keeps two runs from
  * writing the same results.  A write that fails (disk full) marks the
  * working copy broken: it is dropped, and <path>.partial keeps the rows
- * written before. */
+ * written before.
+ *
+ * Names.  Every file is created new (O_CREAT|O_EXCL|O_NOFOLLOW, or HDF5's
+ * EXCL, checked against the locked descriptor), so a link planted at
+ * <path>.work or <path>.partial.tmp is never followed; renames go only over
+ * regular files, and a link, device, FIFO or folder at any of the names is
+ * refused by name, never removed.  A regular leftover of a crash is replaced.
+ *
+ * Trust.  A resumed file is checked before its rows count: duplicated ids at
+ * open, every row against the plan in lsh_results_check_resumed, each
+ * dataset's input digest in lsh_results_write_dataset; the tables carry
+ * fletcher32 checksums, so flipped bytes fail the read. */
 #include "results.h"
 
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
 #include <math.h>
-#include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
 #include <sys/stat.h>
+#include <sys/sysmacros.h>
 #include <sys/utsname.h>
 #include <time.h>
 #include <unistd.h>
@@ -36,11 +47,9 @@
 
 #include "dataset.h"
 #include "linalg.h"
+#include "results_schema.h"
 #include "version.h"
 
-#define NO_HID H5I_INVALID_HID
-#define CHUNK_ROWS 64
-#define SHOW_BLOCK_ROWS 1024
 /* A snapshot after a row unless the last one was taken less than
  * PUBLISH_RATIO times its own cost ago: snapshots then take at most ~5% of
  * the run time, whatever the file size and file system (renaming over a file
@@ -48,360 +57,21 @@
  * --resume redoes.  Points that take longer than that get one each. */
 #define PUBLISH_RATIO 20.0
 
-/* ---- errors ------------------------------------------------------------- */
-
-static herr_t keep_innermost(unsigned n, const H5E_error2_t *e, void *data)
-{
-    char *detail = data;
-    if (n == 0 && e->desc)
-        snprintf(detail, 320, "%s", e->desc);
-    return 0;
-}
-
-/* An HDF5 call failed: say which file and what we were doing, and add the
- * innermost HDF5 reason (the one that names the real cause). */
-__attribute__((format(printf, 3, 4)))
-static int h5_fail(struct lsh_error *err, const char *file, const char *fmt, ...)
-{
-    char what[512], detail[320] = "";
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(what, sizeof what, fmt, ap);
-    va_end(ap);
-    H5Ewalk2(H5E_DEFAULT, H5E_WALK_UPWARD, keep_innermost, detail);
-    if (detail[0])
-        return lsh_error_set(err, LSH_EIO, "results file '%s': cannot %s (HDF5: %s)", file,
-                             what, detail);
-    return lsh_error_set(err, LSH_EIO, "results file '%s': cannot %s", file, what);
-}
-
-static int no_memory(struct lsh_error *err)
-{
-    return lsh_error_set(err, LSH_ENOMEM, "out of memory while writing results");
-}
-
-/* ---- the column tables --------------------------------------------------- */
-
-enum col_kind { COL_U32, COL_U64, COL_F64, COL_STR };
-
-enum col_src {
-    SRC_FIELD, /* a field of the record at `offset`; COL_STR: a const char * */
-    SRC_WORD,  /* a string computed from the record by word() */
-    SRC_TOPK   /* metrics.topk_recall[k]: one column per K of attention.topk */
-};
-
-enum {
-    COL_METRIC = 1u << 0,   /* a SPEC 5 metric: zero unless the point is ok */
-    COL_TRUNCATE = 1u << 1, /* free text: cut to fit rather than refuse */
-    COL_SE = 1u << 2        /* has a <name>_se companion when rows are sampled */
-};
-
-/* One column as declared.  Both tables are data, so adding a column (or a
- * *_se column next to every COL_METRIC one) touches only expand_columns. */
-struct col_def {
-    const char *name;
-    enum col_kind kind;
-    enum col_src src;
-    size_t offset;
-    size_t width; /* COL_STR: the fixed string length */
-    const char *(*word)(const void *rec);
-    unsigned flags;
-    size_t se_offset; /* COL_SE: the field in struct lsh_metric_se */
-};
-
-static const char *status_name(enum lsh_point_status s)
-{
-    switch (s) {
-    case LSH_POINT_OK:
-        return "ok";
-    case LSH_POINT_SKIPPED:
-        return "skipped";
-    case LSH_POINT_FAILED:
-        return "failed";
-    }
-    return NULL;
-}
-
-static const char *run_mode(const void *rec)
-{
-    return lsh_mode_name(((const struct lsh_run_row *)rec)->key.mode);
-}
-
-static const char *run_window(const void *rec)
-{
-    const struct lsh_run_row *r = rec;
-    return r->key.mode == LSH_MODE_BUCKET ? "n/a" : lsh_window_name(r->key.window);
-}
-
-static const char *run_combine(const void *rec)
-{
-    return lsh_combine_name(((const struct lsh_run_row *)rec)->key.combine);
-}
-
-static const char *run_status(const void *rec)
-{
-    return status_name(((const struct lsh_run_row *)rec)->status);
-}
-
-#define RUN(f) offsetof(struct lsh_run_row, f)
-#define R_U32(name, f) { name, COL_U32, SRC_FIELD, RUN(f), 0, NULL, 0, 0 }
-#define R_U64(name, f) { name, COL_U64, SRC_FIELD, RUN(f), 0, NULL, 0, 0 }
-#define R_STR(name, f, w, fl) { name, COL_STR, SRC_FIELD, RUN(f), w, NULL, fl, 0 }
-#define R_WORD(name, fn) { name, COL_STR, SRC_WORD, 0, LSH_RUNS_WORD_LEN, fn, 0, 0 }
-#define R_METRIC(name, kind)                                                                 \
-    { #name, kind, SRC_FIELD, RUN(metrics.name), 0, NULL, COL_METRIC | COL_SE,              \
-      offsetof(struct lsh_metric_se, name) }
-#define R_TIMING(name) { #name, COL_F64, SRC_FIELD, RUN(metrics.name), 0, NULL, COL_METRIC, 0 }
-
-static const struct col_def run_columns[] = {
-    R_U64("point_id", key.point_id),
-    R_STR("dataset", key.dataset, LSH_RUNS_NAME_LEN, 0),
-    R_STR("strategy", key.strategy, LSH_RUNS_NAME_LEN, 0),
-    R_STR("params", key.params, LSH_RUNS_PARAMS_LEN, 0),
-    R_WORD("mode", run_mode),
-    R_U32("chunk_size", key.chunk_size),
-    R_U32("look_back", key.look_back),
-    R_WORD("window", run_window),
-    R_WORD("combine", run_combine),
-    R_U32("n_hashes", key.n_hashes),
-    R_U32("n_buckets", key.n_buckets),
-    R_U32("repeat", key.repeat),
-    R_U64("seed", key.seed),
-    R_WORD("status", run_status),
-    R_STR("message", message, LSH_RUNS_MESSAGE_LEN, COL_TRUNCATE),
-    R_METRIC(out_rel_err, COL_F64),
-    R_METRIC(attn_rel_err, COL_F64),
-    R_METRIC(mass_recall, COL_F64),
-    R_METRIC(kl, COL_F64),
-    R_METRIC(empty_rows, COL_U64),
-    R_METRIC(gram_recovery, COL_F64),
-    { "topk_recall_", COL_F64, SRC_TOPK, 0, 0, NULL, COL_METRIC | COL_SE, 0 },
-    R_METRIC(density, COL_F64),
-    R_METRIC(mean_candidates, COL_F64),
-    R_METRIC(bucket_max, COL_F64),
-    R_METRIC(bucket_entropy, COL_F64),
-    R_TIMING(hash_seconds),
-    R_TIMING(eval_seconds),
-};
-
-#define COL(f) offsetof(struct lsh_collision_row, f)
-#define C_FIELD(name, kind, w) { #name, kind, SRC_FIELD, COL(name), w, NULL, 0, 0 }
-
-static const struct col_def collision_columns[] = {
-    C_FIELD(strategy, COL_STR, LSH_RUNS_NAME_LEN),
-    C_FIELD(params, COL_STR, LSH_RUNS_PARAMS_LEN),
-    C_FIELD(n_buckets, COL_U32, 0),
-    C_FIELD(n_hashes, COL_U32, 0),
-    C_FIELD(angle, COL_F64, 0),
-    C_FIELD(pairs, COL_U64, 0),
-    C_FIELD(p_round, COL_F64, 0),
-    C_FIELD(p_round_se, COL_F64, 0),
-    C_FIELD(p_any, COL_F64, 0),
-    C_FIELD(p_any_se, COL_F64, 0),
-    C_FIELD(seed, COL_U64, 0),
-    C_FIELD(seconds, COL_F64, 0),
-};
-
-/* One column of the file: a declared column, expanded (topk) and placed. */
-struct column {
-    char name[48];
-    const struct col_def *def;
-    size_t index;  /* SRC_TOPK: which K */
-    int se;        /* the standard error of def's metric (float64) */
-    size_t offset; /* in the packed row */
-    size_t size;
-};
-
-struct table {
-    const char *name; /* "runs" or "collision" */
-    struct column *cols;
-    size_t n_cols;
-    size_t row_size;
-    hid_t type; /* packed compound: memory and file type alike */
-    hid_t dset;
-};
-
-static size_t kind_size(const struct col_def *def)
-{
-    switch (def->kind) {
-    case COL_U32:
-        return sizeof(uint32_t);
-    case COL_U64:
-        return sizeof(uint64_t);
-    case COL_F64:
-        return sizeof(double);
-    case COL_STR:
-        return def->width;
-    }
-    return 0;
-}
-
-static hid_t kind_type(const struct col_def *def)
-{
-    hid_t t;
-    switch (def->kind) {
-    case COL_U32:
-        return H5Tcopy(H5T_NATIVE_UINT32);
-    case COL_U64:
-        return H5Tcopy(H5T_NATIVE_UINT64);
-    case COL_F64:
-        return H5Tcopy(H5T_NATIVE_DOUBLE);
-    case COL_STR:
-        t = H5Tcopy(H5T_C_S1);
-        if (t < 0 || H5Tset_size(t, def->width) < 0 || H5Tset_strpad(t, H5T_STR_NULLPAD) < 0) {
-            if (t >= 0)
-                H5Tclose(t);
-            return NO_HID;
-        }
-        return t;
-    }
-    return NO_HID;
-}
-
-/* Expand the declared columns into the file's columns, in order. */
-static int expand_columns(struct table *tab, const struct col_def *defs, size_t n_defs,
-                          const uint32_t *topk, size_t n_topk, int with_se,
-                          struct lsh_error *err)
-{
-    size_t n = 0, off = 0;
-    for (size_t i = 0; i < n_defs; i++)
-        n += (defs[i].src == SRC_TOPK ? n_topk : 1) * (with_se && (defs[i].flags & COL_SE) ? 2 : 1);
-    tab->cols = calloc(n ? n : 1, sizeof *tab->cols);
-    if (!tab->cols)
-        return no_memory(err);
-    for (size_t i = 0; i < n_defs; i++) {
-        size_t copies = defs[i].src == SRC_TOPK ? n_topk : 1;
-        for (size_t k = 0; k < copies; k++) {
-            struct column *c = &tab->cols[tab->n_cols++];
-            c->def = &defs[i];
-            c->index = k;
-            if (defs[i].src == SRC_TOPK)
-                snprintf(c->name, sizeof c->name, "%s%" PRIu32, defs[i].name, topk[k]);
-            else
-                snprintf(c->name, sizeof c->name, "%s", defs[i].name);
-            c->offset = off;
-            c->size = kind_size(&defs[i]);
-            off += c->size;
-            if (with_se && (defs[i].flags & COL_SE)) {
-                struct column *e = &tab->cols[tab->n_cols++];
-                *e = *c;
-                e->se = 1;
-                size_t len = strlen(c->name); /* names are short: "_se" always fits */
-                memcpy(e->name, c->name, len < sizeof e->name - 4 ? len : sizeof e->name - 4);
-                memcpy(e->name + (len < sizeof e->name - 4 ? len : sizeof e->name - 4), "_se", 4);
-                e->offset = off;
-                e->size = sizeof(double);
-                off += e->size;
-            }
-        }
-    }
-    tab->row_size = off;
-    return 0;
-}
-
-static int build_type(struct table *tab, const char *file, struct lsh_error *err)
-{
-    tab->type = H5Tcreate(H5T_COMPOUND, tab->row_size);
-    if (tab->type < 0)
-        return h5_fail(err, file, "create the /%s row type", tab->name);
-    for (size_t i = 0; i < tab->n_cols; i++) {
-        const struct column *c = &tab->cols[i];
-        hid_t t = c->se ? H5Tcopy(H5T_NATIVE_DOUBLE) : kind_type(c->def);
-        herr_t rc = t < 0 ? -1 : H5Tinsert(tab->type, c->name, c->offset, t);
-        if (t >= 0)
-            H5Tclose(t);
-        if (rc < 0)
-            return h5_fail(err, file, "add column %s to the /%s row type", c->name, tab->name);
-    }
-    return 0;
-}
-
-static int put_string(unsigned char *dst, const struct column *c, const char *s,
-                      struct lsh_error *err)
-{
-    size_t len = s ? strlen(s) : 0, cap = c->size - 1; /* always keep one NUL */
-    if (len > cap) {
-        if (!(c->def->flags & COL_TRUNCATE))
-            return lsh_error_set(err, LSH_ERANGE,
-                                 "%s '%s' is %zu characters long; the results file holds "
-                                 "at most %zu",
-                                 c->name, s, len, cap);
-        memcpy(dst, s, cap - 3);
-        memcpy(dst + cap - 3, "...", 3);
-        return 0;
-    }
-    if (len)
-        memcpy(dst, s, len);
-    return 0;
-}
-
-/* Lay one record out as a packed row (buf: row_size bytes).  zero_metrics:
- * the point did not run, its metric columns are 0 whatever rec says. */
-static int pack_row(const struct table *tab, const void *rec, int zero_metrics,
-                    unsigned char *buf, struct lsh_error *err)
-{
-    const unsigned char *base = rec;
-    memset(buf, 0, tab->row_size);
-    for (size_t i = 0; i < tab->n_cols; i++) {
-        const struct column *c = &tab->cols[i];
-        const struct col_def *def = c->def;
-        unsigned char *dst = buf + c->offset;
-        if (zero_metrics && (def->flags & COL_METRIC))
-            continue;
-        if (c->se) {
-            const struct lsh_metric_se *se = ((const struct lsh_run_row *)rec)->metrics.se;
-            double v = 0.0;
-            if (se && def->src == SRC_TOPK)
-                v = se->topk_recall ? se->topk_recall[c->index] : 0.0;
-            else if (se)
-                memcpy(&v, (const unsigned char *)se + def->se_offset, sizeof v);
-            memcpy(dst, &v, sizeof v);
-        } else if (def->src == SRC_TOPK) {
-            const double *recall = ((const struct lsh_run_row *)rec)->metrics.topk_recall;
-            double v = recall ? recall[c->index] : 0.0;
-            memcpy(dst, &v, sizeof v);
-        } else if (def->src == SRC_WORD) {
-            const char *w = def->word(rec);
-            if (!w)
-                return lsh_error_set(err, LSH_EINVAL, "invalid value for column %s", c->name);
-            int rc = put_string(dst, c, w, err);
-            if (rc)
-                return rc;
-        } else if (def->kind == COL_STR) {
-            const char *s;
-            memcpy(&s, base + def->offset, sizeof s);
-            int rc = put_string(dst, c, s, err);
-            if (rc)
-                return rc;
-        } else {
-            memcpy(dst, base + def->offset, c->size);
-        }
-    }
-    return 0;
-}
-
-static void table_close(struct table *tab)
-{
-    if (tab->dset >= 0)
-        H5Dclose(tab->dset);
-    if (tab->type >= 0)
-        H5Tclose(tab->type);
-    free(tab->cols);
-    tab->cols = NULL;
-    tab->dset = tab->type = NO_HID;
-}
-
 /* ---- the handle ---------------------------------------------------------- */
 
 struct lsh_results {
     char *path, *partial;
     char *work, *snapshot; /* the working copy, and where a snapshot is copied */
     int lock_fd;           /* the working copy, flock()ed while we write it */
+    int own_work;          /* lock_fd is locked and res->work names it */
+    int moved;             /* resume: <path> was moved to <path>.partial */
+    int refused;           /* resume: the file does not match the plan or input */
+    uint64_t n_rows_at_open;
     int broken;            /* a write to the working copy failed: never publish it */
     double publish_cost, published_at;
     enum lsh_experiment experiment;
     hid_t file;
-    struct table table;   /* /runs or /collision */
+    struct lsh_table table;   /* /runs or /collision */
     unsigned char *row;   /* one packed row */
     uint64_t n_rows;
     uint64_t *done;       /* sorted ids of ok/skipped rows */
@@ -445,7 +115,7 @@ static void results_free(struct lsh_results *res)
 {
     if (!res)
         return;
-    table_close(&res->table);
+    lsh_table_close(&res->table);
     if (res->file >= 0)
         H5Fclose(res->file);
     if (res->lock_fd >= 0)
@@ -461,13 +131,54 @@ static void results_free(struct lsh_results *res)
 
 /* ---- files and folders --------------------------------------------------- */
 
-/* 1 if something (even a dangling link) is at path, 0 if not, -1 on error. */
-static int path_exists(const char *path)
+/* What st describes, for messages; NULL for a regular file. */
+static const char *not_regular(const struct stat *st)
+{
+    if (S_ISREG(st->st_mode))
+        return NULL;
+    if (S_ISLNK(st->st_mode))
+        return "a symbolic link";
+    if (S_ISDIR(st->st_mode))
+        return "a folder";
+    if (S_ISFIFO(st->st_mode))
+        return "a FIFO";
+    if (S_ISCHR(st->st_mode) || S_ISBLK(st->st_mode))
+        return "a device";
+    return "not a regular file";
+}
+
+/* lshlab replaces, moves and removes regular files only, and never follows
+ * a link at a name it writes: 0 when p is a regular file (*exists = 1) or
+ * absent (*exists = 0); anything else is refused with `code`, naming it. */
+static int check_regular(const char *p, int code, int *exists, struct lsh_error *err)
 {
     struct stat st;
-    if (lstat(path, &st) == 0)
-        return 1;
-    return errno == ENOENT ? 0 : -1;
+    if (lstat(p, &st) != 0) {
+        if (errno != ENOENT)
+            return lsh_error_set(err, LSH_EIO, "cannot check whether '%s' exists: %s", p,
+                                 strerror(errno));
+        if (exists)
+            *exists = 0;
+        return 0;
+    }
+    const char *what = not_regular(&st);
+    if (what)
+        return lsh_error_set(err, code,
+                             "cannot write results at '%s': it is %s; lshlab replaces only "
+                             "regular files, and neither follows nor removes anything else",
+                             p, what);
+    if (exists)
+        *exists = 1;
+    return 0;
+}
+
+/* Remove a file of ours (a leftover snapshot), but never a link or anything
+ * else someone put at that name. */
+static void remove_ours(const char *p)
+{
+    struct stat st;
+    if (lstat(p, &st) == 0 && S_ISREG(st.st_mode))
+        unlink(p);
 }
 
 /* The folder part of path ("." for a bare name), malloc'd. */
@@ -489,12 +200,12 @@ static int check_folder(const char *path, struct lsh_error *err)
     if (!path[0] || (slash && !slash[1]))
         return lsh_error_set(err, LSH_ECONFIG, "cannot write results to '%s': not a file name",
                              path);
-    if (stat(path, &st) == 0 && S_ISDIR(st.st_mode))
+    if (lstat(path, &st) == 0 && S_ISDIR(st.st_mode))
         return lsh_error_set(err, LSH_ECONFIG, "cannot write results to '%s': it is a folder",
                              path);
     dir = folder_of(path);
     if (!dir)
-        return no_memory(err);
+        return lsh_h5_enomem(err);
     if (stat(dir, &st) != 0) {
         if (errno == ENOENT || errno == ENOTDIR)
             rc = lsh_error_set(err, LSH_ENOTFOUND,
@@ -515,23 +226,15 @@ static int check_folder(const char *path, struct lsh_error *err)
     return rc;
 }
 
-/* Make the data of the file reach the disk before the rename publishes it,
- * and the rename itself after (best effort on the folder). */
-static int fsync_path(const char *path, int flags)
-{
-    int fd = open(path, flags);
-    if (fd < 0)
-        return -1;
-    int rc = fsync(fd);
-    close(fd);
-    return rc;
-}
-
+/* Make the rename that published a file reach the disk (best effort). */
 static void fsync_folder_of(const char *path)
 {
     char *dir = folder_of(path);
-    if (dir)
-        (void)fsync_path(dir, O_RDONLY);
+    int fd = dir ? open(dir, O_RDONLY | O_CLOEXEC) : -1;
+    if (fd >= 0) {
+        (void)fsync(fd);
+        close(fd);
+    }
     free(dir);
 }
 
@@ -542,14 +245,33 @@ static double now_seconds(void)
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
-/* Copy the file at from to to (created or truncated).  0, or -1 with errno. */
-static int copy_file(const char *from, const char *to)
+/* Create p as a new regular file for writing, never through a link: a
+ * regular file left there by a crash is replaced, anything else refused.
+ * The descriptor, or a negative LSH_E* code. */
+static int create_new(const char *p, struct lsh_error *err)
+{
+    for (int attempt = 0;; attempt++) {
+        int fd = open(p, O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0666);
+        if (fd >= 0)
+            return fd;
+        if (errno != EEXIST || attempt > 0)
+            return lsh_error_set(err, LSH_EIO, "cannot create '%s': %s", p, strerror(errno));
+        int rc = check_regular(p, LSH_EIO, NULL, err);
+        if (rc)
+            return rc;
+        if (unlink(p) != 0 && errno != ENOENT)
+            return lsh_error_set(err, LSH_EIO, "cannot replace the leftover '%s': %s", p,
+                                 strerror(errno));
+    }
+}
+
+/* Copy the file at from into the descriptor out.  0, or -1 with errno. */
+static int copy_into(const char *from, int out)
 {
     enum { BUF = 1 << 20 };
     char *buf = malloc(BUF);
-    int in = open(from, O_RDONLY | O_CLOEXEC);
-    int out = in < 0 ? -1 : open(to, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0666);
-    int rc = buf && out >= 0 ? 0 : -1, saved = buf ? errno : ENOMEM;
+    int in = open(from, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+    int rc = buf && in >= 0 ? 0 : -1, saved = buf ? errno : ENOMEM;
     while (!rc) {
         ssize_t got = read(in, buf, BUF);
         if (got <= 0) {
@@ -562,10 +284,6 @@ static int copy_file(const char *from, const char *to)
     }
     if (rc)
         saved = errno;
-    if (out >= 0 && close(out) != 0 && !rc) {
-        rc = -1;
-        saved = errno;
-    }
     if (in >= 0)
         close(in);
     free(buf);
@@ -573,29 +291,139 @@ static int copy_file(const char *from, const char *to)
     return rc;
 }
 
-/* Create (or take over) the working copy and lock it: one writer per file. */
-static int lock_work(struct lsh_results *res, struct lsh_error *err)
+/* Copy from to a new file at to (see create_new).  0, or an LSH_E* code. */
+static int copy_file(const char *from, const char *to, struct lsh_error *err)
 {
-    res->lock_fd = open(res->work, O_RDWR | O_CREAT | O_CLOEXEC, 0666);
-    if (res->lock_fd < 0)
-        return lsh_error_set(err, LSH_EIO, "cannot create the working copy '%s': %s", res->work,
-                             strerror(errno));
-    if (flock(res->lock_fd, LOCK_EX | LOCK_NB) != 0) {
-        int e = errno;
-        close(res->lock_fd);
-        res->lock_fd = -1;
-        if (e == EWOULDBLOCK)
-            return lsh_error_set(err, LSH_EEXIST,
-                                 "another lshlab run is writing '%s' (its working copy '%s' is "
-                                 "locked)",
-                                 res->path, res->work);
-        return lsh_error_set(err, LSH_EIO, "cannot lock '%s': %s", res->work, strerror(e));
+    int out = create_new(to, err);
+    if (out < 0)
+        return out;
+    int rc = copy_into(from, out);
+    if (close(out) != 0)
+        rc = -1;
+    return rc ? lsh_error_set(err, LSH_EIO, "cannot copy '%s' to '%s': %s", from, to,
+                              strerror(errno))
+              : 0;
+}
+
+/* The process holding an flock() on the file st describes, from /proc/locks
+ * (Linux), or 0 when unknown. */
+static long lock_holder(const struct stat *st)
+{
+    FILE *f = fopen("/proc/locks", "r");
+    char line[256];
+    long pid = 0;
+    while (f && !pid && fgets(line, sizeof line, f)) {
+        char kind[16];
+        long p;
+        unsigned maj, min;
+        unsigned long long ino;
+        if (strstr(line, "->"))
+            continue; /* a waiter, not the holder */
+        if (sscanf(line, "%*d: %15s %*s %*s %ld %x:%x:%llu", kind, &p, &maj, &min, &ino) == 5 &&
+            !strcmp(kind, "FLOCK") && ino == (unsigned long long)st->st_ino &&
+            maj == major(st->st_dev) && min == minor(st->st_dev))
+            pid = p;
     }
-#if !H5_VERSION_GE(1, 10, 7)
-    /* No H5Pset_file_locking: HDF5's own lock on the file takes over. */
-    flock(res->lock_fd, LOCK_UN);
+    if (f)
+        fclose(f);
+    return pid;
+}
+
+static int busy(const struct lsh_results *res, const struct stat *st, struct lsh_error *err)
+{
+    char who[48] = "";
+    long pid = lock_holder(st);
+    if (pid > 0)
+        snprintf(who, sizeof who, " (process %ld)", pid);
+    return lsh_error_set(err, LSH_EEXIST,
+                         "another lshlab run is writing '%s' now%s: wait for it to finish, or "
+                         "stop it, then run again (its working copy '%s' is locked)",
+                         res->path, who, res->work);
+}
+
+/* One writer per results file: a running writer holds an flock() on the
+ * working copy.  Before anything else, find out whether one is running:
+ * a locked working copy is refused as busy; an unlocked one is a crash's
+ * leftover, never trusted, and removed; a link there is refused. */
+static int check_work(struct lsh_results *res, struct lsh_error *err)
+{
+    struct stat st;
+    int exists = 0, rc = check_regular(res->work, LSH_ECONFIG, &exists, err);
+    if (rc || !exists)
+        return rc;
+    /* O_NONBLOCK: should a FIFO appear there meanwhile, open does not wait */
+    int fd = open(res->work, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
+    if (fd < 0)
+        return errno == ENOENT ? 0
+                               : lsh_error_set(err, LSH_EIO,
+                                               "cannot open the working copy '%s': %s",
+                                               res->work, strerror(errno));
+    if (fstat(fd, &st) != 0)
+        rc = lsh_error_set(err, LSH_EIO, "cannot check '%s': %s", res->work, strerror(errno));
+    if (!rc && !S_ISREG(st.st_mode))
+        rc = check_regular(res->work, LSH_ECONFIG, NULL, err);
+    if (!rc && flock(fd, LOCK_EX | LOCK_NB) != 0)
+        rc = errno == EWOULDBLOCK ? busy(res, &st, err)
+                                  : lsh_error_set(err, LSH_EIO, "cannot lock '%s': %s",
+                                                  res->work, strerror(errno));
+    if (!rc && unlink(res->work) != 0 && errno != ENOENT)
+        rc = lsh_error_set(err, LSH_EIO, "cannot remove the leftover working copy '%s': %s",
+                           res->work, strerror(errno));
+    close(fd);
+    return rc;
+}
+
+/* Lock the working copy just created at res->work (fd: a descriptor of it,
+ * or -1 to open one), and make sure the name still leads to that file. */
+static int lock_work(struct lsh_results *res, int fd, struct lsh_error *err)
+{
+    struct stat mine, named;
+    if (fd < 0)
+        fd = open(res->work, O_RDWR | O_NOFOLLOW | O_CLOEXEC);
+    if (fd < 0)
+        return lsh_error_set(err, LSH_EIO, "cannot open the working copy '%s': %s", res->work,
+                             strerror(errno));
+    res->lock_fd = fd;
+    if (fstat(fd, &mine) != 0)
+        return lsh_error_set(err, LSH_EIO, "cannot check '%s': %s", res->work, strerror(errno));
+#if H5_VERSION_GE(1, 10, 7)
+    if (flock(fd, LOCK_EX | LOCK_NB) != 0)
+#else
+    /* No H5Pset_file_locking: HDF5's own flock() on the file is the lock. */
+    if (0)
 #endif
+        return errno == EWOULDBLOCK ? busy(res, &mine, err)
+                                    : lsh_error_set(err, LSH_EIO, "cannot lock '%s': %s",
+                                                    res->work, strerror(errno));
+    if (lstat(res->work, &named) != 0 || named.st_ino != mine.st_ino ||
+        named.st_dev != mine.st_dev)
+        return busy(res, &mine, err); /* another run took the name meanwhile */
+    res->own_work = 1;
     return 0;
+}
+
+/* HDF5 opens files by name: check that it opened our locked working copy. */
+static int check_same_file(struct lsh_results *res, struct lsh_error *err)
+{
+    struct stat mine, theirs;
+    int *handle = NULL;
+    if (H5Fget_vfd_handle(res->file, H5P_DEFAULT, (void **)&handle) < 0 || !handle ||
+        fstat(*handle, &theirs) != 0 || fstat(res->lock_fd, &mine) != 0 ||
+        theirs.st_ino != mine.st_ino || theirs.st_dev != mine.st_dev)
+        return lsh_error_set(err, LSH_EIO,
+                             "the working copy '%s' was replaced while it was being opened",
+                             res->work);
+    return 0;
+}
+
+/* Add to err's message where the rows are safe; returns rc. */
+static int add_hint(struct lsh_error *err, int rc, const char *fmt, const char *file)
+{
+    if (err) {
+        size_t len = strlen(err->message);
+        snprintf(err->message + len, sizeof err->message - len, fmt, file);
+    }
+    return rc;
 }
 
 /* Snapshot the (flushed, hence consistent) working copy as <path>.partial. */
@@ -604,15 +432,18 @@ static int publish(struct lsh_results *res, struct lsh_error *err)
     double t0 = now_seconds();
     if (H5Fflush(res->file, H5F_SCOPE_GLOBAL) < 0) {
         res->broken = 1;
-        return h5_fail(err, res->work, "flush the working copy");
+        return lsh_h5_fail(err, res->work, "flush the working copy");
     }
-    if (copy_file(res->work, res->snapshot) != 0 || rename(res->snapshot, res->partial) != 0) {
-        int e = errno;
-        unlink(res->snapshot);
-        return lsh_error_set(err, LSH_EIO,
-                             "cannot update '%s' with the newest rows: %s (it keeps the rows it "
-                             "had; free space, then run with --resume to continue)",
-                             res->partial, strerror(e));
+    int rc = copy_file(res->work, res->snapshot, err);
+    if (!rc)
+        rc = check_regular(res->partial, LSH_EIO, NULL, err);
+    if (!rc && rename(res->snapshot, res->partial) != 0)
+        rc = lsh_error_set(err, LSH_EIO, "cannot rename '%s' to '%s': %s", res->snapshot,
+                           res->partial, strerror(errno));
+    if (rc) {
+        remove_ours(res->snapshot);
+        return add_hint(err, rc, "; '%s' keeps the rows it had (free space, then run with "
+                        "--resume to continue)", res->partial);
     }
     res->published_at = now_seconds();
     res->publish_cost = res->published_at - t0;
@@ -631,124 +462,8 @@ static int maybe_publish(struct lsh_results *res, struct lsh_error *err)
 static int broken_write(struct lsh_results *res, int rc, struct lsh_error *err)
 {
     res->broken = 1;
-    if (err) {
-        char hint[LSH_ERROR_MSG_MAX];
-        snprintf(hint, sizeof hint, "; the rows finished before are safe in '%s' (free space, "
-                 "then run with --resume to continue)", res->partial);
-        size_t len = strlen(err->message);
-        snprintf(err->message + len, sizeof err->message - len, "%s", hint);
-    }
-    return rc;
-}
-
-/* ---- attributes ----------------------------------------------------------- */
-
-static hid_t vl_string_type(void)
-{
-    hid_t t = H5Tcopy(H5T_C_S1);
-    if (t >= 0 && (H5Tset_size(t, H5T_VARIABLE) < 0 || H5Tset_cset(t, H5T_CSET_UTF8) < 0)) {
-        H5Tclose(t);
-        t = NO_HID;
-    }
-    return t;
-}
-
-static herr_t write_attr(hid_t obj, const char *name, hid_t type, const void *value)
-{
-    hid_t space = H5Screate(H5S_SCALAR), attr = NO_HID;
-    herr_t rc = -1;
-    if (space >= 0)
-        attr = H5Acreate2(obj, name, type, space, H5P_DEFAULT, H5P_DEFAULT);
-    if (attr >= 0)
-        rc = H5Awrite(attr, type, value);
-    if (attr >= 0)
-        H5Aclose(attr);
-    if (space >= 0)
-        H5Sclose(space);
-    return rc;
-}
-
-static herr_t attr_str(hid_t obj, const char *name, const char *value)
-{
-    hid_t t = vl_string_type();
-    if (t < 0)
-        return -1;
-    const char *v = value ? value : "";
-    herr_t rc = write_attr(obj, name, t, &v);
-    H5Tclose(t);
-    return rc;
-}
-
-static herr_t attr_u64(hid_t obj, const char *name, uint64_t v)
-{
-    return write_attr(obj, name, H5T_NATIVE_UINT64, &v);
-}
-
-static herr_t attr_f64(hid_t obj, const char *name, double v)
-{
-    return write_attr(obj, name, H5T_NATIVE_DOUBLE, &v);
-}
-
-/* A string attribute, variable or fixed length, as a malloc'd string.
- * Returns 0, 1 when there is no such attribute, or -1 on error. */
-static int read_attr_str(hid_t obj, const char *name, char **out)
-{
-    htri_t has = H5Aexists(obj, name);
-    if (has <= 0)
-        return has == 0 ? 1 : -1;
-    hid_t attr = H5Aopen(obj, name, H5P_DEFAULT);
-    hid_t ftype = attr >= 0 ? H5Aget_type(attr) : NO_HID;
-    hid_t mtype = NO_HID;
-    int rc = -1;
-    if (ftype < 0 || H5Tget_class(ftype) != H5T_STRING)
-        goto done;
-    if (H5Tis_variable_str(ftype) > 0) {
-        char *v = NULL;
-        mtype = vl_string_type();
-        /* HDF5 converts no string between character sets: read it as stored */
-        if (mtype >= 0 && H5Tset_cset(mtype, H5Tget_cset(ftype)) >= 0 &&
-            H5Aread(attr, mtype, &v) >= 0) {
-            *out = strdup(v ? v : "");
-            H5free_memory(v);
-            rc = *out ? 0 : -1;
-        }
-    } else {
-        size_t size = H5Tget_size(ftype);
-        char *v = calloc(size + 1, 1);
-        mtype = H5Tcopy(H5T_C_S1);
-        if (v && mtype >= 0 && H5Tset_size(mtype, size) >= 0 &&
-            H5Tset_cset(mtype, H5Tget_cset(ftype)) >= 0 && H5Aread(attr, mtype, v) >= 0) {
-            *out = v;
-            v = NULL;
-            rc = 0;
-        }
-        free(v);
-    }
-done:
-    if (mtype >= 0)
-        H5Tclose(mtype);
-    if (ftype >= 0)
-        H5Tclose(ftype);
-    if (attr >= 0)
-        H5Aclose(attr);
-    return rc;
-}
-
-/* Is this file ours?  0, or an error naming the file. */
-static int check_format(hid_t file, const char *path, struct lsh_error *err)
-{
-    char *format = NULL;
-    int rc = read_attr_str(file, "format", &format);
-    if (rc < 0)
-        return h5_fail(err, path, "read the format attribute");
-    if (rc > 0 || strcmp(format, LSH_RESULTS_FORMAT) != 0) {
-        free(format);
-        return lsh_error_set(err, LSH_EDATA,
-                             "'%s' is not an lshlab results file (no format attribute \"%s\")",
-                             path, LSH_RESULTS_FORMAT);
-    }
-    free(format);
-    return 0;
+    return add_hint(err, rc, "; the rows finished before are safe in '%s' (free space, then "
+                    "run with --resume to continue)", res->partial);
 }
 
 static int write_root_attributes(hid_t file, const char *path, const struct lsh_config *cfg,
@@ -783,10 +498,10 @@ static int write_root_attributes(hid_t file, const char *path, const struct lsh_
         { "name", cfg->name },
     };
     for (size_t i = 0; i < sizeof strings / sizeof strings[0]; i++)
-        if (attr_str(file, strings[i].name, strings[i].value) < 0)
-            return h5_fail(err, path, "write the %s attribute", strings[i].name);
-    if (write_attr(file, "format_version", H5T_NATIVE_INT, &version) < 0)
-        return h5_fail(err, path, "write the format_version attribute");
+        if (lsh_h5_attr_str(file, strings[i].name, strings[i].value) < 0)
+            return lsh_h5_fail(err, path, "write the %s attribute", strings[i].name);
+    if (lsh_h5_write_attr(file, "format_version", H5T_NATIVE_INT, &version) < 0)
+        return lsh_h5_fail(err, path, "write the format_version attribute");
     return 0;
 }
 
@@ -848,40 +563,30 @@ static int check_config_strings(const struct lsh_config *cfg, struct lsh_error *
 }
 
 static int create_file(struct lsh_results *res, const struct lsh_config *cfg,
-                       const char *cmdline, const char *resolved, unsigned flags,
-                       struct lsh_error *err)
+                       const char *cmdline, const char *resolved, struct lsh_error *err)
 {
-    hsize_t dims[1] = { 0 }, maxdims[1] = { H5S_UNLIMITED }, chunk[1] = { CHUNK_ROWS };
-    hid_t fapl = file_access(), space = NO_HID, dcpl = NO_HID;
+    hid_t fapl = file_access();
     int rc = 0;
 
-    res->file = fapl < 0 ? NO_HID : H5Fcreate(res->work, flags, H5P_DEFAULT, fapl);
+    /* EXCL: O_CREAT|O_EXCL, which never follows a link (check_work has
+     * removed a leftover working copy) */
+    res->file = fapl < 0 ? NO_HID : H5Fcreate(res->work, H5F_ACC_EXCL, H5P_DEFAULT, fapl);
     if (res->file < 0)
-        rc = h5_fail(err, res->work, "create the results file");
+        rc = lsh_h5_fail(err, res->work, "create the results file");
     if (fapl >= 0)
-        H5Pclose(fapl); /* after h5_fail: any HDF5 call clears the error stack */
+        H5Pclose(fapl); /* after lsh_h5_fail: any HDF5 call clears the error stack */
+    if (!rc)
+        rc = lock_work(res, -1, err);
+    if (!rc)
+        rc = check_same_file(res, err);
     if (rc)
         return rc;
     rc = write_root_attributes(res->file, res->partial, cfg, cmdline, resolved, err);
     if (rc)
-        goto fail;
-    space = H5Screate_simple(1, dims, maxdims);
-    dcpl = H5Pcreate(H5P_DATASET_CREATE);
-    if (space < 0 || dcpl < 0 || H5Pset_chunk(dcpl, 1, chunk) < 0) {
-        rc = h5_fail(err, res->partial, "set up /%s", res->table.name);
-        goto fail;
-    }
-    res->table.dset = H5Dcreate2(res->file, res->table.name, res->table.type, space,
-                                 H5P_DEFAULT, dcpl, H5P_DEFAULT);
-    if (res->table.dset < 0 || H5Fflush(res->file, H5F_SCOPE_GLOBAL) < 0) {
-        rc = h5_fail(err, res->partial, "create /%s", res->table.name);
-        goto fail;
-    }
-fail:
-    if (dcpl >= 0)
-        H5Pclose(dcpl);
-    if (space >= 0)
-        H5Sclose(space);
+        return rc;
+    rc = lsh_table_create(&res->table, res->file, res->partial, err);
+    if (!rc && H5Fflush(res->file, H5F_SCOPE_GLOBAL) < 0)
+        rc = lsh_h5_fail(err, res->partial, "create /%s", res->table.name);
     return rc;
 }
 
@@ -891,7 +596,7 @@ static int check_columns(const struct lsh_results *res, struct lsh_error *err)
     hid_t ftype = H5Dget_type(res->table.dset);
     int rc = 0;
     if (ftype < 0)
-        return h5_fail(err, res->partial, "read the type of /%s", res->table.name);
+        return lsh_h5_fail(err, res->partial, "read the type of /%s", res->table.name);
     int n = H5Tget_class(ftype) == H5T_COMPOUND ? H5Tget_nmembers(ftype) : -1;
     if (n != (int)res->table.n_cols)
         rc = -1;
@@ -929,6 +634,20 @@ static void describe_difference(const char *file_yaml, const char *cfg_yaml, cha
              na > 120 ? 120 : na, la, nb > 120 ? 120 : nb, lb);
 }
 
+/* A resumed file that does not match the plan: refuse it, saying where. */
+static int damaged(const struct lsh_results *res, struct lsh_error *err, uint64_t row,
+                   int has_id, uint64_t point_id, const char *why)
+{
+    char point[48] = "";
+    if (has_id)
+        snprintf(point, sizeof point, ", point %" PRIu64, point_id);
+    return lsh_error_set(err, LSH_EDATA,
+                         "cannot resume '%s': row %" PRIu64 " of /%s%s does not match this "
+                         "config: %s; the file is damaged or was changed: restore it, or start "
+                         "over with --force",
+                         res->partial, row, res->table.name, point, why);
+}
+
 /* Drop the rows that do not count (failed, or never completed) so that they
  * are run again, and remember the ids of the rest. */
 static int read_done_points(struct lsh_results *res, struct lsh_error *err)
@@ -942,16 +661,19 @@ static int read_done_points(struct lsh_results *res, struct lsh_error *err)
     unsigned char *all = NULL;
     int rc = 0;
 
-    if (fspace < 0 || H5Sget_simple_extent_dims(fspace, &n, NULL) < 0) {
-        rc = h5_fail(err, res->partial, "read the size of /runs");
+    if (fspace < 0) {
+        rc = lsh_h5_fail(err, res->partial, "read the size of /runs");
         goto done;
     }
+    if ((rc = lsh_table_rows(res->table.dset, res->table.row_size, res->partial, "runs", &n,
+                             err)))
+        goto done;
     res->n_rows = n;
     if (n == 0)
         goto done;
     rows = calloc((size_t)n, sizeof *rows);
     if (!rows) {
-        rc = no_memory(err);
+        rc = lsh_h5_enomem(err);
         goto done;
     }
     mtype = H5Tcreate(H5T_COMPOUND, sizeof *rows);
@@ -962,14 +684,14 @@ static int read_done_points(struct lsh_results *res, struct lsh_error *err)
                   H5T_NATIVE_UINT64) < 0 ||
         H5Tinsert(mtype, "status", offsetof(struct id_status, status), stype) < 0 ||
         H5Dread(res->table.dset, mtype, H5S_ALL, H5S_ALL, H5P_DEFAULT, rows) < 0) {
-        rc = h5_fail(err, res->partial, "read the point ids of /runs");
+        rc = lsh_h5_fail(err, res->partial, "read the point ids of /runs");
         goto done;
     }
 
     size_t kept = 0;
     int *keep = calloc((size_t)n, sizeof *keep);
     if (!keep) {
-        rc = no_memory(err);
+        rc = lsh_h5_enomem(err);
         goto done;
     }
     for (size_t i = 0; i < (size_t)n; i++) {
@@ -978,9 +700,15 @@ static int read_done_points(struct lsh_results *res, struct lsh_error *err)
         keep[i] = !strcmp(status, "ok") || !strcmp(status, "skipped");
         if (keep[i]) {
             kept++;
+            size_t pos;
+            if (find_done(res, rows[i].point_id, &pos)) {
+                free(keep);
+                rc = damaged(res, err, i, 1, rows[i].point_id, "its point_id is in /runs twice");
+                goto done;
+            }
             if (add_done(res, rows[i].point_id) < 0) {
                 free(keep);
-                rc = no_memory(err);
+                rc = lsh_h5_enomem(err);
                 goto done;
             }
         }
@@ -992,12 +720,12 @@ static int read_done_points(struct lsh_results *res, struct lsh_error *err)
         all = malloc((size_t)n * rs);
         if (!all) {
             free(keep);
-            rc = no_memory(err);
+            rc = lsh_h5_enomem(err);
             goto done;
         }
         if (H5Dread(res->table.dset, res->table.type, H5S_ALL, H5S_ALL, H5P_DEFAULT, all) < 0) {
             free(keep);
-            rc = h5_fail(err, res->partial, "read /runs");
+            rc = lsh_h5_fail(err, res->partial, "read /runs");
             goto done;
         }
         for (size_t i = 0; i < (size_t)n; i++)
@@ -1017,7 +745,7 @@ static int read_done_points(struct lsh_results *res, struct lsh_error *err)
         if (ok < 0 || H5Dset_extent(res->table.dset, new_n) < 0 ||
             H5Fflush(res->file, H5F_SCOPE_GLOBAL) < 0) {
             free(keep);
-            rc = h5_fail(err, res->partial, "drop the failed rows of /runs");
+            rc = lsh_h5_fail(err, res->partial, "drop the failed rows of /runs");
             goto done;
         }
         res->n_rows = kept;
@@ -1042,12 +770,14 @@ static int resume_file(struct lsh_results *res, const char *resolved, struct lsh
     int version = 0, rc;
 
     res->file = fapl < 0 ? NO_HID : H5Fopen(res->work, H5F_ACC_RDWR, fapl);
-    rc = res->file < 0 ? h5_fail(err, res->partial, "open the results file to resume it") : 0;
+    rc = res->file < 0 ? lsh_h5_fail(err, res->partial, "open the results file to resume it") : 0;
     if (fapl >= 0)
         H5Pclose(fapl);
+    if (!rc)
+        rc = check_same_file(res, err);
     if (rc)
         return rc;
-    rc = check_format(res->file, res->partial, err);
+    rc = lsh_h5_check_format(res->file, res->partial, err);
     if (rc)
         return rc;
 
@@ -1056,16 +786,16 @@ static int resume_file(struct lsh_results *res, const char *resolved, struct lsh
     if (attr >= 0)
         H5Aclose(attr);
     if (got < 0)
-        return h5_fail(err, res->partial, "read the format_version attribute");
+        return lsh_h5_fail(err, res->partial, "read the format_version attribute");
     if (version != LSH_RESULTS_FORMAT_VERSION)
         return lsh_error_set(err, LSH_ECONFIG,
                              "cannot resume '%s': it has format_version %d, this lshlab writes "
                              "%d; use --force to replace it",
                              res->partial, version, LSH_RESULTS_FORMAT_VERSION);
 
-    rc = read_attr_str(res->file, "resolved_config", &file_yaml);
+    rc = lsh_h5_read_attr_str(res->file, "resolved_config", &file_yaml);
     if (rc < 0)
-        return h5_fail(err, res->partial, "read the resolved_config attribute");
+        return lsh_h5_fail(err, res->partial, "read the resolved_config attribute");
     if (rc > 0)
         return lsh_error_set(err, LSH_ECONFIG,
                              "cannot resume '%s': it has no resolved_config attribute",
@@ -1083,27 +813,23 @@ static int resume_file(struct lsh_results *res, const char *resolved, struct lsh
 
     htri_t has = H5Lexists(res->file, res->table.name, H5P_DEFAULT);
     if (has <= 0)
-        return has < 0 ? h5_fail(err, res->partial, "look for /%s", res->table.name)
+        return has < 0 ? lsh_h5_fail(err, res->partial, "look for /%s", res->table.name)
                        : lsh_error_set(err, LSH_EDATA, "cannot resume '%s': it has no /%s",
                                        res->partial, res->table.name);
     res->table.dset = H5Dopen2(res->file, res->table.name, H5P_DEFAULT);
     if (res->table.dset < 0)
-        return h5_fail(err, res->partial, "open /%s", res->table.name);
+        return lsh_h5_fail(err, res->partial, "open /%s", res->table.name);
     rc = check_columns(res, err);
     if (rc)
         return rc;
     if (res->experiment == LSH_EXPERIMENT_SWEEP)
         return read_done_points(res, err);
 
-    hid_t space = H5Dget_space(res->table.dset);
     hsize_t n = 0;
-    got = space < 0 ? -1 : H5Sget_simple_extent_dims(space, &n, NULL);
-    if (space >= 0)
-        H5Sclose(space);
-    if (got < 0)
-        return h5_fail(err, res->partial, "read the size of /%s", res->table.name);
+    rc = lsh_table_rows(res->table.dset, res->table.row_size, res->partial, res->table.name, &n,
+                        err);
     res->n_rows = n;
-    return 0;
+    return rc;
 }
 
 void lsh_results_init_library(void)
@@ -1116,13 +842,28 @@ void lsh_results_init_library(void)
     H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
 }
 
+/* A refused open or resume leaves the files as it found them. */
+static void give_back(struct lsh_results *res)
+{
+    lsh_table_close(&res->table);
+    if (res->file >= 0) {
+        H5Fclose(res->file);
+        res->file = NO_HID;
+    }
+    if (res->own_work) /* ours, and nothing in it is needed */
+        unlink(res->work);
+    if (res->moved)
+        (void)rename(res->partial, res->path);
+    results_free(res);
+}
+
 int lsh_results_open(const char *path, const struct lsh_config *cfg, const char *cmdline,
                      enum lsh_results_mode mode, struct lsh_results **out,
                      struct lsh_error *err)
 {
     struct lsh_results *res = NULL;
     char *resolved = NULL;
-    int rc, moved = 0, created = 0, locked = 0;
+    int rc, created = 0;
 
     if (!path || !cfg || !out)
         return lsh_error_set(err, LSH_EINVAL, "lsh_results_open: NULL argument");
@@ -1136,7 +877,7 @@ int lsh_results_open(const char *path, const struct lsh_config *cfg, const char 
 
     res = calloc(1, sizeof *res);
     if (!res)
-        return no_memory(err);
+        return lsh_h5_enomem(err);
     res->file = res->table.dset = res->table.type = NO_HID;
     res->lock_fd = -1;
     res->experiment = cfg->experiment;
@@ -1146,7 +887,7 @@ int lsh_results_open(const char *path, const struct lsh_config *cfg, const char 
     res->snapshot = malloc(strlen(path) + sizeof ".partial.tmp");
     resolved = lsh_config_resolved_yaml(cfg);
     if (!res->path || !res->partial || !res->work || !res->snapshot || !resolved) {
-        rc = no_memory(err);
+        rc = lsh_h5_enomem(err);
         goto fail;
     }
     strcpy(res->partial, path);
@@ -1156,33 +897,20 @@ int lsh_results_open(const char *path, const struct lsh_config *cfg, const char 
     strcpy(res->snapshot, path);
     strcat(res->snapshot, ".partial.tmp");
 
-    if (cfg->experiment == LSH_EXPERIMENT_COLLISION) {
-        res->table.name = "collision";
-        rc = expand_columns(&res->table, collision_columns,
-                            sizeof collision_columns / sizeof collision_columns[0], NULL, 0, 0,
-                            err);
-    } else {
-        res->table.name = "runs";
-        /* SPEC 6: a sampled reference adds X_se beside every metric X */
-        int sampled = 0;
-        for (size_t k = 0; k < cfg->n_datasets; k++)
-            sampled |= cfg->datasets[k].reference_rows > 0;
-        rc = expand_columns(&res->table, run_columns, sizeof run_columns / sizeof run_columns[0],
-                            cfg->attention.topk, cfg->attention.n_topk, sampled, err);
-    }
-    if (!rc)
-        rc = build_type(&res->table, res->partial, err);
+    rc = lsh_table_init(&res->table, cfg, res->partial, err);
     if (!rc && !(res->row = malloc(res->table.row_size)))
-        rc = no_memory(err);
+        rc = lsh_h5_enomem(err);
     if (rc)
         goto fail;
 
-    int has_path = path_exists(path), has_partial = path_exists(res->partial);
-    if (has_path < 0 || has_partial < 0) {
-        rc = lsh_error_set(err, LSH_EIO, "cannot check whether '%s' exists: %s",
-                           has_path < 0 ? path : res->partial, strerror(errno));
+    /* Names checked before anything is written, the lock first of all, so
+     * that a second run is told that one is running, not what it left. */
+    int has_path = 0, has_partial = 0;
+    if ((rc = check_regular(path, LSH_ECONFIG, &has_path, err)) ||
+        (rc = check_regular(res->partial, LSH_ECONFIG, &has_partial, err)) ||
+        (rc = check_regular(res->snapshot, LSH_ECONFIG, NULL, err)) ||
+        (rc = check_work(res, err)))
         goto fail;
-    }
     switch (mode) {
     case LSH_RESULTS_CREATE:
         if (has_path) {
@@ -1199,45 +927,41 @@ int lsh_results_open(const char *path, const struct lsh_config *cfg, const char 
                                path, res->partial);
             goto fail;
         }
-        if ((rc = lock_work(res, err)))
-            goto fail;
-        locked = created = 1;
-        rc = create_file(res, cfg, cmdline, resolved, H5F_ACC_TRUNC, err);
+        created = 1;
+        rc = create_file(res, cfg, cmdline, resolved, err);
         break;
     case LSH_RESULTS_FORCE:
-        if ((rc = lock_work(res, err)))
-            goto fail;
-        locked = created = 1;
-        rc = create_file(res, cfg, cmdline, resolved, H5F_ACC_TRUNC, err);
+        created = 1;
+        rc = create_file(res, cfg, cmdline, resolved, err);
         break;
     case LSH_RESULTS_RESUME:
-        if ((rc = lock_work(res, err)))
-            goto fail;
-        locked = 1;
-        if (!has_partial && has_path) {
+        if (!has_partial && !has_path) {
+            created = 1;
+            rc = create_file(res, cfg, cmdline, resolved, err);
+            break;
+        }
+        if (!has_partial) {
             /* The complete file comes back only when this run completes. */
             if (rename(path, res->partial) != 0) {
                 rc = lsh_error_set(err, LSH_EIO, "cannot move '%s' to '%s' to resume it: %s",
                                    path, res->partial, strerror(errno));
                 goto fail;
             }
-            moved = 1;
+            res->moved = 1;
         }
-        if (has_partial || has_path) {
-            /* never the working copy a crash may have left: it may be torn */
-            if (copy_file(res->partial, res->work) != 0)
-                rc = lsh_error_set(err, LSH_EIO, "cannot copy '%s' to '%s' to resume it: %s",
-                                   res->partial, res->work, strerror(errno));
-            else
-                rc = resume_file(res, resolved, err);
-        } else {
-            created = 1;
-            rc = create_file(res, cfg, cmdline, resolved, H5F_ACC_TRUNC, err);
-        }
+        /* never the working copy a crash may have left: it may be torn */
+        int fd = create_new(res->work, err);
+        rc = fd < 0 ? fd : lock_work(res, fd, err);
+        if (!rc && copy_into(res->partial, res->lock_fd) != 0)
+            rc = lsh_error_set(err, LSH_EIO, "cannot copy '%s' to '%s' to resume it: %s",
+                               res->partial, res->work, strerror(errno));
+        if (!rc)
+            rc = resume_file(res, resolved, err);
         break;
     default:
         rc = lsh_error_set(err, LSH_EINVAL, "lsh_results_open: unknown mode %d", (int)mode);
     }
+    res->n_rows_at_open = res->n_rows;
     if (!rc && created) /* <path>.partial exists from the start */
         rc = publish(res, err);
     if (rc)
@@ -1248,18 +972,8 @@ int lsh_results_open(const char *path, const struct lsh_config *cfg, const char 
 
 fail:
     free(resolved);
-    if (res) {
-        table_close(&res->table);
-        if (res->file >= 0) {
-            H5Fclose(res->file);
-            res->file = NO_HID;
-        }
-        if (locked) /* ours, and nothing in it is needed */
-            unlink(res->work);
-        if (moved)
-            (void)rename(res->partial, path); /* a refused resume leaves things as found */
-        results_free(res);
-    }
+    if (res)
+        give_back(res);
     return rc;
 }
 
@@ -1284,6 +998,60 @@ size_t lsh_results_row_count(const struct lsh_results *res)
     return res ? (size_t)res->n_rows : 0;
 }
 
+int lsh_results_check_resumed(struct lsh_results *res, lsh_results_planned_fn planned,
+                              void *ctx, uint64_t n_planned, struct lsh_error *err)
+{
+    if (!res || !planned)
+        return lsh_error_set(err, LSH_EINVAL, "lsh_results_check_resumed: NULL argument");
+    const size_t rs = res->table.row_size;
+    const hsize_t block = rs < (1u << 12) ? 1024 : 1; /* rows are a few hundred bytes */
+    const int sweep = res->experiment == LSH_EXPERIMENT_SWEEP;
+    unsigned char *rows = res->n_rows ? malloc(block * rs) : NULL;
+    hid_t fspace = res->n_rows ? H5Dget_space(res->table.dset) : NO_HID;
+    int rc = 0;
+    if (res->n_rows && (!rows || fspace < 0))
+        rc = rows ? lsh_h5_fail(err, res->partial, "read /%s", res->table.name)
+                  : lsh_h5_enomem(err);
+    for (hsize_t start = 0; !rc && start < res->n_rows; start += block) {
+        hsize_t count = res->n_rows - start < block ? res->n_rows - start : block;
+        hid_t mspace = H5Screate_simple(1, &count, NULL);
+        if (mspace < 0 ||
+            H5Sselect_hyperslab(fspace, H5S_SELECT_SET, &start, NULL, &count, NULL) < 0 ||
+            H5Dread(res->table.dset, res->table.type, mspace, fspace, H5P_DEFAULT, rows) < 0)
+            rc = lsh_h5_fail(err, res->partial, "read /%s to resume it", res->table.name);
+        if (mspace >= 0)
+            H5Sclose(mspace);
+        for (hsize_t k = 0; !rc && k < count; k++) {
+            const unsigned char *row = rows + k * rs;
+            uint64_t index = start + k;
+            char why[1024];
+            if (sweep) /* point_id: the first column */
+                memcpy(&index, row + res->table.cols[0].offset, sizeof index);
+            if (index >= n_planned) {
+                snprintf(why, sizeof why, "%s %" PRIu64 " is past the end of this config's "
+                         "plan (%" PRIu64 " %s)", sweep ? "its point_id" : "row", index,
+                         n_planned, sweep ? "points" : "rows");
+                rc = damaged(res, err, start + k, sweep, index, why);
+                break;
+            }
+            union {
+                struct lsh_run_row run;
+                struct lsh_collision_row collision;
+            } rec;
+            memset(&rec, 0, sizeof rec);
+            planned(ctx, index, &rec);
+            rc = lsh_table_pack(&res->table, &rec, 1, res->row, err);
+            if (!rc && lsh_table_check_row(&res->table, row, res->row, why, sizeof why) != 0)
+                rc = damaged(res, err, start + k, sweep, index, why);
+        }
+    }
+    if (fspace >= 0)
+        H5Sclose(fspace);
+    free(rows);
+    res->refused = rc != 0;
+    return rc;
+}
+
 /* ---- appending ----------------------------------------------------------- */
 
 /* Extend the table by the packed row in res->row, write it and flush. */
@@ -1294,13 +1062,13 @@ static int append_row(struct lsh_results *res, struct lsh_error *err)
     int rc = 0;
 
     if (H5Dset_extent(res->table.dset, dims) < 0)
-        return h5_fail(err, res->work, "extend /%s", res->table.name);
+        return lsh_h5_fail(err, res->work, "extend /%s", res->table.name);
     fspace = H5Dget_space(res->table.dset);
     mspace = H5Screate_simple(1, one, NULL);
     if (fspace < 0 || mspace < 0 ||
         H5Sselect_hyperslab(fspace, H5S_SELECT_SET, start, NULL, one, NULL) < 0 ||
         H5Dwrite(res->table.dset, res->table.type, mspace, fspace, H5P_DEFAULT, res->row) < 0) {
-        rc = h5_fail(err, res->work, "write row %" PRIu64 " of /%s", res->n_rows,
+        rc = lsh_h5_fail(err, res->work, "write row %" PRIu64 " of /%s", res->n_rows,
                      res->table.name);
         dims[0] = res->n_rows;
         H5Dset_extent(res->table.dset, dims);
@@ -1308,7 +1076,7 @@ static int append_row(struct lsh_results *res, struct lsh_error *err)
     }
     res->n_rows++;
     if (H5Fflush(res->file, H5F_SCOPE_GLOBAL) < 0)
-        rc = h5_fail(err, res->work, "flush /%s", res->table.name);
+        rc = lsh_h5_fail(err, res->work, "flush /%s", res->table.name);
 done:
     if (mspace >= 0)
         H5Sclose(mspace);
@@ -1331,11 +1099,11 @@ int lsh_results_append(struct lsh_results *res, const struct lsh_run_row *row,
     if (res->broken)
         return lsh_error_set(err, LSH_EIO, "'%s' cannot take more rows after a failed write",
                              res->work);
-    int rc = pack_row(&res->table, row, row->status != LSH_POINT_OK, res->row, err);
+    int rc = lsh_table_pack(&res->table, row, row->status != LSH_POINT_OK, res->row, err);
     if (!rc && (rc = append_row(res, err)))
         return broken_write(res, rc, err);
     if (!rc && row->status != LSH_POINT_FAILED && add_done(res, row->key.point_id) < 0)
-        rc = no_memory(err);
+        rc = lsh_h5_enomem(err);
     return rc ? rc : maybe_publish(res, err);
 }
 
@@ -1350,7 +1118,7 @@ int lsh_results_append_collision(struct lsh_results *res, const struct lsh_colli
     if (res->broken)
         return lsh_error_set(err, LSH_EIO, "'%s' cannot take more rows after a failed write",
                              res->work);
-    int rc = pack_row(&res->table, row, 0, res->row, err);
+    int rc = lsh_table_pack(&res->table, row, 0, res->row, err);
     if (!rc && (rc = append_row(res, err)))
         return broken_write(res, rc, err);
     return rc ? rc : maybe_publish(res, err);
@@ -1400,6 +1168,71 @@ static int dataset_group_complete(hid_t group, const struct lsh_dataset *ds, int
     return 1;
 }
 
+/* A digest of a dataset's input as loaded: its shape and the bits of Q, K
+ * (when separate) and V.  A fast mixing hash: it is there to notice a
+ * changed input, not to resist a forger. */
+static uint64_t mix_words(uint64_t h, const double *x, size_t count)
+{
+    for (size_t i = 0; i < count; i++) {
+        uint64_t w;
+        memcpy(&w, &x[i], sizeof w);
+        h ^= w * UINT64_C(0x9E3779B97F4A7C15);
+        h = (h << 31 | h >> 33) * UINT64_C(0xBF58476D1CE4E5B9);
+    }
+    return h;
+}
+
+static uint64_t input_digest(const struct lsh_dataset *ds)
+{
+    const double shape[4] = { (double)ds->n, (double)ds->d, (double)ds->d_v, ds->k ? 1 : 0 };
+    uint64_t h = mix_words(UINT64_C(0x6C73686C61622D31), shape, 4); /* "lshlab-1" */
+    h = mix_words(h, ds->q, ds->q ? ds->n * ds->d : 0);
+    h = mix_words(h, ds->k, ds->k ? ds->n * ds->d : 0);
+    h = mix_words(h, ds->v, ds->v ? ds->n * ds->d_v : 0);
+    h ^= h >> 33; /* splitmix64's finish */
+    h *= UINT64_C(0xFF51AFD7ED558CCD);
+    return h ^ h >> 33;
+}
+
+static int read_attr_u64(hid_t obj, const char *name, uint64_t *v)
+{
+    hid_t attr = H5Aexists(obj, name) > 0 ? H5Aopen(obj, name, H5P_DEFAULT) : NO_HID;
+    int rc = attr >= 0 && H5Aread(attr, H5T_NATIVE_UINT64, v) >= 0 ? 0 : -1;
+    if (attr >= 0)
+        H5Aclose(attr);
+    return rc;
+}
+
+/* Resume: the dataset's input must be the one the file's rows came from. */
+static int check_input(const struct lsh_results *res, hid_t group, const struct lsh_dataset *ds,
+                       struct lsh_error *err)
+{
+    const struct lsh_dataset_spec *spec = ds->spec;
+    const char *names[3] = { "n", "d", "d_v" };
+    const uint64_t now[3] = { ds->n, ds->d, ds->d_v };
+    char input[600], what[200] = "";
+    uint64_t then;
+    for (int i = 0; i < 3 && !what[0]; i++)
+        if (read_attr_u64(group, names[i], &then) == 0 && then != now[i])
+            snprintf(what, sizeof what, "%s was %" PRIu64 ", it is %" PRIu64 " now", names[i],
+                     then, now[i]);
+    /* files written before digests were recorded have none to compare */
+    if (!what[0] && read_attr_u64(group, "input_digest", &then) == 0 &&
+        then != input_digest(ds))
+        snprintf(what, sizeof what, "its contents differ");
+    if (!what[0])
+        return 0;
+    if (spec->kind == LSH_DATA_HDF5)
+        snprintf(input, sizeof input, "input file '%s'", spec->file);
+    else
+        snprintf(input, sizeof input, "generated data");
+    return lsh_error_set(err, LSH_EDATA,
+                         "cannot resume '%s': dataset '%s' (%s) changed since the run began "
+                         "(%s); its rows would mix with the old ones: restore the input, or "
+                         "start over with --force",
+                         res->partial, spec->name, input, what);
+}
+
 static int write_dataset_group(hid_t group, const struct lsh_dataset *ds, int dump_data)
 {
     const struct lsh_dataset_spec *spec = ds->spec;
@@ -1408,24 +1241,26 @@ static int write_dataset_group(hid_t group, const struct lsh_dataset *ds, int du
          (ds->k && write_matrix(group, "K", H5T_NATIVE_DOUBLE, ds->k, ds->n, ds->d) < 0) ||
          write_matrix(group, "V", H5T_NATIVE_DOUBLE, ds->v, ds->n, ds->d_v) < 0))
         return -1;
-    if (attr_str(group, "kind", lsh_data_kind_name(spec->kind)) < 0 ||
-        attr_u64(group, "n", ds->n) < 0 || attr_u64(group, "d", ds->d) < 0 ||
-        attr_u64(group, "d_v", ds->d_v) < 0 || attr_u64(group, "seed", ds->seed) < 0)
+    if (lsh_h5_attr_str(group, "kind", lsh_data_kind_name(spec->kind)) < 0 ||
+        lsh_h5_attr_u64(group, "n", ds->n) < 0 || lsh_h5_attr_u64(group, "d", ds->d) < 0 ||
+        lsh_h5_attr_u64(group, "d_v", ds->d_v) < 0 || lsh_h5_attr_u64(group, "seed", ds->seed) < 0)
         return -1;
     if (spec->kind == LSH_DATA_CLUSTERED &&
-        (attr_u64(group, "clusters", spec->clusters) < 0 ||
-         attr_f64(group, "spread", spec->spread) < 0 ||
-         attr_f64(group, "norm", spec->norm < 0 ? sqrt((double)ds->d) : spec->norm) < 0))
+        (lsh_h5_attr_u64(group, "clusters", spec->clusters) < 0 ||
+         lsh_h5_attr_f64(group, "spread", spec->spread) < 0 ||
+         lsh_h5_attr_f64(group, "norm", spec->norm < 0 ? sqrt((double)ds->d) : spec->norm) < 0))
         return -1;
     if (spec->kind == LSH_DATA_HDF5 &&
-        (attr_str(group, "file", spec->file) < 0 || attr_str(group, "q", spec->q) < 0 ||
-         (spec->k && attr_str(group, "k", spec->k) < 0) ||
-         (spec->v && attr_str(group, "v", spec->v) < 0)))
+        (lsh_h5_attr_str(group, "file", spec->file) < 0 || lsh_h5_attr_str(group, "q", spec->q) < 0 ||
+         (spec->k && lsh_h5_attr_str(group, "k", spec->k) < 0) ||
+         (spec->v && lsh_h5_attr_str(group, "v", spec->v) < 0)))
+        return -1;
+    if (lsh_h5_attr_u64(group, "input_digest", input_digest(ds)) < 0)
         return -1;
     /* Last, as the mark of a finished group. */
     uint64_t m = spec->reference_rows && spec->reference_rows < ds->n ? spec->reference_rows
                                                                       : ds->n;
-    return attr_u64(group, "reference_rows", m);
+    return lsh_h5_attr_u64(group, "reference_rows", m);
 }
 
 int lsh_results_write_dataset(struct lsh_results *res, const struct lsh_dataset *ds,
@@ -1440,29 +1275,31 @@ int lsh_results_write_dataset(struct lsh_results *res, const struct lsh_dataset 
     hid_t top = open_group(res->file, "datasets"), group = NO_HID;
     int rc = 0;
     if (top < 0)
-        return h5_fail(err, res->partial, "create /datasets");
+        return lsh_h5_fail(err, res->partial, "create /datasets");
     htri_t has = H5Lexists(top, name, H5P_DEFAULT);
     if (has < 0) {
-        rc = h5_fail(err, res->partial, "look for /datasets/%s", name);
+        rc = lsh_h5_fail(err, res->partial, "look for /datasets/%s", name);
         goto done;
     }
     if (has) {
         group = H5Gopen2(top, name, H5P_DEFAULT);
         int complete = group >= 0 && dataset_group_complete(group, ds, dump_data);
+        if (complete && (rc = check_input(res, group, ds, err)) != 0)
+            res->refused = res->n_rows == res->n_rows_at_open; /* nothing new: give it back */
         if (group >= 0)
             H5Gclose(group);
         group = NO_HID;
         if (complete)
             goto done; /* resume: written by the first run */
         if (H5Ldelete(top, name, H5P_DEFAULT) < 0) {
-            rc = h5_fail(err, res->partial, "replace the unfinished /datasets/%s", name);
+            rc = lsh_h5_fail(err, res->partial, "replace the unfinished /datasets/%s", name);
             goto done;
         }
     }
     group = H5Gcreate2(top, name, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
     if (group < 0 || write_dataset_group(group, ds, dump_data) < 0 ||
         H5Fflush(res->file, H5F_SCOPE_GLOBAL) < 0)
-        rc = broken_write(res, h5_fail(err, res->work, "write /datasets/%s", name), err);
+        rc = broken_write(res, lsh_h5_fail(err, res->work, "write /datasets/%s", name), err);
 done:
     if (group >= 0)
         H5Gclose(group);
@@ -1487,7 +1324,7 @@ int lsh_results_dump_array(struct lsh_results *res, uint64_t point_id, const cha
     top = open_group(res->file, "points");
     group = top < 0 ? NO_HID : open_group(top, point);
     if (group < 0) {
-        rc = h5_fail(err, res->partial, "create /points/%s", point);
+        rc = lsh_h5_fail(err, res->partial, "create /points/%s", point);
         goto done;
     }
     /* Resume re-runs a point whose row never made it: replace its arrays. */
@@ -1495,7 +1332,7 @@ int lsh_results_dump_array(struct lsh_results *res, uint64_t point_id, const cha
     if (has < 0 || (has && H5Ldelete(group, name, H5P_DEFAULT) < 0) ||
         write_matrix(group, name, type == 'u' ? H5T_NATIVE_UINT32 : H5T_NATIVE_DOUBLE, data,
                      rows, cols) < 0)
-        rc = broken_write(res, h5_fail(err, res->work, "write /points/%s/%s", point, name),
+        rc = broken_write(res, lsh_h5_fail(err, res->work, "write /points/%s/%s", point, name),
                           err);
 done:
     if (group >= 0)
@@ -1512,11 +1349,15 @@ int lsh_results_close(struct lsh_results *res, int complete, struct lsh_error *e
     int rc = 0;
     if (!res)
         return 0;
+    if (res->refused) {
+        give_back(res);
+        return 0;
+    }
     if (!res->broken && res->file >= 0 && H5Fflush(res->file, H5F_SCOPE_GLOBAL) < 0)
-        rc = broken_write(res, h5_fail(err, res->partial, "flush the results file"), err);
-    table_close(&res->table);
+        rc = broken_write(res, lsh_h5_fail(err, res->partial, "flush the results file"), err);
+    lsh_table_close(&res->table);
     if (res->file >= 0 && H5Fclose(res->file) < 0 && !rc)
-        rc = broken_write(res, h5_fail(err, res->partial, "close the results file"), err);
+        rc = broken_write(res, lsh_h5_fail(err, res->partial, "close the results file"), err);
     res->file = NO_HID;
     if (res->broken) {
         /* <path>.partial keeps the last snapshot */
@@ -1524,380 +1365,22 @@ int lsh_results_close(struct lsh_results *res, int complete, struct lsh_error *e
         if (complete && !rc)
             rc = lsh_error_set(err, LSH_EIO, "'%s' is incomplete after a failed write",
                                res->partial);
-    } else if (fsync_path(res->work, O_RDONLY) != 0) {
+    } else if (fsync(res->lock_fd) != 0) {
         rc = lsh_error_set(err, LSH_EIO, "cannot sync '%s' to disk: %s", res->work,
                            strerror(errno));
+    } else if ((rc = check_regular(complete ? res->path : res->partial, LSH_EIO, NULL, err))) {
+        /* something not ours appeared there during the run: the rows stay in
+         * the working copy and the .partial */
     } else if (rename(res->work, complete ? res->path : res->partial) != 0) {
         rc = lsh_error_set(err, LSH_EIO, "cannot move '%s' to '%s': %s", res->work,
                            complete ? res->path : res->partial, strerror(errno));
     } else {
         if (complete)
-            unlink(res->partial); /* after the rename: one of them always exists */
+            remove_ours(res->partial); /* after the rename: one of them always exists */
         fsync_folder_of(res->path);
     }
-    unlink(res->snapshot); /* left by a crash in the middle of a snapshot */
+    remove_ours(res->snapshot); /* left by a crash in the middle of a snapshot */
     results_free(res);
     return rc;
 }
 
-/* ---- show ---------------------------------------------------------------- */
-
-/* A growable text buffer for one cell. */
-struct sbuf {
-    char *p;
-    size_t len, cap;
-};
-
-static int sb_put(struct sbuf *b, const char *s, size_t n)
-{
-    if (b->len + n + 1 > b->cap) {
-        size_t cap = b->cap ? b->cap : 64;
-        while (cap < b->len + n + 1)
-            cap *= 2;
-        char *p = realloc(b->p, cap);
-        if (!p)
-            return -1;
-        b->p = p;
-        b->cap = cap;
-    }
-    memcpy(b->p + b->len, s, n);
-    b->len += n;
-    b->p[b->len] = '\0';
-    return 0;
-}
-
-__attribute__((format(printf, 2, 3)))
-static int sb_printf(struct sbuf *b, const char *fmt, ...)
-{
-    char tmp[64];
-    va_list ap;
-    va_start(ap, fmt);
-    int n = vsnprintf(tmp, sizeof tmp, fmt, ap);
-    va_end(ap);
-    return n < 0 ? -1 : sb_put(b, tmp, (size_t)n < sizeof tmp ? (size_t)n : sizeof tmp - 1);
-}
-
-/* RFC 4180: quote a field only when it holds a separator, quote or line break. */
-static int sb_csv_field(struct sbuf *b, const char *s, size_t n)
-{
-    int quote = 0;
-    for (size_t i = 0; i < n && !quote; i++)
-        quote = s[i] == ',' || s[i] == '"' || s[i] == '\n' || s[i] == '\r';
-    if (!quote)
-        return sb_put(b, s, n);
-    if (sb_put(b, "\"", 1) < 0)
-        return -1;
-    for (size_t i = 0; i < n; i++)
-        if (sb_put(b, &s[i], 1) < 0 || (s[i] == '"' && sb_put(b, "\"", 1) < 0))
-            return -1;
-    return sb_put(b, "\"", 1);
-}
-
-/* A column of a compound table as found in the file, read generically. */
-struct show_col {
-    char *name;
-    H5T_class_t cls;
-    size_t offset, size;
-    int is_signed, is_vlstr;
-};
-
-struct show_table {
-    const char *name;
-    hid_t dset, mtype;
-    hsize_t n_rows;
-    size_t row_size;
-    int n_cols, has_vl;
-    struct show_col *cols;
-};
-
-static void show_table_close(struct show_table *t)
-{
-    for (int j = 0; t->cols && j < t->n_cols; j++)
-        free(t->cols[j].name);
-    free(t->cols);
-    if (t->mtype >= 0)
-        H5Tclose(t->mtype);
-    if (t->dset >= 0)
-        H5Dclose(t->dset);
-}
-
-static int show_table_open(hid_t file, const char *path, struct show_table *t,
-                           struct lsh_error *err)
-{
-    hid_t ftype = NO_HID, space = NO_HID;
-    int rc = 0;
-
-    t->dset = H5Dopen2(file, t->name, H5P_DEFAULT);
-    ftype = t->dset < 0 ? NO_HID : H5Dget_type(t->dset);
-    space = t->dset < 0 ? NO_HID : H5Dget_space(t->dset);
-    if (ftype < 0 || space < 0) {
-        rc = h5_fail(err, path, "open /%s", t->name);
-        goto done;
-    }
-    if (H5Tget_class(ftype) != H5T_COMPOUND || H5Sget_simple_extent_ndims(space) != 1) {
-        rc = lsh_error_set(err, LSH_EDATA, "'%s': /%s is not a table (a 1-D compound dataset)",
-                           path, t->name);
-        goto done;
-    }
-    H5Sget_simple_extent_dims(space, &t->n_rows, NULL);
-    t->mtype = H5Tget_native_type(ftype, H5T_DIR_ASCEND);
-    t->n_cols = t->mtype < 0 ? -1 : H5Tget_nmembers(t->mtype);
-    if (t->n_cols < 0) {
-        rc = h5_fail(err, path, "read the columns of /%s", t->name);
-        goto done;
-    }
-    t->row_size = H5Tget_size(t->mtype);
-    t->cols = calloc((size_t)t->n_cols + 1, sizeof *t->cols);
-    if (!t->cols) {
-        rc = no_memory(err);
-        goto done;
-    }
-    for (int j = 0; j < t->n_cols; j++) {
-        struct show_col *c = &t->cols[j];
-        char *name = H5Tget_member_name(t->mtype, (unsigned)j);
-        hid_t mt = H5Tget_member_type(t->mtype, (unsigned)j);
-        if (!name || mt < 0) {
-            H5free_memory(name);
-            if (mt >= 0)
-                H5Tclose(mt);
-            rc = h5_fail(err, path, "read the columns of /%s", t->name);
-            goto done;
-        }
-        c->name = strdup(name);
-        H5free_memory(name);
-        c->cls = H5Tget_class(mt);
-        c->offset = H5Tget_member_offset(t->mtype, (unsigned)j);
-        c->size = H5Tget_size(mt);
-        c->is_signed = c->cls == H5T_INTEGER && H5Tget_sign(mt) == H5T_SGN_2;
-        c->is_vlstr = c->cls == H5T_STRING && H5Tis_variable_str(mt) > 0;
-        t->has_vl |= c->is_vlstr;
-        H5Tclose(mt);
-        if (!c->name) {
-            rc = no_memory(err);
-            goto done;
-        }
-    }
-done:
-    if (space >= 0)
-        H5Sclose(space);
-    if (ftype >= 0)
-        H5Tclose(ftype);
-    return rc;
-}
-
-static int is_numeric(const struct show_col *c)
-{
-    return c->cls == H5T_INTEGER || c->cls == H5T_FLOAT;
-}
-
-/* One cell as text: %.6g in the aligned table, full precision in CSV. */
-static int format_cell(const struct show_col *c, const unsigned char *row, int csv,
-                       struct sbuf *b)
-{
-    const unsigned char *p = row + c->offset;
-    if (c->cls == H5T_INTEGER && (c->size == 1 || c->size == 2 || c->size == 4 || c->size == 8)) {
-        union {
-            int8_t i8;
-            int16_t i16;
-            int32_t i32;
-            int64_t i64;
-            uint8_t u8;
-            uint16_t u16;
-            uint32_t u32;
-            uint64_t u64;
-        } v;
-        memcpy(&v, p, c->size);
-        if (c->is_signed) {
-            int64_t x = c->size == 1 ? v.i8 : c->size == 2 ? v.i16 : c->size == 4 ? v.i32 : v.i64;
-            return sb_printf(b, "%" PRId64, x);
-        }
-        uint64_t x = c->size == 1 ? v.u8 : c->size == 2 ? v.u16 : c->size == 4 ? v.u32 : v.u64;
-        return sb_printf(b, "%" PRIu64, x);
-    }
-    if (c->cls == H5T_FLOAT && c->size == sizeof(double)) {
-        double v;
-        memcpy(&v, p, sizeof v);
-        return sb_printf(b, csv ? "%.17g" : "%.6g", v);
-    }
-    if (c->cls == H5T_FLOAT && c->size == sizeof(float)) {
-        float v;
-        memcpy(&v, p, sizeof v);
-        return sb_printf(b, csv ? "%.9g" : "%.6g", (double)v);
-    }
-    if (c->cls == H5T_STRING) {
-        const char *s;
-        size_t n;
-        if (c->is_vlstr) {
-            memcpy(&s, p, sizeof s);
-            s = s ? s : "";
-            n = strlen(s);
-        } else {
-            s = (const char *)p;
-            n = strnlen(s, c->size);
-        }
-        return csv ? sb_csv_field(b, s, n) : sb_put(b, s, n);
-    }
-    return sb_put(b, "?", 1);
-}
-
-/* One line: the header (row == NULL) or a row.  width == NULL: CSV. */
-static int print_line(const struct show_table *t, const unsigned char *row, const size_t *width,
-                      struct sbuf *b, FILE *out)
-{
-    for (int j = 0; j < t->n_cols; j++) {
-        const struct show_col *c = &t->cols[j];
-        b->len = 0;
-        if ((row ? format_cell(c, row, !width, b)
-                 : width ? sb_put(b, c->name, strlen(c->name))
-                         : sb_csv_field(b, c->name, strlen(c->name))) < 0)
-            return -1;
-        if (j > 0)
-            fputs(width ? "  " : ",", out);
-        if (!width)
-            fputs(b->p, out);
-        else if (is_numeric(c))
-            fprintf(out, "%*s", (int)width[j], b->p);
-        else if (j + 1 < t->n_cols)
-            fprintf(out, "%-*s", (int)width[j], b->p);
-        else
-            fputs(b->p, out);
-    }
-    fputc('\n', out);
-    return 0;
-}
-
-/* Walk the rows in blocks: measure the column widths (out == NULL) or print. */
-static int show_rows(const struct show_table *t, const char *path, size_t *width, FILE *out,
-                     struct sbuf *b, struct lsh_error *err)
-{
-    unsigned char *buf = malloc(t->row_size * SHOW_BLOCK_ROWS);
-    hid_t fspace = H5Dget_space(t->dset);
-    int rc = 0;
-    if (!buf || fspace < 0) {
-        rc = buf ? h5_fail(err, path, "read /%s", t->name) : no_memory(err);
-        goto done;
-    }
-    for (hsize_t start = 0; start < t->n_rows; start += SHOW_BLOCK_ROWS) {
-        hsize_t count = t->n_rows - start < SHOW_BLOCK_ROWS ? t->n_rows - start
-                                                             : SHOW_BLOCK_ROWS;
-        hid_t mspace = H5Screate_simple(1, &count, NULL);
-        if (mspace < 0 ||
-            H5Sselect_hyperslab(fspace, H5S_SELECT_SET, &start, NULL, &count, NULL) < 0 ||
-            H5Dread(t->dset, t->mtype, mspace, fspace, H5P_DEFAULT, buf) < 0) {
-            if (mspace >= 0)
-                H5Sclose(mspace);
-            rc = h5_fail(err, path, "read /%s", t->name);
-            goto done;
-        }
-        for (hsize_t r = 0; r < count && !rc; r++) {
-            const unsigned char *row = buf + r * t->row_size;
-            if (out) {
-                rc = print_line(t, row, width, b, out);
-                continue;
-            }
-            for (int j = 0; j < t->n_cols && !rc; j++) {
-                b->len = 0;
-                rc = format_cell(&t->cols[j], row, 0, b);
-                if (b->len > width[j])
-                    width[j] = b->len;
-            }
-        }
-        if (t->has_vl)
-            H5Dvlen_reclaim(t->mtype, mspace, H5P_DEFAULT, buf);
-        H5Sclose(mspace);
-        if (rc) {
-            rc = no_memory(err);
-            goto done;
-        }
-    }
-done:
-    if (fspace >= 0)
-        H5Sclose(fspace);
-    free(buf);
-    return rc;
-}
-
-static int show_table(hid_t file, const char *path, const char *name, int csv, FILE *out,
-                      struct lsh_error *err)
-{
-    struct show_table t = { .name = name, .dset = NO_HID, .mtype = NO_HID };
-    struct sbuf b = { 0 };
-    size_t *width = NULL;
-    int rc = show_table_open(file, path, &t, err);
-    if (rc)
-        goto done;
-    if (!csv) {
-        width = calloc((size_t)t.n_cols + 1, sizeof *width);
-        if (!width) {
-            rc = no_memory(err);
-            goto done;
-        }
-        for (int j = 0; j < t.n_cols; j++)
-            width[j] = strlen(t.cols[j].name);
-        rc = show_rows(&t, path, width, NULL, &b, err);
-        if (rc)
-            goto done;
-    }
-    if (print_line(&t, NULL, width, &b, out) < 0)
-        rc = no_memory(err);
-    else
-        rc = show_rows(&t, path, width, out, &b, err);
-done:
-    free(width);
-    free(b.p);
-    show_table_close(&t);
-    return rc;
-}
-
-int lsh_results_show(const char *path, int csv, FILE *out, struct lsh_error *err)
-{
-    static const char *const tables[] = { "runs", "collision" };
-    int present[2] = { 0, 0 }, n_present = 0, rc = 0;
-    struct stat st;
-    hid_t file = NO_HID, fapl = NO_HID;
-
-    if (!path || !out)
-        return lsh_error_set(err, LSH_EINVAL, "lsh_results_show: NULL argument");
-    lsh_results_init_library();
-    if (stat(path, &st) != 0)
-        return lsh_error_set(err, errno == ENOENT ? LSH_ENOTFOUND : LSH_EIO,
-                             "cannot read results file '%s': %s", path, strerror(errno));
-    if (S_ISDIR(st.st_mode) || H5Fis_hdf5(path) <= 0)
-        return lsh_error_set(err, LSH_EDATA,
-                             "'%s' is not an HDF5 file, so not an lshlab results file", path);
-    fapl = H5Pcreate(H5P_FILE_ACCESS);
-#if H5_VERSION_GE(1, 10, 7)
-    /* Reading is allowed while a sweep is still writing the file (a .partial). */
-    if (fapl >= 0)
-        H5Pset_file_locking(fapl, 0, 1);
-#endif
-    file = fapl < 0 ? NO_HID : H5Fopen(path, H5F_ACC_RDONLY, fapl);
-    rc = file < 0 ? h5_fail(err, path, "open it") : 0;
-    if (fapl >= 0)
-        H5Pclose(fapl);
-    if (rc)
-        return rc;
-    rc = check_format(file, path, err);
-    for (int i = 0; !rc && i < 2; i++) {
-        htri_t has = H5Lexists(file, tables[i], H5P_DEFAULT);
-        if (has < 0)
-            rc = h5_fail(err, path, "look for /%s", tables[i]);
-        present[i] = has > 0;
-        n_present += present[i];
-    }
-    if (!rc && n_present == 0)
-        rc = lsh_error_set(err, LSH_EDATA, "'%s' has neither /runs nor /collision", path);
-    for (int i = 0, shown = 0; !rc && i < 2; i++) {
-        if (!present[i])
-            continue;
-        /* Only a file with both tables needs telling which is which. */
-        if (n_present > 1)
-            fprintf(out, "%s# /%s\n", shown++ ? "\n" : "", tables[i]);
-        rc = show_table(file, path, tables[i], csv, out, err);
-    }
-    H5Fclose(file);
-    if (!rc && (fflush(out) != 0 || ferror(out)))
-        rc = lsh_error_set(err, LSH_EIO, "cannot print the results of '%s': %s", path,
-                           strerror(errno));
-    return rc;
-}

@@ -21,7 +21,7 @@
 
 #include "config.h"
 #include "error.h"
-#include "eval.h"
+#include "point.h"
 
 #define LSH_RESULTS_FORMAT "lshlab-results"
 #define LSH_RESULTS_FORMAT_VERSION 1
@@ -31,20 +31,6 @@
 #define LSH_RUNS_PARAMS_LEN 256 /* params */
 #define LSH_RUNS_WORD_LEN 16    /* mode, window, combine, status */
 #define LSH_RUNS_MESSAGE_LEN 256
-
-enum lsh_point_status { LSH_POINT_OK, LSH_POINT_SKIPPED, LSH_POINT_FAILED };
-
-/* The key of one sweep point, as written to /runs. */
-struct lsh_point_key {
-    uint64_t point_id;            /* index in the config's expansion order */
-    const char *dataset, *strategy, *params;
-    enum lsh_mode mode;
-    uint32_t chunk_size, look_back; /* 0 in bucket mode */
-    enum lsh_window window;       /* written as "n/a" in bucket mode */
-    enum lsh_combine combine;
-    uint32_t n_hashes, n_buckets, repeat;
-    uint64_t seed;                /* the point seed (SPEC 7) */
-};
 
 struct lsh_run_row {
     struct lsh_point_key key;
@@ -73,12 +59,34 @@ int lsh_results_open(const char *path, const struct lsh_config *cfg, const char 
  * On resume, rows with any other status (failed, or a row left unfinished
  * by a crash) are dropped from /runs at open, so that the point runs again. */
 int lsh_results_has_point(const struct lsh_results *res, uint64_t point_id);
+
+/* Resume: check every row kept from the file against the plan, before any
+ * is trusted.  planned(ctx, index, record) fills the key of the planned row:
+ * record is a zeroed struct lsh_run_row whose .key is to be filled for
+ * point_id index (sweep), or a zeroed struct lsh_collision_row whose key
+ * fields (strategy, params, n_buckets, n_hashes, angle, pairs, seed) are to
+ * be filled for row index (collision).  n_planned: points (sweep) or rows
+ * (collision) in the plan.  A row whose key differs, whose index is past
+ * the plan, whose status is unknown or whose values are not finite and in
+ * range is LSH_EDATA naming the row, the point and the column (duplicated
+ * point_ids are refused by open already); flipped bytes fail the read
+ * (checksums) with LSH_EDATA too.  Call it right after lsh_results_open (a
+ * new file has no rows: nothing to check); after a refusal,
+ * lsh_results_close puts the files back as open found them. */
+typedef void (*lsh_results_planned_fn)(void *ctx, uint64_t index, void *record);
+int lsh_results_check_resumed(struct lsh_results *res, lsh_results_planned_fn planned,
+                              void *ctx, uint64_t n_planned, struct lsh_error *err);
 size_t lsh_results_row_count(const struct lsh_results *res);
 
 /* /datasets/NAME: attributes (kind, n, d, d_v, seed, generator parameters:
  * clusters, spread, norm (the value used) for clustered, file, q, k, v for
  * hdf5; reference_rows, the number of rows evaluated), and Q, K, V when
- * dump_data.  Idempotent on resume (a group left unfinished is rewritten). */
+ * dump_data, and input_digest: a 64-bit hash of the shape and of the bits of
+ * Q, K (when separate) and V as loaded.  Idempotent on resume (a group left
+ * unfinished is rewritten); a finished group whose n, d, d_v or digest
+ * differ from ds is LSH_EDATA naming the dataset and its input file (the
+ * input changed since the run began), and when no row was added since open,
+ * lsh_results_close then gives the file back as open found it. */
 struct lsh_dataset;
 int lsh_results_write_dataset(struct lsh_results *res, const struct lsh_dataset *ds,
                               int dump_data, struct lsh_error *err);
@@ -127,7 +135,12 @@ int lsh_results_close(struct lsh_results *res, int complete, struct lsh_error *e
  * quoted as RFC 4180 says when they hold a comma, quote or line break).
  * Columns are read from the file's own compound type, so any topk set (or a
  * later format's extra columns) shows.  A file holding both tables prints
- * each after a "# /runs" or "# /collision" line. */
+ * each after a "# /runs" or "# /collision" line.  Text from the file (cells
+ * and column names) is printed with control characters and bytes that are
+ * not UTF-8 escaped as \xHH, in the table and in CSV alike (so a line break
+ * in a field is escaped, never quoted).  Rows are read in blocks; a table
+ * declaring more rows than the file stores, or a failed checksum, is
+ * LSH_EDATA ("damaged"). */
 int lsh_results_show(const char *path, int csv, FILE *out, struct lsh_error *err);
 
 /* HDF5 quiet: no error stack printed (called once at start-up; open and

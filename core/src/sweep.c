@@ -509,6 +509,13 @@ static int run_dataset(struct run *r, size_t dsi, struct lsh_error *err)
     return rc;
 }
 
+/* The key of planned point id, for resume. */
+static void planned_point(void *ctx, uint64_t id, void *record)
+{
+    const struct run *r = ctx;
+    lsh_plan_point_key(r->plan, r->cfg, (size_t)id, &((struct lsh_run_row *)record)->key);
+}
+
 int lsh_sweep_run(const struct lsh_config *cfg, const struct lsh_plan *plan,
                   const struct lsh_run_opts *opts, struct lsh_run_summary *summary,
                   struct lsh_error *err)
@@ -519,8 +526,12 @@ int lsh_sweep_run(const struct lsh_config *cfg, const struct lsh_plan *plan,
         return lsh_error_set(err, LSH_EINVAL, "lsh_sweep_run: not a sweep experiment");
     int rc = lsh_results_open(opts->output ? opts->output : cfg->output, cfg, opts->cmdline,
                               opts->mode, &r.res, err);
-    if (rc)
+    if (!rc)
+        rc = lsh_results_check_resumed(r.res, planned_point, &r, plan->n_points, err);
+    if (rc) {
+        lsh_results_close(r.res, 0, NULL);
         return rc;
+    }
     for (size_t p = 0; p < plan->n_points; p++)
         sum.resumed += lsh_results_has_point(r.res, p) != 0;
     if (sum.resumed)

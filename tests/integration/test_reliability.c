@@ -871,3 +871,105 @@ Test(reliability, kmeans_on_too_few_distinct_rows_fails_its_point_with_the_reaso
     cr_expect(strstr(csv, ",rotation,") && strstr(csv, ",ok,"), "%s", csv);
     free(csv);
 }
+
+/* ---- issue 8: the results file against a hostile or changing world ---------------- */
+
+/* A second plain `run` while one writes is told that a run is active, with
+ * its process id, and to wait or stop it, not to use --resume. */
+Test(reliability, a_second_plain_run_is_told_a_run_is_active_not_to_resume)
+{
+    const char *cfg = in_dir("crash.yaml"), *out = in_dir("busy2.h5");
+    write_file(cfg, sweep());
+    const char *args[] = {"run", cfg, "-o", out, "-q", "-j", "1", NULL};
+    pid_t pid = start(in_dir("busy2.log"), 0, NULL, args);
+    wait_for_rows(out, pid);
+    kill(pid, SIGSTOP);
+    char *o = NULL, who[48];
+    snprintf(who, sizeof who, "process %ld", (long)pid);
+    const char *again[] = {"run", cfg, "-o", out, "-q", NULL};
+    cr_expect_eq(lshlab(&o, 0, NULL, again), 4, "%s", o);
+    cr_expect(strstr(o, "another lshlab run is writing") && strstr(o, who), "%s", o);
+    cr_expect_null(strstr(o, "--resume"), "%s", o);
+    free(o);
+    kill(pid, SIGKILL);
+    finish(pid);
+}
+
+/* `ln -s victim out.h5.work` (or .partial.tmp): the run refuses, naming the
+ * link, and the victim keeps its bytes. */
+Test(reliability, a_link_at_a_working_name_is_refused_and_its_target_kept)
+{
+    const char *cfg = in_dir("small.yaml"), *out = in_dir("linked.h5");
+    const char *victim = in_dir("victim.txt");
+    write_file(cfg, small_config);
+    static const char *const suffixes[] = {".work", ".partial.tmp"};
+    for (int i = 0; i < 2; i++) {
+        char link[600];
+        snprintf(link, sizeof link, "%s%s", out, suffixes[i]);
+        write_file(victim, "keep me\n");
+        cr_assert_eq(symlink(victim, link), 0);
+        char *o = NULL;
+        const char *args[] = {"run", cfg, "-o", out, "-q", "--force", NULL};
+        int code = lshlab(&o, 0, NULL, args);
+        cr_expect_neq(code, 0, "%s", o);
+        cr_expect(strstr(o, link) && strstr(o, "symbolic link"), "%s", o);
+        free(o);
+        char *text = read_file(victim);
+        cr_expect_str_eq(text, "keep me\n");
+        free(text);
+        cr_expect_not(exists(out));
+        unlink(link);
+    }
+}
+
+/* An hdf5 input edited between a run and --resume: the resume is refused,
+ * naming the dataset and the file; the unchanged input resumes. */
+Test(reliability, resume_after_the_hdf5_input_changed_is_refused)
+{
+    const char *data = in_dir("in.h5"), *cfg = in_dir("in.yaml"), *out = in_dir("in-out.h5");
+    double q[24 * 4];
+    for (int i = 0; i < 24 * 4; i++)
+        q[i] = fmod(2.385 * i, 5.3) - 2.6;
+    for (int pass = 0; pass < 2; pass++) {
+        hid_t f = H5Fcreate(data, H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
+        hsize_t dims[2] = {24, 4};
+        hid_t sp = H5Screate_simple(2, dims, NULL);
+        hid_t ds = H5Dcreate2(f, "q", H5T_NATIVE_DOUBLE, sp, H5P_DEFAULT, H5P_DEFAULT,
+                              H5P_DEFAULT);
+        cr_assert(ds >= 0 && H5Dwrite(ds, H5T_NATIVE_DOUBLE, H5S_ALL, H5S_ALL, H5P_DEFAULT, q) >= 0);
+        H5Dclose(ds);
+        H5Sclose(sp);
+        H5Fclose(f);
+        if (pass == 1)
+            break;
+        write_file(cfg, "name: in\n"
+                        "datasets:\n"
+                        "  - {name: h, kind: hdf5, file: in.h5, q: q}\n"
+                        "strategies:\n"
+                        "  - name: rotation\n"
+                        "sweep:\n"
+                        "  n_hashes: [1, 2]\n"
+                        "  n_buckets: [4]\n");
+        char *o = NULL;
+        const char *args[] = {"run", cfg, "-o", out, "-q", NULL};
+        cr_assert_eq(lshlab(&o, 0, NULL, args), 0, "%s", o);
+        free(o);
+        /* drop the last row, as if the run had stopped before it */
+        f = H5Fopen(out, H5F_ACC_RDWR, H5P_DEFAULT);
+        hid_t runs = H5Dopen2(f, "runs", H5P_DEFAULT);
+        hsize_t one = 1;
+        cr_assert_geq(H5Dset_extent(runs, &one), 0);
+        H5Dclose(runs);
+        H5Fclose(f);
+        q[5] += 0.25; /* then edit one value of the input */
+    }
+    char *o = NULL;
+    const char *resume[] = {"run", cfg, "-o", out, "-q", "--resume", NULL};
+    cr_expect_neq(lshlab(&o, 0, NULL, resume), 0, "%s", o);
+    cr_expect(strstr(o, "dataset 'h'") && strstr(o, "in.h5") && strstr(o, "changed"), "%s", o);
+    free(o);
+    struct runs r;
+    cr_assert_eq(read_runs(out, &r), 0, "the refused resume did not give the file back");
+    cr_expect_eq(r.rows, 1);
+    free_runs(&r);
+}

@@ -989,7 +989,6 @@ Test(results, dataset_group_and_dumps_survive_resume)
     close_ok(res, 0);
 
     /* resume: the dataset group is kept as is, a re-run point's arrays replaced */
-    q[0] = 99;
     res = open_ok(&tc.cfg, LSH_RESULTS_RESUME);
     cr_assert_eq(lsh_results_write_dataset(res, &ds, 1, &err), 0, "%s", err.message);
     cr_assert_eq(lsh_results_dump_array(res, 17, "buckets", 'u', buckets2, 2, 3, &err), 0, "%s",
@@ -1015,9 +1014,7 @@ Test(results, dataset_group_and_dumps_survive_resume)
 
     double got[6];
     read_matrix(f, "datasets/clustered-4k/Q", H5T_NATIVE_DOUBLE, got, 2, 3, 2);
-    cr_assert_eq(got[0], 2.385, "written once, not again on resume");
-    for (int i = 1; i < 6; i++)
-        cr_assert_eq(got[i], q[i]);
+    cr_assert_eq(memcmp(got, q, sizeof q), 0);
     read_matrix(f, "datasets/clustered-4k/K", H5T_NATIVE_DOUBLE, got, 2, 3, 2);
     cr_assert_eq(memcmp(got, k, sizeof k), 0);
     read_matrix(f, "datasets/clustered-4k/V", H5T_NATIVE_DOUBLE, got, 2, 3, 1);
@@ -1237,4 +1234,483 @@ Test(results, a_second_writer_is_refused)
     size_t n;
     free(read_runs(path, &n));
     cr_assert_eq(n, 1);
+}
+
+/* ---- links and special files at the names a run writes -------------------------- */
+
+/* A link at any name lshlab writes (the working copy, the snapshot's
+ * temporary, the .partial, the results file) is refused by name, neither
+ * followed nor removed: the file it points at keeps its bytes. */
+Test(results, links_at_the_names_written_are_refused_and_never_followed)
+{
+    static const char *const suffixes[] = { ".work", ".partial.tmp", ".partial", "" };
+    const char *victim_text = "precious data, not an HDF5 file\n";
+    char victim[300], link[320];
+    snprintf(victim, sizeof victim, "%s/victim", dir);
+    struct test_config tc;
+    make_config(&tc, 2385, LSH_EXPERIMENT_SWEEP);
+    for (size_t i = 0; i < sizeof suffixes / sizeof suffixes[0]; i++) {
+        write_bytes(victim, victim_text);
+        snprintf(link, sizeof link, "%s%s", path, suffixes[i]);
+        cr_assert_eq(symlink(victim, link), 0);
+        const enum lsh_results_mode modes[] = { LSH_RESULTS_FORCE, LSH_RESULTS_RESUME };
+        for (int m = 0; m < 2; m++) {
+            struct lsh_results *res = NULL;
+            struct lsh_error err;
+            lsh_error_clear(&err);
+            int rc = lsh_results_open(path, &tc.cfg, "", modes[m], &res, &err);
+            if (rc == 0) {
+                struct test_row r;
+                make_row(&r, 0, LSH_POINT_OK);
+                lsh_results_append(res, &r.row, &err);
+                lsh_results_close(res, 1, &err);
+            }
+            cr_assert_neq(rc, 0, "a link at '%s' was accepted (mode %d)", link, m);
+            cr_assert(strstr(err.message, link) && strstr(err.message, "symbolic link"),
+                      "%s", err.message);
+            assert_file_is(victim, victim_text);
+            struct stat st;
+            cr_assert_eq(lstat(link, &st), 0, "the link '%s' was removed", link);
+            cr_assert(S_ISLNK(st.st_mode));
+        }
+        unlink(link);
+        cr_assert_not(exists(path));
+        cr_assert_not(exists(partial));
+    }
+}
+
+/* `-o /dev/null --force` replaced the device with a regular file: a results
+ * name that holds a device or FIFO is refused, and stays what it was. */
+Test(results, a_fifo_at_the_results_name_is_refused_and_kept, .timeout = 30)
+{
+    struct test_config tc;
+    make_config(&tc, 2385, LSH_EXPERIMENT_SWEEP);
+    cr_assert_eq(mkfifo(path, 0600), 0);
+    struct lsh_results *res = NULL;
+    struct lsh_error err;
+    lsh_error_clear(&err);
+    int rc = lsh_results_open(path, &tc.cfg, "", LSH_RESULTS_FORCE, &res, &err);
+    if (rc == 0)
+        lsh_results_close(res, 1, &err);
+    cr_assert_neq(rc, 0, "a FIFO at the results name was accepted");
+    cr_assert(strstr(err.message, path) && strstr(err.message, "FIFO"), "%s", err.message);
+    struct stat st;
+    cr_assert_eq(lstat(path, &st), 0);
+    cr_assert(S_ISFIFO(st.st_mode), "the FIFO was replaced");
+    cr_assert_not(exists(partial));
+    /* show does not wait for a writer on it either */
+    char *text = show_text(path, 0, &rc, &err);
+    cr_assert_eq(rc, LSH_EDATA, "%s", err.message);
+    cr_assert(strstr(err.message, "not a regular file"), "%s", err.message);
+    free(text);
+}
+
+/* A crash's leftovers that are regular files are replaced, not refused. */
+Test(results, regular_leftovers_of_a_crash_are_replaced)
+{
+    char snapshot[320], work[320];
+    snprintf(snapshot, sizeof snapshot, "%s.partial.tmp", path);
+    snprintf(work, sizeof work, "%s.work", path);
+    write_bytes(snapshot, "torn snapshot");
+    write_bytes(work, "torn working copy");
+    struct test_config tc;
+    make_config(&tc, 2385, LSH_EXPERIMENT_SWEEP);
+    write_complete_file(&tc.cfg, 2);
+    size_t n;
+    free(read_runs(path, &n));
+    cr_assert_eq(n, 2);
+    cr_assert_not(exists(snapshot));
+    cr_assert_not(exists(work));
+}
+
+/* A second run while one writes is told that one is running (with its
+ * process id), not that a previous run was interrupted and to resume it. */
+Test(results, a_second_run_is_told_another_is_writing_not_to_resume)
+{
+    struct test_config tc;
+    make_config(&tc, 2385, LSH_EXPERIMENT_SWEEP);
+    struct lsh_results *res = open_ok(&tc.cfg, LSH_RESULTS_CREATE);
+    char pid[32];
+    snprintf(pid, sizeof pid, "process %ld", (long)getpid());
+    const enum lsh_results_mode modes[] = { LSH_RESULTS_CREATE, LSH_RESULTS_FORCE,
+                                            LSH_RESULTS_RESUME };
+    for (int m = 0; m < 3; m++) {
+        struct lsh_results *other = NULL;
+        struct lsh_error err;
+        lsh_error_clear(&err);
+        cr_assert_eq(lsh_results_open(path, &tc.cfg, "", modes[m], &other, &err), LSH_EEXIST);
+        cr_assert(strstr(err.message, "another lshlab run is writing"), "%s", err.message);
+        cr_assert(strstr(err.message, pid), "no '%s' in: %s", pid, err.message);
+        cr_assert_null(strstr(err.message, "--resume"), "%s", err.message);
+    }
+    close_ok(res, 1);
+}
+
+/* ---- resuming a file that does not match the plan ----------------------------- */
+
+/* The plan of these tests: point id has make_row's key. */
+static void planned_like_make_row(void *ctx, uint64_t id, void *record)
+{
+    (void)ctx;
+    struct test_row t;
+    make_row(&t, id, LSH_POINT_OK);
+    ((struct lsh_run_row *)record)->key = t.row.key;
+}
+
+/* Overwrite one field of row `row` of /runs in file p with plain HDF5 (which
+ * keeps the chunk's checksum right): an edited, not a torn, file. */
+static void forge_table_field(const char *p, const char *table, hsize_t row, const char *field,
+                              hid_t type, const void *value)
+{
+    hid_t f = H5Fopen(p, H5F_ACC_RDWR, H5P_DEFAULT);
+    cr_assert_geq(f, 0);
+    hid_t d = H5Dopen2(f, table, H5P_DEFAULT);
+    hid_t mt = H5Tcreate(H5T_COMPOUND, H5Tget_size(type));
+    H5Tinsert(mt, field, 0, type);
+    hid_t fs = H5Dget_space(d);
+    hsize_t one = 1;
+    hid_t ms = H5Screate_simple(1, &one, NULL);
+    H5Sselect_hyperslab(fs, H5S_SELECT_SET, &row, NULL, &one, NULL);
+    cr_assert_geq(H5Dwrite(d, mt, ms, fs, H5P_DEFAULT, value), 0);
+    H5Sclose(ms);
+    H5Sclose(fs);
+    H5Tclose(mt);
+    H5Dclose(d);
+    H5Fclose(f);
+}
+
+static void forge_field(const char *p, hsize_t row, const char *field, hid_t type,
+                        const void *value)
+{
+    forge_table_field(p, "runs", row, field, type, value);
+}
+
+/* Open p's results for resume and check them against planned_like_make_row
+ * with n_planned points: the code, the message in err. */
+static int resume_and_check(const struct lsh_config *cfg, uint64_t n_planned,
+                            struct lsh_error *err)
+{
+    struct lsh_results *res = NULL;
+    lsh_error_clear(err);
+    int rc = lsh_results_open(path, cfg, "", LSH_RESULTS_RESUME, &res, err);
+    if (rc)
+        return rc;
+    rc = lsh_results_check_resumed(res, planned_like_make_row, NULL, n_planned, err);
+    struct lsh_error close_err;
+    cr_assert_eq(lsh_results_close(res, 0, &close_err), 0, "%s", close_err.message);
+    return rc;
+}
+
+static void write_partial_file(const struct lsh_config *cfg, uint64_t n)
+{
+    struct lsh_results *res = open_ok(cfg, LSH_RESULTS_CREATE);
+    for (uint64_t id = 0; id < n; id++) {
+        struct test_row r;
+        make_row(&r, id, LSH_POINT_OK);
+        append_ok(res, &r.row);
+    }
+    close_ok(res, 0);
+}
+
+Test(results, resume_refuses_a_duplicated_point_id)
+{
+    struct test_config tc;
+    make_config(&tc, 2385, LSH_EXPERIMENT_SWEEP);
+    write_partial_file(&tc.cfg, 3);
+    uint64_t one = 1;
+    forge_field(partial, 2, "point_id", H5T_NATIVE_UINT64, &one);
+    size_t before_len;
+    char *before = read_bytes(partial, &before_len);
+    struct lsh_error err;
+    cr_assert_eq(resume_and_check(&tc.cfg, 4, &err), LSH_EDATA, "%s", err.message);
+    cr_assert(strstr(err.message, "point 1") && strstr(err.message, "twice") &&
+                  strstr(err.message, partial),
+              "%s", err.message);
+    size_t after_len;
+    char *after = read_bytes(partial, &after_len);
+    cr_assert(after_len == before_len && !memcmp(before, after, after_len),
+              "a refused resume changed the file");
+    free(before);
+    free(after);
+}
+
+Test(results, resume_refuses_a_point_id_outside_the_plan)
+{
+    struct test_config tc;
+    make_config(&tc, 2385, LSH_EXPERIMENT_SWEEP);
+    write_partial_file(&tc.cfg, 2);
+    uint64_t far = 99;
+    forge_field(partial, 1, "point_id", H5T_NATIVE_UINT64, &far);
+    struct lsh_error err;
+    cr_assert_eq(resume_and_check(&tc.cfg, 4, &err), LSH_EDATA, "%s", err.message);
+    cr_assert(strstr(err.message, "point 99") && strstr(err.message, "plan (4 points)"), "%s",
+              err.message);
+}
+
+/* Every key field of a resumed row must be the planned one; a complete file
+ * refused on resume is given back under its own name. */
+Test(results, resume_refuses_a_row_whose_key_differs_from_the_plan)
+{
+    struct test_config tc;
+    make_config(&tc, 2385, LSH_EXPERIMENT_SWEEP);
+    write_complete_file(&tc.cfg, 2);
+    uint32_t eight = 8;
+    forge_field(path, 1, "n_buckets", H5T_NATIVE_UINT32, &eight);
+    struct lsh_error err;
+    cr_assert_eq(resume_and_check(&tc.cfg, 4, &err), LSH_EDATA, "%s", err.message);
+    cr_assert(strstr(err.message, "point 1") && strstr(err.message, "n_buckets is 8") &&
+                  strstr(err.message, "has 16"),
+              "%s", err.message);
+    cr_assert(exists(path), "the refused file was not put back");
+    cr_assert_not(exists(partial));
+
+    /* a string field too, and the seed */
+    forge_field(path, 1, "n_buckets", H5T_NATIVE_UINT32, &(uint32_t){ 16 });
+    cr_assert_eq(resume_and_check(&tc.cfg, 4, &err), 0, "%s", err.message);
+    cr_assert(exists(partial), "an unfinished resume leaves a .partial");
+    uint64_t seed = 5;
+    forge_field(partial, 0, "seed", H5T_NATIVE_UINT64, &seed);
+    cr_assert_eq(resume_and_check(&tc.cfg, 4, &err), LSH_EDATA, "%s", err.message);
+    cr_assert(strstr(err.message, "point 0") && strstr(err.message, "seed is 5"), "%s",
+              err.message);
+}
+
+Test(results, resume_refuses_an_ok_row_with_impossible_values)
+{
+    struct test_config tc;
+    make_config(&tc, 2385, LSH_EXPERIMENT_SWEEP);
+    write_partial_file(&tc.cfg, 2);
+    const struct {
+        const char *field;
+        double value;
+    } bad[] = { { "mass_recall", 15.8 }, { "kl", -1.43 }, { "out_rel_err", NAN },
+                { "topk_recall_10", INFINITY } };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        double good = i == 0 ? 0.1 : i == 1 ? 0.5 : i == 2 ? 1.25 : 0.874;
+        forge_field(partial, 1, bad[i].field, H5T_NATIVE_DOUBLE, &bad[i].value);
+        struct lsh_error err;
+        cr_assert_eq(resume_and_check(&tc.cfg, 4, &err), LSH_EDATA, "%s: %s", bad[i].field,
+                     err.message);
+        cr_assert(strstr(err.message, "point 1") && strstr(err.message, bad[i].field), "%s",
+                  err.message);
+        forge_field(partial, 1, bad[i].field, H5T_NATIVE_DOUBLE, &good);
+        cr_assert_eq(resume_and_check(&tc.cfg, 4, &err), 0, "%s", err.message);
+    }
+}
+
+/* Find the 8 bytes of x in buf (n bytes): the offset, or -1. */
+static long find_double(const char *buf, size_t n, double x)
+{
+    for (size_t i = 0; i + sizeof x <= n; i++)
+        if (!memcmp(buf + i, &x, sizeof x))
+            return (long)i;
+    return -1;
+}
+
+/* A flipped byte in a row is caught by the table's checksum, on resume and
+ * by show, as a damaged file. */
+Test(results, flipped_bytes_in_rows_are_refused_as_damage)
+{
+    struct test_config tc;
+    make_config(&tc, 2385, LSH_EXPERIMENT_SWEEP);
+    write_partial_file(&tc.cfg, 2);
+    size_t n;
+    char *bytes = read_bytes(partial, &n);
+    long at = find_double(bytes, n, 2.385); /* attn_rel_err of row 0 */
+    cr_assert_geq(at, 0);
+    bytes[at + 3] ^= 0x10;
+    FILE *f = fopen(partial, "wb");
+    cr_assert_eq(fwrite(bytes, 1, n, f), n);
+    fclose(f);
+    free(bytes);
+    struct lsh_error err;
+    cr_assert_eq(resume_and_check(&tc.cfg, 4, &err), LSH_EDATA, "%s", err.message);
+    cr_assert(strstr(err.message, "damaged") && strstr(err.message, partial), "%s",
+              err.message);
+    int rc;
+    char *text = show_text(partial, 1, &rc, &err);
+    cr_assert_eq(rc, LSH_EDATA, "%s", err.message);
+    cr_assert(strstr(err.message, "damaged"), "%s", err.message);
+    free(text);
+}
+
+/* ---- resuming with a changed input -------------------------------------------- */
+
+/* Write /datasets/NAME from ds in a new file, stop, then resume with ds2:
+ * the code of the resumed write, its message in err. */
+static int resume_with_input(struct test_config *tc, const struct lsh_dataset *ds,
+                             const struct lsh_dataset *ds2, struct lsh_error *err)
+{
+    struct lsh_results *res = open_ok(&tc->cfg, LSH_RESULTS_CREATE);
+    cr_assert_eq(lsh_results_write_dataset(res, ds, 0, err), 0, "%s", err->message);
+    struct test_row r;
+    make_row(&r, 0, LSH_POINT_OK);
+    append_ok(res, &r.row);
+    close_ok(res, 0);
+    res = open_ok(&tc->cfg, LSH_RESULTS_RESUME);
+    lsh_error_clear(err);
+    int rc = lsh_results_write_dataset(res, ds2, 0, err);
+    struct lsh_error close_err;
+    lsh_results_close(res, 0, &close_err);
+    remove(partial);
+    return rc;
+}
+
+/* An hdf5 input edited between the run and --resume (its shape or one
+ * value) is refused, naming the dataset and the input file; the same input
+ * resumes. */
+Test(results, resume_refuses_an_input_that_changed)
+{
+    struct test_config tc;
+    make_config(&tc, 2385, LSH_EXPERIMENT_SWEEP);
+    tc.datasets[0] = (struct lsh_dataset_spec){ .name = "attn", .kind = LSH_DATA_HDF5,
+                                                .file = "data/attn.h5", .q = "/q" };
+    double q[6] = { 2.385, -1.25, 0.5, 3.0, -0.125, 7.75 }, q2[6];
+    double v[3] = { 0.1, 0.2, 0.3 };
+    memcpy(q2, q, sizeof q);
+    struct lsh_dataset ds = { .spec = &tc.datasets[0], .n = 3, .d = 2, .d_v = 1, .q = q,
+                              .v = v };
+    struct lsh_dataset same = ds, edited = ds, reshaped = ds;
+    same.q = q2;
+    struct lsh_error err;
+    cr_assert_eq(resume_with_input(&tc, &ds, &same, &err), 0, "%s", err.message);
+
+    double q3[6];
+    memcpy(q3, q, sizeof q);
+    q3[4] = nextafter(q3[4], 0); /* one ulp */
+    edited.q = q3;
+    cr_assert_eq(resume_with_input(&tc, &ds, &edited, &err), LSH_EDATA);
+    cr_assert(strstr(err.message, "'attn'") && strstr(err.message, "data/attn.h5") &&
+                  strstr(err.message, "contents differ") && strstr(err.message, "--force"),
+              "%s", err.message);
+
+    reshaped.n = 2; /* the same numbers read as 2 x 3 */
+    reshaped.d = 3;
+    cr_assert_eq(resume_with_input(&tc, &ds, &reshaped, &err), LSH_EDATA);
+    cr_assert(strstr(err.message, "n was 3, it is 2 now"), "%s", err.message);
+
+    double v2[3] = { 0.1, 0.2, 0.30000000000000004 };
+    struct lsh_dataset other_v = ds;
+    other_v.v = v2;
+    cr_assert_eq(resume_with_input(&tc, &ds, &other_v, &err), LSH_EDATA);
+}
+
+/* ---- show of hostile files ------------------------------------------------------ */
+
+/* Text from the file reaches the terminal escaped: an escape sequence or a
+ * byte that is not UTF-8 is printed as \xHH, in the table and in CSV alike;
+ * valid UTF-8 is kept. */
+Test(results, show_escapes_control_characters_and_invalid_utf8)
+{
+    struct test_config tc;
+    make_config(&tc, 2385, LSH_EXPERIMENT_SWEEP);
+    struct test_row r;
+    make_row(&r, 3, LSH_POINT_FAILED);
+    r.row.message = "\x1b[31mred\x1b[0m caf\xc3\xa9 \xff\xc2\x9b end\n";
+    struct lsh_results *res = open_ok(&tc.cfg, LSH_RESULTS_CREATE);
+    append_ok(res, &r.row);
+    close_ok(res, 1);
+    for (int csv = 0; csv < 2; csv++) {
+        struct lsh_error err;
+        int rc;
+        char *text = show_text(path, csv, &rc, &err);
+        cr_assert_eq(rc, 0, "%s", err.message);
+        cr_assert(strstr(text, "\\x1b[31mred\\x1b[0m caf\xc3\xa9 \\xff\\xc2\\x9b end\\x0a"),
+                  "csv=%d: %s", csv, text);
+        for (const char *p = text; *p; p++)
+            cr_assert(*p == '\n' || (unsigned char)*p >= 0x20, "csv=%d: a raw control byte",
+                      csv);
+        cr_assert_null(strstr(text, "\xff"));
+        cr_assert_null(strstr(text, "\xc2\x9b"));
+        free(text);
+    }
+}
+
+/* Grow /runs of p to `rows` rows without writing them (what a forged or
+ * damaged extent looks like: HDF5 reads fill values for them). */
+static void forge_extent(const char *p, hsize_t rows)
+{
+    hid_t f = H5Fopen(p, H5F_ACC_RDWR, H5P_DEFAULT);
+    cr_assert_geq(f, 0);
+    hid_t d = H5Dopen2(f, "runs", H5P_DEFAULT);
+    cr_assert_geq(H5Dset_extent(d, &rows), 0);
+    H5Dclose(d);
+    H5Fclose(f);
+}
+
+/* A file declaring 10^9 rows that it does not hold is refused at once as
+ * damaged, by show and by resume, rather than read for minutes. */
+Test(results, a_table_declaring_rows_it_does_not_store_is_refused_at_once, .timeout = 30)
+{
+    struct test_config tc;
+    make_config(&tc, 2385, LSH_EXPERIMENT_SWEEP);
+    write_partial_file(&tc.cfg, 2);
+    forge_extent(partial, 1000000000);
+    struct lsh_error err;
+    int rc;
+    char *text = show_text(partial, 0, &rc, &err);
+    cr_assert_eq(rc, LSH_EDATA, "%s", err.message);
+    cr_assert(strstr(err.message, "damaged") && strstr(err.message, "1000000000 rows") &&
+                  strstr(err.message, partial),
+              "%s", err.message);
+    free(text);
+    cr_assert_eq(resume_and_check(&tc.cfg, 4, &err), LSH_EDATA, "%s", err.message);
+    cr_assert(strstr(err.message, "1000000000 rows"), "%s", err.message);
+    /* a table with all its rows stored still shows */
+    forge_extent(partial, 2);
+    text = show_text(partial, 1, &rc, &err);
+    cr_assert_eq(rc, 0, "%s", err.message);
+    free(text);
+}
+
+/* /collision rows are checked against the plan too: their key, and
+ * probabilities in [0, 1]. */
+static const struct lsh_collision_row planned_collision[2] = {
+    { "rotation", "orthogonal=false", 16, 1, 30.0, 100, 0.4375, 0.0123, 0.4375, 0.0123, 11,
+      0.25 },
+    { "rotation", "orthogonal=false", 16, 2, 30.0, 100, 0.1875, 0.002, 0.625, 0.0035, 11,
+      0.125 },
+};
+
+static void planned_collision_row(void *ctx, uint64_t i, void *record)
+{
+    (void)ctx;
+    *(struct lsh_collision_row *)record = planned_collision[i];
+}
+
+static int resume_collision_and_check(const struct lsh_config *cfg, struct lsh_error *err)
+{
+    struct lsh_results *res = NULL;
+    lsh_error_clear(err);
+    int rc = lsh_results_open(path, cfg, "", LSH_RESULTS_RESUME, &res, err);
+    if (!rc)
+        rc = lsh_results_check_resumed(res, planned_collision_row, NULL, 2, err);
+    lsh_results_close(res, 0, NULL);
+    return rc;
+}
+
+Test(results, resumed_collision_rows_are_checked_against_the_plan)
+{
+    struct test_config tc;
+    make_config(&tc, 7, LSH_EXPERIMENT_COLLISION);
+    struct lsh_results *res = open_ok(&tc.cfg, LSH_RESULTS_CREATE);
+    struct lsh_error err;
+    for (int i = 0; i < 2; i++)
+        cr_assert_eq(lsh_results_append_collision(res, &planned_collision[i], &err), 0, "%s",
+                     err.message);
+    close_ok(res, 0);
+    cr_assert_eq(resume_collision_and_check(&tc.cfg, &err), 0, "%s", err.message);
+
+    double p = 1.5;
+    forge_table_field(partial, "collision", 1, "p_any", H5T_NATIVE_DOUBLE, &p);
+    cr_assert_eq(resume_collision_and_check(&tc.cfg, &err), LSH_EDATA, "%s", err.message);
+    cr_assert(strstr(err.message, "row 1 of /collision") && strstr(err.message, "p_any"), "%s",
+              err.message);
+    p = 0.625;
+    forge_table_field(partial, "collision", 1, "p_any", H5T_NATIVE_DOUBLE, &p);
+    double angle = 90;
+    forge_table_field(partial, "collision", 0, "angle", H5T_NATIVE_DOUBLE, &angle);
+    cr_assert_eq(resume_collision_and_check(&tc.cfg, &err), LSH_EDATA, "%s", err.message);
+    cr_assert(strstr(err.message, "row 0 of /collision") && strstr(err.message, "angle is 90"),
+              "%s", err.message);
 }

@@ -1,0 +1,64 @@
+/* point.h - the types of one sweep point: its key, its status, its mode
+ * setting and its metrics record (types only, no functions).
+ *
+ * plan builds keys and mode settings, eval fills metrics, results writes
+ * them: each includes this header, and none of them includes another. */
+#ifndef LSH_POINT_H
+#define LSH_POINT_H
+
+#include <stdint.h>
+
+enum lsh_mode { LSH_MODE_BUCKET, LSH_MODE_CHUNKED };
+enum lsh_window { LSH_WINDOW_ALL, LSH_WINDOW_SAME_BUCKET };
+enum lsh_combine { LSH_COMBINE_UNION, LSH_COMBINE_ROUNDS };
+
+enum lsh_point_status { LSH_POINT_OK, LSH_POINT_SKIPPED, LSH_POINT_FAILED };
+
+/* One mode setting of a pass. */
+struct lsh_mode_opts {
+    enum lsh_mode mode;
+    uint32_t chunk_size;     /* chunked */
+    uint32_t look_back;      /* chunked */
+    enum lsh_window window;  /* chunked */
+};
+
+/* The key of one sweep point, as written to /runs. */
+struct lsh_point_key {
+    uint64_t point_id;            /* index in the config's expansion order */
+    const char *dataset, *strategy, *params;
+    enum lsh_mode mode;
+    uint32_t chunk_size, look_back; /* 0 in bucket mode */
+    enum lsh_window window;       /* written as "n/a" in bucket mode */
+    enum lsh_combine combine;
+    uint32_t n_hashes, n_buckets, repeat;
+    uint64_t seed;                /* the point seed (SPEC 7) */
+};
+
+/* Standard errors of the metrics when the reference is a sample of rows
+ * (SPEC 6 reference_rows); 0 when every row is evaluated. */
+struct lsh_metric_se {
+    double out_rel_err, attn_rel_err, mass_recall, kl, empty_rows, gram_recovery;
+    double *topk_recall;     /* n_topk values (owned by caller) */
+    double density, mean_candidates, bucket_max, bucket_entropy;
+};
+
+/* The metric columns of SPEC 5 for one point. */
+struct lsh_metrics {
+    double out_rel_err, attn_rel_err, mass_recall, kl;
+    uint64_t empty_rows;
+    double gram_recovery;
+    double *topk_recall;     /* n_topk values, in attn->topk order (owned by caller) */
+    double density, mean_candidates, bucket_max, bucket_entropy;
+    double hash_seconds, eval_seconds;
+    struct lsh_metric_se *se;  /* NULL, or where lsh_eval_pass writes the errors */
+    unsigned warnings;       /* LSH_WARN_* bits: a 0/0 ratio written as 0 */
+};
+
+enum {
+    LSH_WARN_OUT_ZERO = 1u << 0,    /* ||O||_F = 0 */
+    LSH_WARN_ATTN_ZERO = 1u << 1,   /* ||A||_F = 0 */
+    LSH_WARN_GRAM_ZERO = 1u << 2,   /* no off-diagonal Gram energy */
+    LSH_WARN_ENTROPY_B1 = 1u << 3   /* B = 1: entropy / log B is 0/0 */
+};
+
+#endif
