@@ -296,7 +296,8 @@ static int scan_chunks(const struct scan *sc, hid_t dcpl, const struct h5_matrix
 {
     hsize_t cdims[2], nchunks = 0;
     if (H5Pget_chunk(dcpl, 2, cdims) != 2 || cdims[0] == 0 || cdims[1] == 0 ||
-        H5Dget_num_chunks(sc->ds, H5S_ALL, &nchunks) < 0 ||
+        H5Sselect_all(sc->fspace) < 0 ||
+        H5Dget_num_chunks(sc->ds, sc->fspace, &nchunks) < 0 ||
         (double)nchunks * (double)nchunks * 32.0 > (double)m->rows * (double)m->cols)
         return 1;
     int rc = 0;
@@ -305,7 +306,8 @@ static int scan_chunks(const struct scan *sc, hid_t dcpl, const struct h5_matrix
         unsigned mask;
         haddr_t addr;
         hsize_t size;
-        if (H5Dget_chunk_info(sc->ds, H5S_ALL, i, off, &mask, &addr, &size) < 0 ||
+        if (H5Sselect_all(sc->fspace) < 0 ||
+            H5Dget_chunk_info(sc->ds, sc->fspace, i, off, &mask, &addr, &size) < 0 ||
             off[0] >= m->rows || off[1] >= m->cols)
             return lsh_error_set(err, LSH_EIO, "%s: cannot list the chunks of '%s'", sc->fname,
                                  sc->path);
