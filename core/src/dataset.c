@@ -60,6 +60,9 @@ static int check_shape(const char *what, int code, size_t n, size_t d, size_t d_
                          limit, limit_is);
 }
 
+/* The largest |z| a Gaussian draw can have (see check_generated). */
+#define Z_MAX 15.0
+
 /* The generator's parameters and the sizes they imply (check_shape). */
 static int check_generated(const struct lsh_dataset_spec *spec, int separate,
                            struct lsh_error *err)
@@ -75,6 +78,15 @@ static int check_generated(const struct lsh_dataset_spec *spec, int separate,
     if (clustered && !(spec->norm <= DBL_MAX))
         return lsh_error_set(err, LSH_ECONFIG, "%s: norm %g; allowed: a finite number > 0",
                              what, spec->norm);
+    /* |row entry| <= norm (1 + spread/sqrt(d) |z|), and GSL's ziggurat never
+     * draws |z| above 14.2 (its tail is R - log(u)/R, R = 3.44, u >= 2^-53) */
+    const double norm = spec->norm > 0.0 ? spec->norm : sqrt((double)spec->d);
+    const double sd = spec->d ? spec->spread / sqrt((double)spec->d) : 0.0;
+    if (clustered && !(norm + norm * sd * Z_MAX <= DBL_MAX))
+        return lsh_error_set(err, LSH_ECONFIG,
+                             "%s: norm %g and spread %g (d = %zu) give values beyond float64; "
+                             "allowed: norm (1 + %g spread / sqrt(d)) at most %g",
+                             what, norm, spec->spread, spec->d, Z_MAX, DBL_MAX);
     return check_shape(what, LSH_ECONFIG, spec->n, spec->d, spec->d_v ? spec->d_v : spec->d,
                        clustered ? spec->clusters : 0, separate, ADDRESSABLE,
                        "what sizes in memory can count", err);
@@ -94,33 +106,25 @@ static int fill_gaussian(double *x, size_t count, uint64_t seed)
 }
 
 /* Rows = norm * (centre[label] + spread * N(0, I/d)), label uniform.  When
- * the bracket overflows but the row would not (norm < 1), the row is formed
- * as norm*c + (norm*spread/sqrt(d))*z instead; a value that is not
- * representable at all is refused, never written as Inf. */
-static int fill_clustered(const char *name, double *x, size_t n, size_t d,
-                          const double *centres, size_t clusters, double spread, double norm,
-                          uint64_t seed, struct lsh_error *err)
+ * the bracket overflows but the row does not (norm < 1), the row is formed
+ * as norm*c + (norm*spread/sqrt(d))*z instead; check_generated has made sure
+ * that every row is representable. */
+static int fill_clustered(double *x, size_t n, size_t d, const double *centres, size_t clusters,
+                          double spread, double norm, uint64_t seed)
 {
     struct lsh_rng *rng = lsh_rng_alloc(seed);
     if (!rng)
-        return lsh_error_set(err, LSH_ENOMEM, "dataset '%s': out of memory", name);
+        return LSH_ENOMEM;
     const double sd = spread / sqrt((double)d);
-    int rc = 0;
-    for (size_t i = 0; !rc && i < n; i++) {
+    for (size_t i = 0; i < n; i++) {
         const double *c = centres + lsh_rng_uniform_int(rng, clusters) * d;
-        for (size_t e = 0; !rc && e < d; e++) {
+        for (size_t e = 0; e < d; e++) {
             const double z = lsh_rng_normal(rng), y = c[e] + sd * z;
             x[i * d + e] = isfinite(y) ? norm * y : norm * c[e] + (norm * sd) * z;
-            if (!isfinite(x[i * d + e]))
-                rc = lsh_error_set(err, LSH_ECONFIG,
-                                   "dataset '%s': row %zu, column %zu is beyond float64 "
-                                   "(norm %g, spread %g, d %zu); allowed: data whose values "
-                                   "stay below %g, so lower norm or spread",
-                                   name, i, e, norm, spread, d, DBL_MAX);
         }
     }
     lsh_rng_free(rng);
-    return rc;
+    return 0;
 }
 
 /* Centres uniform on the unit sphere: normalised Gaussian draws (whose sum of
@@ -567,17 +571,13 @@ static int generate(struct lsh_dataset *ds, int separate, struct lsh_error *err)
             return lsh_error_set(err, LSH_ENOMEM, "dataset '%s': out of memory", spec->name);
         double norm = spec->norm > 0.0 ? spec->norm : sqrt((double)ds->d);
         rc = make_centres(centres, spec->clusters, ds->d, lsh_seed_str(ds->seed, "centres"));
-        if (rc)
-            lsh_error_set(err, rc, "dataset '%s': out of memory", spec->name);
-        else
-            rc = fill_clustered(spec->name, ds->q, ds->n, ds->d, centres, spec->clusters,
-                                spec->spread, norm, sq, err);
+        if (!rc)
+            rc = fill_clustered(ds->q, ds->n, ds->d, centres, spec->clusters, spec->spread,
+                                norm, sq);
         if (!rc && separate)
-            rc = fill_clustered(spec->name, ds->k, ds->n, ds->d, centres, spec->clusters,
-                                spec->spread, norm, sk, err);
+            rc = fill_clustered(ds->k, ds->n, ds->d, centres, spec->clusters, spec->spread,
+                                norm, sk);
         free(centres);
-        if (rc)
-            return rc;
     }
     if (!rc)
         rc = fill_gaussian(ds->v, ds->n * ds->d_v, lsh_seed_str(ds->seed, "v"));

@@ -301,13 +301,19 @@ Test(dataset, clustered_rows_are_finite_when_representable_though_spread_z_is_no
     lsh_dataset_free(ds);
 }
 
+/* norm 1e300 and spread 1e300 make rows of about 1e600: refused when
+ * validated (probe) as when made, with the values, never written as Inf. */
 Test(dataset, clustered_rows_beyond_float64_are_refused_with_a_reason)
 {
     struct lsh_dataset_spec s = spec_of(LSH_DATA_CLUSTERED, 50, 4);
     s.spread = 1e300;
-    s.norm = 1e300; /* rows about 1e600 */
+    s.norm = 1e300;
+    size_t n, d, dv;
     struct lsh_dataset *ds = NULL;
     struct lsh_error err;
+    lsh_error_clear(&err);
+    cr_expect_eq(lsh_dataset_probe(&s, NULL, &n, &d, &dv, &err), LSH_ECONFIG);
+    cr_expect(strstr(err.message, "beyond float64"), "%s", err.message);
     lsh_error_clear(&err);
     cr_expect_eq(lsh_dataset_make(&s, NULL, 3, 0, &ds, &err), LSH_ECONFIG);
     cr_expect(strstr(err.message, "dataset 'set'") && strstr(err.message, "beyond float64") &&
