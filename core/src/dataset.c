@@ -277,6 +277,7 @@ static int scan_region(const struct scan *sc, size_t r0, size_t r1, size_t c0, s
     for (size_t r = r0; !rc && r < r1; r += sc->block) {
         hsize_t start[2] = {r, c0}, count[2] = {r1 - r < sc->block ? r1 - r : sc->block, c1 - c0};
         hid_t mspace = H5Screate_simple(2, count, NULL);
+        memset(sc->x, 0, count[0] * count[1] * sizeof *sc->x); /* what unwritten parts read as */
         if (mspace < 0 ||
             H5Sselect_hyperslab(sc->fspace, H5S_SELECT_SET, start, NULL, count, NULL) < 0 ||
             H5Dread(sc->ds, H5T_NATIVE_DOUBLE, mspace, sc->fspace, H5P_DEFAULT, sc->x) < 0)
@@ -342,10 +343,14 @@ static int scan_finite(hid_t file, const char *fname, const char *path,
         rc = lsh_error_set(err, LSH_ENOMEM, "out of memory");
     else if (sc.fspace < 0 || dcpl < 0 || H5Dget_space_status(sc.ds, &status) < 0)
         rc = lsh_error_set(err, LSH_EIO, "%s: cannot open '%s'", fname, path);
+    /* HDF5 gives unwritten parts the fill value only if the file set one and
+     * did not say "never"; else it leaves the (zeroed) buffer as it was */
     H5D_fill_value_t defined = H5D_FILL_VALUE_UNDEFINED;
+    H5D_fill_time_t when = H5D_FILL_TIME_NEVER;
     double fill = 0.0;
     if (!rc && status != H5D_SPACE_STATUS_ALLOCATED &&
-        H5Pfill_value_defined(dcpl, &defined) >= 0 && defined != H5D_FILL_VALUE_UNDEFINED &&
+        H5Pfill_value_defined(dcpl, &defined) >= 0 && defined == H5D_FILL_VALUE_USER_DEFINED &&
+        H5Pget_fill_time(dcpl, &when) >= 0 && when != H5D_FILL_TIME_NEVER &&
         H5Pget_fill_value(dcpl, H5T_NATIVE_DOUBLE, &fill) >= 0 && !isfinite(fill))
         rc = lsh_error_set(err, LSH_EDATA,
                            "%s: dataset '%s' has unwritten parts, and its fill value (what "
@@ -500,13 +505,15 @@ void lsh_dataset_free(struct lsh_dataset *ds)
     free(ds);
 }
 
-/* Q, V and (separate) K of ds->n x ds->d / d_v, whose sizes check_shape passed. */
+/* Q, V and (separate) K of ds->n x ds->d / d_v, whose sizes check_shape
+ * passed.  Zeroed: HDF5 leaves unwritten parts of a file without a fill
+ * value as it finds them, and they must read as 0 every time. */
 static int alloc_matrices(struct lsh_dataset *ds, int separate, struct lsh_error *err)
 {
-    ds->q = malloc(ds->n * ds->d * sizeof *ds->q);
-    ds->v = malloc(ds->n * ds->d_v * sizeof *ds->v);
+    ds->q = calloc(ds->n * ds->d, sizeof *ds->q);
+    ds->v = calloc(ds->n * ds->d_v, sizeof *ds->v);
     if (separate)
-        ds->k = malloc(ds->n * ds->d * sizeof *ds->k);
+        ds->k = calloc(ds->n * ds->d, sizeof *ds->k);
     if (!ds->q || !ds->v || (separate && !ds->k))
         return lsh_error_set(err, LSH_ENOMEM, "dataset '%s': out of memory (%zu x %zu)",
                              ds->spec->name, ds->n, ds->d);

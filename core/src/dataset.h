@@ -43,8 +43,9 @@ struct lsh_dataset {
  *    a file declaring more is refused before any value is read;
  *  - every value the file stores is finite: the cost is that of the stored
  *    data, not of the declared shape (unwritten parts read as the fill
- *    value, which is checked once; of a partly written chunked dataset only
- *    the written chunks are read), a block of rows at a time.
+ *    value the file set, checked once, or as 0 when it set none or said
+ *    "never"; of a partly written chunked dataset only the written chunks
+ *    are read), a block of rows at a time.
  * Whether the data also fits --memory-limit with its workspaces is the
  * plan's question, not this one. */
 int lsh_dataset_probe(const struct lsh_dataset_spec *spec, const char *config_path,
