@@ -178,14 +178,26 @@ static const char *known_filter(H5Z_filter_t id)
     }
 }
 
-/* A filter this libhdf5 cannot apply (not built in, no plugin on
- * HDF5_PLUGIN_PATH) makes every read fail with a bare "cannot read": name it,
- * and say what to do, before reading anything. */
-static int check_filters(hid_t ds, const char *fname, const char *path, struct lsh_error *err)
+/* Where the values are and how they are coded, before reading any: data
+ * kept outside the file (external raw files, a virtual dataset's sources)
+ * could be a FIFO or a device that blocks or never ends, so it is refused;
+ * and a filter this libhdf5 cannot apply (not built in, no plugin on
+ * HDF5_PLUGIN_PATH) would make every read fail with a bare "cannot read",
+ * so it is named, with what to do. */
+static int check_storage(hid_t ds, const char *fname, const char *path, struct lsh_error *err)
 {
     hid_t dcpl = H5Dget_create_plist(ds);
-    const int nf = dcpl < 0 ? 0 : H5Pget_nfilters(dcpl);
+    if (dcpl < 0)
+        return lsh_error_set(err, LSH_EDATA, "%s: cannot read the layout of '%s'", fname, path);
     int rc = 0;
+    if (H5Pget_layout(dcpl) == H5D_VIRTUAL || H5Pget_external_count(dcpl) > 0)
+        rc = lsh_error_set(err, LSH_EDATA,
+                           "%s: dataset '%s' keeps its values in other files (%s); allowed: "
+                           "values stored in the HDF5 file itself (write a self-contained copy)",
+                           fname, path,
+                           H5Pget_layout(dcpl) == H5D_VIRTUAL ? "a virtual dataset"
+                                                              : "external raw data files");
+    const int nf = rc ? 0 : H5Pget_nfilters(dcpl);
     for (int i = 0; !rc && i < nf; i++) {
         unsigned flags = 0, config = 0;
         size_t n_cd = 0;
@@ -204,13 +216,12 @@ static int check_filters(hid_t ds, const char *fname, const char *path, struct l
                            "install the filter's plugin and set HDF5_PLUGIN_PATH to its folder",
                            fname, path, (int)id, name[0] ? name : known_filter(id), fname);
     }
-    if (dcpl >= 0)
-        H5Pclose(dcpl);
+    H5Pclose(dcpl);
     return rc;
 }
 
-/* Shape of a rank-2 numeric dataset whose filters are available; errors
- * name the file and path. */
+/* Shape of a rank-2 numeric dataset stored in the file with available
+ * filters; errors name the file and path. */
 static int probe_matrix(hid_t file, const char *fname, const char *path, struct h5_matrix *m,
                         struct lsh_error *err)
 {
@@ -219,12 +230,16 @@ static int probe_matrix(hid_t file, const char *fname, const char *path, struct 
     hid_t ds = H5Dopen2(file, path, H5P_DEFAULT);
     if (ds < 0)
         return lsh_error_set(err, LSH_EDATA, "%s: '%s' is not a dataset", fname, path);
+    int rc = check_storage(ds, fname, path, err);
+    if (rc) {
+        H5Dclose(ds);
+        return rc;
+    }
     hid_t type = H5Dget_type(ds);
     H5T_class_t cls = H5Tget_class(type);
     hid_t space = H5Dget_space(ds);
     int rank = H5Sget_simple_extent_ndims(space);
     hsize_t dims[2] = {0, 0};
-    int rc = 0;
     if (cls != H5T_FLOAT && cls != H5T_INTEGER)
         rc = lsh_error_set(err, LSH_EDATA,
                            "%s: dataset '%s' is not numeric (need float or integer values)",
@@ -244,8 +259,6 @@ static int probe_matrix(hid_t file, const char *fname, const char *path, struct 
     if (!rc && (dims[0] > SIZE_MAX || dims[1] > SIZE_MAX))
         rc = lsh_error_set(err, LSH_EDATA, "%s: dataset '%s' is too large (%llu x %llu)", fname,
                            path, (unsigned long long)dims[0], (unsigned long long)dims[1]);
-    if (!rc)
-        rc = check_filters(ds, fname, path, err);
     m->rows = (size_t)dims[0];
     m->cols = (size_t)dims[1];
     H5Sclose(space);

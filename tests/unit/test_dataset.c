@@ -533,3 +533,28 @@ Test(dataset, unwritten_hdf5_rows_read_as_the_fill_value_or_as_zero)
         lsh_dataset_free(got);
     }
 }
+
+/* A dataset whose values live in an external raw file - here a FIFO, which
+ * would block the first read - is refused before anything is read. */
+Test(dataset, an_hdf5_dataset_stored_in_external_files_is_refused_without_reading,
+     .timeout = 20)
+{
+    char path[128], raw[128];
+    snprintf(path, sizeof path, "%s/ext.h5", dir);
+    snprintf(raw, sizeof raw, "%s/ext.raw", dir);
+    cr_assert_eq(mkfifo(raw, 0600), 0);
+    hid_t f = H5Fcreate(path, H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
+    hid_t sp = H5Screate_simple(2, (hsize_t[2]){3, 2}, NULL);
+    hid_t dcpl = H5Pcreate(H5P_DATASET_CREATE);
+    cr_assert(H5Pset_external(dcpl, raw, 0, 3 * 2 * sizeof(double)) >= 0);
+    hid_t ds = H5Dcreate2(f, "q", H5T_NATIVE_DOUBLE, sp, H5P_DEFAULT, dcpl, H5P_DEFAULT);
+    cr_assert(ds >= 0);
+    H5Dclose(ds);
+    H5Pclose(dcpl);
+    H5Sclose(sp);
+    H5Fclose(f);
+    struct lsh_error err;
+    cr_expect_eq(probe_file("ext.h5", &err), LSH_EDATA);
+    cr_expect(strstr(err.message, "ext.h5") && strstr(err.message, "external raw data files"),
+              "%s", err.message);
+}
