@@ -37,8 +37,10 @@ struct lsh_dataset {
  *  - the file is a regular file (a FIFO, device or folder is refused without
  *    being opened, so nothing blocks) and an HDF5 file;
  *  - Q (K, V) exist, are rank 2, numeric and non-empty; K has Q's shape, V
- *    Q's rows; every filter in their pipelines is available (an unavailable
- *    one, e.g. lzf, is named with what to do);
+ *    Q's rows; their values are stored in the file itself (not in external
+ *    raw files or a virtual dataset's sources, which could block); every
+ *    filter in their pipelines is available (an unavailable one, e.g. lzf,
+ *    is named with what to do);
  *  - the data fits this machine's physical memory (Q and V as float64);
  *    a file declaring more is refused before any value is read;
  *  - every value the file stores is finite: the cost is that of the stored
