@@ -89,7 +89,7 @@ static int check_generated(const struct lsh_dataset_spec *spec, int separate,
                              what, norm, spec->spread, spec->d, Z_MAX, DBL_MAX);
     return check_shape(what, LSH_ECONFIG, spec->n, spec->d, spec->d_v ? spec->d_v : spec->d,
                        clustered ? spec->clusters : 0, separate, ADDRESSABLE,
-                       "what sizes in memory can count", err);
+                       "the most that sizes in memory can count", err);
 }
 
 /* ---- generated data --------------------------------------------------------- */
@@ -128,7 +128,7 @@ static int fill_clustered(double *x, size_t n, size_t d, const double *centres, 
 }
 
 /* Centres uniform on the unit sphere: normalised Gaussian draws (whose sum of
- * squares is at most about 40^2 d, far from overflow). */
+ * squares is at most Z_MAX^2 d, far from overflow). */
 static int make_centres(double *c, size_t clusters, size_t d, uint64_t seed)
 {
     int rc = fill_gaussian(c, clusters * d, seed);
