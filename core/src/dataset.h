@@ -23,14 +23,42 @@ struct lsh_dataset {
     double *v;         /* n x d_v, owned */
 };
 
-/* Shapes of an hdf5 dataset spec, validated before any work: n and d of Q,
- * and d_v of V (d when V is absent).  Checks that the file and paths exist,
- * are rank 2, numeric, that K matches Q's shape and V has n rows, and reads
- * the values (a block of rows at a time) to refuse NaN and Inf. */
+/* Shapes of a dataset spec, validated before any work (by `validate` and by
+ * `run` alike): n and d of Q, and d_v of V (d when V is absent).
+ *
+ * Every kind: n, d, d_v (and clusters) are at least 1, and the data's bytes
+ * (Q, V, the centres) are few enough that no size product a caller forms
+ * (n*d, 2n*d, n*d_v, clusters*d, times sizeof(double)) can wrap in size_t:
+ * after a successful probe or make, those products are safe.  Errors are
+ * LSH_ECONFIG for generated kinds.
+ *
+ * hdf5, checked in this order, each refusal LSH_EDATA or LSH_EIO naming the
+ * file (and the path in it):
+ *  - the file is a regular file (a FIFO, device or folder is refused without
+ *    being opened, so nothing blocks) and an HDF5 file;
+ *  - Q (K, V) exist, are rank 2, numeric and non-empty; K has Q's shape, V
+ *    Q's rows; their values are stored in the file itself (not in external
+ *    raw files or a virtual dataset's sources, which could block); every
+ *    filter in their pipelines is available (an unavailable one, e.g. lzf,
+ *    is named with what to do);
+ *  - the data fits this machine's physical memory (Q and V as float64);
+ *    a file declaring more is refused before any value is read;
+ *  - every value the file stores is finite: the cost is that of the stored
+ *    data, not of the declared shape (unwritten parts read as the fill
+ *    value the file set, checked once, or as 0 when it set none or said
+ *    "never"; of a partly written chunked dataset only the written chunks
+ *    are read), a block of rows at a time.
+ * Whether the data also fits --memory-limit with its workspaces is the
+ * plan's question, not this one. */
 int lsh_dataset_probe(const struct lsh_dataset_spec *spec, const char *config_path,
                       size_t *n, size_t *d, size_t *d_v, struct lsh_error *err);
 
-/* Make the data of spec.  separate: K is generated/loaded too (keys: separate). */
+/* Make the data of spec.  separate: K is generated/loaded too (keys: separate).
+ * Checks the sizes again (with K counted when separate) before allocating,
+ * so it holds without a probe; a loaded matrix is checked finite as it is
+ * read (the file may have changed since the probe).  A clustered row with a
+ * value beyond float64 (norm and spread too large together) is refused
+ * (LSH_ECONFIG), never written as Inf.  *out is owned by the caller. */
 int lsh_dataset_make(const struct lsh_dataset_spec *spec, const char *config_path,
                      uint64_t config_seed, int separate, struct lsh_dataset **out,
                      struct lsh_error *err);

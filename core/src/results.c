@@ -452,7 +452,9 @@ static int publish(struct lsh_results *res, struct lsh_error *err)
 
 static int maybe_publish(struct lsh_results *res, struct lsh_error *err)
 {
-    if (now_seconds() - res->published_at < PUBLISH_RATIO * res->publish_cost)
+    /* LSHLAB_TEST_SNAPSHOT_EVERY_ROW: the same writes in every run, for tests */
+    if (!getenv("LSHLAB_TEST_SNAPSHOT_EVERY_ROW") &&
+        now_seconds() - res->published_at < PUBLISH_RATIO * res->publish_cost)
         return 0;
     return publish(res, err);
 }

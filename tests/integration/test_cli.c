@@ -276,8 +276,17 @@ static void read_matrix(hid_t f, const char *path, double *x, size_t rows, size_
     H5Dclose(ds);
 }
 
-/* SPEC 2.1 by hand: y = x R (R is d x B/2), bucket = argmax of [y, -y]. */
-Test(cli, seed_example_buckets_match_argmax_of_dumped_rotations)
+/* The README's seed-example table ("token i lands in bucket b in hash h"),
+ * hard-coded: any change to the seeding, the Gaussian sampler, the
+ * generated data or rotation's hash moves these buckets and fails here.  The
+ * point seed is SPEC 7's mix(config seed 7, "tokens", "rotation",
+ * "orthogonal=false,factors=[]", n_buckets 4, repeat 0), computed with the
+ * independent Python in tests/unit/test_rng.c:
+ *   h = seed_u64(0x6c73686c6162, 7)   # "lshlab"
+ *   for s in ("tokens", "rotation", "orthogonal=false,factors=[]"): h = seed_bytes(h, s.encode())
+ *   seed = seed_u64(seed_u64(h, 4), 0)   # 3860597692270683945
+ * And each bucket is still SPEC 2.1's argmax of [x R, -x R] of the dumps. */
+Test(cli, seed_example_gives_the_readme_buckets_and_point_seed)
 {
     char res[512];
     snprintf(res, sizeof res, "%s/seed.h5", tmpdir);
@@ -286,8 +295,19 @@ Test(cli, seed_example_buckets_match_argmax_of_dumped_rotations)
                         res), 0, "%s", out);
     free(out);
     enum { N = 6, D = 4, B = 4, H = 3 };
+    static const unsigned readme[N][H] = {{1, 2, 2}, {0, 2, 2}, {2, 0, 2},
+                                          {0, 2, 2}, {2, 3, 0}, {0, 1, 0}};
     hid_t f = H5Fopen(res, H5F_ACC_RDONLY, H5P_DEFAULT);
     cr_assert(f >= 0);
+    hid_t runs = H5Dopen2(f, "/runs", H5P_DEFAULT);
+    cr_assert(runs >= 0, "no /runs");
+    hid_t st = H5Tcreate(H5T_COMPOUND, sizeof(uint64_t));
+    H5Tinsert(st, "seed", 0, H5T_NATIVE_UINT64);
+    uint64_t seed = 0;
+    cr_assert(H5Dread(runs, st, H5S_ALL, H5S_ALL, H5P_DEFAULT, &seed) >= 0);
+    cr_expect_eq(seed, 3860597692270683945ULL, "point seed %llu", (unsigned long long)seed);
+    H5Tclose(st);
+    H5Dclose(runs);
     double q[N * D];
     read_matrix(f, "/datasets/tokens/Q", q, N, D);
     hid_t bds = H5Dopen2(f, "/points/0/buckets", H5P_DEFAULT);
@@ -301,6 +321,8 @@ Test(cli, seed_example_buckets_match_argmax_of_dumped_rotations)
         double r[D * (B / 2)];
         read_matrix(f, path, r, D, B / 2);
         for (int i = 0; i < N; i++) {
+            cr_expect_eq(buckets[h * N + i], readme[i][h], "token %d hash %d: README says %u",
+                         i, h, readme[i][h]);
             double y[B];
             for (int c = 0; c < B / 2; c++) {
                 y[c] = 0;

@@ -6,6 +6,7 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <hdf5.h>
@@ -232,4 +233,328 @@ Test(dataset, bad_hdf5_inputs_are_refused_with_clear_messages)
     expect_refused("ok", "q", "kbad", "differ in shape");
     expect_refused("ok", "nan", NULL, "NaN");
     expect_refused("ok", "inf", NULL, "Inf");
+}
+
+/* ---- sizes (issue 8) ------------------------------------------------------------- */
+
+/* 8 x 2^61 x 8 bytes is 2^67: n*d*sizeof(double) wraps to 0 in size_t, and a
+ * malloc(0) buffer was then filled.  Probe and make each refuse, naming the
+ * dataset and the values. */
+static void expect_size_refused(struct lsh_dataset_spec s, const char *needle)
+{
+    size_t n, d, dv;
+    struct lsh_error err;
+    lsh_error_clear(&err);
+    cr_expect_eq(lsh_dataset_probe(&s, NULL, &n, &d, &dv, &err), LSH_ECONFIG, "%s accepted",
+                 needle);
+    cr_expect(strstr(err.message, "dataset 'set'") && strstr(err.message, needle) &&
+                  strstr(err.message, "allowed"),
+              "%s", err.message);
+    for (int separate = 0; separate < 2; separate++) {
+        struct lsh_dataset *ds = NULL;
+        lsh_error_clear(&err);
+        cr_expect_eq(lsh_dataset_make(&s, NULL, 1, separate, &ds, &err), LSH_ECONFIG,
+                     "%s made", needle);
+        cr_expect(strstr(err.message, needle), "%s", err.message);
+        lsh_dataset_free(ds);
+    }
+}
+
+Test(dataset, sizes_whose_bytes_wrap_around_are_refused_before_allocating)
+{
+    struct lsh_dataset_spec s = spec_of(LSH_DATA_GAUSSIAN, 8, 2305843009213693952u);
+    expect_size_refused(s, "d = 2305843009213693952");
+    s = spec_of(LSH_DATA_GAUSSIAN, 8, 4);
+    s.d_v = 2305843009213693952u;
+    expect_size_refused(s, "d_v = 2305843009213693952");
+    s = spec_of(LSH_DATA_CLUSTERED, 8, 8); /* 2^58 centres x 8 x 8 bytes = 2^64 */
+    s.clusters = 288230376151711744u;
+    expect_size_refused(s, "clusters = 288230376151711744");
+    s = spec_of(LSH_DATA_GAUSSIAN, (size_t)1 << 62, 2); /* 2n rows of a separate-keys fit */
+    expect_size_refused(s, "n = 4611686018427387904");
+    s = spec_of(LSH_DATA_CLUSTERED, 8, 8);
+    s.clusters = 0;
+    expect_size_refused(s, "clusters is 0");
+}
+
+/* ---- clustered data at the edge of float64 (issue 8) --------------------------- */
+
+/* d = 1: the centres are +-1, so a row is norm (+-1 + spread z) and, with
+ * spread 1e308 and norm 1e-3, about 1e305 z: representable, though
+ * spread z alone is not once |z| > 1.8 (about 7% of draws). */
+Test(dataset, clustered_rows_are_finite_when_representable_though_spread_z_is_not)
+{
+    struct lsh_dataset_spec s = spec_of(LSH_DATA_CLUSTERED, 400, 1);
+    s.spread = 1e308;
+    s.norm = 1e-3;
+    struct lsh_dataset *ds;
+    struct lsh_error err;
+    cr_assert_eq(lsh_dataset_make(&s, NULL, 3, 1, &ds, &err), 0, "%s", err.message);
+    double big = 0;
+    for (size_t i = 0; i < 400; i++) {
+        cr_expect(isfinite(ds->q[i]) && isfinite(ds->k[i]), "row %zu: %g %g", i, ds->q[i],
+                  ds->k[i]);
+        big = fabs(ds->q[i]) > big ? fabs(ds->q[i]) : big;
+    }
+    /* max |z| of 400 normal draws is above 2 with probability 1 - 0.954^400 */
+    cr_expect(big > 2e305 && big < 1e307, "largest |row| %g", big);
+    lsh_dataset_free(ds);
+}
+
+/* norm 1e300 and spread 1e300 make rows of about 1e600: refused when
+ * validated (probe) as when made, with the values, never written as Inf. */
+Test(dataset, clustered_rows_beyond_float64_are_refused_with_a_reason)
+{
+    struct lsh_dataset_spec s = spec_of(LSH_DATA_CLUSTERED, 50, 4);
+    s.spread = 1e300;
+    s.norm = 1e300;
+    size_t n, d, dv;
+    struct lsh_dataset *ds = NULL;
+    struct lsh_error err;
+    lsh_error_clear(&err);
+    cr_expect_eq(lsh_dataset_probe(&s, NULL, &n, &d, &dv, &err), LSH_ECONFIG);
+    cr_expect(strstr(err.message, "beyond float64"), "%s", err.message);
+    lsh_error_clear(&err);
+    cr_expect_eq(lsh_dataset_make(&s, NULL, 3, 0, &ds, &err), LSH_ECONFIG);
+    cr_expect(strstr(err.message, "dataset 'set'") && strstr(err.message, "beyond float64") &&
+                  strstr(err.message, "norm 1e+300") && strstr(err.message, "spread 1e+300"),
+              "%s", err.message);
+    lsh_dataset_free(ds);
+}
+
+/* ---- HDF5 files that used to hang or mislead (issue 8) ------------------------- */
+
+/* Probe `file` (relative to dir) with q = "q"; the return code, err filled. */
+static int probe_file(const char *file, struct lsh_error *err)
+{
+    char cfgpath[128];
+    snprintf(cfgpath, sizeof cfgpath, "%s/c.yaml", dir);
+    struct lsh_dataset_spec s = spec_of(LSH_DATA_HDF5, 0, 0);
+    s.file = (char *)file;
+    s.q = "q";
+    size_t n, d, dv;
+    lsh_error_clear(err);
+    return lsh_dataset_probe(&s, cfgpath, &n, &d, &dv, err);
+}
+
+/* A dataset "q" of dims, never written (storage is allocated late, or by
+ * chunk, by default); chunk: its
+ * chunk shape, or NULL for contiguous; fill: its fill value. */
+static hid_t create_unwritten(const char *path, const hsize_t dims[2], const hsize_t *chunk,
+                              double fill, hid_t *file)
+{
+    *file = H5Fcreate(path, H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
+    cr_assert(*file >= 0);
+    hid_t sp = H5Screate_simple(2, dims, NULL);
+    hid_t dcpl = H5Pcreate(H5P_DATASET_CREATE);
+    if (chunk)
+        cr_assert(H5Pset_chunk(dcpl, 2, chunk) >= 0);
+    cr_assert(H5Pset_fill_value(dcpl, H5T_NATIVE_DOUBLE, &fill) >= 0);
+    hid_t ds = H5Dcreate2(*file, "q", H5T_NATIVE_DOUBLE, sp, H5P_DEFAULT, dcpl, H5P_DEFAULT);
+    cr_assert(ds >= 0);
+    H5Pclose(dcpl);
+    H5Sclose(sp);
+    return ds;
+}
+
+/* 10^7 x 4096 float64 is 328 GB; the file is a few kB.  Scanning its fill
+ * values took minutes: the shape is refused before anything is read. */
+Test(dataset, a_huge_declared_hdf5_dataset_is_refused_at_once, .timeout = 20)
+{
+    char path[128];
+    snprintf(path, sizeof path, "%s/huge.h5", dir);
+    hid_t f, ds = create_unwritten(path, (hsize_t[2]){10000000, 4096}, NULL, 0.0, &f);
+    H5Dclose(ds);
+    H5Fclose(f);
+    struct lsh_error err;
+    cr_expect_eq(probe_file("huge.h5", &err), LSH_EDATA);
+    cr_expect(strstr(err.message, "huge.h5") && strstr(err.message, "n = 10000000") &&
+                  strstr(err.message, "d = 4096") && strstr(err.message, "memory"),
+              "%s", err.message);
+}
+
+/* 2^16 x 4096 float64 (2 GiB) declared, chunks of 64 rows, only the first
+ * and the last chunk written, with a NaN in the last row: the scan reads the
+ * written chunks one by one (and checks the fill value of the rest once),
+ * and still reports where the NaN is. */
+Test(dataset, a_nan_in_the_written_chunks_of_a_sparse_hdf5_dataset_is_found, .timeout = 20)
+{
+    enum { ROWS = 1 << 16, COLS = 4096, CR = 64 };
+    char path[128];
+    snprintf(path, sizeof path, "%s/sparse.h5", dir);
+    hid_t f, ds = create_unwritten(path, (hsize_t[2]){ROWS, COLS}, (hsize_t[2]){CR, COLS}, 2.385,
+                                   &f);
+    double *x = calloc((size_t)CR * COLS, sizeof *x);
+    cr_assert_not_null(x);
+    hid_t fs = H5Dget_space(ds), ms = H5Screate_simple(2, (hsize_t[2]){CR, COLS}, NULL);
+    for (hsize_t r0 = 0; r0 < ROWS; r0 += ROWS - CR) {
+        x[(size_t)CR * COLS - 2] = r0 ? NAN : 0.5; /* row ROWS - 1, column COLS - 2 */
+        H5Sselect_hyperslab(fs, H5S_SELECT_SET, (hsize_t[2]){r0, 0}, NULL,
+                            (hsize_t[2]){CR, COLS}, NULL);
+        cr_assert(H5Dwrite(ds, H5T_NATIVE_DOUBLE, ms, fs, H5P_DEFAULT, x) >= 0);
+    }
+    H5Sclose(ms);
+    H5Sclose(fs);
+    H5Dclose(ds);
+    H5Fclose(f);
+    free(x);
+    struct lsh_error err;
+    cr_expect_eq(probe_file("sparse.h5", &err), LSH_EDATA);
+    cr_expect(strstr(err.message, "'q' holds NaN at row 65535, column 4094"), "%s",
+              err.message);
+}
+
+/* Unwritten parts read as the fill value: a NaN fill is named as such. */
+Test(dataset, an_unwritten_hdf5_dataset_with_a_nan_fill_value_is_refused)
+{
+    char path[128];
+    snprintf(path, sizeof path, "%s/fill.h5", dir);
+    hid_t f, ds = create_unwritten(path, (hsize_t[2]){5, 3}, NULL, NAN, &f);
+    H5Dclose(ds);
+    H5Fclose(f);
+    struct lsh_error err;
+    cr_expect_eq(probe_file("fill.h5", &err), LSH_EDATA);
+    cr_expect(strstr(err.message, "fill value") && strstr(err.message, "NaN"), "%s",
+              err.message);
+    /* a finite fill is fine: the data is 5 x 3 of it */
+    ds = create_unwritten(path, (hsize_t[2]){5, 3}, (hsize_t[2]){2, 3}, 2.385, &f);
+    H5Dclose(ds);
+    H5Fclose(f);
+    cr_expect_eq(probe_file("fill.h5", &err), 0, "%s", err.message);
+}
+
+/* A FIFO blocked open() until a writer came; a directory or a device is no
+ * HDF5 file either.  Each is refused by what it is, at once. */
+Test(dataset, a_fifo_directory_or_device_is_refused_without_blocking, .timeout = 20)
+{
+    char path[128];
+    snprintf(path, sizeof path, "%s/fifo.h5", dir);
+    cr_assert_eq(mkfifo(path, 0600), 0);
+    snprintf(path, sizeof path, "%s/folder.h5", dir);
+    cr_assert_eq(mkdir(path, 0700), 0);
+    struct lsh_error err;
+    cr_expect_eq(probe_file("fifo.h5", &err), LSH_EDATA);
+    cr_expect(strstr(err.message, "fifo.h5") && strstr(err.message, "is a FIFO"), "%s",
+              err.message);
+    cr_expect_eq(probe_file("folder.h5", &err), LSH_EDATA);
+    cr_expect(strstr(err.message, "folder.h5' is a directory"), "%s", err.message);
+    cr_expect_eq(probe_file("/dev/null", &err), LSH_EDATA);
+    cr_expect(strstr(err.message, "is a character device"), "%s", err.message);
+}
+
+/* A chunk compressed with lzf (id 32000), which Debian's libhdf5 lacks: the
+ * filter is optional at creation, so HDF5 accepts it unregistered, and the
+ * chunk is written raw with its filter mask saying "applied". */
+Test(dataset, an_unavailable_compression_filter_is_named_with_what_to_do)
+{
+    cr_assert_eq(H5Zfilter_avail(32000), 0, "this libhdf5 has lzf; the test needs it absent");
+    char path[128];
+    snprintf(path, sizeof path, "%s/lzf.h5", dir);
+    hid_t f = H5Fcreate(path, H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
+    hsize_t dims[2] = {4, 2};
+    hid_t sp = H5Screate_simple(2, dims, NULL);
+    hid_t dcpl = H5Pcreate(H5P_DATASET_CREATE);
+    cr_assert(H5Pset_chunk(dcpl, 2, dims) >= 0);
+    cr_assert(H5Pset_filter(dcpl, 32000, H5Z_FLAG_OPTIONAL, 0, NULL) >= 0);
+    hid_t ds = H5Dcreate2(f, "q", H5T_NATIVE_DOUBLE, sp, H5P_DEFAULT, dcpl, H5P_DEFAULT);
+    cr_assert(ds >= 0);
+    unsigned char raw[24] = "not really lzf, 24 bytes";
+    cr_assert(H5Dwrite_chunk(ds, H5P_DEFAULT, 0, (hsize_t[2]){0, 0}, sizeof raw, raw) >= 0);
+    H5Dclose(ds);
+    H5Pclose(dcpl);
+    H5Sclose(sp);
+    H5Fclose(f);
+    struct lsh_error err;
+    cr_expect_eq(probe_file("lzf.h5", &err), LSH_EDATA);
+    cr_expect(strstr(err.message, "lzf.h5") && strstr(err.message, "'q'") &&
+                  strstr(err.message, "filter 32000 (lzf)") && strstr(err.message, "h5repack") &&
+                  strstr(err.message, "HDF5_PLUGIN_PATH"),
+              "%s", err.message);
+}
+
+/* Rows 0-1 of a 6 x 2 dataset in chunks of 2 rows are written: rows 2-5
+ * read as the fill value when one is set, else as 0 (HDF5 leaves a missing
+ * chunk of a file without a fill value as the buffer was) - and probe and
+ * make agree.  Freed blocks of NaN first, so that an unzeroed buffer shows. */
+Test(dataset, unwritten_hdf5_rows_read_as_the_fill_value_or_as_zero)
+{
+    static const double fills[3] = {2.385, 0.0, NAN};
+    static const H5D_fill_time_t when[3] = {H5D_FILL_TIME_IFSET, H5D_FILL_TIME_IFSET,
+                                            H5D_FILL_TIME_NEVER};
+    for (int c = 0; c < 3; c++) {
+        char path[128], cfgpath[128];
+        snprintf(path, sizeof path, "%s/part%d.h5", dir, c);
+        snprintf(cfgpath, sizeof cfgpath, "%s/c.yaml", dir);
+        hid_t f = H5Fcreate(path, H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
+        hid_t sp = H5Screate_simple(2, (hsize_t[2]){6, 2}, NULL);
+        hid_t dcpl = H5Pcreate(H5P_DATASET_CREATE);
+        H5Pset_chunk(dcpl, 2, (hsize_t[2]){2, 2});
+        if (c != 1) /* c == 1: no fill value set */
+            H5Pset_fill_value(dcpl, H5T_NATIVE_DOUBLE, &fills[c]);
+        H5Pset_fill_time(dcpl, when[c]);
+        hid_t ds = H5Dcreate2(f, "q", H5T_NATIVE_DOUBLE, sp, H5P_DEFAULT, dcpl, H5P_DEFAULT);
+        cr_assert(ds >= 0);
+        const double x[4] = {-0.75, 1.25, 3.5, -2.0};
+        hid_t ms = H5Screate_simple(2, (hsize_t[2]){2, 2}, NULL);
+        H5Sselect_hyperslab(sp, H5S_SELECT_SET, (hsize_t[2]){0, 0}, NULL, (hsize_t[2]){2, 2},
+                            NULL);
+        cr_assert(H5Dwrite(ds, H5T_NATIVE_DOUBLE, ms, sp, H5P_DEFAULT, x) >= 0);
+        H5Sclose(ms);
+        H5Dclose(ds);
+        H5Pclose(dcpl);
+        H5Sclose(sp);
+        H5Fclose(f);
+
+        void *junk[16];
+        for (int j = 0; j < 16; j++) {
+            double *b = malloc(12 * sizeof *b);
+            for (int t = 0; t < 12; t++)
+                b[t] = NAN;
+            junk[j] = b;
+        }
+        for (int j = 0; j < 16; j++)
+            free(junk[j]);
+        struct lsh_dataset_spec s = spec_of(LSH_DATA_HDF5, 0, 0);
+        char fname[32];
+        snprintf(fname, sizeof fname, "part%d.h5", c);
+        s.file = fname;
+        s.q = "q";
+        size_t n, d, dv;
+        struct lsh_error err;
+        cr_assert_eq(lsh_dataset_probe(&s, cfgpath, &n, &d, &dv, &err), 0, "%d: %s", c,
+                     err.message);
+        struct lsh_dataset *got;
+        cr_assert_eq(lsh_dataset_make(&s, cfgpath, 1, 0, &got, &err), 0, "%d: %s", c,
+                     err.message);
+        for (int t = 0; t < 12; t++) {
+            const double want = t < 4 ? x[t] : c == 0 ? 2.385 : 0.0;
+            cr_expect_eq(got->q[t], want, "case %d, value %d: %g", c, t, got->q[t]);
+        }
+        lsh_dataset_free(got);
+    }
+}
+
+/* A dataset whose values live in an external raw file - here a FIFO, which
+ * would block the first read - is refused before anything is read. */
+Test(dataset, an_hdf5_dataset_stored_in_external_files_is_refused_without_reading,
+     .timeout = 20)
+{
+    char path[128], raw[128];
+    snprintf(path, sizeof path, "%s/ext.h5", dir);
+    snprintf(raw, sizeof raw, "%s/ext.raw", dir);
+    cr_assert_eq(mkfifo(raw, 0600), 0);
+    hid_t f = H5Fcreate(path, H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
+    hid_t sp = H5Screate_simple(2, (hsize_t[2]){3, 2}, NULL);
+    hid_t dcpl = H5Pcreate(H5P_DATASET_CREATE);
+    cr_assert(H5Pset_external(dcpl, raw, 0, 3 * 2 * sizeof(double)) >= 0);
+    hid_t ds = H5Dcreate2(f, "q", H5T_NATIVE_DOUBLE, sp, H5P_DEFAULT, dcpl, H5P_DEFAULT);
+    cr_assert(ds >= 0);
+    H5Dclose(ds);
+    H5Pclose(dcpl);
+    H5Sclose(sp);
+    H5Fclose(f);
+    struct lsh_error err;
+    cr_expect_eq(probe_file("ext.h5", &err), LSH_EDATA);
+    cr_expect(strstr(err.message, "ext.h5") && strstr(err.message, "external raw data files"),
+              "%s", err.message);
 }
