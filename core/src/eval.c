@@ -1123,48 +1123,50 @@ static int tile_pass(struct ctx *c, unsigned threads, double *add_s, double *met
 struct lsh_bytes lsh_eval_bytes(const struct lsh_eval_shape *s, const struct lsh_mode_opts *mode,
                                 int tiles)
 {
-    const size_t D = sizeof(double), U = sizeof(uint32_t), n = s->n, m = s->m, dv = s->d_v;
+    const size_t D = sizeof(double), U = sizeof(uint32_t), dv = s->d_v;
     const size_t H = s->h_max, B1 = (size_t)s->n_buckets + 1;
+    /* n and m + 1, as allocated; saturating keeps a huge n huge */
+    const size_t n1 = lsh_size_add(s->n, 1), m1 = lsh_size_add(s->m, 1);
     const int chunked = mode->mode == LSH_MODE_CHUNKED;
-    const size_t L = s->separate ? lsh_size_mul(2, n) : n;
-    const size_t G = chunked ? L / (mode->chunk_size ? mode->chunk_size : 1) + 1 : B1;
+    const size_t L = s->separate ? lsh_size_mul(2, s->n) : s->n;
+    const size_t G = chunked ? lsh_size_add(L / (mode->chunk_size ? mode->chunk_size : 1), 1) : B1;
     const size_t n_fields = (M_TOPK + s->n_topk) * S_COUNT;
     const size_t per_block = lsh_size_mul3(s->n_prefix, s->n_combine, n_fields);
     struct lsh_bytes b = {0, 0};
     /* per-round indexes (index_round) */
-    size_t round = chunked ? lsh_size_add(lsh_size_mul(L, U), lsh_size_mul(n, (s->separate ? 3 : 2) * U))
-                           : lsh_size_add(lsh_size_mul(n, U), lsh_size_mul(B1, U));
+    size_t round = chunked ? lsh_size_add(lsh_size_mul(L, U), lsh_size_mul(n1, (s->separate ? 3 : 2) * U))
+                           : lsh_size_add(lsh_size_mul(n1, U), B1 * U);
     round = lsh_size_add(round, sizeof(struct round_index));
     b.shared = lsh_size_mul(H, round);
     /* partial sums of row blocks, their total, timings; bucket stats */
-    b.shared = lsh_size_add(b.shared, lsh_size_mul(lsh_size_mul(m / ROWS_PER_BLOCK + 2, per_block) + 2, D));
-    b.shared = lsh_size_add(b.shared, lsh_size_mul(per_block + 4 * s->n_prefix, D));
-    b.shared = lsh_size_add(b.shared, lsh_size_mul(B1, D));
+    b.shared = lsh_size_add(b.shared, lsh_size_mul3(m1 / ROWS_PER_BLOCK + 2, per_block, D));
+    b.shared = lsh_size_add(b.shared, lsh_size_mul(lsh_size_add(per_block, 4 * s->n_prefix + 2), D));
+    b.shared = lsh_size_add(b.shared, B1 * D);
     /* while indexing, a thread's sort keys and bucket starts */
     b.per_thread = lsh_size_mul(lsh_size_add(chunked && s->separate ? L : 0, B1), U);
     /* the row workspace (every pass has it: the tile path's exact rows use it) */
     b.per_thread = lsh_size_add(b.per_thread, sizeof(struct workspace) + 2 * s->n_prefix * D);
-    b.per_thread = lsh_size_add(b.per_thread, lsh_size_mul(n, 5 * U + 2 * D));
-    b.per_thread = lsh_size_add(b.per_thread, lsh_size_mul(dv + 1, 3 * D));
+    b.per_thread = lsh_size_add(b.per_thread, lsh_size_mul(n1, 5 * U + 2 * D));
+    b.per_thread = lsh_size_add(b.per_thread, lsh_size_mul(lsh_size_add(dv, 1), 3 * D));
     if (!tiles) { /* row_order */
-        b.shared = lsh_size_add(b.shared, lsh_size_mul(m + 1, D));
-        b.shared = lsh_size_add(b.shared, lsh_size_mul(B1, sizeof(size_t)));
+        b.shared = lsh_size_add(b.shared, lsh_size_mul(m1, D));
+        b.shared = lsh_size_add(b.shared, B1 * sizeof(size_t));
         return b;
     }
     /* tile_pass: rperm, roff, tasks, mass, sa2, gram, num, count, key, idx */
-    size_t t = lsh_size_mul(m + 1, 4 * U + 3 * D);
+    size_t t = lsh_size_mul(m1, 4 * U + 3 * D);
     t = lsh_size_add(t, lsh_size_mul(lsh_size_add(B1, G), U));
-    t = lsh_size_add(t, lsh_size_mul(m / TILE_ROWS + G + 1, sizeof(struct tile_task)));
-    t = lsh_size_add(t, lsh_size_mul(lsh_size_mul(m, dv) + 1, D));
+    t = lsh_size_add(t, lsh_size_mul(lsh_size_add(m1 / TILE_ROWS, G), sizeof(struct tile_task)));
+    t = lsh_size_add(t, lsh_size_mul(lsh_size_add(lsh_size_mul(s->m, dv), 1), D));
     b.shared = lsh_size_add(b.shared, t);
     /* a thread's tile_ws */
     size_t w = sizeof(struct tile_ws) + TILE_ROWS * TILE_KEYS * (D + 1) +
                TILE_KEYS * (3 * U + D + 1);
-    w = lsh_size_add(w, lsh_size_mul(lsh_size_mul(TILE_ROWS + TILE_KEYS, s->d) + 1, D));
-    w = lsh_size_add(w, lsh_size_mul(lsh_size_mul(TILE_ROWS + TILE_KEYS, dv) + 2, D));
+    w = lsh_size_add(w, lsh_size_mul3(TILE_ROWS + TILE_KEYS, lsh_size_add(s->d, 1), D));
+    w = lsh_size_add(w, lsh_size_mul3(TILE_ROWS + TILE_KEYS, lsh_size_add(dv, 1), D));
     w = lsh_size_add(w, lsh_size_mul(H, (2 * TILE_KEYS + 2) * U));
     if (chunked)
-        w = lsh_size_add(w, lsh_size_mul(n + 1, U));
+        w = lsh_size_add(w, lsh_size_mul(n1, U));
     b.per_thread = lsh_size_add(b.per_thread, w);
     return b;
 }

@@ -316,14 +316,14 @@ void lsh_plan_memory(const struct lsh_config *cfg, const struct lsh_plan *plan, 
     b.shared = lsh_size_add(b.shared, lsh_dataset_bytes(ds, n, d, dv, separate));
     /* the sweep's problem: normalised keys and their norms, sampled rows */
     if (cfg->attention.keys == LSH_KEYS_SHARED_NORMALIZED)
-        b.shared = lsh_size_add(b.shared, lsh_size_mul(lsh_size_mul(n, d) + n, D));
+        b.shared = lsh_size_add(b.shared, lsh_size_mul3(n, lsh_size_add(d, 1), D));
     if (m < n)
-        b.shared = lsh_size_add(b.shared, lsh_size_mul(m + n, sizeof(size_t)));
+        b.shared = lsh_size_add(b.shared, lsh_size_mul(lsh_size_add(m, n), sizeof(size_t)));
     b = lsh_bytes_add(b, lsh_reference_bytes(n, m, d, dv, kmax));
     /* a hash group: buckets of h_max rounds, [Q; K] for fits, round states */
     b.shared = lsh_size_add(b.shared, lsh_size_mul3(h_max, n, separate ? 2 * U : U));
     if (separate)
-        b.shared = lsh_size_add(b.shared, lsh_size_mul3(2 * n, d, D));
+        b.shared = lsh_size_add(b.shared, lsh_size_mul3(lsh_size_mul(2, n), d, D));
     b.shared = lsh_size_add(b.shared, lsh_size_mul(h_max, lsh_size_add(max_state_size(cfg), 512)));
     b = lsh_bytes_add(b, lsh_plan_host_round_bytes(separate ? lsh_size_mul(2, n) : n, d));
     /* a pass: the largest eval figure over the mode settings; its outputs */
@@ -350,10 +350,11 @@ void lsh_plan_memory(const struct lsh_config *cfg, const struct lsh_plan *plan, 
         rows_path = 1;
     }
     b = lsh_bytes_add(b, ev);
-    size_t outs = lsh_size_mul(nh * nc, sizeof(struct lsh_metrics) + sizeof(struct lsh_metric_se) +
-                                            lsh_size_mul(2 * nt, D));
+    size_t outs = lsh_size_mul(lsh_size_mul(nh, nc),
+                               lsh_size_add(sizeof(struct lsh_metrics) + sizeof(struct lsh_metric_se),
+                                            lsh_size_mul(2 * nt, D)));
     if (cfg->dump & LSH_DUMP_ROWS)
-        outs = lsh_size_add(outs, lsh_size_mul(lsh_size_mul(nh, m) + m + 2, D + U));
+        outs = lsh_size_add(outs, lsh_size_mul3(nh + 1, lsh_size_add(m, 1), D + U));
     b.shared = lsh_size_add(b.shared, outs);
 
     out->shared = b.shared;
@@ -394,11 +395,11 @@ size_t lsh_plan_collision_memory(const struct lsh_config *cfg, unsigned threads)
     /* collision.c's block: the pairs, per task a bitmap, count, seconds, code
      * and message, per point its seed; per thread the pairs' buckets, a
      * drawing scratch row and a round's state */
-    b.shared = lsh_size_add(b.shared, lsh_size_mul3(2 * P, d, D));
+    b.shared = lsh_size_add(b.shared, lsh_size_mul3(lsh_size_mul(2, P), d, D));
     b.shared = lsh_size_add(b.shared, lsh_size_mul(tasks, lsh_size_add(lsh_size_mul(words, 8),
                                                                        20 + LSH_STRATEGY_MSG_MAX + 160)));
-    b.shared = lsh_size_add(b.shared, lsh_size_mul(points, 2 * sizeof(size_t)) + words * 8);
-    b.per_thread = lsh_size_add(b.per_thread, lsh_size_mul(2 * P, sizeof(uint32_t)));
+    b.shared = lsh_size_add(b.shared, lsh_size_add(lsh_size_mul(points, 2 * sizeof(size_t)), lsh_size_mul(words, 8)));
+    b.per_thread = lsh_size_add(b.per_thread, lsh_size_mul3(2, P, sizeof(uint32_t)));
     b.per_thread = lsh_size_add(b.per_thread, lsh_size_mul(d, D));
     b.per_thread = lsh_size_add(b.per_thread, lsh_size_add(max_state_size(cfg), 512));
     b = lsh_bytes_add(b, lsh_plan_host_round_bytes(lsh_size_mul(2, P), d));

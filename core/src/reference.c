@@ -448,18 +448,22 @@ size_t lsh_reference_cache_bytes(size_t m, size_t n)
 struct lsh_bytes lsh_reference_bytes(size_t n, size_t m, size_t d, size_t d_v, size_t kmax)
 {
     const size_t D = sizeof(double), U = sizeof(uint32_t);
+    const size_t m1 = lsh_size_add(m, 1);
     kmax = kmax < n ? kmax : n;
     struct lsh_bytes b;
     /* rows, lse, sum_a2, gram_den, u_count, out, top, block_flops */
-    b.shared = lsh_size_mul(m + 1, 4 * D + U);
-    b.shared = lsh_size_add(b.shared, lsh_size_mul(lsh_size_mul(m, d_v) + 1, D));
-    b.shared = lsh_size_add(b.shared, lsh_size_mul(lsh_size_mul(m, kmax) + 1, U));
-    b.shared = lsh_size_add(b.shared, (m / ROW_BLOCK + 2) * D + sizeof(struct lsh_reference));
+    b.shared = lsh_size_mul(m1, 4 * D + U);
+    b.shared = lsh_size_add(b.shared, lsh_size_mul(lsh_size_add(lsh_size_mul(m, d_v), 1), D));
+    b.shared = lsh_size_add(b.shared, lsh_size_mul(lsh_size_add(lsh_size_mul(m, kmax), 1), U));
+    b.shared = lsh_size_add(b.shared, lsh_size_mul(m1 / ROW_BLOCK + 2, D));
+    b.shared = lsh_size_add(b.shared, sizeof(struct lsh_reference));
     /* struct scratch and what scratch_alloc takes */
     b.per_thread = sizeof(struct scratch) + ROW_BLOCK * KEY_CHUNK * D + ROW_BLOCK * sizeof(size_t) +
                    25 * ROW_BLOCK * D + (KEY_CHUNK / 4 + 1) * D;
-    b.per_thread = lsh_size_add(b.per_thread, lsh_size_mul(lsh_size_mul(ROW_BLOCK, d) + 1, D));
-    b.per_thread = lsh_size_add(b.per_thread, lsh_size_mul(lsh_size_mul(ROW_BLOCK, kmax) + 1, D));
+    b.per_thread = lsh_size_add(b.per_thread,
+                                lsh_size_mul(lsh_size_add(lsh_size_mul(ROW_BLOCK, d), 1), D));
+    b.per_thread = lsh_size_add(b.per_thread,
+                                lsh_size_mul(lsh_size_add(lsh_size_mul(ROW_BLOCK, kmax), 1), D));
     return b;
 }
 
