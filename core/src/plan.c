@@ -265,7 +265,7 @@ void lsh_plan_point_key(const struct lsh_plan *plan, const struct lsh_config *cf
 
 /* The process without any data: code, libraries, HDF5, the results file;
  * and what a thread's stack and BLAS buffers touch. */
-#define PROCESS_BYTES ((size_t)48 << 20)
+#define PROCESS_BYTES ((size_t)32 << 20)
 #define THREAD_BYTES ((size_t)4 << 20)
 
 /* The hook for the host's own copies per round of a plugin: a private copy
