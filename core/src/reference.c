@@ -524,7 +524,8 @@ int lsh_attn_check(const struct lsh_attn *a, const char *dataset, struct lsh_err
                              "dataset '%s': scores scale * q.k reach up to %g (scale %g, largest "
                              "|q| %g, largest |k| %g), but at d = %zu they are formed exactly "
                              "enough (rounding below 2^-20) only up to %g; allowed: a smaller "
-                             "scale, or normalised data",
+                             "scale, a smaller norm or spread (generated data), or normalised "
+                             "data",
                              name, bound, a->scale, mq, mk, a->d, allowed);
     /* sums of squares over n rows (and n keys) stay far from overflow */
     const double big = 0x1p500, rows = (double)a->n;
