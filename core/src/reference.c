@@ -510,8 +510,8 @@ int lsh_attn_check(const struct lsh_attn *a, const char *dataset, struct lsh_err
         return lsh_error_set(err, LSH_EDATA,
                              "dataset '%s': %s holds a value that is not finite, or rows whose "
                              "norm overflows (largest |q| %g, |k| %g, |v| %g, scale %g); allowed: "
-                             "finite values with norms below 1e300 (lower norm/spread, or "
-                             "normalise the data)",
+                             "finite values whose row norms are finite (a smaller norm or "
+                             "spread for generated data, or normalised data)",
                              name, !isfinite(mq) ? "Q" : !isfinite(mk) ? "K" : !isfinite(mv) ? "V"
                                    : !isfinite(mg) ? "the norms of Q" : "the scale",
                              mq, mk, mv, a->scale);
