@@ -402,7 +402,8 @@ static int check_memory(const struct lsh_config *cfg, const struct lsh_plan *pla
 {
     struct lsh_error err;
     lsh_error_clear(&err);
-    if (plan && lsh_plan_check_memory(cfg, plan, threads, limit, &err)) {
+    if (plan ? lsh_plan_check_memory(cfg, plan, threads, limit, &err)
+             : lsh_plan_check_collision_memory(cfg, threads, limit, &err)) {
         print_error(&err);
         return EXIT_CONFIG;
     }

@@ -13,6 +13,7 @@
 
 #include <hdf5.h>
 
+#include "memsize.h"
 #include "rng.h"
 
 /* ---- sizes ------------------------------------------------------------------ */
@@ -623,4 +624,19 @@ int lsh_dataset_make(const struct lsh_dataset_spec *spec, const char *config_pat
     }
     *out = ds;
     return 0;
+}
+
+/* ---- memory --------------------------------------------------------------------- */
+
+size_t lsh_dataset_bytes(const struct lsh_dataset_spec *spec, size_t n, size_t d, size_t d_v,
+                         int separate)
+{
+    const size_t D = sizeof(double);
+    size_t b = lsh_size_mul3(n, d, separate ? 2 * D : D);
+    b = lsh_size_add(b, lsh_size_mul3(n, d_v, D));
+    if (spec->kind == LSH_DATA_CLUSTERED)
+        b = lsh_size_add(b, lsh_size_mul3(spec->clusters, d, D));
+    else if (spec->kind == LSH_DATA_HDF5)
+        b = lsh_size_add(b, (size_t)4 << 20); /* type conversion and chunk caches */
+    return lsh_size_add(b, sizeof(struct lsh_dataset) + 256);
 }

@@ -64,4 +64,10 @@ int lsh_dataset_make(const struct lsh_dataset_spec *spec, const char *config_pat
                      struct lsh_error *err);
 void lsh_dataset_free(struct lsh_dataset *ds);
 
+/* What lsh_dataset_make takes at its peak for spec with these shapes (from
+ * lsh_dataset_probe): Q, V, K when separate, a generator's cluster centres,
+ * HDF5's conversion buffers; SIZE_MAX when that cannot be addressed. */
+size_t lsh_dataset_bytes(const struct lsh_dataset_spec *spec, size_t n, size_t d, size_t d_v,
+                         int separate);
+
 #endif

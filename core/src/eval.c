@@ -3,6 +3,7 @@
 #include "eval.h"
 
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -1117,6 +1118,137 @@ static int tile_pass(struct ctx *c, unsigned threads, double *add_s, double *met
     return rc;
 }
 
+/* ---- memory ---------------------------------------------------------------- */
+
+struct lsh_bytes lsh_eval_bytes(const struct lsh_eval_shape *s, const struct lsh_mode_opts *mode,
+                                int tiles)
+{
+    const size_t D = sizeof(double), U = sizeof(uint32_t), dv = s->d_v;
+    const size_t H = s->h_max, B1 = (size_t)s->n_buckets + 1;
+    /* n and m + 1, as allocated; saturating keeps a huge n huge */
+    const size_t n1 = lsh_size_add(s->n, 1), m1 = lsh_size_add(s->m, 1);
+    const int chunked = mode->mode == LSH_MODE_CHUNKED;
+    const size_t L = s->separate ? lsh_size_mul(2, s->n) : s->n;
+    const size_t G = chunked ? lsh_size_add(L / (mode->chunk_size ? mode->chunk_size : 1), 1) : B1;
+    const size_t n_fields = (M_TOPK + s->n_topk) * S_COUNT;
+    const size_t per_block = lsh_size_mul3(s->n_prefix, s->n_combine, n_fields);
+    struct lsh_bytes b = {0, 0};
+    /* per-round indexes (index_round) */
+    size_t round = chunked ? lsh_size_add(lsh_size_mul(L, U), lsh_size_mul(n1, (s->separate ? 3 : 2) * U))
+                           : lsh_size_add(lsh_size_mul(n1, U), B1 * U);
+    round = lsh_size_add(round, sizeof(struct round_index));
+    b.shared = lsh_size_mul(H, round);
+    /* partial sums of row blocks, their total, timings; bucket stats */
+    b.shared = lsh_size_add(b.shared, lsh_size_mul3(m1 / ROWS_PER_BLOCK + 2, per_block, D));
+    b.shared = lsh_size_add(b.shared, lsh_size_mul(lsh_size_add(per_block, 4 * s->n_prefix + 2), D));
+    b.shared = lsh_size_add(b.shared, B1 * D);
+    /* while indexing, a thread's sort keys and bucket starts */
+    b.per_thread = lsh_size_mul(lsh_size_add(chunked && s->separate ? L : 0, B1), U);
+    /* the row workspace (every pass has it: the tile path's exact rows use it) */
+    b.per_thread = lsh_size_add(b.per_thread, sizeof(struct workspace) + 2 * s->n_prefix * D);
+    b.per_thread = lsh_size_add(b.per_thread, lsh_size_mul(n1, 5 * U + 2 * D));
+    b.per_thread = lsh_size_add(b.per_thread, lsh_size_mul(lsh_size_add(dv, 1), 3 * D));
+    if (!tiles) { /* row_order */
+        b.shared = lsh_size_add(b.shared, lsh_size_mul(m1, D));
+        b.shared = lsh_size_add(b.shared, B1 * sizeof(size_t));
+        return b;
+    }
+    /* tile_pass: rperm, roff, tasks, mass, sa2, gram, num, count, key, idx */
+    size_t t = lsh_size_mul(m1, 4 * U + 3 * D);
+    t = lsh_size_add(t, lsh_size_mul(lsh_size_add(B1, G), U));
+    t = lsh_size_add(t, lsh_size_mul(lsh_size_add(m1 / TILE_ROWS, G), sizeof(struct tile_task)));
+    t = lsh_size_add(t, lsh_size_mul(lsh_size_add(lsh_size_mul(s->m, dv), 1), D));
+    b.shared = lsh_size_add(b.shared, t);
+    /* a thread's tile_ws */
+    size_t w = sizeof(struct tile_ws) + TILE_ROWS * TILE_KEYS * (D + 1) +
+               TILE_KEYS * (3 * U + D + 1);
+    w = lsh_size_add(w, lsh_size_mul3(TILE_ROWS + TILE_KEYS, lsh_size_add(s->d, 1), D));
+    w = lsh_size_add(w, lsh_size_mul3(TILE_ROWS + TILE_KEYS, lsh_size_add(dv, 1), D));
+    w = lsh_size_add(w, lsh_size_mul(H, (2 * TILE_KEYS + 2) * U));
+    if (chunked)
+        w = lsh_size_add(w, lsh_size_mul(n1, U));
+    b.per_thread = lsh_size_add(b.per_thread, w);
+    return b;
+}
+
+/* ---- the guard --------------------------------------------------------------- */
+
+/* x into [lo, hi] when it lies within LSH_METRIC_TOL outside (rounding). */
+static void settle(double *x, double lo, double hi)
+{
+    if (*x < lo && *x >= lo - LSH_METRIC_TOL)
+        *x = lo;
+    else if (*x > hi && *x <= hi + LSH_METRIC_TOL)
+        *x = hi;
+}
+
+static void settle_metrics(struct lsh_metrics *mt, size_t n_topk)
+{
+    settle(&mt->mass_recall, 0.0, 1.0);
+    settle(&mt->gram_recovery, 0.0, 1.0);
+    settle(&mt->density, 0.0, 1.0);
+    settle(&mt->bucket_entropy, 0.0, 1.0);
+    settle(&mt->kl, 0.0, INFINITY);
+    for (size_t k = 0; k < n_topk; k++)
+        settle(&mt->topk_recall[k], 0.0, 1.0);
+}
+
+/* A metric that is not a finite number in [lo, hi]: its name and value. */
+static int out_of_range(const char *name, double x, double lo, double hi, char *why,
+                        size_t why_size)
+{
+    if (isfinite(x) && x >= lo && x <= hi)
+        return 0;
+    if (why && why_size) {
+        if (isinf(hi))
+            snprintf(why, why_size, "metric %s is %g, not a finite number >= %g", name, x, lo);
+        else
+            snprintf(why, why_size, "metric %s is %g, outside [%g, %g]", name, x, lo, hi);
+    }
+    return LSH_EDATA;
+}
+
+int lsh_metrics_check(const struct lsh_metrics *mt, size_t n_topk, char *why, size_t why_size)
+{
+    const double inf = INFINITY;
+    const struct { const char *name; double x, lo, hi; } v[] = {
+        {"out_rel_err", mt->out_rel_err, 0, inf},    {"attn_rel_err", mt->attn_rel_err, 0, inf},
+        {"mass_recall", mt->mass_recall, 0, 1},      {"kl", mt->kl, 0, inf},
+        {"gram_recovery", mt->gram_recovery, 0, 1},  {"density", mt->density, 0, 1},
+        {"mean_candidates", mt->mean_candidates, 0, inf},
+        {"bucket_max", mt->bucket_max, 0, inf},      {"bucket_entropy", mt->bucket_entropy, 0, 1},
+        {"hash_seconds", mt->hash_seconds, 0, inf},  {"eval_seconds", mt->eval_seconds, 0, inf},
+    };
+    for (size_t k = 0; k < sizeof v / sizeof v[0]; k++)
+        if (out_of_range(v[k].name, v[k].x, v[k].lo, v[k].hi, why, why_size))
+            return LSH_EDATA;
+    char name[48];
+    for (size_t k = 0; k < n_topk; k++) {
+        snprintf(name, sizeof name, "topk_recall[%zu]", k);
+        if (out_of_range(name, mt->topk_recall[k], 0, 1, why, why_size))
+            return LSH_EDATA;
+    }
+    const struct lsh_metric_se *se = mt->se;
+    if (!se)
+        return 0;
+    const struct { const char *name; double x; } e[] = {
+        {"out_rel_err_se", se->out_rel_err},     {"attn_rel_err_se", se->attn_rel_err},
+        {"mass_recall_se", se->mass_recall},     {"kl_se", se->kl},
+        {"empty_rows_se", se->empty_rows},       {"gram_recovery_se", se->gram_recovery},
+        {"density_se", se->density},             {"mean_candidates_se", se->mean_candidates},
+        {"bucket_max_se", se->bucket_max},       {"bucket_entropy_se", se->bucket_entropy},
+    };
+    for (size_t k = 0; k < sizeof e / sizeof e[0]; k++)
+        if (out_of_range(e[k].name, e[k].x, 0, inf, why, why_size))
+            return LSH_EDATA;
+    for (size_t k = 0; se->topk_recall && k < n_topk; k++) {
+        snprintf(name, sizeof name, "topk_recall_se[%zu]", k);
+        if (out_of_range(name, se->topk_recall[k], 0, inf, why, why_size))
+            return LSH_EDATA;
+    }
+    return 0;
+}
+
 /* ---- the pass -------------------------------------------------------------- */
 
 int lsh_eval_uses_tiles(const struct lsh_mode_opts *mode, const enum lsh_combine *combines,
@@ -1230,6 +1362,17 @@ int lsh_eval_pass(const struct lsh_reference *ref, const struct lsh_rounds *roun
         return lsh_error_set(err, LSH_EINVAL, "eval: chunk_size must be >= 1");
     if (threads < 1)
         threads = 1;
+    const struct lsh_eval_shape shape = {
+        .n = a->n, .m = ref->m, .d = a->d, .d_v = a->d_v, .n_topk = a->n_topk,
+        .h_max = prefixes[n_prefix - 1], .n_buckets = rounds->n_buckets,
+        .n_prefix = n_prefix, .n_combine = n_combine, .separate = rounds->bk != rounds->bq,
+    };
+    /* one figure holds every size product below: none wraps when it does not */
+    if (lsh_bytes_total(lsh_eval_bytes(&shape, mode, lsh_eval_uses_tiles(mode, combines,
+                                                                        n_combine)),
+                        threads) == SIZE_MAX)
+        return lsh_error_set(err, LSH_ENOMEM, "eval: %zu rows of d = %zu, d_v = %zu cannot be "
+                             "addressed", a->n, a->d, a->d_v);
 
     const uint32_t h_max = prefixes[n_prefix - 1];
     const size_t n_blocks = (ref->m + ROWS_PER_BLOCK - 1) / ROWS_PER_BLOCK;
@@ -1344,6 +1487,7 @@ int lsh_eval_pass(const struct lsh_reference *ref, const struct lsh_rounds *roun
                 lsh_bucket_stats(rounds, prefixes[p], &mt->bucket_max, &mt->bucket_entropy,
                                  &wflags);
                 mt->warnings = wflags;
+                settle_metrics(mt, a->n_topk);
                 /* This point's own share: indexing of its rounds, growing S_i
                  * through its rounds, and its metrics (shared by combines). */
                 mt->eval_seconds =

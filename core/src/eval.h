@@ -22,6 +22,7 @@
 
 #include "config.h"
 #include "error.h"
+#include "memsize.h"
 #include "point.h"
 #include "reference.h"
 
@@ -58,6 +59,32 @@ int lsh_eval_pass(const struct lsh_reference *ref, const struct lsh_rounds *roun
  * has one)? */
 int lsh_eval_uses_tiles(const struct lsh_mode_opts *mode, const enum lsh_combine *combines,
                         size_t n_combine);
+
+/* The shape of a pass, for its memory figure. */
+struct lsh_eval_shape {
+    size_t n, m, d, d_v, n_topk;   /* rows, evaluated rows, widths, topk values */
+    uint32_t h_max, n_buckets;     /* the hash group's rounds and buckets */
+    size_t n_prefix, n_combine;
+    int separate;                  /* key buckets apart from query buckets */
+};
+
+/* What lsh_eval_pass allocates (per-round indexes, workspaces, partial
+ * sums; tiles: the tile path's, else the row path's), saturating at
+ * SIZE_MAX.  Excludes the caller's outputs. */
+struct lsh_bytes lsh_eval_bytes(const struct lsh_eval_shape *s, const struct lsh_mode_opts *mode,
+                                int tiles);
+
+/* Rounding lets a ratio that is at most 1 come out a few ulps above it (two
+ * roundings of the same scores); lsh_eval_pass sets excursions up to this
+ * far outside a metric's range to the range's end, and lsh_metrics_check
+ * refuses anything further. */
+#define LSH_METRIC_TOL 1e-5
+
+/* Is mt a record that may be written as ok: every value finite, recalls,
+ * density and bucket_entropy in [0, 1], kl and the errors >= 0, standard
+ * errors finite and >= 0?  Returns 0, or LSH_EDATA with the first offending
+ * metric and its value in why. */
+int lsh_metrics_check(const struct lsh_metrics *mt, size_t n_topk, char *why, size_t why_size);
 
 /* bucket_max and bucket_entropy of the query buckets of rounds [0, H). */
 void lsh_bucket_stats(const struct lsh_rounds *rounds, uint32_t H, double *bucket_max,

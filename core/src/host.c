@@ -9,6 +9,7 @@
 
 #include "config.h"
 #include "linalg.h"
+#include "memsize.h"
 #include "rng.h"
 
 static const struct lsh_host services = {
@@ -72,18 +73,6 @@ static int plugin_failed(const struct lsh_host_round *r, const char *callback, i
                              r->h, callback, msg);
     return lsh_error_set(err, LSH_EPLUGIN, "%s / round %u / %s: returned %d (%s) without a message",
                          r->pt.strategy->name, r->h, callback, rc, code_meaning(rc));
-}
-
-static size_t mul_sat(size_t a, size_t b)
-{
-    size_t p;
-    return __builtin_mul_overflow(a, b, &p) ? SIZE_MAX : p;
-}
-
-static size_t add_sat(size_t a, size_t b)
-{
-    size_t s;
-    return __builtin_add_overflow(a, b, &s) ? SIZE_MAX : s;
 }
 
 /* ---- check ----------------------------------------------------------------- */
@@ -186,8 +175,8 @@ static int fit(struct lsh_host_round *r, const struct lsh_host_rows *parts, size
     const size_t d = r->pt.d;
     size_t total = 0, bytes = 0;
     for (size_t p = 0; p < n_parts; p++)
-        total = add_sat(total, parts[p].n);
-    bytes = mul_sat(mul_sat(total, d), sizeof(double));
+        total = lsh_size_add(total, parts[p].n);
+    bytes = lsh_size_mul(lsh_size_mul(total, d), sizeof(double));
     double *x = bytes < SIZE_MAX ? malloc(bytes ? bytes : 1) : NULL;
     if (!x)
         return lsh_error_set(err, LSH_ENOMEM, "%s / round %u / fit: out of memory for a copy "
@@ -239,7 +228,7 @@ static int hash(struct lsh_host_round *r, const struct lsh_host_rows *part,
 /* Bytes of a hash batch of `rows` rows of d doubles and their buckets. */
 static size_t batch_bytes(size_t rows, size_t d)
 {
-    return mul_sat(rows, add_sat(mul_sat(d, sizeof(double)), sizeof(uint32_t)));
+    return lsh_size_mul(rows, lsh_size_add(lsh_size_mul(d, sizeof(double)), sizeof(uint32_t)));
 }
 
 int lsh_host_round_bucket(struct lsh_host_round *r, const struct lsh_host_rows *parts,
@@ -368,8 +357,8 @@ void lsh_host_round_memory(const struct lsh_strategy *s, size_t n_rows, size_t d
     const size_t state = s->state_size > LSH_HOST_STATE_MAX ? SIZE_MAX
                                                              : (s->state_size + 63) / 64 * 64;
     /* the round itself and its stream (a gsl_rng and xoshiro's 32 bytes) */
-    out->kept = add_sat(state, sizeof(struct lsh_host_round) + 256);
-    const size_t fit_copy = s->fit ? mul_sat(n_rows, mul_sat(d, sizeof(double))) : 0;
+    out->kept = lsh_size_add(state, sizeof(struct lsh_host_round) + 256);
+    const size_t fit_copy = s->fit ? lsh_size_mul(n_rows, lsh_size_mul(d, sizeof(double))) : 0;
     const size_t batch = batch_bytes(n_rows < LSH_HOST_BATCH_ROWS ? n_rows : LSH_HOST_BATCH_ROWS, d);
     out->transient = fit_copy > batch ? fit_copy : batch;
 }

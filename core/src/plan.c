@@ -9,6 +9,7 @@
 #include "dataset.h"
 #include "eval.h"
 #include "host.h"
+#include "memsize.h"
 #include "point.h"
 #include "rng.h"
 
@@ -240,48 +241,155 @@ void lsh_plan_point_key(const struct lsh_plan *plan, const struct lsh_config *cf
     };
 }
 
+/* ---- memory ----------------------------------------------------------------------- */
+
+/* Each module that allocates per dataset or per point gives its own figure
+ * (lsh_dataset_bytes, lsh_reference_bytes, lsh_eval_bytes); what the sweep
+ * itself allocates is counted here.  Phases are added, not overlapped (the
+ * reference's scratch is gone when the rounds are hashed), so the sum is an
+ * upper bound.  Not counted: what a plugin allocates itself (ABI 1.0 cannot
+ * say: rotation's d x B/2 matrix and k-means' B x d centroids live as long
+ * as their round, that is a hash group's h_max rounds; k-means' fit copies its
+ * rows), which is why the built-in ones hash in batches whose workspace is
+ * bounded whatever n and B. */
+
+/* The process without any data: code, libraries, HDF5, the results file;
+ * and what a thread's stack and BLAS buffers touch. */
+#define PROCESS_BYTES ((size_t)32 << 20)
+#define THREAD_BYTES ((size_t)4 << 20)
+
+/* The host's own memory for the rounds of a hash group (host.h): h_max
+ * rounds held open and, per thread bucketing one, the copy of the fit rows
+ * or a hash batch; the largest over the config's strategies. */
+static struct lsh_bytes host_round_bytes(const struct lsh_config *cfg, size_t rows, size_t d,
+                                         size_t open_rounds)
+{
+    struct lsh_bytes b = {0, 0};
+    for (size_t s = 0; s < cfg->n_strategies; s++) {
+        const struct lsh_strategy *st = cfg->strategies[s].strategy;
+        if (!st)
+            continue;
+        struct lsh_host_memory m;
+        lsh_host_round_memory(st, rows, d, &m);
+        const size_t kept = lsh_size_mul(open_rounds, m.kept);
+        b.shared = kept > b.shared ? kept : b.shared;
+        b.per_thread = m.transient > b.per_thread ? m.transient : b.per_thread;
+    }
+    return b;
+}
+
+static size_t max_of(size_t a, size_t b)
+{
+    return a > b ? a : b;
+}
+
 void lsh_plan_memory(const struct lsh_config *cfg, const struct lsh_plan *plan, size_t dataset,
-                     unsigned threads, struct lsh_memory *out)
+                     struct lsh_memory *out)
 {
     const struct lsh_dataset_shape *sh = &plan->shapes[dataset];
     const struct lsh_dataset_spec *ds = &cfg->datasets[dataset];
-    const size_t n = sh->n, d = sh->d, dv = sh->d_v, D = sizeof(double);
+    const struct lsh_sweep *sw = &cfg->sweep;
+    const size_t n = sh->n, d = sh->d, dv = sh->d_v, D = sizeof(double), U = sizeof(uint32_t);
     const int separate = cfg->attention.keys == LSH_KEYS_SEPARATE;
-    const size_t m = ds->reference_rows ? ds->reference_rows : n;
-    uint32_t kmax = 0, h_max = 0, b_max = 0;
-    for (size_t k = 0; k < cfg->attention.n_topk; k++)
+    const size_t m = ds->reference_rows && ds->reference_rows < n ? ds->reference_rows : n;
+    const size_t nh = sw->n_n_hashes, nc = sw->n_combine, nt = cfg->attention.n_topk;
+    uint32_t kmax = 0, b_max = 0;
+    for (size_t k = 0; k < nt; k++)
         kmax = cfg->attention.topk[k] > kmax ? cfg->attention.topk[k] : kmax;
-    for (size_t k = 0; k < cfg->sweep.n_n_buckets; k++)
-        b_max = cfg->sweep.n_buckets[k] > b_max ? cfg->sweep.n_buckets[k] : b_max;
-    h_max = cfg->sweep.n_hashes[cfg->sweep.n_n_hashes - 1];
-    /* Q, K (or Q normalised), V, and [Q; K] for fits */
-    size_t data = n * d * D * (separate ? 4 : 2) + n * dv * D + n * D;
-    /* summaries, O, top-k; the block of scores per thread */
-    size_t rows = n < 8 ? 8 : ((size_t)1 << 22) / n > 128 ? 128 : ((size_t)1 << 22) / n;
-    rows = rows < 8 ? 8 : rows;
-    size_t ref = m * (4 * D + dv * D + kmax * 4) + threads * rows * (n + d) * D;
-    /* buckets (queries and keys), their per-round indexes, per-round plugin
-     * state (a fit may hold a normalised copy of its rows, and B x d) */
-    size_t rounds = (size_t)h_max * n * 4 * (separate ? 2 : 1) * 2 +
-                    (size_t)h_max * ((separate ? 2 : 1) * n * 4 + n * 4 + (size_t)b_max * 4) +
-                    (size_t)threads * ((separate ? 2 : 1) * n * (d + 1) * D + (size_t)b_max * d * D);
-    /* eval workspaces; the tile path's running sums per row, and its tiles */
-    size_t work = threads * (n * (5 * 4 + 2 * D) + 3 * dv * D) + m * (dv + 4) * D +
-                  threads * ((size_t)1 << 21);
-    out->base = data + ref + rounds + work + ((size_t)64 << 20); /* + the process itself */
-    /* Only the row path reads cached scores: a combine other than union. */
-    int rows_path = 0;
-    const size_t n_modes = mode_settings(&cfg->sweep, NULL);
+    for (size_t k = 0; k < sw->n_n_buckets; k++)
+        b_max = sw->n_buckets[k] > b_max ? sw->n_buckets[k] : b_max;
+    const uint32_t h_max = sw->n_hashes[nh - 1];
+
+    struct lsh_bytes b = {PROCESS_BYTES, THREAD_BYTES};
+    b.shared = lsh_size_add(b.shared, lsh_dataset_bytes(ds, n, d, dv, separate));
+    /* the sweep's problem: normalised keys and their norms, sampled rows */
+    if (cfg->attention.keys == LSH_KEYS_SHARED_NORMALIZED)
+        b.shared = lsh_size_add(b.shared, lsh_size_mul3(n, lsh_size_add(d, 1), D));
+    if (m < n)
+        b.shared = lsh_size_add(b.shared, lsh_size_mul(lsh_size_add(m, n), sizeof(size_t)));
+    b = lsh_bytes_add(b, lsh_reference_bytes(n, m, d, dv, kmax));
+    /* a hash group: buckets of h_max rounds, the host's rounds */
+    b.shared = lsh_size_add(b.shared, lsh_size_mul3(h_max, n, separate ? 2 * U : U));
+    b = lsh_bytes_add(b, host_round_bytes(cfg, separate ? lsh_size_mul(2, n) : n, d, h_max));
+    /* a pass: the largest eval figure over the mode settings; its outputs */
+    const size_t n_modes = mode_settings(sw, NULL);
     struct lsh_mode_opts *modes = calloc(n_modes + 1, sizeof *modes);
+    int rows_path = 0;
+    struct lsh_bytes ev = {0, 0};
+    const struct lsh_eval_shape es = {
+        .n = n, .m = m, .d = d, .d_v = dv, .n_topk = nt, .h_max = h_max, .n_buckets = b_max,
+        .n_prefix = nh, .n_combine = nc, .separate = separate,
+    };
     if (modes) {
-        mode_settings(&cfg->sweep, modes);
-        for (size_t k = 0; k < n_modes; k++)
-            rows_path |= !lsh_eval_uses_tiles(&modes[k], cfg->sweep.combine, cfg->sweep.n_combine);
+        mode_settings(sw, modes);
+        for (size_t k = 0; k < n_modes; k++) {
+            const int tiles = lsh_eval_uses_tiles(&modes[k], sw->combine, nc);
+            const struct lsh_bytes e = lsh_eval_bytes(&es, &modes[k], tiles);
+            ev.shared = max_of(ev.shared, e.shared);
+            ev.per_thread = max_of(ev.per_thread, e.per_thread);
+            rows_path |= !tiles;
+        }
         free(modes);
-    } else {
+    } else { /* cannot count: say too much rather than too little */
+        ev = (struct lsh_bytes){SIZE_MAX, SIZE_MAX};
         rows_path = 1;
     }
-    out->cache = rows_path ? m * n * D : 0;
+    b = lsh_bytes_add(b, ev);
+    size_t outs = lsh_size_mul(lsh_size_mul(nh, nc),
+                               lsh_size_add(sizeof(struct lsh_metrics) + sizeof(struct lsh_metric_se),
+                                            lsh_size_mul(2 * nt, D)));
+    if (cfg->dump & LSH_DUMP_ROWS)
+        outs = lsh_size_add(outs, lsh_size_mul3(nh + 1, lsh_size_add(m, 1), D + U));
+    b.shared = lsh_size_add(b.shared, outs);
+
+    out->shared = b.shared;
+    out->per_thread = b.per_thread;
+    /* Only the row path reads cached scores: a combine other than union. */
+    out->cache = rows_path ? lsh_reference_cache_bytes(m, n) : 0;
+}
+
+size_t lsh_memory_total(const struct lsh_memory *mem, unsigned threads, int cache)
+{
+    const size_t t = lsh_bytes_total((struct lsh_bytes){mem->shared, mem->per_thread},
+                                     threads ? threads : 1);
+    return cache ? lsh_size_add(t, mem->cache) : t;
+}
+
+unsigned lsh_plan_threads(const struct lsh_memory *mem, unsigned threads, size_t limit,
+                          int *cache)
+{
+    threads = threads ? threads : 1;
+    *cache = mem->cache > 0 && lsh_memory_total(mem, 1, 1) <= limit;
+    if (!*cache)
+        return threads;
+    const size_t room = limit - lsh_memory_total(mem, 1, 1);
+    const size_t more = mem->per_thread ? room / mem->per_thread : threads;
+    return more + 1 < threads ? (unsigned)(more + 1) : threads;
+}
+
+size_t lsh_plan_collision_memory(const struct lsh_config *cfg, unsigned threads)
+{
+    const struct lsh_sweep *sw = &cfg->sweep;
+    const size_t P = cfg->collision.pairs, d = cfg->collision.d, D = sizeof(double);
+    const size_t words = P / 64 + 1;
+    size_t points = 0; /* skipped ones too: an upper bound */
+    for (size_t s = 0; s < cfg->n_strategies; s++)
+        points = lsh_size_add(points, lsh_size_mul(cfg->strategies[s].n_sets, sw->n_n_buckets));
+    const size_t tasks = lsh_size_mul(points, sw->n_hashes[sw->n_n_hashes - 1]);
+    struct lsh_bytes b = {PROCESS_BYTES, THREAD_BYTES};
+    /* collision.c's block: the pairs, per task a bitmap, count, seconds, code
+     * and message, per point its seed; per thread the pairs' buckets, a
+     * drawing scratch row and a round's state */
+    b.shared = lsh_size_add(b.shared, lsh_size_mul3(lsh_size_mul(2, P), d, D));
+    b.shared = lsh_size_add(b.shared, lsh_size_mul(tasks, lsh_size_add(lsh_size_mul(words, 8),
+                                                                       20 + LSH_STRATEGY_MSG_MAX + 160)));
+    b.shared = lsh_size_add(b.shared, lsh_size_add(lsh_size_mul(points, 2 * sizeof(size_t)), lsh_size_mul(words, 8)));
+    b.per_thread = lsh_size_add(b.per_thread, lsh_size_mul3(2, P, sizeof(uint32_t)));
+    b.per_thread = lsh_size_add(b.per_thread, lsh_size_mul(d, D));
+    /* one round open per thread, opened and closed by its task */
+    const struct lsh_bytes hr = host_round_bytes(cfg, lsh_size_mul(2, P), d, 1);
+    b.per_thread = lsh_size_add(b.per_thread, lsh_size_add(hr.shared, hr.per_thread));
+    return lsh_bytes_total(b, threads ? threads : 1);
 }
 
 static void human_bytes(size_t b, char *buf, size_t size)
@@ -301,10 +409,21 @@ int lsh_plan_check_memory(const struct lsh_config *cfg, const struct lsh_plan *p
 {
     for (size_t k = 0; k < cfg->n_datasets; k++) {
         struct lsh_memory mem;
-        lsh_plan_memory(cfg, plan, k, threads, &mem);
-        if (mem.base > limit) {
+        lsh_plan_memory(cfg, plan, k, &mem);
+        const size_t base = lsh_memory_total(&mem, threads, 0);
+        if (base == SIZE_MAX) {
+            const struct lsh_dataset_spec *ds = &cfg->datasets[k];
+            const struct lsh_dataset_shape *sh = &plan->shapes[k];
+            return lsh_error_at(err, LSH_ECONFIG, cfg->path, ds->line, ds->column,
+                                "dataset '%s' (n = %zu, d = %zu, d_v = %zu%s) is too large to "
+                                "address: its sizes overflow; allowed: sizes whose products "
+                                "fit in memory",
+                                ds->name, sh->n, sh->d, sh->d_v,
+                                ds->kind == LSH_DATA_CLUSTERED ? ", with its clusters" : "");
+        }
+        if (base > limit) {
             char need[32], have[32];
-            human_bytes(mem.base, need, sizeof need);
+            human_bytes(base, need, sizeof need);
             human_bytes(limit, have, sizeof have);
             const struct lsh_dataset_spec *ds = &cfg->datasets[k];
             return lsh_error_at(err, LSH_ECONFIG, cfg->path, ds->line, ds->column,
@@ -316,4 +435,22 @@ int lsh_plan_check_memory(const struct lsh_config *cfg, const struct lsh_plan *p
         }
     }
     return 0;
+}
+
+int lsh_plan_check_collision_memory(const struct lsh_config *cfg, unsigned threads, size_t limit,
+                                    struct lsh_error *err)
+{
+    const size_t need = lsh_plan_collision_memory(cfg, threads);
+    if (need <= limit)
+        return 0;
+    char needs[32], have[32];
+    human_bytes(need, needs, sizeof needs);
+    human_bytes(limit, have, sizeof have);
+    return lsh_error_at(err, LSH_ECONFIG, cfg->path, 0, 0,
+                        "the collision experiment (pairs %zu, d = %zu) needs about %s on %u "
+                        "thread%s, more than the memory limit of %s; allowed: raise "
+                        "--memory-limit, use fewer threads (-j), fewer pairs or n_hashes",
+                        cfg->collision.pairs, cfg->collision.d,
+                        need == SIZE_MAX ? "more than can be addressed" : needs, threads,
+                        threads == 1 ? "" : "s", have);
 }

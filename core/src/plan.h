@@ -18,6 +18,7 @@
 
 #include "config.h"
 #include "error.h"
+#include "memsize.h"
 #include "point.h"
 
 struct lsh_registry;
@@ -68,19 +69,41 @@ void lsh_plan_point_key(const struct lsh_plan *plan, const struct lsh_config *cf
                         struct lsh_point_key *key);
 
 
-/* Memory a dataset's points need at most, in bytes, on `threads` threads,
- * without the score cache (data, reference summaries, rounds and their
- * indexes, per-thread workspaces, plugin fits), and what the score cache
- * would add (0 when no point reads it: every pass takes the tile path).  An estimate from the shapes, for --memory-limit. */
+/* Memory a dataset's points need at most, in bytes: what does not depend on
+ * the thread count, what each thread adds, and what the score cache would
+ * add (0 when no point reads it: every pass takes the tile path).  The sum
+ * of the figures of the modules that allocate (dataset, reference, eval),
+ * of the sweep's own buffers and of the host's per-round copies for
+ * plugins; not what a plugin allocates itself (see plan.c).  Saturates at
+ * SIZE_MAX: a dataset whose sizes overflow needs more than any limit. */
 struct lsh_memory {
-    size_t base, cache;
+    size_t shared, per_thread, cache;
 };
 void lsh_plan_memory(const struct lsh_config *cfg, const struct lsh_plan *plan, size_t dataset,
-                     unsigned threads, struct lsh_memory *out);
+                     struct lsh_memory *out);
+
+/* shared + threads x per_thread (+ cache when cache), saturating. */
+size_t lsh_memory_total(const struct lsh_memory *mem, unsigned threads, int cache);
+
+/* Whether a dataset keeps the score cache under limit, and on how many of
+ * `threads` threads it then runs.  The cache is kept when it fits beside the
+ * rest on one thread, whatever `threads` is, so the choice (which changes
+ * the last bits of the metrics) does not depend on -j; the threads are then
+ * capped to what fits beside it (the metrics do not depend on the thread
+ * count). */
+unsigned lsh_plan_threads(const struct lsh_memory *mem, unsigned threads, size_t limit,
+                          int *cache);
 
 /* Check every dataset against limit (bytes): LSH_ECONFIG at the dataset's
- * position when one needs more than that even without the cache. */
+ * position when one needs more than that on `threads` threads even without
+ * the cache, or when its sizes overflow. */
 int lsh_plan_check_memory(const struct lsh_config *cfg, const struct lsh_plan *plan,
                           unsigned threads, size_t limit, struct lsh_error *err);
+
+/* The collision experiment's figure (pairs, their buckets, per-round
+ * counts; the host's rounds), and its check against limit. */
+size_t lsh_plan_collision_memory(const struct lsh_config *cfg, unsigned threads);
+int lsh_plan_check_collision_memory(const struct lsh_config *cfg, unsigned threads, size_t limit,
+                                    struct lsh_error *err);
 
 #endif

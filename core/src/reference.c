@@ -442,7 +442,101 @@ void lsh_reference_free(struct lsh_reference *ref)
 
 size_t lsh_reference_cache_bytes(size_t m, size_t n)
 {
-    return m * n * sizeof(double);
+    return lsh_size_mul3(m, n, sizeof(double));
+}
+
+struct lsh_bytes lsh_reference_bytes(size_t n, size_t m, size_t d, size_t d_v, size_t kmax)
+{
+    const size_t D = sizeof(double), U = sizeof(uint32_t);
+    const size_t m1 = lsh_size_add(m, 1);
+    kmax = kmax < n ? kmax : n;
+    struct lsh_bytes b;
+    /* rows, lse, sum_a2, gram_den, u_count, out, top, block_flops */
+    b.shared = lsh_size_mul(m1, 4 * D + U);
+    b.shared = lsh_size_add(b.shared, lsh_size_mul(lsh_size_add(lsh_size_mul(m, d_v), 1), D));
+    b.shared = lsh_size_add(b.shared, lsh_size_mul(lsh_size_add(lsh_size_mul(m, kmax), 1), U));
+    b.shared = lsh_size_add(b.shared, lsh_size_mul(m1 / ROW_BLOCK + 2, D));
+    b.shared = lsh_size_add(b.shared, sizeof(struct lsh_reference));
+    /* struct scratch and what scratch_alloc takes */
+    b.per_thread = sizeof(struct scratch) + ROW_BLOCK * KEY_CHUNK * D + ROW_BLOCK * sizeof(size_t) +
+                   25 * ROW_BLOCK * D + (KEY_CHUNK / 4 + 1) * D;
+    b.per_thread = lsh_size_add(b.per_thread,
+                                lsh_size_mul(lsh_size_add(lsh_size_mul(ROW_BLOCK, d), 1), D));
+    b.per_thread = lsh_size_add(b.per_thread,
+                                lsh_size_mul(lsh_size_add(lsh_size_mul(ROW_BLOCK, kmax), 1), D));
+    return b;
+}
+
+/* The Euclidean norm of x[0..d) without overflow or underflow on the way
+ * (the largest entry is factored out); NaN or Inf when an entry is. */
+static double safe_norm(const double *x, size_t d)
+{
+    double mx = 0.0;
+    for (size_t e = 0; e < d; e++) {
+        const double v = fabs(x[e]);
+        if (!(v <= mx)) /* NaN too */
+            mx = v;
+    }
+    if (mx == 0.0 || !isfinite(mx))
+        return mx;
+    double s = 0.0;
+    for (size_t e = 0; e < d; e++)
+        s += (x[e] / mx) * (x[e] / mx);
+    return mx * sqrt(s);
+}
+
+/* The largest row norm of an n x d matrix (NaN beats every number). */
+static double max_norm(const double *x, size_t n, size_t d)
+{
+    double mx = 0.0;
+    for (size_t i = 0; i < n; i++) {
+        const double v = safe_norm(x + i * d, d);
+        if (!(v <= mx))
+            mx = v;
+    }
+    return mx;
+}
+
+int lsh_attn_check(const struct lsh_attn *a, const char *dataset, struct lsh_error *err)
+{
+    const char *name = dataset ? dataset : "?";
+    const double mq = max_norm(a->q, a->n, a->d), mk = max_norm(a->k, a->n, a->d);
+    const double mv = max_norm(a->v, a->n, a->d_v);
+    double mg = 1.0;
+    for (size_t j = 0; a->gnorm && j < a->n; j++)
+        if (!(fabs(a->gnorm[j]) <= mg))
+            mg = fabs(a->gnorm[j]);
+    if (!isfinite(mq) || !isfinite(mk) || !isfinite(mv) || !isfinite(mg) || !isfinite(a->scale))
+        return lsh_error_set(err, LSH_EDATA,
+                             "dataset '%s': %s holds a value that is not finite, or rows whose "
+                             "norm overflows (largest |q| %g, |k| %g, |v| %g, scale %g); allowed: "
+                             "finite values whose row norms are finite (a smaller norm or "
+                             "spread for generated data, or normalised data)",
+                             name, !isfinite(mq) ? "Q" : !isfinite(mk) ? "K" : !isfinite(mv) ? "V"
+                                   : !isfinite(mg) ? "the norms of Q" : "the scale",
+                             mq, mk, mv, a->scale);
+    /* scale * max|q| * max|k| <= 2^33 / d: a score's rounding, about d 2^-53
+     * times that, stays below 2^-20 */
+    const double bound = fabs(a->scale) * mq * mk;
+    const double allowed = LSH_ATTN_SCORE_ERR / (0x1p-53 * (double)(a->d ? a->d : 1));
+    if (!(bound <= allowed))
+        return lsh_error_set(err, LSH_EDATA,
+                             "dataset '%s': scores scale * q.k reach up to %g (scale %g, largest "
+                             "|q| %g, largest |k| %g), but at d = %zu they are formed exactly "
+                             "enough (rounding below 2^-20) only up to %g; allowed: a smaller "
+                             "scale, a smaller norm or spread (generated data), or normalised "
+                             "data",
+                             name, bound, a->scale, mq, mk, a->d, allowed);
+    /* sums of squares over n rows (and n keys) stay far from overflow */
+    const double big = 0x1p500, rows = (double)a->n;
+    const double gram = mq * mk * mg;
+    if (!(gram * rows <= big) || !(mv * rows <= big))
+        return lsh_error_set(err, LSH_EDATA,
+                             "dataset '%s': %s up to %g over n = %zu rows would overflow the "
+                             "error sums; allowed: n x that up to 2^500 (normalise the data)",
+                             name, gram * rows <= big ? "rows of V have norms" : "Gram entries q.k reach",
+                             gram * rows <= big ? mv : gram, a->n);
+    return 0;
 }
 
 /* The score cache: huge pages where the kernel gives them on request, so
@@ -500,6 +594,24 @@ int lsh_reference_compute(const struct lsh_attn *attn, const size_t *rows, size_
     const size_t n = attn->n;
     if (n == 0)
         return lsh_error_set(err, LSH_EINVAL, "reference: the dataset has no rows");
+    if (rows && m > n)
+        return lsh_error_set(err, LSH_EINVAL, "reference: %zu rows of %zu", m, n);
+    if (threads < 1)
+        threads = 1;
+    uint32_t kmax = 0;
+    for (size_t t = 0; t < attn->n_topk; t++)
+        if (attn->topk[t] > kmax)
+            kmax = attn->topk[t];
+    /* one figure holds every size product below: none wraps when it does not */
+    const size_t M = rows ? m : n;
+    if (lsh_bytes_total(lsh_reference_bytes(n, M, attn->d, attn->d_v, kmax), threads) ==
+            SIZE_MAX || lsh_size_mul(n, attn->d) == SIZE_MAX)
+        return lsh_error_set(err, LSH_ENOMEM,
+                             "reference: %zu rows of d = %zu, d_v = %zu cannot be addressed", M,
+                             attn->d, attn->d_v);
+    int rc = lsh_attn_check(attn, NULL, err);
+    if (rc)
+        return rc;
     struct lsh_reference *ref = calloc(1, sizeof *ref);
     if (!ref)
         return lsh_error_set(err, LSH_ENOMEM, "reference: out of memory");
@@ -514,29 +626,21 @@ int lsh_reference_compute(const struct lsh_attn *attn, const size_t *rows, size_
         memcpy(copy, rows, m * sizeof *copy);
         ref->rows = copy;
     }
-    uint32_t kmax = 0;
-    for (size_t t = 0; t < attn->n_topk; t++)
-        if (attn->topk[t] > kmax)
-            kmax = attn->topk[t];
     ref->kmax = kmax < n ? kmax : n;
 
-    const size_t M = ref->m;
     ref->lse = malloc((M + 1) * sizeof *ref->lse);
     ref->sum_a2 = malloc((M + 1) * sizeof *ref->sum_a2);
     ref->gram_den = malloc((M + 1) * sizeof *ref->gram_den);
     ref->u_count = malloc((M + 1) * sizeof *ref->u_count);
     ref->out = malloc((M * attn->d_v + 1) * sizeof *ref->out);
     ref->top = calloc(M * ref->kmax + 1, sizeof *ref->top);
-    if (M * n <= cache_bytes / sizeof(double))
+    if (lsh_reference_cache_bytes(M, n) <= cache_bytes)
         ref->raw = cache_alloc(lsh_reference_cache_bytes(M, n)); /* NULL: stream instead */
 
-    if (threads < 1)
-        threads = 1;
     const size_t n_blocks = (M + ROW_BLOCK - 1) / ROW_BLOCK;
     struct pass p = {.a = attn, .ref = ref};
     p.scratch = calloc(threads, sizeof *p.scratch);
     p.block_flops = calloc(n_blocks + 1, sizeof *p.block_flops);
-    int rc = 0;
     if (!ref->lse || !ref->sum_a2 || !ref->gram_den || !ref->u_count || !ref->out ||
         !ref->top || !p.scratch || !p.block_flops)
         rc = LSH_ENOMEM;

@@ -16,6 +16,7 @@
 #include <stdint.h>
 
 #include "error.h"
+#include "memsize.h"
 
 /* The attention problem of one dataset: what SPEC 3-4 define, resolved. */
 struct lsh_attn {
@@ -74,6 +75,22 @@ struct lsh_reference {
                                      are skipped, unless the cache needs them) */
 };
 
+/* Can the scores of a be formed exactly enough?  Refuses (LSH_EDATA, naming
+ * `dataset`, the bound and what is allowed) a value that is not finite, and
+ * scores whose rounding would show in the metrics: a dot product of d terms
+ * is off by up to about d * 2^-53 * scale * max|q_i| * max|k_j|, which moves
+ * every A_ij = exp(s_ij - lse_i) by as much relatively; that is kept below
+ * 2^-20 (so scale * max|q| * max|k| <= 2^33 / d).  Also refuses Gram entries
+ * and rows of V so large that their squares summed over the rows overflow.
+ * Norms are computed without overflow.  Called by lsh_reference_compute. */
+#define LSH_ATTN_SCORE_ERR 0x1p-20
+int lsh_attn_check(const struct lsh_attn *a, const char *dataset, struct lsh_error *err);
+
+/* What lsh_reference_compute allocates for n keys and m evaluated rows with
+ * top-k lists of kmax keys, without the score cache (which is
+ * lsh_reference_cache_bytes), saturating at SIZE_MAX. */
+struct lsh_bytes lsh_reference_bytes(size_t n, size_t m, size_t d, size_t d_v, size_t kmax);
+
 /* Compute the reference on `threads` threads.  rows: NULL for all rows, else
  * m ascending row indices (copied).  The raw scores are kept (ref->raw) when
  * they fit in cache_bytes, so points look them up instead of recomputing
@@ -83,7 +100,7 @@ int lsh_reference_compute(const struct lsh_attn *attn, const size_t *rows, size_
                           unsigned threads, size_t cache_bytes, struct lsh_reference **out,
                           struct lsh_error *err);
 
-/* Bytes the score cache of m rows of n keys takes. */
+/* Bytes the score cache of m rows of n keys takes (SIZE_MAX: too many). */
 size_t lsh_reference_cache_bytes(size_t m, size_t n);
 void lsh_reference_free(struct lsh_reference *ref);
 

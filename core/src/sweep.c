@@ -272,6 +272,14 @@ static int write_row(struct run *r, size_t point, enum lsh_point_status status,
                      const char *message, const struct lsh_metrics *m, const char *dataset,
                      struct lsh_error *err)
 {
+    /* A record with NaN, Inf or an impossible value is never written as ok. */
+    char why[LSH_ERROR_MSG_MAX];
+    if (status == LSH_POINT_OK && m &&
+        lsh_metrics_check(m, r->cfg->attention.n_topk, why, sizeof why)) {
+        status = LSH_POINT_FAILED;
+        message = why;
+        m = NULL;
+    }
     struct lsh_run_row row = {.status = status, .message = message ? message : ""};
     lsh_plan_point_key(r->plan, r->cfg, point, &row.key);
     double zeros[64] = {0};
@@ -473,25 +481,48 @@ static int run_dataset(struct run *r, size_t dsi, struct lsh_error *err)
         rc = lsh_results_write_dataset(r->res, ds, (cfg->dump & LSH_DUMP_DATA) != 0, err);
     if (!rc)
         rc = problem_init(&pb, cfg, ds, err);
-    /* Keep the raw scores when they fit the memory limit; else stream. */
+    /* Keep the raw scores when they fit the memory limit; else stream.  The
+     * choice changes the last bits of the metrics, so it is made on a figure
+     * without the thread count, and the threads are capped to what fits. */
     struct lsh_memory mem;
-    lsh_plan_memory(cfg, plan, dsi, r->opts->threads, &mem);
+    lsh_plan_memory(cfg, plan, dsi, &mem);
     const size_t limit = r->opts->memory_limit;
-    const int cache = mem.cache > 0 && mem.base <= limit && mem.cache <= limit - mem.base;
+    int cache;
+    struct lsh_run_opts opts = *r->opts;
+    const struct lsh_run_opts *caller_opts = r->opts;
+    opts.threads = lsh_plan_threads(&mem, opts.threads, limit, &cache);
+    r->opts = &opts;
+    /* Data whose scores cannot be formed exactly fails its own points (with
+     * the reason in their rows), not the other datasets of the run. */
+    struct lsh_error why;
+    lsh_error_clear(&why);
+    if (!rc && lsh_attn_check(&pb.attn, name, &why)) {
+        for (size_t gi = 0; !rc && gi < plan->n_groups; gi++) {
+            const struct lsh_hash_group *g = &plan->groups[gi];
+            if (g->dataset == dsi && !g->skip_reason && !group_done(r, g))
+                rc = write_group_rows(r, g, LSH_POINT_FAILED, why.message, name, err);
+        }
+        r->opts = caller_opts;
+        problem_free(&pb);
+        lsh_dataset_free(ds);
+        return rc;
+    }
     if (!rc)
         rc = lsh_reference_compute(&pb.attn, pb.rows, pb.m, r->opts->threads,
                                    cache ? mem.cache : 0, &ref, err);
     if (!rc) {
-        char note[160];
+        char note[200];
+        const size_t rest = lsh_memory_total(&mem, 1, 0);
         if (ref->raw)
-            snprintf(note, sizeof note, "scores cached (%.0f MiB)", mem.cache / 1048576.0);
+            snprintf(note, sizeof note, "scores cached (%.0f MiB) on %u thread%s",
+                     mem.cache / 1048576.0, opts.threads, opts.threads == 1 ? "" : "s");
         else if (mem.cache == 0)
             snprintf(note, sizeof note, "bucket blocks: candidate scores by GEMM, no cache");
         else
             snprintf(note, sizeof note,
                      "streaming: scores recomputed per pair (a cache needs %.0f MiB; "
                      "the limit leaves %.0f MiB)", mem.cache / 1048576.0,
-                     mem.base < limit ? (limit - mem.base) / 1048576.0 : 0.0);
+                     rest < limit ? (limit - rest) / 1048576.0 : 0.0);
         report_note(r, "reference", name, NULL, ref->seconds,
                     ref->seconds > 0 ? ref->flops / ref->seconds * 1e-9 : 0.0, note);
     }
@@ -503,6 +534,7 @@ static int run_dataset(struct run *r, size_t dsi, struct lsh_error *err)
         if (!rc && stop_requested(r))
             rc = LSH_EINTR;
     }
+    r->opts = caller_opts;
     lsh_reference_free(ref);
     problem_free(&pb);
     lsh_dataset_free(ds);

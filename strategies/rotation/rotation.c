@@ -9,8 +9,11 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* Rows hashed per GEMM: bounds the workspace whatever the batch size. */
+/* Rows hashed per GEMM, and at most BATCH_DOUBLES results at a time: the
+ * workspace stays bounded whatever n and B (at B = 2^20 a batch of 1024 rows
+ * would take 4 GiB a round). */
 #define BATCH_ROWS 1024
+#define BATCH_DOUBLES ((size_t)1 << 20)
 /* Every factor is >= 2 and their product is a uint32_t n_buckets. */
 #define MAX_FACTORS 32
 
@@ -40,7 +43,8 @@ struct rotation {
     size_t d;
     struct layout lay;
     double *r; /* d x cols, row-major */
-    double *y; /* BATCH_ROWS x cols workspace */
+    double *y; /* batch x cols workspace */
+    size_t batch; /* rows per GEMM */
     const struct lsh_host *host; /* static in the host: outlives the round */
 };
 
@@ -202,10 +206,12 @@ static int init(void *state, const struct lsh_round *round, struct lsh_strategy_
         return rc;
     s->d = round->d;
     size_t d = s->d, cols = s->lay.cols;
-    if (cols > SIZE_MAX / sizeof(double) / d || cols > SIZE_MAX / sizeof(double) / BATCH_ROWS)
+    s->batch = BATCH_DOUBLES / cols;
+    s->batch = s->batch > BATCH_ROWS ? BATCH_ROWS : s->batch ? s->batch : 1;
+    if (cols > SIZE_MAX / sizeof(double) / d)
         return fail(err, LSH_STRATEGY_ENOMEM, "rotation: R of %zu x %zu is too large", d, cols);
     s->r = malloc(d * cols * sizeof *s->r);
-    s->y = malloc(BATCH_ROWS * cols * sizeof *s->y);
+    s->y = malloc(s->batch * cols * sizeof *s->y);
     if (!s->r || !s->y) {
         fini(s);
         return fail(err, LSH_STRATEGY_ENOMEM, "rotation: out of memory for R (%zu x %zu)", d,
@@ -257,8 +263,8 @@ static int hash(void *state, const double *x, size_t n, size_t d, uint32_t *buck
         return fail(err, LSH_STRATEGY_EINVAL, "rotation: rows have d = %zu, the round has %zu",
                     d, s->d);
     size_t cols = s->lay.cols;
-    for (size_t start = 0; start < n; start += BATCH_ROWS) {
-        size_t m = n - start < BATCH_ROWS ? n - start : BATCH_ROWS;
+    for (size_t start = 0; start < n; start += s->batch) {
+        size_t m = n - start < s->batch ? n - start : s->batch;
         s->host->gemm(m, cols, d, x + start * d, s->r, s->y, 0);
         for (size_t i = 0; i < m; i++) {
             const double *y = s->y + i * cols;

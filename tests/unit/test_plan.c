@@ -1,10 +1,14 @@
 /* test_plan.c - expansion of a config into points: counts, order, seeds
  * (n_hashes not in them), skip_invalid, and strategy checks at validation. */
 #include <criterion/criterion.h>
+#include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "config.h"
+#include "dataset.h"
+#include "eval.h"
 #include "plan.h"
 #include "registry.h"
 #include "results.h"
@@ -215,4 +219,155 @@ Test(plan, chunk_size_larger_than_n_is_refused)
     cr_expect(strstr(err.message, "64"), "%s", err.message);
     lsh_plan_free(plan);
     lsh_config_free(cfg);
+}
+
+/* ---- memory ------------------------------------------------------------------------ */
+
+/* lo <= got <= lo + slack: a module's figure is what it allocates (hand-counted
+ * below) plus at most a little bookkeeping. */
+#define expect_bytes(got, lo, slack, what)                                                   \
+    cr_expect((got) >= (size_t)(lo) && (got) <= (size_t)(lo) + (size_t)(slack),              \
+              "%s: %zu bytes, hand count %zu (+ up to %zu)", what, (size_t)(got),            \
+              (size_t)(lo), (size_t)(slack))
+
+Test(plan, memory_figures_are_the_modules_hand_counted_sizes)
+{
+    /* data: Q 1000 x 16, V 1000 x 8, K too when separate, centres 50 x 16 */
+    struct lsh_dataset_spec g = {.kind = LSH_DATA_GAUSSIAN, .n = 1000, .d = 16, .d_v = 8};
+    expect_bytes(lsh_dataset_bytes(&g, 1000, 16, 8, 0), 128000 + 64000, 1024, "gaussian");
+    expect_bytes(lsh_dataset_bytes(&g, 1000, 16, 8, 1), 2 * 128000 + 64000, 1024, "separate");
+    struct lsh_dataset_spec c = {.kind = LSH_DATA_CLUSTERED, .n = 1000, .d = 16, .clusters = 50};
+    expect_bytes(lsh_dataset_bytes(&c, 1000, 16, 8, 0), 192000 + 50 * 16 * 8, 1024, "clustered");
+    /* reference, n = m = 1000, d 16, d_v 8, top 10: per row lse, sum_a2,
+     * gram_den, a row index (8 each), |U_i| (4), O_i (64), top-10 (40); per
+     * thread a 256 x 256 block of scores, 256 x 16 query rows, 256 x 10
+     * top-k scores, running max and 3 x 8 lane sums of 256 rows, 256 lengths */
+    struct lsh_bytes r = lsh_reference_bytes(1000, 1000, 16, 8, 10);
+    expect_bytes(r.shared, 1000 * (32 + 4 + 64 + 40), 2048, "reference, shared");
+    expect_bytes(r.per_thread, 524288 + 32768 + 20480 + 25 * 2048 + 2048, 2048,
+                 "reference, per thread");
+    /* eval, row path, bucket mode, 4 rounds of 16 buckets: per round the keys
+     * sorted by bucket (4 n) and 17 starts; per thread 5 index arrays (4 n)
+     * and 2 score arrays (8 n); the row order (8 m) */
+    struct lsh_eval_shape es = {.n = 1000, .m = 1000, .d = 16, .d_v = 8, .n_topk = 1,
+                                .h_max = 4, .n_buckets = 16, .n_prefix = 2, .n_combine = 2};
+    struct lsh_mode_opts bucket = {LSH_MODE_BUCKET, 0, 0, LSH_WINDOW_ALL};
+    struct lsh_bytes e = lsh_eval_bytes(&es, &bucket, 0);
+    expect_bytes(e.per_thread, 1000 * 36, 2048, "eval rows, per thread");
+    /* + partial sums: 17 blocks x 2 x 2 x (9 metrics x 5 sums) doubles */
+    expect_bytes(e.shared, 4 * (4000 + 68) + 8000 + 17 * 4 * 45 * 8, 4096, "eval rows, shared");
+}
+
+/* At n = 64k the old model budgeted a 33 MB score block per thread for the
+ * reference (0.7 MB used) and refused -j 8 under 700 MiB; what is
+ * allocated fits. */
+Test(plan, a_64k_dataset_that_fits_is_not_refused)
+{
+    const char *yaml = "name: p\n"
+                       "datasets:\n  - {name: a, kind: gaussian, n: 65536, d: 64}\n"
+                       "strategies:\n  - name: hyperplane\n"
+                       "sweep:\n  n_hashes: 8\n  n_buckets: 64\n";
+    struct lsh_config *cfg;
+    struct lsh_plan *plan;
+    struct lsh_error err;
+    cr_assert_eq(build(yaml, &cfg, &plan, &err), 0, "%s", err.message);
+    lsh_error_clear(&err);
+    cr_expect_eq(lsh_plan_check_memory(cfg, plan, 8, (size_t)700 << 20, &err), 0, "%s",
+                 err.message);
+    /* Q and V alone are 64 MiB: not below that either */
+    cr_expect_eq(lsh_plan_check_memory(cfg, plan, 8, (size_t)64 << 20, &err), LSH_ECONFIG);
+    lsh_plan_free(plan);
+    lsh_config_free(cfg);
+}
+
+/* d = 2^61 (and d_v, clusters = 2^58) wrapped n x d around to a small number:
+ * the check passed and the reference overflowed a heap buffer. */
+Test(plan, sizes_that_overflow_are_refused_by_the_memory_check)
+{
+    static const char *const datasets[] = {
+        "{name: a, kind: gaussian, n: 8, d: 2305843009213693952}",
+        "{name: a, kind: gaussian, n: 8, d: 4, d_v: 2305843009213693952}",
+        "{name: a, kind: clustered, n: 8, d: 64, clusters: 288230376151711744}",
+    };
+    for (size_t t = 0; t < sizeof datasets / sizeof datasets[0]; t++) {
+        char yaml[512];
+        snprintf(yaml, sizeof yaml,
+                 "name: p\ndatasets:\n  - %s\nstrategies:\n  - name: hyperplane\n"
+                 "sweep:\n  n_buckets: 4\n",
+                 datasets[t]);
+        struct lsh_config *cfg;
+        struct lsh_plan *plan;
+        struct lsh_error err;
+        int rc = build(yaml, &cfg, &plan, &err);
+        if (rc) { /* refused earlier, by the config checks: as good */
+            cr_expect_eq(rc, LSH_ECONFIG, "%s: %s", datasets[t], err.message);
+            lsh_config_free(cfg);
+            continue;
+        }
+        lsh_error_clear(&err);
+        cr_expect_eq(lsh_plan_check_memory(cfg, plan, 2, (size_t)1 << 40, &err), LSH_ECONFIG,
+                     "%s was admitted", datasets[t]);
+        cr_expect(strstr(err.message, "'a'") != NULL, "%s", err.message);
+        struct lsh_memory mem;
+        lsh_plan_memory(cfg, plan, 0, &mem);
+        cr_expect_eq(lsh_memory_total(&mem, 2, 0), SIZE_MAX, "%s", datasets[t]);
+        lsh_plan_free(plan);
+        lsh_config_free(cfg);
+    }
+}
+
+/* The collision experiment was not counted: 4M pairs of d = 512 take 32 GiB
+ * for the pairs alone. */
+static int fit_nothing(void *state, const double *x, size_t n, size_t d,
+                       struct lsh_strategy_error *err)
+{
+    (void)state, (void)x, (void)n, (void)d, (void)err;
+    return 0;
+}
+
+Test(plan, the_collision_experiment_is_counted)
+{
+    /* a strategy that fits: the host gives each fit a private copy of the rows */
+    static const struct lsh_strategy fitting = {.name = "fitting", .fit = fit_nothing};
+    struct lsh_strategy_spec spec = {.name = "fitting", .strategy = &fitting, .n_sets = 1};
+    struct lsh_config cfg = {.experiment = LSH_EXPERIMENT_COLLISION, .strategies = &spec,
+                             .n_strategies = 1};
+    uint32_t hashes[1] = {4};
+    cfg.sweep.n_hashes = hashes;
+    cfg.sweep.n_n_hashes = 1;
+    cfg.sweep.n_n_buckets = 1;
+    cfg.collision.pairs = 4000000;
+    cfg.collision.d = 512;
+    /* 2 x 4M x 512 doubles, the 8M buckets per thread, the fit copy per thread */
+    const size_t pairs = (size_t)2 * 4000000 * 512 * 8;
+    const size_t got = lsh_plan_collision_memory(&cfg, 1);
+    cr_expect(got >= 2 * pairs + 8000000 * 4 && got <= 2 * pairs + ((size_t)128 << 20),
+              "%zu bytes", got);
+    struct lsh_error err;
+    lsh_error_clear(&err);
+    cr_expect_eq(lsh_plan_check_collision_memory(&cfg, 1, (size_t)4 << 30, &err), LSH_ECONFIG);
+    cr_expect(strstr(err.message, "collision") != NULL, "%s", err.message);
+    cfg.collision.pairs = 1000;
+    cr_expect_eq(lsh_plan_check_collision_memory(&cfg, 1, (size_t)4 << 30, &err), 0, "%s",
+                 err.message);
+}
+
+/* The score cache is kept when it fits beside the rest on one thread, for
+ * every -j; the threads are capped to what fits beside it. */
+Test(plan, the_cache_choice_does_not_depend_on_threads)
+{
+    const struct lsh_memory mem = {.shared = 100, .per_thread = 10, .cache = 50};
+    int cache;
+    for (unsigned j = 1; j <= 3; j++) {
+        cr_expect_eq(lsh_plan_threads(&mem, j, 160, &cache), 1); /* 100 + 10 + 50 */
+        cr_expect_eq(cache, 1, "-j %u", j);
+        cr_expect_eq(lsh_plan_threads(&mem, j, 159, &cache), j);
+        cr_expect_eq(cache, 0, "-j %u", j);
+        cr_expect_eq(lsh_plan_threads(&mem, j, 180, &cache), j < 3 ? j : 3);
+        cr_expect_eq(cache, 1, "-j %u", j);
+    }
+    cr_expect_eq(lsh_plan_threads(&mem, 8, 185, &cache), 3);
+    const struct lsh_memory none = {.shared = 100, .per_thread = 10, .cache = 0};
+    cr_expect_eq(lsh_plan_threads(&none, 4, 1000, &cache), 4);
+    cr_expect_eq(cache, 0);
 }
