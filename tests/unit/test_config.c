@@ -12,6 +12,7 @@
 
 #include "config.h"
 #include "error.h"
+#include "plan.h"
 #include "registry.h"
 
 static struct lsh_registry *reg;
@@ -74,6 +75,34 @@ static void expect_error(const char *yaml, size_t len, int code, int line, int c
 
 #define BAD(yaml, line, column, ...) \
     expect_error(yaml, strlen(yaml), LSH_ECONFIG, line, column, __VA_ARGS__, (const char *)NULL)
+
+/* A config that parses but whose plan is refused (the checks that need a
+ * dataset's shape are made once, in plan.c): code, place and phrases. */
+static void expect_plan_error(const char *yaml, int line, int column, ...)
+{
+    struct lsh_config *cfg = parse_ok(yaml);
+    struct lsh_plan *plan = NULL;
+    struct lsh_error err;
+    lsh_error_clear(&err);
+    int rc = lsh_plan_build(cfg, &plan, &err);
+    cr_assert_eq(rc, LSH_ECONFIG, "expected LSH_ECONFIG, got %d: %s", rc, err.message);
+    cr_assert_null(plan);
+    cr_assert_str_eq(err.file, "test.yaml");
+    cr_assert_eq(err.line, line, "line %d, expected %d: %s", err.line, line, err.message);
+    cr_assert_eq(err.column, column, "column %d, expected %d: %s", err.column, column,
+                 err.message);
+    va_list ap;
+    va_start(ap, column);
+    for (const char *p = va_arg(ap, const char *); p; p = va_arg(ap, const char *))
+        cr_assert_not_null(strstr(err.message, p), "'%s' not in message: %s", p, err.message);
+    va_end(ap);
+    /* the same without an error struct must not crash (plan.c wrote through NULL) */
+    cr_assert_eq(lsh_plan_build(cfg, &plan, NULL), LSH_ECONFIG);
+    lsh_config_free(cfg);
+}
+
+#define BAD_PLAN(yaml, line, column, ...) \
+    expect_plan_error(yaml, line, column, __VA_ARGS__, (const char *)NULL)
 
 static char *case_path(const char *name)
 {
@@ -626,13 +655,13 @@ Test(config, dump_flags_and_top_level_values)
 {
     struct lsh_config *cfg = parse_ok(MINIMAL "dump: [rows, hash_params, data, buckets]\n"
                                               "seed: 18446744073709551615\n"
-                                              "repeats: 4294967295\n"
+                                              "repeats: 10000\n"
                                               "output: out/x.h5\n"
                                               "experiment: sweep\n");
     cr_assert_eq(cfg->dump, LSH_DUMP_DATA | LSH_DUMP_BUCKETS | LSH_DUMP_HASH_PARAMS |
                                 LSH_DUMP_ROWS);
     cr_assert_eq(cfg->seed, UINT64_MAX);
-    cr_assert_eq(cfg->repeats, UINT32_MAX);
+    cr_assert_eq(cfg->repeats, 10000);
     cr_assert_str_eq(cfg->output, "out/x.h5");
     lsh_config_free(cfg);
 }
@@ -851,7 +880,7 @@ Test(config, integers_must_be_plain_integers)
 Test(config, zero_and_negative_counts_are_refused)
 {
     BAD(MINIMAL "repeats: 0\n", 11, 10, "repeats: '0' is out of range",
-        "expected an integer in [1, 4294967295]");
+        "expected an integer in [1, 10000]");
     BAD(MINIMAL "seed: -1\n", 11, 7, "seed: '-1' is out of range", "expected an integer >= 0");
     BAD(HEAD DATASETS STRATEGIES "sweep:\n  n_buckets: [4, 0]\n", 10, 18,
         "sweep.n_buckets: '0' is out of range");
@@ -894,7 +923,7 @@ Test(config, mapping_where_a_list_belongs)
     BAD(HEAD "datasets: {a: 1}\n" STRATEGIES SWEEP, 2, 11,
         "datasets: expected a list of datasets, got a mapping");
     BAD(HEAD DATASETS STRATEGIES "sweep:\n  n_buckets: 4\n  n_hashes: {a: 1}\n", 11, 13,
-        "sweep.n_hashes: expected an integer in [1, 4294967295] or a list of them, got a mapping");
+        "sweep.n_hashes: expected an integer in [1, 1024] or a list of them, got a mapping");
 }
 
 Test(config, empty_lists_are_refused)
@@ -990,8 +1019,8 @@ Test(config, generator_parameters_are_checked)
 
 Test(config, reference_rows_at_most_n)
 {
-    BAD(DS("    kind: gaussian\n    n: 100\n    d: 8\n    reference_rows: 101\n"), 7, 21,
-        "101 rows is more than n = 100");
+    BAD_PLAN(DS("    kind: gaussian\n    n: 100\n    d: 8\n    reference_rows: 101\n"), 7, 21,
+             "101 rows is more than n = 100", "[1, 100] or all");
     BAD(DS("    kind: gaussian\n    n: 100\n    d: 8\n    reference_rows: some\n"), 7, 21,
         "expected an integer >= 1, got 'some'");
 }
@@ -1127,7 +1156,7 @@ Test(config, sweep_words_are_checked)
 Test(config, sweep_numbers_are_checked)
 {
     BAD(WITH_SWEEP("  look_back: -1\n"), 11, 14, "sweep.look_back: '-1' is out of range",
-        "[0, 4294967295]");
+        "[0, 1048576]");
     BAD(WITH_SWEEP("  chunk_size: 0\n"), 11, 15, "sweep.chunk_size: '0' is out of range");
     BAD(WITH_SWEEP("  n_hashes: [1, 2.5]\n"), 11, 17, "sweep.n_hashes: expected an integer",
         "got '2.5'");
@@ -1135,11 +1164,11 @@ Test(config, sweep_numbers_are_checked)
 
 Test(config, chunk_size_larger_than_a_dataset_is_an_error)
 {
-    BAD(WITH_SWEEP("  mode: [bucket, chunked]\n  chunk_size: [50, 200]\n"), 12, 20,
-        "sweep.chunk_size: 200 is larger than n = 100 of dataset 'g'");
-    BAD(HEAD "datasets:\n  - {name: small, kind: gaussian, n: 32, d: 8}\n" STRATEGIES
-             "sweep:\n  n_buckets: 4\n  mode: [bucket, chunked]\n",
-        8, 18, "default chunk_size 64 is larger than n = 32 of dataset 'small'");
+    BAD_PLAN(WITH_SWEEP("  mode: [bucket, chunked]\n  chunk_size: [50, 200]\n"), 12, 20,
+             "sweep.chunk_size: 200 is larger than n = 100 of dataset 'g'");
+    BAD_PLAN(HEAD "datasets:\n  - {name: small, kind: gaussian, n: 32, d: 8}\n" STRATEGIES
+                  "sweep:\n  n_buckets: 4\n  mode: [bucket, chunked]\n",
+             8, 18, "default chunk_size 64 is larger than n = 32 of dataset 'small'");
 }
 
 /* ---- errors: collision ------------------------------------------------------------ */
