@@ -331,7 +331,7 @@ static const char run_usage[] =
     "                      results/<name>.h5)\n"
     "  -j, --jobs N        threads (default: all CPUs); results are bit-identical\n"
     "                      for every N\n"
-    "  -m, --memory-limit SIZE  memory lshlab may plan for, e.g. 1G, 512M (default:\n"
+    "  -m, --memory-limit SIZE  memory lshlab may plan for, e.g. 1G, 512M, 1.5GiB (default:\n"
     "                      half the physical memory).  A dataset's score cache is kept\n"
     "                      when it fits, else scores are recomputed (streaming); a\n"
     "                      dataset that cannot fit at all is an error before any work\n"
