@@ -39,6 +39,7 @@ enum lsh_combine { LSH_COMBINE_UNION, LSH_COMBINE_ROUNDS };
 #define LSH_REPEATS_MAX 10000
 #define LSH_LOOK_BACK_MAX ((uint32_t)1 << 20) /* (look_back + 1) x chunk_size fits */
 #define LSH_POINTS_MAX ((size_t)1 << 22) /* plan entries (24-80 bytes) and /runs rows */
+#define LSH_ROWS_MAX (((size_t)1 << 31) - 1) /* n: 32-bit row ids, one bit marking keys */
 
 /* dump: flags */
 enum {

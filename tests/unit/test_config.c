@@ -1409,3 +1409,20 @@ Test(config, the_number_of_points_is_bounded)
              "  look_back: [%s]\n", list, list);
     BAD(y, 8, 3, "the sweep is too large: it expands to 12000000000 points");
 }
+
+Test(config, the_plan_refuses_more_rows_than_32_bit_ids_hold)
+{
+    BAD_PLAN(HEAD "datasets:\n  - {name: g, kind: gaussian, n: 2147483648, d: 1}\n" STRATEGIES
+             SWEEP, 3, 5, "dataset 'g' has 2147483648 rows; allowed: at most 2147483647");
+}
+
+Test(config, a_plan_without_an_error_struct_survives_a_missing_data_file)
+{
+    struct lsh_config *cfg = parse_ok(HEAD "datasets:\n  - {name: h, kind: hdf5, "
+                                      "file: /nonexistent/lshlab/x.h5, q: q}\n" STRATEGIES SWEEP);
+    struct lsh_plan *plan = NULL;
+    /* plan.c wrote the config's place through err even when it was NULL */
+    cr_assert_neq(lsh_plan_build(cfg, &plan, NULL), 0);
+    cr_assert_null(plan);
+    lsh_config_free(cfg);
+}
