@@ -1647,9 +1647,15 @@ static int parse_collision(struct ctx *c, yaml_node_t *n)
     for (size_t i = 0; i < 3; i++)
         if (!lookup(c, n, collision_keys[i], NULL))
             return fail(c, n, "collision: missing required key '%s'", collision_keys[i]);
-    if ((rc = get_size(c, lookup(c, n, "d", NULL), "collision.d", 1, &col->d)) ||
-        (rc = get_size(c, lookup(c, n, "pairs", NULL), "collision.pairs", 1, &col->pairs)))
+    /* a vector at an angle from x needs a second dimension */
+    yaml_node_t *pairs = lookup(c, n, "pairs", NULL);
+    if ((rc = get_size(c, lookup(c, n, "d", NULL), "collision.d", 2, &col->d)) ||
+        (rc = get_size(c, pairs, "collision.pairs", 1, &col->pairs)))
         return rc;
+    if (col->pairs > SIZE_MAX / 2 / col->d / sizeof(double))
+        return fail(c, pairs, "collision.pairs: %zu pairs of %zu numbers are more than memory "
+                    "can address (2 x pairs x d x 8 bytes); allowed: at most %zu for this d",
+                    col->pairs, col->d, SIZE_MAX / 2 / col->d / sizeof(double));
     yaml_node_t *v = lookup(c, n, "angles", NULL);
     const char *what = "an angle in degrees in (0, 180]";
     if ((rc = need_scalar_or_list(c, v, "collision.angles", what)))
@@ -1719,9 +1725,15 @@ static int parse_root(struct ctx *c, yaml_node_t *root)
         return rc;
     cfg->seed = seed;
     cfg->repeats = 1;
-    if ((v = lookup(c, root, "repeats", NULL)) && (rc = get_u32(c, v, "repeats", 1, LSH_REPEATS_MAX,
-                                                          &cfg->repeats)))
-        return rc;
+    const int collision = cfg->experiment == LSH_EXPERIMENT_COLLISION;
+    if ((v = lookup(c, root, "repeats", NULL))) {
+        if ((rc = get_u32(c, v, "repeats", 1, LSH_REPEATS_MAX, &cfg->repeats)))
+            return rc;
+        if (collision && cfg->repeats != 1)
+            return fail(c, v, "repeats: %" PRIu32 " does not apply to experiment collision; "
+                        "allowed: 1 (its rounds are its replicates: raise n_hashes or pairs "
+                        "instead)", cfg->repeats);
+    }
     if ((v = lookup(c, root, "output", NULL))) {
         if ((rc = dup_string(c, v, "output", "a file path", &cfg->output)))
             return rc;
@@ -1733,6 +1745,9 @@ static int parse_root(struct ctx *c, yaml_node_t *root)
     }
     if ((v = lookup(c, root, "dump", NULL)) && (rc = parse_dump(c, v)))
         return rc;
+    if (collision && cfg->dump)
+        return fail(c, v, "dump does not apply to experiment collision; allowed: [] (it writes "
+                    "/collision only)");
 
     yaml_node_t *k;
     if (cfg->experiment == LSH_EXPERIMENT_SWEEP) {

@@ -1426,3 +1426,22 @@ Test(config, a_plan_without_an_error_struct_survives_a_missing_data_file)
     cr_assert_null(plan);
     lsh_config_free(cfg);
 }
+
+Test(config, collision_refuses_what_does_not_apply_where_it_is_written)
+{
+    BAD(COLLISION_HEAD "repeats: 2\ncollision: {d: 8, angles: 90, pairs: 10}\n" STRATEGIES
+        COLLISION_SWEEP, 3, 10, "repeats: 2 does not apply to experiment collision",
+        "allowed: 1");
+    BAD(COLLISION_HEAD "dump: [rows]\ncollision: {d: 8, angles: 90, pairs: 10}\n" STRATEGIES
+        COLLISION_SWEEP, 3, 7, "dump does not apply to experiment collision", "allowed: []");
+    BAD(COLLISION_HEAD "collision: {d: 1, angles: 90, pairs: 10}\n" STRATEGIES COLLISION_SWEEP,
+        3, 16, "collision.d: '1' is out of range; expected an integer >= 2");
+    BAD(COLLISION_HEAD "collision: {d: 8, angles: 90, pairs: 1152921504606846976}\n"
+        STRATEGIES COLLISION_SWEEP, 3, 38, "collision.pairs: 1152921504606846976 pairs",
+        "allowed: at most 144115188075855871");
+    struct lsh_config *cfg = parse_ok(COLLISION_HEAD "repeats: 1\ndump: []\n"
+                                      "collision: {d: 2, angles: 90, pairs: 10}\n" STRATEGIES
+                                      COLLISION_SWEEP);
+    cr_assert_eq(cfg->collision.d, 2);
+    lsh_config_free(cfg);
+}
