@@ -2,7 +2,8 @@
  *
  * lsh_config_load() parses, type-checks and range-checks everything, fills
  * every default, and checks each strategy's parameters against the plugin's
- * published schema (plan.c then runs each plugin's check() on every point,
+ * published schema (plan.c then checks n, chunk_size and reference_rows
+ * against each dataset's shape and runs each plugin's check() on every point,
  * once data shapes are known).  CHOICE values point into the plugins' own
  * words: free a config before the registry it was loaded with.  Errors
  * carry file:line:column, the offending value and what is allowed; for a
