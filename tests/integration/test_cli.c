@@ -471,3 +471,22 @@ Test(cli, a_second_interrupt_says_it_aborts_now, .timeout = 120)
                    "the first message was repeated: %s", log);
     cr_expect(strstr(log, "aborting now"), "%s", log);
 }
+
+/* A FIFO with no writer blocked `validate` and `run` forever: it is refused
+ * at once, with the config's exit code. */
+Test(cli, a_fifo_as_the_config_exits_3_at_once, .timeout = 30)
+{
+    char fifo[512], res[512];
+    snprintf(fifo, sizeof fifo, "%s/config.yaml", tmpdir);
+    snprintf(res, sizeof res, "%s/out.h5", tmpdir);
+    cr_assert_eq(mkfifo(fifo, 0600), 0);
+    char *out = NULL;
+    cr_expect_eq(lshlab(&out, "validate %s", fifo), 3, "%s", out);
+    cr_expect(strstr(out, "is a FIFO (named pipe); allowed: a regular file"), "%s", out);
+    free(out);
+    cr_expect_eq(lshlab(&out, "run %s -o %s", fifo, res), 3, "%s", out);
+    free(out);
+    /* /dev/zero is in test_config.c, where a memory cap keeps a regression
+     * from taking the machine's memory before the timeout */
+    cr_expect(!exists(res), "a results file was created");
+}
