@@ -17,6 +17,7 @@
 #include "error.h"
 #include "plan.h"
 #include "registry.h"
+#include "results.h"
 
 static struct lsh_registry *reg;
 
@@ -1444,4 +1445,10 @@ Test(config, collision_refuses_what_does_not_apply_where_it_is_written)
                                       COLLISION_SWEEP);
     cr_assert_eq(cfg->collision.d, 2);
     lsh_config_free(cfg);
+}
+
+Test(config, name_and_params_limits_are_the_results_columns_less_their_nul)
+{
+    cr_assert_eq(LSH_NAME_MAX + 1, LSH_RUNS_NAME_LEN);
+    cr_assert_eq(LSH_PARAMS_MAX + 1, LSH_RUNS_PARAMS_LEN);
 }
