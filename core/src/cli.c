@@ -5,6 +5,7 @@
 #include <getopt.h>
 #include <math.h>
 #include <signal.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -56,11 +57,14 @@ static const char main_usage[] =
     "environment: LSHLAB_STRATEGY_PATH  colon-separated folders searched for plugins first\n"
     "definitions of every hash rule, metric, seed and file field: docs/definitions.md\n";
 
+/* "lshlab: configuration error: file:line:column: message": the kind of
+ * error (lsh_strerror) first, then where and why. */
 static void print_error(const struct lsh_error *err)
 {
     char buf[LSH_ERROR_MSG_MAX + LSH_ERROR_FILE_MAX + 64];
     lsh_error_format(err, buf, sizeof buf);
-    fprintf(stderr, "%s: error: %s\n", prog, buf);
+    fprintf(stderr, "%s: %s: %s\n", prog, err->code < 0 ? lsh_strerror(err->code) : "error",
+            buf);
 }
 
 static int exit_code_for(int code)
@@ -304,17 +308,36 @@ static void print_table(const struct progress *pg, const char *output)
 
 static volatile sig_atomic_t stop_flag;
 
+/* The first Ctrl-C (or SIGTERM) asks the run to stop after the current
+ * point; the second ends the process at once, by the signal's default
+ * action (the signal is blocked in here: it is delivered when we return).
+ * The crash-safe results file keeps every point saved so far. */
 static void on_signal(int sig)
 {
-    if (stop_flag) { /* a second Ctrl-C: stop now */
+    static const char first[] = "\nlshlab: stopping after the current point "
+                                "(Ctrl-C again to abort now)\n";
+    static const char again[] = "\nlshlab: aborting now, without finishing the current "
+                                "point; `lshlab run ... --resume` continues from the last "
+                                "saved point\n";
+    const int second = stop_flag != 0;
+    stop_flag = 1;
+    ssize_t w = second ? write(STDERR_FILENO, again, sizeof again - 1)
+                       : write(STDERR_FILENO, first, sizeof first - 1);
+    (void)w;
+    if (second) {
         signal(sig, SIG_DFL);
         raise(sig);
     }
-    stop_flag = 1;
-    static const char msg[] = "\nlshlab: stopping after the current point "
-                              "(Ctrl-C again to abort now)\n";
-    ssize_t w = write(STDERR_FILENO, msg, sizeof msg - 1);
-    (void)w;
+}
+
+static void catch_stop_signals(void)
+{
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_signal;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
 }
 
 /* ---- commands --------------------------------------------------------------------- */
@@ -346,7 +369,7 @@ static const char run_usage[] =
     "                      results/<name>.h5)\n"
     "  -j, --jobs N        threads (default: all CPUs); results are bit-identical\n"
     "                      for every N\n"
-    "  -m, --memory-limit SIZE  memory lshlab may plan for, e.g. 1G, 512M (default:\n"
+    "  -m, --memory-limit SIZE  memory lshlab may plan for, e.g. 1G, 512M, 1.5GiB (default:\n"
     "                      half the physical memory).  A dataset's score cache is kept\n"
     "                      when it fits, else scores are recomputed (streaming); a\n"
     "                      dataset that cannot fit at all is an error before any work\n"
@@ -362,29 +385,50 @@ static const char run_usage[] =
     "exit codes: 0 ok, 1 runtime error, 2 usage, 3 invalid config or input,\n"
     "            4 results file exists, 5 some points failed, 130 stopped\n";
 
-/* "1G", "512M", "2048K" or plain bytes (binary units). */
+/* The --memory-limit bounds: below 1 MiB nothing runs; above 2^60 bytes
+ * is no machine's memory, and every sum of planned sizes stays far from
+ * overflowing. */
+#define MEMORY_LIMIT_MIN ((size_t)1 << 20)
+#define MEMORY_LIMIT_MAX ((uint64_t)1 << 60)
+
+/* "1G", "512M", "1.5GiB", "2048K" or plain bytes (binary units): decimal
+ * digits with an optional fraction, then an optional unit.  No sign, no
+ * exponent, no hex, no inf or nan (strtod would take all of them). */
 static int parse_bytes(const char *s, size_t *out)
 {
-    char *end;
-    errno = 0;
-    double v = strtod(s, &end);
-    if (errno || end == s || v <= 0)
+    const char *p = s;
+    uint64_t whole = 0;
+    double frac = 0, scale = 1;
+    int digits = 0;
+    for (; *p >= '0' && *p <= '9'; p++, digits++) {
+        if (whole > (MEMORY_LIMIT_MAX - 9) / 10)
+            return -1;
+        whole = whole * 10 + (uint64_t)(*p - '0');
+    }
+    if (*p == '.')
+        for (p++; *p >= '0' && *p <= '9'; p++, digits++)
+            frac += (*p - '0') * (scale /= 10);
+    if (!digits)
         return -1;
-    double mult = 1;
-    switch (*end) {
-    case 'k': case 'K': mult = 1024.0; end++; break;
-    case 'm': case 'M': mult = 1048576.0; end++; break;
-    case 'g': case 'G': mult = 1073741824.0; end++; break;
-    case 't': case 'T': mult = 1099511627776.0; end++; break;
+    unsigned shift = 0;
+    switch (*p) {
+    case 'k': case 'K': shift = 10; p++; break;
+    case 'm': case 'M': shift = 20; p++; break;
+    case 'g': case 'G': shift = 30; p++; break;
+    case 't': case 'T': shift = 40; p++; break;
     default: break;
     }
-    if (*end == 'i' && end[-1] != *s)
-        end++;
-    if (*end == 'B' || *end == 'b')
-        end++;
-    if (*end || v * mult < 1048576.0 || v * mult > 1e18)
+    if (shift && *p == 'i')
+        p++;
+    if (*p == 'B' || *p == 'b')
+        p++;
+    if (*p || whole > MEMORY_LIMIT_MAX >> shift)
         return -1;
-    *out = (size_t)(v * mult);
+    double bytes = ((double)whole + frac) * (double)((uint64_t)1 << shift);
+    if (!(bytes >= (double)MEMORY_LIMIT_MIN) || bytes > (double)MEMORY_LIMIT_MAX ||
+        bytes > (double)SIZE_MAX)
+        return -1;
+    *out = (size_t)bytes;
     return 0;
 }
 
@@ -503,11 +547,7 @@ static int run_collision(const struct run_args *a, const struct lsh_config *cfg,
 {
     struct col_progress pg = {.tty = isatty(STDERR_FILENO), .quiet = a->quiet};
     char *cmdline = join_argv(a->argc + 1, a->argv - 1);
-    struct sigaction sa;
-    memset(&sa, 0, sizeof sa);
-    sa.sa_handler = on_signal;
-    sigaction(SIGINT, &sa, NULL);
-    sigaction(SIGTERM, &sa, NULL);
+    catch_stop_signals();
 
     const char *out_path = a->output ? a->output : cfg->output;
     struct lsh_collision_opts ro = {
@@ -584,8 +624,8 @@ static int cmd_run(int argc, char **argv)
         case 'm':
             if (parse_bytes(optarg, &memory_limit))
                 return usage_error(run_usage,
-                                   "--memory-limit needs a size of at least 1M, like 512M or "
-                                   "4G, got '%s'", optarg);
+                                   "--memory-limit needs a size of at least 1M and at most "
+                                   "2^60 bytes, like 512M, 4G or 1.5GiB, got '%s'", optarg);
             break;
         case 'j':
             if (parse_jobs(optarg, &jobs))
@@ -637,11 +677,7 @@ static int cmd_run(int argc, char **argv)
 
     struct progress pg = {.tty = isatty(STDERR_FILENO), .quiet = quiet};
     char *cmdline = join_argv(argc + 1, argv - 1);
-    struct sigaction sa;
-    memset(&sa, 0, sizeof sa);
-    sa.sa_handler = on_signal;
-    sigaction(SIGINT, &sa, NULL);
-    sigaction(SIGTERM, &sa, NULL);
+    catch_stop_signals();
 
     const char *out_path = output ? output : cfg->output;
     struct lsh_run_opts ro = {
@@ -878,6 +914,9 @@ int main(int argc, char **argv)
     lsh_blas_pick_kernels(argv); /* may re-execute: before anything else */
     gsl_set_error_handler_off(); /* GSL aborts by default */
     signal(SIGXFSZ, SIG_IGN);    /* a file size limit is a write error (EFBIG), not a kill */
+    /* `lshlab run ... | head`: a closed pipe is a failed write (EPIPE) on
+     * stdout or stderr, not a kill; the run goes on writing its results. */
+    signal(SIGPIPE, SIG_IGN);
     lsh_results_init_library();  /* HDF5 prints its error stack by default */
     lsh_blas_single_thread();    /* our threads, not BLAS's */
     atexit(on_plugin_exit);      /* after HDF5's own: it runs first, and leaves files as they are */

@@ -196,24 +196,10 @@ int lsh_collision_plan_build(const struct lsh_config *cfg, struct lsh_collision_
 {
     const struct lsh_collision_spec *col = &cfg->collision;
     const struct lsh_sweep *sw = &cfg->sweep;
-    const char *path = cfg->path ? cfg->path : "config";
+    /* d >= 2, pairs that fit, repeats 1 and no dump: lsh_config_load checked them */
     if (cfg->experiment != LSH_EXPERIMENT_COLLISION)
         return lsh_error_set(err, LSH_EINVAL, "lsh_collision_plan_build: not a collision "
                                               "experiment");
-    if (col->d < 2)
-        return lsh_error_set(err, LSH_ECONFIG, "%s: collision.d is %zu; allowed: 2 or more "
-                             "(a vector at an angle from x needs a second dimension)",
-                             path, col->d);
-    if (col->pairs > SIZE_MAX / 2 / col->d / sizeof(double))
-        return lsh_error_set(err, LSH_ECONFIG, "%s: collision.pairs %zu with d %zu is too large "
-                             "to hold in memory", path, col->pairs, col->d);
-    if (cfg->repeats != 1)
-        return lsh_error_set(err, LSH_ECONFIG, "%s: repeats %u does not apply to experiment "
-                             "collision; allowed: 1 (its rounds are its replicates: raise "
-                             "n_hashes or pairs instead)", path, cfg->repeats);
-    if (cfg->dump)
-        return lsh_error_set(err, LSH_ECONFIG, "%s: dump does not apply to experiment "
-                             "collision; allowed: [] (it writes /collision only)", path);
 
     struct lsh_collision_plan *plan = calloc(1, sizeof *plan);
     size_t n = 0;

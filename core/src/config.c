@@ -3,6 +3,7 @@
 
 #include <ctype.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <inttypes.h>
 #include <math.h>
 #include <stdarg.h>
@@ -10,6 +11,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include <yaml.h>
 
@@ -72,6 +75,11 @@ static int oom(struct ctx *c)
 static int line_of(const yaml_node_t *node)
 {
     return (int)node->start_mark.line + 1;
+}
+
+static struct lsh_mark mark_of(const yaml_node_t *n)
+{
+    return (struct lsh_mark){(int)n->start_mark.line + 1, (int)n->start_mark.column + 1};
 }
 
 /* ---- nodes ---------------------------------------------------------------- */
@@ -374,10 +382,10 @@ static int get_uint(struct ctx *c, const yaml_node_t *n, const char *where, uint
 }
 
 static int get_u32(struct ctx *c, const yaml_node_t *n, const char *where, uint32_t lo,
-                   uint32_t *out)
+                   uint32_t hi, uint32_t *out)
 {
     uint64_t v;
-    int rc = get_uint(c, n, where, lo, UINT32_MAX, &v);
+    int rc = get_uint(c, n, where, lo, hi, &v);
     if (!rc)
         *out = (uint32_t)v;
     return rc;
@@ -584,14 +592,15 @@ static int cmp_u32(const void *a, const void *b)
     return x < y ? -1 : x > y;
 }
 
-/* An integer >= lo or a list of them.  marks (optional) gets each value's
- * position (owned by the caller); with DUP_SORT_UNIQUE there are no marks. */
+/* An integer in [lo, hi] or a list of them.  marks (optional) gets each
+ * value's position (owned by the caller); with DUP_SORT_UNIQUE there are no
+ * marks. */
 static int get_u32_list(struct ctx *c, yaml_node_t *n, const char *where, uint32_t lo,
-                        enum dup_policy dups, uint32_t **out, size_t *count,
+                        uint32_t hi, enum dup_policy dups, uint32_t **out, size_t *count,
                         struct lsh_mark **marks)
 {
     char what[96];
-    uint_phrase(what, sizeof what, lo, UINT32_MAX);
+    uint_phrase(what, sizeof what, lo, hi);
     int rc = need_scalar_or_list(c, n, where, what);
     if (rc)
         return rc;
@@ -605,11 +614,10 @@ static int get_u32_list(struct ctx *c, yaml_node_t *n, const char *where, uint32
     }
     for (size_t i = 0; i < m; i++) {
         yaml_node_t *it = item(c, n, i);
-        if ((rc = get_u32(c, it, where, lo, &v[i])))
+        if ((rc = get_u32(c, it, where, lo, hi, &v[i])))
             goto out;
         d[i] = v[i];
-        mk[i].line = (int)it->start_mark.line + 1;
-        mk[i].column = (int)it->start_mark.column + 1;
+        mk[i] = mark_of(it);
     }
     if (dups == DUP_ERROR) {
         size_t first, again;
@@ -712,10 +720,10 @@ const char *lsh_data_kind_name(enum lsh_data_kind k)
     return (unsigned)k < 3 ? kind_words[k] : "unknown";
 }
 
-/* [A-Za-z0-9_.-]+: names become file names and HDF5 group names. */
+/* [A-Za-z0-9_.-]+, not . or ..: names become file names and HDF5 group names. */
 static int name_ok(const char *s)
 {
-    if (!*s)
+    if (!*s || !strcmp(s, ".") || !strcmp(s, ".."))
         return 0;
     for (; *s; s++)
         if (!isalnum((unsigned char)*s) && *s != '_' && *s != '.' && *s != '-')
@@ -723,9 +731,19 @@ static int name_ok(const char *s)
     return 1;
 }
 
+/* Names are columns of the results file (LSH_NAME_MAX). */
+static int check_name_length(struct ctx *c, const yaml_node_t *n, const char *where)
+{
+    size_t len = strlen(sval(n));
+    if (len > LSH_NAME_MAX)
+        return fail(c, n, "%s: %s is %zu characters long; allowed: at most %d", where,
+                    describe(c, n), len, LSH_NAME_MAX);
+    return 0;
+}
+
 static int get_name(struct ctx *c, const yaml_node_t *n, const char *where, char **out)
 {
-    const char *what = "a name of letters, digits, '_', '.' and '-'";
+    const char *what = "a name of letters, digits, '_', '.' and '-' (not . or ..)";
     const char *s = NULL;
     int rc = get_string(c, n, where, what, &s);
     if (rc)
@@ -733,6 +751,8 @@ static int get_name(struct ctx *c, const yaml_node_t *n, const char *where, char
     if (!name_ok(s))
         return fail(c, n, "%s: %s is not a valid name; expected %s", where, describe(c, n),
                     what);
+    if ((rc = check_name_length(c, n, where)))
+        return rc;
     if (!(*out = strdup(s)))
         return oom(c);
     return 0;
@@ -864,9 +884,7 @@ static int parse_dataset(struct ctx *c, yaml_node_t *n, size_t index)
             ds->reference_rows = 0;
         else if ((rc = get_size(c, v, w, 1, &ds->reference_rows)))
             return rc;
-        if (ds->n && ds->reference_rows > ds->n)
-            return fail(c, v, "%s: %zu rows is more than n = %zu; expected an integer in "
-                        "[1, %zu] or all", w, ds->reference_rows, ds->n, ds->n);
+        ds->reference_rows_at = mark_of(v); /* plan.c checks it against n */
     }
     return 0;
 }
@@ -924,9 +942,15 @@ static int parse_attention(struct ctx *c, yaml_node_t *n)
         else
             a->scale_auto = 0;
     }
-    if (n && (v = lookup(c, n, "topk", NULL)))
-        return get_u32_list(c, v, "attention.topk", 1, DUP_SORT_UNIQUE, &a->topk, &a->n_topk,
-                            NULL);
+    if (n && (v = lookup(c, n, "topk", NULL))) {
+        if ((rc = get_u32_list(c, v, "attention.topk", 1, UINT32_MAX, DUP_SORT_UNIQUE, &a->topk,
+                               &a->n_topk, NULL)))
+            return rc;
+        if (a->n_topk > LSH_TOPK_MAX)
+            return fail(c, v, "attention.topk: %zu different values; allowed: at most %d",
+                        a->n_topk, LSH_TOPK_MAX);
+        return 0;
+    }
     if (!(a->topk = malloc(2 * sizeof *a->topk)))
         return oom(c);
     a->topk[0] = 1;
@@ -1271,6 +1295,10 @@ static int expand_sets(struct ctx *c, struct lsh_strategy_spec *ss, const struct
             return oom(c);
         }
         set->canonical = b.p;
+        if (b.len > LSH_PARAMS_MAX)
+            return fail(c, at, "strategy '%s': the parameter set '%.60s...' is %zu characters "
+                        "long as the results file writes it; allowed: at most %d", ss->name,
+                        b.p, b.len, LSH_PARAMS_MAX);
     }
     return 0;
 }
@@ -1360,6 +1388,8 @@ static int parse_strategy(struct ctx *c, yaml_node_t *n, size_t index)
         return rc;
     if (!(ss->strategy = lsh_registry_find(c->reg, ss->name)))
         return unknown_strategy(c, v, w, ss->name);
+    if ((rc = check_name_length(c, v, w)))
+        return rc;
     if ((v = lookup(c, n, "skip_invalid", NULL))) {
         field(w, sizeof w, where, "skip_invalid");
         if ((rc = get_bool(c, v, w, &ss->skip_invalid)))
@@ -1508,35 +1538,47 @@ static int set_combines(struct ctx *c, yaml_node_t *n, struct lsh_sweep *s)
     return 0;
 }
 
-/* A chunk larger than a dataset's n is refused: it is one chunk holding
- * everything, which is not what a chunked point is meant to measure. */
-static int check_chunks(struct ctx *c, yaml_node_t *mode_node, yaml_node_t *chunk_node,
-                        const struct lsh_mark *marks)
+/* a x b, or SIZE_MAX when that does not fit */
+static size_t mul_sat(size_t a, size_t b)
+{
+    size_t r;
+    return __builtin_mul_overflow(a, b, &r) ? SIZE_MAX : r;
+}
+
+/* Every point is an entry of the plan and a row of the results: their
+ * number is bounded (LSH_POINTS_MAX) before anything is expanded.  Counted
+ * as plan.c and collision.c expand them. */
+static int check_point_count(struct ctx *c, const yaml_node_t *sweep_node)
 {
     const struct lsh_config *cfg = c->cfg;
     const struct lsh_sweep *s = &cfg->sweep;
-    size_t chunked = s->n_mode;
-    for (size_t i = 0; i < s->n_mode; i++)
-        if (s->mode[i] == LSH_MODE_CHUNKED)
-            chunked = i;
-    if (chunked == s->n_mode)
+    size_t sets = 0;
+    for (size_t i = 0; i < cfg->n_strategies; i++)
+        sets += cfg->strategies[i].n_sets; /* each <= MAX_PARAM_SETS: no overflow */
+    size_t total = mul_sat(mul_sat(sets, s->n_n_buckets), s->n_n_hashes);
+    const char *factors;
+    if (cfg->experiment == LSH_EXPERIMENT_COLLISION) {
+        total = mul_sat(total, cfg->collision.n_angles);
+        factors = "parameter sets x n_buckets x n_hashes x angles";
+    } else {
+        size_t modes = 0;
+        for (size_t i = 0; i < s->n_mode; i++)
+            modes += s->mode[i] == LSH_MODE_BUCKET
+                         ? 1 : mul_sat(mul_sat(s->n_chunk_size, s->n_look_back), s->n_window);
+        total = mul_sat(mul_sat(mul_sat(total, modes), s->n_combine),
+                        mul_sat(cfg->n_datasets, cfg->repeats));
+        factors = "datasets x parameter sets x n_buckets x repeats x mode settings x "
+                  "n_hashes x combine";
+    }
+    if (total <= LSH_POINTS_MAX)
         return 0;
-    for (size_t j = 0; j < s->n_chunk_size; j++)
-        for (size_t k = 0; k < cfg->n_datasets; k++) {
-            const struct lsh_dataset_spec *ds = &cfg->datasets[k];
-            if (ds->kind == LSH_DATA_HDF5 || s->chunk_size[j] <= ds->n)
-                continue;
-            if (chunk_node)
-                return fail_mark(c, (yaml_mark_t){0, (size_t)marks[j].line - 1,
-                                                  (size_t)marks[j].column - 1},
-                                 "sweep.chunk_size: %" PRIu32 " is larger than n = %zu of "
-                                 "dataset '%s'", s->chunk_size[j], ds->n, ds->name);
-            return fail(c, item(c, mode_node, chunked),
-                        "sweep.mode: chunked with the default chunk_size %" PRIu32
-                        " is larger than n = %zu of dataset '%s'; set sweep.chunk_size",
-                        s->chunk_size[j], ds->n, ds->name);
-        }
-    return 0;
+    char count[48];
+    if (total == SIZE_MAX)
+        snprintf(count, sizeof count, "more than %zu", SIZE_MAX - 1);
+    else
+        snprintf(count, sizeof count, "%zu", total);
+    return fail(c, sweep_node, "the sweep is too large: it expands to %s points (%s); "
+                "allowed: at most %zu", count, factors, LSH_POINTS_MAX);
 }
 
 static int parse_sweep(struct ctx *c, yaml_node_t *n)
@@ -1555,40 +1597,40 @@ static int parse_sweep(struct ctx *c, yaml_node_t *n)
         }
     yaml_node_t *v;
     if ((v = lookup(c, n, "n_hashes", NULL)))
-        rc = get_u32_list(c, v, "sweep.n_hashes", 1, DUP_SORT_UNIQUE, &s->n_hashes,
-                          &s->n_n_hashes, NULL);
+        rc = get_u32_list(c, v, "sweep.n_hashes", 1, LSH_N_HASHES_MAX, DUP_SORT_UNIQUE,
+                          &s->n_hashes, &s->n_n_hashes, NULL);
     else
         rc = u32_default(c, &s->n_hashes, &s->n_n_hashes, 1);
     if (rc)
         return rc;
     if (!(v = lookup(c, n, "n_buckets", NULL)))
         return fail(c, n, "sweep: missing required key 'n_buckets'");
-    if ((rc = get_u32_list(c, v, "sweep.n_buckets", 1, DUP_ERROR, &s->n_buckets,
+    if ((rc = get_u32_list(c, v, "sweep.n_buckets", 1, UINT32_MAX, DUP_ERROR, &s->n_buckets,
                            &s->n_n_buckets, &s->n_buckets_marks)))
         return rc;
     yaml_node_t *mode_node = lookup(c, n, "mode", NULL);
     if ((rc = set_modes(c, mode_node, s)))
         return rc;
+    for (size_t i = 0; i < s->n_mode; i++) /* plan.c checks chunk_size against n there */
+        if (s->mode[i] == LSH_MODE_CHUNKED)
+            s->chunked_at = mark_of(item(c, mode_node, i));
     yaml_node_t *chunk_node = lookup(c, n, "chunk_size", NULL);
-    struct lsh_mark *chunk_marks = NULL;
     if (chunk_node)
-        rc = get_u32_list(c, chunk_node, "sweep.chunk_size", 1, DUP_ERROR, &s->chunk_size,
-                          &s->n_chunk_size, &chunk_marks);
+        rc = get_u32_list(c, chunk_node, "sweep.chunk_size", 1, UINT32_MAX, DUP_ERROR,
+                          &s->chunk_size, &s->n_chunk_size, &s->chunk_size_marks);
     else
         rc = u32_default(c, &s->chunk_size, &s->n_chunk_size, 64);
-    if (!rc)
-        rc = check_chunks(c, mode_node, chunk_node, chunk_marks);
-    free(chunk_marks);
     if (rc)
         return rc;
     if ((v = lookup(c, n, "look_back", NULL)))
-        rc = get_u32_list(c, v, "sweep.look_back", 0, DUP_ERROR, &s->look_back,
-                          &s->n_look_back, NULL);
+        rc = get_u32_list(c, v, "sweep.look_back", 0, LSH_LOOK_BACK_MAX, DUP_ERROR,
+                          &s->look_back, &s->n_look_back, NULL);
     else
         rc = u32_default(c, &s->look_back, &s->n_look_back, 1);
-    if (rc || (rc = set_windows(c, lookup(c, n, "window", NULL), s)))
+    if (rc || (rc = set_windows(c, lookup(c, n, "window", NULL), s)) ||
+        (rc = set_combines(c, lookup(c, n, "combine", NULL), s)))
         return rc;
-    return set_combines(c, lookup(c, n, "combine", NULL), s);
+    return check_point_count(c, n);
 }
 
 /* ---- collision ------------------------------------------------------------- */
@@ -1605,9 +1647,15 @@ static int parse_collision(struct ctx *c, yaml_node_t *n)
     for (size_t i = 0; i < 3; i++)
         if (!lookup(c, n, collision_keys[i], NULL))
             return fail(c, n, "collision: missing required key '%s'", collision_keys[i]);
-    if ((rc = get_size(c, lookup(c, n, "d", NULL), "collision.d", 1, &col->d)) ||
-        (rc = get_size(c, lookup(c, n, "pairs", NULL), "collision.pairs", 1, &col->pairs)))
+    /* a vector at an angle from x needs a second dimension */
+    yaml_node_t *pairs = lookup(c, n, "pairs", NULL);
+    if ((rc = get_size(c, lookup(c, n, "d", NULL), "collision.d", 2, &col->d)) ||
+        (rc = get_size(c, pairs, "collision.pairs", 1, &col->pairs)))
         return rc;
+    if (col->pairs > SIZE_MAX / 2 / col->d / sizeof(double))
+        return fail(c, pairs, "collision.pairs: %zu pairs of %zu numbers are more than memory "
+                    "can address (2 x pairs x d x 8 bytes); allowed: at most %zu for this d",
+                    col->pairs, col->d, SIZE_MAX / 2 / col->d / sizeof(double));
     yaml_node_t *v = lookup(c, n, "angles", NULL);
     const char *what = "an angle in degrees in (0, 180]";
     if ((rc = need_scalar_or_list(c, v, "collision.angles", what)))
@@ -1677,8 +1725,15 @@ static int parse_root(struct ctx *c, yaml_node_t *root)
         return rc;
     cfg->seed = seed;
     cfg->repeats = 1;
-    if ((v = lookup(c, root, "repeats", NULL)) && (rc = get_u32(c, v, "repeats", 1, &cfg->repeats)))
-        return rc;
+    const int collision = cfg->experiment == LSH_EXPERIMENT_COLLISION;
+    if ((v = lookup(c, root, "repeats", NULL))) {
+        if ((rc = get_u32(c, v, "repeats", 1, LSH_REPEATS_MAX, &cfg->repeats)))
+            return rc;
+        if (collision && cfg->repeats != 1)
+            return fail(c, v, "repeats: %" PRIu32 " does not apply to experiment collision; "
+                        "allowed: 1 (its rounds are its replicates: raise n_hashes or pairs "
+                        "instead)", cfg->repeats);
+    }
     if ((v = lookup(c, root, "output", NULL))) {
         if ((rc = dup_string(c, v, "output", "a file path", &cfg->output)))
             return rc;
@@ -1690,6 +1745,9 @@ static int parse_root(struct ctx *c, yaml_node_t *root)
     }
     if ((v = lookup(c, root, "dump", NULL)) && (rc = parse_dump(c, v)))
         return rc;
+    if (collision && cfg->dump)
+        return fail(c, v, "dump does not apply to experiment collision; allowed: [] (it writes "
+                    "/collision only)");
 
     yaml_node_t *k;
     if (cfg->experiment == LSH_EXPERIMENT_SWEEP) {
@@ -1772,13 +1830,54 @@ static int yaml_failure(struct ctx *c, yaml_parser_t *parser, const char *text, 
     return fail_mark(c, m, "YAML syntax error: %s%s", problem, hint);
 }
 
-static int load(struct ctx *c, const char *text, size_t len)
+/* Refuse nesting deeper than LSH_CONFIG_DEPTH_MAX from libyaml's events,
+ * before a document is built: libyaml's time grows with the square of the
+ * depth (100k levels took minutes), and a config needs a handful.  Syntax
+ * errors are left to the load that follows, which reports them. */
+static int check_depth(struct ctx *c, const char *text, size_t len)
 {
     yaml_parser_t parser;
     if (!yaml_parser_initialize(&parser))
         return oom(c);
     yaml_parser_set_input_string(&parser, (const unsigned char *)text, len);
-    int rc = 0;
+    int rc = 0, depth = 0, done = 0;
+    while (!rc && !done) {
+        yaml_event_t ev;
+        if (!yaml_parser_parse(&parser, &ev))
+            break;
+        switch (ev.type) {
+        case YAML_SEQUENCE_START_EVENT:
+        case YAML_MAPPING_START_EVENT:
+            if (++depth > LSH_CONFIG_DEPTH_MAX)
+                rc = fail_mark(c, ev.start_mark, "lists and mappings are nested more than %d "
+                               "deep; allowed: at most %d levels", LSH_CONFIG_DEPTH_MAX,
+                               LSH_CONFIG_DEPTH_MAX);
+            break;
+        case YAML_SEQUENCE_END_EVENT:
+        case YAML_MAPPING_END_EVENT:
+            depth--;
+            break;
+        case YAML_STREAM_END_EVENT:
+            done = 1;
+            break;
+        default:
+            break;
+        }
+        yaml_event_delete(&ev);
+    }
+    yaml_parser_delete(&parser);
+    return rc;
+}
+
+static int load(struct ctx *c, const char *text, size_t len)
+{
+    int rc = check_depth(c, text, len);
+    if (rc)
+        return rc;
+    yaml_parser_t parser;
+    if (!yaml_parser_initialize(&parser))
+        return oom(c);
+    yaml_parser_set_input_string(&parser, (const unsigned char *)text, len);
     /* libyaml returns 1 on success, and frees the document itself on failure */
     if (!yaml_parser_load(&parser, &c->doc)) {
         rc = yaml_failure(c, &parser, text, len);
@@ -1838,6 +1937,7 @@ void lsh_config_free(struct lsh_config *cfg)
     free(s->n_hashes);
     free(s->n_buckets);
     free(s->n_buckets_marks);
+    free(s->chunk_size_marks);
     free(s->mode);
     free(s->chunk_size);
     free(s->look_back);
@@ -1881,43 +1981,82 @@ int lsh_config_parse(const char *text, size_t len, const char *path,
     return 0;
 }
 
+/* What a non-regular file is, for the message. */
+static const char *file_kind(mode_t mode)
+{
+    if (S_ISDIR(mode))
+        return "a folder";
+    if (S_ISFIFO(mode))
+        return "a FIFO (named pipe)";
+    if (S_ISCHR(mode) || S_ISBLK(mode))
+        return "a device";
+    if (S_ISSOCK(mode))
+        return "a socket";
+    return "not a regular file";
+}
+
+/* The whole of a regular file of at most LSH_CONFIG_SIZE_MAX bytes.  It is
+ * opened without blocking (a FIFO with no writer would wait forever) and
+ * refused unless regular, so neither a pipe nor /dev/zero is read. */
+static int read_config_file(const char *path, char **text, size_t *len, struct lsh_error *err)
+{
+    int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC | O_NOCTTY);
+    if (fd < 0)
+        return lsh_error_at(err, LSH_EIO, path, 0, 0, "cannot open the configuration: %s",
+                            strerror(errno));
+    struct stat st;
+    int rc = 0;
+    if (fstat(fd, &st) != 0)
+        rc = lsh_error_at(err, LSH_EIO, path, 0, 0, "cannot read the configuration: %s",
+                          strerror(errno));
+    else if (!S_ISREG(st.st_mode))
+        rc = lsh_error_at(err, LSH_ECONFIG, path, 0, 0, "the configuration is %s; allowed: a "
+                          "regular file", file_kind(st.st_mode));
+    else if ((uintmax_t)st.st_size > LSH_CONFIG_SIZE_MAX)
+        rc = lsh_error_at(err, LSH_ECONFIG, path, 0, 0, "the configuration is %jd bytes; "
+                          "allowed: at most %zu (16 MiB)", (intmax_t)st.st_size,
+                          LSH_CONFIG_SIZE_MAX);
+    char *buf = rc ? NULL : malloc(LSH_CONFIG_SIZE_MAX + 1);
+    if (!rc && !buf)
+        rc = lsh_error_set(err, LSH_ENOMEM, "out of memory reading %s", path);
+    size_t got = 0;
+    /* a file that grows while read is cut at the cap and refused */
+    while (!rc && got <= LSH_CONFIG_SIZE_MAX) {
+        ssize_t r = read(fd, buf + got, LSH_CONFIG_SIZE_MAX + 1 - got);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r < 0)
+            rc = lsh_error_at(err, LSH_EIO, path, 0, 0, "cannot read the configuration: %s",
+                              strerror(errno));
+        else if (r == 0)
+            break;
+        else
+            got += (size_t)r;
+    }
+    if (!rc && got > LSH_CONFIG_SIZE_MAX)
+        rc = lsh_error_at(err, LSH_ECONFIG, path, 0, 0, "the configuration is more than %zu "
+                          "bytes (16 MiB); allowed: at most that", LSH_CONFIG_SIZE_MAX);
+    close(fd);
+    if (rc) {
+        free(buf);
+        return rc;
+    }
+    *text = buf;
+    *len = got;
+    return 0;
+}
+
 int lsh_config_load(const char *path, const struct lsh_registry *reg, struct lsh_config **out,
                     struct lsh_error *err)
 {
     if (!path || !out)
         return lsh_error_set(err, LSH_EINVAL, "lsh_config_load: no path or no output");
-    FILE *f = fopen(path, "rb");
-    if (!f)
-        return lsh_error_at(err, LSH_EIO, path, 0, 0, "cannot open the configuration: %s",
-                            strerror(errno));
     char *text = NULL;
-    size_t len = 0, cap = 0;
-    for (;;) {
-        if (len == cap) {
-            size_t ncap = cap ? 2 * cap : 16384;
-            char *p = realloc(text, ncap);
-            if (!p) {
-                free(text);
-                fclose(f);
-                return lsh_error_set(err, LSH_ENOMEM, "out of memory reading %s", path);
-            }
-            text = p;
-            cap = ncap;
-        }
-        size_t got = fread(text + len, 1, cap - len, f);
-        len += got;
-        if (got == 0)
-            break;
-    }
-    if (ferror(f)) {
-        int e = errno;
-        free(text);
-        fclose(f);
-        return lsh_error_at(err, LSH_EIO, path, 0, 0, "cannot read the configuration: %s",
-                            strerror(e));
-    }
-    fclose(f);
-    int rc = lsh_config_parse(text, len, path, reg, out, err);
+    size_t len = 0;
+    int rc = read_config_file(path, &text, &len, err);
+    if (rc)
+        return rc;
+    rc = lsh_config_parse(text, len, path, reg, out, err);
     free(text);
     return rc;
 }

@@ -2,7 +2,8 @@
  *
  * lsh_config_load() parses, type-checks and range-checks everything, fills
  * every default, and checks each strategy's parameters against the plugin's
- * published schema (plan.c then runs each plugin's check() on every point,
+ * published schema (plan.c then checks n, chunk_size and reference_rows
+ * against each dataset's shape and runs each plugin's check() on every point,
  * once data shapes are known).  CHOICE values point into the plugins' own
  * words: free a config before the registry it was loaded with.  Errors
  * carry file:line:column, the offending value and what is allowed; for a
@@ -25,12 +26,31 @@ enum lsh_experiment { LSH_EXPERIMENT_SWEEP, LSH_EXPERIMENT_COLLISION };
 enum lsh_data_kind { LSH_DATA_GAUSSIAN, LSH_DATA_CLUSTERED, LSH_DATA_HDF5 };
 enum lsh_keys { LSH_KEYS_SHARED, LSH_KEYS_SHARED_NORMALIZED, LSH_KEYS_SEPARATE };
 
+/* Limits lsh_config_load() checks, so that whatever validates also runs.
+ * Each is generous for a study and small enough that the plan, the results
+ * columns and the per-round arrays provably fit (README lists them). */
+#define LSH_CONFIG_SIZE_MAX ((size_t)16 << 20) /* bytes of YAML */
+#define LSH_CONFIG_DEPTH_MAX 64       /* nesting of YAML lists and mappings */
+#define LSH_NAME_MAX 63               /* names: a 64-byte /runs column with its NUL */
+#define LSH_PARAMS_MAX 255            /* a parameter set's canonical text: 256 bytes */
+#define LSH_TOPK_MAX 64               /* attention.topk values (one counter each) */
+#define LSH_N_HASHES_MAX 1024         /* rounds: H x n bucket ids, H x 512 per tile */
+#define LSH_REPEATS_MAX 10000
+#define LSH_LOOK_BACK_MAX ((uint32_t)1 << 20) /* (look_back + 1) x chunk_size fits */
+#define LSH_POINTS_MAX ((size_t)1 << 22) /* plan entries (24-80 bytes) and /runs rows */
+#define LSH_ROWS_MAX (((size_t)1 << 31) - 1) /* n: 32-bit row ids, one bit marking keys */
+
 /* dump: flags */
 enum {
     LSH_DUMP_DATA = 1u << 0,
     LSH_DUMP_BUCKETS = 1u << 1,
     LSH_DUMP_HASH_PARAMS = 1u << 2,
     LSH_DUMP_ROWS = 1u << 3
+};
+
+/* Where a value stands in the YAML text (1-based), for errors found later. */
+struct lsh_mark {
+    int line, column;
 };
 
 struct lsh_dataset_spec {
@@ -44,6 +64,7 @@ struct lsh_dataset_spec {
     char *file, *q, *k, *v;     /* hdf5: file path (relative to the config's folder
                                    when not absolute) and dataset paths; k, v may be NULL */
     size_t reference_rows;      /* 0: all rows */
+    struct lsh_mark reference_rows_at; /* where it is given (line 0: not given) */
     int line, column;           /* where the entry starts, for later errors */
 };
 
@@ -76,17 +97,14 @@ struct lsh_strategy_spec {
     int line, column;
 };
 
-/* Where a value stands in the YAML text (1-based), for errors found later. */
-struct lsh_mark {
-    int line, column;
-};
-
 struct lsh_sweep {
     size_t n_n_hashes;  uint32_t *n_hashes;   /* sorted ascending, unique */
     size_t n_n_buckets; uint32_t *n_buckets;  /* in the order given */
     struct lsh_mark *n_buckets_marks;         /* one per n_buckets value */
     size_t n_mode;      enum lsh_mode *mode;
     size_t n_chunk_size; uint32_t *chunk_size; /* default {64} */
+    struct lsh_mark *chunk_size_marks;        /* one per value; NULL for the default */
+    struct lsh_mark chunked_at;               /* where mode chunked is given */
     size_t n_look_back; uint32_t *look_back;   /* default {1} */
     size_t n_window;    enum lsh_window *window;
     size_t n_combine;   enum lsh_combine *combine;

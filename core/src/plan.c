@@ -2,6 +2,8 @@
  * every point with its strategy before any work starts. */
 #include "plan.h"
 
+#include <inttypes.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -77,36 +79,72 @@ static int check_point(const struct lsh_config *cfg, const struct lsh_strategy_s
     return lsh_host_check(&pt, where, why, why_size) ? LSH_ECONFIG : 0;
 }
 
+/* An error at a mark of the config, or at the dataset's entry when the
+ * value was not written (a default). */
+static int config_error(struct lsh_error *err, const struct lsh_config *cfg,
+                        const struct lsh_dataset_spec *ds, struct lsh_mark at, const char *fmt,
+                        ...) __attribute__((format(printf, 5, 6)));
+static int config_error(struct lsh_error *err, const struct lsh_config *cfg,
+                        const struct lsh_dataset_spec *ds, struct lsh_mark at, const char *fmt,
+                        ...)
+{
+    char msg[LSH_ERROR_MSG_MAX];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    if (at.line <= 0)
+        at = (struct lsh_mark){ds->line, ds->column};
+    return lsh_error_at(err, LSH_ECONFIG, cfg->path, at.line, at.column, "%s", msg);
+}
+
+/* The checks that need a dataset's shape, for every kind (an hdf5 file's
+ * shape is known only here): this is the one place they are made. */
 static int check_datasets(const struct lsh_config *cfg, struct lsh_plan *plan,
                           struct lsh_error *err)
 {
+    const struct lsh_sweep *sw = &cfg->sweep;
+    int chunked = 0;
+    for (size_t m = 0; m < sw->n_mode; m++)
+        chunked |= sw->mode[m] == LSH_MODE_CHUNKED;
     for (size_t k = 0; k < cfg->n_datasets; k++) {
         const struct lsh_dataset_spec *ds = &cfg->datasets[k];
         struct lsh_dataset_shape *sh = &plan->shapes[k];
         int rc = lsh_dataset_probe(ds, cfg->path, &sh->n, &sh->d, &sh->d_v, err);
         if (rc) {
-            err->line = ds->line;
-            err->column = ds->column;
-            snprintf(err->file, sizeof err->file, "%s", cfg->path ? cfg->path : "");
+            if (err) { /* the probe names the data file; the config entry is the place */
+                err->line = ds->line;
+                err->column = ds->column;
+                snprintf(err->file, sizeof err->file, "%s", cfg->path ? cfg->path : "");
+            }
             return rc;
         }
+        if (sh->n > LSH_ROWS_MAX)
+            return config_error(err, cfg, ds, (struct lsh_mark){0, 0},
+                                "dataset '%s' has %zu rows; allowed: at most %zu (rows are "
+                                "numbered in 32 bits)", ds->name, sh->n, LSH_ROWS_MAX);
         if (ds->kind == LSH_DATA_HDF5 && cfg->attention.keys == LSH_KEYS_SEPARATE && !ds->k)
-            return lsh_error_at(err, LSH_ECONFIG, cfg->path, ds->line, ds->column,
+            return config_error(err, cfg, ds, (struct lsh_mark){0, 0},
                                 "dataset '%s': keys: separate needs a K matrix (add 'k: <path>')",
                                 ds->name);
         if (ds->reference_rows > sh->n)
-            return lsh_error_at(err, LSH_ECONFIG, cfg->path, ds->line, ds->column,
-                                "dataset '%s': reference_rows %zu is more than its %zu rows",
-                                ds->name, ds->reference_rows, sh->n);
-        for (size_t m = 0; m < cfg->sweep.n_mode; m++) {
-            if (cfg->sweep.mode[m] != LSH_MODE_CHUNKED)
+            return config_error(err, cfg, ds, ds->reference_rows_at,
+                                "datasets[%zu].reference_rows: %zu rows is more than n = %zu of "
+                                "dataset '%s'; allowed: an integer in [1, %zu] or all",
+                                k, ds->reference_rows, sh->n, ds->name, sh->n);
+        /* a chunk holding everything is not what a chunked point measures */
+        for (size_t c = 0; chunked && c < sw->n_chunk_size; c++) {
+            if (sw->chunk_size[c] <= sh->n)
                 continue;
-            for (size_t c = 0; c < cfg->sweep.n_chunk_size; c++)
-                if (cfg->sweep.chunk_size[c] > sh->n)
-                    return lsh_error_at(err, LSH_ECONFIG, cfg->path, ds->line, ds->column,
-                                        "chunk_size %u is larger than dataset '%s' (n = %zu); "
-                                        "allowed: 1 to n",
-                                        cfg->sweep.chunk_size[c], ds->name, sh->n);
+            if (sw->chunk_size_marks)
+                return config_error(err, cfg, ds, sw->chunk_size_marks[c],
+                                    "sweep.chunk_size: %" PRIu32 " is larger than n = %zu of "
+                                    "dataset '%s'; allowed: 1 to n", sw->chunk_size[c], sh->n,
+                                    ds->name);
+            return config_error(err, cfg, ds, sw->chunked_at,
+                                "sweep.mode: chunked with the default chunk_size %" PRIu32
+                                " is larger than n = %zu of dataset '%s'; set sweep.chunk_size "
+                                "(allowed: 1 to n)", sw->chunk_size[c], sh->n, ds->name);
         }
     }
     return 0;

@@ -362,7 +362,7 @@ ParameterizedTest(struct bcase *c, battery, bad_input, .init = make_casedir,
                   h.expect[i], out);
     if (strcmp(h.at, "none") != 0) {
         char where[200];
-        snprintf(where, sizeof where, "error: %s:%s: ", yaml, h.at);
+        snprintf(where, sizeof where, ": %s:%s: ", yaml, h.at);
         cr_expect(strstr(out, where), "%s: the message does not point at %s:%s; it said:\n%s",
                   c->name, yaml, h.at, out);
     }

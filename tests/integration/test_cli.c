@@ -3,7 +3,9 @@
  * by hand from the dumped data and rotations. */
 #define _POSIX_C_SOURCE 200809L
 #include <criterion/criterion.h>
+#include <fcntl.h>
 #include <math.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -425,4 +427,157 @@ Test(cli, a_plugin_edata_at_export_fails_its_points_not_the_config)
                                                    "returned -3 (the data cannot be hashed)"),
               "%s", out);
     free(out);
+}
+
+/* ---- command-line values, signals and closed pipes ----------------------------- */
+
+Test(cli, memory_limit_nonsense_is_a_usage_error)
+{
+    /* strtod took nan (then cast to size_t), hex and exponents */
+    const char *bad[] = {"nan", "NaN", "-1G", "inf", "1e400", "12XB", "''", "0x100000",
+                         "1e3M", "0.5M", "99999999999999T", "99999999999999999999999",
+                         "1G1", "' 1G'"};
+    for (size_t k = 0; k < sizeof bad / sizeof *bad; k++) {
+        char *out = NULL;
+        int code = lshlab(&out, "run %s -o %s/x.h5 -q --memory-limit %s",
+                          src("experiments/configs/seed-example.yaml"), tmpdir, bad[k]);
+        cr_expect_eq(code, 2, "--memory-limit %s exited %d: %s", bad[k], code, out);
+        cr_expect(strstr(out, "--memory-limit needs a size"), "%s: %s", bad[k], out);
+        free(out);
+    }
+    char res[512];
+    snprintf(res, sizeof res, "%s/ok.h5", tmpdir);
+    cr_expect_eq(lshlab(NULL, "run %s -o %s -q --memory-limit 1.5GiB",
+                        src("experiments/configs/seed-example.yaml"), res), 0);
+    cr_expect(exists(res));
+}
+
+Test(cli, errors_name_their_kind_first)
+{
+    char cfg[512];
+    snprintf(cfg, sizeof cfg, "%s/bad.yaml", tmpdir);
+    write_file(cfg, "name: bad\nrepeats: 0\n");
+    char *out = NULL;
+    cr_assert_eq(lshlab(&out, "validate %s", cfg), 3, "%s", out);
+    char want[700];
+    snprintf(want, sizeof want, "lshlab: configuration error: %s:2:10: repeats:", cfg);
+    cr_expect(strstr(out, want), "no '%s' in: %s", want, out);
+    free(out);
+    cr_assert_eq(lshlab(&out, "show %s/none.h5", tmpdir), 3, "%s", out);
+    cr_expect(strstr(out, "lshlab: not found: cannot read results file"), "%s", out);
+    free(out);
+}
+
+/* Start `lshlab ARGV...` with stdout and stderr on fd; returns its pid. */
+static pid_t spawn(int fd, char *const argv[])
+{
+    pid_t pid = fork();
+    cr_assert(pid >= 0);
+    if (pid == 0) {
+        int null = open("/dev/null", O_RDONLY);
+        if (null < 0 || dup2(null, 0) < 0 || dup2(fd, 1) < 0 || dup2(fd, 2) < 0)
+            _exit(99);
+        execv(exe(), argv);
+        _exit(98);
+    }
+    return pid;
+}
+
+/* `lshlab run ... 2>&1 | head -0`: every write to the closed pipe fails;
+ * the run still finishes with the whole results file. */
+Test(cli, a_closed_output_pipe_does_not_stop_the_run, .timeout = 120)
+{
+    char cfg[512], res[512], partial[600];
+    snprintf(cfg, sizeof cfg, "%s/small.yaml", tmpdir);
+    snprintf(res, sizeof res, "%s/small.h5", tmpdir);
+    snprintf(partial, sizeof partial, "%s.partial", res);
+    write_file(cfg, small_config);
+    int p[2];
+    cr_assert_eq(pipe(p), 0);
+    close(p[0]); /* the reader is gone before the first write */
+    char *argv[] = {(char *)exe(), "run", cfg, "-o", res, "-j", "2", NULL};
+    pid_t pid = spawn(p[1], argv);
+    close(p[1]);
+    int st;
+    cr_assert_eq(waitpid(pid, &st, 0), pid);
+    cr_assert(WIFEXITED(st), "lshlab was killed by signal %d", WIFSIGNALED(st) ? WTERMSIG(st) : 0);
+    cr_expect_eq(WEXITSTATUS(st), 0);
+    cr_expect(!exists(partial), "a .partial was left");
+    char *out = NULL;
+    cr_assert_eq(lshlab(&out, "show %s --csv", res), 0, "%s", out);
+    /* 3 strategies x 2 n_buckets x (bucket + one chunked setting) x 3 n_hashes x 2 combine */
+    size_t lines = 0;
+    for (const char *c = out; *c; c++)
+        lines += *c == '\n';
+    cr_expect_eq(lines, 1 + 72, "%s", out);
+    free(out);
+}
+
+/* The first Ctrl-C says the run stops after the current point; the second
+ * says it aborts now, and does. */
+Test(cli, a_second_interrupt_says_it_aborts_now, .timeout = 120)
+{
+    char cfg[512], res[512];
+    snprintf(cfg, sizeof cfg, "%s/slow.yaml", tmpdir);
+    snprintf(res, sizeof res, "%s/slow.h5", tmpdir);
+    /* a reference pass of several seconds, during which no point ends */
+    write_file(cfg, "name: slow\n"
+                    "datasets:\n"
+                    "  - {name: g, kind: gaussian, n: 6000, d: 64}\n"
+                    "strategies:\n"
+                    "  - name: hyperplane\n"
+                    "sweep:\n"
+                    "  n_buckets: [4]\n");
+    int p[2];
+    cr_assert_eq(pipe(p), 0);
+    char *argv[] = {(char *)exe(), "run", cfg, "-o", res, "-j", "1", NULL};
+    pid_t pid = spawn(p[1], argv);
+    close(p[1]);
+    static char log[65536];
+    size_t len = 0;
+    int sent = 0;
+    for (;;) {
+        ssize_t r = read(p[0], log + len, sizeof log - 1 - len);
+        if (r <= 0)
+            break;
+        len += (size_t)r;
+        log[len] = '\0';
+        /* the header, then the first message, each answered by a Ctrl-C */
+        if (sent == 0 && strstr(log, " -> ")) {
+            kill(pid, SIGINT);
+            sent = 1;
+        } else if (sent == 1 && strstr(log, "stopping after the current point")) {
+            kill(pid, SIGINT);
+            sent = 2;
+        }
+    }
+    close(p[0]);
+    int st;
+    cr_assert_eq(waitpid(pid, &st, 0), pid);
+    cr_assert_eq(sent, 2, "the run ended before both signals: %s", log);
+    cr_expect(WIFSIGNALED(st) && WTERMSIG(st) == SIGINT, "status %d: %s", st, log);
+    const char *first = strstr(log, "stopping after the current point");
+    cr_assert_not_null(first, "%s", log);
+    cr_expect_null(strstr(first + 1, "stopping after the current point"),
+                   "the first message was repeated: %s", log);
+    cr_expect(strstr(log, "aborting now"), "%s", log);
+}
+
+/* A FIFO with no writer blocked `validate` and `run` forever: it is refused
+ * at once, with the config's exit code. */
+Test(cli, a_fifo_as_the_config_exits_3_at_once, .timeout = 30)
+{
+    char fifo[512], res[512];
+    snprintf(fifo, sizeof fifo, "%s/config.yaml", tmpdir);
+    snprintf(res, sizeof res, "%s/out.h5", tmpdir);
+    cr_assert_eq(mkfifo(fifo, 0600), 0);
+    char *out = NULL;
+    cr_expect_eq(lshlab(&out, "validate %s", fifo), 3, "%s", out);
+    cr_expect(strstr(out, "is a FIFO (named pipe); allowed: a regular file"), "%s", out);
+    free(out);
+    cr_expect_eq(lshlab(&out, "run %s -o %s", fifo, res), 3, "%s", out);
+    free(out);
+    /* /dev/zero is in test_config.c, where a memory cap keeps a regression
+     * from taking the machine's memory before the timeout */
+    cr_expect(!exists(res), "a results file was created");
 }

@@ -9,10 +9,15 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "config.h"
 #include "error.h"
+#include "plan.h"
 #include "registry.h"
+#include "results.h"
 
 static struct lsh_registry *reg;
 
@@ -74,6 +79,34 @@ static void expect_error(const char *yaml, size_t len, int code, int line, int c
 
 #define BAD(yaml, line, column, ...) \
     expect_error(yaml, strlen(yaml), LSH_ECONFIG, line, column, __VA_ARGS__, (const char *)NULL)
+
+/* A config that parses but whose plan is refused (the checks that need a
+ * dataset's shape are made once, in plan.c): code, place and phrases. */
+static void expect_plan_error(const char *yaml, int line, int column, ...)
+{
+    struct lsh_config *cfg = parse_ok(yaml);
+    struct lsh_plan *plan = NULL;
+    struct lsh_error err;
+    lsh_error_clear(&err);
+    int rc = lsh_plan_build(cfg, &plan, &err);
+    cr_assert_eq(rc, LSH_ECONFIG, "expected LSH_ECONFIG, got %d: %s", rc, err.message);
+    cr_assert_null(plan);
+    cr_assert_str_eq(err.file, "test.yaml");
+    cr_assert_eq(err.line, line, "line %d, expected %d: %s", err.line, line, err.message);
+    cr_assert_eq(err.column, column, "column %d, expected %d: %s", err.column, column,
+                 err.message);
+    va_list ap;
+    va_start(ap, column);
+    for (const char *p = va_arg(ap, const char *); p; p = va_arg(ap, const char *))
+        cr_assert_not_null(strstr(err.message, p), "'%s' not in message: %s", p, err.message);
+    va_end(ap);
+    /* the same without an error struct must not crash (plan.c wrote through NULL) */
+    cr_assert_eq(lsh_plan_build(cfg, &plan, NULL), LSH_ECONFIG);
+    lsh_config_free(cfg);
+}
+
+#define BAD_PLAN(yaml, line, column, ...) \
+    expect_plan_error(yaml, line, column, __VA_ARGS__, (const char *)NULL)
 
 static char *case_path(const char *name)
 {
@@ -626,13 +659,13 @@ Test(config, dump_flags_and_top_level_values)
 {
     struct lsh_config *cfg = parse_ok(MINIMAL "dump: [rows, hash_params, data, buckets]\n"
                                               "seed: 18446744073709551615\n"
-                                              "repeats: 4294967295\n"
+                                              "repeats: 10000\n"
                                               "output: out/x.h5\n"
                                               "experiment: sweep\n");
     cr_assert_eq(cfg->dump, LSH_DUMP_DATA | LSH_DUMP_BUCKETS | LSH_DUMP_HASH_PARAMS |
                                 LSH_DUMP_ROWS);
     cr_assert_eq(cfg->seed, UINT64_MAX);
-    cr_assert_eq(cfg->repeats, UINT32_MAX);
+    cr_assert_eq(cfg->repeats, 10000);
     cr_assert_str_eq(cfg->output, "out/x.h5");
     lsh_config_free(cfg);
 }
@@ -851,7 +884,7 @@ Test(config, integers_must_be_plain_integers)
 Test(config, zero_and_negative_counts_are_refused)
 {
     BAD(MINIMAL "repeats: 0\n", 11, 10, "repeats: '0' is out of range",
-        "expected an integer in [1, 4294967295]");
+        "expected an integer in [1, 10000]");
     BAD(MINIMAL "seed: -1\n", 11, 7, "seed: '-1' is out of range", "expected an integer >= 0");
     BAD(HEAD DATASETS STRATEGIES "sweep:\n  n_buckets: [4, 0]\n", 10, 18,
         "sweep.n_buckets: '0' is out of range");
@@ -894,7 +927,7 @@ Test(config, mapping_where_a_list_belongs)
     BAD(HEAD "datasets: {a: 1}\n" STRATEGIES SWEEP, 2, 11,
         "datasets: expected a list of datasets, got a mapping");
     BAD(HEAD DATASETS STRATEGIES "sweep:\n  n_buckets: 4\n  n_hashes: {a: 1}\n", 11, 13,
-        "sweep.n_hashes: expected an integer in [1, 4294967295] or a list of them, got a mapping");
+        "sweep.n_hashes: expected an integer in [1, 1024] or a list of them, got a mapping");
 }
 
 Test(config, empty_lists_are_refused)
@@ -990,8 +1023,8 @@ Test(config, generator_parameters_are_checked)
 
 Test(config, reference_rows_at_most_n)
 {
-    BAD(DS("    kind: gaussian\n    n: 100\n    d: 8\n    reference_rows: 101\n"), 7, 21,
-        "101 rows is more than n = 100");
+    BAD_PLAN(DS("    kind: gaussian\n    n: 100\n    d: 8\n    reference_rows: 101\n"), 7, 21,
+             "101 rows is more than n = 100", "[1, 100] or all");
     BAD(DS("    kind: gaussian\n    n: 100\n    d: 8\n    reference_rows: some\n"), 7, 21,
         "expected an integer >= 1, got 'some'");
 }
@@ -1127,7 +1160,7 @@ Test(config, sweep_words_are_checked)
 Test(config, sweep_numbers_are_checked)
 {
     BAD(WITH_SWEEP("  look_back: -1\n"), 11, 14, "sweep.look_back: '-1' is out of range",
-        "[0, 4294967295]");
+        "[0, 1048576]");
     BAD(WITH_SWEEP("  chunk_size: 0\n"), 11, 15, "sweep.chunk_size: '0' is out of range");
     BAD(WITH_SWEEP("  n_hashes: [1, 2.5]\n"), 11, 17, "sweep.n_hashes: expected an integer",
         "got '2.5'");
@@ -1135,11 +1168,11 @@ Test(config, sweep_numbers_are_checked)
 
 Test(config, chunk_size_larger_than_a_dataset_is_an_error)
 {
-    BAD(WITH_SWEEP("  mode: [bucket, chunked]\n  chunk_size: [50, 200]\n"), 12, 20,
-        "sweep.chunk_size: 200 is larger than n = 100 of dataset 'g'");
-    BAD(HEAD "datasets:\n  - {name: small, kind: gaussian, n: 32, d: 8}\n" STRATEGIES
-             "sweep:\n  n_buckets: 4\n  mode: [bucket, chunked]\n",
-        8, 18, "default chunk_size 64 is larger than n = 32 of dataset 'small'");
+    BAD_PLAN(WITH_SWEEP("  mode: [bucket, chunked]\n  chunk_size: [50, 200]\n"), 12, 20,
+             "sweep.chunk_size: 200 is larger than n = 100 of dataset 'g'");
+    BAD_PLAN(HEAD "datasets:\n  - {name: small, kind: gaussian, n: 32, d: 8}\n" STRATEGIES
+                  "sweep:\n  n_buckets: 4\n  mode: [bucket, chunked]\n",
+             8, 18, "default chunk_size 64 is larger than n = 32 of dataset 'small'");
 }
 
 /* ---- errors: collision ------------------------------------------------------------ */
@@ -1191,4 +1224,231 @@ Test(config, collision_accepts_a_single_angle)
     cr_assert_eq(cfg->collision.angles[0], 22.5);
     cr_assert_eq(cfg->sweep.n_hashes[0], 1);
     lsh_config_free(cfg);
+}
+
+/* ---- the file itself: only regular files, of bounded size ------------------------- */
+
+/* Load path, expect LSH_ECONFIG naming it with every phrase (NULL-terminated). */
+static void expect_file_refused(const char *path, ...)
+{
+    struct lsh_config *cfg = NULL;
+    struct lsh_error err;
+    lsh_error_clear(&err);
+    int rc = lsh_config_load(path, reg, &cfg, &err);
+    cr_assert_eq(rc, LSH_ECONFIG, "%s: expected LSH_ECONFIG, got %d: %s", path, rc, err.message);
+    cr_assert_null(cfg);
+    cr_assert_str_eq(err.file, path);
+    va_list ap;
+    va_start(ap, path);
+    for (const char *p = va_arg(ap, const char *); p; p = va_arg(ap, const char *))
+        cr_assert_not_null(strstr(err.message, p), "'%s' not in message: %s", p, err.message);
+    va_end(ap);
+}
+
+/* A reader that waits for a writer, or reads forever, must fail by the
+ * timeout instead of hanging the suite (or, with the memory cap, of eating
+ * the machine): the old reader did both. */
+static void cap_memory(void)
+{
+    struct rlimit lim = {(rlim_t)1 << 30, (rlim_t)1 << 30};
+    cr_assert_eq(setrlimit(RLIMIT_DATA, &lim), 0);
+}
+
+Test(config, a_fifo_is_refused_without_waiting_for_a_writer, .timeout = 10)
+{
+    char path[] = "/tmp/lshlab-fifo-XXXXXX";
+    cr_assert_not_null(mkdtemp(path));
+    char fifo[64];
+    snprintf(fifo, sizeof fifo, "%s/config.yaml", path);
+    cr_assert_eq(mkfifo(fifo, 0600), 0);
+    expect_file_refused(fifo, "a FIFO", "allowed: a regular file", (const char *)NULL);
+    unlink(fifo);
+    rmdir(path);
+}
+
+Test(config, devices_and_folders_are_refused, .timeout = 10, .init = cap_memory)
+{
+    expect_file_refused("/dev/zero", "is a device", "allowed: a regular file",
+                        (const char *)NULL);
+    expect_file_refused("/tmp", "is a folder", (const char *)NULL);
+}
+
+Test(config, a_file_over_16_mib_is_refused_unread, .timeout = 10, .init = cap_memory)
+{
+    char path[] = "/tmp/lshlab-big-XXXXXX";
+    int fd = mkstemp(path);
+    cr_assert_geq(fd, 0);
+    /* sparse: 16 MiB + 1 byte of nothing */
+    cr_assert_eq(ftruncate(fd, (off_t)(16 << 20) + 1), 0);
+    close(fd);
+    expect_file_refused(path, "16777217 bytes", "at most 16777216", (const char *)NULL);
+    unlink(path);
+}
+
+/* "name: t\nx: " then depth - 1 flow lists (the top mapping is the first level). */
+static char *nested(size_t depth)
+{
+    size_t lists = depth - 1;
+    char *y = malloc(2 * lists + 16);
+    cr_assert_not_null(y);
+    strcpy(y, "name: t\nx: ");
+    size_t len = strlen(y);
+    memset(y + len, '[', lists);
+    memset(y + len + lists, ']', lists);
+    strcpy(y + len + 2 * lists, "\n");
+    return y;
+}
+
+Test(config, yaml_nested_deeper_than_64_levels_is_refused_quickly, .timeout = 20)
+{
+    /* 64 levels are YAML the loader reads (the key is then unknown) */
+    char *y = nested(64);
+    BAD(y, 2, 1, "unknown key 'x'");
+    free(y);
+    /* the 65th level is the 64th '[': column 4 + 63 */
+    y = nested(65);
+    BAD(y, 2, 67, "nested more than 64", "at most 64 levels");
+    free(y);
+    /* 100k levels took minutes before any error */
+    y = nested(100000);
+    BAD(y, 2, 67, "nested more than 64");
+    free(y);
+}
+
+/* ---- limits that make every valid config runnable ------------------------------ */
+
+Test(config, at_most_64_topk_values)
+{
+    char y[2048], list[1024] = "";
+    for (int k = 1; k <= 64; k++)
+        snprintf(list + strlen(list), sizeof list - strlen(list), "%s%d", k > 1 ? ", " : "", k);
+    snprintf(y, sizeof y, MINIMAL "attention:\n  topk: [%s]\n", list);
+    struct lsh_config *cfg = parse_ok(y);
+    cr_assert_eq(cfg->attention.n_topk, 64);
+    lsh_config_free(cfg);
+    /* repeats do not count: 65 values, 64 different */
+    snprintf(y, sizeof y, MINIMAL "attention:\n  topk: [%s, 64]\n", list);
+    lsh_config_free(parse_ok(y));
+    snprintf(y, sizeof y, MINIMAL "attention:\n  topk: [%s, 65]\n", list);
+    BAD(y, 12, 9, "attention.topk: 65 different values; allowed: at most 64");
+}
+
+Test(config, names_fit_the_results_columns)
+{
+    char name[80], y[512];
+    memset(name, 'a', 63);
+    name[63] = '\0';
+    snprintf(y, sizeof y, HEAD "datasets:\n  - {name: %s, kind: gaussian, n: 100, d: 8}\n"
+             STRATEGIES SWEEP, name);
+    lsh_config_free(parse_ok(y));
+    strcat(name, "b");
+    snprintf(y, sizeof y, HEAD "datasets:\n  - {name: %s, kind: gaussian, n: 100, d: 8}\n"
+             STRATEGIES SWEEP, name);
+    BAD(y, 3, 12, "datasets[0].name:", "is 64 characters long; allowed: at most 63");
+    snprintf(y, sizeof y, "name: %s\n" DATASETS STRATEGIES SWEEP, name);
+    BAD(y, 1, 7, "name:", "is 64 characters long; allowed: at most 63");
+    /* . and .. are not HDF5 group names */
+    BAD(HEAD "datasets:\n  - {name: ., kind: gaussian, n: 100, d: 8}\n" STRATEGIES SWEEP, 3,
+        12, "datasets[0].name: '.' is not a valid name");
+    BAD(HEAD "datasets:\n  - {name: .., kind: gaussian, n: 100, d: 8}\n" STRATEGIES SWEEP, 3,
+        12, "'..' is not a valid name");
+}
+
+Test(config, parameter_sets_fit_the_params_column)
+{
+    /* "orthogonal=false,factors=[" + "128" + 75 x ",64" + "]" = 26 + 3 + 225 + 1 = 255 */
+    char y[2048], list[1024] = "";
+    for (int k = 0; k < 76; k++)
+        strcat(list, k ? ", 64" : "128");
+    snprintf(y, sizeof y, HEAD DATASETS "strategies:\n  - name: rotation\n    skip_invalid: true\n"
+             "    params: {factors: [%s]}\n" SWEEP, list);
+    struct lsh_config *cfg = parse_ok(y);
+    cr_assert_eq(strlen(cfg->strategies[0].sets[0].canonical), 255);
+    lsh_config_free(cfg);
+    strcat(list, ", 2");
+    snprintf(y, sizeof y, HEAD DATASETS "strategies:\n  - name: rotation\n    skip_invalid: true\n"
+             "    params: {factors: [%s]}\n" SWEEP, list);
+    BAD(y, 10, 13, "strategy 'rotation': the parameter set 'orthogonal=false,factors=[128,64",
+        "is 257 characters long", "allowed: at most 255");
+}
+
+Test(config, repeats_n_hashes_and_look_back_are_bounded)
+{
+    lsh_config_free(parse_ok(MINIMAL "repeats: 10000\n"));
+    BAD(MINIMAL "repeats: 10001\n", 11, 10, "repeats: '10001' is out of range",
+        "expected an integer in [1, 10000]");
+    BAD(MINIMAL "repeats: 4294967295\n", 11, 10, "repeats: '4294967295' is out of range");
+    struct lsh_config *cfg = parse_ok(WITH_SWEEP("  n_hashes: [1, 1024]\n"));
+    cr_assert_eq(cfg->sweep.n_hashes[1], 1024);
+    lsh_config_free(cfg);
+    BAD(WITH_SWEEP("  n_hashes: [1, 1025]\n"), 11, 17, "sweep.n_hashes: '1025' is out of range",
+        "[1, 1024]");
+    BAD(WITH_SWEEP("  n_hashes: 3000000\n"), 11, 13, "'3000000' is out of range");
+    lsh_config_free(parse_ok(WITH_SWEEP("  mode: chunked\n  chunk_size: 4\n"
+                                        "  look_back: 1048576\n")));
+    BAD(WITH_SWEEP("  mode: chunked\n  chunk_size: 4\n  look_back: 4294967295\n"), 13, 14,
+        "sweep.look_back: '4294967295' is out of range", "[0, 1048576]");
+}
+
+Test(config, the_number_of_points_is_bounded)
+{
+    /* 10000 repeats x 2 n_buckets x 200 n_hashes = 4e6 points: allowed */
+    char y[4096], list[2048] = "";
+    for (int k = 1; k <= 200; k++)
+        snprintf(list + strlen(list), sizeof list - strlen(list), "%s%d", k > 1 ? ", " : "", k);
+    snprintf(y, sizeof y, HEAD "repeats: 10000\n" "datasets:\n  - {name: g, kind: gaussian, n: 100, "
+             "d: 8}\n" STRATEGIES "sweep:\n  n_buckets: [4, 8]\n  n_hashes: [%s]\n", list);
+    lsh_config_free(parse_ok(y));
+    /* a third n_buckets: 6e6 > 2^22 = 4194304 */
+    snprintf(y, sizeof y, HEAD "repeats: 10000\n" "datasets:\n  - {name: g, kind: gaussian, n: 100, "
+             "d: 8}\n" STRATEGIES "sweep:\n  n_buckets: [4, 8, 16]\n  n_hashes: [%s]\n", list);
+    BAD(y, 8, 3, "the sweep is too large: it expands to 6000000 points", "at most 4194304");
+    /* x 2000 chunked mode settings: counted exactly */
+    snprintf(y, sizeof y, HEAD "repeats: 10000\n" "datasets:\n  - {name: g, kind: gaussian, n: 100, "
+             "d: 8}\n" STRATEGIES "sweep:\n  n_buckets: [4, 8, 16]\n  n_hashes: [%s]\n"
+             "  mode: chunked\n  chunk_size: [1, 2, 3, 4, 5, 6, 7, 8, 9, 10]\n"
+             "  look_back: [%s]\n", list, list);
+    BAD(y, 8, 3, "the sweep is too large: it expands to 12000000000 points");
+}
+
+Test(config, the_plan_refuses_more_rows_than_32_bit_ids_hold)
+{
+    BAD_PLAN(HEAD "datasets:\n  - {name: g, kind: gaussian, n: 2147483648, d: 1}\n" STRATEGIES
+             SWEEP, 3, 5, "dataset 'g' has 2147483648 rows; allowed: at most 2147483647");
+}
+
+Test(config, a_plan_without_an_error_struct_survives_a_missing_data_file)
+{
+    struct lsh_config *cfg = parse_ok(HEAD "datasets:\n  - {name: h, kind: hdf5, "
+                                      "file: /nonexistent/lshlab/x.h5, q: q}\n" STRATEGIES SWEEP);
+    struct lsh_plan *plan = NULL;
+    /* plan.c wrote the config's place through err even when it was NULL */
+    cr_assert_neq(lsh_plan_build(cfg, &plan, NULL), 0);
+    cr_assert_null(plan);
+    lsh_config_free(cfg);
+}
+
+Test(config, collision_refuses_what_does_not_apply_where_it_is_written)
+{
+    BAD(COLLISION_HEAD "repeats: 2\ncollision: {d: 8, angles: 90, pairs: 10}\n" STRATEGIES
+        COLLISION_SWEEP, 3, 10, "repeats: 2 does not apply to experiment collision",
+        "allowed: 1");
+    BAD(COLLISION_HEAD "dump: [rows]\ncollision: {d: 8, angles: 90, pairs: 10}\n" STRATEGIES
+        COLLISION_SWEEP, 3, 7, "dump does not apply to experiment collision", "allowed: []");
+    BAD(COLLISION_HEAD "collision: {d: 1, angles: 90, pairs: 10}\n" STRATEGIES COLLISION_SWEEP,
+        3, 16, "collision.d: '1' is out of range; expected an integer >= 2");
+    BAD(COLLISION_HEAD "collision: {d: 8, angles: 90, pairs: 1152921504606846976}\n"
+        STRATEGIES COLLISION_SWEEP, 3, 38, "collision.pairs: 1152921504606846976 pairs",
+        "allowed: at most 144115188075855871");
+    struct lsh_config *cfg = parse_ok(COLLISION_HEAD "repeats: 1\ndump: []\n"
+                                      "collision: {d: 2, angles: 90, pairs: 10}\n" STRATEGIES
+                                      COLLISION_SWEEP);
+    cr_assert_eq(cfg->collision.d, 2);
+    lsh_config_free(cfg);
+}
+
+Test(config, name_and_params_limits_are_the_results_columns_less_their_nul)
+{
+    cr_assert_eq(LSH_NAME_MAX + 1, LSH_RUNS_NAME_LEN);
+    cr_assert_eq(LSH_PARAMS_MAX + 1, LSH_RUNS_PARAMS_LEN);
 }
