@@ -377,7 +377,7 @@ static void topk_ratios(const struct ctx *c, size_t r, size_t i, int empty, in_s
     const struct lsh_reference *ref = c->ref;
     const uint32_t *top = ref->top + r * ref->kmax;
     const uint32_t ucount = ref->u_count[r];
-    for (size_t k = 0; k < c->a->n_topk && k < 64; k++) {
+    for (size_t k = 0; k < c->a->n_topk && k < LSH_TOPK_MAX; k++) {
         size_t tk = c->a->topk[k] < ucount ? c->a->topk[k] : ucount;
         if (tk > ref->kmax)
             tk = ref->kmax;
@@ -475,7 +475,7 @@ static void eval_row(const struct ctx *c, struct workspace *w, const struct row 
         add_ratio(f, M_GRAM, empty ? 0.0 : row->gram, ref->gram_den[r]);
         add_ratio(f, M_DENSITY, cand, (double)ucount);
         add_ratio(f, M_MEANCAND, cand, 1.0);
-        for (size_t k = 0; k < a->n_topk && k < 64; k++)
+        for (size_t k = 0; k < a->n_topk && k < LSH_TOPK_MAX; k++)
             add_ratio(f, M_TOPK + k, topk_ratio[k], 1.0);
     }
 }
@@ -532,7 +532,7 @@ static void row_path(const struct ctx *c, struct workspace *w, size_t r, double 
         add_round(c, w, &row, h);
         if (h + 1 == c->prefixes[p]) {
             if (only >= c->n_prefix || only == p) {
-                double t1 = lsh_now(), ratio[64];
+                double t1 = lsh_now(), ratio[LSH_TOPK_MAX];
                 w->t_add[p] += t1 - t;
                 topk_ratios(c, r, row.i, row.m == 0, marked, w, ratio);
                 eval_row(c, w, &row, w->num, ratio, acc + p * stride, p);
@@ -964,7 +964,7 @@ static int tile_metric_task(void *vctx, size_t block, unsigned thread)
             row_path(c, w, r, acc, p); /* the exact path needs the scores */
             continue;
         }
-        double ratio[64];
+        double ratio[LSH_TOPK_MAX];
         struct sig_arg arg = {c, row.i, c->prefixes[p]};
         topk_ratios(c, r, row.i, row.m == 0, sig_in_s, &arg, ratio);
         eval_row(c, w, &row, st->num + r * c->a->d_v, ratio, acc + p * stride, p);
@@ -1351,8 +1351,8 @@ int lsh_eval_pass(const struct lsh_reference *ref, const struct lsh_rounds *roun
     if (rounds->n != a->n)
         return lsh_error_set(err, LSH_EINVAL, "eval: rounds hash %zu rows, data has %zu",
                              rounds->n, a->n);
-    if (a->n_topk > 64)
-        return lsh_error_set(err, LSH_EINVAL, "eval: at most 64 topk values, got %zu",
+    if (a->n_topk > LSH_TOPK_MAX)
+        return lsh_error_set(err, LSH_EINVAL, "eval: at most %d topk values, got %zu", LSH_TOPK_MAX,
                              a->n_topk);
     for (size_t p = 0; p < n_prefix; p++)
         if (prefixes[p] < 1 || prefixes[p] > rounds->n_hashes ||

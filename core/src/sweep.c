@@ -282,7 +282,7 @@ static int write_row(struct run *r, size_t point, enum lsh_point_status status,
     }
     struct lsh_run_row row = {.status = status, .message = message ? message : ""};
     lsh_plan_point_key(r->plan, r->cfg, point, &row.key);
-    double zeros[64] = {0};
+    double zeros[LSH_TOPK_MAX] = {0};
     if (m) {
         row.metrics = *m;
     } else {
