@@ -178,6 +178,7 @@ struct progress {
     size_t cap;
     struct table_row *rows;
     size_t n_topk;
+    unsigned warned;            /* LSH_WARN_* bits already reported */
 };
 
 struct table_row {
@@ -233,6 +234,27 @@ static void keep_row(struct progress *pg, const struct lsh_run_row *row)
     t->dens = row->metrics.density;
 }
 
+/* A 0/0 ratio is written as 0 (definitions: metrics); say so once per kind. */
+static void warn_zero_ratios(struct progress *pg, const struct lsh_run_row *r)
+{
+    static const struct {
+        unsigned bit;
+        const char *what;
+    } warn[] = {
+        {LSH_WARN_OUT_ZERO, "||O||_F is 0, so out_rel_err (0/0) is written as 0"},
+        {LSH_WARN_ATTN_ZERO, "||A||_F is 0, so attn_rel_err (0/0) is written as 0"},
+        {LSH_WARN_GRAM_ZERO, "there is no off-diagonal Gram energy, so gram_recovery (0/0) is "
+                             "written as 0"},
+        {LSH_WARN_ENTROPY_B1, "n_buckets is 1, so bucket_entropy (0/0) is written as 0"},
+    };
+    for (size_t i = 0; i < sizeof warn / sizeof warn[0]; i++)
+        if ((r->metrics.warnings & warn[i].bit) && !(pg->warned & warn[i].bit)) {
+            pg->warned |= warn[i].bit;
+            fprintf(stderr, "%swarning: dataset '%s': %s\n", pg->tty ? "\r\033[K" : "",
+                    r->key.dataset, warn[i].what);
+        }
+}
+
 static void on_progress(void *ctx, const struct lsh_progress *p)
 {
     struct progress *pg = ctx;
@@ -254,6 +276,8 @@ static void on_progress(void *ctx, const struct lsh_progress *p)
     }
     if (!p->row)
         return;
+    if (p->row->status == LSH_POINT_OK)
+        warn_zero_ratios(pg, p->row);
     if (!pg->started) { /* ETA from the rate of this run only, not resumed points */
         pg->first_done = p->done - 1;
         pg->started = 1;

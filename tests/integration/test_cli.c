@@ -581,3 +581,42 @@ Test(cli, a_fifo_as_the_config_exits_3_at_once, .timeout = 30)
      * from taking the machine's memory before the timeout */
     cr_expect(!exists(res), "a results file was created");
 }
+
+/* SPEC 5: a 0/0 ratio is written as 0 "with a warning".  V = 0 makes
+ * ||O||_F = 0 and B = 1 makes entropy / log B 0/0: each is said once, at
+ * the first row it happens on, not once per row. */
+Test(cli, zero_over_zero_ratios_are_written_as_0_with_one_warning_each)
+{
+    char cfg[512], res[512], data[512];
+    snprintf(cfg, sizeof cfg, "%s/zero.yaml", tmpdir);
+    snprintf(res, sizeof res, "%s/zero.h5", tmpdir);
+    snprintf(data, sizeof data, "%s/zero-data.h5", tmpdir);
+    hid_t f = H5Fcreate(data, H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
+    double q[40 * 3], v[40 * 2] = {0};
+    for (size_t i = 0; i < 40 * 3; i++)
+        q[i] = sin(1.7 * (double)i + 0.3);
+    hsize_t qd[2] = {40, 3}, vd[2] = {40, 2};
+    hid_t qs = H5Screate_simple(2, qd, NULL), vs = H5Screate_simple(2, vd, NULL);
+    hid_t qset = H5Dcreate2(f, "q", H5T_IEEE_F64LE, qs, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+    hid_t vset = H5Dcreate2(f, "v", H5T_IEEE_F64LE, vs, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+    cr_assert(H5Dwrite(qset, H5T_NATIVE_DOUBLE, H5S_ALL, H5S_ALL, H5P_DEFAULT, q) >= 0);
+    cr_assert(H5Dwrite(vset, H5T_NATIVE_DOUBLE, H5S_ALL, H5S_ALL, H5P_DEFAULT, v) >= 0);
+    H5Dclose(qset), H5Dclose(vset), H5Sclose(qs), H5Sclose(vs), H5Fclose(f);
+    char yaml[1024];
+    snprintf(yaml, sizeof yaml,
+             "name: zero\n"
+             "datasets: [{name: z, kind: hdf5, file: %s, q: q, v: v}]\n"
+             "strategies: [{name: hyperplane}]\n"
+             "sweep: {n_hashes: [1, 2], n_buckets: [1, 2]}\n", data);
+    write_file(cfg, yaml);
+    char *out = NULL;
+    int code = lshlab(&out, "run %s -o %s", cfg, res);
+    cr_assert_eq(code, 0, "exit %d: %s", code, out);
+    const char *out_zero = "warning: dataset 'z': ||O||_F is 0, so out_rel_err (0/0) is written as 0";
+    const char *b1 = "warning: dataset 'z': n_buckets is 1, so bucket_entropy (0/0) is written as 0";
+    const char *at = strstr(out, out_zero);
+    cr_expect(at && !strstr(at + 1, out_zero), "not said exactly once: %s", out);
+    at = strstr(out, b1);
+    cr_expect(at && !strstr(at + 1, b1), "not said exactly once: %s", out);
+    free(out);
+}
