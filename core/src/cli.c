@@ -385,7 +385,7 @@ static const char run_usage[] =
     "                  [--quiet]\n"
     "\n"
     "Run every point of the sweep CONFIG describes and write the results (HDF5).\n"
-    "A collision experiment (SPEC 8) writes its /collision rows the same way.\n"
+    "A collision experiment (docs/definitions.md) writes its /collision rows the same way.\n"
     "The file is written as FILE.partial and renamed to FILE when the sweep ends;\n"
     "an existing FILE is never overwritten unless --force is given.\n"
     "\n"
