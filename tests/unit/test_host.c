@@ -589,3 +589,51 @@ Test(host, collision_stops_when_its_rounds_pool_cannot_start)
     lsh_collision_plan_free(plan);
     lsh_config_free(cfg);
 }
+
+/* ---- found by the hostile pass ------------------------------------------------------ */
+
+static int t_init_touch(void *state, const struct lsh_round *round, struct lsh_strategy_error *err)
+{
+    (void)round, (void)err;
+    memset(state, 0x5a, 16); /* the fault: state_size 0, yet it writes its state */
+    return 0;
+}
+
+Test(host, a_state_size_of_zero_still_gets_a_state_a_plugin_may_touch)
+{
+    struct lsh_strategy s = base;
+    s.init = t_init_touch;
+    s.state_size = 0;
+    struct lsh_host_point pt = point_of(&s, 4, 2, 10);
+    struct lsh_host_round *r = NULL;
+    struct lsh_error err;
+    lsh_error_clear(&err);
+    cr_assert_eq(lsh_host_round_open(&pt, 0, 1, &r, &err), 0, "%s", err.message);
+    lsh_host_round_close(r);
+    struct lsh_host_memory mem;
+    lsh_host_round_memory(&s, 10, 2, &mem);
+    cr_expect_geq(mem.kept, 64, "the 64 bytes given to a state_size of 0 are counted");
+}
+
+static int t_export_twice(void *state, struct lsh_sink *sink)
+{
+    (void)state;
+    static const double a[3] = {1, 2, 3}, b[3] = {4, 5, 6};
+    int rc = sink->array(sink, "w", a, 1, 3);
+    return rc ? rc : sink->array(sink, "w", b, 1, 3);
+}
+
+Test(host, an_export_name_given_twice_fails_the_round_before_anything_is_written)
+{
+    struct lsh_strategy s = base;
+    s.export_params = t_export_twice;
+    struct lsh_host_point pt = point_of(&s, 4, 3, 1);
+    struct lsh_host_round *r = NULL;
+    struct lsh_error err;
+    lsh_error_clear(&err);
+    cr_assert_eq(lsh_host_round_open(&pt, 2, 1, &r, &err), 0, "%s", err.message);
+    cr_expect_eq(lsh_host_round_export(r, NULL, NULL, &err), LSH_EPLUGIN, "the check pass");
+    cr_expect_str_eq(err.message, "probe / round 2 / export_params: array name 'w' is given "
+                                  "twice; allowed: one array per name");
+    lsh_host_round_close(r);
+}

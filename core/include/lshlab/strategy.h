@@ -14,8 +14,8 @@
  * calling a member added in a later minor version.
  *
  * One instance of a strategy is one hash round.  The host allocates
- * state_size bytes (zeroed, 64-byte aligned; at most 1 GiB, larger values are
- * refused at load: allocate big tables in init), calls init once with the
+ * state_size bytes (zeroed, 64-byte aligned, at least 64 bytes even for 0; at
+ * most 1 GiB, larger values are refused at load: allocate big tables in init), calls init once with the
  * round's seed, then fit (if any) once, then hash any number of times (batches
  * of rows, possibly from several threads on *different* instances), then
  * export_params (optional) and fini.  An instance is never used by two threads
@@ -144,7 +144,8 @@ struct lsh_round {
 struct lsh_sink {
     void *ctx;
     /* Store a rows x cols row-major array under `name` (copied).  name: 1 to
-     * 64 characters of [A-Za-z0-9_.-]; the round is appended by the host.
+     * 64 characters of [A-Za-z0-9_.-], one array per name (a name given
+     * twice fails the round); the round is appended by the host.
      * Returns 0, or < 0 when it refused the array or could not store it:
      * then stop and return that value. */
     int (*array)(struct lsh_sink *sink, const char *name, const double *data,
