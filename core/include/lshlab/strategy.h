@@ -75,7 +75,8 @@ enum lsh_param_type {
     LSH_PARAM_BOOL,     /* true/false                                           */
     LSH_PARAM_INT,      /* integer in [min, max]                                */
     LSH_PARAM_REAL,     /* double in [min, max]                                 */
-    LSH_PARAM_CHOICE,   /* one of choices[] (a NULL-terminated list of words)   */
+    LSH_PARAM_CHOICE,   /* one of choices[] (a NULL-terminated list of words    */
+                        /* of [A-Za-z0-9_.+-], 1 to 63 characters)            */
     LSH_PARAM_INT_LIST  /* a list of integers, each in [min, max]; one value,   */
                         /* not a sweep (sweep it with a list of lists)          */
 };
