@@ -1769,3 +1769,25 @@ Test(results, resume_refuses_a_runs_table_whose_column_types_differ)
     cr_assert(strstr(err.message, "columns are not the ones") && strstr(err.message, "'kl'"),
               "%s", err.message);
 }
+
+/* Found by the hostile pass: an ok row's message (always empty when written)
+ * replaced by escape sequences was resumed and kept. */
+Test(results, resume_refuses_an_ok_row_with_a_message)
+{
+    struct test_config tc;
+    make_config(&tc, 2385, LSH_EXPERIMENT_SWEEP);
+    write_partial_file(&tc.cfg, 2);
+    hid_t st = H5Tcopy(H5T_C_S1);
+    H5Tset_size(st, LSH_RUNS_MESSAGE_LEN);
+    H5Tset_strpad(st, H5T_STR_NULLPAD);
+    char msg[LSH_RUNS_MESSAGE_LEN] = "\x1b[2Jplanted";
+    forge_field(partial, 1, "message", st, msg);
+    struct lsh_error err;
+    cr_assert_eq(resume_and_check(&tc.cfg, 4, &err), LSH_EDATA, "%s", err.message);
+    cr_assert(strstr(err.message, "point 1") && strstr(err.message, "message"), "%s",
+              err.message);
+    memset(msg, 0, sizeof msg);
+    forge_field(partial, 1, "message", st, msg);
+    cr_assert_eq(resume_and_check(&tc.cfg, 4, &err), 0, "%s", err.message);
+    H5Tclose(st);
+}
