@@ -384,14 +384,47 @@ int lsh_host_round_export(struct lsh_host_round *r, lsh_host_array_fn fn, void *
 
 /* ---- memory ------------------------------------------------------------------ */
 
+/* What the built-in strategies (strategies/NAME/NAME.c) allocate themselves,
+ * which ABI 1.0 gives a plugin no way to say: kept from init to fini, and
+ * transient while fit or init runs.  Each batches its hashing into at most
+ * 2^20 doubles of workspace.  Another plugin: 0 (not known). */
+static void builtin_bytes(const char *name, size_t n, size_t d, uint32_t n_buckets,
+                          size_t *kept, size_t *transient)
+{
+    const size_t D = sizeof(double), WORK = ((size_t)1 << 20) * sizeof(double);
+    const size_t B = n_buckets;
+    *kept = *transient = 0;
+    if (!strcmp(name, "rotation")) {
+        /* R (d x B/2 at most), a batch's projections; an orthogonal R's QR
+         * copy and its diagonal while init runs */
+        const size_t r = lsh_size_mul3(d, B / 2 + 1, D);
+        *kept = lsh_size_add(r, WORK);
+        *transient = lsh_size_add(r, lsh_size_mul(B / 2 + 1, D));
+    } else if (!strcmp(name, "hyperplane")) {
+        /* W (d x k, k = log2 B <= 32) and a batch of 1024 rows' projections */
+        *kept = lsh_size_add(lsh_size_mul3(d, 32, D), lsh_size_mul3(1024, 32, D));
+    } else if (!strcmp(name, "kmeans")) {
+        /* the B x d centroids, a batch of unit rows and its scores; fit: the
+         * unit rows, their flags, assignments, distances, dots and indices,
+         * and the centroids' sums and counts */
+        *kept = lsh_size_add(lsh_size_mul3(B, d, D), lsh_size_add(lsh_size_mul3(1024, d, D), WORK));
+        *transient = lsh_size_add(lsh_size_mul(n, lsh_size_add(lsh_size_mul(d, D), 1 + 4 + 2 * D + 8)),
+                                  lsh_size_mul(B, lsh_size_add(lsh_size_mul(d, D), 8)));
+    }
+}
+
 void lsh_host_round_memory(const struct lsh_strategy *s, size_t n_rows, size_t d,
-                           struct lsh_host_memory *out)
+                           uint32_t n_buckets, struct lsh_host_memory *out)
 {
     const size_t state = s->state_size > LSH_HOST_STATE_MAX ? SIZE_MAX
                                                              : state_bytes(s->state_size);
+    size_t own_kept, own_transient;
+    builtin_bytes(s->name, n_rows, d, n_buckets, &own_kept, &own_transient);
     /* the round itself and its stream (a gsl_rng and xoshiro's 32 bytes) */
-    out->kept = lsh_size_add(state, sizeof(struct lsh_host_round) + 256);
+    out->kept = lsh_size_add(lsh_size_add(state, sizeof(struct lsh_host_round) + 256), own_kept);
     const size_t fit_copy = s->fit ? lsh_size_mul(n_rows, lsh_size_mul(d, sizeof(double))) : 0;
     const size_t batch = batch_bytes(n_rows < LSH_HOST_BATCH_ROWS ? n_rows : LSH_HOST_BATCH_ROWS, d);
-    out->transient = fit_copy > batch ? fit_copy : batch;
+    /* the fit copy is held while the plugin's fit allocates its own */
+    out->transient = lsh_size_add(fit_copy, own_transient) > batch
+                         ? lsh_size_add(fit_copy, own_transient) : batch;
 }
