@@ -527,6 +527,25 @@ int lsh_attn_check(const struct lsh_attn *a, const char *dataset, struct lsh_err
                              "scale, a smaller norm or spread (generated data), or normalised "
                              "data",
                              name, bound, a->scale, mq, mk, a->d, allowed);
+    /* gram_recovery is a ratio of sums of (q.k)^2, free of the data's scale:
+     * when even the largest Gram entry is below 2^-250 its square nears the
+     * underflow and the sums come out 0 (written as 0/0 = 0) or lose their
+     * digits; all-zero data is a true 0/0 and stays allowed */
+    double g = 1.0;
+    if (a->gnorm) { /* G_ij = (q_i . k_j) * gnorm[j] */
+        g = 0.0;
+        for (size_t j = 0; j < a->n; j++)
+            g = fabs(a->gnorm[j]) > g ? fabs(a->gnorm[j]) : g;
+    }
+    const double gmax = mq * mk * g; /* may underflow to 0 itself */
+    if (mq > 0.0 && mk > 0.0 && g > 0.0 && gmax < 0x1p-250)
+        return lsh_error_set(err, LSH_EDATA,
+                             "dataset '%s': Gram entries q.k are at most %g (largest |q| %g, "
+                             "largest |k| %g), so their squares underflow and gram_recovery "
+                             "cannot be formed; allowed: rows whose largest |q| |k| is at least "
+                             "2^-250 (about 5.5e-76), or all zero (gram_recovery does not "
+                             "depend on the data's scale: scale it up)",
+                             name, gmax, mq, mk);
     /* sums of squares over n rows (and n keys) stay far from overflow */
     const double big = 0x1p500, rows = (double)a->n;
     const double gram = mq * mk * mg;

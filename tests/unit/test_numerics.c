@@ -371,3 +371,29 @@ Test(numerics, same_bits_for_j1_j2_j3_at_every_limit_across_the_cache_boundary,
     lsh_config_free(cfg);
     lsh_registry_free(reg);
 }
+
+/* Found by the hostile pass: rows of norm ~1e-300 (hdf5 data) gave
+ * gram_recovery 0 with status ok, while the same rows times 1e300 give 0.48:
+ * every (q.k)^2 underflowed to 0, and 0/0 is written as 0.  gram_recovery is
+ * scale-free, so such data is refused, with what is allowed; all-zero data
+ * (a true 0/0) and a largest |q||k| of 2^-200 are kept. */
+Test(numerics, rows_whose_gram_entries_underflow_are_refused)
+{
+    struct data x;
+    data_make(&x, 32, 8, 32, 1e-300, 1.0);
+    expect_refused(&x.attn, "rows of norm 1e-300");
+    data_free(&x);
+    data_make(&x, 32, 8, 32, 1e-160, 1.0);
+    expect_refused(&x.attn, "rows of norm 1e-160, squares of q.k near 1e-640");
+    data_free(&x);
+
+    struct lsh_error err;
+    data_make(&x, 32, 8, 32, 0.0, 1.0);
+    lsh_error_clear(&err);
+    cr_expect_eq(lsh_attn_check(&x.attn, "zero", &err), 0, "all zero: %s", err.message);
+    data_free(&x);
+    data_make(&x, 32, 8, 32, 0x1p-100, 1.0);
+    lsh_error_clear(&err);
+    cr_expect_eq(lsh_attn_check(&x.attn, "small", &err), 0, "2^-100: %s", err.message);
+    data_free(&x);
+}
