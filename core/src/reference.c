@@ -485,6 +485,22 @@ static double safe_norm(const double *x, size_t d)
     return mx * sqrt(s);
 }
 
+void lsh_attn_normalize_rows(const double *q, size_t n, size_t d, double *k, double *norm)
+{
+    for (size_t j = 0; j < n; j++) {
+        const double *x = q + j * d;
+        double s = 0.0;
+        for (size_t e = 0; e < d; e++)
+            s += x[e] * x[e];
+        /* the plain sum where it neither underflows nor overflows (the bits
+         * every earlier run had); the scaled one elsewhere */
+        s = s > 0x1p-900 && s < 0x1p900 ? sqrt(s) : safe_norm(x, d);
+        norm[j] = s;
+        for (size_t e = 0; e < d; e++) /* a zero row stays zero */
+            k[j * d + e] = s > 0.0 ? x[e] / s : 0.0;
+    }
+}
+
 /* The largest row norm of an n x d matrix (NaN beats every number). */
 static double max_norm(const double *x, size_t n, size_t d)
 {
@@ -540,12 +556,13 @@ int lsh_attn_check(const struct lsh_attn *a, const char *dataset, struct lsh_err
     const double gmax = mq * mk * g; /* may underflow to 0 itself */
     if (mq > 0.0 && mk > 0.0 && g > 0.0 && gmax < 0x1p-250)
         return lsh_error_set(err, LSH_EDATA,
-                             "dataset '%s': Gram entries q.k are at most %g (largest |q| %g, "
-                             "largest |k| %g), so their squares underflow and gram_recovery "
+                             "dataset '%s': Gram entries q.k are at most %g x %g x %g (largest "
+                             "|q|, |k| and key norm factor), so their squares underflow and "
+                             "gram_recovery "
                              "cannot be formed; allowed: rows whose largest |q| |k| is at least "
                              "2^-250 (about 5.5e-76), or all zero (gram_recovery does not "
                              "depend on the data's scale: scale it up)",
-                             name, gmax, mq, mk);
+                             name, mq, mk, g);
     /* sums of squares over n rows (and n keys) stay far from overflow */
     const double big = 0x1p500, rows = (double)a->n;
     const double gram = mq * mk * mg;

@@ -397,3 +397,25 @@ Test(numerics, rows_whose_gram_entries_underflow_are_refused)
     cr_expect_eq(lsh_attn_check(&x.attn, "small", &err), 0, "2^-100: %s", err.message);
     data_free(&x);
 }
+
+/* Found by the hostile pass: shared_normalized keys came from sqrt(sum q^2),
+ * which underflows to 0 for rows of norm ~1e-170 (their keys became zero rows,
+ * so a large query's score against them was 0 instead of ~|q|) and overflows
+ * for rows of norm ~1e200. */
+Test(numerics, normalized_keys_are_unit_for_tiny_and_huge_rows)
+{
+    const double rows[4][2] = {{3e-170, 4e-170}, {3e200, -4e200}, {3, 4}, {0, 0}};
+    double k[8], norm[4];
+    lsh_attn_normalize_rows(&rows[0][0], 4, 2, k, norm);
+    const double want[4][2] = {{0.6, 0.8}, {0.6, -0.8}, {0.6, 0.8}, {0, 0}};
+    const double want_norm[4] = {5e-170, 5e200, 5, 0};
+    for (size_t j = 0; j < 4; j++) {
+        cr_expect(fabs(norm[j] - want_norm[j]) <= 1e-15 * want_norm[j], "row %zu: norm %g",
+                  j, norm[j]);
+        for (size_t e = 0; e < 2; e++)
+            cr_expect(fabs(k[j * 2 + e] - want[j][e]) <= 1e-15, "row %zu: k %g, want %g", j,
+                      k[j * 2 + e], want[j][e]);
+    }
+    /* ordinary rows keep the plain sqrt(sum q^2) bits */
+    cr_expect_eq(norm[2], sqrt(3.0 * 3.0 + 4.0 * 4.0));
+}
