@@ -183,7 +183,9 @@ struct lsh_strategy {
      * (copies, valid for this call only; the host currently hands out batches
      * of up to 1024 rows).  Must be a pure function of the state and the row
      * (no randomness here): any batch split gives the same buckets.  A bucket
-     * >= n_buckets fails the round. */
+     * >= n_buckets fails the round.  Write bucket[0 .. n-1] only: the arrays
+     * are sized for this batch, and a write past them is a memory error the
+     * host cannot catch. */
     int (*hash)(void *state, const double *x, size_t n, size_t d, uint32_t *bucket,
                 struct lsh_strategy_error *err);
 
