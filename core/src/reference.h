@@ -72,7 +72,8 @@ struct lsh_reference {
     double seconds;               /* wall time of the pass */
     double flops;                 /* floating-point operations of the GEMMs it did
                                      (causal: keys past a row block's last row
-                                     are skipped, unless the cache needs them) */
+                                     are skipped; the cache is filled with
+                                     lsh_attn_raw's bits, not by a GEMM) */
 };
 
 /* Can the scores of a be formed exactly enough?  Refuses (LSH_EDATA, naming

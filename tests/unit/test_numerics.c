@@ -419,3 +419,51 @@ Test(numerics, normalized_keys_are_unit_for_tiny_and_huge_rows)
     /* ordinary rows keep the plain sqrt(sum q^2) bits */
     cr_expect_eq(norm[2], sqrt(3.0 * 3.0 + 4.0 * 4.0));
 }
+
+/* Found by the hostile pass: --memory-limit 100M (scores streamed) and 4G
+ * (scores cached) gave metric columns one ulp apart, though
+ * docs/definitions.md says the limit changes only how.  The cache held the
+ * GEMM's dot products, the streaming path lsh_attn_raw's: the cache must hold
+ * exactly what lsh_attn_raw gives, also under causal and for sampled rows. */
+Test(numerics, the_score_cache_holds_the_bits_the_streaming_path_recomputes)
+{
+    const size_t n = 300, d = 61;
+    double *q = xcalloc(n * d, sizeof *q), *k = xcalloc(n * d, sizeof *k);
+    double *v = xcalloc(n, sizeof *v);
+    uint64_t s = 2385;
+    for (size_t t = 0; t < n * d; t++) {
+        s = s * 6364136223846793005u + 1442695040888963407u;
+        q[t] = (double)(s >> 11) * 0x1p-53 - 0.5;
+        s = s * 6364136223846793005u + 1442695040888963407u;
+        k[t] = (double)(s >> 11) * 0x1p-53 - 0.5;
+    }
+    static const uint32_t topk[1] = {2};
+    const size_t rows[3] = {0, 150, 299};
+    for (int causal = 0; causal < 2; causal++) {
+        struct lsh_attn a = {.n = n, .d = d, .d_v = 1, .q = q, .k = k, .v = v, .scale = 0.125,
+                             .causal = causal, .n_topk = 1, .topk = topk};
+        for (int sampled = 0; sampled < 2; sampled++) {
+            struct lsh_reference *ref = NULL;
+            struct lsh_error err;
+            lsh_error_clear(&err);
+            const size_t m = sampled ? 3 : n;
+            cr_assert_eq(lsh_reference_compute(&a, sampled ? rows : NULL, sampled ? 3 : 0, 2,
+                                               (size_t)-1, &ref, &err), 0, "%s", err.message);
+            cr_assert_not_null(ref->raw);
+            size_t differ = 0;
+            for (size_t r = 0; r < m; r++) {
+                const size_t i = sampled ? rows[r] : r;
+                for (size_t j = 0; j < n; j++) {
+                    const double want = lsh_attn_raw(&a, i, j);
+                    differ += memcmp(&ref->raw[r * n + j], &want, sizeof want) != 0;
+                }
+            }
+            cr_expect_eq(differ, 0, "causal %d, sampled %d: %zu cached scores differ", causal,
+                         sampled, differ);
+            lsh_reference_free(ref);
+        }
+    }
+    free(q);
+    free(k);
+    free(v);
+}
