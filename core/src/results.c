@@ -714,6 +714,14 @@ static int read_done_points(struct lsh_results *res, struct lsh_error *err)
         char status[LSH_RUNS_WORD_LEN + 1] = "";
         memcpy(status, rows[i].status, LSH_RUNS_WORD_LEN);
         keep[i] = !strcmp(status, "ok") || !strcmp(status, "skipped");
+        if (!keep[i] && strcmp(status, "failed")) { /* not a status we write */
+            char shown[4 * LSH_RUNS_WORD_LEN + 1], why[4 * LSH_RUNS_WORD_LEN + 64];
+            lsh_text_escape(shown, status, strlen(status));
+            snprintf(why, sizeof why, "its status is '%s', not ok, skipped or failed", shown);
+            free(keep);
+            rc = damaged(res, err, i, 1, rows[i].point_id, why);
+            goto done;
+        }
         if (keep[i]) {
             kept++;
             size_t pos;

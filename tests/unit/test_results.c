@@ -1791,3 +1791,22 @@ Test(results, resume_refuses_an_ok_row_with_a_message)
     cr_assert_eq(resume_and_check(&tc.cfg, 4, &err), 0, "%s", err.message);
     H5Tclose(st);
 }
+
+/* Found by the hostile pass: a row whose status cell is neither ok, skipped nor
+ * failed was dropped and its point silently run again; it is damage. */
+Test(results, resume_refuses_a_status_that_is_not_a_status)
+{
+    struct test_config tc;
+    make_config(&tc, 2385, LSH_EXPERIMENT_SWEEP);
+    write_partial_file(&tc.cfg, 2);
+    hid_t st = H5Tcopy(H5T_C_S1);
+    H5Tset_size(st, LSH_RUNS_WORD_LEN);
+    H5Tset_strpad(st, H5T_STR_NULLPAD);
+    char status[LSH_RUNS_WORD_LEN] = "bogus";
+    forge_field(partial, 1, "status", st, status);
+    H5Tclose(st);
+    struct lsh_error err;
+    cr_assert_eq(resume_and_check(&tc.cfg, 4, &err), LSH_EDATA, "%s", err.message);
+    cr_assert(strstr(err.message, "row 1") && strstr(err.message, "'bogus'"), "%s",
+              err.message);
+}
