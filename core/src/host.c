@@ -29,7 +29,7 @@ const struct lsh_host *lsh_host_services(void)
 struct lsh_host_round {
     struct lsh_host_point pt;
     uint32_t h;
-    void *state;          /* host-allocated, 64-byte aligned; NULL when state_size is 0 */
+    void *state;          /* host-allocated, 64-byte aligned, never NULL */
     struct lsh_rng *rng;  /* seeded from the round's seed; outlives init for fit */
     int live;             /* init succeeded: fini is owed */
 };
@@ -111,6 +111,14 @@ int lsh_host_check(const struct lsh_host_point *pt, const char *where, char *why
 
 /* ---- rounds ---------------------------------------------------------------- */
 
+/* The bytes allocated for a state: a multiple of 64 (aligned_alloc wants one),
+ * and at least 64, so that a plugin declaring state_size 0 that still writes a
+ * little state scribbles on its own bytes, not on NULL. */
+static size_t state_bytes(size_t state_size)
+{
+    return state_size ? (state_size + 63) / 64 * 64 : 64;
+}
+
 static void round_free(struct lsh_host_round *r)
 {
     free(r->state);
@@ -127,21 +135,20 @@ int lsh_host_round_open(const struct lsh_host_point *pt, uint32_t h, uint64_t se
                              "%s / round %u / init: state_size is %zu bytes; allowed: at most "
                              "%zu (1 GiB) per round", s->name, h, s->state_size,
                              LSH_HOST_STATE_MAX);
-    const size_t size = (s->state_size + 63) / 64 * 64; /* aligned_alloc wants a multiple */
+    const size_t size = state_bytes(s->state_size);
     struct lsh_host_round *r = calloc(1, sizeof *r);
     if (!r)
         return lsh_error_set(err, LSH_ENOMEM, "%s / round %u: out of memory", s->name, h);
     r->pt = *pt;
     r->h = h;
     r->rng = lsh_rng_alloc(seed);
-    r->state = size ? aligned_alloc(64, size) : NULL;
-    if (!r->rng || (size && !r->state)) {
+    r->state = aligned_alloc(64, size);
+    if (!r->rng || !r->state) {
         round_free(r);
         return lsh_error_set(err, LSH_ENOMEM, "%s / round %u: out of memory for its state "
                              "(%zu bytes)", s->name, h, size);
     }
-    if (r->state)
-        memset(r->state, 0, size);
+    memset(r->state, 0, size);
     struct lsh_round round = {
         .d = pt->d, .n_buckets = pt->n_buckets, .round = h, .seed = seed, .n_rows = pt->n_rows,
         .params = pt->values, .n_params = pt->n_values, .rng = r->rng, .host = &services,
@@ -269,7 +276,28 @@ struct export_sink {
     struct lsh_error *err;
     int fn_rc;                   /* the first error fn returned */
     char bad[LSH_ERROR_MSG_MAX / 2]; /* why an array was refused */
+    char (*names)[LSH_HOST_NAME_MAX + 1]; /* the names given so far (one array per name) */
+    size_t n_names, cap_names;
 };
+
+/* 1 when name was given before, else remembers it; -1 when out of memory. */
+static int seen_before(struct export_sink *es, const char *name)
+{
+    for (size_t i = 0; i < es->n_names; i++)
+        if (strcmp(es->names[i], name) == 0)
+            return 1;
+    if (es->n_names == es->cap_names) {
+        size_t cap = es->cap_names ? 2 * es->cap_names : 16;
+        void *grown = cap < SIZE_MAX / sizeof *es->names ? realloc(es->names, cap * sizeof *es->names)
+                                                         : NULL;
+        if (!grown)
+            return -1;
+        es->names = grown;
+        es->cap_names = cap;
+    }
+    strcpy(es->names[es->n_names++], name);
+    return 0;
+}
 
 static int valid_name(const char *name)
 {
@@ -309,6 +337,7 @@ static int sink_array(struct lsh_sink *sink, const char *name, const double *dat
     char shown[LSH_HOST_NAME_MAX + 8];
     quote_name(name, shown, sizeof shown);
     size_t count;
+    int seen;
     if (!valid_name(name))
         snprintf(es->bad, sizeof es->bad, "array name '%s' is not allowed; allowed: 1 to %d "
                  "characters of A-Za-z0-9_.-", shown, LSH_HOST_NAME_MAX);
@@ -319,6 +348,9 @@ static int sink_array(struct lsh_sink *sink, const char *name, const double *dat
     else if (!data && count)
         snprintf(es->bad, sizeof es->bad, "array '%s' of %zu x %zu has no data (NULL)", shown,
                  rows, cols);
+    else if ((seen = seen_before(es, name)) != 0)
+        snprintf(es->bad, sizeof es->bad, seen > 0 ? "array name '%s' is given twice; allowed: "
+                 "one array per name" : "out of memory for the name of array '%s'", shown);
     if (es->bad[0])
         return LSH_STRATEGY_EINVAL;
     if (!es->fn)
@@ -341,6 +373,7 @@ int lsh_host_round_export(struct lsh_host_round *r, lsh_host_array_fn fn, void *
     es.sink.ctx = &es;
     es.sink.array = sink_array;
     int rc = s->export_params(r->state, &es.sink);
+    free(es.names);
     if (es.fn_rc) /* the host's own failure (a write): err was filled by fn */
         return es.fn_rc;
     if (es.bad[0])
@@ -351,14 +384,47 @@ int lsh_host_round_export(struct lsh_host_round *r, lsh_host_array_fn fn, void *
 
 /* ---- memory ------------------------------------------------------------------ */
 
+/* What the built-in strategies (strategies/NAME/NAME.c) allocate themselves,
+ * which ABI 1.0 gives a plugin no way to say: kept from init to fini, and
+ * transient while fit or init runs.  Each batches its hashing into at most
+ * 2^20 doubles of workspace.  Another plugin: 0 (not known). */
+static void builtin_bytes(const char *name, size_t n, size_t d, uint32_t n_buckets,
+                          size_t *kept, size_t *transient)
+{
+    const size_t D = sizeof(double), WORK = ((size_t)1 << 20) * sizeof(double);
+    const size_t B = n_buckets;
+    *kept = *transient = 0;
+    if (!strcmp(name, "rotation")) {
+        /* R (d x B/2 at most), a batch's projections; an orthogonal R's QR
+         * copy and its diagonal while init runs */
+        const size_t r = lsh_size_mul3(d, B / 2 + 1, D);
+        *kept = lsh_size_add(r, WORK);
+        *transient = lsh_size_add(r, lsh_size_mul(B / 2 + 1, D));
+    } else if (!strcmp(name, "hyperplane")) {
+        /* W (d x k, k = log2 B <= 32) and a batch of 1024 rows' projections */
+        *kept = lsh_size_add(lsh_size_mul3(d, 32, D), lsh_size_mul3(1024, 32, D));
+    } else if (!strcmp(name, "kmeans")) {
+        /* the B x d centroids, a batch of unit rows and its scores; fit: the
+         * unit rows, their flags, assignments, distances, dots and indices,
+         * and the centroids' sums and counts */
+        *kept = lsh_size_add(lsh_size_mul3(B, d, D), lsh_size_add(lsh_size_mul3(1024, d, D), WORK));
+        *transient = lsh_size_add(lsh_size_mul(n, lsh_size_add(lsh_size_mul(d, D), 1 + 4 + 2 * D + 8)),
+                                  lsh_size_mul(B, lsh_size_add(lsh_size_mul(d, D), 8)));
+    }
+}
+
 void lsh_host_round_memory(const struct lsh_strategy *s, size_t n_rows, size_t d,
-                           struct lsh_host_memory *out)
+                           uint32_t n_buckets, struct lsh_host_memory *out)
 {
     const size_t state = s->state_size > LSH_HOST_STATE_MAX ? SIZE_MAX
-                                                             : (s->state_size + 63) / 64 * 64;
+                                                             : state_bytes(s->state_size);
+    size_t own_kept, own_transient;
+    builtin_bytes(s->name, n_rows, d, n_buckets, &own_kept, &own_transient);
     /* the round itself and its stream (a gsl_rng and xoshiro's 32 bytes) */
-    out->kept = lsh_size_add(state, sizeof(struct lsh_host_round) + 256);
+    out->kept = lsh_size_add(lsh_size_add(state, sizeof(struct lsh_host_round) + 256), own_kept);
     const size_t fit_copy = s->fit ? lsh_size_mul(n_rows, lsh_size_mul(d, sizeof(double))) : 0;
     const size_t batch = batch_bytes(n_rows < LSH_HOST_BATCH_ROWS ? n_rows : LSH_HOST_BATCH_ROWS, d);
-    out->transient = fit_copy > batch ? fit_copy : batch;
+    /* the fit copy is held while the plugin's fit allocates its own */
+    out->transient = lsh_size_add(fit_copy, own_transient) > batch
+                         ? lsh_size_add(fit_copy, own_transient) : batch;
 }

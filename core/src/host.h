@@ -117,9 +117,10 @@ int lsh_host_round_export(struct lsh_host_round *r, lsh_host_array_fn fn, void *
 /* fini (when init succeeded) and free.  NULL is allowed. */
 void lsh_host_round_close(struct lsh_host_round *r);
 
-/* Memory the host itself allocates for a round of s on n_rows rows of d
- * doubles, for the memory plan (what the plugin allocates in init or fit is
- * not in it):
+/* Memory for a round of s on n_rows rows of d doubles into n_buckets
+ * buckets, for the memory plan: what the host allocates, plus, for the
+ * built-in strategies, what they allocate themselves (another plugin's own
+ * allocations cannot be known under ABI 1.0):
  *   kept      - from open to close: the state (rounded to 64) and the stream;
  *   transient - only inside lsh_host_round_bucket, freed before it returns:
  *               the private copy of the rows fit() gets, or the hash batch
@@ -131,6 +132,6 @@ struct lsh_host_memory {
     size_t kept, transient;
 };
 void lsh_host_round_memory(const struct lsh_strategy *s, size_t n_rows, size_t d,
-                           struct lsh_host_memory *out);
+                           uint32_t n_buckets, struct lsh_host_memory *out);
 
 #endif

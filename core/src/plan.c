@@ -285,11 +285,10 @@ void lsh_plan_point_key(const struct lsh_plan *plan, const struct lsh_config *cf
  * (lsh_dataset_bytes, lsh_reference_bytes, lsh_eval_bytes); what the sweep
  * itself allocates is counted here.  Phases are added, not overlapped (the
  * reference's scratch is gone when the rounds are hashed), so the sum is an
- * upper bound.  Not counted: what a plugin allocates itself (ABI 1.0 cannot
- * say: rotation's d x B/2 matrix and k-means' B x d centroids live as long
- * as their round, that is a hash group's h_max rounds; k-means' fit copies its
- * rows), which is why the built-in ones hash in batches whose workspace is
- * bounded whatever n and B. */
+ * upper bound.  A round's memory (lsh_host_round_memory) includes what the
+ * built-in strategies allocate (rotation's d x B/2 matrix and k-means' B x d
+ * centroids live as long as their round, that is a hash group's h_max rounds);
+ * what another plugin allocates itself cannot be known under ABI 1.0. */
 
 /* The process without any data: code, libraries, HDF5, the results file;
  * and what a thread's stack and BLAS buffers touch. */
@@ -300,7 +299,7 @@ void lsh_plan_point_key(const struct lsh_plan *plan, const struct lsh_config *cf
  * rounds held open and, per thread bucketing one, the copy of the fit rows
  * or a hash batch; the largest over the config's strategies. */
 static struct lsh_bytes host_round_bytes(const struct lsh_config *cfg, size_t rows, size_t d,
-                                         size_t open_rounds)
+                                         uint32_t n_buckets, size_t open_rounds)
 {
     struct lsh_bytes b = {0, 0};
     for (size_t s = 0; s < cfg->n_strategies; s++) {
@@ -308,7 +307,7 @@ static struct lsh_bytes host_round_bytes(const struct lsh_config *cfg, size_t ro
         if (!st)
             continue;
         struct lsh_host_memory m;
-        lsh_host_round_memory(st, rows, d, &m);
+        lsh_host_round_memory(st, rows, d, n_buckets, &m);
         const size_t kept = lsh_size_mul(open_rounds, m.kept);
         b.shared = kept > b.shared ? kept : b.shared;
         b.per_thread = m.transient > b.per_thread ? m.transient : b.per_thread;
@@ -348,7 +347,7 @@ void lsh_plan_memory(const struct lsh_config *cfg, const struct lsh_plan *plan, 
     b = lsh_bytes_add(b, lsh_reference_bytes(n, m, d, dv, kmax));
     /* a hash group: buckets of h_max rounds, the host's rounds */
     b.shared = lsh_size_add(b.shared, lsh_size_mul3(h_max, n, separate ? 2 * U : U));
-    b = lsh_bytes_add(b, host_round_bytes(cfg, separate ? lsh_size_mul(2, n) : n, d, h_max));
+    b = lsh_bytes_add(b, host_round_bytes(cfg, separate ? lsh_size_mul(2, n) : n, d, b_max, h_max));
     /* a pass: the largest eval figure over the mode settings; its outputs */
     const size_t n_modes = mode_settings(sw, NULL);
     struct lsh_mode_opts *modes = calloc(n_modes + 1, sizeof *modes);
@@ -425,7 +424,10 @@ size_t lsh_plan_collision_memory(const struct lsh_config *cfg, unsigned threads)
     b.per_thread = lsh_size_add(b.per_thread, lsh_size_mul3(2, P, sizeof(uint32_t)));
     b.per_thread = lsh_size_add(b.per_thread, lsh_size_mul(d, D));
     /* one round open per thread, opened and closed by its task */
-    const struct lsh_bytes hr = host_round_bytes(cfg, lsh_size_mul(2, P), d, 1);
+    uint32_t b_max = 0;
+    for (size_t k = 0; sw->n_buckets && k < sw->n_n_buckets; k++)
+        b_max = sw->n_buckets[k] > b_max ? sw->n_buckets[k] : b_max;
+    const struct lsh_bytes hr = host_round_bytes(cfg, lsh_size_mul(2, P), d, b_max, 1);
     b.per_thread = lsh_size_add(b.per_thread, lsh_size_add(hr.shared, hr.per_thread));
     return lsh_bytes_total(b, threads ? threads : 1);
 }

@@ -73,8 +73,9 @@ void lsh_plan_point_key(const struct lsh_plan *plan, const struct lsh_config *cf
  * the thread count, what each thread adds, and what the score cache would
  * add (0 when no point reads it: every pass takes the tile path).  The sum
  * of the figures of the modules that allocate (dataset, reference, eval),
- * of the sweep's own buffers and of the host's per-round copies for
- * plugins; not what a plugin allocates itself (see plan.c).  Saturates at
+ * of the sweep's own buffers and of the rounds (the host's copies, and what
+ * the built-in strategies allocate; not what another plugin allocates
+ * itself, see plan.c).  Saturates at
  * SIZE_MAX: a dataset whose sizes overflow needs more than any limit. */
 struct lsh_memory {
     size_t shared, per_thread, cache;

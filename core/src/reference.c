@@ -15,9 +15,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
-#ifdef __SSE2__
-#include <emmintrin.h>
-#endif
 
 #include "fastexp.h"
 #include "linalg.h"
@@ -346,25 +343,6 @@ static void chunk_rows(const struct lsh_attn *a, struct lsh_reference *ref,
     }
 }
 
-/* dst[0..n) = src[0..n), past the caches where it can (the score cache is
- * read much later: keep it out of L2, where the block's work lives). */
-static void copy_nt(double *dst, const double *src, size_t n)
-{
-#ifdef __SSE2__
-    size_t t = 0;
-    if ((uintptr_t)dst % 16) {
-        dst[0] = src[0];
-        t = 1;
-    }
-    for (; t + 2 <= n; t += 2)
-        _mm_stream_pd(dst + t, _mm_loadu_pd(src + t));
-    for (; t < n; t++)
-        dst[t] = src[t];
-#else
-    memcpy(dst, src, n * sizeof *dst);
-#endif
-}
-
 static int block_task(void *ctx, size_t task, unsigned thread)
 {
     struct pass *p = ctx;
@@ -397,17 +375,18 @@ static int block_task(void *ctx, size_t task, unsigned thread)
     for (size_t j0 = 0; j0 < khi; j0 += KEY_CHUNK) {
         const size_t kc = khi - j0 < KEY_CHUNK ? khi - j0 : KEY_CHUNK;
         lsh_gemm_nt_ld(rb, kc, d, w->qb, a->k + j0 * d, w->s, kc);
-        if (ref->raw)
-            for (size_t r = 0; r < rb; r++)
-                copy_nt(ref->raw + (r0 + r) * n + j0, w->s + r * kc, kc);
         chunk_rows(a, ref, w, r0, rb, j0, kc);
         lsh_gemm(rb, dv, kc, w->s, a->v + j0 * dv, o, 1);
         flops += 2.0 * (double)rb * (double)kc * (double)(d + dv);
     }
-    /* the cache holds every key, also those beyond U_i under causal */
-    if (ref->raw && khi < n) {
-        lsh_gemm_nt_ld(rb, n - khi, d, w->qb, a->k + khi * d, ref->raw + r0 * n + khi, n);
-        flops += 2.0 * (double)rb * (double)(n - khi) * (double)d;
+    /* The cache holds every key, also those beyond U_i under causal, with
+     * the bits lsh_attn_raw recomputes when there is no cache (a GEMM's
+     * differ in the last place): --memory-limit changes only how. */
+    for (size_t r = 0; ref->raw && r < rb; r++) {
+        const size_t i = row_of(ref, r0 + r);
+        double *dst = ref->raw + (r0 + r) * n;
+        for (size_t j = 0; j < n; j++)
+            dst[j] = lsh_attn_raw(a, i, j);
     }
 
     for (size_t r = 0; r < rb; r++) {
@@ -418,9 +397,6 @@ static int block_task(void *ctx, size_t task, unsigned thread)
         for (size_t e = 0; e < dv; e++)
             o[r * dv + e] /= sum;
     }
-#ifdef __SSE2__
-    _mm_sfence();
-#endif
     p->block_flops[task] = flops;
     return 0;
 }
@@ -485,6 +461,22 @@ static double safe_norm(const double *x, size_t d)
     return mx * sqrt(s);
 }
 
+void lsh_attn_normalize_rows(const double *q, size_t n, size_t d, double *k, double *norm)
+{
+    for (size_t j = 0; j < n; j++) {
+        const double *x = q + j * d;
+        double s = 0.0;
+        for (size_t e = 0; e < d; e++)
+            s += x[e] * x[e];
+        /* the plain sum where it neither underflows nor overflows (the bits
+         * every earlier run had); the scaled one elsewhere */
+        s = s > 0x1p-900 && s < 0x1p900 ? sqrt(s) : safe_norm(x, d);
+        norm[j] = s;
+        for (size_t e = 0; e < d; e++) /* a zero row stays zero */
+            k[j * d + e] = s > 0.0 ? x[e] / s : 0.0;
+    }
+}
+
 /* The largest row norm of an n x d matrix (NaN beats every number). */
 static double max_norm(const double *x, size_t n, size_t d)
 {
@@ -527,6 +519,26 @@ int lsh_attn_check(const struct lsh_attn *a, const char *dataset, struct lsh_err
                              "scale, a smaller norm or spread (generated data), or normalised "
                              "data",
                              name, bound, a->scale, mq, mk, a->d, allowed);
+    /* gram_recovery is a ratio of sums of (q.k)^2, free of the data's scale:
+     * when even the largest Gram entry is below 2^-250 its square nears the
+     * underflow and the sums come out 0 (written as 0/0 = 0) or lose their
+     * digits; all-zero data is a true 0/0 and stays allowed */
+    double g = 1.0;
+    if (a->gnorm) { /* G_ij = (q_i . k_j) * gnorm[j] */
+        g = 0.0;
+        for (size_t j = 0; j < a->n; j++)
+            g = fabs(a->gnorm[j]) > g ? fabs(a->gnorm[j]) : g;
+    }
+    const double gmax = mq * mk * g; /* may underflow to 0 itself */
+    if (mq > 0.0 && mk > 0.0 && g > 0.0 && gmax < 0x1p-250)
+        return lsh_error_set(err, LSH_EDATA,
+                             "dataset '%s': Gram entries q.k are at most %g x %g x %g (largest "
+                             "|q|, |k| and key norm factor), so their squares underflow and "
+                             "gram_recovery "
+                             "cannot be formed; allowed: rows whose largest |q| |k| is at least "
+                             "2^-250 (about 5.5e-76), or all zero (gram_recovery does not "
+                             "depend on the data's scale: scale it up)",
+                             name, mq, mk, g);
     /* sums of squares over n rows (and n keys) stay far from overflow */
     const double big = 0x1p500, rows = (double)a->n;
     const double gram = mq * mk * mg;

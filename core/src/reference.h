@@ -72,7 +72,8 @@ struct lsh_reference {
     double seconds;               /* wall time of the pass */
     double flops;                 /* floating-point operations of the GEMMs it did
                                      (causal: keys past a row block's last row
-                                     are skipped, unless the cache needs them) */
+                                     are skipped; the cache is filled with
+                                     lsh_attn_raw's bits, not by a GEMM) */
 };
 
 /* Can the scores of a be formed exactly enough?  Refuses (LSH_EDATA, naming
@@ -81,10 +82,17 @@ struct lsh_reference {
  * is off by up to about d * 2^-53 * scale * max|q_i| * max|k_j|, which moves
  * every A_ij = exp(s_ij - lse_i) by as much relatively; that is kept below
  * 2^-20 (so scale * max|q| * max|k| <= 2^33 / d).  Also refuses Gram entries
- * and rows of V so large that their squares summed over the rows overflow.
+ * and rows of V so large that their squares summed over the rows overflow,
+ * and Gram entries so small that their squares underflow (all zero is fine).
  * Norms are computed without overflow.  Called by lsh_reference_compute. */
 #define LSH_ATTN_SCORE_ERR 0x1p-20
 int lsh_attn_check(const struct lsh_attn *a, const char *dataset, struct lsh_error *err);
+
+/* shared_normalized keys: k_j = q_j / ||q_j|| and norm[j] = ||q_j|| for the n
+ * rows of q (d doubles each); a zero row stays zero.  The norm is formed
+ * without overflow or underflow (rows of norm 1e-300 or 1e200 still give
+ * unit keys), and as sqrt(sum q^2) wherever that is exact enough. */
+void lsh_attn_normalize_rows(const double *q, size_t n, size_t d, double *k, double *norm);
 
 /* What lsh_reference_compute allocates for n keys and m evaluated rows with
  * top-k lists of kmax keys, without the score cache (which is

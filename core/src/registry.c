@@ -3,6 +3,7 @@
 #define _XOPEN_SOURCE 700 /* realpath */
 #include "registry.h"
 
+#include <ctype.h>
 #include <dirent.h>
 #include <dlfcn.h>
 #include <errno.h>
@@ -93,6 +94,26 @@ static int valid_word(const char *s, size_t max_len)
     return len <= max_len;
 }
 
+/* Text printed by `lshlab strategies` (a summary, a doc line): no control bytes. */
+static int printable(const char *s)
+{
+    for (; *s; s++)
+        if ((unsigned char)*s < 0x20 || *s == 0x7f)
+            return 0;
+    return 1;
+}
+
+/* A choice is a word (it goes into the canonical params text, where ',', '='
+ * and spaces separate): 1 to NAME_MAX_LEN characters of [A-Za-z0-9_.+-]. */
+static int valid_choice(const char *s)
+{
+    size_t len = 0;
+    for (; s[len]; len++)
+        if (!isalnum((unsigned char)s[len]) && !strchr("_.+-", s[len]))
+            return 0;
+    return len >= 1 && len <= NAME_MAX_LEN;
+}
+
 static const char *type_name(enum lsh_param_type t)
 {
     switch (t) {
@@ -156,6 +177,13 @@ static int check_param(const struct lsh_param *p, const char *origin, struct lsh
                                  origin, p->name);
         int found = 0;
         for (size_t i = 0; p->choices[i]; i++) {
+            if (!valid_choice(p->choices[i]))
+                return lsh_error_set(err, LSH_EPLUGIN,
+                                     "plugin %s: CHOICE parameter '%s' has choice '%.*s'; "
+                                     "allowed: 1 to %d characters of A-Za-z0-9_.+-",
+                                     origin, p->name, NAME_MAX_LEN + 1,
+                                     printable(p->choices[i]) ? p->choices[i] : "(control bytes)",
+                                     NAME_MAX_LEN);
             for (size_t j = 0; j < i; j++)
                 if (strcmp(p->choices[i], p->choices[j]) == 0)
                     return lsh_error_set(err, LSH_EPLUGIN,
@@ -198,6 +226,10 @@ int lsh_registry_check_strategy(const struct lsh_strategy *s, const char *origin
     if (!s->summary)
         return lsh_error_set(err, LSH_EPLUGIN, "plugin %s: strategy '%s' has no summary", origin,
                              s->name);
+    if (!printable(s->summary))
+        return lsh_error_set(err, LSH_EPLUGIN, "plugin %s: strategy '%s': its summary has a "
+                             "control character; allowed: one line of printable text", origin,
+                             s->name);
     if (!s->init)
         return lsh_error_set(err, LSH_EPLUGIN, "plugin %s: strategy '%s' has a NULL init callback",
                              origin, s->name);
@@ -225,6 +257,10 @@ int lsh_registry_check_strategy(const struct lsh_strategy *s, const char *origin
             return lsh_error_set(err, LSH_EPLUGIN,
                                  "plugin %s: parameter '%s' (%s) has no doc line", origin,
                                  p->name, type_name(p->type));
+        if (!printable(p->doc))
+            return lsh_error_set(err, LSH_EPLUGIN,
+                                 "plugin %s: parameter '%s' has a control character in its doc "
+                                 "line; allowed: one line of printable text", origin, p->name);
         for (size_t j = 0; j < i; j++)
             if (strcmp(s->params[j].name, p->name) == 0)
                 return lsh_error_set(err, LSH_EPLUGIN,

@@ -592,11 +592,14 @@ static int create_file(struct lsh_results *res, const struct lsh_config *cfg,
     return rc;
 }
 
-/* The existing table must have exactly our columns, in our order. */
+/* The existing table must have exactly our columns, in our order, of our
+ * types: HDF5 would convert a float32 column to double on the way (rounding its
+ * cells), so a name alone does not make a column ours. */
 static int check_columns(const struct lsh_results *res, struct lsh_error *err)
 {
     hid_t ftype = H5Dget_type(res->table.dset);
     int rc = 0;
+    const char *bad = NULL; /* the column whose type differs */
     if (ftype < 0)
         return lsh_h5_fail(err, res->partial, "read the type of /%s", res->table.name);
     int n = H5Tget_class(ftype) == H5T_COMPOUND ? H5Tget_nmembers(ftype) : -1;
@@ -607,13 +610,24 @@ static int check_columns(const struct lsh_results *res, struct lsh_error *err)
         if (!name || strcmp(name, res->table.cols[i].name) != 0)
             rc = -1;
         H5free_memory(name);
+        hid_t theirs = rc ? NO_HID : H5Tget_member_type(ftype, (unsigned)i);
+        hid_t ours = rc ? NO_HID : H5Tget_member_type(res->table.type, (unsigned)i);
+        if (!rc && (theirs < 0 || ours < 0 || H5Tequal(theirs, ours) <= 0)) {
+            rc = -1;
+            bad = res->table.cols[i].name;
+        }
+        if (theirs >= 0)
+            H5Tclose(theirs);
+        if (ours >= 0)
+            H5Tclose(ours);
     }
     H5Tclose(ftype);
     if (rc)
         return lsh_error_set(err, LSH_ECONFIG,
                              "cannot resume '%s': its /%s columns are not the ones this version "
-                             "of lshlab writes; use --force to replace it",
-                             res->partial, res->table.name);
+                             "of lshlab writes%s%s%s; use --force to replace it",
+                             res->partial, res->table.name, bad ? " (column '" : "",
+                             bad ? bad : "", bad ? "' has another type)" : "");
     return 0;
 }
 
@@ -700,6 +714,14 @@ static int read_done_points(struct lsh_results *res, struct lsh_error *err)
         char status[LSH_RUNS_WORD_LEN + 1] = "";
         memcpy(status, rows[i].status, LSH_RUNS_WORD_LEN);
         keep[i] = !strcmp(status, "ok") || !strcmp(status, "skipped");
+        if (!keep[i] && strcmp(status, "failed")) { /* not a status we write */
+            char shown[4 * LSH_RUNS_WORD_LEN + 1], why[4 * LSH_RUNS_WORD_LEN + 64];
+            lsh_text_escape(shown, status, strlen(status));
+            snprintf(why, sizeof why, "its status is '%s', not ok, skipped or failed", shown);
+            free(keep);
+            rc = damaged(res, err, i, 1, rows[i].point_id, why);
+            goto done;
+        }
         if (keep[i]) {
             kept++;
             size_t pos;

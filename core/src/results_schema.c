@@ -636,6 +636,11 @@ int lsh_table_check_row(const struct lsh_table *tab, const unsigned char *row,
             snprintf(why, size, "its %s is %s, this config's plan has %s", c->name, got, want);
             return -1;
         }
+        if (ok && !strcmp(c->name, "message") && p[0] != '\0') {
+            cell_text(c, row, got, sizeof got);
+            snprintf(why, size, "it ran (status ok), yet its message is %s, not empty", got);
+            return -1;
+        }
         if (!(flags & COL_METRIC))
             continue;
         if (!ok) {

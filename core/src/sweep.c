@@ -83,16 +83,7 @@ static int problem_init(struct problem *p, const struct lsh_config *cfg,
         p->gnorm = malloc(ds->n * sizeof *p->gnorm);
         if (!p->k_norm || !p->gnorm)
             return lsh_error_set(err, LSH_ENOMEM, "out of memory");
-        for (size_t j = 0; j < ds->n; j++) {
-            const double *q = ds->q + j * ds->d;
-            double s = 0.0;
-            for (size_t e = 0; e < ds->d; e++)
-                s += q[e] * q[e];
-            s = sqrt(s);
-            p->gnorm[j] = s;
-            for (size_t e = 0; e < ds->d; e++) /* a zero row stays zero */
-                p->k_norm[j * ds->d + e] = s > 0.0 ? q[e] / s : 0.0;
-        }
+        lsh_attn_normalize_rows(ds->q, ds->n, ds->d, p->k_norm, p->gnorm);
         a->k = p->k_norm;
         a->gnorm = p->gnorm;
     }

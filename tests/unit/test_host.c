@@ -228,7 +228,7 @@ Test(host, a_state_size_near_size_max_is_refused_not_allocated)
     s.state_size = LSH_HOST_STATE_MAX + 1;
     cr_expect_eq(lsh_host_round_open(&pt, 0, 1, &r, &err), LSH_EPLUGIN);
     struct lsh_host_memory mem;
-    lsh_host_round_memory(&s, 10, 2, &mem);
+    lsh_host_round_memory(&s, 10, 2, 4, &mem);
     cr_expect_eq(mem.kept, SIZE_MAX, "a refused state counts as unaffordable");
 }
 
@@ -237,17 +237,17 @@ Test(host, round_memory_counts_state_fit_copy_and_hash_batch)
     struct lsh_strategy s = base;
     s.state_size = 100; /* rounded to 128 */
     struct lsh_host_memory mem;
-    lsh_host_round_memory(&s, 5000, 3, &mem);
+    lsh_host_round_memory(&s, 5000, 3, 4, &mem);
     cr_expect_geq(mem.kept, 128);
     cr_expect_lt(mem.kept, 128 + 1024);
     cr_expect_eq(mem.transient, 1024 * (3 * 8 + 4),
                  "no fit: one batch of 1024 rows of 3 doubles, and their buckets");
-    lsh_host_round_memory(&s, 7, 3, &mem);
+    lsh_host_round_memory(&s, 7, 3, 4, &mem);
     cr_expect_eq(mem.transient, 7 * (3 * 8 + 4), "fewer rows than a batch");
     s.fit = t_fit_silent;
-    lsh_host_round_memory(&s, 5000, 3, &mem);
+    lsh_host_round_memory(&s, 5000, 3, 4, &mem);
     cr_expect_eq(mem.transient, 5000 * 3 * 8, "fit: a copy of all its rows");
-    lsh_host_round_memory(&s, SIZE_MAX / 2, 3, &mem);
+    lsh_host_round_memory(&s, SIZE_MAX / 2, 3, 4, &mem);
     cr_expect_eq(mem.transient, SIZE_MAX, "saturates");
 }
 
@@ -588,4 +588,74 @@ Test(host, collision_stops_when_its_rounds_pool_cannot_start)
     cr_expect_eq(rc, LSH_ENOMEM, "rc %d: %s", rc, err.message);
     lsh_collision_plan_free(plan);
     lsh_config_free(cfg);
+}
+
+/* ---- found by the hostile pass ------------------------------------------------------ */
+
+static int t_init_touch(void *state, const struct lsh_round *round, struct lsh_strategy_error *err)
+{
+    (void)round, (void)err;
+    memset(state, 0x5a, 16); /* the fault: state_size 0, yet it writes its state */
+    return 0;
+}
+
+Test(host, a_state_size_of_zero_still_gets_a_state_a_plugin_may_touch)
+{
+    struct lsh_strategy s = base;
+    s.init = t_init_touch;
+    s.state_size = 0;
+    struct lsh_host_point pt = point_of(&s, 4, 2, 10);
+    struct lsh_host_round *r = NULL;
+    struct lsh_error err;
+    lsh_error_clear(&err);
+    cr_assert_eq(lsh_host_round_open(&pt, 0, 1, &r, &err), 0, "%s", err.message);
+    lsh_host_round_close(r);
+    struct lsh_host_memory mem;
+    lsh_host_round_memory(&s, 10, 2, 4, &mem);
+    cr_expect_geq(mem.kept, 64, "the 64 bytes given to a state_size of 0 are counted");
+}
+
+static int t_export_twice(void *state, struct lsh_sink *sink)
+{
+    (void)state;
+    static const double a[3] = {1, 2, 3}, b[3] = {4, 5, 6};
+    int rc = sink->array(sink, "w", a, 1, 3);
+    return rc ? rc : sink->array(sink, "w", b, 1, 3);
+}
+
+Test(host, an_export_name_given_twice_fails_the_round_before_anything_is_written)
+{
+    struct lsh_strategy s = base;
+    s.export_params = t_export_twice;
+    struct lsh_host_point pt = point_of(&s, 4, 3, 1);
+    struct lsh_host_round *r = NULL;
+    struct lsh_error err;
+    lsh_error_clear(&err);
+    cr_assert_eq(lsh_host_round_open(&pt, 2, 1, &r, &err), 0, "%s", err.message);
+    cr_expect_eq(lsh_host_round_export(r, NULL, NULL, &err), LSH_EPLUGIN, "the check pass");
+    cr_expect_str_eq(err.message, "probe / round 2 / export_params: array name 'w' is given "
+                                  "twice; allowed: one array per name");
+    lsh_host_round_close(r);
+}
+
+/* Found by the hostile pass: rotation at B = 2^20, d = 64 holds a 64 x 2^19 R
+ * per round (256 MiB, 2 GiB for 8 rounds) that the plan did not count, so
+ * --memory-limit 300M peaked at 2.2 GB.  The built-ins' own figures are in. */
+Test(host, round_memory_counts_what_the_builtin_strategies_allocate)
+{
+    struct lsh_host_memory mem;
+    struct lsh_strategy s = base;
+    s.name = "rotation";
+    lsh_host_round_memory(&s, 2048, 64, (uint32_t)1 << 20, &mem);
+    cr_expect_geq(mem.kept, (size_t)64 * (1u << 19) * 8, "R: d x B/2 doubles");
+    cr_expect_lt(mem.kept, (size_t)64 * (1u << 19) * 8 + ((size_t)9 << 20), "and a bounded batch");
+    s.name = "kmeans";
+    s.fit = t_fit_silent;
+    lsh_host_round_memory(&s, 5000, 16, 4096, &mem);
+    cr_expect_geq(mem.kept, (size_t)4096 * 16 * 8, "the B x d centroids");
+    cr_expect_geq(mem.transient, (size_t)5000 * 16 * 8 * 2 + (size_t)4096 * 16 * 8,
+                  "fit: the host's copy, the plugin's unit rows and its sums");
+    s = base;
+    lsh_host_round_memory(&s, 2048, 64, (uint32_t)1 << 20, &mem);
+    cr_expect_lt(mem.kept, 1024, "an unknown plugin: only what the host allocates");
 }

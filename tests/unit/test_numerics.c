@@ -371,3 +371,99 @@ Test(numerics, same_bits_for_j1_j2_j3_at_every_limit_across_the_cache_boundary,
     lsh_config_free(cfg);
     lsh_registry_free(reg);
 }
+
+/* Found by the hostile pass: rows of norm ~1e-300 (hdf5 data) gave
+ * gram_recovery 0 with status ok, while the same rows times 1e300 give 0.48:
+ * every (q.k)^2 underflowed to 0, and 0/0 is written as 0.  gram_recovery is
+ * scale-free, so such data is refused, with what is allowed; all-zero data
+ * (a true 0/0) and a largest |q||k| of 2^-200 are kept. */
+Test(numerics, rows_whose_gram_entries_underflow_are_refused)
+{
+    struct data x;
+    data_make(&x, 32, 8, 32, 1e-300, 1.0);
+    expect_refused(&x.attn, "rows of norm 1e-300");
+    data_free(&x);
+    data_make(&x, 32, 8, 32, 1e-160, 1.0);
+    expect_refused(&x.attn, "rows of norm 1e-160, squares of q.k near 1e-640");
+    data_free(&x);
+
+    struct lsh_error err;
+    data_make(&x, 32, 8, 32, 0.0, 1.0);
+    lsh_error_clear(&err);
+    cr_expect_eq(lsh_attn_check(&x.attn, "zero", &err), 0, "all zero: %s", err.message);
+    data_free(&x);
+    data_make(&x, 32, 8, 32, 0x1p-100, 1.0);
+    lsh_error_clear(&err);
+    cr_expect_eq(lsh_attn_check(&x.attn, "small", &err), 0, "2^-100: %s", err.message);
+    data_free(&x);
+}
+
+/* Found by the hostile pass: shared_normalized keys came from sqrt(sum q^2),
+ * which underflows to 0 for rows of norm ~1e-170 (their keys became zero rows,
+ * so a large query's score against them was 0 instead of ~|q|) and overflows
+ * for rows of norm ~1e200. */
+Test(numerics, normalized_keys_are_unit_for_tiny_and_huge_rows)
+{
+    const double rows[4][2] = {{3e-170, 4e-170}, {3e200, -4e200}, {3, 4}, {0, 0}};
+    double k[8], norm[4];
+    lsh_attn_normalize_rows(&rows[0][0], 4, 2, k, norm);
+    const double want[4][2] = {{0.6, 0.8}, {0.6, -0.8}, {0.6, 0.8}, {0, 0}};
+    const double want_norm[4] = {5e-170, 5e200, 5, 0};
+    for (size_t j = 0; j < 4; j++) {
+        cr_expect(fabs(norm[j] - want_norm[j]) <= 1e-15 * want_norm[j], "row %zu: norm %g",
+                  j, norm[j]);
+        for (size_t e = 0; e < 2; e++)
+            cr_expect(fabs(k[j * 2 + e] - want[j][e]) <= 1e-15, "row %zu: k %g, want %g", j,
+                      k[j * 2 + e], want[j][e]);
+    }
+    /* ordinary rows keep the plain sqrt(sum q^2) bits */
+    cr_expect_eq(norm[2], sqrt(3.0 * 3.0 + 4.0 * 4.0));
+}
+
+/* Found by the hostile pass: --memory-limit 100M (scores streamed) and 4G
+ * (scores cached) gave metric columns one ulp apart, though
+ * docs/definitions.md says the limit changes only how.  The cache held the
+ * GEMM's dot products, the streaming path lsh_attn_raw's: the cache must hold
+ * exactly what lsh_attn_raw gives, also under causal and for sampled rows. */
+Test(numerics, the_score_cache_holds_the_bits_the_streaming_path_recomputes)
+{
+    const size_t n = 300, d = 61;
+    double *q = xcalloc(n * d, sizeof *q), *k = xcalloc(n * d, sizeof *k);
+    double *v = xcalloc(n, sizeof *v);
+    uint64_t s = 2385;
+    for (size_t t = 0; t < n * d; t++) {
+        s = s * 6364136223846793005u + 1442695040888963407u;
+        q[t] = (double)(s >> 11) * 0x1p-53 - 0.5;
+        s = s * 6364136223846793005u + 1442695040888963407u;
+        k[t] = (double)(s >> 11) * 0x1p-53 - 0.5;
+    }
+    static const uint32_t topk[1] = {2};
+    const size_t rows[3] = {0, 150, 299};
+    for (int causal = 0; causal < 2; causal++) {
+        struct lsh_attn a = {.n = n, .d = d, .d_v = 1, .q = q, .k = k, .v = v, .scale = 0.125,
+                             .causal = causal, .n_topk = 1, .topk = topk};
+        for (int sampled = 0; sampled < 2; sampled++) {
+            struct lsh_reference *ref = NULL;
+            struct lsh_error err;
+            lsh_error_clear(&err);
+            const size_t m = sampled ? 3 : n;
+            cr_assert_eq(lsh_reference_compute(&a, sampled ? rows : NULL, sampled ? 3 : 0, 2,
+                                               (size_t)-1, &ref, &err), 0, "%s", err.message);
+            cr_assert_not_null(ref->raw);
+            size_t differ = 0;
+            for (size_t r = 0; r < m; r++) {
+                const size_t i = sampled ? rows[r] : r;
+                for (size_t j = 0; j < n; j++) {
+                    const double want = lsh_attn_raw(&a, i, j);
+                    differ += memcmp(&ref->raw[r * n + j], &want, sizeof want) != 0;
+                }
+            }
+            cr_expect_eq(differ, 0, "causal %d, sampled %d: %zu cached scores differ", causal,
+                         sampled, differ);
+            lsh_reference_free(ref);
+        }
+    }
+    free(q);
+    free(k);
+    free(v);
+}

@@ -630,3 +630,40 @@ Test(registry, refuses_a_folder_or_plugin_that_others_can_write)
     }
     tmp_dir_remove(&t);
 }
+
+/* Found by the hostile pass: a summary or doc line with control bytes would reach
+ * the terminal raw through `lshlab strategies`, and a choice with ',' '=' or a
+ * space makes the canonical params text (a key of /runs) ambiguous. */
+Test(registry, check_refuses_control_bytes_in_text_and_choices_that_are_not_words)
+{
+    struct lsh_strategy s = valid;
+    s.summary = "\x1b[2Jclears the screen";
+    expect_refused(&s, "summary has a control character");
+    s = valid;
+    static const char *const ok[] = {"a", "b", NULL};
+    const struct lsh_param bad_doc[] = {
+        {.name = "k", .type = LSH_PARAM_CHOICE, .doc = "d\tx", .def_choice = "a", .choices = ok},
+        {.type = LSH_PARAM_END}};
+    s.params = bad_doc;
+    expect_refused(&s, "parameter 'k' has a control character in its doc line");
+    static const char *const comma[] = {"a", "x=y,z", NULL};
+    static const char *const space[] = {"a b", "c", NULL};
+    static const char *const empty[] = {"", "c", NULL};
+    const struct lsh_param *cases[3];
+    const struct lsh_param p_comma[] = {
+        {.name = "k", .type = LSH_PARAM_CHOICE, .doc = "d", .def_choice = "a", .choices = comma},
+        {.type = LSH_PARAM_END}};
+    const struct lsh_param p_space[] = {
+        {.name = "k", .type = LSH_PARAM_CHOICE, .doc = "d", .def_choice = "c", .choices = space},
+        {.type = LSH_PARAM_END}};
+    const struct lsh_param p_empty[] = {
+        {.name = "k", .type = LSH_PARAM_CHOICE, .doc = "d", .def_choice = "c", .choices = empty},
+        {.type = LSH_PARAM_END}};
+    cases[0] = p_comma, cases[1] = p_space, cases[2] = p_empty;
+    const char *shown[] = {"'x=y,z'", "'a b'", "''"};
+    for (size_t i = 0; i < 3; i++) {
+        s.params = cases[i];
+        expect_refused(&s, shown[i]);
+        expect_refused(&s, "allowed: 1 to 63 characters of A-Za-z0-9_.+-");
+    }
+}

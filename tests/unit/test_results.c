@@ -1714,3 +1714,99 @@ Test(results, resumed_collision_rows_are_checked_against_the_plan)
     cr_assert(strstr(err.message, "row 0 of /collision") && strstr(err.message, "angle is 90"),
               "%s", err.message);
 }
+
+/* Found by the hostile pass: /runs rewritten with the same column names but kl
+ * stored as float32 was resumed, and HDF5 rounded its cells to float on the
+ * way (the file no longer ended bit-identical to an uninterrupted run). */
+Test(results, resume_refuses_a_runs_table_whose_column_types_differ)
+{
+    struct test_config tc;
+    make_config(&tc, 2385, LSH_EXPERIMENT_SWEEP);
+    write_partial_file(&tc.cfg, 2);
+
+    hid_t f = H5Fopen(partial, H5F_ACC_RDWR, H5P_DEFAULT);
+    cr_assert_geq(f, 0);
+    hid_t d = H5Dopen2(f, "runs", H5P_DEFAULT);
+    hid_t ft = H5Dget_type(d);
+    int n = H5Tget_nmembers(ft);
+    size_t size = 0;
+    for (int i = 0; i < n; i++) {
+        char *name = H5Tget_member_name(ft, (unsigned)i);
+        size += strcmp(name, "kl") ? H5Tget_size(H5Tget_member_type(ft, (unsigned)i)) : 4;
+        H5free_memory(name);
+    }
+    hid_t nt = H5Tcreate(H5T_COMPOUND, size);
+    size_t at = 0;
+    for (int i = 0; i < n; i++) {
+        char *name = H5Tget_member_name(ft, (unsigned)i);
+        hid_t mt = strcmp(name, "kl") ? H5Tget_member_type(ft, (unsigned)i)
+                                      : H5Tcopy(H5T_IEEE_F32LE);
+        H5Tinsert(nt, name, at, mt);
+        at += H5Tget_size(mt);
+        H5Tclose(mt);
+        H5free_memory(name);
+    }
+    char buf[2][4096];
+    cr_assert_leq(size, sizeof buf[0]);
+    cr_assert_geq(H5Dread(d, nt, H5S_ALL, H5S_ALL, H5P_DEFAULT, buf), 0);
+    H5Dclose(d);
+    H5Ldelete(f, "runs", H5P_DEFAULT);
+    hsize_t dims = 2, maxd = H5S_UNLIMITED, chunk = 16;
+    hid_t sp = H5Screate_simple(1, &dims, &maxd), dcpl = H5Pcreate(H5P_DATASET_CREATE);
+    H5Pset_chunk(dcpl, 1, &chunk);
+    d = H5Dcreate2(f, "runs", nt, sp, H5P_DEFAULT, dcpl, H5P_DEFAULT);
+    cr_assert_geq(d, 0);
+    cr_assert_geq(H5Dwrite(d, nt, H5S_ALL, H5S_ALL, H5P_DEFAULT, buf), 0);
+    H5Dclose(d);
+    H5Pclose(dcpl);
+    H5Sclose(sp);
+    H5Tclose(nt);
+    H5Tclose(ft);
+    H5Fclose(f);
+
+    struct lsh_error err;
+    cr_assert_eq(resume_and_check(&tc.cfg, 4, &err), LSH_ECONFIG, "%s", err.message);
+    cr_assert(strstr(err.message, "columns are not the ones") && strstr(err.message, "'kl'"),
+              "%s", err.message);
+}
+
+/* Found by the hostile pass: an ok row's message (always empty when written)
+ * replaced by escape sequences was resumed and kept. */
+Test(results, resume_refuses_an_ok_row_with_a_message)
+{
+    struct test_config tc;
+    make_config(&tc, 2385, LSH_EXPERIMENT_SWEEP);
+    write_partial_file(&tc.cfg, 2);
+    hid_t st = H5Tcopy(H5T_C_S1);
+    H5Tset_size(st, LSH_RUNS_MESSAGE_LEN);
+    H5Tset_strpad(st, H5T_STR_NULLPAD);
+    char msg[LSH_RUNS_MESSAGE_LEN] = "\x1b[2Jplanted";
+    forge_field(partial, 1, "message", st, msg);
+    struct lsh_error err;
+    cr_assert_eq(resume_and_check(&tc.cfg, 4, &err), LSH_EDATA, "%s", err.message);
+    cr_assert(strstr(err.message, "point 1") && strstr(err.message, "message"), "%s",
+              err.message);
+    memset(msg, 0, sizeof msg);
+    forge_field(partial, 1, "message", st, msg);
+    cr_assert_eq(resume_and_check(&tc.cfg, 4, &err), 0, "%s", err.message);
+    H5Tclose(st);
+}
+
+/* Found by the hostile pass: a row whose status cell is neither ok, skipped nor
+ * failed was dropped and its point silently run again; it is damage. */
+Test(results, resume_refuses_a_status_that_is_not_a_status)
+{
+    struct test_config tc;
+    make_config(&tc, 2385, LSH_EXPERIMENT_SWEEP);
+    write_partial_file(&tc.cfg, 2);
+    hid_t st = H5Tcopy(H5T_C_S1);
+    H5Tset_size(st, LSH_RUNS_WORD_LEN);
+    H5Tset_strpad(st, H5T_STR_NULLPAD);
+    char status[LSH_RUNS_WORD_LEN] = "bogus";
+    forge_field(partial, 1, "status", st, status);
+    H5Tclose(st);
+    struct lsh_error err;
+    cr_assert_eq(resume_and_check(&tc.cfg, 4, &err), LSH_EDATA, "%s", err.message);
+    cr_assert(strstr(err.message, "row 1") && strstr(err.message, "'bogus'"), "%s",
+              err.message);
+}

@@ -14,8 +14,8 @@
  * calling a member added in a later minor version.
  *
  * One instance of a strategy is one hash round.  The host allocates
- * state_size bytes (zeroed, 64-byte aligned; at most 1 GiB, larger values are
- * refused at load: allocate big tables in init), calls init once with the
+ * state_size bytes (zeroed, 64-byte aligned, at least 64 bytes even for 0; at
+ * most 1 GiB, larger values are refused at load: allocate big tables in init), calls init once with the
  * round's seed, then fit (if any) once, then hash any number of times (batches
  * of rows, possibly from several threads on *different* instances), then
  * export_params (optional) and fini.  An instance is never used by two threads
@@ -75,7 +75,8 @@ enum lsh_param_type {
     LSH_PARAM_BOOL,     /* true/false                                           */
     LSH_PARAM_INT,      /* integer in [min, max]                                */
     LSH_PARAM_REAL,     /* double in [min, max]                                 */
-    LSH_PARAM_CHOICE,   /* one of choices[] (a NULL-terminated list of words)   */
+    LSH_PARAM_CHOICE,   /* one of choices[] (a NULL-terminated list of words    */
+                        /* of [A-Za-z0-9_.+-], 1 to 63 characters)            */
     LSH_PARAM_INT_LIST  /* a list of integers, each in [min, max]; one value,   */
                         /* not a sweep (sweep it with a list of lists)          */
 };
@@ -144,7 +145,8 @@ struct lsh_round {
 struct lsh_sink {
     void *ctx;
     /* Store a rows x cols row-major array under `name` (copied).  name: 1 to
-     * 64 characters of [A-Za-z0-9_.-]; the round is appended by the host.
+     * 64 characters of [A-Za-z0-9_.-], one array per name (a name given
+     * twice fails the round); the round is appended by the host.
      * Returns 0, or < 0 when it refused the array or could not store it:
      * then stop and return that value. */
     int (*array)(struct lsh_sink *sink, const char *name, const double *data,
@@ -181,7 +183,9 @@ struct lsh_strategy {
      * (copies, valid for this call only; the host currently hands out batches
      * of up to 1024 rows).  Must be a pure function of the state and the row
      * (no randomness here): any batch split gives the same buckets.  A bucket
-     * >= n_buckets fails the round. */
+     * >= n_buckets fails the round.  Write bucket[0 .. n-1] only: the arrays
+     * are sized for this batch, and a write past them is a memory error the
+     * host cannot catch. */
     int (*hash)(void *state, const double *x, size_t n, size_t d, uint32_t *bucket,
                 struct lsh_strategy_error *err);
 
