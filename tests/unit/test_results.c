@@ -1645,10 +1645,16 @@ Test(results, a_table_declaring_rows_it_does_not_store_is_refused_at_once, .time
     struct test_config tc;
     make_config(&tc, 2385, LSH_EXPERIMENT_SWEEP);
     write_partial_file(&tc.cfg, 2);
-    forge_extent(partial, 1000000000);
     struct lsh_error err;
     int rc;
-    char *text = show_text(partial, 0, &rc, &err);
+    /* a table with all its rows stored shows (first: HDF5 itself takes
+     * seconds to shrink an extent of 10^9 rows back) */
+    forge_extent(partial, 2);
+    char *text = show_text(partial, 1, &rc, &err);
+    cr_assert_eq(rc, 0, "%s", err.message);
+    free(text);
+    forge_extent(partial, 1000000000);
+    text = show_text(partial, 0, &rc, &err);
     cr_assert_eq(rc, LSH_EDATA, "%s", err.message);
     cr_assert(strstr(err.message, "damaged") && strstr(err.message, "1000000000 rows") &&
                   strstr(err.message, partial),
@@ -1656,11 +1662,6 @@ Test(results, a_table_declaring_rows_it_does_not_store_is_refused_at_once, .time
     free(text);
     cr_assert_eq(resume_and_check(&tc.cfg, 4, &err), LSH_EDATA, "%s", err.message);
     cr_assert(strstr(err.message, "1000000000 rows"), "%s", err.message);
-    /* a table with all its rows stored still shows */
-    forge_extent(partial, 2);
-    text = show_text(partial, 1, &rc, &err);
-    cr_assert_eq(rc, 0, "%s", err.message);
-    free(text);
 }
 
 /* /collision rows are checked against the plan too: their key, and
