@@ -10,13 +10,20 @@
 
 #include <gsl/gsl_cblas.h>
 
+/* A leading dimension: BLAS wants at least 1 even for an empty inner
+ * dimension (k = 0 then gives C = beta C, as it should). */
+static int ld(size_t x)
+{
+    return x ? (int)x : 1;
+}
+
 void lsh_gemm(size_t m, size_t n, size_t k, const double *a, const double *b, double *c,
               int accumulate)
 {
     if (m == 0 || n == 0)
         return;
     cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)m, (int)n, (int)k, 1.0, a,
-                (int)k, b, (int)n, accumulate ? 1.0 : 0.0, c, (int)n);
+                ld(k), b, (int)n, accumulate ? 1.0 : 0.0, c, (int)n);
 }
 
 void lsh_gemm_nt_ld(size_t m, size_t n, size_t k, const double *a, const double *b,
@@ -25,7 +32,7 @@ void lsh_gemm_nt_ld(size_t m, size_t n, size_t k, const double *a, const double 
     if (m == 0 || n == 0)
         return;
     cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)m, (int)n, (int)k, 1.0, a,
-                (int)k, b, (int)k, 0.0, c, (int)ldc);
+                ld(k), b, ld(k), 0.0, c, (int)ldc);
 }
 
 void lsh_gemm_nt(size_t m, size_t n, size_t k, const double *a, const double *b, double *c)

@@ -659,3 +659,25 @@ Test(host, round_memory_counts_what_the_builtin_strategies_allocate)
     lsh_host_round_memory(&s, 2048, 64, (uint32_t)1 << 20, &mem);
     cr_expect_lt(mem.kept, 1024, "an unknown plugin: only what the host allocates");
 }
+
+/* The host's GEMM with an empty inner dimension is C = 0 (or C unchanged
+ * when accumulating), as the sum over no terms: BLAS refused the leading
+ * dimension 0 it was given, printed a complaint and left C as it was. */
+Test(host, gemm_with_k_0_is_a_sum_over_nothing)
+{
+    const struct lsh_host *h = lsh_host_services();
+    double a[1] = {2.385}, b[1] = {1.5}, c[6];
+    for (size_t i = 0; i < 6; i++)
+        c[i] = 7.25;
+    h->gemm(2, 3, 0, a, b, c, 0);
+    for (size_t i = 0; i < 6; i++)
+        cr_expect_eq(c[i], 0.0, "c[%zu] = %g", i, c[i]);
+    for (size_t i = 0; i < 6; i++)
+        c[i] = 7.25;
+    h->gemm(2, 3, 0, a, b, c, 1);
+    for (size_t i = 0; i < 6; i++)
+        cr_expect_eq(c[i], 7.25, "c[%zu] = %g", i, c[i]);
+    h->gemm_nt(2, 3, 0, a, b, c);
+    for (size_t i = 0; i < 6; i++)
+        cr_expect_eq(c[i], 0.0, "c[%zu] = %g", i, c[i]);
+}
