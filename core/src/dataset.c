@@ -147,7 +147,7 @@ static int make_centres(double *c, size_t clusters, size_t d, uint64_t seed)
 /* ---- HDF5 ------------------------------------------------------------------- */
 
 /* Resolve `file` against the config's folder unless it is absolute. */
-static char *resolve_path(const char *file, const char *config_path)
+char *lsh_dataset_file_path(const char *file, const char *config_path)
 {
     if (file[0] == '/' || !config_path || !strchr(config_path, '/'))
         return strdup(file);
@@ -488,7 +488,7 @@ int lsh_dataset_probe(const struct lsh_dataset_spec *spec, const char *config_pa
         *d_v = spec->d_v ? spec->d_v : spec->d;
         return 0;
     }
-    char *fname = resolve_path(spec->file, config_path);
+    char *fname = lsh_dataset_file_path(spec->file, config_path);
     if (!fname)
         return lsh_error_set(err, LSH_ENOMEM, "out of memory");
     hid_t file = open_h5(fname, err);
@@ -538,7 +538,7 @@ static int load_hdf5(struct lsh_dataset *ds, const char *config_path, int separa
                      struct lsh_error *err)
 {
     const struct lsh_dataset_spec *spec = ds->spec;
-    char *fname = resolve_path(spec->file, config_path);
+    char *fname = lsh_dataset_file_path(spec->file, config_path);
     if (!fname)
         return lsh_error_set(err, LSH_ENOMEM, "out of memory");
     hid_t file = open_h5(fname, err);
