@@ -468,6 +468,25 @@ Test(cli, errors_name_their_kind_first)
     free(out);
 }
 
+/* Text from a config or the command line reaches the terminal only with its
+ * control characters written as \xHH: an ESC in a value must not recolour or
+ * retitle the user's terminal. */
+Test(cli, errors_never_print_control_characters_from_the_input)
+{
+    char cfg[512];
+    snprintf(cfg, sizeof cfg, "%s/esc.yaml", tmpdir);
+    write_file(cfg, "name: \"t\\e[31m\"\n");
+    char *out = NULL;
+    cr_assert_eq(lshlab(&out, "validate %s", cfg), 3, "%s", out);
+    cr_expect(strstr(out, "\"t\\x1b[31m\""), "no escaped ESC in: %s", out);
+    cr_expect_null(strchr(out, 0x1b), "a raw ESC reached the terminal: %s", out);
+    free(out);
+    cr_assert_eq(lshlab(&out, "run %s -j \"$(printf 'x\\033]0;t\\007')\"", cfg), 2, "%s", out);
+    cr_expect(strstr(out, "got 'x\\x1b]0;t\\x07'"), "no escaped -j value in: %s", out);
+    cr_expect(!strchr(out, 0x1b) && !strchr(out, 0x07), "raw control characters: %s", out);
+    free(out);
+}
+
 /* Start `lshlab ARGV...` with stdout and stderr on fd; returns its pid. */
 static pid_t spawn(int fd, char *const argv[])
 {
