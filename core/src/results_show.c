@@ -119,6 +119,13 @@ static int show_table_open(hid_t file, const char *path, struct show_table *t,
     hid_t ftype = NO_HID, space = NO_HID;
     int rc = 0;
 
+    /* lshlab writes its tables in the file itself: a link to another file
+     * (which may be a FIFO that blocks, or a device) is not followed */
+    H5L_info_t link;
+    if (H5Lget_info(file, t->name, &link, H5P_DEFAULT) >= 0 && link.type != H5L_TYPE_HARD)
+        return lsh_error_set(err, LSH_EDATA,
+                             "'%s': /%s is a link to elsewhere, not a table stored in the file",
+                             path, t->name);
     t->dset = H5Dopen2(file, t->name, H5P_DEFAULT);
     ftype = t->dset < 0 ? NO_HID : H5Dget_type(t->dset);
     space = t->dset < 0 ? NO_HID : H5Dget_space(t->dset);

@@ -487,6 +487,29 @@ Test(cli, errors_never_print_control_characters_from_the_input)
     free(out);
 }
 
+/* show of a results file whose /runs is an external link to a FIFO blocked
+ * forever: lshlab writes its tables in the file, and follows no link out. */
+Test(cli, show_refuses_a_table_linked_to_another_file_without_blocking, .timeout = 30)
+{
+    char cfg[512], out_h5[512], fifo[512];
+    snprintf(cfg, sizeof cfg, "%s/one.yaml", tmpdir);
+    snprintf(out_h5, sizeof out_h5, "%s/one.h5", tmpdir);
+    snprintf(fifo, sizeof fifo, "%s/pipe", tmpdir);
+    write_file(cfg, "name: one\ndatasets: [{name: g, kind: gaussian, n: 20, d: 4}]\n"
+                    "strategies: [{name: rotation}]\nsweep: {n_buckets: [4]}\n");
+    cr_assert_eq(lshlab(NULL, "run %s -o %s -j 1 --quiet", cfg, out_h5), 0);
+    cr_assert_eq(mkfifo(fifo, 0600), 0);
+    hid_t f = H5Fopen(out_h5, H5F_ACC_RDWR, H5P_DEFAULT);
+    cr_assert(f >= 0);
+    cr_assert(H5Ldelete(f, "runs", H5P_DEFAULT) >= 0);
+    cr_assert(H5Lcreate_external(fifo, "/runs", f, "runs", H5P_DEFAULT, H5P_DEFAULT) >= 0);
+    H5Fclose(f);
+    char *out = NULL;
+    cr_assert_eq(lshlab(&out, "show %s", out_h5), 3, "%s", out);
+    cr_expect(strstr(out, "/runs is a link to elsewhere"), "%s", out);
+    free(out);
+}
+
 /* Start `lshlab ARGV...` with stdout and stderr on fd; returns its pid. */
 static pid_t spawn(int fd, char *const argv[])
 {
