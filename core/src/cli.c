@@ -913,6 +913,9 @@ static int cmd_show(int argc, char **argv)
     struct lsh_error err;
     lsh_error_clear(&err);
     int rc = lsh_results_show(argv[optind], csv, stdout, &err);
+    /* `lshlab show FILE | head`: the reader has what it wanted */
+    if (rc == LSH_EIO && ferror(stdout) && errno == EPIPE)
+        return EXIT_OK;
     if (rc) {
         print_error(&err);
         return exit_code_for(rc);

@@ -510,6 +510,36 @@ Test(cli, show_refuses_a_table_linked_to_another_file_without_blocking, .timeout
     free(out);
 }
 
+/* `lshlab show FILE | head`: a reader that has gone is not an error (it said
+ * "input/output error: ... Broken pipe" and exited 1).  The reader here is
+ * gone before show starts, so every write meets a closed pipe. */
+Test(cli, show_into_a_closed_pipe_exits_0_quietly, .timeout = 60)
+{
+    char cfg[512], out_h5[512], cmd[2048], log[512];
+    snprintf(cfg, sizeof cfg, "%s/one.yaml", tmpdir);
+    snprintf(out_h5, sizeof out_h5, "%s/one.h5", tmpdir);
+    snprintf(log, sizeof log, "%s/err.txt", tmpdir);
+    write_file(cfg, "name: one\ndatasets: [{name: g, kind: gaussian, n: 20, d: 4}]\n"
+                    "strategies: [{name: rotation}]\nsweep: {n_buckets: [4]}\n");
+    cr_assert_eq(lshlab(NULL, "run %s -o %s -j 1 --quiet", cfg, out_h5), 0);
+    snprintf(cmd, sizeof cmd,
+             "{ sleep 0.3; '%s' show '%s' 2>'%s'; echo $? >'%s.rc'; } | true", exe(), out_h5,
+             log, log);
+    cr_assert_eq(system(cmd), 0);
+    char rcpath[600], text[256] = "";
+    snprintf(rcpath, sizeof rcpath, "%s.rc", log);
+    FILE *f = fopen(rcpath, "r");
+    cr_assert_not_null(f);
+    cr_assert(fgets(text, sizeof text, f));
+    fclose(f);
+    cr_expect_eq(atoi(text), 0, "show into a closed pipe exited %s", text);
+    f = fopen(log, "r");
+    cr_assert_not_null(f);
+    text[0] = '\0';
+    cr_expect_null(fgets(text, sizeof text, f), "show printed: %s", text);
+    fclose(f);
+}
+
 /* Start `lshlab ARGV...` with stdout and stderr on fd; returns its pid. */
 static pid_t spawn(int fd, char *const argv[])
 {
