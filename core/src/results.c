@@ -825,11 +825,7 @@ static int resume_file(struct lsh_results *res, const char *resolved, struct lsh
     if (rc)
         return rc;
 
-    hid_t attr = H5Aopen(res->file, "format_version", H5P_DEFAULT);
-    herr_t got = attr < 0 ? -1 : H5Aread(attr, H5T_NATIVE_INT, &version);
-    if (attr >= 0)
-        H5Aclose(attr);
-    if (got < 0)
+    if (lsh_h5_format_version(res->file, &version) < 0)
         return lsh_h5_fail(err, res->partial, "read the format_version attribute");
     if (version != LSH_RESULTS_FORMAT_VERSION)
         return lsh_error_set(err, LSH_ECONFIG,

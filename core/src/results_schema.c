@@ -449,6 +449,15 @@ int lsh_h5_check_format(hid_t file, const char *path, struct lsh_error *err)
 }
 
 
+int lsh_h5_format_version(hid_t file, int *version)
+{
+    hid_t attr = H5Aopen(file, "format_version", H5P_DEFAULT);
+    herr_t got = attr < 0 ? -1 : H5Aread(attr, H5T_NATIVE_INT, version);
+    if (attr >= 0)
+        H5Aclose(attr);
+    return got < 0 ? -1 : 0;
+}
+
 int lsh_table_init(struct lsh_table *tab, const struct lsh_config *cfg, const char *file,
                    struct lsh_error *err)
 {

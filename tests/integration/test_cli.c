@@ -540,6 +540,31 @@ Test(cli, show_into_a_closed_pipe_exits_0_quietly, .timeout = 60)
     fclose(f);
 }
 
+/* show of a file written in another results format_version printed it with
+ * this version's reading (or "has neither /runs nor /collision"): it is
+ * refused, naming both versions. */
+Test(cli, show_refuses_another_format_version_naming_both)
+{
+    char cfg[512], out_h5[512];
+    snprintf(cfg, sizeof cfg, "%s/one.yaml", tmpdir);
+    snprintf(out_h5, sizeof out_h5, "%s/one.h5", tmpdir);
+    write_file(cfg, "name: one\ndatasets: [{name: g, kind: gaussian, n: 20, d: 4}]\n"
+                    "strategies: [{name: rotation}]\nsweep: {n_buckets: [4]}\n");
+    cr_assert_eq(lshlab(NULL, "run %s -o %s -j 1 --quiet", cfg, out_h5), 0);
+    hid_t f = H5Fopen(out_h5, H5F_ACC_RDWR, H5P_DEFAULT);
+    cr_assert(f >= 0);
+    hid_t a = H5Aopen(f, "format_version", H5P_DEFAULT);
+    const int two = 2;
+    cr_assert(a >= 0 && H5Awrite(a, H5T_NATIVE_INT, &two) >= 0);
+    H5Aclose(a);
+    H5Fclose(f);
+    char *out = NULL;
+    cr_assert_eq(lshlab(&out, "show %s", out_h5), 3, "%s", out);
+    cr_expect(strstr(out, "has results format_version 2; this lshlab reads format_version 1"),
+              "%s", out);
+    free(out);
+}
+
 /* Start `lshlab ARGV...` with stdout and stderr on fd; returns its pid. */
 static pid_t spawn(int fd, char *const argv[])
 {
