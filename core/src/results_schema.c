@@ -435,10 +435,9 @@ done:
 int lsh_h5_check_format(hid_t file, const char *path, struct lsh_error *err)
 {
     char *format = NULL;
+    /* rc < 0: there is one, but not a string (HDF5 opened the file) */
     int rc = lsh_h5_read_attr_str(file, "format", &format);
-    if (rc < 0)
-        return lsh_h5_fail(err, path, "read the format attribute");
-    if (rc > 0 || strcmp(format, LSH_RESULTS_FORMAT) != 0) {
+    if (rc != 0 || strcmp(format, LSH_RESULTS_FORMAT) != 0) {
         free(format);
         return lsh_error_set(err, LSH_EDATA,
                              "'%s' is not an lshlab results file (no format attribute \"%s\")",

@@ -565,6 +565,28 @@ Test(cli, show_refuses_another_format_version_naming_both)
     free(out);
 }
 
+/* An HDF5 file whose format attribute is a number, not the string
+ * "lshlab-results": not ours (exit 3), not an input/output error (exit 1). */
+Test(cli, show_of_a_file_with_a_numeric_format_attribute_is_bad_input)
+{
+    char path[512];
+    snprintf(path, sizeof path, "%s/num.h5", tmpdir);
+    hid_t f = H5Fcreate(path, H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
+    cr_assert(f >= 0);
+    hid_t sp = H5Screate(H5S_SCALAR);
+    hid_t a = H5Acreate2(f, "format", H5T_NATIVE_INT, sp, H5P_DEFAULT, H5P_DEFAULT);
+    const int three = 3;
+    cr_assert(a >= 0 && H5Awrite(a, H5T_NATIVE_INT, &three) >= 0);
+    H5Aclose(a);
+    H5Sclose(sp);
+    H5Fclose(f);
+    char *out = NULL;
+    cr_assert_eq(lshlab(&out, "show %s", path), 3, "%s", out);
+    cr_expect(strstr(out, "bad input data") && strstr(out, "is not an lshlab results file"), "%s",
+              out);
+    free(out);
+}
+
 /* Start `lshlab ARGV...` with stdout and stderr on fd; returns its pid. */
 static pid_t spawn(int fd, char *const argv[])
 {
