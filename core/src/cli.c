@@ -20,6 +20,7 @@
 #include "plan.h"
 #include "registry.h"
 #include "results.h"
+#include "results_schema.h"
 #include "sweep.h"
 #include "version.h"
 
@@ -57,14 +58,23 @@ static const char main_usage[] =
     "environment: LSHLAB_STRATEGY_PATH  colon-separated folders searched for plugins first\n"
     "definitions of every hash rule, metric, seed and file field: docs/definitions.md\n";
 
+/* s with control characters and bad UTF-8 written as \xHH, in buf (cut to
+ * fit): values from the command line, a config or a file must not steer the
+ * terminal. */
+static const char *printable(const char *s, char *buf, size_t size)
+{
+    lsh_text_escape(buf, s, strnlen(s, (size - 1) / 4));
+    return buf;
+}
+
 /* "lshlab: configuration error: file:line:column: message": the kind of
  * error (lsh_strerror) first, then where and why. */
 static void print_error(const struct lsh_error *err)
 {
-    char buf[LSH_ERROR_MSG_MAX + LSH_ERROR_FILE_MAX + 64];
+    char buf[LSH_ERROR_MSG_MAX + LSH_ERROR_FILE_MAX + 64], safe[4 * sizeof buf + 1];
     lsh_error_format(err, buf, sizeof buf);
     fprintf(stderr, "%s: %s: %s\n", prog, err->code < 0 ? lsh_strerror(err->code) : "error",
-            buf);
+            printable(buf, safe, sizeof safe));
 }
 
 static int exit_code_for(int code)
@@ -88,8 +98,9 @@ static int exit_code_for(int code)
 
 static int usage_error(const char *usage, const char *fmt, const char *arg)
 {
+    char safe[4 * 256 + 1];
     fprintf(stderr, "%s: ", prog);
-    fprintf(stderr, fmt, arg);
+    fprintf(stderr, fmt, arg ? printable(arg, safe, sizeof safe) : arg);
     fprintf(stderr, "\n%s", usage);
     return EXIT_USAGE;
 }
@@ -926,6 +937,9 @@ static int cmd_show(int argc, char **argv)
     struct lsh_error err;
     lsh_error_clear(&err);
     int rc = lsh_results_show(argv[optind], csv, stdout, &err);
+    /* `lshlab show FILE | head`: the reader has what it wanted */
+    if (rc == LSH_EIO && ferror(stdout) && errno == EPIPE)
+        return EXIT_OK;
     if (rc) {
         print_error(&err);
         return exit_code_for(rc);
@@ -973,6 +987,8 @@ int main(int argc, char **argv)
         return main_returns(cmd_strategies(argc, argv));
     if (!strcmp(cmd, "show"))
         return main_returns(cmd_show(argc, argv));
-    fprintf(stderr, "%s: unknown command '%s'\n\n%s", prog, cmd, main_usage);
+    char safe[4 * 256 + 1];
+    fprintf(stderr, "%s: unknown command '%s'\n\n%s", prog, printable(cmd, safe, sizeof safe),
+            main_usage);
     return EXIT_USAGE;
 }

@@ -1652,6 +1652,7 @@ static int parse_collision(struct ctx *c, yaml_node_t *n)
     if ((rc = get_size(c, lookup(c, n, "d", NULL), "collision.d", 2, &col->d)) ||
         (rc = get_size(c, pairs, "collision.pairs", 1, &col->pairs)))
         return rc;
+    col->pairs_at = mark_of(pairs);
     if (col->pairs > SIZE_MAX / 2 / col->d / sizeof(double))
         return fail(c, pairs, "collision.pairs: %zu pairs of %zu numbers are more than memory "
                     "can address (2 x pairs x d x 8 bytes); allowed: at most %zu for this d",

@@ -115,6 +115,7 @@ struct lsh_collision_spec {
     size_t n_angles;
     double *angles;             /* degrees, in (0, 180] order given */
     size_t pairs;
+    struct lsh_mark pairs_at;   /* where pairs is given, for the plan's memory check */
 };
 
 struct lsh_config {

@@ -147,7 +147,7 @@ static int make_centres(double *c, size_t clusters, size_t d, uint64_t seed)
 /* ---- HDF5 ------------------------------------------------------------------- */
 
 /* Resolve `file` against the config's folder unless it is absolute. */
-static char *resolve_path(const char *file, const char *config_path)
+char *lsh_dataset_file_path(const char *file, const char *config_path)
 {
     if (file[0] == '/' || !config_path || !strchr(config_path, '/'))
         return strdup(file);
@@ -221,16 +221,79 @@ static int check_storage(hid_t ds, const char *fname, const char *path, struct l
     return rc;
 }
 
+static const char *file_kind(mode_t mode)
+{
+    return S_ISDIR(mode)    ? "a directory"
+           : S_ISFIFO(mode) ? "a FIFO"
+           : S_ISCHR(mode)  ? "a character device"
+           : S_ISBLK(mode)  ? "a block device"
+           : S_ISSOCK(mode) ? "a socket"
+                            : "not a regular file";
+}
+
+/* An external link (in the path or at its end) makes HDF5 open another file
+ * by name, and a FIFO or a device there would block or never end, as the
+ * data file itself would (open_h5): such a link is followed only to a
+ * regular file.  The name is checked where HDF5 looks for it: as given when
+ * absolute, else beside the linking file and in the current folder. */
+struct elink_guard {
+    char why[LSH_ERROR_MSG_MAX / 2];
+};
+
+static herr_t elink_check(const char *parent_file, const char *parent_group,
+                          const char *child_file, const char *child_object, unsigned *acc_flags,
+                          hid_t fapl, void *op_data)
+{
+    (void)parent_group, (void)child_object, (void)acc_flags, (void)fapl;
+    struct elink_guard *g = op_data;
+    char beside[4096];
+    const char *slash = strrchr(parent_file, '/');
+    snprintf(beside, sizeof beside, "%.*s/%s", slash ? (int)(slash - parent_file) : 1,
+             slash ? parent_file : ".", child_file);
+    const char *const names[] = {child_file[0] == '/' ? child_file : beside, child_file};
+    for (size_t i = 0; i < (child_file[0] == '/' ? 1u : 2u); i++) {
+        struct stat st;
+        if (stat(names[i], &st) == 0 && !S_ISREG(st.st_mode)) {
+            snprintf(g->why, sizeof g->why, "an external link to '%s', which is %s",
+                     names[i], file_kind(st.st_mode));
+            return -1;
+        }
+    }
+    return 0;
+}
+
+/* Open the dataset at path, following external links to regular files only;
+ * errors name the file and path.  The dataset, or -1 with err set. */
+static hid_t open_dataset(hid_t file, const char *fname, const char *path, struct lsh_error *err)
+{
+    struct elink_guard g = {""};
+    hid_t lapl = H5Pcreate(H5P_DATASET_ACCESS), ds = -1; /* a link access list too */
+    if (lapl < 0 || H5Pset_elink_cb(lapl, elink_check, &g) < 0) {
+        lsh_error_set(err, LSH_ENOMEM, "%s: cannot set up reading '%s'", fname, path);
+    } else {
+        htri_t has = H5Lexists(file, path, lapl);
+        ds = has > 0 ? H5Dopen2(file, path, lapl) : -1;
+        if (ds < 0 && g.why[0])
+            lsh_error_set(err, LSH_EDATA, "%s: '%s' is %s; allowed: links to regular files",
+                          fname, path, g.why);
+        else if (ds < 0)
+            lsh_error_set(err, LSH_EDATA,
+                          has > 0 ? "%s: '%s' is not a dataset" : "%s: no dataset '%s' in the file",
+                          fname, path);
+    }
+    if (lapl >= 0)
+        H5Pclose(lapl);
+    return ds;
+}
+
 /* Shape of a rank-2 numeric dataset stored in the file with available
  * filters; errors name the file and path. */
 static int probe_matrix(hid_t file, const char *fname, const char *path, struct h5_matrix *m,
                         struct lsh_error *err)
 {
-    if (H5Lexists(file, path, H5P_DEFAULT) <= 0)
-        return lsh_error_set(err, LSH_EDATA, "%s: no dataset '%s' in the file", fname, path);
-    hid_t ds = H5Dopen2(file, path, H5P_DEFAULT);
+    hid_t ds = open_dataset(file, fname, path, err);
     if (ds < 0)
-        return lsh_error_set(err, LSH_EDATA, "%s: '%s' is not a dataset", fname, path);
+        return err ? err->code : LSH_EDATA;
     int rc = check_storage(ds, fname, path, err);
     if (rc) {
         H5Dclose(ds);
@@ -348,12 +411,14 @@ static int scan_finite(hid_t file, const char *fname, const char *path,
     struct scan sc = {.fname = fname, .path = path};
     sc.block = m->cols >= 65536 ? 1 : 65536 / m->cols;
     sc.x = malloc(sc.block * m->cols * sizeof *sc.x);
-    sc.ds = H5Dopen2(file, path, H5P_DEFAULT);
+    sc.ds = open_dataset(file, fname, path, err);
     sc.fspace = sc.ds < 0 ? H5I_INVALID_HID : H5Dget_space(sc.ds);
     hid_t dcpl = sc.ds < 0 ? H5I_INVALID_HID : H5Dget_create_plist(sc.ds);
     H5D_space_status_t status = H5D_SPACE_STATUS_ERROR;
     int rc = 0;
-    if (!sc.x)
+    if (sc.ds < 0)
+        rc = err ? err->code : LSH_EDATA;
+    else if (!sc.x)
         rc = lsh_error_set(err, LSH_ENOMEM, "out of memory");
     else if (sc.fspace < 0 || dcpl < 0 || H5Dget_space_status(sc.ds, &status) < 0)
         rc = lsh_error_set(err, LSH_EIO, "%s: cannot open '%s'", fname, path);
@@ -388,9 +453,9 @@ static int scan_finite(hid_t file, const char *fname, const char *path,
 static int read_matrix(hid_t file, const char *fname, const char *path, double *x,
                        const struct h5_matrix *m, struct lsh_error *err)
 {
-    hid_t ds = H5Dopen2(file, path, H5P_DEFAULT);
+    hid_t ds = open_dataset(file, fname, path, err);
     if (ds < 0)
-        return lsh_error_set(err, LSH_EIO, "%s: cannot open '%s'", fname, path);
+        return err ? err->code : LSH_EDATA;
     herr_t st = H5Dread(ds, H5T_NATIVE_DOUBLE, H5S_ALL, H5S_ALL, H5P_DEFAULT, x);
     H5Dclose(ds);
     if (st < 0)
@@ -399,16 +464,6 @@ static int read_matrix(hid_t file, const char *fname, const char *path, double *
         if (!isfinite(x[t]))
             return not_finite(fname, path, x[t], t / m->cols, t % m->cols, err);
     return 0;
-}
-
-static const char *file_kind(mode_t mode)
-{
-    return S_ISDIR(mode)    ? "a directory"
-           : S_ISFIFO(mode) ? "a FIFO"
-           : S_ISCHR(mode)  ? "a character device"
-           : S_ISBLK(mode)  ? "a block device"
-           : S_ISSOCK(mode) ? "a socket"
-                            : "not a regular file";
 }
 
 /* Only a regular file is handed to HDF5: opening a FIFO would block until a
@@ -488,7 +543,7 @@ int lsh_dataset_probe(const struct lsh_dataset_spec *spec, const char *config_pa
         *d_v = spec->d_v ? spec->d_v : spec->d;
         return 0;
     }
-    char *fname = resolve_path(spec->file, config_path);
+    char *fname = lsh_dataset_file_path(spec->file, config_path);
     if (!fname)
         return lsh_error_set(err, LSH_ENOMEM, "out of memory");
     hid_t file = open_h5(fname, err);
@@ -538,7 +593,7 @@ static int load_hdf5(struct lsh_dataset *ds, const char *config_path, int separa
                      struct lsh_error *err)
 {
     const struct lsh_dataset_spec *spec = ds->spec;
-    char *fname = resolve_path(spec->file, config_path);
+    char *fname = lsh_dataset_file_path(spec->file, config_path);
     if (!fname)
         return lsh_error_set(err, LSH_ENOMEM, "out of memory");
     hid_t file = open_h5(fname, err);

@@ -64,6 +64,10 @@ int lsh_dataset_make(const struct lsh_dataset_spec *spec, const char *config_pat
                      struct lsh_error *err);
 void lsh_dataset_free(struct lsh_dataset *ds);
 
+/* The path an hdf5 dataset's `file` names: as given when absolute, else
+ * relative to the folder of config_path.  malloc'd; NULL when out of memory. */
+char *lsh_dataset_file_path(const char *file, const char *config_path);
+
 /* What lsh_dataset_make takes at its peak for spec with these shapes (from
  * lsh_dataset_probe): Q, V, K when separate, a generator's cluster centres,
  * HDF5's conversion buffers; SIZE_MAX when that cannot be addressed. */

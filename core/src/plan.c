@@ -486,7 +486,8 @@ int lsh_plan_check_collision_memory(const struct lsh_config *cfg, unsigned threa
     char needs[32], have[32];
     human_bytes(need, needs, sizeof needs);
     human_bytes(limit, have, sizeof have);
-    return lsh_error_at(err, LSH_ECONFIG, cfg->path, 0, 0,
+    return lsh_error_at(err, LSH_ECONFIG, cfg->path, cfg->collision.pairs_at.line,
+                        cfg->collision.pairs_at.column,
                         "the collision experiment (pairs %zu, d = %zu) needs about %s on %u "
                         "thread%s, more than the memory limit of %s; allowed: raise "
                         "--memory-limit, use fewer threads (-j), fewer pairs or n_hashes",

@@ -226,6 +226,48 @@ static int check_folder(const char *path, struct lsh_error *err)
     return rc;
 }
 
+/* Whether the file at p is the one at q (both existing). */
+static int same_file(const struct stat *st, const char *q)
+{
+    struct stat other;
+    return q && stat(q, &other) == 0 && other.st_dev == st->st_dev && other.st_ino == st->st_ino;
+}
+
+/* None of the names lshlab replaces or removes (the results file, its
+ * snapshot and working copies) may be the config or an hdf5 input file:
+ * --force or a finished run would replace the data the run has just read. */
+static int check_not_input(const char *const names[], size_t count, const struct lsh_config *cfg,
+                           struct lsh_error *err)
+{
+    for (size_t i = 0; i < count; i++) {
+        struct stat st;
+        if (lstat(names[i], &st) != 0 || !S_ISREG(st.st_mode))
+            continue; /* absent; anything else check_regular refuses */
+        if (same_file(&st, cfg->path))
+            return lsh_error_set(err, LSH_ECONFIG,
+                                 "cannot write results at '%s': it is the config file '%s'; "
+                                 "allowed: a path that is none of the run's inputs",
+                                 names[i], cfg->path);
+        for (size_t k = 0; k < cfg->n_datasets; k++) {
+            const struct lsh_dataset_spec *ds = &cfg->datasets[k];
+            if (ds->kind != LSH_DATA_HDF5)
+                continue;
+            char *file = lsh_dataset_file_path(ds->file, cfg->path);
+            if (!file)
+                return lsh_h5_enomem(err);
+            const int same = same_file(&st, file);
+            free(file);
+            if (same)
+                return lsh_error_set(err, LSH_ECONFIG,
+                                     "cannot write results at '%s': it is the data file '%s' of "
+                                     "dataset '%s'; allowed: a path that is none of the run's "
+                                     "inputs",
+                                     names[i], ds->file, ds->name);
+        }
+    }
+    return 0;
+}
+
 /* Make the rename that published a file reach the disk (best effort). */
 static void fsync_folder_of(const char *path)
 {
@@ -805,11 +847,7 @@ static int resume_file(struct lsh_results *res, const char *resolved, struct lsh
     if (rc)
         return rc;
 
-    hid_t attr = H5Aopen(res->file, "format_version", H5P_DEFAULT);
-    herr_t got = attr < 0 ? -1 : H5Aread(attr, H5T_NATIVE_INT, &version);
-    if (attr >= 0)
-        H5Aclose(attr);
-    if (got < 0)
+    if (lsh_h5_format_version(res->file, &version) < 0)
         return lsh_h5_fail(err, res->partial, "read the format_version attribute");
     if (version != LSH_RESULTS_FORMAT_VERSION)
         return lsh_error_set(err, LSH_ECONFIG,
@@ -930,7 +968,9 @@ int lsh_results_open(const char *path, const struct lsh_config *cfg, const char 
     /* Names checked before anything is written, the lock first of all, so
      * that a second run is told that one is running, not what it left. */
     int has_path = 0, has_partial = 0;
-    if ((rc = check_regular(path, LSH_ECONFIG, &has_path, err)) ||
+    const char *const names[] = {path, res->partial, res->work, res->snapshot};
+    if ((rc = check_not_input(names, sizeof names / sizeof *names, cfg, err)) ||
+        (rc = check_regular(path, LSH_ECONFIG, &has_path, err)) ||
         (rc = check_regular(res->partial, LSH_ECONFIG, &has_partial, err)) ||
         (rc = check_regular(res->snapshot, LSH_ECONFIG, NULL, err)) ||
         (rc = check_work(res, err)))

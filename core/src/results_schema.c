@@ -435,10 +435,9 @@ done:
 int lsh_h5_check_format(hid_t file, const char *path, struct lsh_error *err)
 {
     char *format = NULL;
+    /* rc < 0: there is one, but not a string (HDF5 opened the file) */
     int rc = lsh_h5_read_attr_str(file, "format", &format);
-    if (rc < 0)
-        return lsh_h5_fail(err, path, "read the format attribute");
-    if (rc > 0 || strcmp(format, LSH_RESULTS_FORMAT) != 0) {
+    if (rc != 0 || strcmp(format, LSH_RESULTS_FORMAT) != 0) {
         free(format);
         return lsh_error_set(err, LSH_EDATA,
                              "'%s' is not an lshlab results file (no format attribute \"%s\")",
@@ -448,6 +447,15 @@ int lsh_h5_check_format(hid_t file, const char *path, struct lsh_error *err)
     return 0;
 }
 
+
+int lsh_h5_format_version(hid_t file, int *version)
+{
+    hid_t attr = H5Aopen(file, "format_version", H5P_DEFAULT);
+    herr_t got = attr < 0 ? -1 : H5Aread(attr, H5T_NATIVE_INT, version);
+    if (attr >= 0)
+        H5Aclose(attr);
+    return got < 0 ? -1 : 0;
+}
 
 int lsh_table_init(struct lsh_table *tab, const struct lsh_config *cfg, const char *file,
                    struct lsh_error *err)

@@ -97,4 +97,8 @@ int lsh_h5_read_attr_str(hid_t obj, const char *name, char **out);
 /* Is this file ours?  0, or LSH_EDATA naming the file. */
 int lsh_h5_check_format(hid_t file, const char *path, struct lsh_error *err);
 
+/* The file's format_version attribute in *version: 0, or -1 when it cannot
+ * be read as an integer. */
+int lsh_h5_format_version(hid_t file, int *version);
+
 #endif

@@ -119,6 +119,13 @@ static int show_table_open(hid_t file, const char *path, struct show_table *t,
     hid_t ftype = NO_HID, space = NO_HID;
     int rc = 0;
 
+    /* lshlab writes its tables in the file itself: a link to another file
+     * (which may be a FIFO that blocks, or a device) is not followed */
+    H5L_info_t link;
+    if (H5Lget_info(file, t->name, &link, H5P_DEFAULT) >= 0 && link.type != H5L_TYPE_HARD)
+        return lsh_error_set(err, LSH_EDATA,
+                             "'%s': /%s is a link to elsewhere, not a table stored in the file",
+                             path, t->name);
     t->dset = H5Dopen2(file, t->name, H5P_DEFAULT);
     ftype = t->dset < 0 ? NO_HID : H5Dget_type(t->dset);
     space = t->dset < 0 ? NO_HID : H5Dget_space(t->dset);
@@ -380,6 +387,13 @@ int lsh_results_show(const char *path, int csv, FILE *out, struct lsh_error *err
     if (rc)
         return rc;
     rc = lsh_h5_check_format(file, path, err);
+    int version = 0;
+    if (!rc && (lsh_h5_format_version(file, &version) < 0 ||
+                version != LSH_RESULTS_FORMAT_VERSION))
+        rc = lsh_error_set(err, LSH_EDATA,
+                           "'%s' has results format_version %d; this lshlab reads format_version "
+                           "%d only",
+                           path, version, LSH_RESULTS_FORMAT_VERSION);
     for (int i = 0; !rc && i < 2; i++) {
         htri_t has = H5Lexists(file, tables[i], H5P_DEFAULT);
         if (has < 0)

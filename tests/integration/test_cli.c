@@ -468,6 +468,125 @@ Test(cli, errors_name_their_kind_first)
     free(out);
 }
 
+/* Text from a config or the command line reaches the terminal only with its
+ * control characters written as \xHH: an ESC in a value must not recolour or
+ * retitle the user's terminal. */
+Test(cli, errors_never_print_control_characters_from_the_input)
+{
+    char cfg[512];
+    snprintf(cfg, sizeof cfg, "%s/esc.yaml", tmpdir);
+    write_file(cfg, "name: \"t\\e[31m\"\n");
+    char *out = NULL;
+    cr_assert_eq(lshlab(&out, "validate %s", cfg), 3, "%s", out);
+    cr_expect(strstr(out, "\"t\\x1b[31m\""), "no escaped ESC in: %s", out);
+    cr_expect_null(strchr(out, 0x1b), "a raw ESC reached the terminal: %s", out);
+    free(out);
+    cr_assert_eq(lshlab(&out, "run %s -j \"$(printf 'x\\033]0;t\\007')\"", cfg), 2, "%s", out);
+    cr_expect(strstr(out, "got 'x\\x1b]0;t\\x07'"), "no escaped -j value in: %s", out);
+    cr_expect(!strchr(out, 0x1b) && !strchr(out, 0x07), "raw control characters: %s", out);
+    free(out);
+}
+
+/* show of a results file whose /runs is an external link to a FIFO blocked
+ * forever: lshlab writes its tables in the file, and follows no link out. */
+Test(cli, show_refuses_a_table_linked_to_another_file_without_blocking, .timeout = 30)
+{
+    char cfg[512], out_h5[512], fifo[512];
+    snprintf(cfg, sizeof cfg, "%s/one.yaml", tmpdir);
+    snprintf(out_h5, sizeof out_h5, "%s/one.h5", tmpdir);
+    snprintf(fifo, sizeof fifo, "%s/pipe", tmpdir);
+    write_file(cfg, "name: one\ndatasets: [{name: g, kind: gaussian, n: 20, d: 4}]\n"
+                    "strategies: [{name: rotation}]\nsweep: {n_buckets: [4]}\n");
+    cr_assert_eq(lshlab(NULL, "run %s -o %s -j 1 --quiet", cfg, out_h5), 0);
+    cr_assert_eq(mkfifo(fifo, 0600), 0);
+    hid_t f = H5Fopen(out_h5, H5F_ACC_RDWR, H5P_DEFAULT);
+    cr_assert(f >= 0);
+    cr_assert(H5Ldelete(f, "runs", H5P_DEFAULT) >= 0);
+    cr_assert(H5Lcreate_external(fifo, "/runs", f, "runs", H5P_DEFAULT, H5P_DEFAULT) >= 0);
+    H5Fclose(f);
+    char *out = NULL;
+    cr_assert_eq(lshlab(&out, "show %s", out_h5), 3, "%s", out);
+    cr_expect(strstr(out, "/runs is a link to elsewhere"), "%s", out);
+    free(out);
+}
+
+/* `lshlab show FILE | head`: a reader that has gone is not an error (it said
+ * "input/output error: ... Broken pipe" and exited 1).  The reader here is
+ * gone before show starts, so every write meets a closed pipe. */
+Test(cli, show_into_a_closed_pipe_exits_0_quietly, .timeout = 60)
+{
+    char cfg[512], out_h5[512], cmd[2048], log[512];
+    snprintf(cfg, sizeof cfg, "%s/one.yaml", tmpdir);
+    snprintf(out_h5, sizeof out_h5, "%s/one.h5", tmpdir);
+    snprintf(log, sizeof log, "%s/err.txt", tmpdir);
+    write_file(cfg, "name: one\ndatasets: [{name: g, kind: gaussian, n: 20, d: 4}]\n"
+                    "strategies: [{name: rotation}]\nsweep: {n_buckets: [4]}\n");
+    cr_assert_eq(lshlab(NULL, "run %s -o %s -j 1 --quiet", cfg, out_h5), 0);
+    snprintf(cmd, sizeof cmd,
+             "{ sleep 0.3; '%s' show '%s' 2>'%s'; echo $? >'%s.rc'; } | true", exe(), out_h5,
+             log, log);
+    cr_assert_eq(system(cmd), 0);
+    char rcpath[600], text[256] = "";
+    snprintf(rcpath, sizeof rcpath, "%s.rc", log);
+    FILE *f = fopen(rcpath, "r");
+    cr_assert_not_null(f);
+    cr_assert(fgets(text, sizeof text, f));
+    fclose(f);
+    cr_expect_eq(atoi(text), 0, "show into a closed pipe exited %s", text);
+    f = fopen(log, "r");
+    cr_assert_not_null(f);
+    text[0] = '\0';
+    cr_expect_null(fgets(text, sizeof text, f), "show printed: %s", text);
+    fclose(f);
+}
+
+/* show of a file written in another results format_version printed it with
+ * this version's reading (or "has neither /runs nor /collision"): it is
+ * refused, naming both versions. */
+Test(cli, show_refuses_another_format_version_naming_both)
+{
+    char cfg[512], out_h5[512];
+    snprintf(cfg, sizeof cfg, "%s/one.yaml", tmpdir);
+    snprintf(out_h5, sizeof out_h5, "%s/one.h5", tmpdir);
+    write_file(cfg, "name: one\ndatasets: [{name: g, kind: gaussian, n: 20, d: 4}]\n"
+                    "strategies: [{name: rotation}]\nsweep: {n_buckets: [4]}\n");
+    cr_assert_eq(lshlab(NULL, "run %s -o %s -j 1 --quiet", cfg, out_h5), 0);
+    hid_t f = H5Fopen(out_h5, H5F_ACC_RDWR, H5P_DEFAULT);
+    cr_assert(f >= 0);
+    hid_t a = H5Aopen(f, "format_version", H5P_DEFAULT);
+    const int two = 2;
+    cr_assert(a >= 0 && H5Awrite(a, H5T_NATIVE_INT, &two) >= 0);
+    H5Aclose(a);
+    H5Fclose(f);
+    char *out = NULL;
+    cr_assert_eq(lshlab(&out, "show %s", out_h5), 3, "%s", out);
+    cr_expect(strstr(out, "has results format_version 2; this lshlab reads format_version 1"),
+              "%s", out);
+    free(out);
+}
+
+/* An HDF5 file whose format attribute is a number, not the string
+ * "lshlab-results": not ours (exit 3), not an input/output error (exit 1). */
+Test(cli, show_of_a_file_with_a_numeric_format_attribute_is_bad_input)
+{
+    char path[512];
+    snprintf(path, sizeof path, "%s/num.h5", tmpdir);
+    hid_t f = H5Fcreate(path, H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
+    cr_assert(f >= 0);
+    hid_t sp = H5Screate(H5S_SCALAR);
+    hid_t a = H5Acreate2(f, "format", H5T_NATIVE_INT, sp, H5P_DEFAULT, H5P_DEFAULT);
+    const int three = 3;
+    cr_assert(a >= 0 && H5Awrite(a, H5T_NATIVE_INT, &three) >= 0);
+    H5Aclose(a);
+    H5Sclose(sp);
+    H5Fclose(f);
+    char *out = NULL;
+    cr_assert_eq(lshlab(&out, "show %s", path), 3, "%s", out);
+    cr_expect(strstr(out, "bad input data") && strstr(out, "is not an lshlab results file"), "%s",
+              out);
+    free(out);
+}
+
 /* Start `lshlab ARGV...` with stdout and stderr on fd; returns its pid. */
 static pid_t spawn(int fd, char *const argv[])
 {

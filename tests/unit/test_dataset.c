@@ -442,6 +442,47 @@ Test(dataset, a_fifo_directory_or_device_is_refused_without_blocking, .timeout =
     cr_expect(strstr(err.message, "is a character device"), "%s", err.message);
 }
 
+/* An external link makes HDF5 open another file by name: one to a FIFO
+ * blocked the probe forever, one to a device read it, so each is refused
+ * with what it is; a link to a regular file (by a relative name, found
+ * beside the linking file) still reads. */
+Test(dataset, an_external_link_to_a_fifo_or_device_is_refused_without_blocking,
+     .timeout = 20)
+{
+    char path[128], fifo[128];
+    snprintf(fifo, sizeof fifo, "%s/pipe", dir);
+    cr_assert_eq(mkfifo(fifo, 0600), 0);
+    const double x[6] = {1, 2, 3, 4, 5, 6};
+    const hsize_t dims[2] = {3, 2};
+    snprintf(path, sizeof path, "%s/target.h5", dir);
+    write_h5(path, "q", H5T_NATIVE_DOUBLE, 2, dims, x);
+    snprintf(path, sizeof path, "%s/links.h5", dir);
+    hid_t f = H5Fcreate(path, H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
+    cr_assert(f >= 0);
+    cr_assert(H5Lcreate_external("pipe", "/q", f, "to_fifo", H5P_DEFAULT, H5P_DEFAULT) >= 0);
+    cr_assert(H5Lcreate_external("/dev/zero", "/q", f, "to_zero", H5P_DEFAULT, H5P_DEFAULT) >= 0);
+    cr_assert(H5Lcreate_external("target.h5", "/", f, "to_file", H5P_DEFAULT, H5P_DEFAULT) >= 0);
+    H5Fclose(f);
+    char cfgpath[128];
+    snprintf(cfgpath, sizeof cfgpath, "%s/c.yaml", dir);
+    struct lsh_dataset_spec s = spec_of(LSH_DATA_HDF5, 0, 0);
+    s.file = "links.h5";
+    size_t n = 0, d = 0, dv = 0;
+    struct lsh_error err;
+    s.q = "to_fifo";
+    cr_expect_eq(lsh_dataset_probe(&s, cfgpath, &n, &d, &dv, &err), LSH_EDATA);
+    cr_expect(strstr(err.message, "'to_fifo' is an external link to") &&
+                  strstr(err.message, "pipe', which is a FIFO"),
+              "%s", err.message);
+    s.q = "to_zero";
+    cr_expect_eq(lsh_dataset_probe(&s, cfgpath, &n, &d, &dv, &err), LSH_EDATA);
+    cr_expect(strstr(err.message, "'/dev/zero', which is a character device"), "%s",
+              err.message);
+    s.q = "to_file/q";
+    cr_expect_eq(lsh_dataset_probe(&s, cfgpath, &n, &d, &dv, &err), 0, "%s", err.message);
+    cr_expect(n == 3 && d == 2, "n = %zu, d = %zu", n, d);
+}
+
 /* A chunk compressed with lzf (id 32000), which Debian's libhdf5 lacks: the
  * filter is optional at creation, so HDF5 accepts it unregistered, and the
  * chunk is written raw with its filter mask saying "applied". */
