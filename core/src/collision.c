@@ -527,13 +527,8 @@ int lsh_collision_run(const struct lsh_config *cfg, const struct lsh_collision_p
         lsh_results_close(r.res, 0, NULL);
         return rc;
     }
-    sum.resumed = lsh_results_row_count(r.res);
-    if (sum.resumed > plan->n_rows) {
-        rc = lsh_error_set(err, LSH_EDATA, "/collision holds %zu rows; this config has only %zu",
-                           sum.resumed, plan->n_rows);
-        sum.resumed = 0;
-    }
-    if (!rc && sum.resumed)
+    sum.resumed = lsh_results_row_count(r.res); /* at most n_rows: checked above */
+    if (sum.resumed)
         report(&r, "resume-skip", NULL, NULL, 0.0, 0.0);
     for (size_t p = 0; !rc && p < plan->n_points; p++)
         if (plan->points[p].skip_reason)

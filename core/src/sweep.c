@@ -472,6 +472,20 @@ static int run_dataset(struct run *r, size_t dsi, struct lsh_error *err)
         rc = lsh_results_write_dataset(r->res, ds, (cfg->dump & LSH_DUMP_DATA) != 0, err);
     if (!rc)
         rc = problem_init(&pb, cfg, ds, err);
+    /* Data whose scores cannot be formed exactly fails its own points (with
+     * the reason in their rows), not the other datasets of the run. */
+    struct lsh_error why;
+    lsh_error_clear(&why);
+    if (!rc && lsh_attn_check(&pb.attn, name, &why)) {
+        for (size_t gi = 0; !rc && gi < plan->n_groups; gi++) {
+            const struct lsh_hash_group *g = &plan->groups[gi];
+            if (g->dataset == dsi && !g->skip_reason && !group_done(r, g))
+                rc = write_group_rows(r, g, LSH_POINT_FAILED, why.message, name, err);
+        }
+        problem_free(&pb);
+        lsh_dataset_free(ds);
+        return rc;
+    }
     /* Keep the raw scores when they fit the memory limit; else stream.  The
      * choice changes the last bits of the metrics, so it is made on a figure
      * without the thread count, and the threads are capped to what fits. */
@@ -483,21 +497,6 @@ static int run_dataset(struct run *r, size_t dsi, struct lsh_error *err)
     const struct lsh_run_opts *caller_opts = r->opts;
     opts.threads = lsh_plan_threads(&mem, opts.threads, limit, &cache);
     r->opts = &opts;
-    /* Data whose scores cannot be formed exactly fails its own points (with
-     * the reason in their rows), not the other datasets of the run. */
-    struct lsh_error why;
-    lsh_error_clear(&why);
-    if (!rc && lsh_attn_check(&pb.attn, name, &why)) {
-        for (size_t gi = 0; !rc && gi < plan->n_groups; gi++) {
-            const struct lsh_hash_group *g = &plan->groups[gi];
-            if (g->dataset == dsi && !g->skip_reason && !group_done(r, g))
-                rc = write_group_rows(r, g, LSH_POINT_FAILED, why.message, name, err);
-        }
-        r->opts = caller_opts;
-        problem_free(&pb);
-        lsh_dataset_free(ds);
-        return rc;
-    }
     if (!rc)
         rc = lsh_reference_compute(&pb.attn, pb.rows, pb.m, r->opts->threads,
                                    cache ? mem.cache : 0, &ref, err);
