@@ -531,16 +531,46 @@ static int probe_all(hid_t file, const char *fname, const struct lsh_dataset_spe
     return rc;
 }
 
-int lsh_dataset_probe(const struct lsh_dataset_spec *spec, const char *config_path,
-                      size_t *n, size_t *d, size_t *d_v, struct lsh_error *err)
+void lsh_dataset_layout_free(struct lsh_dataset_layout *l)
 {
+    if (!l)
+        return;
+    free(l->layers);
+    free(l->heads);
+    free(l->source);
+    memset(l, 0, sizeof *l);
+}
+
+/* A layout of one problem without axes. */
+static int single_unit(struct lsh_dataset_layout *l, const char *source, const char *dtype,
+                       struct lsh_error *err)
+{
+    l->n_layers = l->n_heads = 1;
+    l->layers = malloc(sizeof *l->layers);
+    l->heads = malloc(sizeof *l->heads);
+    l->source = strdup(source);
+    if (!l->layers || !l->heads || !l->source)
+        return lsh_error_set(err, LSH_ENOMEM, "out of memory");
+    l->layers[0] = l->heads[0] = -1;
+    snprintf(l->dtype, sizeof l->dtype, "%s", dtype);
+    return 0;
+}
+
+int lsh_dataset_probe(const struct lsh_dataset_spec *spec, const char *config_path,
+                      struct lsh_dataset_layout *out, struct lsh_error *err)
+{
+    memset(out, 0, sizeof *out);
     if (spec->kind != LSH_DATA_HDF5) {
         int rc = check_generated(spec, 0, err);
-        if (rc)
+        if (!rc)
+            rc = single_unit(out, "generated", "float64", err);
+        if (rc) {
+            lsh_dataset_layout_free(out);
             return rc;
-        *n = spec->n;
-        *d = spec->d;
-        *d_v = spec->d_v ? spec->d_v : spec->d;
+        }
+        out->n = spec->n;
+        out->d = spec->d;
+        out->d_v = spec->d_v ? spec->d_v : spec->d;
         return 0;
     }
     char *fname = lsh_dataset_file_path(spec->file, config_path);
@@ -553,12 +583,16 @@ int lsh_dataset_probe(const struct lsh_dataset_spec *spec, const char *config_pa
         rc = probe_all(file, fname, spec, 0, 1, &s, err);
     if (file >= 0)
         H5Fclose(file);
+    if (!rc)
+        rc = single_unit(out, fname, "float64", err);
     free(fname);
-    if (rc)
+    if (rc) {
+        lsh_dataset_layout_free(out);
         return rc;
-    *n = s.q.rows;
-    *d = s.q.cols;
-    *d_v = spec->v ? s.v.cols : (spec->d_v ? spec->d_v : s.q.cols);
+    }
+    out->n = s.q.rows;
+    out->d = s.q.cols;
+    out->d_v = spec->v ? s.v.cols : (spec->d_v ? spec->d_v : s.q.cols);
     return 0;
 }
 
@@ -663,13 +697,14 @@ static int generate(struct lsh_dataset *ds, int separate, struct lsh_error *err)
 }
 
 int lsh_dataset_make(const struct lsh_dataset_spec *spec, const char *config_path,
-                     uint64_t config_seed, int separate, struct lsh_dataset **out,
-                     struct lsh_error *err)
+                     uint64_t config_seed, int separate, struct lsh_dataset_unit unit,
+                     struct lsh_dataset **out, struct lsh_error *err)
 {
     struct lsh_dataset *ds = calloc(1, sizeof *ds);
     if (!ds)
         return lsh_error_set(err, LSH_ENOMEM, "out of memory");
     ds->spec = spec;
+    ds->unit = unit;
     ds->seed = lsh_seed_str(config_seed, spec->name);
     int rc = spec->kind == LSH_DATA_HDF5 ? load_hdf5(ds, config_path, separate, err)
                                          : generate(ds, separate, err);

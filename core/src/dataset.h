@@ -14,10 +14,40 @@
 #include "config.h"
 #include "error.h"
 
+/* One attention problem of a dataset (SPEC 11.2): a layer and a head, each
+ * -1 when the dataset has no such axis (generated data, a rank-2 matrix). */
+struct lsh_dataset_unit {
+    int32_t layer, head;
+};
+
+/* What a probe finds out about a dataset before any work: the shape of each
+ * of its problems (the same for every (layer, head)), and which problems the
+ * selection (`layers:`, `heads:`) asks for, in run order: layer-major, each
+ * list ascending as the config gives it.
+ *   n_layers x n_heads problems: layers[a], heads[b].  A dataset without a
+ *   layer axis has n_layers = 1, layers[0] = -1 (heads likewise).
+ *   src_layers, src_heads, kv_heads: what the source holds (0 when it has no
+ *   such axis); query head h reads key/value head h * kv_heads / src_heads
+ *   (grouped-query attention; kv_heads == src_heads without it).
+ *   dtype: the element type of Q as stored ("float16", "float32", "float64";
+ *   "float64" for generated data); source: the file (as resolved), the
+ *   template, or "generated" -- for the /datasets attributes. */
+struct lsh_dataset_layout {
+    size_t n, d, d_v;
+    size_t n_layers, n_heads;
+    int32_t *layers, *heads;      /* owned */
+    size_t src_layers, src_heads, kv_heads;
+    char dtype[16];
+    char *source;                 /* owned */
+};
+void lsh_dataset_layout_free(struct lsh_dataset_layout *l);
+
 struct lsh_dataset {
     const struct lsh_dataset_spec *spec; /* borrowed from the config */
+    struct lsh_dataset_unit unit;
     size_t n, d, d_v;
-    uint64_t seed;     /* lsh_seed_str(config seed, name) */
+    uint64_t seed;     /* lsh_seed_str(config seed, name): the same for every
+                          unit (a missing V is drawn from it mixed with the unit) */
     double *q;         /* n x d, owned */
     double *k;         /* n x d, owned; NULL unless keys are separate */
     double *v;         /* n x d_v, owned */
@@ -51,17 +81,18 @@ struct lsh_dataset {
  * Whether the data also fits --memory-limit with its workspaces is the
  * plan's question, not this one. */
 int lsh_dataset_probe(const struct lsh_dataset_spec *spec, const char *config_path,
-                      size_t *n, size_t *d, size_t *d_v, struct lsh_error *err);
+                      struct lsh_dataset_layout *out, struct lsh_error *err);
 
-/* Make the data of spec.  separate: K is generated/loaded too (keys: separate).
+/* Make the data of one unit of spec (one the probe listed; {-1, -1} for a
+ * dataset without axes).  separate: K is generated/loaded too (keys: separate).
  * Checks the sizes again (with K counted when separate) before allocating,
  * so it holds without a probe; a loaded matrix is checked finite as it is
  * read (the file may have changed since the probe).  A clustered row with a
  * value beyond float64 (norm and spread too large together) is refused
  * (LSH_ECONFIG), never written as Inf.  *out is owned by the caller. */
 int lsh_dataset_make(const struct lsh_dataset_spec *spec, const char *config_path,
-                     uint64_t config_seed, int separate, struct lsh_dataset **out,
-                     struct lsh_error *err);
+                     uint64_t config_seed, int separate, struct lsh_dataset_unit unit,
+                     struct lsh_dataset **out, struct lsh_error *err);
 void lsh_dataset_free(struct lsh_dataset *ds);
 
 /* The path an hdf5 dataset's `file` names: as given when absolute, else

@@ -21,6 +21,8 @@ void lsh_plan_free(struct lsh_plan *plan)
         return;
     for (size_t g = 0; g < plan->n_groups; g++)
         free(plan->groups[g].skip_reason);
+    for (size_t k = 0; plan->shapes && k < plan->n_datasets; k++)
+        lsh_dataset_layout_free(&plan->shapes[k]);
     free(plan->shapes);
     free(plan->groups);
     free(plan->passes);
@@ -67,7 +69,7 @@ static size_t mode_settings(const struct lsh_sweep *sw, struct lsh_mode_opts *ou
 
 static int check_point(const struct lsh_config *cfg, const struct lsh_strategy_spec *st,
                        const struct lsh_param_set *ps, const struct lsh_dataset_spec *ds,
-                       const struct lsh_dataset_shape *shape, uint32_t n_buckets,
+                       const struct lsh_dataset_layout *shape, uint32_t n_buckets,
                        char *why, size_t why_size)
 {
     const struct lsh_host_point pt = lsh_host_point_of(
@@ -109,8 +111,8 @@ static int check_datasets(const struct lsh_config *cfg, struct lsh_plan *plan,
         chunked |= sw->mode[m] == LSH_MODE_CHUNKED;
     for (size_t k = 0; k < cfg->n_datasets; k++) {
         const struct lsh_dataset_spec *ds = &cfg->datasets[k];
-        struct lsh_dataset_shape *sh = &plan->shapes[k];
-        int rc = lsh_dataset_probe(ds, cfg->path, &sh->n, &sh->d, &sh->d_v, err);
+        struct lsh_dataset_layout *sh = &plan->shapes[k];
+        int rc = lsh_dataset_probe(ds, cfg->path, sh, err);
         if (rc) {
             if (err) { /* the probe names the data file; the config entry is the place */
                 err->line = ds->line;
@@ -323,7 +325,7 @@ static size_t max_of(size_t a, size_t b)
 void lsh_plan_memory(const struct lsh_config *cfg, const struct lsh_plan *plan, size_t dataset,
                      struct lsh_memory *out)
 {
-    const struct lsh_dataset_shape *sh = &plan->shapes[dataset];
+    const struct lsh_dataset_layout *sh = &plan->shapes[dataset];
     const struct lsh_dataset_spec *ds = &cfg->datasets[dataset];
     const struct lsh_sweep *sw = &cfg->sweep;
     const size_t n = sh->n, d = sh->d, dv = sh->d_v, D = sizeof(double), U = sizeof(uint32_t);
@@ -453,7 +455,7 @@ int lsh_plan_check_memory(const struct lsh_config *cfg, const struct lsh_plan *p
         const size_t base = lsh_memory_total(&mem, threads, 0);
         if (base == SIZE_MAX) {
             const struct lsh_dataset_spec *ds = &cfg->datasets[k];
-            const struct lsh_dataset_shape *sh = &plan->shapes[k];
+            const struct lsh_dataset_layout *sh = &plan->shapes[k];
             return lsh_error_at(err, LSH_ECONFIG, cfg->path, ds->line, ds->column,
                                 "dataset '%s' (n = %zu, d = %zu, d_v = %zu%s) is too large to "
                                 "address: its sizes overflow; allowed: sizes whose products "

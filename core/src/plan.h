@@ -17,6 +17,7 @@
 #include <stdint.h>
 
 #include "config.h"
+#include "dataset.h"
 #include "error.h"
 #include "memsize.h"
 #include "point.h"
@@ -45,13 +46,9 @@ struct lsh_plan_point {
     enum lsh_combine combine;
 };
 
-struct lsh_dataset_shape {
-    size_t n, d, d_v;
-};
-
 struct lsh_plan {
     size_t n_datasets;
-    struct lsh_dataset_shape *shapes;     /* per config dataset (hdf5: probed) */
+    struct lsh_dataset_layout *shapes;    /* per config dataset (probed) */
     size_t n_groups;
     struct lsh_hash_group *groups;
     size_t n_passes;

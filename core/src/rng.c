@@ -42,6 +42,15 @@ uint64_t lsh_seed_str(uint64_t h, const char *s)
     return lsh_seed_bytes(h, s, strlen(s));
 }
 
+uint64_t lsh_seed_unit(uint64_t h, int32_t layer, int32_t head)
+{
+    if (layer >= 0)
+        h = lsh_seed_u64(lsh_seed_str(h, "layer"), (uint64_t)layer);
+    if (head >= 0)
+        h = lsh_seed_u64(lsh_seed_str(h, "head"), (uint64_t)head);
+    return h;
+}
+
 /* ---- xoshiro256** as a gsl_rng_type --------------------------------------- */
 
 struct xoshiro {

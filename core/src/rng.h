@@ -24,6 +24,12 @@ uint64_t lsh_seed_u64(uint64_t h, uint64_t v);
 uint64_t lsh_seed_bytes(uint64_t h, const void *bytes, size_t len);
 uint64_t lsh_seed_str(uint64_t h, const char *s);
 
+/* h with a (layer, head) of real data mixed in (SPEC 11.2): each axis that is
+ * present (>= 0) as mix_str("layer") then mix_u64(layer), and likewise
+ * "head"; h unchanged when both are -1, so data without axes keeps the
+ * seeds of format version 1. */
+uint64_t lsh_seed_unit(uint64_t h, int32_t layer, int32_t head);
+
 /* The GSL type behind every stream (exported so tests can use gsl_rng_*). */
 extern const gsl_rng_type *lsh_rng_xoshiro256;
 

@@ -467,7 +467,8 @@ static int run_dataset(struct run *r, size_t dsi, struct lsh_error *err)
     struct lsh_reference *ref = NULL;
     memset(&pb, 0, sizeof pb);
     int rc = lsh_dataset_make(&cfg->datasets[dsi], cfg->path, cfg->seed,
-                              cfg->attention.keys == LSH_KEYS_SEPARATE, &ds, err);
+                              cfg->attention.keys == LSH_KEYS_SEPARATE,
+                              (struct lsh_dataset_unit){-1, -1}, &ds, err);
     if (!rc)
         rc = lsh_results_write_dataset(r->res, ds, (cfg->dump & LSH_DUMP_DATA) != 0, err);
     if (!rc)

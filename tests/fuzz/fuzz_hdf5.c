@@ -78,13 +78,16 @@ static void try_spec(const char *file, const char *k, const char *v, int separat
     spec.norm = -1;
     struct lsh_error err;
     lsh_error_clear(&err);
-    size_t n = 0, d = 0, d_v = 0;
-    int probed = lsh_dataset_probe(&spec, NULL, &n, &d, &d_v, &err);
+    struct lsh_dataset_layout lay;
+    int probed = lsh_dataset_probe(&spec, NULL, &lay, &err);
+    const size_t n = lay.n, d = lay.d, d_v = lay.d_v;
+    lsh_dataset_layout_free(&lay);
     if (probed && !err.message[0])
         abort();
     struct lsh_dataset *ds = NULL;
     lsh_error_clear(&err);
-    int made = lsh_dataset_make(&spec, NULL, 7, separate, &ds, &err);
+    int made = lsh_dataset_make(&spec, NULL, 7, separate, (struct lsh_dataset_unit){-1, -1},
+                                &ds, &err);
     if (made) {
         if (!err.message[0])
             abort();

@@ -15,6 +15,21 @@
 
 static char dir[64];
 
+#define NOUNIT ((struct lsh_dataset_unit){-1, -1})
+
+/* The shape of a dataset's problems, from its probe. */
+static int probe_shape(const struct lsh_dataset_spec *s, const char *cfgpath, size_t *n,
+                       size_t *d, size_t *d_v, struct lsh_error *err)
+{
+    struct lsh_dataset_layout lay;
+    int rc = lsh_dataset_probe(s, cfgpath, &lay, err);
+    *n = lay.n;
+    *d = lay.d;
+    *d_v = lay.d_v;
+    lsh_dataset_layout_free(&lay);
+    return rc;
+}
+
 static void setup(void)
 {
     snprintf(dir, sizeof dir, "/tmp/lshlab-ds-XXXXXX");
@@ -50,7 +65,7 @@ Test(dataset, gaussian_entries_have_mean_0_variance_1)
     struct lsh_dataset_spec s = spec_of(LSH_DATA_GAUSSIAN, 4000, 16);
     struct lsh_dataset *ds;
     struct lsh_error err;
-    cr_assert_eq(lsh_dataset_make(&s, NULL, 1, 0, &ds, &err), 0, "%s", err.message);
+    cr_assert_eq(lsh_dataset_make(&s, NULL, 1, 0, NOUNIT, &ds, &err), 0, "%s", err.message);
     cr_expect_eq(ds->d_v, 16);
     cr_expect_null(ds->k);
     double m = 0, v = 0;
@@ -73,7 +88,7 @@ Test(dataset, clustered_rows_have_the_expected_norm_and_clusters)
     struct lsh_dataset_spec s = spec_of(LSH_DATA_CLUSTERED, 2000, 32);
     struct lsh_dataset *ds;
     struct lsh_error err;
-    cr_assert_eq(lsh_dataset_make(&s, NULL, 9, 0, &ds, &err), 0, "%s", err.message);
+    cr_assert_eq(lsh_dataset_make(&s, NULL, 9, 0, NOUNIT, &ds, &err), 0, "%s", err.message);
     double sq = 0;
     for (size_t i = 0; i < ds->n; i++)
         for (size_t e = 0; e < ds->d; e++)
@@ -111,11 +126,11 @@ Test(dataset, draws_depend_on_seed_and_name_only)
     struct lsh_dataset_spec s = spec_of(LSH_DATA_CLUSTERED, 30, 4);
     struct lsh_dataset *a, *b, *c, *k;
     struct lsh_error err;
-    cr_assert_eq(lsh_dataset_make(&s, NULL, 5, 0, &a, &err), 0);
-    cr_assert_eq(lsh_dataset_make(&s, NULL, 5, 0, &b, &err), 0);
-    cr_assert_eq(lsh_dataset_make(&s, NULL, 5, 1, &k, &err), 0);
+    cr_assert_eq(lsh_dataset_make(&s, NULL, 5, 0, NOUNIT, &a, &err), 0);
+    cr_assert_eq(lsh_dataset_make(&s, NULL, 5, 0, NOUNIT, &b, &err), 0);
+    cr_assert_eq(lsh_dataset_make(&s, NULL, 5, 1, NOUNIT, &k, &err), 0);
     s.name = "other";
-    cr_assert_eq(lsh_dataset_make(&s, NULL, 5, 0, &c, &err), 0);
+    cr_assert_eq(lsh_dataset_make(&s, NULL, 5, 0, NOUNIT, &c, &err), 0);
     cr_expect_eq(memcmp(a->q, b->q, 30 * 4 * sizeof(double)), 0);
     cr_expect_neq(memcmp(a->q, c->q, 30 * 4 * sizeof(double)), 0);
     /* asking for K changes neither Q nor V */
@@ -164,10 +179,10 @@ Test(dataset, hdf5_reads_q_k_v_exactly_and_converts_floats)
     snprintf(cfgpath, sizeof cfgpath, "%s/config.yaml", dir); /* file is relative to it */
     size_t n, d, dvv;
     struct lsh_error err;
-    cr_assert_eq(lsh_dataset_probe(&s, cfgpath, &n, &d, &dvv, &err), 0, "%s", err.message);
+    cr_assert_eq(probe_shape(&s, cfgpath, &n, &d, &dvv, &err), 0, "%s", err.message);
     cr_expect(n == 3 && d == 2 && dvv == 1);
     struct lsh_dataset *ds;
-    cr_assert_eq(lsh_dataset_make(&s, cfgpath, 1, 1, &ds, &err), 0, "%s", err.message);
+    cr_assert_eq(lsh_dataset_make(&s, cfgpath, 1, 1, NOUNIT, &ds, &err), 0, "%s", err.message);
     for (int t = 0; t < 6; t++) {
         cr_expect_eq(ds->q[t], q[t]);
         cr_expect_eq(ds->k[t], (double)k[t]);
@@ -193,9 +208,9 @@ static void expect_refused(const char *setup_name, const char *qpath, const char
     struct lsh_error err;
     lsh_error_clear(&err);
     struct lsh_dataset *ds = NULL;
-    int rc = lsh_dataset_probe(&s, cfgpath, &n, &d, &dv, &err);
+    int rc = probe_shape(&s, cfgpath, &n, &d, &dv, &err);
     if (!rc)
-        rc = lsh_dataset_make(&s, cfgpath, 1, kpath != NULL, &ds, &err);
+        rc = lsh_dataset_make(&s, cfgpath, 1, kpath != NULL, NOUNIT, &ds, &err);
     cr_expect_neq(rc, 0, "%s was accepted", setup_name);
     cr_expect(strstr(err.message, needle), "%s: message '%s' lacks '%s'", setup_name,
               err.message, needle);
@@ -245,7 +260,7 @@ static void expect_size_refused(struct lsh_dataset_spec s, const char *needle)
     size_t n, d, dv;
     struct lsh_error err;
     lsh_error_clear(&err);
-    cr_expect_eq(lsh_dataset_probe(&s, NULL, &n, &d, &dv, &err), LSH_ECONFIG, "%s accepted",
+    cr_expect_eq(probe_shape(&s, NULL, &n, &d, &dv, &err), LSH_ECONFIG, "%s accepted",
                  needle);
     cr_expect(strstr(err.message, "dataset 'set'") && strstr(err.message, needle) &&
                   strstr(err.message, "allowed"),
@@ -253,7 +268,7 @@ static void expect_size_refused(struct lsh_dataset_spec s, const char *needle)
     for (int separate = 0; separate < 2; separate++) {
         struct lsh_dataset *ds = NULL;
         lsh_error_clear(&err);
-        cr_expect_eq(lsh_dataset_make(&s, NULL, 1, separate, &ds, &err), LSH_ECONFIG,
+        cr_expect_eq(lsh_dataset_make(&s, NULL, 1, separate, NOUNIT, &ds, &err), LSH_ECONFIG,
                      "%s made", needle);
         cr_expect(strstr(err.message, needle), "%s", err.message);
         lsh_dataset_free(ds);
@@ -289,7 +304,7 @@ Test(dataset, clustered_rows_are_finite_when_representable_though_spread_z_is_no
     s.norm = 1e-3;
     struct lsh_dataset *ds;
     struct lsh_error err;
-    cr_assert_eq(lsh_dataset_make(&s, NULL, 3, 1, &ds, &err), 0, "%s", err.message);
+    cr_assert_eq(lsh_dataset_make(&s, NULL, 3, 1, NOUNIT, &ds, &err), 0, "%s", err.message);
     double big = 0;
     for (size_t i = 0; i < 400; i++) {
         cr_expect(isfinite(ds->q[i]) && isfinite(ds->k[i]), "row %zu: %g %g", i, ds->q[i],
@@ -312,10 +327,10 @@ Test(dataset, clustered_rows_beyond_float64_are_refused_with_a_reason)
     struct lsh_dataset *ds = NULL;
     struct lsh_error err;
     lsh_error_clear(&err);
-    cr_expect_eq(lsh_dataset_probe(&s, NULL, &n, &d, &dv, &err), LSH_ECONFIG);
+    cr_expect_eq(probe_shape(&s, NULL, &n, &d, &dv, &err), LSH_ECONFIG);
     cr_expect(strstr(err.message, "beyond float64"), "%s", err.message);
     lsh_error_clear(&err);
-    cr_expect_eq(lsh_dataset_make(&s, NULL, 3, 0, &ds, &err), LSH_ECONFIG);
+    cr_expect_eq(lsh_dataset_make(&s, NULL, 3, 0, NOUNIT, &ds, &err), LSH_ECONFIG);
     cr_expect(strstr(err.message, "dataset 'set'") && strstr(err.message, "beyond float64") &&
                   strstr(err.message, "norm 1e+300") && strstr(err.message, "spread 1e+300"),
               "%s", err.message);
@@ -334,7 +349,7 @@ static int probe_file(const char *file, struct lsh_error *err)
     s.q = "q";
     size_t n, d, dv;
     lsh_error_clear(err);
-    return lsh_dataset_probe(&s, cfgpath, &n, &d, &dv, err);
+    return probe_shape(&s, cfgpath, &n, &d, &dv, err);
 }
 
 /* A dataset "q" of dims, never written (storage is allocated late, or by
@@ -470,16 +485,16 @@ Test(dataset, an_external_link_to_a_fifo_or_device_is_refused_without_blocking,
     size_t n = 0, d = 0, dv = 0;
     struct lsh_error err;
     s.q = "to_fifo";
-    cr_expect_eq(lsh_dataset_probe(&s, cfgpath, &n, &d, &dv, &err), LSH_EDATA);
+    cr_expect_eq(probe_shape(&s, cfgpath, &n, &d, &dv, &err), LSH_EDATA);
     cr_expect(strstr(err.message, "'to_fifo' is an external link to") &&
                   strstr(err.message, "pipe', which is a FIFO"),
               "%s", err.message);
     s.q = "to_zero";
-    cr_expect_eq(lsh_dataset_probe(&s, cfgpath, &n, &d, &dv, &err), LSH_EDATA);
+    cr_expect_eq(probe_shape(&s, cfgpath, &n, &d, &dv, &err), LSH_EDATA);
     cr_expect(strstr(err.message, "'/dev/zero', which is a character device"), "%s",
               err.message);
     s.q = "to_file/q";
-    cr_expect_eq(lsh_dataset_probe(&s, cfgpath, &n, &d, &dv, &err), 0, "%s", err.message);
+    cr_expect_eq(probe_shape(&s, cfgpath, &n, &d, &dv, &err), 0, "%s", err.message);
     cr_expect(n == 3 && d == 2, "n = %zu, d = %zu", n, d);
 }
 
@@ -562,10 +577,10 @@ Test(dataset, unwritten_hdf5_rows_read_as_the_fill_value_or_as_zero)
         s.q = "q";
         size_t n, d, dv;
         struct lsh_error err;
-        cr_assert_eq(lsh_dataset_probe(&s, cfgpath, &n, &d, &dv, &err), 0, "%d: %s", c,
+        cr_assert_eq(probe_shape(&s, cfgpath, &n, &d, &dv, &err), 0, "%d: %s", c,
                      err.message);
         struct lsh_dataset *got;
-        cr_assert_eq(lsh_dataset_make(&s, cfgpath, 1, 0, &got, &err), 0, "%d: %s", c,
+        cr_assert_eq(lsh_dataset_make(&s, cfgpath, 1, 0, NOUNIT, &got, &err), 0, "%d: %s", c,
                      err.message);
         for (int t = 0; t < 12; t++) {
             const double want = t < 4 ? x[t] : c == 0 ? 2.385 : 0.0;
