@@ -37,6 +37,19 @@ the output folder (file names: <file stem>_<figure>.<format>):
   collision             p_round against the angle, one panel per n_buckets, with
                         SimHash's law (1 - theta/pi)^k (collision experiments)
   collision_any         p_any against the angle, with 1 - (1 - (1 - theta/pi)^k)^H
+  heads_<metric>        (a dataset with several (layer, head): real attention heads)
+                        a layer x head heatmap of mass_recall (and every
+                        --head-metric) at one n_hashes and n_buckets, the values
+                        in the cells, one panel per strategy (and its settings)
+  head_spread_<metric>  the same metric across heads, a box and a dot per
+                        (layer, head), per strategy and n_buckets at that n_hashes
+
+The head figures show the point --n-hashes / --n-buckets (default: the largest
+n_hashes and the middle n_buckets), averaging over repeats only; the title says
+which point it is.  When another key (say min_collisions) varies at that point,
+they are not drawn and the note names the --where that picks one.  The other
+figures of a multi-head dataset show the mean over its heads (their subtitle
+says so; their standard errors then spread over heads too).
 
 A file with several datasets gets one set of figures per dataset
 (<stem>_<dataset>_<figure>).  A strategy has the same colour and marker in
@@ -49,6 +62,8 @@ examples:
   tools/plot results/quickstart.h5 -o figures/
   tools/plot results/quickstart.h5 --metric gram_recovery,mass_recall --format png
   tools/plot results/collision.h5 -o figures/ --width single
+  tools/plot results/real-heads.h5 --only heads,head_spread --head-metric mass_recall,gram_recovery
+  tools/plot results/real-heads.h5 --only heads --n-hashes 4 --n-buckets 32 --strategy kmeans
 
 exit codes: 0 ok (figures written), 1 unreadable file or nothing to draw,
 2 bad command line, 69 no Python with h5py + matplotlib + numpy (tools/plot)"""
@@ -219,16 +234,22 @@ def unique_handles(axes):
 
 
 class Writer:
-    def __init__(self, outdir, stem, formats, dpi):
+    def __init__(self, outdir, stem, formats, dpi, drawn=None):
         self.outdir, self.stem, self.formats, self.dpi = outdir, stem, formats, dpi
         self.written = []
         self.subtitle = None  # what the rows of a split figure share (split_settings)
+        self.heads_note = None  # "mean over N heads" for a multi-head dataset's figures
+        # What the head figures drew (matrices, values), by file name without the
+        # extension: for tests and for callers that want the numbers behind a figure.
+        self.drawn = {} if drawn is None else drawn
 
-    def save(self, fig, name, tight=True):
+    def save(self, fig, name, tight=True, title=None, heads_note=True):
         if tight:
             fig.tight_layout(pad=0.4)
-        if self.subtitle:
-            fig.suptitle(self.subtitle, fontsize=8, y=1.0, va="bottom")
+        lines = [t for t in (title, self.subtitle, self.heads_note if heads_note else None)
+                 if t]
+        if lines:
+            fig.suptitle("\n".join(lines), fontsize=8, y=1.0, va="bottom")
         for fmt in self.formats:
             path = os.path.join(self.outdir, f"{self.stem}_{name}.{fmt}")
             fig.savefig(path, dpi=self.dpi, bbox_inches="tight", pad_inches=0.03,
@@ -528,6 +549,264 @@ def fig_bucket_sizes(w, path, runs, width, name):
     return None
 
 
+# ---- per-head figures (results format 2: layer and head) ------------------------------
+
+# Key columns that a head figure fixes itself or averages over; any other key that
+# varies within one series at the chosen point makes the selection ambiguous.
+HEAD_FIXED = {"point_id", "repeat", "seed", "status", "message", "dataset", "layer", "head",
+              "n_hashes", "n_buckets", "strategy", "params"} | set(SETTING_COLUMNS)
+
+
+def head_units(runs):
+    """The distinct (layer, head) pairs of the rows, ascending."""
+    if "layer" not in runs or "head" not in runs:
+        return [(-1, -1)]
+    return sorted({(int(a), int(b)) for a, b in zip(runs["layer"], runs["head"])})
+
+
+def default_point(runs, n_hashes=None, n_buckets=None):
+    """(n_hashes, n_buckets) of the head heatmap: the given ones, else the largest
+    n_hashes and the middle n_buckets (the lower of the two middle ones)."""
+    hs = lr.unique_in_order(runs["n_hashes"])
+    h = max(hs) if n_hashes is None else n_hashes
+    bs = lr.unique_in_order(runs["n_buckets"][runs["n_hashes"] == h])
+    if n_buckets is not None:
+        return int(h), int(n_buckets)
+    if not bs:
+        return int(h), None
+    return int(h), int(bs[(len(bs) - 1) // 2])
+
+
+def ambiguity(rows):
+    """None, or why the rows (one series at one point) are not repeats of one
+    (layer, head) each: a key column other than those the figure fixes varies.
+    The reason names the column, its values and the --where that picks one."""
+    for c in rows.keys():
+        if c in HEAD_FIXED:
+            continue
+        values = lr.unique_in_order(rows[c])
+        if len(values) > 1:
+            shown = ", ".join(str(v) for v in values)
+            return (f"{c} takes the values {shown} at this point; pick one with "
+                    f"--where {c}=VALUE (e.g. --where {c}={values[0]})")
+    return None
+
+
+def head_grid(rows, metric, layers, heads):
+    """(matrix, repeats): the mean of metric over the rows of each (layer, head),
+    layers down, heads across (NaN where there is no row), and the row count of
+    each cell."""
+    m = np.full((len(layers), len(heads)), np.nan)
+    n = np.zeros((len(layers), len(heads)), dtype=int)
+    li = {v: i for i, v in enumerate(layers)}
+    hi = {v: i for i, v in enumerate(heads)}
+    for (a, b), idx in lr.group_rows(rows, ["layer", "head"]):
+        i, j = li[int(a)], hi[int(b)]
+        m[i, j] = mean_se_of(rows.select(idx), metric)[0]
+        n[i, j] = len(idx)
+    return m, n
+
+
+def _repeats_text(counts):
+    counts = [int(c) for c in np.ravel(counts) if c > 0]
+    if not counts:
+        return ""
+    lo, hi = min(counts), max(counts)
+    if hi == 1:
+        return "one run each"
+    return f"mean over {lo} repeats" if lo == hi else f"mean over {lo}–{hi} repeats"
+
+
+def _axis_labels(values, word):
+    if list(values) == [-1]:
+        return ["–"], f"({'no ' + word + ' axis'})"
+    return [str(v) for v in values], word
+
+
+def fig_heads(w, runs, metric, width, name, n_hashes, n_buckets, dataset_attrs=None):
+    """The layer x head heatmap of metric at one (n_hashes, n_buckets): one panel per
+    series (strategy and its settings), values in the cells, one colour scale."""
+    units = head_units(runs)
+    if len(units) < 2:
+        return f"{name}: one (layer, head) only"
+    h, b = default_point(runs, n_hashes, n_buckets)
+    if b is None:
+        return f"{name}: no rows at n_hashes = {h}"
+    at = runs.select((runs["n_hashes"] == h) & (runs["n_buckets"] == b))
+    if not len(at):
+        return f"{name}: no ok rows at n_hashes = {h}, n_buckets = {b}"
+    cols, series = build_series(runs, ["strategy", "params"] + SETTING_COLUMNS)
+    layers = sorted({a for a, _ in units})
+    heads = sorted({c for _, c in units})
+    panels, counts = [], []
+    for key, st in series.items():
+        rows = series_rows(at, cols, key)
+        why = ambiguity(rows)
+        if why:
+            return f"{name}: {st.label}: {why}"
+        m, n = head_grid(rows, metric, layers, heads)
+        panels.append((st, m))
+        counts.append(n)
+    vals = np.concatenate([m[np.isfinite(m)] for _, m in panels])
+    if not len(vals):
+        return f"{name}: no finite {metric} at n_hashes = {h}, n_buckets = {b}"
+    vmin, vmax = float(vals.min()), float(vals.max())
+    if vmin == vmax:
+        vmax = vmin + 1e-12
+    norm = matplotlib.colors.Normalize(vmin, vmax)
+    cmap = matplotlib.colormaps["viridis_r" if metric in (
+        "out_rel_err", "attn_rel_err", "kl", "empty_rows", "bucket_max") else "viridis"].copy()
+    cmap.set_bad("0.85")
+    nl, nh = len(layers), len(heads)
+    max_cols = max(1, min(len(panels), int(width // max(1.6, 0.32 * nh + 0.6))))
+    ncols = min(len(panels), max_cols)
+    nrows = int(math.ceil(len(panels) / ncols))
+    panel_w = width / ncols
+    cell_in = panel_w * 0.78 / nh
+    panel_h = min(4.0, max(1.2, cell_in * nl + 0.75))
+    fig, axes = plt.subplots(nrows, ncols, figsize=(width, panel_h * nrows + 0.3),
+                             squeeze=False)
+    flat = list(axes.ravel())
+    for ax in flat[len(panels):]:
+        ax.set_visible(False)
+    axes = flat[:len(panels)]
+    annotate = cell_in >= 0.24 and nl <= 40
+    hlabels, hword = _axis_labels(heads, "head")
+    llabels, lword = _axis_labels(layers, "layer")
+    kv = (dataset_attrs or {}).get("kv_heads")
+    try:
+        kv = int(np.ravel(kv)[0]) if kv is not None else None
+    except (TypeError, ValueError, IndexError):
+        kv = None
+    if kv is not None and 0 < kv < nh and hword == "head":
+        hword = f"query head ({kv} key/value heads)"
+    record = {"metric": metric, "n_hashes": h, "n_buckets": b, "layers": layers,
+              "heads": heads, "panels": []}
+    for ax, (st, m), n in zip(axes, panels, counts):
+        ax.grid(False)
+        im = ax.imshow(np.ma.masked_invalid(m), origin="upper", aspect="auto", cmap=cmap,
+                       norm=norm, interpolation="nearest")
+        ax.set_xticks(range(nh))
+        ax.set_xticklabels(hlabels)
+        ax.set_yticks(range(nl))
+        ax.set_yticklabels(llabels)
+        ax.tick_params(length=0)
+        ax.set_xlabel(hword)
+        ax.set_title(textwrap.fill(st.label, max(12, int(panel_w * 11))), color=st.colour)
+        texts = []
+        if annotate:
+            for i in range(nl):
+                for j in range(nh):
+                    if np.isfinite(m[i, j]):
+                        frac = float(norm(m[i, j]))
+                        dark = frac > 0.55 if cmap.name.endswith("_r") else frac < 0.45
+                        t = f"{m[i, j]:.2f}" if abs(m[i, j]) < 100 else f"{m[i, j]:.3g}"
+                        ax.text(j, i, t, ha="center", va="center", fontsize=6,
+                                color="white" if dark else "black")
+                        texts.append((i, j, t))
+                    elif n[i, j] == 0:
+                        ax.text(j, i, "n/a", ha="center", va="center", fontsize=5,
+                                color="0.4")
+        record["panels"].append({"label": st.label, "strategy": st.strategy,
+                                 "colour": st.colour, "matrix": m, "repeats": n,
+                                 "image": np.ma.filled(im.get_array().astype(float), np.nan),
+                                 "texts": texts})
+    for ax in axes:
+        if ax.get_subplotspec().is_first_col():
+            ax.set_ylabel(lword)
+        else:
+            ax.set_yticklabels([])
+    fig.tight_layout(pad=0.4)
+    cb = fig.colorbar(im, ax=axes, shrink=0.9, pad=0.02, aspect=30)
+    cb.set_label(SHORT.get(metric, metric))
+    title = (f"{SHORT.get(metric, metric)} per head at n_hashes = {h}, n_buckets = {b}; "
+             f"{_repeats_text(np.concatenate([c.ravel() for c in counts]))}")
+    record["title"] = title
+    w.drawn[f"{w.stem}_{name}"] = record
+    w.save(fig, name, tight=False, title=textwrap.fill(title, int(width * 16)),
+           heads_note=False)
+    return None
+
+
+def fig_head_spread(w, runs, metric, width, name, n_hashes):
+    """The spread over heads of metric, per series and n_buckets at one n_hashes:
+    a box (quartiles, whiskers to 1.5 IQR) and a dot per (layer, head)."""
+    units = head_units(runs)
+    if len(units) < 2:
+        return f"{name}: one (layer, head) only"
+    h, _ = default_point(runs, n_hashes, None)
+    at = runs.select(runs["n_hashes"] == h)
+    if not len(at):
+        return f"{name}: no ok rows at n_hashes = {h}"
+    bs = lr.unique_in_order(at["n_buckets"])
+    cols, series = build_series(runs, ["strategy", "params"] + SETTING_COLUMNS)
+    layers = sorted({a for a, _ in units})
+    heads = sorted({c for _, c in units})
+    groups, counts = [], []
+    for bi, b in enumerate(bs):
+        ab = at.select(at["n_buckets"] == b)
+        for si, (key, st) in enumerate(series.items()):
+            rows = series_rows(ab, cols, key)
+            if not len(rows):
+                continue
+            why = ambiguity(rows)
+            if why:
+                return f"{name}: {st.label}, n_buckets = {b}: {why}"
+            m, n = head_grid(rows, metric, layers, heads)
+            keep = np.isfinite(m)
+            groups.append((bi, si, b, st, m[keep], [(layers[i], heads[j])
+                                                   for i, j in zip(*np.nonzero(keep))]))
+            counts.append(n)
+    if not groups:
+        return f"{name}: no ok rows at n_hashes = {h}"
+    ns = len(series)
+    slot = 0.8 / ns
+    fig_w = width
+    fig, ax = plt.subplots(figsize=(fig_w, 2.6))
+    record = {"metric": metric, "n_hashes": h, "n_buckets": list(bs), "groups": []}
+    for bi, si, b, st, values, which in groups:
+        x0 = bi + (si - (ns - 1) / 2.0) * slot
+        if len(values) >= 2:
+            bp = ax.boxplot([values], positions=[x0], widths=slot * 0.7, patch_artist=True,
+                            showfliers=False, manage_ticks=False)
+            for patch in bp["boxes"]:
+                patch.set_facecolor(matplotlib.colors.to_rgba(st.colour, 0.18))
+                patch.set_edgecolor(st.colour)
+            for part in ("whiskers", "caps", "medians"):
+                for ln in bp[part]:
+                    ln.set_color(st.colour)
+                    ln.set_linewidth(1.0)
+        # The dots: heads in (layer, head) order, spread evenly across the box.
+        k = len(values)
+        offs = np.linspace(-slot * 0.28, slot * 0.28, k) if k > 1 else np.zeros(k)
+        pc = ax.scatter(x0 + offs, values, s=10, color=st.colour, marker=st.marker,
+                        edgecolors="white", linewidths=0.3, zorder=3, label=st.label)
+        record["groups"].append({"label": st.label, "strategy": st.strategy,
+                                 "colour": st.colour, "n_buckets": b, "units": which,
+                                 "values": np.array(values),
+                                 "points": np.array(pc.get_offsets())[:, 1].copy(),
+                                 "point_colour": matplotlib.colors.to_hex(
+                                     pc.get_facecolor()[0])})
+    ax.set_xticks(range(len(bs)))
+    ax.set_xticklabels([str(b) for b in bs])
+    ax.set_xlim(-0.5, len(bs) - 0.5)
+    ax.set_xlabel("n_buckets")
+    ax.set_ylabel(label_of(metric))
+    ax.grid(True, axis="y")
+    ax.grid(False, axis="x")
+    handles = [Line2D([], [], color=st.colour, marker=st.marker, linestyle="none",
+                      label=st.label) for st in series.values()]
+    legend_below(fig, handles, [st.label for st in series.values()], width)
+    title = (f"{SHORT.get(metric, metric)} across {len(units)} heads at n_hashes = {h}: "
+             "a dot per (layer, head), "
+             f"{_repeats_text(np.concatenate([c.ravel() for c in counts]))}; "
+             "boxes: quartiles, whiskers to 1.5 IQR")
+    record["title"] = title
+    w.drawn[f"{w.stem}_{name}"] = record
+    w.save(fig, name, title=textwrap.fill(title, int(width * 16)), heads_note=False)
+    return None
+
+
 # ---- /collision figures --------------------------------------------------------------
 
 def simhash_law(theta_deg, b):
@@ -631,7 +910,9 @@ def split_settings(runs):
     return out
 
 
-def main(argv=None):
+def main(argv=None, drawn=None):
+    """Run tools/plot; drawn, when a dict, receives what the head figures drew
+    (Writer.drawn) by output file name without extension."""
     ap = argparse.ArgumentParser(prog="tools/plot", description=DESCRIPTION, epilog=EPILOG,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("file", help="results file (HDF5) written by lshlab run")
@@ -650,6 +931,21 @@ def main(argv=None):
     ap.add_argument("--dataset", metavar="NAMES",
                     help="draw the /runs figures of these datasets only (comma-separated)")
     ap.add_argument("--stem", help="file name prefix (default: the results file's stem)")
+    heads = ap.add_argument_group("per-head figures (files whose datasets have several "
+                                  "(layer, head))")
+    heads.add_argument("--head-metric", action="append", default=[], metavar="M",
+                       help="metrics of the heads and head_spread figures (repeat or "
+                            "comma-separate; default: mass_recall)")
+    heads.add_argument("--n-hashes", type=int, metavar="H",
+                       help="n_hashes of the head figures (default: the largest)")
+    heads.add_argument("--n-buckets", type=int, metavar="B",
+                       help="n_buckets of the heads heatmap (default: the middle one)")
+    rows = ap.add_argument_group("row selection (every /runs figure)")
+    rows.add_argument("--strategy", metavar="NAMES",
+                      help="draw only these strategies (comma-separated)")
+    rows.add_argument("--where", action="append", default=[], metavar="COL=VALUE",
+                      help="keep only rows whose key column COL equals VALUE (repeatable, "
+                           "e.g. --where combine=union --where params=orthogonal=true)")
     args = ap.parse_args(argv)
 
     width = {"double": 7.0, "single": 3.3}.get(args.width)
@@ -663,11 +959,18 @@ def main(argv=None):
         if f not in ("pdf", "png", "svg"):
             ap.error(f"--format: pdf, png or svg, got '{f}'")
     extra = [m.strip() for ms in args.metric for m in ms.split(",") if m.strip()]
+    head_metrics = [m.strip() for ms in args.head_metric for m in ms.split(",")
+                    if m.strip()] or ["mass_recall"]
+    head_metrics = list(dict.fromkeys(head_metrics))
     only = {s.strip() for s in args.only.split(",")} if args.only else None
 
     try:
         runs = lr.read_table(args.file, "runs")
         col = lr.read_table(args.file, "collision")
+        ds_attrs = lr.read_datasets(args.file)
+    except lr.FormatError as e:
+        print(f"tools/plot: error: {e}", file=sys.stderr)
+        return 1
     except OSError as e:
         print(f"tools/plot: error: cannot read '{args.file}': {e}", file=sys.stderr)
         return 1
@@ -681,13 +984,40 @@ def main(argv=None):
             if m not in runs or runs[m].dtype.kind not in "fiu":
                 ap.error(f"--metric: no numeric column '{m}' in /runs; metrics: "
                          + ", ".join(runs.metrics()))
+        for m in head_metrics:
+            if m not in runs.metrics():
+                ap.error(f"--head-metric: no numeric column '{m}' in /runs; metrics: "
+                         + ", ".join(runs.metrics()))
+        try:
+            runs = lr.where(runs, lr.parse_where(args.where, runs))
+        except ValueError as e:
+            ap.error(str(e))
+        if args.strategy:
+            names = lr.unique_in_order(runs["strategy"])
+            chosen = [x.strip() for x in args.strategy.split(",") if x.strip()]
+            for x in chosen:
+                if x not in names:
+                    ap.error(f"--strategy: no rows of strategy '{x}'; strategies: "
+                             + ", ".join(names))
+            runs = runs.select(np.isin(runs["strategy"], chosen))
+        ok_all = lr.ok_runs(runs)
+        for opt, colname, v in (("--n-hashes", "n_hashes", args.n_hashes),
+                                ("--n-buckets", "n_buckets", args.n_buckets)):
+            if v is not None:
+                have = lr.unique_in_order(ok_all[colname])
+                if v not in have:
+                    ap.error(f"{opt}: no ok rows with {colname} = {v}; {colname}: "
+                             + ", ".join(str(x) for x in have))
+    elif args.where or args.strategy or args.head_metric or args.n_hashes or args.n_buckets:
+        ap.error("--where, --strategy, --head-metric, --n-hashes and --n-buckets select rows "
+                 f"of /runs, and '{args.file}' has none (a collision experiment)")
     os.makedirs(args.output, exist_ok=True)
     setup_matplotlib()
     stem = args.stem or os.path.splitext(os.path.basename(args.file))[0]
     skipped = []
 
     def want(name):
-        base = re.sub(r"^(heatmap)_.*", r"\1", name)
+        base = re.sub(r"^(heatmap|heads|head_spread)_.*", r"\1", name)
         base = re.sub(r".*_vs_n_hashes$", "vs_n_hashes", base)
         return only is None or name in only or base in only
 
@@ -710,7 +1040,15 @@ def main(argv=None):
             named = len(datasets) > 1
         for ds in datasets:
             r = ok.select(ok["dataset"] == ds)
-            w = Writer(args.output, f"{stem}_{ds}" if named else stem, formats, args.dpi)
+            w = Writer(args.output, f"{stem}_{ds}" if named else stem, formats, args.dpi,
+                       drawn)
+            units = head_units(r)
+            if len(units) > 1:
+                nl = len({a for a, _ in units})
+                nh = len({b for _, b in units})
+                w.heads_note = (f"mean over the {len(units)} heads of {ds}"
+                                + (f" ({nl} layers × {nh} heads)" if nl > 1 else "")
+                                + "; ± se over heads and repeats")
             jobs = []
             for suffix, rs, subtitle in split_settings(r):
                 jobs.append((None, lambda t=subtitle: setattr(w, "subtitle", t)))
@@ -719,6 +1057,14 @@ def main(argv=None):
                 jobs.append(("cost", lambda rs=rs, n=f"cost{suffix}": fig_cost(w, rs, width, n)))
                 jobs += [(f"heatmap_{m}", lambda m=m, rs=rs, n=f"heatmap_{m}{suffix}":
                           fig_heatmap(w, rs, m, width, n)) for m in metrics]
+                if len(units) > 1 or (only and ({"heads", "head_spread"} & only)):
+                    jobs += [(f"heads_{m}", lambda m=m, rs=rs, n=f"heads_{m}{suffix}":
+                              fig_heads(w, rs, m, width, n, args.n_hashes, args.n_buckets,
+                                        ds_attrs.get(ds))) for m in head_metrics]
+                    jobs += [(f"head_spread_{m}", lambda m=m, rs=rs,
+                              n=f"head_spread_{m}{suffix}":
+                              fig_head_spread(w, rs, m, width, n, args.n_hashes))
+                             for m in head_metrics]
             jobs.append((None, lambda: setattr(w, "subtitle", None)))
             jobs.append(("balance", lambda: fig_balance(w, r, width, "balance")))
             jobs.append(("bucket_sizes",

@@ -2,6 +2,10 @@
 file") into numpy columns whose strings are str, group rows by key columns, average
 over repeats (mean and standard error), and find Pareto fronts.
 
+Reads format_version 1 and 2 (SPEC section 16).  Version 2 adds the /runs key
+columns `layer` and `head` (int32, -1 for a dataset without that axis); a version-1
+/runs table gets them as -1 columns, so every reader can group by them.
+
 Shared by tools/plot and tools/summary; needs h5py and numpy only.
 """
 
@@ -12,9 +16,9 @@ import numpy as np
 
 # Columns that identify a row (docs/definitions.md); every other numeric column is a measurement.
 KEY_COLUMNS = {
-    "runs": ["point_id", "dataset", "strategy", "params", "mode", "chunk_size", "look_back",
-             "window", "combine", "n_hashes", "n_buckets", "repeat", "seed", "status",
-             "message"],
+    "runs": ["point_id", "dataset", "layer", "head", "strategy", "params", "mode",
+             "chunk_size", "look_back", "window", "combine", "min_collisions", "sink",
+             "local", "n_hashes", "n_buckets", "repeat", "seed", "status", "message"],
     "collision": ["strategy", "params", "n_buckets", "n_hashes", "angle", "pairs", "seed"],
 }
 
@@ -22,17 +26,29 @@ KEY_COLUMNS = {
 # repeats of one point, so the default summary is the mean over repeats.
 REPEAT_COLUMNS = {"point_id", "repeat", "seed", "status", "message"}
 
+# The results format versions this package reads (SPEC sections 9 and 16).
+FORMAT = "lshlab-results"
+FORMAT_VERSIONS = (1, 2)
+# Key columns that version 2 added, and the value they read as in a version-1 file.
+V2_KEY_DEFAULTS = {"runs": [("layer", -1), ("head", -1)]}
+
+
+class FormatError(ValueError):
+    """The file is not an lshlab results file of a format version this package reads."""
+
 
 class Table:
     """One table of a results file: name, columns (name -> 1-D numpy array; strings
     decoded to str objects), the column order of the file, and its file's root
     attributes."""
 
-    def __init__(self, name, columns, order, attrs):
+    def __init__(self, name, columns, order, attrs, filled=()):
         self.name = name
         self.columns = columns
         self.order = order
         self.attrs = attrs
+        # Key columns the file does not hold, filled with their version-1 value.
+        self.filled = set(filled)
 
     def __len__(self):
         return len(next(iter(self.columns.values()))) if self.columns else 0
@@ -54,7 +70,7 @@ class Table:
 
     def select(self, mask):
         return Table(self.name, {k: v[mask] for k, v in self.columns.items()}, self.order,
-                     self.attrs)
+                     self.attrs, self.filled)
 
 
 def _text(v):
@@ -82,16 +98,116 @@ def _attr(v):
     return v
 
 
+def check_format(path, attrs):
+    """The file's format_version (1 or 2), or FormatError naming the file, what it
+    holds and what is allowed."""
+    fmt = attrs.get("format")
+    if fmt is not None and (not isinstance(fmt, str) or fmt != FORMAT):
+        raise FormatError(f"'{path}' is not an lshlab results file: its format attribute "
+                          f"is {fmt!r}, not '{FORMAT}'")
+    if "format_version" not in attrs:
+        raise FormatError(f"'{path}' is not an lshlab results file: it has no "
+                          "format_version attribute (lshlab run writes one)")
+    v = attrs["format_version"]
+    if isinstance(v, np.ndarray) and v.size == 1:
+        v = v.reshape(())[()]
+    allowed = " and ".join(str(x) for x in FORMAT_VERSIONS)
+    if isinstance(v, (bool, np.bool_)) or not isinstance(v, (int, np.integer)):
+        raise FormatError(f"'{path}': the format_version attribute is {v!r} "
+                          f"({type(v).__name__}), not an integer; this reader reads "
+                          f"format_version {allowed}")
+    if int(v) not in FORMAT_VERSIONS:
+        raise FormatError(f"'{path}' has results format_version {int(v)}; this reader reads "
+                          f"format_version {allowed} only")
+    return int(v)
+
+
 def read_table(path, name):
     """The table /name of the results file at path, or None when it has none.
-    String columns and attributes are str, never bytes."""
+    String columns and attributes are str, never bytes.  A file of another format
+    (or format_version) raises FormatError; a version-1 /runs table gets the
+    version-2 key columns layer and head as -1 (listed in Table.filled)."""
     with h5py.File(path, "r") as f:
         attrs = {k: _attr(v) for k, v in f.attrs.items()}
+        check_format(path, attrs)
         if name not in f:
             return None
-        data = f[name][()]
+        obj = f[name]
+        if not isinstance(obj, h5py.Dataset):
+            raise FormatError(f"'{path}': /{name} is a group, not a table (a compound "
+                              "dataset)")
+        data = obj[()]
+        if not isinstance(data, np.ndarray) or data.dtype.names is None:
+            raise FormatError(f"'{path}': /{name} is not a table (a compound dataset); "
+                              f"found {data.dtype} of shape {data.shape}")
+        data = np.atleast_1d(data)
     order = list(data.dtype.names)
-    return Table(name, {c: _decode(data[c]) for c in order}, order, attrs)
+    columns = {c: _decode(data[c]) for c in order}
+    filled = []
+    for col, value in V2_KEY_DEFAULTS.get(name, []):
+        if col not in columns:
+            columns[col] = np.full(len(data), value, dtype=np.int32)
+            filled.append(col)
+    if filled:  # where version 2 puts them: right after dataset
+        at = order.index("dataset") + 1 if "dataset" in order else 0
+        order = order[:at] + filled + order[at:]
+    return Table(name, columns, order, attrs, filled)
+
+
+def read_datasets(path):
+    """{name: attributes} of the groups /datasets/NAME (str strings; numpy arrays
+    for array attributes such as version 2's layers and heads); {} when none."""
+    out = {}
+    with h5py.File(path, "r") as f:
+        g = f.get("datasets")
+        if not isinstance(g, h5py.Group):
+            return out
+        for name, obj in g.items():
+            if isinstance(obj, h5py.Group):
+                out[name] = {k: _attr(v) for k, v in obj.attrs.items()}
+    return out
+
+
+def parse_where(items, table, flag="--where"):
+    """[(column, value)] from COL=VALUE strings (the first '=' splits, so
+    params=factors=[2,4] works); the value converted to the column's type.
+    ValueError naming the offending item and the allowed columns or values."""
+    out = []
+    keys = table.keys()
+    for item in items:
+        col, eq, text = item.partition("=")
+        col = col.strip()
+        if not eq:
+            raise ValueError(f"{flag}: '{item}' is not COLUMN=VALUE")
+        if col not in keys:
+            raise ValueError(f"{flag}: no key column '{col}' in /{table.name}; key columns: "
+                             + ", ".join(keys))
+        values = unique_in_order(table[col])
+        if table[col].dtype.kind in "iu":
+            try:
+                value = int(text)
+            except ValueError:
+                value = None
+        elif table[col].dtype.kind == "f":
+            try:
+                value = float(text)
+            except ValueError:
+                value = None
+        else:
+            value = text
+        if value is None or value not in values:
+            raise ValueError(f"{flag}: {col} has no value '{text}'; values: "
+                             + ", ".join(str(v) for v in values))
+        out.append((col, value))
+    return out
+
+
+def where(table, conditions):
+    """The rows of table where every (column, value) of conditions holds."""
+    mask = np.ones(len(table), dtype=bool)
+    for col, value in conditions:
+        mask &= table[col] == value
+    return table.select(mask)
 
 
 def ok_runs(table):

@@ -19,15 +19,25 @@ that varies in the file; otherwise it also spreads over those columns.  Rows
 of /runs whose status is not ok are left out (a note on stderr says how many).
 
 The default grouping is every key column except point_id, repeat, seed,
-status and message: the mean over repeats of each point."""
+status and message: the mean over repeats of each point.  --group-by takes
+any key columns of the table, in the order given; of /runs these are
+dataset, layer, head, strategy, params, mode, chunk_size, look_back, window,
+combine, n_hashes, n_buckets (and point_id, repeat, seed, status).  layer and
+head (results format 2) are -1 for a dataset without that axis; a file of
+format 1 reads them as -1 too.  --where keeps only the rows whose key column
+has the given value, so that one can summarise, say, the heads of one
+strategy at one (n_hashes, n_buckets)."""
 
 EPILOG = """\
 examples:
   tools/summary results/quickstart.h5 --group-by strategy,n_buckets,n_hashes
   tools/summary results/quickstart.h5 --group-by strategy --metrics out_rel_err,density --csv
   tools/summary results/collision.h5 --group-by strategy,n_buckets,angle
+  tools/summary results/real-heads.h5 --group-by layer,head,strategy -m mass_recall \
+      --where n_hashes=8 --where n_buckets=16
 
-exit codes: 0 ok, 1 unreadable file, 2 bad command line (unknown column)"""
+exit codes: 0 ok, 1 unreadable file (or not a results file of format 1 or 2),
+2 bad command line (unknown column or value)"""
 
 
 def fmt(v, digits=4):
@@ -43,9 +53,13 @@ def main(argv=None):
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("file", help="results file (HDF5) written by lshlab run")
     ap.add_argument("-g", "--group-by", metavar="KEYS",
-                    help="comma-separated key columns, e.g. strategy,n_buckets,n_hashes")
+                    help="comma-separated key columns, e.g. strategy,n_buckets,n_hashes "
+                         "or layer,head,strategy (default: every key but the repeat)")
     ap.add_argument("-m", "--metrics", metavar="COLS",
                     help="comma-separated metric columns (default: all)")
+    ap.add_argument("--where", action="append", default=[], metavar="COL=VALUE",
+                    help="keep only rows whose key column COL equals VALUE (repeatable, "
+                         "e.g. --where strategy=kmeans --where n_buckets=16)")
     ap.add_argument("-t", "--table", choices=["runs", "collision"],
                     help="which table (default: /runs, else /collision)")
     ap.add_argument("--csv", action="store_true",
@@ -59,6 +73,9 @@ def main(argv=None):
             table = lr.read_table(args.file, name)
             if table is not None:
                 break
+    except lr.FormatError as e:
+        print(f"tools/summary: error: {e}", file=sys.stderr)
+        return 1
     except (OSError, KeyError) as e:
         print(f"tools/summary: error: cannot read '{args.file}': {e}", file=sys.stderr)
         return 1
@@ -77,14 +94,28 @@ def main(argv=None):
     keys_all = table.keys()
     if args.group_by:
         keys = [k.strip() for k in args.group_by.split(",") if k.strip()]
-    else:
-        keys = [k for k in keys_all if k not in lr.REPEAT_COLUMNS]
+        if not keys:
+            ap.error(f"--group-by: no column named in '{args.group_by}'; key columns: "
+                     + ", ".join(keys_all))
+    else:  # the columns a version-1 file lacks (all -1) would only add noise
+        keys = [k for k in keys_all if k not in lr.REPEAT_COLUMNS and k not in table.filled]
     for k in keys:
-        if k not in table:
-            near = difflib.get_close_matches(k, table.order, n=1)
-            ap.error(f"--group-by: no column '{k}' in /{table.name}"
-                     + (f"; did you mean '{near[0]}'?" if near else "")
-                     + " columns: " + ", ".join(table.order))
+        if k not in keys_all:
+            what = "a metric, not a key column" if k in table else "no key column"
+            near = difflib.get_close_matches(k, keys_all, n=1)
+            ap.error(f"--group-by: '{k}' is {what} of /{table.name}"
+                     + (f"; did you mean '{near[0]}'?" if near and k not in table else "")
+                     + "; key columns: " + ", ".join(keys_all))
+    if len(set(keys)) < len(keys):
+        ap.error(f"--group-by: a column is named twice in '{args.group_by}'")
+    try:
+        table = lr.where(table, lr.parse_where(args.where, table))
+    except ValueError as e:
+        ap.error(str(e))
+    if args.where and not len(table):
+        print(f"tools/summary: error: no {'ok ' if table.name == 'runs' else ''}rows of "
+              f"'{args.file}' match " + " and ".join(args.where), file=sys.stderr)
+        return 1
     metrics = [m for m in table.metrics() if not m.endswith("_se") or m[:-3] not in table]
     if args.metrics:
         want = [m.strip() for m in args.metrics.split(",") if m.strip()]
