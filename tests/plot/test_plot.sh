@@ -95,6 +95,21 @@ PY
 "$summary" "$tmp/collision.h5" --group-by strategy,n_buckets > "$tmp/c.txt" || fail "summary collision"
 grep -q "^hyperplane" "$tmp/c.txt" || fail "summary collision: $(cat "$tmp/c.txt")"
 
+# A dataset without layer and head axes reads as layer = head = -1 (results format 1
+# or 2 alike): one group of every ok row.
+"$summary" "$tmp/sweep.h5" --group-by layer,head --csv -m out_rel_err > "$tmp/lh.csv" ||
+    fail "summary --group-by layer,head"
+sed -n 2p "$tmp/lh.csv" | grep -q '^-1,-1,36,' || fail "summary by layer,head: $(cat "$tmp/lh.csv")"
+"$summary" "$tmp/sweep.h5" --group-by layr 2> "$tmp/err" && fail "unknown --group-by column accepted"
+grep -q "key columns: point_id, dataset, layer, head, strategy" "$tmp/err" ||
+    fail "unknown --group-by column: $(cat "$tmp/err")"
+# --help: exit 0 and the per-head options are there.
+"$plot" --help > "$tmp/help" || fail "tools/plot --help"
+grep -q "heads_<metric>" "$tmp/help" && grep -q -- "--n-buckets B" "$tmp/help" ||
+    fail "tools/plot --help lacks the head figures"
+"$summary" --help > "$tmp/help" || fail "tools/summary --help"
+grep -q "layer,head" "$tmp/help" || fail "tools/summary --help lacks --group-by layer,head"
+
 if [ "$failures" -gt 0 ]; then
     echo "$failures failures"
     exit 1

@@ -294,6 +294,17 @@ class HeadFiguresTest(HeadsFile):
         np.testing.assert_allclose(d["panels"][0]["matrix"],
                                    [[0.501, 0.511], [0.601, 0.611]], rtol=0, atol=1e-14)
 
+    def test_default_point_is_the_largest_n_hashes_and_the_middle_n_buckets(self):
+        from lshlab import plot
+        t = lr.Table("runs", {
+            "n_hashes": np.array([1, 4, 4, 4, 4, 2], dtype=np.uint32),
+            "n_buckets": np.array([64, 32, 8, 16, 64, 4], dtype=np.uint32),
+        }, ["n_hashes", "n_buckets"], {})
+        # n_buckets at n_hashes 4: 8, 16, 32, 64 -> the lower middle one, 16.
+        self.assertEqual(plot.default_point(t), (4, 16))
+        self.assertEqual(plot.default_point(t, n_hashes=1), (1, 64))
+        self.assertEqual(plot.default_point(t, n_buckets=8), (4, 8))
+
     def test_spread_draws_one_dot_per_head_in_the_strategy_colour(self):
         from lshlab import plot
         rc, files, err, drawn = self.plot(self.heads_file(), "--only", "head_spread")

@@ -927,7 +927,8 @@ def main(argv=None, drawn=None):
                     help="figure width: double (7 in), single (3.3 in) or inches")
     ap.add_argument("--dpi", type=int, default=200, help="PNG resolution (default: 200)")
     ap.add_argument("--only", metavar="NAMES",
-                    help="draw only these figures (comma-separated, e.g. cost,collision)")
+                    help="draw only these figures (comma-separated, e.g. cost,collision "
+                         "or heads,head_spread)")
     ap.add_argument("--dataset", metavar="NAMES",
                     help="draw the /runs figures of these datasets only (comma-separated)")
     ap.add_argument("--stem", help="file name prefix (default: the results file's stem)")

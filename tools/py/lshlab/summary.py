@@ -33,8 +33,7 @@ examples:
   tools/summary results/quickstart.h5 --group-by strategy,n_buckets,n_hashes
   tools/summary results/quickstart.h5 --group-by strategy --metrics out_rel_err,density --csv
   tools/summary results/collision.h5 --group-by strategy,n_buckets,angle
-  tools/summary results/real-heads.h5 --group-by layer,head,strategy -m mass_recall \
-      --where n_hashes=8 --where n_buckets=16
+  tools/summary results/real-heads.h5 -g layer,head,strategy -m mass_recall --where n_buckets=16
 
 exit codes: 0 ok, 1 unreadable file (or not a results file of format 1 or 2),
 2 bad command line (unknown column or value)"""
