@@ -177,6 +177,14 @@ class FormatVersionTest(HeadsFile):
             self.assertEqual((rc, out), (1, ""), kw)
             self.assertIn(want, err)
 
+    def test_a_layer_column_that_is_not_integers_is_refused(self):
+        fields = [(n, "S8" if n == "layer" else t) for n, t in V2_FIELDS]
+        rows = [r[:2] + [b"zero"] + r[3:] for r in heads_rows()[:2]]
+        path = self.write("strlayer.h5", rows, dtype=np.dtype(fields))
+        with self.assertRaises(lr.FormatError) as cm:
+            lr.read_table(path, "runs")
+        self.assertIn("the /runs column layer holds |S8, not integers", str(cm.exception))
+
     def test_dataset_attributes_are_read(self):
         d = lr.read_datasets(self.heads_file())
         self.assertEqual(list(d), ["tiny"])

@@ -145,6 +145,9 @@ def read_table(path, name):
     columns = {c: _decode(data[c]) for c in order}
     filled = []
     for col, value in V2_KEY_DEFAULTS.get(name, []):
+        if col in columns and columns[col].dtype.kind not in "iu":
+            raise FormatError(f"'{path}': the /{name} column {col} holds {data.dtype[col]}, "
+                              "not integers (format 2 writes int32)")
         if col not in columns:
             columns[col] = np.full(len(data), value, dtype=np.int32)
             filled.append(col)
