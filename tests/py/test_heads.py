@@ -334,6 +334,35 @@ class HeadFiguresTest(HeadsFile):
         # 0.3 + 0.002 + 0.0004 + 0.01 + 0.02 + 0.0015).
         self.assertAlmostEqual(groups[("rotation", 4)]["values"][3], 0.3339, places=14)
 
+    def test_spread_marks_the_mean_of_a_baseline_dataset(self):
+        rows = heads_rows()
+        pid = 5000
+        for s in ("rotation", "kmeans"):
+            for h in (1, 2):
+                for b in (4, 8, 16):
+                    for r in (0, 1):
+                        # 0.1 (rotation) or 0.2 (kmeans) + 0.01 r: mean 0.105 or 0.205.
+                        mr = (0.1 if s == "rotation" else 0.2) + 0.01 * r
+                        rows.append([pid, b"gauss", -1, -1, s.encode(), b"", b"bucket", 0, 0,
+                                     b"n/a", b"union", h, b, r, pid, b"ok", b"", 1 - mr, mr,
+                                     h / b])
+                        pid += 1
+        path = self.write("two.h5", rows)
+        rc, files, err, drawn = self.plot(path, "--only", "head_spread", "--baseline", "gauss")
+        self.assertEqual(rc, 0, err)
+        # Only the multi-head dataset gets the figure; gauss has one (layer, head).
+        self.assertEqual([os.path.basename(f) for f in files],
+                         ["two_tiny_head_spread_mass_recall.png"])
+        self.assertIn("gauss: head_spread_mass_recall: one (layer, head) only", err)
+        groups = drawn["two_tiny_head_spread_mass_recall"]["groups"]
+        self.assertEqual(len(groups), 6)
+        for g in groups:
+            want = 0.105 if g["strategy"] == "rotation" else 0.205
+            self.assertAlmostEqual(g["baseline"], want, places=14)
+        from lshlab import plot
+        err = self.usage_error(plot.main, path, "-o", self.tmp, "--baseline", "gaus")
+        self.assertIn("--baseline: no ok rows of dataset 'gaus'; datasets: tiny, gauss", err)
+
     def test_ambiguous_point_is_not_drawn_and_names_the_choice(self):
         fields = V2_FIELDS[:11] + [("min_collisions", "<u4")] + V2_FIELDS[11:]
         rows = []

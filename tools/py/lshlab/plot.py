@@ -728,9 +728,12 @@ def fig_heads(w, runs, metric, width, name, n_hashes, n_buckets, dataset_attrs=N
     return None
 
 
-def fig_head_spread(w, runs, metric, width, name, n_hashes):
+def fig_head_spread(w, runs, metric, width, name, n_hashes, baseline=None):
     """The spread over heads of metric, per series and n_buckets at one n_hashes:
-    a box (quartiles, whiskers to 1.5 IQR) and a dot per (layer, head)."""
+    a box (quartiles, whiskers to 1.5 IQR) and a dot per (layer, head).  baseline,
+    when given, is (dataset name, its rows): the mean of metric over all its rows
+    (heads and repeats) at the same series, n_hashes and n_buckets is drawn as a
+    black dashed bar across each box (say, Gaussian data of the same shape)."""
     units = head_units(runs)
     if len(units) < 2:
         return f"{name}: one (layer, head) only"
@@ -759,6 +762,9 @@ def fig_head_spread(w, runs, metric, width, name, n_hashes):
             counts.append(n)
     if not groups:
         return f"{name}: no ok rows at n_hashes = {h}"
+    base_name, base_rows = baseline if baseline else (None, None)
+    if base_rows is not None:
+        base_rows = base_rows.select(base_rows["n_hashes"] == h)
     ns = len(series)
     slot = 0.8 / ns
     fig_w = width
@@ -781,7 +787,14 @@ def fig_head_spread(w, runs, metric, width, name, n_hashes):
         offs = np.linspace(-slot * 0.28, slot * 0.28, k) if k > 1 else np.zeros(k)
         pc = ax.scatter(x0 + offs, values, s=10, color=st.colour, marker=st.marker,
                         edgecolors="white", linewidths=0.3, zorder=3, label=st.label)
-        record["groups"].append({"label": st.label, "strategy": st.strategy,
+        base = None
+        if base_rows is not None:
+            br = series_rows(base_rows.select(base_rows["n_buckets"] == b), cols, st.key)
+            if len(br):
+                base = mean_se_of(br, metric)[0]
+                ax.plot([x0 - slot * 0.45, x0 + slot * 0.45], [base, base], color="black",
+                        linestyle=(0, (3, 1.5)), linewidth=1.1, zorder=4)
+        record["groups"].append({"label": st.label, "strategy": st.strategy, "baseline": base,
                                  "colour": st.colour, "n_buckets": b, "units": which,
                                  "values": np.array(values),
                                  "points": np.array(pc.get_offsets())[:, 1].copy(),
@@ -796,7 +809,11 @@ def fig_head_spread(w, runs, metric, width, name, n_hashes):
     ax.grid(False, axis="x")
     handles = [Line2D([], [], color=st.colour, marker=st.marker, linestyle="none",
                       label=st.label) for st in series.values()]
-    legend_below(fig, handles, [st.label for st in series.values()], width)
+    labels = [st.label for st in series.values()]
+    if any(g["baseline"] is not None for g in record["groups"]):
+        handles.append(Line2D([], [], color="black", linestyle=(0, (3, 1.5)), linewidth=1.1))
+        labels.append(f"{base_name}: mean over its rows")
+    legend_below(fig, handles, labels, width)
     title = (f"{SHORT.get(metric, metric)} across {len(units)} heads at n_hashes = {h}: "
              "a dot per (layer, head), "
              f"{_repeats_text(np.concatenate([c.ravel() for c in counts]))}; "
@@ -941,6 +958,9 @@ def main(argv=None, drawn=None):
                        help="n_hashes of the head figures (default: the largest)")
     heads.add_argument("--n-buckets", type=int, metavar="B",
                        help="n_buckets of the heads heatmap (default: the middle one)")
+    heads.add_argument("--baseline", metavar="DATASET",
+                       help="another dataset of the file (e.g. Gaussian data of the same "
+                            "shape) whose mean the head_spread figure marks on each box")
     rows = ap.add_argument_group("row selection (every /runs figure)")
     rows.add_argument("--strategy", metavar="NAMES",
                       help="draw only these strategies (comma-separated)")
@@ -1009,8 +1029,15 @@ def main(argv=None, drawn=None):
                 if v not in have:
                     ap.error(f"{opt}: no ok rows with {colname} = {v}; {colname}: "
                              + ", ".join(str(x) for x in have))
-    elif args.where or args.strategy or args.head_metric or args.n_hashes or args.n_buckets:
-        ap.error("--where, --strategy, --head-metric, --n-hashes and --n-buckets select rows "
+        if args.baseline is not None:
+            names = lr.unique_in_order(ok_all["dataset"])
+            if args.baseline not in names:
+                ap.error(f"--baseline: no ok rows of dataset '{args.baseline}'; datasets: "
+                         + ", ".join(names))
+    elif (args.where or args.strategy or args.head_metric or args.n_hashes or args.n_buckets
+          or args.baseline):
+        ap.error("--where, --strategy, --head-metric, --n-hashes, --n-buckets and --baseline "
+                 "select rows "
                  f"of /runs, and '{args.file}' has none (a collision experiment)")
     os.makedirs(args.output, exist_ok=True)
     setup_matplotlib()
@@ -1039,6 +1066,11 @@ def main(argv=None, drawn=None):
             datasets = chosen
         else:
             named = len(datasets) > 1
+        def baseline(ds):
+            if args.baseline is None or args.baseline == ds:
+                return None
+            return args.baseline, ok.select(ok["dataset"] == args.baseline)
+
         for ds in datasets:
             r = ok.select(ok["dataset"] == ds)
             w = Writer(args.output, f"{stem}_{ds}" if named else stem, formats, args.dpi,
@@ -1049,7 +1081,7 @@ def main(argv=None, drawn=None):
                 nh = len({b for _, b in units})
                 w.heads_note = (f"mean over the {len(units)} heads of {ds}"
                                 + (f" ({nl} layers × {nh} heads)" if nl > 1 else "")
-                                + "; ± se over heads and repeats")
+                                + "; error bars, where drawn, spread over heads and repeats")
             jobs = []
             for suffix, rs, subtitle in split_settings(r):
                 jobs.append((None, lambda t=subtitle: setattr(w, "subtitle", t)))
@@ -1064,7 +1096,8 @@ def main(argv=None, drawn=None):
                                         ds_attrs.get(ds))) for m in head_metrics]
                     jobs += [(f"head_spread_{m}", lambda m=m, rs=rs,
                               n=f"head_spread_{m}{suffix}":
-                              fig_head_spread(w, rs, m, width, n, args.n_hashes))
+                              fig_head_spread(w, rs, m, width, n, args.n_hashes,
+                                              baseline(ds)))
                              for m in head_metrics]
             jobs.append((None, lambda: setattr(w, "subtitle", None)))
             jobs.append(("balance", lambda: fig_balance(w, r, width, "balance")))
@@ -1074,7 +1107,7 @@ def main(argv=None, drawn=None):
                 if name is None or want(name):
                     why = job()
                     if why:
-                        skipped.append(why)
+                        skipped.append(f"{ds}: {why}" if named else why)
             written += w.written
         if not datasets:
             skipped.append("/runs figures: no ok rows")
