@@ -236,6 +236,16 @@ class SummaryGroupByTest(HeadsFile):
         self.assertEqual(len(got), 4)
         self.assertAlmostEqual(float(got[3]["mass_recall"]), 0.12, places=14)
 
+    def test_default_grouping_leaves_out_layer_and_head_of_data_without_heads(self):
+        rows = [r[:2] + [-1, -1] + r[4:] for r in heads_rows() if r[2] == 0 and r[3] == 0]
+        rc, out, _ = self.summary(self.write("flat.h5", rows), *self.AT)
+        self.assertEqual(rc, 0)
+        got = list(csv.DictReader(io.StringIO(out)))
+        self.assertEqual(list(got[0])[:2], ["dataset", "strategy"])
+        self.assertEqual([(r["strategy"], r["n"]) for r in got], [("rotation", "2"),
+                                                                  ("kmeans", "2")])
+        self.assertAlmostEqual(float(got[1]["mass_recall"]), 0.71, places=14)
+
     def test_unknown_or_metric_column_is_refused_naming_the_key_columns(self):
         path = self.heads_file()
         err = self.usage_error(summary.main, path, "--group-by", "layr,head")

@@ -19,8 +19,9 @@ that varies in the file; otherwise it also spreads over those columns.  Rows
 of /runs whose status is not ok are left out (a note on stderr says how many).
 
 The default grouping is every key column except point_id, repeat, seed,
-status and message: the mean over repeats of each point.  --group-by takes
-any key columns of the table, in the order given; of /runs these are
+status and message (and layer and head when every row has -1 there): the
+mean over repeats of each point.  --group-by takes any key columns of the
+table, in the order given; of /runs these are
 dataset, layer, head, strategy, params, mode, chunk_size, look_back, window,
 combine, n_hashes, n_buckets (and point_id, repeat, seed, status).  layer and
 head (results format 2) are -1 for a dataset without that axis; a file of
@@ -96,8 +97,9 @@ def main(argv=None):
         if not keys:
             ap.error(f"--group-by: no column named in '{args.group_by}'; key columns: "
                      + ", ".join(keys_all))
-    else:  # the columns a version-1 file lacks (all -1) would only add noise
-        keys = [k for k in keys_all if k not in lr.REPEAT_COLUMNS and k not in table.filled]
+    else:  # layer and head of data without those axes (-1, or absent) would be noise
+        keys = [k for k in keys_all if k not in lr.REPEAT_COLUMNS and k not in table.filled
+                and not (k in ("layer", "head") and len(table) and (table[k] == -1).all())]
     for k in keys:
         if k not in keys_all:
             what = "a metric, not a key column" if k in table else "no key column"
