@@ -973,11 +973,11 @@ Test(results, dataset_group_and_dumps_survive_resume)
     double q[6] = { 2.385, -1.25, 0.5, 3.0, -0.125, 7.75 };
     double k[6] = { 1, 2, 3, 4, 5, 6.5 };
     double v[3] = { 0.1, 0.2, 0.3 };
-    struct lsh_dataset ds = { .spec = &tc.datasets[0], .n = 3, .d = 2, .d_v = 1,
-                              .seed = UINT64_C(0x123456789abcdef0), .q = q, .k = k, .v = v };
+    struct lsh_dataset ds = { .spec = &tc.datasets[0], .unit = { -1, -1 }, .n = 3, .d = 2,
+                              .d_v = 1, .seed = UINT64_C(0x123456789abcdef0), .q = q, .k = k, .v = v };
     struct lsh_error err;
     struct lsh_results *res = open_ok(&tc.cfg, LSH_RESULTS_CREATE);
-    cr_assert_eq(lsh_results_write_dataset(res, &ds, 1, &err), 0, "%s", err.message);
+    cr_assert_eq(lsh_results_write_dataset(res, NULL, &ds, 1, &err), 0, "%s", err.message);
     uint32_t buckets[6] = { 0, 3, 1, 2, 2, 0 }, buckets2[6] = { 9, 9, 9, 9, 9, 9 };
     double mass[3] = { 0.5, 0.25, 0.125 };
     cr_assert_eq(lsh_results_dump_array(res, 17, "buckets", 'u', buckets, 2, 3, &err), 0, "%s",
@@ -990,7 +990,7 @@ Test(results, dataset_group_and_dumps_survive_resume)
 
     /* resume: the dataset group is kept as is, a re-run point's arrays replaced */
     res = open_ok(&tc.cfg, LSH_RESULTS_RESUME);
-    cr_assert_eq(lsh_results_write_dataset(res, &ds, 1, &err), 0, "%s", err.message);
+    cr_assert_eq(lsh_results_write_dataset(res, NULL, &ds, 1, &err), 0, "%s", err.message);
     cr_assert_eq(lsh_results_dump_array(res, 17, "buckets", 'u', buckets2, 2, 3, &err), 0, "%s",
                  err.message);
     close_ok(res, 1);
@@ -1542,14 +1542,14 @@ static int resume_with_input(struct test_config *tc, const struct lsh_dataset *d
                              const struct lsh_dataset *ds2, struct lsh_error *err)
 {
     struct lsh_results *res = open_ok(&tc->cfg, LSH_RESULTS_CREATE);
-    cr_assert_eq(lsh_results_write_dataset(res, ds, 0, err), 0, "%s", err->message);
+    cr_assert_eq(lsh_results_write_dataset(res, NULL, ds, 0, err), 0, "%s", err->message);
     struct test_row r;
     make_row(&r, 0, LSH_POINT_OK);
     append_ok(res, &r.row);
     close_ok(res, 0);
     res = open_ok(&tc->cfg, LSH_RESULTS_RESUME);
     lsh_error_clear(err);
-    int rc = lsh_results_write_dataset(res, ds2, 0, err);
+    int rc = lsh_results_write_dataset(res, NULL, ds2, 0, err);
     struct lsh_error close_err;
     lsh_results_close(res, 0, &close_err);
     remove(partial);
@@ -1568,8 +1568,8 @@ Test(results, resume_refuses_an_input_that_changed)
     double q[6] = { 2.385, -1.25, 0.5, 3.0, -0.125, 7.75 }, q2[6];
     double v[3] = { 0.1, 0.2, 0.3 };
     memcpy(q2, q, sizeof q);
-    struct lsh_dataset ds = { .spec = &tc.datasets[0], .n = 3, .d = 2, .d_v = 1, .q = q,
-                              .v = v };
+    struct lsh_dataset ds = { .spec = &tc.datasets[0], .unit = { -1, -1 }, .n = 3, .d = 2,
+                              .d_v = 1, .q = q, .v = v };
     struct lsh_dataset same = ds, edited = ds, reshaped = ds;
     same.q = q2;
     struct lsh_error err;
