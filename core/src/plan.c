@@ -192,6 +192,24 @@ int lsh_plan_build(const struct lsh_config *cfg, struct lsh_plan **out, struct l
                             "parameter sets x n_buckets x repeats x modes x n_hashes x combine "
                             "overflows");
     }
+    /* The config bounded its points before the data was probed; its layers
+     * and heads multiply them (SPEC 11.2). */
+    if (n_all > LSH_POINTS_MAX) {
+        size_t widest = 0;
+        for (size_t k = 1; k < cfg->n_datasets; k++)
+            if (lsh_plan_units(plan, k) > lsh_plan_units(plan, widest))
+                widest = k;
+        const struct lsh_dataset_spec *ds = &cfg->datasets[widest];
+        free(modes);
+        rc = lsh_error_at(err, LSH_ECONFIG, cfg->path, ds->line, ds->column,
+                          "the sweep is too large: over the datasets' layers and heads (%zu "
+                          "units; dataset '%s' selects %zu) it expands to %zu points; allowed: "
+                          "at most %zu (select fewer layers or heads)",
+                          n_units, ds->name, lsh_plan_units(plan, widest), n_all,
+                          (size_t)LSH_POINTS_MAX);
+        lsh_plan_free(plan);
+        return rc;
+    }
     plan->groups = calloc(n_groups + 1, sizeof *plan->groups);
     plan->passes = calloc(n_groups * n_modes + 1, sizeof *plan->passes);
     plan->points = calloc(n_groups * n_modes * per_pass + 1, sizeof *plan->points);
