@@ -1923,6 +1923,8 @@ void lsh_config_free(struct lsh_config *cfg)
         free(ds->q);
         free(ds->k);
         free(ds->v);
+        free(ds->layers);
+        free(ds->heads);
     }
     free(cfg->datasets);
     free(cfg->attention.topk);

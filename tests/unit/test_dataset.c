@@ -4,6 +4,7 @@
 #define _POSIX_C_SOURCE 200809L
 #include <criterion/criterion.h>
 #include <math.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -12,6 +13,7 @@
 #include <hdf5.h>
 
 #include "dataset.h"
+#include "rng.h"
 
 static char dir[64];
 
@@ -165,11 +167,20 @@ Test(dataset, hdf5_reads_q_k_v_exactly_and_converts_floats)
     snprintf(path, sizeof path, "%s/data.h5", dir);
     double q[3 * 2] = {2.385, -0.71, 0.5, 1e-3, -4.25, 3.0};
     float k[3 * 2] = {1.5f, 2.5f, -0.25f, 0.125f, 8.0f, -1.0f};
-    int v[3 * 1] = {1, -2, 3};
+    float v[3 * 1] = {1.75f, -2.0f, 3.0e-3f};
     hsize_t dq[2] = {3, 2}, dv[2] = {3, 1};
     write_h5(path, "q", H5T_NATIVE_DOUBLE, 2, dq, q);
     write_h5(path, "k", H5T_NATIVE_FLOAT, 2, dq, k);
-    write_h5(path, "v", H5T_NATIVE_INT, 2, dv, v);
+    /* big-endian on disk: HDF5 swaps the bytes */
+    hid_t be = H5Tcopy(H5T_IEEE_F32BE);
+    hid_t f = H5Fopen(path, H5F_ACC_RDWR, H5P_DEFAULT);
+    hid_t sp = H5Screate_simple(2, dv, NULL);
+    hid_t dsv = H5Dcreate2(f, "v", be, sp, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+    cr_assert(H5Dwrite(dsv, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, v) >= 0);
+    H5Dclose(dsv);
+    H5Sclose(sp);
+    H5Fclose(f);
+    H5Tclose(be);
     struct lsh_dataset_spec s = spec_of(LSH_DATA_HDF5, 0, 0);
     s.file = "data.h5";
     s.q = "q";
@@ -221,11 +232,14 @@ Test(dataset, bad_hdf5_inputs_are_refused_with_clear_messages)
 {
     char path[128];
     double x[6] = {1, 2, 3, 4, 5, 6}, nanv[6] = {1, 2, NAN, 4, 5, 6}, infv[6] = {1, 2, 3, INFINITY, 5, 6};
-    hsize_t d2[2] = {3, 2}, d1[1] = {6}, d3[3] = {1, 3, 2}, dk[2] = {2, 3};
+    hsize_t d2[2] = {3, 2}, d1[1] = {6}, d5[5] = {1, 1, 1, 3, 2}, dk[2] = {2, 3};
+    int ints[6] = {1, 2, 3, 4, 5, 6};
     snprintf(path, sizeof path, "%s/ok.h5", dir);
     write_h5(path, "q", H5T_NATIVE_DOUBLE, 2, d2, x);
     write_h5(path, "flat", H5T_NATIVE_DOUBLE, 1, d1, x);
-    write_h5(path, "cube", H5T_NATIVE_DOUBLE, 3, d3, x);
+    write_h5(path, "rank5", H5T_NATIVE_DOUBLE, 5, d5, x);
+    write_h5(path, "ints", H5T_NATIVE_INT, 2, d2, ints);
+    write_h5(path, "u16", H5T_NATIVE_UINT16, 2, d2, (uint16_t[6]){1, 2, 3, 4, 5, 6});
     write_h5(path, "kbad", H5T_NATIVE_DOUBLE, 2, dk, x);
     write_h5(path, "nan", H5T_NATIVE_DOUBLE, 2, d2, nanv);
     write_h5(path, "inf", H5T_NATIVE_DOUBLE, 2, d2, infv);
@@ -243,7 +257,11 @@ Test(dataset, bad_hdf5_inputs_are_refused_with_clear_messages)
     expect_refused("noth5", "q", NULL, "not an HDF5 file");
     expect_refused("ok", "nope", NULL, "no dataset 'nope'");
     expect_refused("ok", "flat", NULL, "rank 1");
-    expect_refused("ok", "cube", NULL, "rank 3");
+    expect_refused("ok", "rank5", NULL, "rank 5; need a 2-D array [n, d], 3-D [heads, n, d] "
+                                       "or 4-D [layers, heads, n, d] (its shape: 1 x 1 x 1 x 3 x 2)");
+    expect_refused("ok", "ints", NULL, "'ints' holds 32-bit signed integers; allowed: IEEE "
+                                       "float16, float32 or float64");
+    expect_refused("ok", "u16", NULL, "16-bit unsigned integers (bfloat16");
     expect_refused("ok", "text", NULL, "not numeric");
     expect_refused("ok", "q", "kbad", "differ in shape");
     expect_refused("ok", "nan", NULL, "NaN");
@@ -613,4 +631,226 @@ Test(dataset, an_hdf5_dataset_stored_in_external_files_is_refused_without_readin
     cr_expect_eq(probe_file("ext.h5", &err), LSH_EDATA);
     cr_expect(strstr(err.message, "ext.h5") && strstr(err.message, "external raw data files"),
               "%s", err.message);
+}
+
+/* ---- layers and heads (SPEC 11) ------------------------------------------------- */
+
+/* A value no two (layer, head, row, column) share, exact in float32 too:
+ * each part a multiple of 2^-6 below 2^6. */
+static double val(int m, int l, int h, int i, int e)
+{
+    return 16.0 * m + 4.0 * l + 1.0 * h + 0.125 * i + 0.015625 * e - 20.0;
+}
+
+/* An array of `rank` with the last dims[] of [L, H, n, d] filled by val(m). */
+static void write_val(const char *path, const char *name, hid_t type, int m, int rank,
+                      const hsize_t *dims)
+{
+    size_t total = 1;
+    for (int r = 0; r < rank; r++)
+        total *= dims[r];
+    double *x = malloc(total * sizeof *x);
+    const size_t L = rank == 4 ? dims[0] : 1, H = rank >= 3 ? dims[rank - 3] : 1,
+                 n = dims[rank - 2], d = dims[rank - 1];
+    for (size_t l = 0; l < L; l++)
+        for (size_t h = 0; h < H; h++)
+            for (size_t i = 0; i < n; i++)
+                for (size_t e = 0; e < d; e++)
+                    x[((l * H + h) * n + i) * d + e] = val(m, (int)l, (int)h, (int)i, (int)e);
+    hid_t f = access(path, F_OK) == 0 ? H5Fopen(path, H5F_ACC_RDWR, H5P_DEFAULT)
+                                      : H5Fcreate(path, H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
+    cr_assert(f >= 0);
+    hid_t sp = H5Screate_simple(rank, dims, NULL);
+    hid_t ds = H5Dcreate2(f, name, type, sp, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+    cr_assert(ds >= 0, "cannot create %s", name);
+    cr_assert(H5Dwrite(ds, H5T_NATIVE_DOUBLE, H5S_ALL, H5S_ALL, H5P_DEFAULT, x) >= 0);
+    H5Dclose(ds);
+    H5Sclose(sp);
+    H5Fclose(f);
+    free(x);
+}
+
+static struct lsh_dataset_spec h5spec(const char *q, const char *k, const char *v)
+{
+    struct lsh_dataset_spec s = spec_of(LSH_DATA_HDF5, 0, 0);
+    s.file = "heads.h5";
+    s.q = (char *)q;
+    s.k = (char *)k;
+    s.v = (char *)v;
+    return s;
+}
+
+static const char *cfg_path(void)
+{
+    static char p[128];
+    snprintf(p, sizeof p, "%s/c.yaml", dir);
+    return p;
+}
+
+static const char *heads_file(void)
+{
+    static char p[128];
+    snprintf(p, sizeof p, "%s/heads.h5", dir);
+    return p;
+}
+
+/* ds holds val(m) of (l, h) for Q (m 0), K (m 1, kv head), V (m 2, kv head). */
+static void expect_unit(const struct lsh_dataset *ds, int l, int h, int kvh, int check_v)
+{
+    for (size_t i = 0; i < ds->n; i++)
+        for (size_t e = 0; e < ds->d; e++) {
+            cr_expect_eq(ds->q[i * ds->d + e], val(0, l, h, (int)i, (int)e),
+                         "Q of layer %d head %d at %zu,%zu", l, h, i, e);
+            if (ds->k)
+                cr_expect_eq(ds->k[i * ds->d + e], val(1, l, kvh, (int)i, (int)e),
+                             "K of layer %d head %d (kv %d) at %zu,%zu", l, h, kvh, i, e);
+        }
+    for (size_t i = 0; check_v && i < ds->n; i++)
+        for (size_t e = 0; e < ds->d_v; e++)
+            cr_expect_eq(ds->v[i * ds->d_v + e], val(2, l, kvh, (int)i, (int)e),
+                         "V of layer %d head %d at %zu,%zu", l, h, i, e);
+}
+
+Test(dataset, a_rank4_hdf5_dataset_lists_its_selected_units_and_reads_each_exactly)
+{
+    const hsize_t dq[4] = {2, 3, 5, 2}, dk[4] = {2, 3, 5, 2}, dv[4] = {2, 3, 5, 3};
+    write_val(heads_file(), "q", H5T_IEEE_F64BE, 0, 4, dq);
+    write_val(heads_file(), "k", H5T_IEEE_F32LE, 1, 4, dk);
+    write_val(heads_file(), "v", H5T_IEEE_F32BE, 2, 4, dv);
+    struct lsh_dataset_spec s = h5spec("q", "k", "v");
+    uint32_t heads[2] = {0, 2};
+    s.heads = heads;
+    s.n_heads = 2;
+    struct lsh_dataset_layout lay;
+    struct lsh_error err;
+    cr_assert_eq(lsh_dataset_probe(&s, cfg_path(), &lay, &err), 0, "%s", err.message);
+    cr_expect(lay.n == 5 && lay.d == 2 && lay.d_v == 3);
+    cr_expect(lay.n_layers == 2 && lay.layers[0] == 0 && lay.layers[1] == 1);
+    cr_expect(lay.n_heads == 2 && lay.heads[0] == 0 && lay.heads[1] == 2);
+    cr_expect(lay.src_layers == 2 && lay.src_heads == 3 && lay.kv_heads == 3);
+    cr_expect_str_eq(lay.dtype, "float64");
+    cr_expect_str_eq(lay.source, heads_file());
+    for (int l = 0; l < 2; l++)
+        for (int b = 0; b < 2; b++) {
+            const int h = heads[b];
+            struct lsh_dataset *ds = NULL;
+            cr_assert_eq(lsh_dataset_make(&s, cfg_path(), 1, 1, (struct lsh_dataset_unit){l, h},
+                                          &ds, &err),
+                         0, "%s", err.message);
+            cr_expect(ds->unit.layer == l && ds->unit.head == h);
+            cr_expect(ds->n == 5 && ds->d == 2 && ds->d_v == 3);
+            expect_unit(ds, l, h, h, 1);
+            lsh_dataset_free(ds);
+        }
+    /* a head the selection leaves out is not made */
+    struct lsh_dataset *ds = NULL;
+    cr_expect_neq(lsh_dataset_make(&s, cfg_path(), 1, 1, (struct lsh_dataset_unit){0, 1}, &ds,
+                                   &err), 0);
+    cr_expect(strstr(err.message, "layer 0, head 1 is not one of"), "%s", err.message);
+    lsh_dataset_layout_free(&lay);
+}
+
+Test(dataset, a_rank3_dataset_maps_query_heads_to_fewer_kv_heads)
+{
+    const hsize_t dq[3] = {4, 3, 2}, dk[3] = {2, 3, 2};
+    write_val(heads_file(), "q", H5T_NATIVE_DOUBLE, 0, 3, dq);
+    write_val(heads_file(), "k", H5T_NATIVE_FLOAT, 1, 3, dk);
+    struct lsh_dataset_spec s = h5spec("q", "k", NULL);
+    struct lsh_dataset_layout lay;
+    struct lsh_error err;
+    cr_assert_eq(lsh_dataset_probe(&s, cfg_path(), &lay, &err), 0, "%s", err.message);
+    cr_expect(lay.n_layers == 1 && lay.layers[0] == -1 && lay.n_heads == 4);
+    cr_expect(lay.src_layers == 0 && lay.src_heads == 4 && lay.kv_heads == 2);
+    const int kv_of[4] = {0, 0, 1, 1}; /* floor(h * 2 / 4) */
+    for (int h = 0; h < 4; h++) {
+        cr_expect_eq(lay.heads[h], h);
+        struct lsh_dataset *ds = NULL;
+        cr_assert_eq(lsh_dataset_make(&s, cfg_path(), 9, 1, (struct lsh_dataset_unit){-1, h},
+                                      &ds, &err),
+                     0, "%s", err.message);
+        expect_unit(ds, 0, h, kv_of[h], 0);
+        /* V is drawn from the dataset's "v" stream mixed with (layer, head) */
+        struct lsh_rng *rng = lsh_rng_alloc(
+            lsh_seed_unit(lsh_seed_str(lsh_seed_str(9, "set"), "v"), -1, h));
+        for (size_t t = 0; t < ds->n * ds->d_v; t++)
+            cr_expect_eq(ds->v[t], lsh_rng_normal(rng), "V of head %d at %zu", h, t);
+        lsh_rng_free(rng);
+        lsh_dataset_free(ds);
+    }
+    lsh_dataset_layout_free(&lay);
+}
+
+static void expect_heads_refused(struct lsh_dataset_spec s, const char *n1, const char *n2)
+{
+    struct lsh_dataset_layout lay;
+    struct lsh_error err;
+    lsh_error_clear(&err);
+    int rc = lsh_dataset_probe(&s, cfg_path(), &lay, &err);
+    cr_expect_neq(rc, 0, "accepted (%s)", n1);
+    cr_expect(strstr(err.message, n1) && (!n2 || strstr(err.message, n2)),
+              "message '%s' lacks '%s' or '%s'", err.message, n1, n2 ? n2 : "");
+    cr_expect(strstr(err.message, heads_file()) || strstr(err.message, ".npy"),
+              "message '%s' does not name the file", err.message);
+}
+
+Test(dataset, bad_layer_and_head_shapes_and_selections_are_refused_naming_both_shapes)
+{
+    const hsize_t d4[4] = {2, 4, 3, 2}, d4k3[4] = {2, 3, 3, 2}, d4l3[4] = {3, 4, 3, 2},
+                  d3[3] = {4, 3, 2}, d2[2] = {3, 2},
+                  d4k2[4] = {2, 2, 3, 2}, d4n[4] = {2, 4, 4, 2};
+    write_val(heads_file(), "q", H5T_NATIVE_DOUBLE, 0, 4, d4);
+    write_val(heads_file(), "k3", H5T_NATIVE_DOUBLE, 1, 4, d4k3);
+    write_val(heads_file(), "k2", H5T_NATIVE_DOUBLE, 1, 4, d4k2);
+    write_val(heads_file(), "kl3", H5T_NATIVE_DOUBLE, 1, 4, d4l3);
+    write_val(heads_file(), "kn", H5T_NATIVE_DOUBLE, 1, 4, d4n);
+    write_val(heads_file(), "k_rank3", H5T_NATIVE_DOUBLE, 1, 3, d3);
+    write_val(heads_file(), "q2", H5T_NATIVE_DOUBLE, 0, 2, d2);
+    expect_heads_refused(h5spec("q", "k3", NULL), "K ('k3', 2 x 3 x 3 x 2) has 3 heads and Q "
+                                                  "('q', 2 x 4 x 3 x 2) 4", "multiple");
+    expect_heads_refused(h5spec("q", "kl3", NULL), "has 3 layers but Q", "2 x 4 x 3 x 2");
+    expect_heads_refused(h5spec("q", "kn", NULL), "K ('kn', 2 x 4 x 4 x 2) and Q ('q', 2 x 4 x "
+                                                  "3 x 2) differ in shape", NULL);
+    expect_heads_refused(h5spec("q", "k_rank3", NULL), "has axes [heads, n, d] but Q",
+                         "[layers, heads, n, d]");
+    expect_heads_refused(h5spec("q", "k2", "q"), "K ('k2', 2 x 2 x 3 x 2) has 2 heads but V ('q', "
+                                                 "2 x 4 x 3 x 2) has 4", NULL);
+    struct lsh_dataset_spec s = h5spec("q", "k2", "k3");
+    expect_heads_refused(s, "V ('k3', 2 x 3 x 3 x 2) has 3 heads", "multiple");
+    uint32_t five[1] = {5}, one[1] = {1};
+    s = h5spec("q", NULL, NULL);
+    s.heads = five;
+    s.n_heads = 1;
+    expect_heads_refused(s, "heads: 5 is out of range: Q has 4 heads (0 to 3)", NULL);
+    s = h5spec("q", NULL, NULL);
+    s.layers = five;
+    s.n_layers = 1;
+    expect_heads_refused(s, "layers: 5 is out of range: Q has 2 layers (0 to 1)", NULL);
+    s = h5spec("q2", NULL, NULL);
+    s.heads = one;
+    s.n_heads = 1;
+    expect_heads_refused(s, "'heads:' is given, but Q has no head axis", NULL);
+}
+
+Test(dataset, a_nan_in_a_selected_head_is_named_with_layer_head_row_and_column)
+{
+    const hsize_t dq[4] = {2, 3, 4, 2};
+    double x[2 * 3 * 4 * 2];
+    for (size_t t = 0; t < sizeof x / sizeof *x; t++)
+        x[t] = 0.25 * (double)t;
+    x[((1 * 3 + 2) * 4 + 3) * 2 + 1] = NAN; /* layer 1, head 2, row 3, column 1 */
+    write_h5(heads_file(), "q", H5T_NATIVE_DOUBLE, 4, dq, x);
+    struct lsh_dataset_spec s = h5spec("q", NULL, NULL);
+    expect_heads_refused(s, "dataset 'q' holds NaN at layer 1, head 2, row 3, column 1", NULL);
+    struct lsh_dataset *ds = NULL;
+    struct lsh_error err;
+    cr_expect_neq(lsh_dataset_make(&s, cfg_path(), 1, 0, (struct lsh_dataset_unit){1, 2}, &ds,
+                                   &err), 0, "make read a NaN");
+    cr_expect(strstr(err.message, "NaN at layer 1, head 2, row 3, column 1"), "%s", err.message);
+    /* not selected: not read */
+    uint32_t h01[2] = {0, 1};
+    s.heads = h01;
+    s.n_heads = 2;
+    struct lsh_dataset_layout lay;
+    cr_expect_eq(lsh_dataset_probe(&s, cfg_path(), &lay, &err), 0, "%s", err.message);
+    lsh_dataset_layout_free(&lay);
 }
