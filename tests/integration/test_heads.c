@@ -245,32 +245,56 @@ static void expect_same_rows(const char *a, const char *b)
 
 /* ---- the plan --------------------------------------------------------------------- */
 
-/* Layers 1 and 3 of 4, heads 0 and 2 of 3, two strategies, two n_hashes:
- * 4 units x 2 strategies x 1 n_buckets x 1 repeat = 8 groups, 2 points
- * each, ordered layer > head > strategy > n_hashes. */
+/* Every layer and head of the file (2 x 2 in the tests below), two
+ * strategies, two n_hashes: 4 units x 2 strategies x 1 n_buckets x 1
+ * repeat = 8 groups, 2 points each, ordered layer > head > strategy >
+ * n_hashes. */
 static void heads_yaml(char *buf, size_t size, const char *file, const char *extra)
 {
     snprintf(buf, size,
              "name: t\nseed: 5\n"
              "datasets:\n"
-             "  - {name: m, kind: hdf5, file: %s, q: /q, k: /k, v: /v, layers: [1, 3], "
-             "heads: [0, 2]%s}\n"
+             "  - {name: m, kind: hdf5, file: %s, q: /q, k: /k, v: /v%s}\n"
              "attention: {keys: separate}\n"
              "strategies: [{name: rotation}, {name: hyperplane}]\n"
              "sweep: {n_hashes: [1, 2], n_buckets: [4]}\n",
              file, extra);
 }
 
+/* Select layers {l0, l1} and heads {h0, h1} of dataset 0 (as `layers:` and
+ * `heads:` do) in a parsed config. */
+static void select_units(struct lsh_config *cfg, uint32_t l0, uint32_t l1, uint32_t h0,
+                         uint32_t h1)
+{
+    struct lsh_dataset_spec *ds = &cfg->datasets[0];
+    free(ds->layers);
+    free(ds->heads);
+    ds->layers = malloc(2 * sizeof *ds->layers);
+    ds->heads = malloc(2 * sizeof *ds->heads);
+    cr_assert(ds->layers && ds->heads);
+    ds->layers[0] = l0;
+    ds->layers[1] = l1;
+    ds->heads[0] = h0;
+    ds->heads[1] = h1;
+    ds->n_layers = ds->n_heads = 2;
+}
+
+/* Layers 1 and 3 of 4, heads 0 and 2 of 3: the units carry the indices
+ * selected, not their positions in the selection. */
 Test(heads, plan_order_and_point_ids_over_layers_and_heads)
 {
     const char *file = in_dir("in4.h5");
     write_input(file, 4, 4, 3, 16, 4, -1, 1);
     char yaml[1024];
     heads_yaml(yaml, sizeof yaml, file, "");
-    struct lsh_config *cfg;
-    struct lsh_plan *plan;
+    struct lsh_config *cfg = NULL;
+    struct lsh_plan *plan = NULL;
     struct lsh_error err;
-    cr_assert_eq(build(yaml, &cfg, &plan, &err), 0, "%s", err.message);
+    lsh_error_clear(&err);
+    cr_assert_eq(lsh_config_parse(yaml, strlen(yaml), in_dir("c.yaml"), reg, &cfg, &err), 0,
+                 "%s", err.message);
+    select_units(cfg, 1, 3, 0, 2);
+    cr_assert_eq(lsh_plan_build(cfg, &plan, &err), 0, "%s", err.message);
     cr_assert_eq(plan->n_groups, 8);
     cr_assert_eq(plan->n_points, 16);
     /* by hand: point p is unit p / 4 = (layer, head) in {(1,0), (1,2), (3,0), (3,2)},
@@ -297,7 +321,7 @@ Test(heads, plan_order_and_point_ids_over_layers_and_heads)
 Test(heads, seeds_of_heads_are_the_old_seed_with_the_unit_mixed_in)
 {
     const char *file = in_dir("in4.h5"), *flat = in_dir("in2.h5");
-    write_input(file, 4, 4, 3, 16, 4, -1, 1);
+    write_input(file, 4, 2, 2, 16, 4, -1, 1);
     write_input(flat, 2, 1, 1, 16, 4, -1, 1);
     char yaml[1024], yaml2[1024];
     heads_yaml(yaml, sizeof yaml, file, "");
@@ -397,18 +421,19 @@ Test(heads, runs_have_layer_and_head_and_dump_writes_each_unit)
 {
     const char *file = in_dir("in4.h5"), *out = in_dir("r.h5");
     const size_t n = 16, d = 4;
-    write_input(file, 4, 4, 3, n, d, -1, 1);
+    write_input(file, 4, 2, 3, n, d, -1, 1);
     char yaml[1024];
     heads_yaml(yaml, sizeof yaml, file, "");
     strcat(yaml, "dump: [data]\n");
     struct lsh_error err;
     struct lsh_run_summary sum;
     cr_assert_eq(run(yaml, out, 2, LSH_RESULTS_CREATE, 0, &sum, &err), 0, "%s", err.message);
-    cr_expect_eq(sum.ok, 16);
+    cr_expect_eq(sum.ok, 24);
     size_t nr;
     struct row *rows = read_rows(out, &nr);
-    cr_assert_eq(nr, 16);
-    static const int32_t want_layer[4] = { 1, 1, 3, 3 }, want_head[4] = { 0, 2, 0, 2 };
+    cr_assert_eq(nr, 24);
+    /* 2 layers x 3 heads, 4 points each */
+    static const int32_t want_layer[6] = { 0, 0, 0, 1, 1, 1 }, want_head[6] = { 0, 1, 2, 0, 1, 2 };
     for (size_t p = 0; p < nr; p++) {
         cr_expect_eq(rows[p].layer, want_layer[p / 4], "row %zu", p);
         cr_expect_eq(rows[p].head, want_head[p / 4], "row %zu", p);
@@ -427,8 +452,8 @@ Test(heads, runs_have_layer_and_head_and_dump_writes_each_unit)
     cr_expect_eq(version, 2);
     hid_t g = H5Gopen2(f, "datasets/m", H5P_DEFAULT);
     cr_assert_geq(g, 0);
-    expect_i32s(g, "layers", (const int32_t[]){ 1, 3 }, 2);
-    expect_i32s(g, "heads", (const int32_t[]){ 0, 2 }, 2);
+    expect_i32s(g, "layers", (const int32_t[]){ 0, 1 }, 2);
+    expect_i32s(g, "heads", (const int32_t[]){ 0, 1, 2 }, 3);
     cr_expect_eq(attr_i64(g, "kv_heads"), 3);
     char *dtype = attr_str(g, "dtype"), *source = attr_str(g, "source");
     cr_expect_str_eq(dtype, "float64");
@@ -439,7 +464,7 @@ Test(heads, runs_have_layer_and_head_and_dump_writes_each_unit)
     H5Gclose(g);
     /* every unit's Q, K, V are the file's values of that layer and head */
     double *x = malloc(n * d * sizeof *x);
-    for (size_t u = 0; u < 4; u++)
+    for (size_t u = 0; u < 6; u++)
         for (int w = 0; w < 3; w++) {
             char path[128];
             snprintf(path, sizeof path, "datasets/m/layer%d/head%d/%c", want_layer[u],
@@ -451,7 +476,6 @@ Test(heads, runs_have_layer_and_head_and_dump_writes_each_unit)
                                  value(w, (size_t)want_layer[u], (size_t)want_head[u], i, j),
                                  "%s[%zu][%zu]", path, i, j);
         }
-    cr_expect_eq(H5Lexists(f, "datasets/m/layer0", H5P_DEFAULT), 0, "an unselected layer");
     free(x);
     H5Fclose(f);
 }
@@ -506,7 +530,7 @@ Test(heads, dump_leaves_out_the_level_of_an_absent_axis)
 Test(heads, results_do_not_depend_on_threads)
 {
     const char *file = in_dir("in4.h5");
-    write_input(file, 4, 4, 3, 24, 4, -1, 1);
+    write_input(file, 4, 2, 2, 24, 4, -1, 1);
     char yaml[1024];
     heads_yaml(yaml, sizeof yaml, file, "");
     struct lsh_error err;
@@ -522,7 +546,7 @@ Test(heads, results_do_not_depend_on_threads)
 Test(heads, a_resumed_multi_head_run_equals_an_uninterrupted_one)
 {
     const char *file = in_dir("in4.h5");
-    write_input(file, 4, 4, 3, 24, 4, -1, 1);
+    write_input(file, 4, 2, 2, 24, 4, -1, 1);
     char yaml[1024];
     heads_yaml(yaml, sizeof yaml, file, "");
     strcat(yaml, "dump: [data]\n");
@@ -543,8 +567,8 @@ Test(heads, a_resumed_multi_head_run_equals_an_uninterrupted_one)
     /* the units' data were written once each, and equal */
     hid_t f = H5Fopen(out, H5F_ACC_RDONLY, H5P_DEFAULT);
     double x[96];
-    read_matrix(f, "datasets/m/layer3/head2/V", x, 24, 4);
-    cr_expect_eq(x[7], value(2, 3, 2, 1, 3));
+    read_matrix(f, "datasets/m/layer1/head1/V", x, 24, 4);
+    cr_expect_eq(x[7], value(2, 1, 1, 1, 3));
     H5Fclose(f);
 }
 
@@ -553,18 +577,18 @@ Test(heads, a_resumed_multi_head_run_equals_an_uninterrupted_one)
 Test(heads, resume_refuses_a_unit_whose_input_changed)
 {
     const char *file = in_dir("in4.h5");
-    write_input(file, 4, 4, 3, 24, 4, -1, 1);
+    write_input(file, 4, 2, 2, 24, 4, -1, 1);
     char yaml[1024];
     heads_yaml(yaml, sizeof yaml, file, "");
     const char *out = in_dir("changed.h5");
     struct lsh_error err;
     cr_assert_eq(run(yaml, out, 1, LSH_RESULTS_CREATE, 6, NULL, &err), LSH_EINTR, "%s",
                  err.message);
-    /* head 2 doubled: layer 1 head 2 was under way (points 4 to 7) */
-    write_input(file, 4, 4, 3, 24, 4, 2, 2.0);
+    /* head 1 doubled: layer 0 head 1 was under way (points 4 to 7) */
+    write_input(file, 4, 2, 2, 24, 4, 1, 2.0);
     cr_assert_eq(run(yaml, out, 1, LSH_RESULTS_RESUME, 0, NULL, &err), LSH_EDATA, "%s",
                  err.message);
-    cr_expect(strstr(err.message, "dataset 'm' (layer 1, head 2)") &&
+    cr_expect(strstr(err.message, "dataset 'm' (layer 0, head 1)") &&
               strstr(err.message, "changed since the run began"), "%s", err.message);
 }
 
