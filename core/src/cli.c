@@ -193,6 +193,7 @@ struct progress {
 };
 
 struct table_row {
+    char unit[32]; /* " L1 H3" (unit_suffix), "" without axes */
     char strategy[48], params[64], mode[24], combine[8];
     unsigned h, b, rep;
     char status[8];
@@ -214,6 +215,8 @@ static const char *status_name(enum lsh_point_status s)
     return s == LSH_POINT_OK ? "ok" : s == LSH_POINT_SKIPPED ? "skipped" : "failed";
 }
 
+static void unit_suffix(int32_t layer, int32_t head, char *buf, size_t size);
+
 static void keep_row(struct progress *pg, const struct lsh_run_row *row)
 {
     if (pg->shown == pg->cap) {
@@ -226,6 +229,7 @@ static void keep_row(struct progress *pg, const struct lsh_run_row *row)
     }
     struct table_row *t = &pg->rows[pg->shown++];
     const struct lsh_point_key *k = &row->key;
+    unit_suffix(k->layer, k->head, t->unit, sizeof t->unit);
     snprintf(t->strategy, sizeof t->strategy, "%s", k->strategy);
     snprintf(t->params, sizeof t->params, "%s", k->params);
     if (k->mode == LSH_MODE_BUCKET)
@@ -340,11 +344,18 @@ static void print_table(const struct progress *pg, const char *output)
     const size_t limit = 60;
     if (pg->shown == 0)
         return;
+    int units = 0; /* a column for the layer and head when the data has them */
+    for (size_t t = 0; t < pg->shown && t < limit; t++)
+        units |= pg->rows[t].unit[0] != '\0';
+    if (units)
+        printf("%-8s ", "unit");
     printf("%-10s %-28s %3s %4s %3s %-12s %-6s %-7s %10s %10s %10s %10s %10s\n", "strategy",
            "params", "H", "B", "rep", "mode", "comb", "status", "out_err", "attn_err",
            "mass", "gram", "density");
     for (size_t t = 0; t < pg->shown && t < limit; t++) {
         const struct table_row *r = &pg->rows[t];
+        if (units)
+            printf("%-8s ", r->unit[0] ? r->unit + 1 : "-");
         printf("%-10s %-28s %3u %4u %3u %-12s %-6s %-7s %10.4g %10.4g %10.4g %10.4g %10.4g\n",
                r->strategy, r->params[0] ? r->params : "-", r->h, r->b, r->rep, r->mode,
                r->combine, r->status, r->out, r->attn, r->mass, r->gram, r->dens);

@@ -738,3 +738,44 @@ Test(heads, resume_refuses_a_version_1_file_naming_both_versions)
     H5Fclose(f);
     cr_expect_eq(version, 1);
 }
+
+/* ---- the command line ----------------------------------------------------------------- */
+
+static char *slurp(const char *path)
+{
+    FILE *f = fopen(path, "r");
+    cr_assert_not_null(f, "%s", path);
+    static char buf[1 << 16];
+    size_t n = fread(buf, 1, sizeof buf - 1, f);
+    buf[n] = '\0';
+    fclose(f);
+    return buf;
+}
+
+/* Progress lines name the layer and head ("m L1 H0"), the table has a unit
+ * column, and the run ends with where its time went. */
+Test(heads, progress_names_the_unit_and_the_run_prints_its_time)
+{
+    const char *exe = getenv("LSHLAB_EXE");
+    cr_assert_not_null(exe, "LSHLAB_EXE is not set (run through meson test)");
+    const char *file = in_dir("in4.h5"), *cfg = in_dir("cli.yaml");
+    write_input(file, 4, 2, 2, 16, 4, -1, 1);
+    char yaml[1024];
+    heads_yaml(yaml, sizeof yaml, file, "");
+    FILE *f = fopen(cfg, "w");
+    cr_assert_not_null(f);
+    fputs(yaml, f);
+    fclose(f);
+    char cmd[1200];
+    snprintf(cmd, sizeof cmd, "'%s' run '%s' -o '%s' -j 1 >'%s' 2>'%s'", exe, cfg,
+             in_dir("cli.h5"), in_dir("out.txt"), in_dir("err.txt"));
+    cr_assert_eq(system(cmd), 0, "%s", slurp(in_dir("err.txt")));
+    const char *err = slurp(in_dir("err.txt"));
+    cr_expect(strstr(err, "reference for dataset 'm' L1 H0:"), "%s", err);
+    cr_expect(strstr(err, "point 14 m L1 H1 hyperplane"), "%s", err);
+    const char *out = slurp(in_dir("out.txt"));
+    cr_expect(strstr(out, "\nL1 H1    hyperplane"), "%s", out);
+    cr_expect(strstr(out, "\ntime: data ") && strstr(out, " s, reference ") &&
+              strstr(out, " s, hashing ") && strstr(out, " s, evaluation ") &&
+              strstr(out, " s, writing ") && strstr(out, " s, other "), "%s", out);
+}
