@@ -1,4 +1,6 @@
-/* sweep.c - the engine's driver: dataset > reference > rounds > passes > rows. */
+/* sweep.c - the engine's driver: unit > reference > rounds > passes > rows.
+ * A unit is one (layer, head) of a dataset (SPEC 11.2), its own attention
+ * problem: its data, its reference and its hash groups, in plan order. */
 #include "sweep.h"
 
 #include <math.h>
@@ -462,18 +464,31 @@ static int run_group(struct run *r, const struct lsh_dataset *ds, const struct p
     return rc;
 }
 
-/* The dataset's name for messages, with its unit: "name", "name (layer 1,
- * head 3)", "name (head 3)". */
-static void unit_label(const char *name, struct lsh_dataset_unit u, char *buf, size_t size)
+/* The unit as text for messages: " (layer 1, head 3)", " (head 3)", "". */
+static void unit_text(struct lsh_dataset_unit u, char *buf, size_t size)
 {
     if (u.layer >= 0 && u.head >= 0)
-        snprintf(buf, size, "%s (layer %d, head %d)", name, (int)u.layer, (int)u.head);
+        snprintf(buf, size, " (layer %d, head %d)", (int)u.layer, (int)u.head);
     else if (u.layer >= 0)
-        snprintf(buf, size, "%s (layer %d)", name, (int)u.layer);
+        snprintf(buf, size, " (layer %d)", (int)u.layer);
     else if (u.head >= 0)
-        snprintf(buf, size, "%s (head %d)", name, (int)u.head);
+        snprintf(buf, size, " (head %d)", (int)u.head);
     else
-        snprintf(buf, size, "%s", name);
+        buf[0] = '\0';
+}
+
+/* "dataset 'NAME': ..." of lsh_attn_check becomes "dataset 'NAME' (layer 1,
+ * head 3): ...", so a unit's failed rows say which problem failed. */
+static void name_unit(struct lsh_error *why, const char *name, struct lsh_dataset_unit u)
+{
+    char unit[64], prefix[LSH_RUNS_NAME_LEN + 16], msg[LSH_ERROR_MSG_MAX];
+    unit_text(u, unit, sizeof unit);
+    snprintf(prefix, sizeof prefix, "dataset '%s'", name);
+    const size_t len = strlen(prefix);
+    if (!unit[0] || strncmp(why->message, prefix, len) != 0)
+        return;
+    snprintf(msg, sizeof msg, "%s%s%s", prefix, unit, why->message + len);
+    memcpy(why->message, msg, sizeof msg); /* both LSH_ERROR_MSG_MAX */
 }
 
 /* One unit (a layer and head of a dataset: its own attention problem, SPEC
@@ -521,11 +536,11 @@ static int run_unit(struct run *r, size_t first, size_t last, struct lsh_error *
         rc = problem_init(&pb, cfg, ds, err);
     /* Data whose scores cannot be formed exactly fails its own points (with
      * the reason in their rows), not the other units or datasets of the run. */
-    char label[LSH_RUNS_NAME_LEN + 64];
-    unit_label(name, r->unit, label, sizeof label);
     struct lsh_error why;
     lsh_error_clear(&why);
-    const int bad = !rc && lsh_attn_check(&pb.attn, label, &why);
+    const int bad = !rc && lsh_attn_check(&pb.attn, name, &why);
+    if (bad)
+        name_unit(&why, name, r->unit);
     r->times.data += lsh_now() - t0;
     if (bad) {
         for (size_t gi = first; !rc && gi < last; gi++) {

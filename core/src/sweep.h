@@ -1,7 +1,8 @@
 /* sweep.h - run a planned sweep: data, reference, rounds, passes, results.
  *
- * Data flows one way (DESIGN.md): for each dataset the reference is computed
- * once; for each hash group the rounds of its largest n_hashes are hashed
+ * Data flows one way (DESIGN.md): for each unit of a dataset (a layer and
+ * head, or the whole dataset without axes) the data is loaded and the
+ * reference is computed once; for each hash group the rounds of its largest n_hashes are hashed
  * once (rounds in parallel); each pass evaluates all its points; rows are
  * appended and flushed as they finish.  Library code: it reports through the
  * progress callback and never prints.
