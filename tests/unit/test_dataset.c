@@ -820,15 +820,15 @@ Test(dataset, bad_layer_and_head_shapes_and_selections_are_refused_naming_both_s
     s = h5spec("q", NULL, NULL);
     s.heads = five;
     s.n_heads = 1;
-    expect_heads_refused(s, "heads: 5 is out of range: Q has 4 heads (0 to 3)", NULL);
+    expect_heads_refused(s, "heads: 5 is out of range: Q ('q', 2 x 4 x 3 x 2) has 4 heads (0 to 3)", NULL);
     s = h5spec("q", NULL, NULL);
     s.layers = five;
     s.n_layers = 1;
-    expect_heads_refused(s, "layers: 5 is out of range: Q has 2 layers (0 to 1)", NULL);
+    expect_heads_refused(s, "layers: 5 is out of range: Q ('q', 2 x 4 x 3 x 2) has 2 layers (0 to 1)", NULL);
     s = h5spec("q2", NULL, NULL);
     s.heads = one;
     s.n_heads = 1;
-    expect_heads_refused(s, "'heads:' is given, but Q has no head axis", NULL);
+    expect_heads_refused(s, "'heads:' is given, but Q ('q2', 3 x 2) has no head axis", NULL);
 }
 
 Test(dataset, a_nan_in_a_selected_head_is_named_with_layer_head_row_and_column)
