@@ -507,20 +507,23 @@ static int arr_exists(struct rd *rd, const char *path)
         free(p);
         return !gone;
     }
+    /* an external link on the way is followed only to a regular file */
+    struct elink_guard g = {""};
     const size_t len = strlen(path);
     char *pre = malloc(len + 1);
-    if (!pre)
-        return 1; /* arr_info will say */
-    int ok = 1;
+    hid_t lapl = H5Pcreate(H5P_LINK_ACCESS);
+    int ok = pre && lapl >= 0 && H5Pset_elink_cb(lapl, elink_check, &g) >= 0;
     for (size_t i = 1; ok && i <= len; i++) {
-        if (i < len && path[i] != '/')
-            continue;
-        if (path[i - 1] == '/')
+        if ((i < len && path[i] != '/') || path[i - 1] == '/')
             continue;
         memcpy(pre, path, i);
         pre[i] = '\0';
-        ok = H5Lexists(rd->file, pre, H5P_DEFAULT) > 0;
+        ok = H5Lexists(rd->file, pre, lapl) > 0;
     }
+    if (!pre || lapl < 0 || g.why[0])
+        ok = 1; /* arr_info will say what is wrong */
+    if (lapl >= 0)
+        H5Pclose(lapl);
     free(pre);
     return ok;
 }

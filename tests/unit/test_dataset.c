@@ -495,6 +495,7 @@ Test(dataset, an_external_link_to_a_fifo_or_device_is_refused_without_blocking,
     cr_assert(H5Lcreate_external("pipe", "/q", f, "to_fifo", H5P_DEFAULT, H5P_DEFAULT) >= 0);
     cr_assert(H5Lcreate_external("/dev/zero", "/q", f, "to_zero", H5P_DEFAULT, H5P_DEFAULT) >= 0);
     cr_assert(H5Lcreate_external("target.h5", "/", f, "to_file", H5P_DEFAULT, H5P_DEFAULT) >= 0);
+    cr_assert(H5Lcreate_external("pipe", "/", f, "fifo_grp0", H5P_DEFAULT, H5P_DEFAULT) >= 0);
     H5Fclose(f);
     char cfgpath[128];
     snprintf(cfgpath, sizeof cfgpath, "%s/c.yaml", dir);
@@ -514,6 +515,10 @@ Test(dataset, an_external_link_to_a_fifo_or_device_is_refused_without_blocking,
     s.q = "to_file/q";
     cr_expect_eq(probe_shape(&s, cfgpath, &n, &d, &dv, &err), 0, "%s", err.message);
     cr_expect(n == 3 && d == 2, "n = %zu, d = %zu", n, d);
+    /* a template's enumeration looks through links the same way */
+    s.q = "fifo_grp{head}/q";
+    cr_expect_eq(probe_shape(&s, cfgpath, &n, &d, &dv, &err), LSH_EDATA);
+    cr_expect(strstr(err.message, "pipe', which is a FIFO"), "%s", err.message);
 }
 
 /* A chunk compressed with lzf (id 32000), which Debian's libhdf5 lacks: the
