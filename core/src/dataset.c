@@ -507,20 +507,23 @@ static int arr_exists(struct rd *rd, const char *path)
         free(p);
         return !gone;
     }
+    /* an external link on the way is followed only to a regular file */
+    struct elink_guard g = {""};
     const size_t len = strlen(path);
     char *pre = malloc(len + 1);
-    if (!pre)
-        return 1; /* arr_info will say */
-    int ok = 1;
+    hid_t lapl = H5Pcreate(H5P_LINK_ACCESS);
+    int ok = pre && lapl >= 0 && H5Pset_elink_cb(lapl, elink_check, &g) >= 0;
     for (size_t i = 1; ok && i <= len; i++) {
-        if (i < len && path[i] != '/')
-            continue;
-        if (path[i - 1] == '/')
+        if ((i < len && path[i] != '/') || path[i - 1] == '/')
             continue;
         memcpy(pre, path, i);
         pre[i] = '\0';
-        ok = H5Lexists(rd->file, pre, H5P_DEFAULT) > 0;
+        ok = H5Lexists(rd->file, pre, lapl) > 0;
     }
+    if (!pre || lapl < 0 || g.why[0])
+        ok = 1; /* arr_info will say what is wrong */
+    if (lapl >= 0)
+        H5Pclose(lapl);
     free(pre);
     return ok;
 }
@@ -1006,18 +1009,18 @@ static void resolved_fini(struct resolved *r)
 
 /* One axis of the selection: `given` (n_given of them; none: all) against
  * what Q has (has: the axis exists; have: its size). */
-static int select_axis(const struct rd *rd, const char *key, const char *noun, int has,
-                       size_t have, const uint32_t *given, size_t n_given, int32_t **out,
-                       size_t *count, struct lsh_error *err)
+static int select_axis(const struct rd *rd, const struct src *q, const char *key,
+                       const char *noun, int has, size_t have, const uint32_t *given,
+                       size_t n_given, int32_t **out, size_t *count, struct lsh_error *err)
 {
-    char pre[LSH_ERROR_FILE_MAX + 4];
+    char pre[LSH_ERROR_FILE_MAX + 4], ql[LSH_ERROR_MSG_MAX / 2];
+    src_label(rd, q, ql, sizeof ql);
     if (!has) {
         if (n_given) {
-            return lsh_error_set(err, LSH_EDATA, "%sdataset '%s': '%s:' is given, but Q has no "
-                                 "%s axis; allowed: '%s' only for 3-D or 4-D arrays or "
-                                 "templates holding {%s}",
-                                 prefix(rd, pre, sizeof pre), rd->spec->name, key, noun, key,
-                                 noun);
+            return lsh_error_set(err, LSH_EDATA, "%s'%s:' is given, but Q (%s) has no %s axis; "
+                                 "allowed: '%s:' only for 3-D or 4-D arrays or templates "
+                                 "holding {%s}",
+                                 prefix(rd, pre, sizeof pre), key, ql, noun, key, noun);
         }
         if (!(*out = malloc(sizeof **out)))
             return lsh_error_set(err, LSH_ENOMEM, "out of memory");
@@ -1032,10 +1035,9 @@ static int select_axis(const struct rd *rd, const char *key, const char *noun, i
         const size_t v = n_given ? given[i] : i;
         if (v >= have)
             return lsh_error_set(err, LSH_EDATA,
-                                 "%sdataset '%s': %s: %zu is out of range: Q has %zu %ss "
-                                 "(0 to %zu)",
-                                 prefix(rd, pre, sizeof pre), rd->spec->name, key, v, have,
-                                 noun, have - 1);
+                                 "%s%s: %zu is out of range: Q (%s) has %zu %ss (0 to %zu)",
+                                 prefix(rd, pre, sizeof pre), key, v, ql, have, noun,
+                                 have - 1);
         (*out)[i] = (int32_t)v;
     }
     *count = m;
@@ -1100,10 +1102,10 @@ static int resolve(struct rd *rd, int separate, struct resolved *r, struct lsh_e
     }
     r->kv_heads = r->has_k ? r->k.H : r->has_v ? r->v.H : r->q.H;
     r->d_v = r->has_v ? r->v.d : spec->d_v ? spec->d_v : r->q.d;
-    rc = select_axis(rd, "layers", "layer", r->q.has_l, r->q.L, spec->layers, spec->n_layers,
+    rc = select_axis(rd, &r->q, "layers", "layer", r->q.has_l, r->q.L, spec->layers, spec->n_layers,
                      &r->layers, &r->n_layers, err);
     if (!rc)
-        rc = select_axis(rd, "heads", "head", r->q.has_h, r->q.H, spec->heads, spec->n_heads,
+        rc = select_axis(rd, &r->q, "heads", "head", r->q.has_h, r->q.H, spec->heads, spec->n_heads,
                          &r->heads, &r->n_heads, err);
     if (!rc && r->n_layers * r->n_heads > LSH_UNITS_MAX)
         rc = lsh_error_set(err, LSH_EDATA,
