@@ -261,40 +261,18 @@ static void heads_yaml(char *buf, size_t size, const char *file, const char *ext
              file, extra);
 }
 
-/* Select layers {l0, l1} and heads {h0, h1} of dataset 0 (as `layers:` and
- * `heads:` do) in a parsed config. */
-static void select_units(struct lsh_config *cfg, uint32_t l0, uint32_t l1, uint32_t h0,
-                         uint32_t h1)
-{
-    struct lsh_dataset_spec *ds = &cfg->datasets[0];
-    free(ds->layers);
-    free(ds->heads);
-    ds->layers = malloc(2 * sizeof *ds->layers);
-    ds->heads = malloc(2 * sizeof *ds->heads);
-    cr_assert(ds->layers && ds->heads);
-    ds->layers[0] = l0;
-    ds->layers[1] = l1;
-    ds->heads[0] = h0;
-    ds->heads[1] = h1;
-    ds->n_layers = ds->n_heads = 2;
-}
-
-/* Layers 1 and 3 of 4, heads 0 and 2 of 3: the units carry the indices
- * selected, not their positions in the selection. */
 Test(heads, plan_order_and_point_ids_over_layers_and_heads)
 {
     const char *file = in_dir("in4.h5");
     write_input(file, 4, 4, 3, 16, 4, -1, 1);
     char yaml[1024];
-    heads_yaml(yaml, sizeof yaml, file, "");
-    struct lsh_config *cfg = NULL;
-    struct lsh_plan *plan = NULL;
+    /* layers 1 and 3 of 4, heads 0 and 2 of 3: the units carry the indices
+     * selected, not their positions in the selection */
+    heads_yaml(yaml, sizeof yaml, file, ", layers: [1, 3], heads: [0, 2]");
+    struct lsh_config *cfg;
+    struct lsh_plan *plan;
     struct lsh_error err;
-    lsh_error_clear(&err);
-    cr_assert_eq(lsh_config_parse(yaml, strlen(yaml), in_dir("c.yaml"), reg, &cfg, &err), 0,
-                 "%s", err.message);
-    select_units(cfg, 1, 3, 0, 2);
-    cr_assert_eq(lsh_plan_build(cfg, &plan, &err), 0, "%s", err.message);
+    cr_assert_eq(build(yaml, &cfg, &plan, &err), 0, "%s", err.message);
     cr_assert_eq(plan->n_groups, 8);
     cr_assert_eq(plan->n_points, 16);
     /* by hand: point p is unit p / 4 = (layer, head) in {(1,0), (1,2), (3,0), (3,2)},
@@ -778,4 +756,112 @@ Test(heads, progress_names_the_unit_and_the_run_prints_its_time)
     cr_expect(strstr(out, "\ntime: data ") && strstr(out, " s, reference ") &&
               strstr(out, " s, hashing ") && strstr(out, " s, evaluation ") &&
               strstr(out, " s, writing ") && strstr(out, " s, other "), "%s", out);
+}
+
+/* ---- grouped-query attention and templates -------------------------------------------- */
+
+static void write_array(hid_t f, const char *name, int rank, const hsize_t *dims,
+                        const double *x)
+{
+    /* intermediate groups of a template path are created on the way */
+    hid_t lcpl = H5Pcreate(H5P_LINK_CREATE);
+    H5Pset_create_intermediate_group(lcpl, 1);
+    hid_t s = H5Screate_simple(rank, dims, NULL);
+    hid_t d = H5Dcreate2(f, name, H5T_IEEE_F32LE, s, lcpl, H5P_DEFAULT, H5P_DEFAULT);
+    cr_assert_geq(d, 0, "%s", name);
+    cr_assert_geq(H5Dwrite(d, H5T_NATIVE_DOUBLE, H5S_ALL, H5S_ALL, H5P_DEFAULT, x), 0);
+    H5Dclose(d);
+    H5Sclose(s);
+    H5Pclose(lcpl);
+}
+
+/* Q with 4 heads, K and V with 2 (query head h reads key/value head h / 2):
+ * /datasets/NAME says kv_heads 2 and dtype float32, and the dump of head 3
+ * holds key/value head 1 of the file. */
+Test(heads, grouped_query_heads_dump_their_shared_keys)
+{
+    const char *file = in_dir("gqa.h5"), *out = in_dir("gqa_out.h5");
+    enum { N = 8, D = 2 };
+    double q[4 * N * D], kv[2 * N * D];
+    for (size_t t = 0; t < 4 * N * D; t++)
+        q[t] = (double)(float)value(0, 0, t / (N * D), (t / D) % N, t % D);
+    for (size_t t = 0; t < 2 * N * D; t++)
+        kv[t] = (double)(float)value(1, 0, t / (N * D), (t / D) % N, t % D);
+    hid_t f = H5Fcreate(file, H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
+    write_array(f, "q", 3, (const hsize_t[]){ 4, N, D }, q);
+    write_array(f, "k", 3, (const hsize_t[]){ 2, N, D }, kv);
+    write_array(f, "v", 3, (const hsize_t[]){ 2, N, D }, kv);
+    H5Fclose(f);
+    char yaml[1024];
+    snprintf(yaml, sizeof yaml,
+             "name: t\n"
+             "datasets: [{name: g, kind: hdf5, file: %s, q: /q, k: /k, v: /v}]\n"
+             "attention: {keys: separate}\n"
+             "strategies: [{name: hyperplane}]\n"
+             "sweep: {n_hashes: [1], n_buckets: [2]}\n"
+             "dump: [data]\n", file);
+    struct lsh_error err;
+    cr_assert_eq(run(yaml, out, 1, LSH_RESULTS_CREATE, 0, NULL, &err), 0, "%s", err.message);
+    f = H5Fopen(out, H5F_ACC_RDONLY, H5P_DEFAULT);
+    hid_t g = H5Gopen2(f, "datasets/g", H5P_DEFAULT);
+    cr_expect_eq(attr_i64(g, "kv_heads"), 2);
+    expect_i32s(g, "heads", (const int32_t[]){ 0, 1, 2, 3 }, 4);
+    char *dtype = attr_str(g, "dtype");
+    cr_expect_str_eq(dtype, "float32");
+    free(dtype);
+    H5Gclose(g);
+    double x[N * D];
+    read_matrix(f, "datasets/g/head3/K", x, N, D);
+    for (size_t t = 0; t < N * D; t++)
+        cr_assert_eq(x[t], kv[N * D + t], "K of head 3 [%zu]", t);
+    read_matrix(f, "datasets/g/head3/Q", x, N, D);
+    for (size_t t = 0; t < N * D; t++)
+        cr_assert_eq(x[t], q[3 * N * D + t], "Q of head 3 [%zu]", t);
+    H5Fclose(f);
+}
+
+/* A template (/layer{layer}/head{head}/q) is the same problems as a rank-4
+ * array: the same rows, key for key and value for value. */
+Test(heads, a_template_runs_the_same_problems_as_a_rank_4_array)
+{
+    const char *arr = in_dir("arr.h5"), *tpl = in_dir("tpl.h5");
+    enum { L = 2, H = 2, N = 12, D = 4 };
+    write_input(arr, 4, L, H, N, D, -1, 1);
+    hid_t f = H5Fcreate(tpl, H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
+    double x[N * D];
+    for (int w = 0; w < 3; w++)
+        for (size_t a = 0; a < L; a++)
+            for (size_t b = 0; b < H; b++) {
+                for (size_t t = 0; t < N * D; t++)
+                    x[t] = value(w, a, b, t / D, t % D);
+                char name[64];
+                snprintf(name, sizeof name, "layer%zu/head%zu/%c", a, b, "qkv"[w]);
+                hid_t lcpl = H5Pcreate(H5P_LINK_CREATE);
+                H5Pset_create_intermediate_group(lcpl, 1);
+                hsize_t dims[2] = { N, D };
+                hid_t s = H5Screate_simple(2, dims, NULL);
+                hid_t d = H5Dcreate2(f, name, H5T_IEEE_F64LE, s, lcpl, H5P_DEFAULT, H5P_DEFAULT);
+                cr_assert_geq(d, 0);
+                H5Dwrite(d, H5T_NATIVE_DOUBLE, H5S_ALL, H5S_ALL, H5P_DEFAULT, x);
+                H5Dclose(d);
+                H5Sclose(s);
+                H5Pclose(lcpl);
+            }
+    H5Fclose(f);
+    char yaml[1024];
+    heads_yaml(yaml, sizeof yaml, arr, "");
+    struct lsh_error err;
+    cr_assert_eq(run(yaml, in_dir("arr_out.h5"), 1, LSH_RESULTS_CREATE, 0, NULL, &err), 0, "%s",
+                 err.message);
+    snprintf(yaml, sizeof yaml,
+             "name: t\nseed: 5\n"
+             "datasets:\n"
+             "  - {name: m, kind: hdf5, file: %s, q: '/layer{layer}/head{head}/q', "
+             "k: '/layer{layer}/head{head}/k', v: '/layer{layer}/head{head}/v'}\n"
+             "attention: {keys: separate}\n"
+             "strategies: [{name: rotation}, {name: hyperplane}]\n"
+             "sweep: {n_hashes: [1, 2], n_buckets: [4]}\n", tpl);
+    cr_assert_eq(run(yaml, in_dir("tpl_out.h5"), 1, LSH_RESULTS_CREATE, 0, NULL, &err), 0, "%s",
+                 err.message);
+    expect_same_rows(in_dir("arr_out.h5"), in_dir("tpl_out.h5"));
 }
