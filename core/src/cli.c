@@ -193,6 +193,7 @@ struct progress {
 };
 
 struct table_row {
+    char unit[32]; /* " L1 H3" (unit_suffix), "" without axes */
     char strategy[48], params[64], mode[24], combine[8];
     unsigned h, b, rep;
     char status[8];
@@ -214,6 +215,8 @@ static const char *status_name(enum lsh_point_status s)
     return s == LSH_POINT_OK ? "ok" : s == LSH_POINT_SKIPPED ? "skipped" : "failed";
 }
 
+static void unit_suffix(int32_t layer, int32_t head, char *buf, size_t size);
+
 static void keep_row(struct progress *pg, const struct lsh_run_row *row)
 {
     if (pg->shown == pg->cap) {
@@ -226,6 +229,7 @@ static void keep_row(struct progress *pg, const struct lsh_run_row *row)
     }
     struct table_row *t = &pg->rows[pg->shown++];
     const struct lsh_point_key *k = &row->key;
+    unit_suffix(k->layer, k->head, t->unit, sizeof t->unit);
     snprintf(t->strategy, sizeof t->strategy, "%s", k->strategy);
     snprintf(t->params, sizeof t->params, "%s", k->params);
     if (k->mode == LSH_MODE_BUCKET)
@@ -266,6 +270,17 @@ static void warn_zero_ratios(struct progress *pg, const struct lsh_run_row *r)
         }
 }
 
+/* " L1 H3", " H3", " L1" or "": the unit of a dataset with axes. */
+static void unit_suffix(int32_t layer, int32_t head, char *buf, size_t size)
+{
+    int n = 0;
+    buf[0] = '\0';
+    if (layer >= 0)
+        n = snprintf(buf, size, " L%d", (int)layer);
+    if (head >= 0 && n >= 0 && (size_t)n < size)
+        snprintf(buf + n, size - (size_t)n, " H%d", (int)head);
+}
+
 static void on_progress(void *ctx, const struct lsh_progress *p)
 {
     struct progress *pg = ctx;
@@ -275,9 +290,12 @@ static void on_progress(void *ctx, const struct lsh_progress *p)
         return;
     char el[32], eta[32] = "?";
     fmt_duration(p->elapsed, el, sizeof el);
+    char unit[32];
+    unit_suffix(p->row ? p->row->key.layer : p->layer, p->row ? p->row->key.head : p->head, unit,
+                sizeof unit);
     if (!strcmp(p->stage, "reference")) {
-        fprintf(stderr, "%s[%s] reference for dataset '%s': %.2fs (%.1f GFLOP/s), %s\n",
-                pg->tty ? "\r\033[K" : "", el, p->dataset, p->seconds, p->gflops,
+        fprintf(stderr, "%s[%s] reference for dataset '%s'%s: %.2fs (%.1f GFLOP/s), %s\n",
+                pg->tty ? "\r\033[K" : "", el, p->dataset, unit, p->seconds, p->gflops,
                 p->note ? p->note : "");
         return;
     }
@@ -301,16 +319,16 @@ static void on_progress(void *ctx, const struct lsh_progress *p)
     const struct lsh_run_row *r = p->row;
     const struct lsh_point_key *k = &r->key;
     if (pg->tty) {
-        fprintf(stderr, "\r\033[K[%zu/%zu %3.0f%%] %s %s H=%u B=%u  elapsed %s  ETA %s", p->done,
-                p->total, 100.0 * (double)p->done / (double)p->total, k->dataset, k->strategy,
-                k->n_hashes, k->n_buckets, el, eta);
+        fprintf(stderr, "\r\033[K[%zu/%zu %3.0f%%] %s%s %s H=%u B=%u  elapsed %s  ETA %s",
+                p->done, p->total, 100.0 * (double)p->done / (double)p->total, k->dataset, unit,
+                k->strategy, k->n_hashes, k->n_buckets, el, eta);
         if (p->done >= p->total)
             fputc('\n', stderr);
     } else {
         fprintf(stderr,
-                "[%zu/%zu] point %llu %s %s%s%s H=%u B=%u rep=%u %s %s: %s out_rel_err=%.4g "
+                "[%zu/%zu] point %llu %s%s %s%s%s H=%u B=%u rep=%u %s %s: %s out_rel_err=%.4g "
                 "density=%.4g (%.3fs) ETA %s\n",
-                p->done, p->total, (unsigned long long)k->point_id, k->dataset, k->strategy,
+                p->done, p->total, (unsigned long long)k->point_id, k->dataset, unit, k->strategy,
                 k->params[0] ? " " : "", k->params, k->n_hashes, k->n_buckets, k->repeat,
                 lsh_mode_name(k->mode), lsh_combine_name(k->combine), status_name(r->status),
                 r->metrics.out_rel_err, r->metrics.density,
@@ -326,11 +344,18 @@ static void print_table(const struct progress *pg, const char *output)
     const size_t limit = 60;
     if (pg->shown == 0)
         return;
+    int units = 0; /* a column for the layer and head when the data has them */
+    for (size_t t = 0; t < pg->shown && t < limit; t++)
+        units |= pg->rows[t].unit[0] != '\0';
+    if (units)
+        printf("%-8s ", "unit");
     printf("%-10s %-28s %3s %4s %3s %-12s %-6s %-7s %10s %10s %10s %10s %10s\n", "strategy",
            "params", "H", "B", "rep", "mode", "comb", "status", "out_err", "attn_err",
            "mass", "gram", "density");
     for (size_t t = 0; t < pg->shown && t < limit; t++) {
         const struct table_row *r = &pg->rows[t];
+        if (units)
+            printf("%-8s ", r->unit[0] ? r->unit + 1 : "-");
         printf("%-10s %-28s %3u %4u %3u %-12s %-6s %-7s %10.4g %10.4g %10.4g %10.4g %10.4g\n",
                r->strategy, r->params[0] ? r->params : "-", r->h, r->b, r->rep, r->mode,
                r->combine, r->status, r->out, r->attn, r->mass, r->gram, r->dens);
@@ -748,6 +773,10 @@ static int cmd_run(int argc, char **argv)
             fmt_duration(sum.seconds, el, sizeof el);
             printf("%zu points: %zu ok, %zu skipped, %zu failed%s%zu resumed; %s -> %s\n",
                    sum.points, sum.ok, sum.skipped, sum.failed, ", ", sum.resumed, el, out_path);
+            const struct lsh_run_times *t = &sum.times;
+            printf("time: data %.2f s, reference %.2f s, hashing %.2f s, evaluation %.2f s, "
+                   "writing %.2f s, other %.2f s\n",
+                   t->data, t->reference, t->hashing, t->evaluation, t->writing, t->other);
         }
         code = sum.failed ? EXIT_FAILED : EXIT_OK;
         if (sum.failed)

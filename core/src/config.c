@@ -688,7 +688,7 @@ static int get_choice_list(struct ctx *c, yaml_node_t *n, const char *where,
 /* ---- words ----------------------------------------------------------------- */
 
 static const char *const experiment_words[] = {"sweep", "collision", NULL};
-static const char *const kind_words[] = {"gaussian", "clustered", "hdf5", NULL};
+static const char *const kind_words[] = {"gaussian", "clustered", "hdf5", "npy", NULL};
 static const char *const keys_words[] = {"shared", "shared_normalized", "separate", NULL};
 static const char *const mode_words[] = {"bucket", "chunked", NULL};
 static const char *const window_words[] = {"all", "same_bucket", NULL};
@@ -717,7 +717,7 @@ const char *lsh_combine_name(enum lsh_combine c)
 
 const char *lsh_data_kind_name(enum lsh_data_kind k)
 {
-    return (unsigned)k < 3 ? kind_words[k] : "unknown";
+    return (unsigned)k < 4 ? kind_words[k] : "unknown";
 }
 
 /* [A-Za-z0-9_.-]+, not . or ..: names become file names and HDF5 group names. */
@@ -762,21 +762,59 @@ static int get_name(struct ctx *c, const yaml_node_t *n, const char *where, char
 
 static const char *const dataset_keys[] = {"name", "kind", "n", "d", "d_v", "clusters",
                                            "spread", "norm", "file", "q", "k", "v",
-                                           "reference_rows"};
+                                           "layers", "heads", "reference_rows"};
 #define N_DATASET_KEYS (sizeof dataset_keys / sizeof *dataset_keys)
 
 /* Which kinds a dataset key applies to (bit per enum lsh_data_kind). */
 static unsigned dataset_key_kinds(const char *key)
 {
     const unsigned g = 1u << LSH_DATA_GAUSSIAN, cl = 1u << LSH_DATA_CLUSTERED,
-                   h = 1u << LSH_DATA_HDF5;
+                   h = 1u << LSH_DATA_HDF5, np = 1u << LSH_DATA_NPY;
     if (!strcmp(key, "n") || !strcmp(key, "d"))
         return g | cl;
     if (!strcmp(key, "clusters") || !strcmp(key, "spread") || !strcmp(key, "norm"))
         return cl;
-    if (!strcmp(key, "file") || !strcmp(key, "q") || !strcmp(key, "k") || !strcmp(key, "v"))
+    if (!strcmp(key, "file"))
         return h;
-    return g | cl | h;
+    if (!strcmp(key, "q") || !strcmp(key, "k") || !strcmp(key, "v") || !strcmp(key, "layers") ||
+        !strcmp(key, "heads"))
+        return h | np;
+    return g | cl | h | np;
+}
+
+/* A q, k or v path: '{' and '}' only in the placeholders {layer} and {head}. */
+static int check_template(struct ctx *c, const yaml_node_t *n, const char *where, const char *s)
+{
+    for (const char *p = s; *p; p++) {
+        if (*p == '{' && (!strncmp(p, "{layer}", 7) || !strncmp(p, "{head}", 6))) {
+            p = strchr(p, '}');
+            continue;
+        }
+        if (*p == '{' || *p == '}')
+            return fail(c, n, "%s: '%s' holds '%c' at character %zu outside a placeholder; "
+                        "allowed: the placeholders {layer} and {head} only",
+                        where, s, *p, (size_t)(p - s) + 1);
+    }
+    return 0;
+}
+
+static int cmp_u32_asc(const void *a, const void *b)
+{
+    uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
+    return x < y ? -1 : x > y;
+}
+
+/* layers: / heads: -- `all` (the default) or distinct indices, kept ascending. */
+static int get_axis(struct ctx *c, yaml_node_t *v, const char *where, uint32_t **out,
+                    size_t *count, struct lsh_mark *at)
+{
+    *at = mark_of(v);
+    if (v->type == YAML_SCALAR_NODE && !strcmp(sval(v), "all"))
+        return 0;
+    int rc = get_u32_list(c, v, where, 0, LSH_AXIS_MAX - 1, DUP_ERROR, out, count, NULL);
+    if (!rc)
+        qsort(*out, *count, sizeof **out, cmp_u32_asc);
+    return rc;
 }
 
 static int parse_dataset(struct ctx *c, yaml_node_t *n, size_t index)
@@ -805,7 +843,7 @@ static int parse_dataset(struct ctx *c, yaml_node_t *n, size_t index)
                         ds->name, c->cfg->datasets[j].line);
 
     if (!(v = lookup(c, n, "kind", NULL)))
-        return fail(c, n, "%s: missing required key 'kind' (gaussian, clustered or hdf5)",
+        return fail(c, n, "%s: missing required key 'kind' (gaussian, clustered, hdf5 or npy)",
                     where);
     int kind;
     field(w, sizeof w, where, "kind");
@@ -819,28 +857,54 @@ static int parse_dataset(struct ctx *c, yaml_node_t *n, size_t index)
         const char *key = sval(k);
         if (dataset_key_kinds(key) & (1u << ds->kind))
             continue;
-        if (ds->kind == LSH_DATA_HDF5)
-            return fail(c, k, "%s: '%s' is not allowed for kind hdf5: it comes from the file",
-                        where, key);
+        if (ds->kind == LSH_DATA_NPY && !strcmp(key, "file"))
+            return fail(c, k, "%s: 'file' is not allowed for kind npy: q, k and v name .npy "
+                        "files (relative to the config's folder)", where);
+        if (ds->kind == LSH_DATA_HDF5 || ds->kind == LSH_DATA_NPY)
+            return fail(c, k, "%s: '%s' is not allowed for kind %s: it comes from the file",
+                        where, key, kind_words[ds->kind]);
         if (dataset_key_kinds(key) == 1u << LSH_DATA_CLUSTERED)
             return fail(c, k, "%s: '%s' applies to kind clustered only", where, key);
-        return fail(c, k, "%s: '%s' applies to kind hdf5 only", where, key);
+        if (dataset_key_kinds(key) == 1u << LSH_DATA_HDF5)
+            return fail(c, k, "%s: '%s' applies to kind hdf5 only", where, key);
+        return fail(c, k, "%s: '%s' applies to kinds hdf5 and npy only", where, key);
     }
 
-    if (ds->kind == LSH_DATA_HDF5) {
-        static const char *const req[] = {"file", "q"};
-        for (size_t i = 0; i < 2; i++)
+    if (ds->kind == LSH_DATA_HDF5 || ds->kind == LSH_DATA_NPY) {
+        const int npy = ds->kind == LSH_DATA_NPY;
+        static const char *const req[] = {"q", "file"};
+        for (size_t i = 0; i < (npy ? 1u : 2u); i++)
             if (!lookup(c, n, req[i], NULL))
-                return fail(c, n, "%s: missing required key '%s' for kind hdf5", where, req[i]);
+                return fail(c, n, "%s: missing required key '%s' for kind %s", where, req[i],
+                            kind_words[ds->kind]);
         char **dst[] = {&ds->file, &ds->q, &ds->k, &ds->v};
         static const char *const keys[] = {"file", "q", "k", "v"};
         for (size_t i = 0; i < 4; i++) {
             if (!(v = lookup(c, n, keys[i], NULL)))
                 continue;
             field(w, sizeof w, where, keys[i]);
-            if ((rc = dup_string(c, v, w, i ? "an HDF5 dataset path" : "a file path", dst[i])))
+            if ((rc = dup_string(c, v, w,
+                                 !i ? "a file path"
+                                 : npy ? "a .npy file path (or a template)"
+                                       : "an HDF5 dataset path (or a template)",
+                                 dst[i])))
+                return rc;
+            if (i && (rc = check_template(c, v, w, *dst[i])))
                 return rc;
         }
+        if ((v = lookup(c, n, "layers", NULL))) {
+            field(w, sizeof w, where, "layers");
+            if ((rc = get_axis(c, v, w, &ds->layers, &ds->n_layers, &ds->layers_at)))
+                return rc;
+        }
+        if ((v = lookup(c, n, "heads", NULL))) {
+            field(w, sizeof w, where, "heads");
+            if ((rc = get_axis(c, v, w, &ds->heads, &ds->n_heads, &ds->heads_at)))
+                return rc;
+        }
+        if (ds->n_layers && ds->n_heads && ds->n_layers * ds->n_heads > LSH_UNITS_MAX)
+            return fail(c, v, "%s: %zu layers x %zu heads = %zu problems; allowed: at most %zu",
+                        w, ds->n_layers, ds->n_heads, ds->n_layers * ds->n_heads, LSH_UNITS_MAX);
         yaml_node_t *k = key_of(c, n, "d_v");
         if (k && ds->v)
             return fail(c, k, "%s: 'd_v' is not allowed when 'v' is given: it comes from the "
@@ -1923,6 +1987,8 @@ void lsh_config_free(struct lsh_config *cfg)
         free(ds->q);
         free(ds->k);
         free(ds->v);
+        free(ds->layers);
+        free(ds->heads);
     }
     free(cfg->datasets);
     free(cfg->attention.topk);
@@ -2141,7 +2207,7 @@ static void put_dataset(struct buf *b, const struct lsh_dataset_spec *ds)
     put(b, "  - name: ");
     put_str(b, ds->name);
     put(b, "\n    kind: %s\n", lsh_data_kind_name(ds->kind));
-    if (ds->kind == LSH_DATA_HDF5) {
+    if (ds->kind == LSH_DATA_HDF5 || ds->kind == LSH_DATA_NPY) {
         const char *keys[] = {"file", "q", "k", "v"};
         const char *vals[] = {ds->file, ds->q, ds->k, ds->v};
         for (size_t i = 0; i < 4; i++)
@@ -2150,6 +2216,16 @@ static void put_dataset(struct buf *b, const struct lsh_dataset_spec *ds)
                 put_str(b, vals[i]);
                 put(b, "\n");
             }
+        put(b, "    layers: ");
+        if (ds->layers)
+            put_u32s(b, ds->layers, ds->n_layers);
+        else
+            put(b, "all\n");
+        put(b, "    heads: ");
+        if (ds->heads)
+            put_u32s(b, ds->heads, ds->n_heads);
+        else
+            put(b, "all\n");
         if (ds->d_v)
             put(b, "    d_v: %zu\n", ds->d_v);
     } else {

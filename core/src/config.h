@@ -23,7 +23,7 @@
 struct lsh_registry;
 
 enum lsh_experiment { LSH_EXPERIMENT_SWEEP, LSH_EXPERIMENT_COLLISION };
-enum lsh_data_kind { LSH_DATA_GAUSSIAN, LSH_DATA_CLUSTERED, LSH_DATA_HDF5 };
+enum lsh_data_kind { LSH_DATA_GAUSSIAN, LSH_DATA_CLUSTERED, LSH_DATA_HDF5, LSH_DATA_NPY };
 enum lsh_keys { LSH_KEYS_SHARED, LSH_KEYS_SHARED_NORMALIZED, LSH_KEYS_SEPARATE };
 
 /* Limits lsh_config_load() checks, so that whatever validates also runs.
@@ -39,6 +39,9 @@ enum lsh_keys { LSH_KEYS_SHARED, LSH_KEYS_SHARED_NORMALIZED, LSH_KEYS_SEPARATE }
 #define LSH_LOOK_BACK_MAX ((uint32_t)1 << 20) /* (look_back + 1) x chunk_size fits */
 #define LSH_POINTS_MAX ((size_t)1 << 22) /* plan entries (24-80 bytes) and /runs rows */
 #define LSH_ROWS_MAX (((size_t)1 << 31) - 1) /* n: 32-bit row ids, one bit marking keys */
+#define LSH_UNITS_MAX ((size_t)1 << 16) /* (layer, head) problems one dataset selects */
+#define LSH_AXIS_MAX ((uint32_t)1 << 20) /* layer and head indices are below it; a
+                                            template's `all` looks no further */
 
 /* dump: flags */
 enum {
@@ -62,7 +65,14 @@ struct lsh_dataset_spec {
     double spread;              /* clustered: default 0.5 */
     double norm;                /* clustered: default sqrt(d); < 0 means "default" */
     char *file, *q, *k, *v;     /* hdf5: file path (relative to the config's folder
-                                   when not absolute) and dataset paths; k, v may be NULL */
+                                   when not absolute) and dataset paths; k, v may be NULL.
+                                   npy: file is NULL, q, k, v name .npy files (relative
+                                   to the config's folder when not absolute).  q, k, v
+                                   may be templates holding {layer} and/or {head} */
+    size_t n_layers, n_heads;   /* hdf5, npy: how many `layers:` / `heads:` lists */
+    uint32_t *layers, *heads;   /* ascending, distinct, each < LSH_AXIS_MAX; owned;
+                                   NULL (count 0): all, the default */
+    struct lsh_mark layers_at, heads_at; /* where given (line 0: not given) */
     size_t reference_rows;      /* 0: all rows */
     struct lsh_mark reference_rows_at; /* where it is given (line 0: not given) */
     int line, column;           /* where the entry starts, for later errors */

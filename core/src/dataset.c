@@ -1,4 +1,4 @@
-/* dataset.c - generate Q, K, V from seeds, or read them from an HDF5 file. */
+/* dataset.c - generate Q, K, V from seeds, or read them from HDF5 or .npy files. */
 #include "dataset.h"
 
 #include <errno.h>
@@ -14,6 +14,7 @@
 #include <hdf5.h>
 
 #include "memsize.h"
+#include "npy.h"
 #include "rng.h"
 
 /* ---- sizes ------------------------------------------------------------------ */
@@ -159,10 +160,6 @@ char *lsh_dataset_file_path(const char *file, const char *config_path)
     return p;
 }
 
-struct h5_matrix {
-    size_t rows, cols;
-};
-
 /* Names of the registered third-party filters one meets in practice. */
 static const char *known_filter(H5Z_filter_t id)
 {
@@ -286,186 +283,6 @@ static hid_t open_dataset(hid_t file, const char *fname, const char *path, struc
     return ds;
 }
 
-/* Shape of a rank-2 numeric dataset stored in the file with available
- * filters; errors name the file and path. */
-static int probe_matrix(hid_t file, const char *fname, const char *path, struct h5_matrix *m,
-                        struct lsh_error *err)
-{
-    hid_t ds = open_dataset(file, fname, path, err);
-    if (ds < 0)
-        return err ? err->code : LSH_EDATA;
-    int rc = check_storage(ds, fname, path, err);
-    if (rc) {
-        H5Dclose(ds);
-        return rc;
-    }
-    hid_t type = H5Dget_type(ds);
-    H5T_class_t cls = H5Tget_class(type);
-    hid_t space = H5Dget_space(ds);
-    int rank = H5Sget_simple_extent_ndims(space);
-    hsize_t dims[2] = {0, 0};
-    if (cls != H5T_FLOAT && cls != H5T_INTEGER)
-        rc = lsh_error_set(err, LSH_EDATA,
-                           "%s: dataset '%s' is not numeric (need float or integer values)",
-                           fname, path);
-    else if (rank != 2)
-        rc = lsh_error_set(err, LSH_EDATA,
-                           "%s: dataset '%s' has rank %d; need a 2-D array (rows x dims)",
-                           fname, path, rank);
-    else {
-        H5Sget_simple_extent_dims(space, dims, NULL);
-        if (dims[0] == 0 || dims[1] == 0)
-            rc = lsh_error_set(err, LSH_EDATA, "%s: dataset '%s' is empty (%llu x %llu)",
-                               fname, path, (unsigned long long)dims[0],
-                               (unsigned long long)dims[1]);
-    }
-    /* hsize_t is 64-bit like size_t; check_shape then bounds the products */
-    if (!rc && (dims[0] > SIZE_MAX || dims[1] > SIZE_MAX))
-        rc = lsh_error_set(err, LSH_EDATA, "%s: dataset '%s' is too large (%llu x %llu)", fname,
-                           path, (unsigned long long)dims[0], (unsigned long long)dims[1]);
-    m->rows = (size_t)dims[0];
-    m->cols = (size_t)dims[1];
-    H5Sclose(space);
-    H5Tclose(type);
-    H5Dclose(ds);
-    return rc;
-}
-
-static int not_finite(const char *fname, const char *path, double x, size_t row, size_t col,
-                      struct lsh_error *err)
-{
-    return lsh_error_set(err, LSH_EDATA, "%s: dataset '%s' holds %s at row %zu, column %zu", fname,
-                         path, isnan(x) ? "NaN" : "Inf", row, col);
-}
-
-/* Where scan_finite reads: the dataset and a buffer of `block` full rows. */
-struct scan {
-    hid_t ds, fspace;
-    const char *fname, *path;
-    double *x;
-    size_t block;
-};
-
-/* Rows [r0, r1) x columns [c0, c1) are finite, read `block` rows at a time. */
-static int scan_region(const struct scan *sc, size_t r0, size_t r1, size_t c0, size_t c1,
-                       struct lsh_error *err)
-{
-    int rc = 0;
-    for (size_t r = r0; !rc && r < r1; r += sc->block) {
-        hsize_t start[2] = {r, c0}, count[2] = {r1 - r < sc->block ? r1 - r : sc->block, c1 - c0};
-        hid_t mspace = H5Screate_simple(2, count, NULL);
-        memset(sc->x, 0, count[0] * count[1] * sizeof *sc->x); /* what unwritten parts read as */
-        if (mspace < 0 ||
-            H5Sselect_hyperslab(sc->fspace, H5S_SELECT_SET, start, NULL, count, NULL) < 0 ||
-            H5Dread(sc->ds, H5T_NATIVE_DOUBLE, mspace, sc->fspace, H5P_DEFAULT, sc->x) < 0)
-            rc = lsh_error_set(err, LSH_EIO, "%s: cannot read '%s' as float64", sc->fname,
-                               sc->path);
-        if (mspace >= 0)
-            H5Sclose(mspace);
-        for (size_t t = 0; !rc && t < count[0] * count[1]; t++)
-            if (!isfinite(sc->x[t]))
-                rc = not_finite(sc->fname, sc->path, sc->x[t], r + t / count[1],
-                                c0 + t % count[1], err);
-    }
-    return rc;
-}
-
-/* The written chunks of a partly written chunked dataset, one at a time.
- * Listing chunk i walks the index up to i, so this pays only while the
- * chunks are few against the declared elements; else returns 1 (not done). */
-static int scan_chunks(const struct scan *sc, hid_t dcpl, const struct h5_matrix *m,
-                       struct lsh_error *err)
-{
-    hsize_t cdims[2], nchunks = 0;
-    if (H5Pget_chunk(dcpl, 2, cdims) != 2 || cdims[0] == 0 || cdims[1] == 0 ||
-        H5Sselect_all(sc->fspace) < 0 ||
-        H5Dget_num_chunks(sc->ds, sc->fspace, &nchunks) < 0 ||
-        (double)nchunks * (double)nchunks * 32.0 > (double)m->rows * (double)m->cols)
-        return 1;
-    int rc = 0;
-    for (hsize_t i = 0; !rc && i < nchunks; i++) {
-        hsize_t off[2];
-        unsigned mask;
-        haddr_t addr;
-        hsize_t size;
-        if (H5Sselect_all(sc->fspace) < 0 ||
-            H5Dget_chunk_info(sc->ds, sc->fspace, i, off, &mask, &addr, &size) < 0 ||
-            off[0] >= m->rows || off[1] >= m->cols)
-            return lsh_error_set(err, LSH_EIO, "%s: cannot list the chunks of '%s'", sc->fname,
-                                 sc->path);
-        const size_t r1 = m->rows - off[0] < cdims[0] ? m->rows : (size_t)(off[0] + cdims[0]);
-        const size_t c1 = m->cols - off[1] < cdims[1] ? m->cols : (size_t)(off[1] + cdims[1]);
-        rc = scan_region(sc, (size_t)off[0], r1, (size_t)off[1], c1, err);
-    }
-    return rc;
-}
-
-/* Every value the file holds is finite (SPEC 5: a NaN in the input is an
- * error before any work), at the cost of what the file stores rather than
- * of the shape it declares: unwritten parts all read as the fill value,
- * checked once, and of a partly written chunked dataset only the written
- * chunks are read.  A block of rows at a time, so memory stays small. */
-static int scan_finite(hid_t file, const char *fname, const char *path,
-                       const struct h5_matrix *m, struct lsh_error *err)
-{
-    struct scan sc = {.fname = fname, .path = path};
-    sc.block = m->cols >= 65536 ? 1 : 65536 / m->cols;
-    sc.x = malloc(sc.block * m->cols * sizeof *sc.x);
-    sc.ds = open_dataset(file, fname, path, err);
-    sc.fspace = sc.ds < 0 ? H5I_INVALID_HID : H5Dget_space(sc.ds);
-    hid_t dcpl = sc.ds < 0 ? H5I_INVALID_HID : H5Dget_create_plist(sc.ds);
-    H5D_space_status_t status = H5D_SPACE_STATUS_ERROR;
-    int rc = 0;
-    if (sc.ds < 0)
-        rc = err ? err->code : LSH_EDATA;
-    else if (!sc.x)
-        rc = lsh_error_set(err, LSH_ENOMEM, "out of memory");
-    else if (sc.fspace < 0 || dcpl < 0 || H5Dget_space_status(sc.ds, &status) < 0)
-        rc = lsh_error_set(err, LSH_EIO, "%s: cannot open '%s'", fname, path);
-    /* HDF5 gives unwritten parts the fill value only if the file set one and
-     * did not say "never"; else it leaves the (zeroed) buffer as it was */
-    H5D_fill_value_t defined = H5D_FILL_VALUE_UNDEFINED;
-    H5D_fill_time_t when = H5D_FILL_TIME_NEVER;
-    double fill = 0.0;
-    if (!rc && status != H5D_SPACE_STATUS_ALLOCATED &&
-        H5Pfill_value_defined(dcpl, &defined) >= 0 && defined == H5D_FILL_VALUE_USER_DEFINED &&
-        H5Pget_fill_time(dcpl, &when) >= 0 && when != H5D_FILL_TIME_NEVER &&
-        H5Pget_fill_value(dcpl, H5T_NATIVE_DOUBLE, &fill) >= 0 && !isfinite(fill))
-        rc = lsh_error_set(err, LSH_EDATA,
-                           "%s: dataset '%s' has unwritten parts, and its fill value (what "
-                           "they read as) is %s",
-                           fname, path, isnan(fill) ? "NaN" : "Inf");
-    if (!rc && status != H5D_SPACE_STATUS_NOT_ALLOCATED) {
-        if (status == H5D_SPACE_STATUS_ALLOCATED || H5Pget_layout(dcpl) != H5D_CHUNKED ||
-            (rc = scan_chunks(&sc, dcpl, m, err)) == 1)
-            rc = scan_region(&sc, 0, m->rows, 0, m->cols, err);
-    }
-    if (dcpl >= 0)
-        H5Pclose(dcpl);
-    if (sc.fspace >= 0)
-        H5Sclose(sc.fspace);
-    if (sc.ds >= 0)
-        H5Dclose(sc.ds);
-    free(sc.x);
-    return rc;
-}
-
-static int read_matrix(hid_t file, const char *fname, const char *path, double *x,
-                       const struct h5_matrix *m, struct lsh_error *err)
-{
-    hid_t ds = open_dataset(file, fname, path, err);
-    if (ds < 0)
-        return err ? err->code : LSH_EDATA;
-    herr_t st = H5Dread(ds, H5T_NATIVE_DOUBLE, H5S_ALL, H5S_ALL, H5P_DEFAULT, x);
-    H5Dclose(ds);
-    if (st < 0)
-        return lsh_error_set(err, LSH_EIO, "%s: cannot read '%s' as float64", fname, path);
-    for (size_t t = 0; t < m->rows * m->cols; t++)
-        if (!isfinite(x[t]))
-            return not_finite(fname, path, x[t], t / m->cols, t % m->cols, err);
-    return 0;
-}
-
 /* Only a regular file is handed to HDF5: opening a FIFO would block until a
  * writer comes, and a device can be endless.  stat() does neither. */
 static hid_t open_h5(const char *fname, struct lsh_error *err)
@@ -491,44 +308,872 @@ static hid_t open_h5(const char *fname, struct lsh_error *err)
     return file;
 }
 
-struct h5_shapes {
-    struct h5_matrix q, k, v;
+/* ---- arrays: one of Q, K, V as a file holds it -------------------------------- */
+
+/* An HDF5 dataset or a .npy file: rank 2 to 4, IEEE floats. */
+struct arr {
+    int rank;
+    size_t dims[4];
+    char dtype[16];    /* "float16", "float32", "float64" */
+    int f16;           /* HDF5 float16: read raw and converted here, exactly */
 };
 
-/* Shapes of Q, K, V, and whether their data fits (check_shape; separate:
- * K is loaded too); scan: also check that every stored value is finite. */
-static int probe_all(hid_t file, const char *fname, const struct lsh_dataset_spec *spec,
-                     int separate, int scan, struct h5_shapes *s, struct lsh_error *err)
+/* Where arrays come from: one HDF5 file, or .npy files. */
+struct rd {
+    const struct lsh_dataset_spec *spec;
+    const char *config_path;
+    int npy;
+    char *fname;       /* hdf5: the file as resolved; owned */
+    hid_t file;        /* hdf5: open, or -1 */
+};
+
+/* A value's place in an array's own axes, for messages (-1: no such axis). */
+struct at {
+    long layer, head;
+};
+
+/* "FILE: dataset 'PATH'" or "'FILE.npy'" (resolved) for messages. */
+static void arr_name(const struct rd *rd, const char *path, char *buf, size_t size)
 {
-    int rc = probe_matrix(file, fname, spec->q, &s->q, err);
-    if (!rc && spec->k) {
-        rc = probe_matrix(file, fname, spec->k, &s->k, err);
-        if (!rc && (s->k.rows != s->q.rows || s->k.cols != s->q.cols))
-            rc = lsh_error_set(err, LSH_EDATA,
-                               "%s: K ('%s', %zu x %zu) and Q ('%s', %zu x %zu) differ in shape",
-                               fname, spec->k, s->k.rows, s->k.cols, spec->q, s->q.rows,
-                               s->q.cols);
+    if (!rd->npy) {
+        snprintf(buf, size, "%s: dataset '%s'", rd->fname, path);
+        return;
     }
-    if (!rc && spec->v) {
-        rc = probe_matrix(file, fname, spec->v, &s->v, err);
-        if (!rc && s->v.rows != s->q.rows)
-            rc = lsh_error_set(err, LSH_EDATA, "%s: V ('%s') has %zu rows but Q has %zu",
-                               fname, spec->v, s->v.rows, s->q.rows);
+    char *p = lsh_dataset_file_path(path, rd->config_path);
+    snprintf(buf, size, "'%s'", p ? p : path);
+    free(p);
+}
+
+static void dims_text(const size_t *dims, int rank, char *buf, size_t size)
+{
+    size_t used = 0;
+    buf[0] = '\0';
+    for (int i = 0; i < rank && used < size; i++)
+        used += (size_t)snprintf(buf + used, size - used, "%s%zu", i ? " x " : "", dims[i]);
+}
+
+static void at_text(struct at at, size_t row, size_t col, char *buf, size_t size)
+{
+    char l[32] = "", h[32] = "";
+    if (at.layer >= 0)
+        snprintf(l, sizeof l, "layer %ld, ", at.layer);
+    if (at.head >= 0)
+        snprintf(h, sizeof h, "head %ld, ", at.head);
+    snprintf(buf, size, "%s%srow %zu, column %zu", l, h, row, col);
+}
+
+static int not_finite(const struct rd *rd, const char *path, struct at at, double x, size_t row,
+                      size_t col, struct lsh_error *err)
+{
+    char name[LSH_ERROR_MSG_MAX / 2], where[128];
+    arr_name(rd, path, name, sizeof name);
+    at_text(at, row, col, where, sizeof where);
+    return lsh_error_set(err, LSH_EDATA, "%s holds %s at %s; allowed: finite values", name,
+                         isnan(x) ? "NaN" : "Inf", where);
+}
+
+#define FLOATS_ALLOWED "allowed: IEEE float16, float32 or float64 values, either byte order"
+
+/* An IEEE float16/32/64 in either byte order, else an error naming the type. */
+static int h5_float_type(hid_t type, const char *fname, const char *path, struct arr *a,
+                         struct lsh_error *err)
+{
+    const H5T_class_t cls = H5Tget_class(type);
+    const size_t size = H5Tget_size(type);
+    char what[160] = "";
+    if (cls == H5T_FLOAT) {
+        size_t spos = 0, epos = 0, esize = 0, mpos = 0, msize = 0;
+        const H5T_order_t order = H5Tget_order(type);
+        const int fields = H5Tget_fields(type, &spos, &epos, &esize, &mpos, &msize) >= 0;
+        static const size_t ieee[3][6] = {
+            {2, 15, 10, 5, 10, 15}, {4, 31, 23, 8, 23, 127}, {8, 63, 52, 11, 52, 1023}};
+        for (int i = 0; i < 3; i++) {
+            if (size != ieee[i][0])
+                continue;
+            if (fields && spos == ieee[i][1] && epos == ieee[i][2] && esize == ieee[i][3] &&
+                mpos == 0 && msize == ieee[i][4] && H5Tget_ebias(type) == ieee[i][5] &&
+                H5Tget_norm(type) == H5T_NORM_IMPLIED && H5Tget_offset(type) == 0 &&
+                H5Tget_precision(type) == 8 * size &&
+                (order == H5T_ORDER_LE || order == H5T_ORDER_BE)) {
+                snprintf(a->dtype, sizeof a->dtype, "float%zu", 8 * size);
+                a->f16 = size == 2;
+                return 0;
+            }
+        }
+        snprintf(what, sizeof what, "holds %zu-bit floats%s", 8 * size,
+                 size == 2 || size == 4 || size == 8 ? " of a non-IEEE layout" : "");
+    } else if (cls == H5T_INTEGER) {
+        const int sgn = H5Tget_sign(type) == H5T_SGN_2;
+        snprintf(what, sizeof what, "holds %zu-bit %s integers%s", 8 * size,
+                 sgn ? "signed" : "unsigned",
+                 !sgn && size == 2 ? " (bfloat16 stored as uint16 is not read: store float32)"
+                                   : "");
+    } else {
+        const char *k = cls == H5T_STRING     ? "strings"
+                        : cls == H5T_COMPOUND ? "compound values (records, or complex numbers)"
+                        : cls == H5T_ENUM     ? "enumerated values"
+                        : cls == H5T_ARRAY    ? "arrays"
+                        : cls == H5T_VLEN     ? "variable-length sequences"
+                        : cls == H5T_OPAQUE   ? "opaque bytes"
+                        : cls == H5T_BITFIELD ? "bit fields"
+                        : cls == H5T_REFERENCE ? "references"
+                                               : "values of an unknown class";
+        snprintf(what, sizeof what, "is not numeric: it holds %s", k);
+    }
+    return lsh_error_set(err, LSH_EDATA, "%s: dataset '%s' %s; " FLOATS_ALLOWED, fname, path,
+                         what);
+}
+
+#define RANKS_ALLOWED \
+    "need a 2-D array [n, d], 3-D [heads, n, d] or 4-D [layers, heads, n, d]"
+
+/* Shape and type of the array at path; errors name the file and path. */
+static int arr_info(struct rd *rd, const char *path, struct arr *a, struct lsh_error *err)
+{
+    memset(a, 0, sizeof *a);
+    if (rd->npy) {
+        char *p = lsh_dataset_file_path(path, rd->config_path);
+        if (!p)
+            return lsh_error_set(err, LSH_ENOMEM, "out of memory");
+        struct lsh_npy h;
+        int fd = -1;
+        int rc = lsh_npy_open(p, &h, &fd, err);
+        free(p);
+        if (rc)
+            return rc;
+        close(fd);
+        a->rank = h.rank;
+        for (int i = 0; i < h.rank; i++) {
+            if (h.shape[i] > SIZE_MAX)
+                return lsh_error_set(err, LSH_EDATA, "'%s' is too large", path);
+            a->dims[i] = (size_t)h.shape[i];
+        }
+        snprintf(a->dtype, sizeof a->dtype, "%s", h.dtype);
+        return 0;
+    }
+    const char *fname = rd->fname;
+    hid_t ds = open_dataset(rd->file, fname, path, err);
+    if (ds < 0)
+        return err ? err->code : LSH_EDATA;
+    int rc = check_storage(ds, fname, path, err);
+    hid_t type = rc ? H5I_INVALID_HID : H5Dget_type(ds);
+    hid_t space = rc ? H5I_INVALID_HID : H5Dget_space(ds);
+    if (!rc && (type < 0 || space < 0))
+        rc = lsh_error_set(err, LSH_EIO, "%s: cannot read the type of '%s'", fname, path);
+    if (!rc)
+        rc = h5_float_type(type, fname, path, a, err);
+    const int rank = rc ? 0 : H5Sget_simple_extent_ndims(space);
+    hsize_t dims[H5S_MAX_RANK];
+    if (!rc && rank >= 0)
+        H5Sget_simple_extent_dims(space, dims, NULL);
+    char shape[160] = "";
+    for (int i = 0, used = 0; !rc && i < rank && used < (int)sizeof shape; i++)
+        used += snprintf(shape + used, sizeof shape - (size_t)used, "%s%llu", i ? " x " : "",
+                         (unsigned long long)dims[i]);
+    if (!rc && (rank < 2 || rank > 4))
+        rc = lsh_error_set(err, LSH_EDATA, "%s: dataset '%s' has rank %d; " RANKS_ALLOWED
+                           " (its shape: %s)", fname, path, rank, rank > 0 ? shape : "scalar");
+    for (int i = 0; !rc && i < rank; i++) {
+        if (dims[i] == 0)
+            rc = lsh_error_set(err, LSH_EDATA,
+                               "%s: dataset '%s' is empty (%s); allowed: every dimension at "
+                               "least 1", fname, path, shape);
+        else if (dims[i] > SIZE_MAX)
+            rc = lsh_error_set(err, LSH_EDATA, "%s: dataset '%s' is too large (%s)", fname,
+                               path, shape);
     }
     if (!rc) {
-        char what[LSH_ERROR_MSG_MAX / 2];
-        snprintf(what, sizeof what, "dataset '%s' (%s)", spec->name, fname);
-        rc = check_shape(what, LSH_EDATA, s->q.rows, s->q.cols,
-                         spec->v ? s->v.cols : (spec->d_v ? spec->d_v : s->q.cols), 0,
-                         separate, physical_memory(), "this machine's memory", err);
+        a->rank = rank;
+        for (int i = 0; i < rank; i++)
+            a->dims[i] = (size_t)dims[i];
     }
-    if (!rc && scan)
-        rc = scan_finite(file, fname, spec->q, &s->q, err);
-    if (!rc && scan && spec->k)
-        rc = scan_finite(file, fname, spec->k, &s->k, err);
-    if (!rc && scan && spec->v)
-        rc = scan_finite(file, fname, spec->v, &s->v, err);
+    if (space >= 0)
+        H5Sclose(space);
+    if (type >= 0)
+        H5Tclose(type);
+    H5Dclose(ds);
     return rc;
+}
+
+/* Does the array at path exist?  (A template's `all` stops at the first
+ * that does not.)  HDF5: every group on the way and the link itself; npy:
+ * anything by that name (what it is, arr_info then says). */
+static int arr_exists(struct rd *rd, const char *path)
+{
+    if (rd->npy) {
+        char *p = lsh_dataset_file_path(path, rd->config_path);
+        struct stat st;
+        const int gone = p && stat(p, &st) != 0 && (errno == ENOENT || errno == ENOTDIR);
+        free(p);
+        return !gone;
+    }
+    /* an external link on the way is followed only to a regular file */
+    struct elink_guard g = {""};
+    const size_t len = strlen(path);
+    char *pre = malloc(len + 1);
+    hid_t lapl = H5Pcreate(H5P_LINK_ACCESS);
+    int ok = pre && lapl >= 0 && H5Pset_elink_cb(lapl, elink_check, &g) >= 0;
+    for (size_t i = 1; ok && i <= len; i++) {
+        if ((i < len && path[i] != '/') || path[i - 1] == '/')
+            continue;
+        memcpy(pre, path, i);
+        pre[i] = '\0';
+        ok = H5Lexists(rd->file, pre, lapl) > 0;
+    }
+    if (!pre || lapl < 0 || g.why[0])
+        ok = 1; /* arr_info will say what is wrong */
+    if (lapl >= 0)
+        H5Pclose(lapl);
+    free(pre);
+    return ok;
+}
+
+/* ---- HDF5 reading --------------------------------------------------------------- */
+
+/* An open HDF5 array to read hyperslabs of. */
+struct h5a {
+    hid_t ds, fspace, mtype;
+    const struct arr *a;
+};
+
+static void h5a_close(struct h5a *h)
+{
+    if (h->mtype >= 0 && h->mtype != H5T_NATIVE_DOUBLE)
+        H5Tclose(h->mtype);
+    if (h->fspace >= 0)
+        H5Sclose(h->fspace);
+    if (h->ds >= 0)
+        H5Dclose(h->ds);
+}
+
+static int h5a_open(struct rd *rd, const char *path, const struct arr *a, struct h5a *h,
+                    struct lsh_error *err)
+{
+    h->a = a;
+    h->fspace = h->mtype = H5I_INVALID_HID;
+    h->ds = open_dataset(rd->file, rd->fname, path, err);
+    if (h->ds < 0)
+        return err ? err->code : LSH_EDATA;
+    h->fspace = H5Dget_space(h->ds);
+    if (a->f16) { /* the file's own half type, little-endian: a byte swap at most */
+        hid_t t = H5Dget_type(h->ds);
+        h->mtype = t < 0 ? H5I_INVALID_HID : H5Tcopy(t);
+        if (t >= 0)
+            H5Tclose(t);
+        if (h->mtype >= 0 && H5Tset_order(h->mtype, H5T_ORDER_LE) < 0) {
+            H5Tclose(h->mtype);
+            h->mtype = H5I_INVALID_HID;
+        }
+    } else {
+        h->mtype = H5T_NATIVE_DOUBLE;
+    }
+    if (h->fspace < 0 || h->mtype < 0 || H5Sget_simple_extent_ndims(h->fspace) != a->rank) {
+        h5a_close(h);
+        return lsh_error_set(err, LSH_EIO, "%s: cannot open '%s'", rd->fname, path);
+    }
+    return 0;
+}
+
+/* Rows [r0, r0 + rows) x columns [c0, c0 + cols) of the [n, d] slab at lead
+ * (layer and/or head, as the rank has them) into x, as doubles; parts the
+ * file never wrote keep what x held.  float16 is read into the top quarter
+ * of x and widened in place, front to back: value i is read before value i
+ * is written, and writing it never reaches value i + 1. */
+static int h5a_read(const struct h5a *h, const size_t *lead, size_t r0, size_t rows, size_t c0,
+                    size_t cols, double *x)
+{
+    const int nl = h->a->rank - 2;
+    hsize_t start[4], count[4];
+    for (int i = 0; i < nl; i++) {
+        start[i] = lead[i];
+        count[i] = 1;
+    }
+    start[nl] = r0;
+    count[nl] = rows;
+    start[nl + 1] = c0;
+    count[nl + 1] = cols;
+    const size_t m = rows * cols;
+    hsize_t mdim = m;
+    unsigned char *raw = (unsigned char *)x + (h->a->f16 ? 6 * m : 0);
+    hid_t ms = H5Screate_simple(1, &mdim, NULL);
+    int rc = ms < 0 ||
+             H5Sselect_hyperslab(h->fspace, H5S_SELECT_SET, start, NULL, count, NULL) < 0 ||
+             H5Dread(h->ds, h->mtype, ms, h->fspace, H5P_DEFAULT, raw) < 0;
+    if (ms >= 0)
+        H5Sclose(ms);
+    if (!rc && h->a->f16)
+        for (size_t i = 0; i < m; i++)
+            x[i] = lsh_half_to_double((uint16_t)(raw[2 * i] | raw[2 * i + 1] << 8));
+    return rc ? -1 : 0;
+}
+
+/* Where scan_finite reads: the array, the slab and a buffer of `block` rows. */
+struct scan {
+    const struct rd *rd;
+    const char *path;
+    struct h5a h;
+    size_t lead[2];
+    struct at at;
+    double *x;
+    size_t block;
+};
+
+/* Rows [r0, r1) x columns [c0, c1) of the slab are finite, `block` rows at a time. */
+static int scan_region(const struct scan *sc, size_t r0, size_t r1, size_t c0, size_t c1,
+                       struct lsh_error *err)
+{
+    for (size_t r = r0; r < r1; r += sc->block) {
+        const size_t rows = r1 - r < sc->block ? r1 - r : sc->block, cols = c1 - c0;
+        memset(sc->x, 0, rows * cols * sizeof *sc->x); /* what unwritten parts read as */
+        if (h5a_read(&sc->h, sc->lead, r, rows, c0, cols, sc->x) < 0)
+            return lsh_error_set(err, LSH_EIO, "%s: cannot read '%s' as float64",
+                                 sc->rd->fname, sc->path);
+        for (size_t t = 0; t < rows * cols; t++)
+            if (!isfinite(sc->x[t]))
+                return not_finite(sc->rd, sc->path, sc->at, sc->x[t], r + t / cols,
+                                  c0 + t % cols, err);
+    }
+    return 0;
+}
+
+/* The written chunks of a partly written chunked dataset that meet the
+ * slab, one at a time.  Listing chunk i walks the index up to i, so this
+ * pays only while the chunks are few against the slab's elements; else
+ * returns 1 (not done). */
+static int scan_chunks(const struct scan *sc, hid_t dcpl, struct lsh_error *err)
+{
+    const struct arr *a = sc->h.a;
+    const int rank = a->rank, nl = rank - 2;
+    const size_t rows = a->dims[nl], cols = a->dims[nl + 1];
+    hsize_t cdims[4], nchunks = 0;
+    if (H5Pget_chunk(dcpl, rank, cdims) != rank || H5Sselect_all(sc->h.fspace) < 0 ||
+        H5Dget_num_chunks(sc->h.ds, sc->h.fspace, &nchunks) < 0 ||
+        (double)nchunks * (double)nchunks * 32.0 > (double)rows * (double)cols)
+        return 1;
+    for (int i = 0; i < rank; i++)
+        if (cdims[i] == 0)
+            return 1;
+    int rc = 0;
+    for (hsize_t i = 0; !rc && i < nchunks; i++) {
+        hsize_t off[4];
+        unsigned mask;
+        haddr_t addr;
+        hsize_t size;
+        if (H5Sselect_all(sc->h.fspace) < 0 ||
+            H5Dget_chunk_info(sc->h.ds, sc->h.fspace, i, off, &mask, &addr, &size) < 0 ||
+            off[nl] >= rows || off[nl + 1] >= cols)
+            return lsh_error_set(err, LSH_EIO, "%s: cannot list the chunks of '%s'",
+                                 sc->rd->fname, sc->path);
+        int meets = 1;
+        for (int j = 0; j < nl; j++)
+            meets &= off[j] <= sc->lead[j] && sc->lead[j] - off[j] < cdims[j];
+        if (!meets)
+            continue;
+        const size_t r1 = rows - off[nl] < cdims[nl] ? rows : (size_t)(off[nl] + cdims[nl]);
+        const size_t c1 =
+            cols - off[nl + 1] < cdims[nl + 1] ? cols : (size_t)(off[nl + 1] + cdims[nl + 1]);
+        rc = scan_region(sc, (size_t)off[nl], r1, (size_t)off[nl + 1], c1, err);
+    }
+    return rc;
+}
+
+/* Every value of the [n, d] slab at lead is finite (SPEC 5: a NaN in the
+ * input is an error before any work), at the cost of what the file stores
+ * rather than of the shape it declares: unwritten parts all read as the
+ * fill value, checked once, and of a partly written chunked dataset only
+ * the written chunks are read.  A block of rows at a time, so memory stays
+ * small. */
+static int h5_scan(struct rd *rd, const char *path, const struct arr *a, const size_t *lead,
+                   struct at at, struct lsh_error *err)
+{
+    const size_t rows = a->dims[a->rank - 2], cols = a->dims[a->rank - 1];
+    struct scan sc = {.rd = rd, .path = path, .at = at};
+    sc.lead[0] = lead[0];
+    sc.lead[1] = lead[1];
+    sc.block = cols >= 65536 ? 1 : 65536 / cols;
+    if (sc.block > rows)
+        sc.block = rows;
+    int rc = h5a_open(rd, path, a, &sc.h, err);
+    if (rc)
+        return rc;
+    sc.x = malloc(sc.block * cols * sizeof *sc.x);
+    hid_t dcpl = H5Dget_create_plist(sc.h.ds);
+    H5D_space_status_t status = H5D_SPACE_STATUS_ERROR;
+    if (!sc.x)
+        rc = lsh_error_set(err, LSH_ENOMEM, "out of memory");
+    else if (dcpl < 0 || H5Dget_space_status(sc.h.ds, &status) < 0)
+        rc = lsh_error_set(err, LSH_EIO, "%s: cannot open '%s'", rd->fname, path);
+    /* HDF5 gives unwritten parts the fill value only if the file set one and
+     * did not say "never"; else it leaves the (zeroed) buffer as it was */
+    H5D_fill_value_t defined = H5D_FILL_VALUE_UNDEFINED;
+    H5D_fill_time_t when = H5D_FILL_TIME_NEVER;
+    double fill = 0.0;
+    if (!rc && status != H5D_SPACE_STATUS_ALLOCATED &&
+        H5Pfill_value_defined(dcpl, &defined) >= 0 && defined == H5D_FILL_VALUE_USER_DEFINED &&
+        H5Pget_fill_time(dcpl, &when) >= 0 && when != H5D_FILL_TIME_NEVER &&
+        H5Pget_fill_value(dcpl, H5T_NATIVE_DOUBLE, &fill) >= 0 && !isfinite(fill))
+        rc = lsh_error_set(err, LSH_EDATA,
+                           "%s: dataset '%s' has unwritten parts, and its fill value (what "
+                           "they read as) is %s",
+                           rd->fname, path, isnan(fill) ? "NaN" : "Inf");
+    if (!rc && status != H5D_SPACE_STATUS_NOT_ALLOCATED) {
+        if (status == H5D_SPACE_STATUS_ALLOCATED || H5Pget_layout(dcpl) != H5D_CHUNKED ||
+            (rc = scan_chunks(&sc, dcpl, err)) == 1)
+            rc = scan_region(&sc, 0, rows, 0, cols, err);
+    }
+    if (dcpl >= 0)
+        H5Pclose(dcpl);
+    h5a_close(&sc.h);
+    free(sc.x);
+    return rc;
+}
+
+/* ---- reading a slab, either format ----------------------------------------------- */
+
+/* Index of the [n, d] slab at (layer, head) among an array's slabs. */
+static uint64_t slab_index(const struct arr *a, const size_t *lead)
+{
+    return a->rank == 4 ? (uint64_t)lead[0] * a->dims[1] + lead[1]
+           : a->rank == 3 ? lead[0]
+                          : 0;
+}
+
+/* The [n, d] slab at lead into x (n*d doubles), each value checked finite. */
+static int arr_read(struct rd *rd, const char *path, const struct arr *a, const size_t *lead,
+                    struct at at, double *x, struct lsh_error *err)
+{
+    const size_t rows = a->dims[a->rank - 2], cols = a->dims[a->rank - 1];
+    int rc = 0;
+    if (rd->npy) {
+        char *p = lsh_dataset_file_path(path, rd->config_path);
+        struct lsh_npy h;
+        int fd = -1;
+        rc = p ? lsh_npy_open(p, &h, &fd, err) : lsh_error_set(err, LSH_ENOMEM, "out of memory");
+        for (int i = 0; !rc && i < a->rank; i++)
+            if (h.rank != a->rank || h.shape[i] != a->dims[i])
+                rc = lsh_error_set(err, LSH_EDATA, "'%s' changed while it was read", p);
+        if (!rc)
+            rc = lsh_npy_read(fd, &h, p, slab_index(a, lead) * rows * cols, rows * cols, x, err);
+        if (fd >= 0)
+            close(fd);
+        free(p);
+    } else {
+        struct h5a h;
+        rc = h5a_open(rd, path, a, &h, err);
+        if (!rc) {
+            if (h5a_read(&h, lead, 0, rows, 0, cols, x) < 0)
+                rc = lsh_error_set(err, LSH_EIO, "%s: cannot read '%s' as float64", rd->fname,
+                                   path);
+            h5a_close(&h);
+        }
+    }
+    for (size_t t = 0; !rc && t < rows * cols; t++)
+        if (!isfinite(x[t]))
+            rc = not_finite(rd, path, at, x[t], t / cols, t % cols, err);
+    return rc;
+}
+
+/* Every value of the slab at lead is finite, with little memory. */
+static int arr_scan(struct rd *rd, const char *path, const struct arr *a, const size_t *lead,
+                    struct at at, struct lsh_error *err)
+{
+    if (!rd->npy)
+        return h5_scan(rd, path, a, lead, at, err);
+    const size_t rows = a->dims[a->rank - 2], cols = a->dims[a->rank - 1];
+    const size_t total = rows * cols, block = 65536;
+    char *p = lsh_dataset_file_path(path, rd->config_path);
+    double *x = malloc(block * sizeof *x);
+    struct lsh_npy h;
+    int fd = -1;
+    int rc = p && x ? lsh_npy_open(p, &h, &fd, err)
+                    : lsh_error_set(err, LSH_ENOMEM, "out of memory");
+    const uint64_t first = slab_index(a, lead) * total;
+    for (size_t t0 = 0; !rc && t0 < total; t0 += block) {
+        const size_t m = total - t0 < block ? total - t0 : block;
+        rc = lsh_npy_read(fd, &h, p, first + t0, m, x, err);
+        for (size_t t = 0; !rc && t < m; t++)
+            if (!isfinite(x[t]))
+                rc = not_finite(rd, path, at, x[t], (t0 + t) / cols, (t0 + t) % cols, err);
+    }
+    if (fd >= 0)
+        close(fd);
+    free(x);
+    free(p);
+    return rc;
+}
+
+/* ---- Q, K, V: arrays or path templates ------------------------------------------- */
+
+/* One of Q, K, V as the config names it. */
+struct src {
+    const char *role;  /* "Q", "K", "V" */
+    const char *path;  /* as the config gives it */
+    int tl, th;        /* a template holding {layer} / {head} */
+    int has_l, has_h;  /* the axes it has */
+    size_t L, H;       /* their sizes (0 without) */
+    size_t n, d;
+    struct arr a;      /* the array, or a template's first expansion */
+};
+
+/* tmpl with {layer} and {head} replaced (a negative index is left as it
+ * is); malloc'd, NULL when out of memory. */
+static char *expand(const char *tmpl, long layer, long head)
+{
+    size_t cap = strlen(tmpl) + 1, n = 0;
+    for (const char *s = tmpl; (s = strchr(s, '{')); s++)
+        cap += 24;
+    char *out = malloc(cap);
+    if (!out)
+        return NULL;
+    for (const char *s = tmpl; *s;) {
+        if (!strncmp(s, "{layer}", 7) && layer >= 0) {
+            n += (size_t)snprintf(out + n, cap - n, "%ld", layer);
+            s += 7;
+        } else if (!strncmp(s, "{head}", 6) && head >= 0) {
+            n += (size_t)snprintf(out + n, cap - n, "%ld", head);
+            s += 6;
+        } else {
+            out[n++] = *s++;
+        }
+    }
+    out[n] = '\0';
+    return out;
+}
+
+/* "FILE: " for HDF5 (whose messages then name paths in it), "" for npy. */
+static const char *prefix(const struct rd *rd, char *buf, size_t size)
+{
+    if (rd->npy)
+        return "";
+    snprintf(buf, size, "%s: ", rd->fname);
+    return buf;
+}
+
+/* "'PATH', SHAPE" of a source: its path (a .npy file as resolved) and shape. */
+static void src_label(const struct rd *rd, const struct src *s, char *buf, size_t size)
+{
+    char *p = rd->npy ? lsh_dataset_file_path(s->path, rd->config_path) : NULL;
+    const char *path = p ? p : s->path;
+    char shape[96];
+    if (s->tl || s->th) {
+        char ax[64] = "";
+        if (s->tl)
+            snprintf(ax, sizeof ax, "%zu layers%s", s->L, s->th ? " x " : "");
+        if (s->th)
+            snprintf(ax + strlen(ax), sizeof ax - strlen(ax), "%zu heads", s->H);
+        snprintf(shape, sizeof shape, "a template of %s, each %zu x %zu", ax, s->n, s->d);
+    } else {
+        dims_text(s->a.dims, s->a.rank, shape, sizeof shape);
+    }
+    snprintf(buf, size, "'%s', %s", path, shape);
+    free(p);
+}
+
+static const char *axes_text(const struct src *s)
+{
+    return s->has_l && s->has_h ? "[layers, heads, n, d]"
+           : s->has_h           ? "[heads, n, d]"
+           : s->has_l           ? "[layers, n, d]"
+                                : "[n, d]";
+}
+
+/* How many expansions of tmpl exist, counting one axis from 0 with the
+ * other at `other` (-1: the template has no other axis). */
+static size_t count_axis(struct rd *rd, const char *tmpl, int layer_axis, long other)
+{
+    size_t i = 0;
+    for (; i < LSH_AXIS_MAX; i++) {
+        char *p = expand(tmpl, layer_axis ? (long)i : other, layer_axis ? other : (long)i);
+        const int there = p && arr_exists(rd, p);
+        free(p);
+        if (!there)
+            break;
+    }
+    return i;
+}
+
+static int src_describe(struct rd *rd, const char *role, const char *path, struct src *s,
+                        struct lsh_error *err)
+{
+    memset(s, 0, sizeof *s);
+    s->role = role;
+    s->path = path;
+    s->tl = strstr(path, "{layer}") != NULL;
+    s->th = strstr(path, "{head}") != NULL;
+    if (!s->tl && !s->th) {
+        int rc = arr_info(rd, path, &s->a, err);
+        if (rc)
+            return rc;
+        const int r = s->a.rank;
+        s->has_l = r == 4;
+        s->has_h = r >= 3;
+        s->L = r == 4 ? s->a.dims[0] : 0;
+        s->H = r == 4 ? s->a.dims[1] : r == 3 ? s->a.dims[0] : 0;
+        s->n = s->a.dims[r - 2];
+        s->d = s->a.dims[r - 1];
+        return 0;
+    }
+    s->has_l = s->tl;
+    s->has_h = s->th;
+    /* layers are counted at head 0, heads at the first layer */
+    if (s->tl)
+        s->L = count_axis(rd, path, 1, s->th ? 0 : -1);
+    if (s->th)
+        s->H = count_axis(rd, path, 0, s->tl ? 0 : -1);
+    char *first = expand(path, s->tl ? 0 : -1, s->th ? 0 : -1);
+    if (!first)
+        return lsh_error_set(err, LSH_ENOMEM, "out of memory");
+    char name[LSH_ERROR_MSG_MAX / 2];
+    arr_name(rd, first, name, sizeof name);
+    int rc = 0;
+    if ((s->tl && !s->L) || (s->th && !s->H))
+        rc = lsh_error_set(err, LSH_EDATA,
+                           "%s does not exist: it is the first expansion of %s's template "
+                           "'%s'; allowed: a template whose layers and heads are numbered "
+                           "from 0",
+                           name, role, path);
+    if (!rc)
+        rc = arr_info(rd, first, &s->a, err);
+    if (!rc && s->a.rank != 2) {
+        char shape[96];
+        dims_text(s->a.dims, s->a.rank, shape, sizeof shape);
+        rc = lsh_error_set(err, LSH_EDATA,
+                           "%s has rank %d (%s), an expansion of %s's template '%s'; need each "
+                           "expansion to be a 2-D array [n, d]",
+                           name, s->a.rank, shape, role, path);
+    }
+    free(first);
+    s->n = s->a.dims[0];
+    s->d = s->a.dims[1];
+    return rc;
+}
+
+/* The array holding (layer l, head h) of s -- in the axes of s -- and the
+ * slab's place in it: a template's expansion (checked to exist and to be
+ * n x d; *owned is then malloc'd, free it) or s's own array. */
+static int src_unit(struct rd *rd, const struct src *s, long l, long h, char **owned,
+                    const char **path, struct arr *a, size_t lead[2], struct lsh_error *err)
+{
+    *owned = NULL;
+    lead[0] = lead[1] = 0;
+    if (!s->tl && !s->th) {
+        *path = s->path;
+        *a = s->a;
+        if (a->rank == 4) {
+            lead[0] = (size_t)l;
+            lead[1] = (size_t)h;
+        } else if (a->rank == 3) {
+            lead[0] = (size_t)h;
+        }
+        return 0;
+    }
+    if (!(*owned = expand(s->path, s->tl ? l : -1, s->th ? h : -1)))
+        return lsh_error_set(err, LSH_ENOMEM, "out of memory");
+    *path = *owned;
+    char name[LSH_ERROR_MSG_MAX / 2], at[64];
+    arr_name(rd, *owned, name, sizeof name);
+    at_text((struct at){s->tl ? l : -1, s->th ? h : -1}, 0, 0, at, sizeof at);
+    *strstr(at, "row") = '\0';
+    if (!arr_exists(rd, *owned))
+        return lsh_error_set(err, LSH_EDATA,
+                             "%s does not exist (%sof %s's template '%s'); allowed: every "
+                             "selected layer and head present",
+                             name, at, s->role, s->path);
+    int rc = arr_info(rd, *owned, a, err);
+    if (!rc && (a->rank != 2 || a->dims[0] != s->n || a->dims[1] != s->d)) {
+        char shape[96];
+        dims_text(a->dims, a->rank, shape, sizeof shape);
+        rc = lsh_error_set(err, LSH_EDATA,
+                           "%s is %s (%sof %s's template '%s'), but the first expansion is "
+                           "%zu x %zu; allowed: every expansion a 2-D array of one shape",
+                           name, shape, at, s->role, s->path, s->n, s->d);
+    }
+    return rc;
+}
+
+/* What a dataset's sources hold and which of their problems it selects. */
+struct resolved {
+    struct src q, k, v;
+    int has_k, has_v;
+    size_t kv_heads, d_v;
+    size_t n_layers, n_heads;
+    int32_t *layers, *heads; /* owned */
+};
+
+static void resolved_fini(struct resolved *r)
+{
+    free(r->layers);
+    free(r->heads);
+    r->layers = r->heads = NULL;
+}
+
+/* One axis of the selection: `given` (n_given of them; none: all) against
+ * what Q has (has: the axis exists; have: its size). */
+static int select_axis(const struct rd *rd, const struct src *q, const char *key,
+                       const char *noun, int has, size_t have, const uint32_t *given,
+                       size_t n_given, int32_t **out, size_t *count, struct lsh_error *err)
+{
+    char pre[LSH_ERROR_FILE_MAX + 4], ql[LSH_ERROR_MSG_MAX / 2];
+    src_label(rd, q, ql, sizeof ql);
+    if (!has) {
+        if (n_given) {
+            return lsh_error_set(err, LSH_EDATA, "%s'%s:' is given, but Q (%s) has no %s axis; "
+                                 "allowed: '%s:' only for 3-D or 4-D arrays or templates "
+                                 "holding {%s}",
+                                 prefix(rd, pre, sizeof pre), key, ql, noun, key, noun);
+        }
+        if (!(*out = malloc(sizeof **out)))
+            return lsh_error_set(err, LSH_ENOMEM, "out of memory");
+        (*out)[0] = -1;
+        *count = 1;
+        return 0;
+    }
+    const size_t m = n_given ? n_given : have;
+    if (!(*out = malloc(m * sizeof **out)))
+        return lsh_error_set(err, LSH_ENOMEM, "out of memory");
+    for (size_t i = 0; i < m; i++) {
+        const size_t v = n_given ? given[i] : i;
+        if (v >= have)
+            return lsh_error_set(err, LSH_EDATA,
+                                 "%s%s: %zu is out of range: Q (%s) has %zu %ss (0 to %zu)",
+                                 prefix(rd, pre, sizeof pre), key, v, ql, have, noun,
+                                 have - 1);
+        (*out)[i] = (int32_t)v;
+    }
+    *count = m;
+    return 0;
+}
+
+/* K or V against Q: the same axes and layers, n (and d for K), and a head
+ * count dividing Q's. */
+static int check_against_q(const struct rd *rd, const struct src *x, const struct src *q,
+                           struct lsh_error *err)
+{
+    char pre[LSH_ERROR_FILE_MAX + 4], xl[LSH_ERROR_MSG_MAX / 3], ql[LSH_ERROR_MSG_MAX / 3];
+    src_label(rd, x, xl, sizeof xl);
+    src_label(rd, q, ql, sizeof ql);
+    const char *p = prefix(rd, pre, sizeof pre);
+    if (x->has_l != q->has_l || x->has_h != q->has_h)
+        return lsh_error_set(err, LSH_EDATA,
+                             "%s%s (%s) has axes %s but Q (%s) has %s; allowed: the same axes "
+                             "for Q, K and V",
+                             p, x->role, xl, axes_text(x), ql, axes_text(q));
+    if (x->L != q->L)
+        return lsh_error_set(err, LSH_EDATA,
+                             "%s%s (%s) has %zu layers but Q (%s) has %zu; allowed: the same "
+                             "layers",
+                             p, x->role, xl, x->L, ql, q->L);
+    if (x->role[0] == 'K' && (x->n != q->n || x->d != q->d))
+        return lsh_error_set(err, LSH_EDATA, "%sK (%s) and Q (%s) differ in shape", p, xl, ql);
+    if (x->role[0] == 'V' && x->n != q->n)
+        return lsh_error_set(err, LSH_EDATA, "%sV ('%s') has %zu rows but Q has %zu (V: %s; Q: %s)",
+                             p, x->path, x->n, q->n, xl, ql);
+    if (x->has_h && (x->H > q->H || q->H % x->H))
+        return lsh_error_set(err, LSH_EDATA,
+                             "%s%s (%s) has %zu heads and Q (%s) %zu; allowed: Q's heads a "
+                             "multiple of %s's (grouped-query attention)",
+                             p, x->role, xl, x->H, ql, q->H, x->role);
+    return 0;
+}
+
+static int resolve(struct rd *rd, int separate, struct resolved *r, struct lsh_error *err)
+{
+    const struct lsh_dataset_spec *spec = rd->spec;
+    memset(r, 0, sizeof *r);
+    int rc = src_describe(rd, "Q", spec->q, &r->q, err);
+    if (!rc && spec->k && !(rc = src_describe(rd, "K", spec->k, &r->k, err)))
+        r->has_k = 1;
+    if (!rc && r->has_k)
+        rc = check_against_q(rd, &r->k, &r->q, err);
+    if (!rc && spec->v && !(rc = src_describe(rd, "V", spec->v, &r->v, err)))
+        r->has_v = 1;
+    if (!rc && r->has_v)
+        rc = check_against_q(rd, &r->v, &r->q, err);
+    if (rc)
+        return rc;
+    char pre[LSH_ERROR_FILE_MAX + 4], kl[LSH_ERROR_MSG_MAX / 3], vl[LSH_ERROR_MSG_MAX / 3];
+    if (r->has_k && r->has_v && r->k.H != r->v.H) {
+        src_label(rd, &r->k, kl, sizeof kl);
+        src_label(rd, &r->v, vl, sizeof vl);
+        return lsh_error_set(err, LSH_EDATA,
+                             "%sK (%s) has %zu heads but V (%s) has %zu; allowed: as many "
+                             "key as value heads",
+                             prefix(rd, pre, sizeof pre), kl, r->k.H, vl, r->v.H);
+    }
+    r->kv_heads = r->has_k ? r->k.H : r->has_v ? r->v.H : r->q.H;
+    r->d_v = r->has_v ? r->v.d : spec->d_v ? spec->d_v : r->q.d;
+    rc = select_axis(rd, &r->q, "layers", "layer", r->q.has_l, r->q.L, spec->layers, spec->n_layers,
+                     &r->layers, &r->n_layers, err);
+    if (!rc)
+        rc = select_axis(rd, &r->q, "heads", "head", r->q.has_h, r->q.H, spec->heads, spec->n_heads,
+                         &r->heads, &r->n_heads, err);
+    if (!rc && r->n_layers * r->n_heads > LSH_UNITS_MAX)
+        rc = lsh_error_set(err, LSH_EDATA,
+                           "%sdataset '%s' selects %zu layers x %zu heads = %zu problems; "
+                           "allowed: at most %zu (select fewer with 'layers:' and 'heads:')",
+                           prefix(rd, pre, sizeof pre), spec->name, r->n_layers, r->n_heads,
+                           r->n_layers * r->n_heads, LSH_UNITS_MAX);
+    if (!rc) {
+        char what[LSH_ERROR_MSG_MAX / 2];
+        snprintf(what, sizeof what, "dataset '%s' (%s)", spec->name,
+                 rd->npy ? "npy" : rd->fname);
+        rc = check_shape(what, LSH_EDATA, r->q.n, r->q.d, r->d_v, 0, separate,
+                         physical_memory(), "this machine's memory, one layer and head at a "
+                         "time", err);
+    }
+    if (rc)
+        resolved_fini(r);
+    return rc;
+}
+
+/* Query head h's key/value head (grouped-query attention); -1 without heads. */
+static long kv_head(const struct resolved *r, long h)
+{
+    return h < 0 ? -1 : (long)((uint64_t)h * r->kv_heads / r->q.H);
+}
+
+/* Check (probe) or read (make, x != NULL) the slab of source s at (l, h). */
+static int src_slab(struct rd *rd, const struct src *s, long l, long h, double *x,
+                    struct lsh_error *err)
+{
+    char *owned = NULL;
+    const char *path = NULL;
+    struct arr a;
+    size_t lead[2];
+    int rc = src_unit(rd, s, l, h, &owned, &path, &a, lead, err);
+    const struct at at = {s->has_l ? l : -1, s->has_h ? h : -1};
+    if (!rc)
+        rc = x ? arr_read(rd, path, &a, lead, at, x, err) : arr_scan(rd, path, &a, lead, at, err);
+    free(owned);
+    return rc;
+}
+
+static int rd_open(struct rd *rd, const struct lsh_dataset_spec *spec, const char *config_path,
+                   struct lsh_error *err)
+{
+    memset(rd, 0, sizeof *rd);
+    rd->spec = spec;
+    rd->config_path = config_path;
+    rd->npy = spec->kind == LSH_DATA_NPY;
+    rd->file = H5I_INVALID_HID;
+    if (!spec->q || (!rd->npy && !spec->file))
+        return lsh_error_set(err, LSH_EINVAL, "dataset '%s': no %s given", spec->name,
+                             spec->q ? "file" : "q");
+    if (rd->npy)
+        return 0;
+    if (!(rd->fname = lsh_dataset_file_path(spec->file, config_path)))
+        return lsh_error_set(err, LSH_ENOMEM, "out of memory");
+    rd->file = open_h5(rd->fname, err);
+    return rd->file < 0 ? (err ? err->code : LSH_EIO) : 0;
+}
+
+static void rd_close(struct rd *rd)
+{
+    if (rd->file >= 0)
+        H5Fclose(rd->file);
+    free(rd->fname);
+    rd->fname = NULL;
+    rd->file = H5I_INVALID_HID;
 }
 
 void lsh_dataset_layout_free(struct lsh_dataset_layout *l)
@@ -556,46 +1201,84 @@ static int single_unit(struct lsh_dataset_layout *l, const char *source, const c
     return 0;
 }
 
+/* Every selected slab of Q, K and V is there and finite; each key/value
+ * slab once (query heads are ascending, so their kv heads are too). */
+static int scan_selected(struct rd *rd, const struct resolved *r, struct lsh_error *err)
+{
+    int rc = 0;
+    for (size_t a = 0; !rc && a < r->n_layers; a++) {
+        long last_kv = -2;
+        for (size_t b = 0; !rc && b < r->n_heads; b++) {
+            const long l = r->layers[a], h = r->heads[b], kv = kv_head(r, h);
+            rc = src_slab(rd, &r->q, l, h, NULL, err);
+            if (!rc && r->has_k && kv != last_kv)
+                rc = src_slab(rd, &r->k, l, kv, NULL, err);
+            if (!rc && r->has_v && kv != last_kv)
+                rc = src_slab(rd, &r->v, l, kv, NULL, err);
+            last_kv = kv;
+        }
+    }
+    return rc;
+}
+
+static int probe_file(const struct lsh_dataset_spec *spec, const char *config_path,
+                      struct lsh_dataset_layout *out, struct lsh_error *err)
+{
+    struct rd rd;
+    struct resolved r;
+    int rc = rd_open(&rd, spec, config_path, err);
+    int have_r = 0;
+    if (!rc)
+        have_r = !(rc = resolve(&rd, 0, &r, err));
+    if (!rc)
+        rc = scan_selected(&rd, &r, err);
+    if (!rc) {
+        char *src = rd.npy ? lsh_dataset_file_path(spec->q, config_path) : strdup(rd.fname);
+        if (!src)
+            rc = lsh_error_set(err, LSH_ENOMEM, "out of memory");
+        out->source = src;
+    }
+    if (!rc) {
+        out->n = r.q.n;
+        out->d = r.q.d;
+        out->d_v = r.d_v;
+        out->n_layers = r.n_layers;
+        out->n_heads = r.n_heads;
+        out->layers = r.layers;
+        out->heads = r.heads;
+        r.layers = r.heads = NULL;
+        out->src_layers = r.q.L;
+        out->src_heads = r.q.H;
+        out->kv_heads = r.q.has_h ? r.kv_heads : 0;
+        snprintf(out->dtype, sizeof out->dtype, "%s", r.q.a.dtype);
+    }
+    if (have_r)
+        resolved_fini(&r);
+    rd_close(&rd);
+    return rc;
+}
+
 int lsh_dataset_probe(const struct lsh_dataset_spec *spec, const char *config_path,
                       struct lsh_dataset_layout *out, struct lsh_error *err)
 {
     memset(out, 0, sizeof *out);
-    if (spec->kind != LSH_DATA_HDF5) {
-        int rc = check_generated(spec, 0, err);
+    int rc;
+    if (spec->kind == LSH_DATA_HDF5 || spec->kind == LSH_DATA_NPY) {
+        rc = probe_file(spec, config_path, out, err);
+    } else {
+        rc = check_generated(spec, 0, err);
         if (!rc)
             rc = single_unit(out, "generated", "float64", err);
-        if (rc) {
-            lsh_dataset_layout_free(out);
-            return rc;
+        if (!rc) {
+            out->n = spec->n;
+            out->d = spec->d;
+            out->d_v = spec->d_v ? spec->d_v : spec->d;
         }
-        out->n = spec->n;
-        out->d = spec->d;
-        out->d_v = spec->d_v ? spec->d_v : spec->d;
-        return 0;
     }
-    char *fname = lsh_dataset_file_path(spec->file, config_path);
-    if (!fname)
-        return lsh_error_set(err, LSH_ENOMEM, "out of memory");
-    hid_t file = open_h5(fname, err);
-    int rc = file < 0 ? err ? err->code : LSH_EIO : 0;
-    struct h5_shapes s = {{0, 0}, {0, 0}, {0, 0}};
-    if (!rc)
-        rc = probe_all(file, fname, spec, 0, 1, &s, err);
-    if (file >= 0)
-        H5Fclose(file);
-    if (!rc)
-        rc = single_unit(out, fname, "float64", err);
-    free(fname);
-    if (rc) {
+    if (rc)
         lsh_dataset_layout_free(out);
-        return rc;
-    }
-    out->n = s.q.rows;
-    out->d = s.q.cols;
-    out->d_v = spec->v ? s.v.cols : (spec->d_v ? spec->d_v : s.q.cols);
-    return 0;
+    return rc;
 }
-
 /* ---- make --------------------------------------------------------------------- */
 
 void lsh_dataset_free(struct lsh_dataset *ds)
@@ -623,39 +1306,55 @@ static int alloc_matrices(struct lsh_dataset *ds, int separate, struct lsh_error
     return 0;
 }
 
-static int load_hdf5(struct lsh_dataset *ds, const char *config_path, int separate,
+
+/* Is v one of list[0..n)? */
+static int listed(const int32_t *list, size_t n, int32_t v)
+{
+    for (size_t i = 0; i < n; i++)
+        if (list[i] == v)
+            return 1;
+    return 0;
+}
+
+static int load_file(struct lsh_dataset *ds, const char *config_path, int separate,
                      struct lsh_error *err)
 {
     const struct lsh_dataset_spec *spec = ds->spec;
-    char *fname = lsh_dataset_file_path(spec->file, config_path);
-    if (!fname)
-        return lsh_error_set(err, LSH_ENOMEM, "out of memory");
-    hid_t file = open_h5(fname, err);
-    int rc = file < 0 ? err ? err->code : LSH_EIO : 0;
-    struct h5_shapes s = {{0, 0}, {0, 0}, {0, 0}};
+    struct rd rd;
+    struct resolved r;
+    int have_r = 0;
+    int rc = rd_open(&rd, spec, config_path, err);
     if (!rc && separate && !spec->k)
         rc = lsh_error_set(err, LSH_EDATA,
-                           "dataset '%s': keys: separate needs a K matrix ('k:' path in %s)",
-                           spec->name, fname);
+                           "dataset '%s': keys: separate needs a K matrix ('k:' %s)",
+                           spec->name, rd.npy ? "file" : "path in the file");
     if (!rc)
-        rc = probe_all(file, fname, spec, separate, 0, &s, err);
+        have_r = !(rc = resolve(&rd, separate, &r, err));
+    const long l = ds->unit.layer, h = ds->unit.head;
+    if (!rc && !(listed(r.layers, r.n_layers, ds->unit.layer) &&
+                 listed(r.heads, r.n_heads, ds->unit.head)))
+        rc = lsh_error_set(err, LSH_EINVAL,
+                           "dataset '%s': layer %ld, head %ld is not one of the problems it "
+                           "selects", spec->name, l, h);
     if (!rc) {
-        ds->n = s.q.rows;
-        ds->d = s.q.cols;
-        ds->d_v = spec->v ? s.v.cols : (spec->d_v ? spec->d_v : ds->d);
+        ds->n = r.q.n;
+        ds->d = r.q.d;
+        ds->d_v = r.d_v;
         rc = alloc_matrices(ds, separate, err);
     }
     if (!rc)
-        rc = read_matrix(file, fname, spec->q, ds->q, &s.q, err);
+        rc = src_slab(&rd, &r.q, l, h, ds->q, err);
     if (!rc && separate)
-        rc = read_matrix(file, fname, spec->k, ds->k, &s.k, err);
-    if (!rc && spec->v)
-        rc = read_matrix(file, fname, spec->v, ds->v, &s.v, err);
-    else if (!rc && fill_gaussian(ds->v, ds->n * ds->d_v, lsh_seed_str(ds->seed, "v")))
+        rc = src_slab(&rd, &r.k, l, kv_head(&r, h), ds->k, err);
+    if (!rc && r.has_v)
+        rc = src_slab(&rd, &r.v, l, kv_head(&r, h), ds->v, err);
+    else if (!rc && fill_gaussian(ds->v, ds->n * ds->d_v,
+                                  lsh_seed_unit(lsh_seed_str(ds->seed, "v"), ds->unit.layer,
+                                                ds->unit.head)))
         rc = lsh_error_set(err, LSH_ENOMEM, "dataset '%s': out of memory", spec->name);
-    if (file >= 0)
-        H5Fclose(file);
-    free(fname);
+    if (have_r)
+        resolved_fini(&r);
+    rd_close(&rd);
     return rc;
 }
 
@@ -696,6 +1395,7 @@ static int generate(struct lsh_dataset *ds, int separate, struct lsh_error *err)
     return 0;
 }
 
+
 int lsh_dataset_make(const struct lsh_dataset_spec *spec, const char *config_path,
                      uint64_t config_seed, int separate, struct lsh_dataset_unit unit,
                      struct lsh_dataset **out, struct lsh_error *err)
@@ -706,7 +1406,8 @@ int lsh_dataset_make(const struct lsh_dataset_spec *spec, const char *config_pat
     ds->spec = spec;
     ds->unit = unit;
     ds->seed = lsh_seed_str(config_seed, spec->name);
-    int rc = spec->kind == LSH_DATA_HDF5 ? load_hdf5(ds, config_path, separate, err)
+    int rc = spec->kind == LSH_DATA_HDF5 || spec->kind == LSH_DATA_NPY
+                 ? load_file(ds, config_path, separate, err)
                                          : generate(ds, separate, err);
     if (rc) {
         lsh_dataset_free(ds);
@@ -726,7 +1427,7 @@ size_t lsh_dataset_bytes(const struct lsh_dataset_spec *spec, size_t n, size_t d
     b = lsh_size_add(b, lsh_size_mul3(n, d_v, D));
     if (spec->kind == LSH_DATA_CLUSTERED)
         b = lsh_size_add(b, lsh_size_mul3(spec->clusters, d, D));
-    else if (spec->kind == LSH_DATA_HDF5)
+    else if (spec->kind == LSH_DATA_HDF5 || spec->kind == LSH_DATA_NPY)
         b = lsh_size_add(b, (size_t)4 << 20); /* type conversion and chunk caches */
     return lsh_size_add(b, sizeof(struct lsh_dataset) + 256);
 }

@@ -172,10 +172,14 @@ int lsh_plan_build(const struct lsh_config *cfg, struct lsh_plan **out, struct l
     size_t n_sets = 0;
     for (size_t s = 0; s < cfg->n_strategies; s++)
         n_sets += cfg->strategies[s].n_sets;
-    /* Counts come from the config: a product that wrapped around would
-     * allocate too little (a 100 KB config with repeats near 2^31 gets there). */
-    size_t n_groups, per_pass, n_all;
-    if (__builtin_mul_overflow(cfg->n_datasets, n_sets, &n_groups) ||
+    /* Counts come from the config and the data: a product that wrapped
+     * around would allocate too little (a 100 KB config with repeats near
+     * 2^31 gets there). */
+    size_t n_units = 0, n_groups, per_pass, n_all;
+    int over = 0;
+    for (size_t k = 0; k < cfg->n_datasets && !over; k++)
+        over = __builtin_add_overflow(n_units, lsh_plan_units(plan, k), &n_units);
+    if (over || __builtin_mul_overflow(n_units, n_sets, &n_groups) ||
         __builtin_mul_overflow(n_groups, sw->n_n_buckets, &n_groups) ||
         __builtin_mul_overflow(n_groups, (size_t)cfg->repeats, &n_groups) ||
         __builtin_mul_overflow(sw->n_n_hashes, sw->n_combine, &per_pass) ||
@@ -184,8 +188,27 @@ int lsh_plan_build(const struct lsh_config *cfg, struct lsh_plan **out, struct l
         free(modes);
         lsh_plan_free(plan);
         return lsh_error_at(err, LSH_ECONFIG, cfg->path, 0, 0,
-                            "the sweep is too large to count: datasets x parameter sets x "
-                            "n_buckets x repeats x modes x n_hashes x combine overflows");
+                            "the sweep is too large to count: datasets x layers x heads x "
+                            "parameter sets x n_buckets x repeats x modes x n_hashes x combine "
+                            "overflows");
+    }
+    /* The config bounded its points before the data was probed; its layers
+     * and heads multiply them (SPEC 11.2). */
+    if (n_all > LSH_POINTS_MAX) {
+        size_t widest = 0;
+        for (size_t k = 1; k < cfg->n_datasets; k++)
+            if (lsh_plan_units(plan, k) > lsh_plan_units(plan, widest))
+                widest = k;
+        const struct lsh_dataset_spec *ds = &cfg->datasets[widest];
+        free(modes);
+        rc = lsh_error_at(err, LSH_ECONFIG, cfg->path, ds->line, ds->column,
+                          "the sweep is too large: over the datasets' layers and heads (%zu "
+                          "units; dataset '%s' selects %zu) it expands to %zu points; allowed: "
+                          "at most %zu (select fewer layers or heads)",
+                          n_units, ds->name, lsh_plan_units(plan, widest), n_all,
+                          (size_t)LSH_POINTS_MAX);
+        lsh_plan_free(plan);
+        return rc;
     }
     plan->groups = calloc(n_groups + 1, sizeof *plan->groups);
     plan->passes = calloc(n_groups * n_modes + 1, sizeof *plan->passes);
@@ -200,48 +223,55 @@ int lsh_plan_build(const struct lsh_config *cfg, struct lsh_plan **out, struct l
 
     for (size_t dsi = 0; dsi < cfg->n_datasets && !rc; dsi++) {
         const struct lsh_dataset_spec *ds = &cfg->datasets[dsi];
-        for (size_t s = 0; s < cfg->n_strategies && !rc; s++) {
-            const struct lsh_strategy_spec *st = &cfg->strategies[s];
-            for (size_t ps = 0; ps < st->n_sets && !rc; ps++) {
-                for (size_t b = 0; b < sw->n_n_buckets && !rc; b++) {
-                    char why[LSH_ERROR_MSG_MAX - 128];
-                    int bad = check_point(cfg, st, &st->sets[ps], ds, &plan->shapes[dsi],
-                                          sw->n_buckets[b], why, sizeof why);
-                    if (bad && !st->skip_invalid) {
-                        const struct lsh_mark *mk = &sw->n_buckets_marks[b];
-                        rc = lsh_error_at(err, LSH_ECONFIG, cfg->path, mk->line, mk->column,
-                                          "%s; allowed: values the strategy accepts, or "
-                                          "'skip_invalid: true' on the strategy to skip them",
-                                          why);
-                        break;
-                    }
-                    for (uint32_t rep = 0; rep < cfg->repeats; rep++) {
-                        struct lsh_hash_group *g = &plan->groups[plan->n_groups++];
-                        *g = (struct lsh_hash_group){
-                            .dataset = dsi, .strategy = s, .param_set = ps,
-                            .n_buckets = sw->n_buckets[b], .repeat = rep, .h_max = h_max,
-                            .seed = point_seed(cfg, ds->name, st, &st->sets[ps],
-                                               sw->n_buckets[b], rep),
-                            .first_pass = plan->n_passes, .n_passes = n_modes,
-                        };
-                        if (bad) {
-                            g->skip_reason = strdup(why);
-                            plan->n_skipped_groups++;
+        const size_t units = lsh_plan_units(plan, dsi);
+        for (size_t u = 0; u < units && !rc; u++) {
+            const struct lsh_dataset_unit where = lsh_plan_unit(plan, dsi, u);
+            for (size_t s = 0; s < cfg->n_strategies && !rc; s++) {
+                const struct lsh_strategy_spec *st = &cfg->strategies[s];
+                for (size_t ps = 0; ps < st->n_sets && !rc; ps++) {
+                    for (size_t b = 0; b < sw->n_n_buckets && !rc; b++) {
+                        char why[LSH_ERROR_MSG_MAX - 128];
+                        int bad = check_point(cfg, st, &st->sets[ps], ds, &plan->shapes[dsi],
+                                              sw->n_buckets[b], why, sizeof why);
+                        if (bad && !st->skip_invalid) {
+                            const struct lsh_mark *mk = &sw->n_buckets_marks[b];
+                            rc = lsh_error_at(err, LSH_ECONFIG, cfg->path, mk->line, mk->column,
+                                              "%s; allowed: values the strategy accepts, or "
+                                              "'skip_invalid: true' on the strategy to skip them",
+                                              why);
+                            break;
                         }
-                        for (size_t m = 0; m < n_modes; m++) {
-                            struct lsh_pass *pa = &plan->passes[plan->n_passes];
-                            pa->group = plan->n_groups - 1;
-                            pa->mode = modes[m];
-                            pa->first_point = plan->n_points;
-                            for (size_t h = 0; h < sw->n_n_hashes; h++)
-                                for (size_t c = 0; c < sw->n_combine; c++) {
-                                    struct lsh_plan_point *pt = &plan->points[plan->n_points];
-                                    pt->id = plan->n_points++;
-                                    pt->pass = plan->n_passes;
-                                    pt->n_hashes = sw->n_hashes[h];
-                                    pt->combine = sw->combine[c];
-                                }
-                            plan->n_passes++;
+                        for (uint32_t rep = 0; rep < cfg->repeats; rep++) {
+                            struct lsh_hash_group *g = &plan->groups[plan->n_groups++];
+                            *g = (struct lsh_hash_group){
+                                .dataset = dsi, .strategy = s, .param_set = ps,
+                                .unit = u, .where = where,
+                                .n_buckets = sw->n_buckets[b], .repeat = rep, .h_max = h_max,
+                                .seed = lsh_seed_unit(point_seed(cfg, ds->name, st,
+                                                                 &st->sets[ps],
+                                                                 sw->n_buckets[b], rep),
+                                                      where.layer, where.head),
+                                .first_pass = plan->n_passes, .n_passes = n_modes,
+                            };
+                            if (bad) {
+                                g->skip_reason = strdup(why);
+                                plan->n_skipped_groups++;
+                            }
+                            for (size_t m = 0; m < n_modes; m++) {
+                                struct lsh_pass *pa = &plan->passes[plan->n_passes];
+                                pa->group = plan->n_groups - 1;
+                                pa->mode = modes[m];
+                                pa->first_point = plan->n_points;
+                                for (size_t h = 0; h < sw->n_n_hashes; h++)
+                                    for (size_t c = 0; c < sw->n_combine; c++) {
+                                        struct lsh_plan_point *pt = &plan->points[plan->n_points];
+                                        pt->id = plan->n_points++;
+                                        pt->pass = plan->n_passes;
+                                        pt->n_hashes = sw->n_hashes[h];
+                                        pt->combine = sw->combine[c];
+                                    }
+                                plan->n_passes++;
+                            }
                         }
                     }
                 }
@@ -257,6 +287,21 @@ int lsh_plan_build(const struct lsh_config *cfg, struct lsh_plan **out, struct l
     return 0;
 }
 
+size_t lsh_plan_units(const struct lsh_plan *plan, size_t dataset)
+{
+    const struct lsh_dataset_layout *l = &plan->shapes[dataset];
+    size_t units;
+    if (__builtin_mul_overflow(l->n_layers, l->n_heads, &units))
+        return SIZE_MAX;
+    return units;
+}
+
+struct lsh_dataset_unit lsh_plan_unit(const struct lsh_plan *plan, size_t dataset, size_t u)
+{
+    const struct lsh_dataset_layout *l = &plan->shapes[dataset];
+    return (struct lsh_dataset_unit){l->layers[u / l->n_heads], l->heads[u % l->n_heads]};
+}
+
 void lsh_plan_point_key(const struct lsh_plan *plan, const struct lsh_config *cfg, size_t p,
                         struct lsh_point_key *key)
 {
@@ -267,6 +312,8 @@ void lsh_plan_point_key(const struct lsh_plan *plan, const struct lsh_config *cf
     *key = (struct lsh_point_key){
         .point_id = pt->id,
         .dataset = cfg->datasets[g->dataset].name,
+        .layer = g->where.layer,
+        .head = g->where.head,
         .strategy = st->name,
         .params = st->sets[g->param_set].canonical,
         .mode = pa->mode.mode,

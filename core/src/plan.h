@@ -1,14 +1,21 @@
 /* plan.h - a validated config expanded into hash groups and sweep points.
  *
- * point_id is the index in this expansion order (SPEC 8), which is also the
- * order points are run and written:
- *   dataset > strategy > parameter set > n_buckets > repeat      (hash group)
+ * point_id is the index in this expansion order (SPEC 8, 11.2), which is
+ * also the order points are run and written:
+ *   dataset > layer > head                                        (unit)
+ *     > strategy > parameter set > n_buckets > repeat             (hash group)
  *     > mode setting (mode, chunk_size, look_back, window)         (pass)
  *       > n_hashes > combine                                       (point)
  * In bucket mode chunk_size, look_back and window do not apply and are not
  * swept.  Building the plan also runs every strategy's check() on every
  * (dataset, parameter set, n_buckets), so an invalid point is an error here,
  * before any work, unless the strategy says skip_invalid.
+ *
+ * The units of a dataset (its selected (layer, head) problems) come from its
+ * probed layout, layer-major: unit u is layers[u / n_heads], heads[u %
+ * n_heads].  A dataset without axes has one unit {-1, -1}.  All units of a
+ * dataset have the same shape, so the strategy checks and the memory figures
+ * are per dataset.
  */
 #ifndef LSH_PLAN_H
 #define LSH_PLAN_H
@@ -26,9 +33,12 @@ struct lsh_registry;
 
 struct lsh_hash_group {
     size_t dataset, strategy, param_set;  /* indices into the config */
+    size_t unit;                          /* index of the unit in the dataset's layout */
+    struct lsh_dataset_unit where;        /* its layer and head (-1: no such axis) */
     uint32_t n_buckets, repeat;
     uint32_t h_max;                       /* largest n_hashes */
-    uint64_t seed;                        /* the point seed (SPEC 7) */
+    uint64_t seed;                        /* the point seed (SPEC 7), with layer and head
+                                             mixed in (lsh_seed_unit, SPEC 11.2) */
     char *skip_reason;                    /* non-NULL: skipped (skip_invalid) */
     size_t first_pass, n_passes;
 };
@@ -59,6 +69,10 @@ struct lsh_plan {
 };
 
 int lsh_plan_build(const struct lsh_config *cfg, struct lsh_plan **out, struct lsh_error *err);
+
+/* The units of dataset k (n_layers x n_heads of its layout), and unit u of it. */
+size_t lsh_plan_units(const struct lsh_plan *plan, size_t dataset);
+struct lsh_dataset_unit lsh_plan_unit(const struct lsh_plan *plan, size_t dataset, size_t u);
 void lsh_plan_free(struct lsh_plan *plan);
 
 /* Fill key for point p (strings borrowed from cfg). */

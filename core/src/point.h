@@ -25,7 +25,9 @@ struct lsh_mode_opts {
 /* The key of one sweep point, as written to /runs. */
 struct lsh_point_key {
     uint64_t point_id;            /* index in the config's expansion order */
-    const char *dataset, *strategy, *params;
+    const char *dataset;
+    int32_t layer, head;          /* the unit (SPEC 11.2); -1: the dataset has no such axis */
+    const char *strategy, *params;
     enum lsh_mode mode;
     uint32_t chunk_size, look_back; /* 0 in bucket mode */
     enum lsh_window window;       /* written as "n/a" in bucket mode */

@@ -852,8 +852,9 @@ static int resume_file(struct lsh_results *res, const char *resolved, struct lsh
     if (version != LSH_RESULTS_FORMAT_VERSION)
         return lsh_error_set(err, LSH_ECONFIG,
                              "cannot resume '%s': it has format_version %d, this lshlab writes "
-                             "%d; use --force to replace it",
-                             res->partial, version, LSH_RESULTS_FORMAT_VERSION);
+                             "%d%s; use --force to replace it",
+                             res->partial, version, LSH_RESULTS_FORMAT_VERSION,
+                             version == 1 ? " (version 1 has no layer and head columns)" : "");
 
     rc = lsh_h5_read_attr_str(res->file, "resolved_config", &file_yaml);
     if (rc < 0)
@@ -1219,11 +1220,32 @@ static herr_t write_matrix(hid_t group, const char *name, hid_t type, const void
     return rc;
 }
 
+/* Does this dataset have a layer or a head axis (more than one problem, or
+ * one of a multi-head source)? */
+static int has_axes(const struct lsh_dataset_unit u)
+{
+    return u.layer >= 0 || u.head >= 0;
+}
+
 /* A /datasets/NAME group is complete when its last attribute is there and,
- * with dump_data, its matrices: anything less is an interrupted write. */
+ * with dump_data and no axes, its matrices: anything less is an
+ * interrupted write. */
 static int dataset_group_complete(hid_t group, const struct lsh_dataset *ds, int dump_data)
 {
     if (H5Aexists(group, "reference_rows") <= 0)
+        return 0;
+    if (!has_axes(ds->unit) && dump_data &&
+        (H5Lexists(group, "Q", H5P_DEFAULT) <= 0 || H5Lexists(group, "V", H5P_DEFAULT) <= 0 ||
+         (ds->k && H5Lexists(group, "K", H5P_DEFAULT) <= 0)))
+        return 0;
+    return 1;
+}
+
+/* A unit's group (/datasets/NAME/layer{L}/head{H}) is complete when its
+ * input_digest, written last, is there. */
+static int unit_group_complete(hid_t group, const struct lsh_dataset *ds, int dump_data)
+{
+    if (H5Aexists(group, "input_digest") <= 0)
         return 0;
     if (dump_data && (H5Lexists(group, "Q", H5P_DEFAULT) <= 0 ||
                       H5Lexists(group, "V", H5P_DEFAULT) <= 0 ||
@@ -1267,43 +1289,117 @@ static int read_attr_u64(hid_t obj, const char *name, uint64_t *v)
     return rc;
 }
 
-/* Resume: the dataset's input must be the one the file's rows came from. */
-static int check_input(const struct lsh_results *res, hid_t group, const struct lsh_dataset *ds,
-                       struct lsh_error *err)
+/* An int32 array attribute equal to v[0..n)?  1 yes, 0 no (or absent). */
+static int attr_i32s_equal(hid_t obj, const char *name, const int32_t *v, size_t n)
+{
+    hid_t attr = H5Aexists(obj, name) > 0 ? H5Aopen(obj, name, H5P_DEFAULT) : NO_HID;
+    hid_t space = attr >= 0 ? H5Aget_space(attr) : NO_HID;
+    int same = 0;
+    hssize_t count = space >= 0 ? H5Sget_simple_extent_npoints(space) : -1;
+    if (count >= 0 && (size_t)count == n) {
+        int32_t *got = malloc((n + 1) * sizeof *got);
+        same = got && H5Aread(attr, H5T_NATIVE_INT32, got) >= 0 &&
+               (n == 0 || memcmp(got, v, n * sizeof *v) == 0);
+        free(got);
+    }
+    if (space >= 0)
+        H5Sclose(space);
+    if (attr >= 0)
+        H5Aclose(attr);
+    return same;
+}
+
+/* The unit as text for messages: "", " (layer 1, head 3)", " (head 3)". */
+static void unit_text(const struct lsh_dataset_unit u, char *buf, size_t size)
+{
+    if (u.layer >= 0 && u.head >= 0)
+        snprintf(buf, size, " (layer %" PRId32 ", head %" PRId32 ")", u.layer, u.head);
+    else if (u.layer >= 0)
+        snprintf(buf, size, " (layer %" PRId32 ")", u.layer);
+    else if (u.head >= 0)
+        snprintf(buf, size, " (head %" PRId32 ")", u.head);
+    else
+        buf[0] = '\0';
+}
+
+static int input_changed(const struct lsh_results *res, const struct lsh_dataset *ds,
+                         const char *what, struct lsh_error *err)
 {
     const struct lsh_dataset_spec *spec = ds->spec;
-    const char *names[3] = { "n", "d", "d_v" };
-    const uint64_t now[3] = { ds->n, ds->d, ds->d_v };
-    char input[600], what[200] = "";
-    uint64_t then;
-    for (int i = 0; i < 3 && !what[0]; i++)
-        if (read_attr_u64(group, names[i], &then) == 0 && then != now[i])
-            snprintf(what, sizeof what, "%s was %" PRIu64 ", it is %" PRIu64 " now", names[i],
-                     then, now[i]);
-    /* files written before digests were recorded have none to compare */
-    if (!what[0] && read_attr_u64(group, "input_digest", &then) == 0 &&
-        then != input_digest(ds))
-        snprintf(what, sizeof what, "its contents differ");
-    if (!what[0])
-        return 0;
+    char input[600], unit[64];
     if (spec->kind == LSH_DATA_HDF5)
         snprintf(input, sizeof input, "input file '%s'", spec->file);
     else
         snprintf(input, sizeof input, "generated data");
+    unit_text(ds->unit, unit, sizeof unit);
     return lsh_error_set(err, LSH_EDATA,
-                         "cannot resume '%s': dataset '%s' (%s) changed since the run began "
+                         "cannot resume '%s': dataset '%s'%s (%s) changed since the run began "
                          "(%s); its rows would mix with the old ones: restore the input, or "
                          "start over with --force",
-                         res->partial, spec->name, input, what);
+                         res->partial, spec->name, unit, input, what);
 }
 
-static int write_dataset_group(hid_t group, const struct lsh_dataset *ds, int dump_data)
+/* Resume: the dataset's input must be the one the file's rows came from.
+ * At /datasets/NAME: its shape, its selected layers and heads, and (without
+ * axes) its digest; at a unit's group: that unit's digest. */
+static int check_input(const struct lsh_results *res, hid_t group,
+                       const struct lsh_dataset_layout *lay, const struct lsh_dataset *ds,
+                       int unit_group, struct lsh_error *err)
+{
+    char what[200] = "";
+    uint64_t then;
+    if (!unit_group) {
+        const char *names[3] = { "n", "d", "d_v" };
+        const uint64_t now[3] = { ds->n, ds->d, ds->d_v };
+        for (int i = 0; i < 3 && !what[0]; i++)
+            if (read_attr_u64(group, names[i], &then) == 0 && then != now[i])
+                snprintf(what, sizeof what, "%s was %" PRIu64 ", it is %" PRIu64 " now",
+                         names[i], then, now[i]);
+        if (!what[0] && lay &&
+            (!attr_i32s_equal(group, "layers", lay->layers, lay->n_layers) ||
+             !attr_i32s_equal(group, "heads", lay->heads, lay->n_heads)))
+            snprintf(what, sizeof what, "its selected layers or heads differ");
+    }
+    /* files written before digests were recorded have none to compare */
+    if (!what[0] && (unit_group || !has_axes(ds->unit)) &&
+        read_attr_u64(group, "input_digest", &then) == 0 && then != input_digest(ds))
+        snprintf(what, sizeof what, "its contents differ");
+    return what[0] ? input_changed(res, ds, what, err) : 0;
+}
+
+static herr_t attr_i32s(hid_t obj, const char *name, const int32_t *v, size_t n)
+{
+    hsize_t dims[1] = { n };
+    hid_t space = H5Screate_simple(1, dims, NULL), attr = NO_HID;
+    herr_t rc = -1;
+    if (space >= 0)
+        attr = H5Acreate2(obj, name, H5T_NATIVE_INT32, space, H5P_DEFAULT, H5P_DEFAULT);
+    if (attr >= 0)
+        rc = H5Awrite(attr, H5T_NATIVE_INT32, v);
+    if (attr >= 0)
+        H5Aclose(attr);
+    if (space >= 0)
+        H5Sclose(space);
+    return rc;
+}
+
+static herr_t write_data(hid_t group, const struct lsh_dataset *ds)
+{
+    if (write_matrix(group, "Q", H5T_NATIVE_DOUBLE, ds->q, ds->n, ds->d) < 0 ||
+        (ds->k && write_matrix(group, "K", H5T_NATIVE_DOUBLE, ds->k, ds->n, ds->d) < 0) ||
+        write_matrix(group, "V", H5T_NATIVE_DOUBLE, ds->v, ds->n, ds->d_v) < 0)
+        return -1;
+    return 0;
+}
+
+/* /datasets/NAME: the dataset's attributes (and, without axes, its data
+ * and digest). */
+static int write_dataset_group(hid_t group, const struct lsh_dataset_layout *lay,
+                               const struct lsh_dataset *ds, int dump_data)
 {
     const struct lsh_dataset_spec *spec = ds->spec;
-    if (dump_data &&
-        (write_matrix(group, "Q", H5T_NATIVE_DOUBLE, ds->q, ds->n, ds->d) < 0 ||
-         (ds->k && write_matrix(group, "K", H5T_NATIVE_DOUBLE, ds->k, ds->n, ds->d) < 0) ||
-         write_matrix(group, "V", H5T_NATIVE_DOUBLE, ds->v, ds->n, ds->d_v) < 0))
+    const int axes = has_axes(ds->unit);
+    if (dump_data && !axes && write_data(group, ds) < 0)
         return -1;
     if (lsh_h5_attr_str(group, "kind", lsh_data_kind_name(spec->kind)) < 0 ||
         lsh_h5_attr_u64(group, "n", ds->n) < 0 || lsh_h5_attr_u64(group, "d", ds->d) < 0 ||
@@ -1319,7 +1415,18 @@ static int write_dataset_group(hid_t group, const struct lsh_dataset *ds, int du
          (spec->k && lsh_h5_attr_str(group, "k", spec->k) < 0) ||
          (spec->v && lsh_h5_attr_str(group, "v", spec->v) < 0)))
         return -1;
-    if (lsh_h5_attr_u64(group, "input_digest", input_digest(ds)) < 0)
+    /* SPEC 11.2: which problems, from what */
+    static const int32_t none[1] = { -1 };
+    const int64_t kv_heads = lay ? (int64_t)lay->kv_heads : 0;
+    if (attr_i32s(group, "layers", lay && lay->n_layers ? lay->layers : none,
+                  lay && lay->n_layers ? lay->n_layers : 1) < 0 ||
+        attr_i32s(group, "heads", lay && lay->n_heads ? lay->heads : none,
+                  lay && lay->n_heads ? lay->n_heads : 1) < 0 ||
+        lsh_h5_write_attr(group, "kv_heads", H5T_NATIVE_INT64, &kv_heads) < 0 ||
+        lsh_h5_attr_str(group, "source", lay && lay->source ? lay->source : "") < 0 ||
+        lsh_h5_attr_str(group, "dtype", lay ? lay->dtype : "float64") < 0)
+        return -1;
+    if (!axes && lsh_h5_attr_u64(group, "input_digest", input_digest(ds)) < 0)
         return -1;
     /* Last, as the mark of a finished group. */
     uint64_t m = spec->reference_rows && spec->reference_rows < ds->n ? spec->reference_rows
@@ -1327,8 +1434,33 @@ static int write_dataset_group(hid_t group, const struct lsh_dataset *ds, int du
     return lsh_h5_attr_u64(group, "reference_rows", m);
 }
 
-int lsh_results_write_dataset(struct lsh_results *res, const struct lsh_dataset *ds,
-                              int dump_data, struct lsh_error *err)
+/* Open parent/name when it is there and complete (*complete = 1), else
+ * (re)create it (*complete = 0).  NO_HID on failure. */
+static hid_t fresh_or_complete(hid_t parent, const char *name, const struct lsh_dataset *ds,
+                               int dump_data, int unit_level, int *complete)
+{
+    *complete = 0;
+    htri_t has = H5Lexists(parent, name, H5P_DEFAULT);
+    if (has < 0)
+        return NO_HID;
+    if (has) {
+        hid_t g = H5Gopen2(parent, name, H5P_DEFAULT);
+        if (g < 0)
+            return NO_HID;
+        *complete = unit_level ? unit_group_complete(g, ds, dump_data)
+                               : dataset_group_complete(g, ds, dump_data);
+        if (*complete)
+            return g;
+        H5Gclose(g);
+        if (H5Ldelete(parent, name, H5P_DEFAULT) < 0) /* an unfinished write */
+            return NO_HID;
+    }
+    return H5Gcreate2(parent, name, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+}
+
+int lsh_results_write_dataset(struct lsh_results *res, const struct lsh_dataset_layout *lay,
+                              const struct lsh_dataset *ds, int dump_data,
+                              struct lsh_error *err)
 {
     if (!res || !ds || !ds->spec || !ds->spec->name)
         return lsh_error_set(err, LSH_EINVAL, "lsh_results_write_dataset: NULL argument");
@@ -1336,35 +1468,54 @@ int lsh_results_write_dataset(struct lsh_results *res, const struct lsh_dataset 
         return lsh_error_set(err, LSH_EINVAL, "dataset '%s' has no data to dump",
                              ds->spec->name);
     const char *name = ds->spec->name;
-    hid_t top = open_group(res->file, "datasets"), group = NO_HID;
-    int rc = 0;
+    char where[LSH_RUNS_NAME_LEN + 64];
+    hid_t top = open_group(res->file, "datasets"), group = NO_HID, mid = NO_HID, unit = NO_HID;
+    int rc = 0, complete = 0;
     if (top < 0)
         return lsh_h5_fail(err, res->partial, "create /datasets");
-    htri_t has = H5Lexists(top, name, H5P_DEFAULT);
-    if (has < 0) {
-        rc = lsh_h5_fail(err, res->partial, "look for /datasets/%s", name);
+    snprintf(where, sizeof where, "/datasets/%s", name);
+    group = fresh_or_complete(top, name, ds, dump_data, 0, &complete);
+    if (group < 0) {
+        rc = broken_write(res, lsh_h5_fail(err, res->work, "write %s", where), err);
         goto done;
     }
-    if (has) {
-        group = H5Gopen2(top, name, H5P_DEFAULT);
-        int complete = group >= 0 && dataset_group_complete(group, ds, dump_data);
-        if (complete && (rc = check_input(res, group, ds, err)) != 0)
-            res->refused = res->n_rows == res->n_rows_at_open; /* nothing new: give it back */
-        if (group >= 0)
-            H5Gclose(group);
-        group = NO_HID;
-        if (complete)
-            goto done; /* resume: written by the first run */
-        if (H5Ldelete(top, name, H5P_DEFAULT) < 0) {
-            rc = lsh_h5_fail(err, res->partial, "replace the unfinished /datasets/%s", name);
-            goto done;
-        }
+    if (complete) {
+        rc = check_input(res, group, lay, ds, 0, err); /* resume: written by the first run */
+    } else if (write_dataset_group(group, lay, ds, dump_data) < 0) {
+        rc = broken_write(res, lsh_h5_fail(err, res->work, "write %s", where), err);
+        goto done;
     }
-    group = H5Gcreate2(top, name, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
-    if (group < 0 || write_dataset_group(group, ds, dump_data) < 0 ||
-        H5Fflush(res->file, H5F_SCOPE_GLOBAL) < 0)
-        rc = broken_write(res, lsh_h5_fail(err, res->work, "write /datasets/%s", name), err);
+    if (!rc && has_axes(ds->unit)) {
+        /* /datasets/NAME/layer{L}/head{H}, a level left out for an absent axis */
+        char lname[24], hname[24];
+        snprintf(lname, sizeof lname, "layer%" PRId32, ds->unit.layer);
+        snprintf(hname, sizeof hname, "head%" PRId32, ds->unit.head);
+        hid_t parent = group;
+        const char *leaf = ds->unit.head >= 0 ? hname : lname;
+        if (ds->unit.layer >= 0 && ds->unit.head >= 0) {
+            parent = mid = open_group(group, lname);
+            snprintf(where + strlen(where), sizeof where - strlen(where), "/%s", lname);
+        }
+        snprintf(where + strlen(where), sizeof where - strlen(where), "/%s", leaf);
+        unit = parent < 0 ? NO_HID
+                          : fresh_or_complete(parent, leaf, ds, dump_data, 1, &complete);
+        if (unit < 0)
+            rc = broken_write(res, lsh_h5_fail(err, res->work, "write %s", where), err);
+        else if (complete)
+            rc = check_input(res, unit, lay, ds, 1, err);
+        else if ((dump_data && write_data(unit, ds) < 0) ||
+                 lsh_h5_attr_u64(unit, "input_digest", input_digest(ds)) < 0)
+            rc = broken_write(res, lsh_h5_fail(err, res->work, "write %s", where), err);
+    }
+    if (rc == LSH_EDATA && !res->broken)
+        res->refused = res->n_rows == res->n_rows_at_open; /* nothing new: give it back */
+    else if (!rc && H5Fflush(res->file, H5F_SCOPE_GLOBAL) < 0)
+        rc = broken_write(res, lsh_h5_fail(err, res->work, "write %s", where), err);
 done:
+    if (unit >= 0)
+        H5Gclose(unit);
+    if (mid >= 0)
+        H5Gclose(mid);
     if (group >= 0)
         H5Gclose(group);
     H5Gclose(top);

@@ -24,7 +24,13 @@
 #include "point.h"
 
 #define LSH_RESULTS_FORMAT "lshlab-results"
-#define LSH_RESULTS_FORMAT_VERSION 1
+/* Version 2 (SPEC 16): /runs has the key columns layer and head (int32, -1
+ * for a dataset without that axis) after dataset; /datasets/NAME has the
+ * attributes layers, heads, kv_heads, source and dtype, and per-unit groups
+ * (lsh_results_write_dataset).  Every file this lshlab writes is version 2;
+ * `show` reads versions 1 and 2; --resume continues only version 2. */
+#define LSH_RESULTS_FORMAT_VERSION 2
+#define LSH_RESULTS_FORMAT_VERSION_MIN 1 /* the oldest `show` reads */
 
 /* Fixed string widths in /runs. */
 #define LSH_RUNS_NAME_LEN 64    /* dataset, strategy */
@@ -78,18 +84,30 @@ int lsh_results_check_resumed(struct lsh_results *res, lsh_results_planned_fn pl
                               void *ctx, uint64_t n_planned, struct lsh_error *err);
 size_t lsh_results_row_count(const struct lsh_results *res);
 
-/* /datasets/NAME: attributes (kind, n, d, d_v, seed, generator parameters:
- * clusters, spread, norm (the value used) for clustered, file, q, k, v for
- * hdf5; reference_rows, the number of rows evaluated), and Q, K, V when
- * dump_data, and input_digest: a 64-bit hash of the shape and of the bits of
- * Q, K (when separate) and V as loaded.  Idempotent on resume (a group left
- * unfinished is rewritten); a finished group whose n, d, d_v or digest
- * differ from ds is LSH_EDATA naming the dataset and its input file (the
- * input changed since the run began), and when no row was added since open,
+/* /datasets/NAME for one unit (a layer and head, SPEC 11.2) of a dataset.
+ * /datasets/NAME is written once, by its first unit: attributes kind, n, d,
+ * d_v, seed, generator parameters (clusters, spread, norm (the value used)
+ * for clustered; file, q, k, v for hdf5), layers and heads (int32 arrays of
+ * the selected indices, [-1] for an absent axis), kv_heads (int64, 0
+ * without a head axis), source and dtype (strings, from lay), then
+ * reference_rows (the rows evaluated) last.  A dataset without axes keeps
+ * its data (Q, K, V when dump_data) and input_digest there.  A unit of a
+ * dataset with axes gets its own group, /datasets/NAME/layer{L}/head{H}
+ * (head{H} or layer{L} alone when the other axis is absent), holding its
+ * Q, K, V when dump_data and always its input_digest (written last).
+ * input_digest: a 64-bit hash of the shape and of the bits of Q, K (when
+ * separate) and V of that unit as loaded.  lay: the dataset's probed
+ * layout (NULL: one problem without axes, source "", dtype float64).
+ * Idempotent on resume (a group left unfinished is rewritten); a finished
+ * group whose n, d, d_v, layers, heads or digest differ from ds is
+ * LSH_EDATA naming the dataset, the unit and its input file (the input
+ * changed since the run began), and when no row was added since open,
  * lsh_results_close then gives the file back as open found it. */
 struct lsh_dataset;
-int lsh_results_write_dataset(struct lsh_results *res, const struct lsh_dataset *ds,
-                              int dump_data, struct lsh_error *err);
+struct lsh_dataset_layout;
+int lsh_results_write_dataset(struct lsh_results *res, const struct lsh_dataset_layout *lay,
+                              const struct lsh_dataset *ds, int dump_data,
+                              struct lsh_error *err);
 
 /* Append one row to /runs and flush.  The metric columns of a row whose
  * status is not ok are written as 0 whatever row->metrics holds.  A point

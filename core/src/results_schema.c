@@ -49,7 +49,7 @@ int lsh_h5_enomem(struct lsh_error *err)
 
 /* ---- the column tables --------------------------------------------------- */
 
-enum col_kind { COL_U32, COL_U64, COL_F64, COL_STR };
+enum col_kind { COL_U32, COL_I32, COL_U64, COL_F64, COL_STR };
 
 enum col_src {
     SRC_FIELD, /* a field of the record at `offset`; COL_STR: a const char * */
@@ -115,6 +115,7 @@ static const char *run_status(const void *rec)
 
 #define RUN(f) offsetof(struct lsh_run_row, f)
 #define K_U32(name, f) { name, COL_U32, SRC_FIELD, RUN(f), 0, NULL, COL_KEY, 0 }
+#define K_I32(name, f) { name, COL_I32, SRC_FIELD, RUN(f), 0, NULL, COL_KEY, 0 }
 #define K_U64(name, f) { name, COL_U64, SRC_FIELD, RUN(f), 0, NULL, COL_KEY, 0 }
 #define K_STR(name, f, w) { name, COL_STR, SRC_FIELD, RUN(f), w, NULL, COL_KEY, 0 }
 #define K_WORD(name, fn) { name, COL_STR, SRC_WORD, 0, LSH_RUNS_WORD_LEN, fn, COL_KEY, 0 }
@@ -126,6 +127,8 @@ static const char *run_status(const void *rec)
 static const struct lsh_col_def run_columns[] = {
     K_U64("point_id", key.point_id),
     K_STR("dataset", key.dataset, LSH_RUNS_NAME_LEN),
+    K_I32("layer", key.layer), /* format version 2 (SPEC 11.2, 16) */
+    K_I32("head", key.head),
     K_STR("strategy", key.strategy, LSH_RUNS_NAME_LEN),
     K_STR("params", key.params, LSH_RUNS_PARAMS_LEN),
     K_WORD("mode", run_mode),
@@ -178,6 +181,8 @@ static size_t kind_size(const struct lsh_col_def *def)
     switch (def->kind) {
     case COL_U32:
         return sizeof(uint32_t);
+    case COL_I32:
+        return sizeof(int32_t);
     case COL_U64:
         return sizeof(uint64_t);
     case COL_F64:
@@ -194,6 +199,8 @@ static hid_t kind_type(const struct lsh_col_def *def)
     switch (def->kind) {
     case COL_U32:
         return H5Tcopy(H5T_NATIVE_UINT32);
+    case COL_I32:
+        return H5Tcopy(H5T_NATIVE_INT32);
     case COL_U64:
         return H5Tcopy(H5T_NATIVE_UINT64);
     case COL_F64:
@@ -595,6 +602,7 @@ static void cell_text(const struct lsh_column *c, const unsigned char *row, char
 {
     const unsigned char *p = row + c->offset;
     uint32_t u32;
+    int32_t i32;
     uint64_t u64;
     double f;
     if (c->se || c->def->kind == COL_F64) {
@@ -603,6 +611,9 @@ static void cell_text(const struct lsh_column *c, const unsigned char *row, char
     } else if (c->def->kind == COL_U32) {
         memcpy(&u32, p, sizeof u32);
         snprintf(buf, size, "%" PRIu32, u32);
+    } else if (c->def->kind == COL_I32) {
+        memcpy(&i32, p, sizeof i32);
+        snprintf(buf, size, "%" PRId32, i32);
     } else if (c->def->kind == COL_U64) {
         memcpy(&u64, p, sizeof u64);
         snprintf(buf, size, "%" PRIu64, u64);

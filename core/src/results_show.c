@@ -388,12 +388,15 @@ int lsh_results_show(const char *path, int csv, FILE *out, struct lsh_error *err
         return rc;
     rc = lsh_h5_check_format(file, path, err);
     int version = 0;
+    /* Columns are read from the file's own types: a version 1 /runs simply
+     * has no layer and head columns, and shows without them. */
     if (!rc && (lsh_h5_format_version(file, &version) < 0 ||
-                version != LSH_RESULTS_FORMAT_VERSION))
+                version < LSH_RESULTS_FORMAT_VERSION_MIN || version > LSH_RESULTS_FORMAT_VERSION))
         rc = lsh_error_set(err, LSH_EDATA,
                            "'%s' has results format_version %d; this lshlab reads format_version "
-                           "%d only",
-                           path, version, LSH_RESULTS_FORMAT_VERSION);
+                           "%d to %d",
+                           path, version, LSH_RESULTS_FORMAT_VERSION_MIN,
+                           LSH_RESULTS_FORMAT_VERSION);
     for (int i = 0; !rc && i < 2; i++) {
         htri_t has = H5Lexists(file, tables[i], H5P_DEFAULT);
         if (has < 0)

@@ -1,4 +1,6 @@
-/* sweep.c - the engine's driver: dataset > reference > rounds > passes > rows. */
+/* sweep.c - the engine's driver: unit > reference > rounds > passes > rows.
+ * A unit is one (layer, head) of a dataset (SPEC 11.2), its own attention
+ * problem: its data, its reference and its hash groups, in plan order. */
 #include "sweep.h"
 
 #include <math.h>
@@ -232,7 +234,18 @@ struct run {
     struct lsh_results *res;
     struct lsh_run_summary *sum;
     double t0;
+    struct lsh_dataset_unit unit; /* the unit being worked on */
+    struct lsh_run_times times;   /* other: left 0 until reported */
 };
+
+/* The times so far, other being what the rest leaves of the elapsed time. */
+static struct lsh_run_times times_now(const struct run *r, double elapsed)
+{
+    struct lsh_run_times t = r->times;
+    const double known = t.data + t.reference + t.hashing + t.evaluation + t.writing;
+    t.other = elapsed > known ? elapsed - known : 0.0;
+    return t;
+}
 
 static void report_note(struct run *r, const char *stage, const char *dataset,
                         const struct lsh_run_row *row, double seconds, double gflops,
@@ -240,10 +253,13 @@ static void report_note(struct run *r, const char *stage, const char *dataset,
 {
     if (!r->opts->progress)
         return;
+    const double elapsed = lsh_now() - r->t0;
+    const struct lsh_run_times times = times_now(r, elapsed);
     struct lsh_progress p = {
         .stage = stage, .done = r->sum->ok + r->sum->skipped + r->sum->failed + r->sum->resumed,
-        .total = r->plan->n_points, .row = row, .dataset = dataset, .seconds = seconds,
-        .elapsed = lsh_now() - r->t0, .gflops = gflops, .note = note,
+        .total = r->plan->n_points, .row = row, .dataset = dataset,
+        .layer = dataset ? r->unit.layer : -1, .head = dataset ? r->unit.head : -1,
+        .times = &times, .seconds = seconds, .elapsed = elapsed, .gflops = gflops, .note = note,
     };
     r->opts->progress(r->opts->progress_ctx, &p);
 }
@@ -279,7 +295,9 @@ static int write_row(struct run *r, size_t point, enum lsh_point_status status,
     } else {
         row.metrics.topk_recall = zeros;
     }
+    const double t0 = lsh_now();
     int rc = lsh_results_append(r->res, &row, err);
+    r->times.writing += lsh_now() - t0;
     if (rc)
         return rc;
     if (status == LSH_POINT_OK)
@@ -363,10 +381,13 @@ static int run_pass(struct run *r, const struct hashing *hs, const struct proble
             se[t].topk_recall = topk + (nh * nc + t) * nt;
         }
     }
+    double t0 = lsh_now();
     if (!rc)
         rc = lsh_eval_pass(ref, &rounds, &pass->mode, cfg->sweep.n_hashes, nh,
                            cfg->sweep.combine, nc, r->opts->threads, mt,
                            want_rows ? &dump : NULL, err);
+    r->times.evaluation += lsh_now() - t0;
+    t0 = lsh_now();
     for (size_t p = first; !rc && want_rows && p < last; p++) {
         if (lsh_results_has_point(r->res, p))
             continue;
@@ -387,6 +408,7 @@ static int run_pass(struct run *r, const struct hashing *hs, const struct proble
             free(idx);
         }
     }
+    r->times.writing += lsh_now() - t0;
     for (size_t p = first; !rc && p < last; p++) {
         if (lsh_results_has_point(r->res, p))
             continue;
@@ -397,7 +419,9 @@ static int run_pass(struct run *r, const struct hashing *hs, const struct proble
             hash_s += hs->rs[h].seconds;
         mt[k].hash_seconds = hash_s;
         char failure[LSH_ERROR_MSG_MAX] = "";
+        t0 = lsh_now();
         rc = dump_point(cfg, r->res, hs, p, H, failure, err);
+        r->times.writing += lsh_now() - t0;
         if (!rc && failure[0])
             rc = write_row(r, p, LSH_POINT_FAILED, failure, NULL, hs->ds->spec->name, err);
         else if (!rc)
@@ -428,6 +452,7 @@ static int run_group(struct run *r, const struct lsh_dataset *ds, const struct p
     const char *failure = NULL;
     double t0 = lsh_now();
     int rc = hash_group(&hs, r->opts->threads, &failure, err);
+    r->times.hashing += lsh_now() - t0;
     if (!rc)
         report(r, "hash", ds->spec->name, NULL, lsh_now() - t0, 0.0);
     if (!rc && failure)
@@ -439,17 +464,48 @@ static int run_group(struct run *r, const struct lsh_dataset *ds, const struct p
     return rc;
 }
 
-static int run_dataset(struct run *r, size_t dsi, struct lsh_error *err)
+/* The unit as text for messages: " (layer 1, head 3)", " (head 3)", "". */
+static void unit_text(struct lsh_dataset_unit u, char *buf, size_t size)
+{
+    if (u.layer >= 0 && u.head >= 0)
+        snprintf(buf, size, " (layer %d, head %d)", (int)u.layer, (int)u.head);
+    else if (u.layer >= 0)
+        snprintf(buf, size, " (layer %d)", (int)u.layer);
+    else if (u.head >= 0)
+        snprintf(buf, size, " (head %d)", (int)u.head);
+    else
+        buf[0] = '\0';
+}
+
+/* "dataset 'NAME': ..." of lsh_attn_check becomes "dataset 'NAME' (layer 1,
+ * head 3): ...", so a unit's failed rows say which problem failed. */
+static void name_unit(struct lsh_error *why, const char *name, struct lsh_dataset_unit u)
+{
+    char unit[64], prefix[LSH_RUNS_NAME_LEN + 16], msg[LSH_ERROR_MSG_MAX];
+    unit_text(u, unit, sizeof unit);
+    snprintf(prefix, sizeof prefix, "dataset '%s'", name);
+    const size_t len = strlen(prefix);
+    if (!unit[0] || strncmp(why->message, prefix, len) != 0)
+        return;
+    snprintf(msg, sizeof msg, "%s%s%s", prefix, unit, why->message + len);
+    memcpy(why->message, msg, sizeof msg); /* both LSH_ERROR_MSG_MAX */
+}
+
+/* One unit (a layer and head of a dataset: its own attention problem, SPEC
+ * 11.2): its hash groups are plan->groups[first, last). */
+static int run_unit(struct run *r, size_t first, size_t last, struct lsh_error *err)
 {
     const struct lsh_config *cfg = r->cfg;
     const struct lsh_plan *plan = r->plan;
+    const size_t dsi = plan->groups[first].dataset;
     const char *name = cfg->datasets[dsi].name;
+    r->unit = plan->groups[first].where;
 
     /* Skipped groups need no data; finished groups (resume) need nothing. */
     int need_data = 0;
-    for (size_t gi = 0; gi < plan->n_groups; gi++) {
+    for (size_t gi = first; gi < last; gi++) {
         const struct lsh_hash_group *g = &plan->groups[gi];
-        if (g->dataset != dsi || group_done(r, g))
+        if (group_done(r, g))
             continue;
         if (g->skip_reason) {
             int rc = write_group_rows(r, g, LSH_POINT_SKIPPED, g->skip_reason, name, err);
@@ -466,21 +522,30 @@ static int run_dataset(struct run *r, size_t dsi, struct lsh_error *err)
     struct problem pb;
     struct lsh_reference *ref = NULL;
     memset(&pb, 0, sizeof pb);
+    double t0 = lsh_now();
     int rc = lsh_dataset_make(&cfg->datasets[dsi], cfg->path, cfg->seed,
-                              cfg->attention.keys == LSH_KEYS_SEPARATE,
-                              (struct lsh_dataset_unit){-1, -1}, &ds, err);
+                              cfg->attention.keys == LSH_KEYS_SEPARATE, r->unit, &ds, err);
+    r->times.data += lsh_now() - t0;
+    t0 = lsh_now();
     if (!rc)
-        rc = lsh_results_write_dataset(r->res, ds, (cfg->dump & LSH_DUMP_DATA) != 0, err);
+        rc = lsh_results_write_dataset(r->res, &plan->shapes[dsi], ds,
+                                       (cfg->dump & LSH_DUMP_DATA) != 0, err);
+    r->times.writing += lsh_now() - t0;
+    t0 = lsh_now();
     if (!rc)
         rc = problem_init(&pb, cfg, ds, err);
     /* Data whose scores cannot be formed exactly fails its own points (with
-     * the reason in their rows), not the other datasets of the run. */
+     * the reason in their rows), not the other units or datasets of the run. */
     struct lsh_error why;
     lsh_error_clear(&why);
-    if (!rc && lsh_attn_check(&pb.attn, name, &why)) {
-        for (size_t gi = 0; !rc && gi < plan->n_groups; gi++) {
+    const int bad = !rc && lsh_attn_check(&pb.attn, name, &why);
+    if (bad)
+        name_unit(&why, name, r->unit);
+    r->times.data += lsh_now() - t0;
+    if (bad) {
+        for (size_t gi = first; !rc && gi < last; gi++) {
             const struct lsh_hash_group *g = &plan->groups[gi];
-            if (g->dataset == dsi && !g->skip_reason && !group_done(r, g))
+            if (!g->skip_reason && !group_done(r, g))
                 rc = write_group_rows(r, g, LSH_POINT_FAILED, why.message, name, err);
         }
         problem_free(&pb);
@@ -489,7 +554,8 @@ static int run_dataset(struct run *r, size_t dsi, struct lsh_error *err)
     }
     /* Keep the raw scores when they fit the memory limit; else stream.  The
      * choice changes the last bits of the metrics, so it is made on a figure
-     * without the thread count, and the threads are capped to what fits. */
+     * without the thread count, and the threads are capped to what fits.
+     * Every unit of a dataset has the same shape, so the same figure. */
     struct lsh_memory mem;
     lsh_plan_memory(cfg, plan, dsi, &mem);
     const size_t limit = r->opts->memory_limit;
@@ -498,9 +564,11 @@ static int run_dataset(struct run *r, size_t dsi, struct lsh_error *err)
     const struct lsh_run_opts *caller_opts = r->opts;
     opts.threads = lsh_plan_threads(&mem, opts.threads, limit, &cache);
     r->opts = &opts;
+    t0 = lsh_now();
     if (!rc)
         rc = lsh_reference_compute(&pb.attn, pb.rows, pb.m, r->opts->threads,
                                    cache ? mem.cache : 0, &ref, err);
+    r->times.reference += lsh_now() - t0;
     if (!rc) {
         char note[200];
         const size_t rest = lsh_memory_total(&mem, 1, 0);
@@ -517,9 +585,9 @@ static int run_dataset(struct run *r, size_t dsi, struct lsh_error *err)
         report_note(r, "reference", name, NULL, ref->seconds,
                     ref->seconds > 0 ? ref->flops / ref->seconds * 1e-9 : 0.0, note);
     }
-    for (size_t gi = 0; !rc && gi < plan->n_groups; gi++) {
+    for (size_t gi = first; !rc && gi < last; gi++) {
         const struct lsh_hash_group *g = &plan->groups[gi];
-        if (g->dataset != dsi || g->skip_reason || group_done(r, g))
+        if (g->skip_reason || group_done(r, g))
             continue;
         rc = run_group(r, ds, &pb, ref, g, err);
         if (!rc && stop_requested(r))
@@ -544,13 +612,16 @@ int lsh_sweep_run(const struct lsh_config *cfg, const struct lsh_plan *plan,
                   struct lsh_error *err)
 {
     struct lsh_run_summary sum = {.points = plan->n_points};
-    struct run r = {.cfg = cfg, .plan = plan, .opts = opts, .sum = &sum, .t0 = lsh_now()};
+    struct run r = {.cfg = cfg, .plan = plan, .opts = opts, .sum = &sum, .t0 = lsh_now(),
+                    .unit = {-1, -1}};
     if (cfg->experiment != LSH_EXPERIMENT_SWEEP)
         return lsh_error_set(err, LSH_EINVAL, "lsh_sweep_run: not a sweep experiment");
+    double t0 = lsh_now();
     int rc = lsh_results_open(opts->output ? opts->output : cfg->output, cfg, opts->cmdline,
                               opts->mode, &r.res, err);
     if (!rc)
         rc = lsh_results_check_resumed(r.res, planned_point, &r, plan->n_points, err);
+    r.times.writing += lsh_now() - t0;
     if (rc) {
         lsh_results_close(r.res, 0, NULL);
         return rc;
@@ -560,8 +631,15 @@ int lsh_sweep_run(const struct lsh_config *cfg, const struct lsh_plan *plan,
     if (sum.resumed)
         report(&r, "resume-skip", NULL, NULL, 0.0, 0.0);
 
-    for (size_t dsi = 0; !rc && dsi < cfg->n_datasets; dsi++)
-        rc = run_dataset(&r, dsi, err);
+    /* Units in plan order: each one's groups are contiguous. */
+    for (size_t gi = 0; !rc && gi < plan->n_groups;) {
+        size_t end = gi + 1;
+        while (end < plan->n_groups && plan->groups[end].dataset == plan->groups[gi].dataset &&
+               plan->groups[end].unit == plan->groups[gi].unit)
+            end++;
+        rc = run_unit(&r, gi, end, err);
+        gi = end;
+    }
 
     if (rc == LSH_EINTR) {
         sum.interrupted = 1;
@@ -570,13 +648,16 @@ int lsh_sweep_run(const struct lsh_config *cfg, const struct lsh_plan *plan,
     }
     struct lsh_error close_err;
     lsh_error_clear(&close_err);
+    t0 = lsh_now();
     int crc = lsh_results_close(r.res, rc == 0, &close_err);
+    r.times.writing += lsh_now() - t0;
     if (!rc && crc) {
         rc = crc;
         if (err)
             *err = close_err;
     }
     sum.seconds = lsh_now() - r.t0;
+    sum.times = times_now(&r, sum.seconds);
     if (summary)
         *summary = sum;
     return rc;

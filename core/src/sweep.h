@@ -1,7 +1,8 @@
 /* sweep.h - run a planned sweep: data, reference, rounds, passes, results.
  *
- * Data flows one way (DESIGN.md): for each dataset the reference is computed
- * once; for each hash group the rounds of its largest n_hashes are hashed
+ * Data flows one way (DESIGN.md): for each unit of a dataset (a layer and
+ * head, or the whole dataset without axes) the data is loaded and the
+ * reference is computed once; for each hash group the rounds of its largest n_hashes are hashed
  * once (rounds in parallel); each pass evaluates all its points; rows are
  * appended and flushed as they finish.  Library code: it reports through the
  * progress callback and never prints.
@@ -11,17 +12,33 @@
 
 #include <signal.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include "config.h"
 #include "error.h"
 #include "plan.h"
 #include "results.h"
 
+/* Where a run's time went, in seconds (lsh_now() around each phase):
+ *   data       making a unit's data (load or generate), its problem (keys,
+ *              sampled rows) and the check of its scores
+ *   reference  the exact attention of each unit
+ *   hashing    the rounds of each hash group, with their buffers
+ *   evaluation each pass's points (lsh_eval_pass)
+ *   writing    /datasets, /runs rows, /points dumps and the snapshots
+ *   other      the rest: opening and closing the file, per-group and
+ *              per-pass buffers, progress reports. */
+struct lsh_run_times {
+    double data, reference, hashing, evaluation, writing, other;
+};
+
 struct lsh_progress {
     const char *stage;            /* "reference", "hash", "point", "resume-skip" */
     size_t done, total;           /* points written (or found, on resume) so far */
     const struct lsh_run_row *row;/* the row just written ("point"), else NULL */
     const char *dataset;          /* the dataset being worked on */
+    int32_t layer, head;          /* its unit (SPEC 11.2); -1: no such axis */
+    const struct lsh_run_times *times; /* so far (other: elapsed minus the rest) */
     double seconds;               /* stage time (reference, hash) */
     double elapsed;               /* since the run started */
     double gflops;                /* reference: GFLOP/s of its GEMMs */
@@ -44,6 +61,7 @@ struct lsh_run_summary {
     size_t points, ok, skipped, failed, resumed;
     int interrupted;
     double seconds;
+    struct lsh_run_times times;   /* other = seconds minus the rest */
 };
 
 /* Returns 0 when the sweep ran to the end (failed points are recorded in

@@ -68,7 +68,7 @@ static void write_fixture(const char *path)
     cr_assert(f >= 0);
     const hsize_t nd[2] = {FN, FD}, n3[2] = {FN, 3}, short_d[2] = {FN - 1, FD},
                   short3[2] = {FN - 1, 3}, wide[2] = {FN, FD + 1}, rank1[1] = {FN},
-                  rank3[3] = {2, 5, FD}, empty[2] = {0, FD};
+                  rank3[3] = {2, 5, FD}, rank5[5] = {2, 1, 1, 5, FD}, empty[2] = {0, FD};
     put(f, "q", H5T_NATIVE_DOUBLE, 2, nd, x);
     put(f, "k", H5T_NATIVE_DOUBLE, 2, nd, x + FD);
     put(f, "v", H5T_NATIVE_DOUBLE, 2, n3, x);
@@ -77,6 +77,7 @@ static void write_fixture(const char *path)
     put(f, "v_short", H5T_NATIVE_DOUBLE, 2, short3, x);
     put(f, "q_rank1", H5T_NATIVE_DOUBLE, 1, rank1, x);
     put(f, "q_rank3", H5T_NATIVE_DOUBLE, 3, rank3, x);
+    put(f, "q_rank5", H5T_NATIVE_DOUBLE, 5, rank5, x);
     put(f, "q_empty", H5T_NATIVE_DOUBLE, 2, empty, x);
     memcpy(y, x, sizeof y);
     y[3 * FD + 2] = NAN;

@@ -129,7 +129,7 @@ class AgainstLshlabTest(unittest.TestCase):
                 else:
                     self.assertEqual(np.asarray(v).dtype, np.int32, name)
             self.assertEqual(f.attrs["format"], "lshlab-results")
-            self.assertEqual(int(f.attrs["format_version"]), 1)
+            self.assertEqual(int(f.attrs["format_version"]), 2)
 
 
 if __name__ == "__main__":

@@ -4,6 +4,7 @@
 #define _POSIX_C_SOURCE 200809L
 #include <criterion/criterion.h>
 #include <math.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -12,6 +13,7 @@
 #include <hdf5.h>
 
 #include "dataset.h"
+#include "rng.h"
 
 static char dir[64];
 
@@ -165,11 +167,20 @@ Test(dataset, hdf5_reads_q_k_v_exactly_and_converts_floats)
     snprintf(path, sizeof path, "%s/data.h5", dir);
     double q[3 * 2] = {2.385, -0.71, 0.5, 1e-3, -4.25, 3.0};
     float k[3 * 2] = {1.5f, 2.5f, -0.25f, 0.125f, 8.0f, -1.0f};
-    int v[3 * 1] = {1, -2, 3};
+    float v[3 * 1] = {1.75f, -2.0f, 3.0e-3f};
     hsize_t dq[2] = {3, 2}, dv[2] = {3, 1};
     write_h5(path, "q", H5T_NATIVE_DOUBLE, 2, dq, q);
     write_h5(path, "k", H5T_NATIVE_FLOAT, 2, dq, k);
-    write_h5(path, "v", H5T_NATIVE_INT, 2, dv, v);
+    /* big-endian on disk: HDF5 swaps the bytes */
+    hid_t be = H5Tcopy(H5T_IEEE_F32BE);
+    hid_t f = H5Fopen(path, H5F_ACC_RDWR, H5P_DEFAULT);
+    hid_t sp = H5Screate_simple(2, dv, NULL);
+    hid_t dsv = H5Dcreate2(f, "v", be, sp, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+    cr_assert(H5Dwrite(dsv, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, v) >= 0);
+    H5Dclose(dsv);
+    H5Sclose(sp);
+    H5Fclose(f);
+    H5Tclose(be);
     struct lsh_dataset_spec s = spec_of(LSH_DATA_HDF5, 0, 0);
     s.file = "data.h5";
     s.q = "q";
@@ -221,11 +232,14 @@ Test(dataset, bad_hdf5_inputs_are_refused_with_clear_messages)
 {
     char path[128];
     double x[6] = {1, 2, 3, 4, 5, 6}, nanv[6] = {1, 2, NAN, 4, 5, 6}, infv[6] = {1, 2, 3, INFINITY, 5, 6};
-    hsize_t d2[2] = {3, 2}, d1[1] = {6}, d3[3] = {1, 3, 2}, dk[2] = {2, 3};
+    hsize_t d2[2] = {3, 2}, d1[1] = {6}, d5[5] = {1, 1, 1, 3, 2}, dk[2] = {2, 3};
+    int ints[6] = {1, 2, 3, 4, 5, 6};
     snprintf(path, sizeof path, "%s/ok.h5", dir);
     write_h5(path, "q", H5T_NATIVE_DOUBLE, 2, d2, x);
     write_h5(path, "flat", H5T_NATIVE_DOUBLE, 1, d1, x);
-    write_h5(path, "cube", H5T_NATIVE_DOUBLE, 3, d3, x);
+    write_h5(path, "rank5", H5T_NATIVE_DOUBLE, 5, d5, x);
+    write_h5(path, "ints", H5T_NATIVE_INT, 2, d2, ints);
+    write_h5(path, "u16", H5T_NATIVE_UINT16, 2, d2, (uint16_t[6]){1, 2, 3, 4, 5, 6});
     write_h5(path, "kbad", H5T_NATIVE_DOUBLE, 2, dk, x);
     write_h5(path, "nan", H5T_NATIVE_DOUBLE, 2, d2, nanv);
     write_h5(path, "inf", H5T_NATIVE_DOUBLE, 2, d2, infv);
@@ -243,7 +257,11 @@ Test(dataset, bad_hdf5_inputs_are_refused_with_clear_messages)
     expect_refused("noth5", "q", NULL, "not an HDF5 file");
     expect_refused("ok", "nope", NULL, "no dataset 'nope'");
     expect_refused("ok", "flat", NULL, "rank 1");
-    expect_refused("ok", "cube", NULL, "rank 3");
+    expect_refused("ok", "rank5", NULL, "rank 5; need a 2-D array [n, d], 3-D [heads, n, d] "
+                                       "or 4-D [layers, heads, n, d] (its shape: 1 x 1 x 1 x 3 x 2)");
+    expect_refused("ok", "ints", NULL, "'ints' holds 32-bit signed integers; allowed: IEEE "
+                                       "float16, float32 or float64");
+    expect_refused("ok", "u16", NULL, "16-bit unsigned integers (bfloat16");
     expect_refused("ok", "text", NULL, "not numeric");
     expect_refused("ok", "q", "kbad", "differ in shape");
     expect_refused("ok", "nan", NULL, "NaN");
@@ -477,6 +495,7 @@ Test(dataset, an_external_link_to_a_fifo_or_device_is_refused_without_blocking,
     cr_assert(H5Lcreate_external("pipe", "/q", f, "to_fifo", H5P_DEFAULT, H5P_DEFAULT) >= 0);
     cr_assert(H5Lcreate_external("/dev/zero", "/q", f, "to_zero", H5P_DEFAULT, H5P_DEFAULT) >= 0);
     cr_assert(H5Lcreate_external("target.h5", "/", f, "to_file", H5P_DEFAULT, H5P_DEFAULT) >= 0);
+    cr_assert(H5Lcreate_external("pipe", "/", f, "fifo_grp0", H5P_DEFAULT, H5P_DEFAULT) >= 0);
     H5Fclose(f);
     char cfgpath[128];
     snprintf(cfgpath, sizeof cfgpath, "%s/c.yaml", dir);
@@ -496,6 +515,10 @@ Test(dataset, an_external_link_to_a_fifo_or_device_is_refused_without_blocking,
     s.q = "to_file/q";
     cr_expect_eq(probe_shape(&s, cfgpath, &n, &d, &dv, &err), 0, "%s", err.message);
     cr_expect(n == 3 && d == 2, "n = %zu, d = %zu", n, d);
+    /* a template's enumeration looks through links the same way */
+    s.q = "fifo_grp{head}/q";
+    cr_expect_eq(probe_shape(&s, cfgpath, &n, &d, &dv, &err), LSH_EDATA);
+    cr_expect(strstr(err.message, "pipe', which is a FIFO"), "%s", err.message);
 }
 
 /* A chunk compressed with lzf (id 32000), which Debian's libhdf5 lacks: the
@@ -613,4 +636,535 @@ Test(dataset, an_hdf5_dataset_stored_in_external_files_is_refused_without_readin
     cr_expect_eq(probe_file("ext.h5", &err), LSH_EDATA);
     cr_expect(strstr(err.message, "ext.h5") && strstr(err.message, "external raw data files"),
               "%s", err.message);
+}
+
+/* ---- layers and heads (SPEC 11) ------------------------------------------------- */
+
+/* A value no two (layer, head, row, column) share, exact in float32 too:
+ * each part a multiple of 2^-6 below 2^6. */
+static double val(int m, int l, int h, int i, int e)
+{
+    return 16.0 * m + 4.0 * l + 1.0 * h + 0.125 * i + 0.015625 * e - 20.0;
+}
+
+/* An array of `rank` with the last dims[] of [L, H, n, d] filled by val(m). */
+static void write_val(const char *path, const char *name, hid_t type, int m, int rank,
+                      const hsize_t *dims)
+{
+    size_t total = 1;
+    for (int r = 0; r < rank; r++)
+        total *= dims[r];
+    double *x = malloc(total * sizeof *x);
+    const size_t L = rank == 4 ? dims[0] : 1, H = rank >= 3 ? dims[rank - 3] : 1,
+                 n = dims[rank - 2], d = dims[rank - 1];
+    for (size_t l = 0; l < L; l++)
+        for (size_t h = 0; h < H; h++)
+            for (size_t i = 0; i < n; i++)
+                for (size_t e = 0; e < d; e++)
+                    x[((l * H + h) * n + i) * d + e] = val(m, (int)l, (int)h, (int)i, (int)e);
+    hid_t f = access(path, F_OK) == 0 ? H5Fopen(path, H5F_ACC_RDWR, H5P_DEFAULT)
+                                      : H5Fcreate(path, H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
+    cr_assert(f >= 0);
+    hid_t sp = H5Screate_simple(rank, dims, NULL);
+    hid_t ds = H5Dcreate2(f, name, type, sp, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+    cr_assert(ds >= 0, "cannot create %s", name);
+    cr_assert(H5Dwrite(ds, H5T_NATIVE_DOUBLE, H5S_ALL, H5S_ALL, H5P_DEFAULT, x) >= 0);
+    H5Dclose(ds);
+    H5Sclose(sp);
+    H5Fclose(f);
+    free(x);
+}
+
+static struct lsh_dataset_spec h5spec(const char *q, const char *k, const char *v)
+{
+    struct lsh_dataset_spec s = spec_of(LSH_DATA_HDF5, 0, 0);
+    s.file = "heads.h5";
+    s.q = (char *)q;
+    s.k = (char *)k;
+    s.v = (char *)v;
+    return s;
+}
+
+static const char *cfg_path(void)
+{
+    static char p[128];
+    snprintf(p, sizeof p, "%s/c.yaml", dir);
+    return p;
+}
+
+static const char *heads_file(void)
+{
+    static char p[128];
+    snprintf(p, sizeof p, "%s/heads.h5", dir);
+    return p;
+}
+
+/* ds holds val(m) of (l, h) for Q (m 0), K (m 1, kv head), V (m 2, kv head). */
+static void expect_unit(const struct lsh_dataset *ds, int l, int h, int kvh, int check_v)
+{
+    for (size_t i = 0; i < ds->n; i++)
+        for (size_t e = 0; e < ds->d; e++) {
+            cr_expect_eq(ds->q[i * ds->d + e], val(0, l, h, (int)i, (int)e),
+                         "Q of layer %d head %d at %zu,%zu", l, h, i, e);
+            if (ds->k)
+                cr_expect_eq(ds->k[i * ds->d + e], val(1, l, kvh, (int)i, (int)e),
+                             "K of layer %d head %d (kv %d) at %zu,%zu", l, h, kvh, i, e);
+        }
+    for (size_t i = 0; check_v && i < ds->n; i++)
+        for (size_t e = 0; e < ds->d_v; e++)
+            cr_expect_eq(ds->v[i * ds->d_v + e], val(2, l, kvh, (int)i, (int)e),
+                         "V of layer %d head %d at %zu,%zu", l, h, i, e);
+}
+
+Test(dataset, a_rank4_hdf5_dataset_lists_its_selected_units_and_reads_each_exactly)
+{
+    const hsize_t dq[4] = {2, 3, 5, 2}, dk[4] = {2, 3, 5, 2}, dv[4] = {2, 3, 5, 3};
+    write_val(heads_file(), "q", H5T_IEEE_F64BE, 0, 4, dq);
+    write_val(heads_file(), "k", H5T_IEEE_F32LE, 1, 4, dk);
+    write_val(heads_file(), "v", H5T_IEEE_F32BE, 2, 4, dv);
+    struct lsh_dataset_spec s = h5spec("q", "k", "v");
+    uint32_t heads[2] = {0, 2};
+    s.heads = heads;
+    s.n_heads = 2;
+    struct lsh_dataset_layout lay;
+    struct lsh_error err;
+    cr_assert_eq(lsh_dataset_probe(&s, cfg_path(), &lay, &err), 0, "%s", err.message);
+    cr_expect(lay.n == 5 && lay.d == 2 && lay.d_v == 3);
+    cr_expect(lay.n_layers == 2 && lay.layers[0] == 0 && lay.layers[1] == 1);
+    cr_expect(lay.n_heads == 2 && lay.heads[0] == 0 && lay.heads[1] == 2);
+    cr_expect(lay.src_layers == 2 && lay.src_heads == 3 && lay.kv_heads == 3);
+    cr_expect_str_eq(lay.dtype, "float64");
+    cr_expect_str_eq(lay.source, heads_file());
+    for (int l = 0; l < 2; l++)
+        for (int b = 0; b < 2; b++) {
+            const int h = heads[b];
+            struct lsh_dataset *ds = NULL;
+            cr_assert_eq(lsh_dataset_make(&s, cfg_path(), 1, 1, (struct lsh_dataset_unit){l, h},
+                                          &ds, &err),
+                         0, "%s", err.message);
+            cr_expect(ds->unit.layer == l && ds->unit.head == h);
+            cr_expect(ds->n == 5 && ds->d == 2 && ds->d_v == 3);
+            expect_unit(ds, l, h, h, 1);
+            lsh_dataset_free(ds);
+        }
+    /* a head the selection leaves out is not made */
+    struct lsh_dataset *ds = NULL;
+    cr_expect_neq(lsh_dataset_make(&s, cfg_path(), 1, 1, (struct lsh_dataset_unit){0, 1}, &ds,
+                                   &err), 0);
+    cr_expect(strstr(err.message, "layer 0, head 1 is not one of"), "%s", err.message);
+    lsh_dataset_layout_free(&lay);
+}
+
+Test(dataset, a_rank3_dataset_maps_query_heads_to_fewer_kv_heads)
+{
+    const hsize_t dq[3] = {4, 3, 2}, dk[3] = {2, 3, 2};
+    write_val(heads_file(), "q", H5T_NATIVE_DOUBLE, 0, 3, dq);
+    write_val(heads_file(), "k", H5T_NATIVE_FLOAT, 1, 3, dk);
+    struct lsh_dataset_spec s = h5spec("q", "k", NULL);
+    struct lsh_dataset_layout lay;
+    struct lsh_error err;
+    cr_assert_eq(lsh_dataset_probe(&s, cfg_path(), &lay, &err), 0, "%s", err.message);
+    cr_expect(lay.n_layers == 1 && lay.layers[0] == -1 && lay.n_heads == 4);
+    cr_expect(lay.src_layers == 0 && lay.src_heads == 4 && lay.kv_heads == 2);
+    const int kv_of[4] = {0, 0, 1, 1}; /* floor(h * 2 / 4) */
+    for (int h = 0; h < 4; h++) {
+        cr_expect_eq(lay.heads[h], h);
+        struct lsh_dataset *ds = NULL;
+        cr_assert_eq(lsh_dataset_make(&s, cfg_path(), 9, 1, (struct lsh_dataset_unit){-1, h},
+                                      &ds, &err),
+                     0, "%s", err.message);
+        expect_unit(ds, 0, h, kv_of[h], 0);
+        /* V is drawn from the dataset's "v" stream mixed with (layer, head) */
+        struct lsh_rng *rng = lsh_rng_alloc(
+            lsh_seed_unit(lsh_seed_str(lsh_seed_str(9, "set"), "v"), -1, h));
+        for (size_t t = 0; t < ds->n * ds->d_v; t++)
+            cr_expect_eq(ds->v[t], lsh_rng_normal(rng), "V of head %d at %zu", h, t);
+        lsh_rng_free(rng);
+        lsh_dataset_free(ds);
+    }
+    lsh_dataset_layout_free(&lay);
+}
+
+static void expect_heads_refused(struct lsh_dataset_spec s, const char *n1, const char *n2)
+{
+    struct lsh_dataset_layout lay;
+    struct lsh_error err;
+    lsh_error_clear(&err);
+    int rc = lsh_dataset_probe(&s, cfg_path(), &lay, &err);
+    cr_expect_neq(rc, 0, "accepted (%s)", n1);
+    cr_expect(strstr(err.message, n1) && (!n2 || strstr(err.message, n2)),
+              "message '%s' lacks '%s' or '%s'", err.message, n1, n2 ? n2 : "");
+    cr_expect(strstr(err.message, heads_file()) || strstr(err.message, ".npy"),
+              "message '%s' does not name the file", err.message);
+}
+
+Test(dataset, bad_layer_and_head_shapes_and_selections_are_refused_naming_both_shapes)
+{
+    const hsize_t d4[4] = {2, 4, 3, 2}, d4k3[4] = {2, 3, 3, 2}, d4l3[4] = {3, 4, 3, 2},
+                  d3[3] = {4, 3, 2}, d2[2] = {3, 2},
+                  d4k2[4] = {2, 2, 3, 2}, d4n[4] = {2, 4, 4, 2};
+    write_val(heads_file(), "q", H5T_NATIVE_DOUBLE, 0, 4, d4);
+    write_val(heads_file(), "k3", H5T_NATIVE_DOUBLE, 1, 4, d4k3);
+    write_val(heads_file(), "k2", H5T_NATIVE_DOUBLE, 1, 4, d4k2);
+    write_val(heads_file(), "kl3", H5T_NATIVE_DOUBLE, 1, 4, d4l3);
+    write_val(heads_file(), "kn", H5T_NATIVE_DOUBLE, 1, 4, d4n);
+    write_val(heads_file(), "k_rank3", H5T_NATIVE_DOUBLE, 1, 3, d3);
+    write_val(heads_file(), "q2", H5T_NATIVE_DOUBLE, 0, 2, d2);
+    expect_heads_refused(h5spec("q", "k3", NULL), "K ('k3', 2 x 3 x 3 x 2) has 3 heads and Q "
+                                                  "('q', 2 x 4 x 3 x 2) 4", "multiple");
+    expect_heads_refused(h5spec("q", "kl3", NULL), "has 3 layers but Q", "2 x 4 x 3 x 2");
+    expect_heads_refused(h5spec("q", "kn", NULL), "K ('kn', 2 x 4 x 4 x 2) and Q ('q', 2 x 4 x "
+                                                  "3 x 2) differ in shape", NULL);
+    expect_heads_refused(h5spec("q", "k_rank3", NULL), "has axes [heads, n, d] but Q",
+                         "[layers, heads, n, d]");
+    expect_heads_refused(h5spec("q", "k2", "q"), "K ('k2', 2 x 2 x 3 x 2) has 2 heads but V ('q', "
+                                                 "2 x 4 x 3 x 2) has 4", NULL);
+    struct lsh_dataset_spec s = h5spec("q", "k2", "k3");
+    expect_heads_refused(s, "V ('k3', 2 x 3 x 3 x 2) has 3 heads", "multiple");
+    uint32_t five[1] = {5}, one[1] = {1};
+    s = h5spec("q", NULL, NULL);
+    s.heads = five;
+    s.n_heads = 1;
+    expect_heads_refused(s, "heads: 5 is out of range: Q ('q', 2 x 4 x 3 x 2) has 4 heads (0 to 3)", NULL);
+    s = h5spec("q", NULL, NULL);
+    s.layers = five;
+    s.n_layers = 1;
+    expect_heads_refused(s, "layers: 5 is out of range: Q ('q', 2 x 4 x 3 x 2) has 2 layers (0 to 1)", NULL);
+    s = h5spec("q2", NULL, NULL);
+    s.heads = one;
+    s.n_heads = 1;
+    expect_heads_refused(s, "'heads:' is given, but Q ('q2', 3 x 2) has no head axis", NULL);
+}
+
+Test(dataset, a_nan_in_a_selected_head_is_named_with_layer_head_row_and_column)
+{
+    const hsize_t dq[4] = {2, 3, 4, 2};
+    double x[2 * 3 * 4 * 2];
+    for (size_t t = 0; t < sizeof x / sizeof *x; t++)
+        x[t] = 0.25 * (double)t;
+    x[((1 * 3 + 2) * 4 + 3) * 2 + 1] = NAN; /* layer 1, head 2, row 3, column 1 */
+    write_h5(heads_file(), "q", H5T_NATIVE_DOUBLE, 4, dq, x);
+    struct lsh_dataset_spec s = h5spec("q", NULL, NULL);
+    expect_heads_refused(s, "dataset 'q' holds NaN at layer 1, head 2, row 3, column 1", NULL);
+    struct lsh_dataset *ds = NULL;
+    struct lsh_error err;
+    cr_expect_neq(lsh_dataset_make(&s, cfg_path(), 1, 0, (struct lsh_dataset_unit){1, 2}, &ds,
+                                   &err), 0, "make read a NaN");
+    cr_expect(strstr(err.message, "NaN at layer 1, head 2, row 3, column 1"), "%s", err.message);
+    /* not selected: not read */
+    uint32_t h01[2] = {0, 1};
+    s.heads = h01;
+    s.n_heads = 2;
+    struct lsh_dataset_layout lay;
+    cr_expect_eq(lsh_dataset_probe(&s, cfg_path(), &lay, &err), 0, "%s", err.message);
+    lsh_dataset_layout_free(&lay);
+}
+
+/* ---- element types ------------------------------------------------------------- */
+
+/* IEEE binary16 as an HDF5 type of the given byte order. */
+static hid_t half_type(H5T_order_t order)
+{
+    hid_t t = H5Tcopy(H5T_IEEE_F32LE);
+    cr_assert(H5Tset_fields(t, 15, 10, 5, 0, 10) >= 0 && H5Tset_precision(t, 16) >= 0 &&
+              H5Tset_size(t, 2) >= 0 && H5Tset_ebias(t, 15) >= 0 && H5Tset_order(t, order) >= 0);
+    return t;
+}
+
+/* float16 bit patterns and their values, worked out by hand. */
+static const uint16_t half_bits[9] = {0x0001, 0x03ff, 0x0400, 0x3c00, 0x3c01,
+                                      0xc0c4, 0x7bff, 0x8001, 0x0000};
+static const double half_vals[9] = {5.9604644775390625e-08, 6.0975551605224609375e-05,
+                                    6.103515625e-05, 1.0, 1.0009765625, -2.3828125, 65504.0,
+                                    -5.9604644775390625e-08, 0.0};
+
+Test(dataset, hdf5_float16_in_either_byte_order_is_read_exactly_with_subnormals)
+{
+    const hsize_t dims[2] = {3, 3};
+    hid_t f = H5Fcreate(heads_file(), H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
+    hid_t le = half_type(H5T_ORDER_LE), be = half_type(H5T_ORDER_BE);
+    const char *names[3] = {"q", "k", "bad"};
+    hid_t types[3] = {le, be, be};
+    uint16_t inf[9];
+    memcpy(inf, half_bits, sizeof inf);
+    inf[5] = 0xfc00; /* -Inf at row 1, column 2 */
+    for (int i = 0; i < 3; i++) {
+        hid_t sp = H5Screate_simple(2, dims, NULL);
+        hid_t ds = H5Dcreate2(f, names[i], types[i], sp, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+        cr_assert(ds >= 0);
+        cr_assert(H5Dwrite(ds, le, H5S_ALL, H5S_ALL, H5P_DEFAULT, i == 2 ? inf : half_bits) >= 0);
+        H5Dclose(ds);
+        H5Sclose(sp);
+    }
+    H5Tclose(le);
+    H5Tclose(be);
+    H5Fclose(f);
+    struct lsh_dataset_spec s = h5spec("q", "k", NULL);
+    struct lsh_dataset_layout lay;
+    struct lsh_error err;
+    cr_assert_eq(lsh_dataset_probe(&s, cfg_path(), &lay, &err), 0, "%s", err.message);
+    cr_expect_str_eq(lay.dtype, "float16");
+    lsh_dataset_layout_free(&lay);
+    struct lsh_dataset *ds = NULL;
+    cr_assert_eq(lsh_dataset_make(&s, cfg_path(), 1, 1, NOUNIT, &ds, &err), 0, "%s",
+                 err.message);
+    for (int t = 0; t < 9; t++) {
+        cr_expect_eq(ds->q[t], half_vals[t], "Q[%d] = %.17g", t, ds->q[t]);
+        cr_expect_eq(ds->k[t], half_vals[t], "K[%d] (big-endian) = %.17g", t, ds->k[t]);
+    }
+    lsh_dataset_free(ds);
+    expect_heads_refused(h5spec("bad", NULL, NULL), "dataset 'bad' holds Inf at row 1, column 2",
+                         NULL);
+}
+
+/* ---- path templates --------------------------------------------------------------- */
+
+static void write_group_val(hid_t f, const char *path, int m, int l, int h, size_t n, size_t d)
+{
+    double x[64];
+    for (size_t i = 0; i < n; i++)
+        for (size_t e = 0; e < d; e++)
+            x[i * d + e] = val(m, l, h, (int)i, (int)e);
+    hid_t lcpl = H5Pcreate(H5P_LINK_CREATE);
+    H5Pset_create_intermediate_group(lcpl, 1);
+    const hsize_t dims[2] = {n, d};
+    hid_t sp = H5Screate_simple(2, dims, NULL);
+    hid_t ds = H5Dcreate2(f, path, H5T_IEEE_F32LE, sp, lcpl, H5P_DEFAULT, H5P_DEFAULT);
+    cr_assert(ds >= 0, "cannot create %s", path);
+    cr_assert(H5Dwrite(ds, H5T_NATIVE_DOUBLE, H5S_ALL, H5S_ALL, H5P_DEFAULT, x) >= 0);
+    H5Dclose(ds);
+    H5Sclose(sp);
+    H5Pclose(lcpl);
+}
+
+Test(dataset, hdf5_templates_enumerate_layers_and_heads_and_map_kv_heads)
+{
+    hid_t f = H5Fcreate(heads_file(), H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
+    char p[64];
+    for (int l = 0; l < 2; l++) {
+        for (int h = 0; h < 3; h++) {
+            snprintf(p, sizeof p, "/layer%d/head%d/q", l, h);
+            write_group_val(f, p, 0, l, h, 4, 2);
+        }
+        snprintf(p, sizeof p, "/layer%d/head0/k", l); /* one kv head */
+        write_group_val(f, p, 1, l, 0, 4, 2);
+    }
+    write_group_val(f, "/layer0/head4/q", 0, 0, 4, 4, 2); /* after a gap: not counted */
+    write_group_val(f, "/only/h0", 0, 0, 0, 4, 2);
+    write_group_val(f, "/only/h1", 0, 0, 1, 4, 2);
+    write_group_val(f, "/odd/h0", 0, 0, 0, 4, 2);
+    write_group_val(f, "/odd/h1", 0, 0, 1, 3, 2);
+    H5Fclose(f);
+    const hsize_t d3[3] = {2, 4, 2};
+    write_val(heads_file(), "/cube0", H5T_NATIVE_DOUBLE, 0, 3, d3);
+
+    struct lsh_dataset_spec s = h5spec("/layer{layer}/head{head}/q", "/layer{layer}/head{head}/k",
+                                       NULL);
+    struct lsh_dataset_layout lay;
+    struct lsh_error err;
+    cr_assert_eq(lsh_dataset_probe(&s, cfg_path(), &lay, &err), 0, "%s", err.message);
+    cr_expect(lay.n == 4 && lay.d == 2 && lay.n_layers == 2 && lay.n_heads == 3);
+    cr_expect(lay.src_layers == 2 && lay.src_heads == 3 && lay.kv_heads == 1);
+    cr_expect_str_eq(lay.dtype, "float32");
+    lsh_dataset_layout_free(&lay);
+    for (int l = 0; l < 2; l++)
+        for (int h = 0; h < 3; h++) {
+            struct lsh_dataset *ds = NULL;
+            cr_assert_eq(lsh_dataset_make(&s, cfg_path(), 1, 1,
+                                          (struct lsh_dataset_unit){l, h}, &ds, &err),
+                         0, "%s", err.message);
+            expect_unit(ds, l, h, 0, 0);
+            lsh_dataset_free(ds);
+        }
+    uint32_t four[1] = {4};
+    s.heads = four;
+    s.n_heads = 1;
+    expect_heads_refused(s, "heads: 4 is out of range: Q ('/layer{layer}/head{head}/q', a "
+                            "template of 2 layers x 3 heads, each 4 x 2) has 3 heads", NULL);
+
+    /* {head} only: no layer axis */
+    s = h5spec("/only/h{head}", NULL, NULL);
+    cr_assert_eq(lsh_dataset_probe(&s, cfg_path(), &lay, &err), 0, "%s", err.message);
+    cr_expect(lay.n_layers == 1 && lay.layers[0] == -1 && lay.n_heads == 2 &&
+              lay.heads[1] == 1 && lay.src_layers == 0 && lay.src_heads == 2);
+    lsh_dataset_layout_free(&lay);
+    struct lsh_dataset *ds = NULL;
+    cr_assert_eq(lsh_dataset_make(&s, cfg_path(), 1, 0, (struct lsh_dataset_unit){-1, 1}, &ds,
+                                  &err), 0, "%s", err.message);
+    expect_unit(ds, 0, 1, 0, 0);
+    lsh_dataset_free(ds);
+
+    expect_heads_refused(h5spec("/odd/h{head}", NULL, NULL),
+                         "dataset '/odd/h1' is 3 x 2 (head 1, of Q's template '/odd/h{head}'), "
+                         "but the first expansion is 4 x 2", NULL);
+    expect_heads_refused(h5spec("/cube{layer}", NULL, NULL),
+                         "dataset '/cube0' has rank 3 (2 x 4 x 2), an expansion of Q's template",
+                         "need each expansion to be a 2-D array");
+    expect_heads_refused(h5spec("/none{head}", NULL, NULL),
+                         "dataset '/none0' does not exist: it is the first expansion of Q's "
+                         "template '/none{head}'", NULL);
+    expect_heads_refused(h5spec("/layer{layer}/head{head}/q", "/only/h{head}", NULL),
+                         "K ('/only/h{head}', a template of 2 heads, each 4 x 2) has axes "
+                         "[heads, n, d] but Q", "[layers, heads, n, d]");
+}
+
+Test(dataset, a_missing_expansion_of_a_two_axis_template_is_named)
+{
+    hid_t f = H5Fcreate(heads_file(), H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
+    write_group_val(f, "/l0/h0", 0, 0, 0, 2, 2);
+    write_group_val(f, "/l0/h1", 0, 0, 1, 2, 2);
+    write_group_val(f, "/l1/h0", 0, 1, 0, 2, 2);
+    H5Fclose(f);
+    struct lsh_dataset_spec s = h5spec("/l{layer}/h{head}", NULL, NULL);
+    expect_heads_refused(s, "dataset '/l1/h1' does not exist (layer 1, head 1, of Q's template "
+                            "'/l{layer}/h{head}')", NULL);
+    uint32_t zero[1] = {0};
+    s.heads = zero;
+    s.n_heads = 1;
+    struct lsh_dataset_layout lay;
+    struct lsh_error err;
+    cr_expect_eq(lsh_dataset_probe(&s, cfg_path(), &lay, &err), 0, "%s", err.message);
+    lsh_dataset_layout_free(&lay);
+}
+
+/* ---- npy ---------------------------------------------------------------------- */
+
+/* x as IEEE binary16 bits; x must be exactly representable. */
+static uint16_t to_half(double x)
+{
+    const uint16_t s = signbit(x) ? 0x8000 : 0;
+    x = fabs(x);
+    if (x < 6.103515625e-05)
+        return s | (uint16_t)(x * 16777216.0); /* subnormal: x / 2^-24 */
+    int e;
+    const double m = frexp(x, &e); /* x = m 2^e, m in [0.5, 1) */
+    return s | (uint16_t)((e + 14) << 10) | (uint16_t)((m * 2.0 - 1.0) * 1024.0);
+}
+
+/* A .npy file (version 1) of `descr` holding val(m) over dims[] of rank 2..4. */
+static void write_npy(const char *name, const char *descr, int m, int rank, const size_t *dims)
+{
+    char dict[160], shape[64] = "";
+    for (int r = 0; r < rank; r++)
+        snprintf(shape + strlen(shape), sizeof shape - strlen(shape), "%zu, ", dims[r]);
+    snprintf(dict, sizeof dict, "{'descr': '%s', 'fortran_order': False, 'shape': (%s), }",
+             descr, shape);
+    size_t hlen = strlen(dict) + 1;
+    while ((10 + hlen) % 64)
+        hlen++;
+    const size_t L = rank == 4 ? dims[0] : 1, H = rank >= 3 ? dims[rank - 3] : 1,
+                 n = dims[rank - 2], d = dims[rank - 1];
+    const size_t size = (size_t)(descr[2] - '0'), big = descr[0] == '>';
+    char path[128];
+    snprintf(path, sizeof path, "%s/%s", dir, name);
+    FILE *f = fopen(path, "wb");
+    cr_assert(f);
+    unsigned char pre[10] = {0x93, 'N', 'U', 'M', 'P', 'Y', 1, 0, (unsigned char)hlen,
+                             (unsigned char)(hlen >> 8)};
+    fwrite(pre, 1, 10, f);
+    fprintf(f, "%-*s\n", (int)hlen - 1, dict);
+    for (size_t l = 0; l < L; l++)
+        for (size_t h = 0; h < H; h++)
+            for (size_t i = 0; i < n; i++)
+                for (size_t e = 0; e < d; e++) {
+                    const double x = val(m, (int)l, (int)h, (int)i, (int)e);
+                    uint64_t u = 0;
+                    if (size == 2) {
+                        u = to_half(x);
+                    } else if (size == 4) {
+                        float fl = (float)x;
+                        uint32_t w;
+                        memcpy(&w, &fl, 4);
+                        u = w;
+                    } else {
+                        memcpy(&u, &x, 8);
+                    }
+                    for (size_t b = 0; b < size; b++)
+                        fputc((int)(u >> (8 * (big ? size - 1 - b : b))) & 0xff, f);
+                }
+    fclose(f);
+}
+
+static struct lsh_dataset_spec npyspec(const char *q, const char *k, const char *v)
+{
+    struct lsh_dataset_spec s = spec_of(LSH_DATA_NPY, 0, 0);
+    s.q = (char *)q;
+    s.k = (char *)k;
+    s.v = (char *)v;
+    return s;
+}
+
+Test(dataset, npy_rank4_arrays_of_each_dtype_and_byte_order_read_each_unit_exactly)
+{
+    /* val() values need up to 12 significant bits: float16 gets a small m */
+    const size_t dq[4] = {2, 2, 3, 2}, dk[4] = {2, 1, 3, 2}, dv[4] = {2, 1, 3, 4};
+    write_npy("q.npy", "<f8", 0, 4, dq);
+    write_npy("k.npy", ">f4", 1, 4, dk);
+    write_npy("v.npy", ">f8", 2, 4, dv);
+    write_npy("q16.npy", ">f2", 0, 4, dq);
+    struct lsh_dataset_spec s = npyspec("q.npy", "k.npy", "v.npy");
+    uint32_t one[1] = {1};
+    s.layers = one;
+    s.n_layers = 1;
+    struct lsh_dataset_layout lay;
+    struct lsh_error err;
+    cr_assert_eq(lsh_dataset_probe(&s, cfg_path(), &lay, &err), 0, "%s", err.message);
+    cr_expect(lay.n == 3 && lay.d == 2 && lay.d_v == 4);
+    cr_expect(lay.n_layers == 1 && lay.layers[0] == 1 && lay.n_heads == 2 && lay.heads[1] == 1);
+    cr_expect(lay.src_layers == 2 && lay.src_heads == 2 && lay.kv_heads == 1);
+    cr_expect_str_eq(lay.dtype, "float64");
+    char want[160];
+    snprintf(want, sizeof want, "%s/q.npy", dir);
+    cr_expect_str_eq(lay.source, want);
+    lsh_dataset_layout_free(&lay);
+    for (int h = 0; h < 2; h++) {
+        struct lsh_dataset *ds = NULL;
+        cr_assert_eq(lsh_dataset_make(&s, cfg_path(), 1, 1, (struct lsh_dataset_unit){1, h},
+                                      &ds, &err),
+                     0, "%s", err.message);
+        expect_unit(ds, 1, h, 0, 1);
+        lsh_dataset_free(ds);
+    }
+    /* float16, big-endian: values beyond 11 bits are rounded by to_half's
+     * truncation identically on both sides only when exact, so check those */
+    s = npyspec("q16.npy", NULL, NULL);
+    cr_assert_eq(lsh_dataset_probe(&s, cfg_path(), &lay, &err), 0, "%s", err.message);
+    cr_expect_str_eq(lay.dtype, "float16");
+    lsh_dataset_layout_free(&lay);
+    struct lsh_dataset *ds = NULL;
+    cr_assert_eq(lsh_dataset_make(&s, cfg_path(), 1, 0, (struct lsh_dataset_unit){1, 1}, &ds,
+                                  &err), 0, "%s", err.message);
+    for (size_t i = 0; i < 3; i++)
+        for (size_t e = 0; e < 2; e++)
+            cr_expect_eq(ds->q[i * 2 + e], val(0, 1, 1, (int)i, (int)e), "at %zu,%zu", i, e);
+    lsh_dataset_free(ds);
+}
+
+Test(dataset, npy_templates_give_a_layer_axis_and_errors_name_the_files)
+{
+    const size_t d2[2] = {3, 2}, d2n[2] = {4, 2};
+    write_npy("q_l0.npy", "<f4", 0, 2, d2);
+    write_npy("q_l1.npy", "<f4", 0, 2, d2);
+    write_npy("k_l0.npy", "<f8", 1, 2, d2);
+    write_npy("k_l1.npy", "<f8", 1, 2, d2);
+    write_npy("kn_l0.npy", "<f8", 1, 2, d2n);
+    struct lsh_dataset_spec s = npyspec("q_l{layer}.npy", "k_l{layer}.npy", NULL);
+    struct lsh_dataset_layout lay;
+    struct lsh_error err;
+    cr_assert_eq(lsh_dataset_probe(&s, cfg_path(), &lay, &err), 0, "%s", err.message);
+    cr_expect(lay.n_layers == 2 && lay.layers[1] == 1 && lay.n_heads == 1 && lay.heads[0] == -1);
+    cr_expect(lay.src_layers == 2 && lay.src_heads == 0 && lay.kv_heads == 0);
+    lsh_dataset_layout_free(&lay);
+    struct lsh_dataset *ds = NULL;
+    cr_assert_eq(lsh_dataset_make(&s, cfg_path(), 1, 1, (struct lsh_dataset_unit){1, -1}, &ds,
+                                  &err), 0, "%s", err.message);
+    /* each file is one layer's [n, d]: val(m, 0, 0) in each */
+    expect_unit(ds, 0, 0, 0, 0);
+    lsh_dataset_free(ds);
+    char want[400];
+    snprintf(want, sizeof want, "K ('%s/kn_l{layer}.npy', a template of 1 layers, each 4 x 2) "
+                                "has 1 layers but Q ('%s/q_l{layer}.npy'", dir, dir);
+    expect_heads_refused(npyspec("q_l{layer}.npy", "kn_l{layer}.npy", NULL), want, NULL);
+    snprintf(want, sizeof want, "'%s/nope.npy': No such file", dir);
+    expect_heads_refused(npyspec("nope.npy", NULL, NULL), want, NULL);
 }

@@ -193,6 +193,7 @@ static void make_row(struct test_row *t, uint64_t id, enum lsh_point_status stat
     memset(t, 0, sizeof *t);
     struct lsh_run_row *r = &t->row;
     r->key = (struct lsh_point_key){ .point_id = id, .dataset = "clustered-4k",
+                                     .layer = -1, .head = 5 + (int32_t)id,
                                      .strategy = "rotation",
                                      .params = "orthogonal=false,factors=[4,4]",
                                      .mode = LSH_MODE_BUCKET, .window = LSH_WINDOW_ALL,
@@ -253,7 +254,9 @@ static void write_complete_file(const struct lsh_config *cfg, uint64_t n)
 #define W LSH_RUNS_WORD_LEN
 struct run_rec {
     uint64_t point_id;
-    char dataset[LSH_RUNS_NAME_LEN + 1], strategy[LSH_RUNS_NAME_LEN + 1];
+    char dataset[LSH_RUNS_NAME_LEN + 1];
+    int32_t layer, head;
+    char strategy[LSH_RUNS_NAME_LEN + 1];
     char params[LSH_RUNS_PARAMS_LEN + 1], mode[W + 1];
     uint32_t chunk_size, look_back;
     char window[W + 1], combine[W + 1];
@@ -267,7 +270,7 @@ struct run_rec {
 };
 
 static const char *const run_names[] = {
-    "point_id", "dataset", "strategy", "params", "mode", "chunk_size", "look_back", "window",
+    "point_id", "dataset", "layer", "head", "strategy", "params", "mode", "chunk_size", "look_back", "window",
     "combine", "n_hashes", "n_buckets", "repeat", "seed", "status", "message", "out_rel_err",
     "attn_rel_err", "mass_recall", "kl", "empty_rows", "gram_recovery", "topk_recall_1",
     "topk_recall_10", "density", "mean_candidates", "bucket_max", "bucket_entropy",
@@ -293,6 +296,8 @@ static hid_t run_rec_type(void)
 #define STR(f, name) insert_str(t, name, HOFFSET(struct run_rec, f), sizeof((struct run_rec *)0)->f)
     U64(point_id, "point_id");
     STR(dataset, "dataset");
+    H5Tinsert(t, "layer", HOFFSET(struct run_rec, layer), H5T_NATIVE_INT32);
+    H5Tinsert(t, "head", HOFFSET(struct run_rec, head), H5T_NATIVE_INT32);
     STR(strategy, "strategy");
     STR(params, "params");
     STR(mode, "mode");
@@ -391,6 +396,8 @@ static void assert_row_matches(const struct run_rec *got, const struct test_row 
     int ok = w->status == LSH_POINT_OK;
     cr_assert_eq(got->point_id, w->key.point_id);
     cr_assert_str_eq(got->dataset, w->key.dataset);
+    cr_assert_eq(got->layer, w->key.layer);
+    cr_assert_eq(got->head, w->key.head);
     cr_assert_str_eq(got->strategy, w->key.strategy);
     cr_assert_str_eq(got->params, w->key.params);
     cr_assert_str_eq(got->mode, lsh_mode_name(w->key.mode));
@@ -973,11 +980,11 @@ Test(results, dataset_group_and_dumps_survive_resume)
     double q[6] = { 2.385, -1.25, 0.5, 3.0, -0.125, 7.75 };
     double k[6] = { 1, 2, 3, 4, 5, 6.5 };
     double v[3] = { 0.1, 0.2, 0.3 };
-    struct lsh_dataset ds = { .spec = &tc.datasets[0], .n = 3, .d = 2, .d_v = 1,
-                              .seed = UINT64_C(0x123456789abcdef0), .q = q, .k = k, .v = v };
+    struct lsh_dataset ds = { .spec = &tc.datasets[0], .unit = { -1, -1 }, .n = 3, .d = 2,
+                              .d_v = 1, .seed = UINT64_C(0x123456789abcdef0), .q = q, .k = k, .v = v };
     struct lsh_error err;
     struct lsh_results *res = open_ok(&tc.cfg, LSH_RESULTS_CREATE);
-    cr_assert_eq(lsh_results_write_dataset(res, &ds, 1, &err), 0, "%s", err.message);
+    cr_assert_eq(lsh_results_write_dataset(res, NULL, &ds, 1, &err), 0, "%s", err.message);
     uint32_t buckets[6] = { 0, 3, 1, 2, 2, 0 }, buckets2[6] = { 9, 9, 9, 9, 9, 9 };
     double mass[3] = { 0.5, 0.25, 0.125 };
     cr_assert_eq(lsh_results_dump_array(res, 17, "buckets", 'u', buckets, 2, 3, &err), 0, "%s",
@@ -990,7 +997,7 @@ Test(results, dataset_group_and_dumps_survive_resume)
 
     /* resume: the dataset group is kept as is, a re-run point's arrays replaced */
     res = open_ok(&tc.cfg, LSH_RESULTS_RESUME);
-    cr_assert_eq(lsh_results_write_dataset(res, &ds, 1, &err), 0, "%s", err.message);
+    cr_assert_eq(lsh_results_write_dataset(res, NULL, &ds, 1, &err), 0, "%s", err.message);
     cr_assert_eq(lsh_results_dump_array(res, 17, "buckets", 'u', buckets2, 2, 3, &err), 0, "%s",
                  err.message);
     close_ok(res, 1);
@@ -1039,6 +1046,7 @@ static void write_show_file(struct test_config *tc)
     a.row.key.seed = UINT64_MAX;
     make_row(&b, 7, LSH_POINT_SKIPPED);
     b.row.key = (struct lsh_point_key){ .point_id = 7, .dataset = "gaussian-1k",
+                                        .layer = 2, .head = -1,
                                         .strategy = "hyperplane", .params = "",
                                         .mode = LSH_MODE_CHUNKED, .chunk_size = 64,
                                         .look_back = 1, .window = LSH_WINDOW_SAME_BUCKET,
@@ -1071,14 +1079,14 @@ Test(results, show_csv_prints_known_text)
     char *text = show_text(path, 1, &rc, &err);
     cr_assert_eq(rc, 0, "%s", err.message);
     const char *want =
-        "point_id,dataset,strategy,params,mode,chunk_size,look_back,window,combine,n_hashes,"
-        "n_buckets,repeat,seed,status,message,out_rel_err,attn_rel_err,mass_recall,kl,"
+        "point_id,dataset,layer,head,strategy,params,mode,chunk_size,look_back,window,combine,"
+        "n_hashes,n_buckets,repeat,seed,status,message,out_rel_err,attn_rel_err,mass_recall,kl,"
         "empty_rows,gram_recovery,topk_recall_1,topk_recall_10,density,mean_candidates,"
         "bucket_max,bucket_entropy,hash_seconds,eval_seconds\n"
-        "0,clustered-4k,rotation,\"orthogonal=false,factors=[4,4]\",bucket,0,0,n/a,union,4,16,"
+        "0,clustered-4k,-1,5,rotation,\"orthogonal=false,factors=[4,4]\",bucket,0,0,n/a,union,4,16,"
         "0,18446744073709551615,ok,,0.25,2.3849999999999998,0.10000000000000001,0.5,3,0.75,1,"
         "0.875,0.125,512,1.5,0.96875,0.001953125,3\n"
-        "7,gaussian-1k,hyperplane,,chunked,64,1,same_bucket,rounds,2,6,2,42,skipped,"
+        "7,gaussian-1k,2,-1,hyperplane,,chunked,64,1,same_bucket,rounds,2,6,2,42,skipped,"
         "\"needs \"\"B\"\" a power of two, got 6\",0,0,0,0,0,0,0,0,0,0,0,0,0,0\n";
     cr_assert_str_eq(text, want);
     free(text);
@@ -1165,13 +1173,15 @@ Test(results, pandas_reads_runs)
              "f = h5py.File('%s', 'r')\n"
              "df = pandas.DataFrame(f['runs'][()])\n"
              "assert len(df) == 2, len(df)\n"
-             "assert list(df.columns[:3]) == ['point_id', 'dataset', 'strategy'], df.columns\n"
+             "assert list(df.columns[:5]) == ['point_id', 'dataset', 'layer', 'head', "
+             "'strategy'], df.columns\n"
+             "assert df['layer'].dtype == 'int32' and list(df['head']) == [5, -1]\n"
              "assert df['dataset'][0] == b'clustered-4k', df['dataset'][0]\n"
              "assert df['attn_rel_err'][0] == 2.385\n"
              "assert df['topk_recall_10'][0] == 0.875\n"
              "assert df['seed'][0] == 2**64 - 1\n"
              "assert f.attrs['format'] == 'lshlab-results', f.attrs['format']\n"
-             "assert f.attrs['format_version'] == 1\n"
+             "assert f.attrs['format_version'] == 2\n"
              "\"",
              path);
     cr_assert_eq(system(cmd), 0, "h5py/pandas could not read %s", path);
@@ -1542,14 +1552,14 @@ static int resume_with_input(struct test_config *tc, const struct lsh_dataset *d
                              const struct lsh_dataset *ds2, struct lsh_error *err)
 {
     struct lsh_results *res = open_ok(&tc->cfg, LSH_RESULTS_CREATE);
-    cr_assert_eq(lsh_results_write_dataset(res, ds, 0, err), 0, "%s", err->message);
+    cr_assert_eq(lsh_results_write_dataset(res, NULL, ds, 0, err), 0, "%s", err->message);
     struct test_row r;
     make_row(&r, 0, LSH_POINT_OK);
     append_ok(res, &r.row);
     close_ok(res, 0);
     res = open_ok(&tc->cfg, LSH_RESULTS_RESUME);
     lsh_error_clear(err);
-    int rc = lsh_results_write_dataset(res, ds2, 0, err);
+    int rc = lsh_results_write_dataset(res, NULL, ds2, 0, err);
     struct lsh_error close_err;
     lsh_results_close(res, 0, &close_err);
     remove(partial);
@@ -1568,8 +1578,8 @@ Test(results, resume_refuses_an_input_that_changed)
     double q[6] = { 2.385, -1.25, 0.5, 3.0, -0.125, 7.75 }, q2[6];
     double v[3] = { 0.1, 0.2, 0.3 };
     memcpy(q2, q, sizeof q);
-    struct lsh_dataset ds = { .spec = &tc.datasets[0], .n = 3, .d = 2, .d_v = 1, .q = q,
-                              .v = v };
+    struct lsh_dataset ds = { .spec = &tc.datasets[0], .unit = { -1, -1 }, .n = 3, .d = 2,
+                              .d_v = 1, .q = q, .v = v };
     struct lsh_dataset same = ds, edited = ds, reshaped = ds;
     same.q = q2;
     struct lsh_error err;
