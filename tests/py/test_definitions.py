@@ -109,8 +109,8 @@ class AgainstLshlabTest(unittest.TestCase):
             if name == "topk_recall_K":
                 name = "topk_recall_1"  # the seed example's topk: [1]
             m = re.fullmatch(r"string, (\d+) bytes", typ)
-            want.append((name, f"S{m.group(1)}" if m else {"uint32": "<u4", "uint64": "<u8",
-                                                           "float64": "<f8"}[typ]))
+            numeric = {"int32": "<i4", "uint32": "<u4", "uint64": "<u8", "float64": "<f8"}
+            want.append((name, f"S{m.group(1)}" if m else numeric[typ]))
         with h5py.File(self.path, "r") as f:
             dt = f["runs"].dtype
             got = [(n, dt[n].str.lstrip("|")) for n in dt.names]
