@@ -305,9 +305,10 @@ def main(argv=None):
     from . import capture
     model.eval()
     ids = held_out_sequence(va, args.capture_len)
-    text = bytes(ids.tolist()).decode("latin-1")
-    attrs = {"tinylm_" + k: v for k, v in meta.items()}
-    attrs["tinylm_capture_command"] = " ".join(["tools/tinylm"] + (sys.argv[1:] if argv is None else list(argv)))
+    text = bytes(ids.tolist()).decode("utf-8", "replace")
+    attrs = dict(meta)  # the provenance: command, val_loss, corpus_sha256, git_commit, ...
+    attrs["capture_command"] = " ".join(["tools/tinylm"] + (sys.argv[1:] if argv is None else list(argv)))
+    attrs["tokens"] = np.asarray(ids.numpy(), dtype=np.uint8)  # the bytes, exactly
     rc = capture.capture_to_file(model, capture_spec(model), ids[None], args.out,
                                  model_name=f"lshlab tinylm {model.config}", text=text,
                                  dtype=args.dtype, attrs=attrs, log=log)
