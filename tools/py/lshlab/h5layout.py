@@ -48,13 +48,13 @@ def check_heads(q, k, v, where="input"):
     return len(q), hq, hkv, n, d
 
 
-def write_layout(path, q, k, v, attrs, dtype="float32"):
+def write_layout(path, q, k, v, attrs, dtype="float32", where="input"):
     """Write the layout to `path` (through a temporary file renamed into place;
     an existing symlink at `path` is refused).  float16 output refuses values
     beyond float16's range instead of writing Inf."""
     if dtype not in ("float16", "float32"):
         raise LayoutError(f"{path}: dtype {dtype!r}; allowed: float16, float32")
-    nl, hq, hkv, n, d = check_heads(q, k, v)
+    nl, hq, hkv, n, d = check_heads(q, k, v, where)
     if os.path.islink(path):
         raise LayoutError(f"{path}: is a symbolic link; refusing to write through it")
     if dtype == "float16":
