@@ -515,7 +515,11 @@ def main(argv=None):
             modname, _, fname = args.factory.partition(":")
             if not fname:
                 ap.error("--factory wants MODULE:FUNCTION")
-            model, spec, ids = getattr(importlib.import_module(modname), fname)(text)
+            try:
+                build = getattr(importlib.import_module(modname), fname)
+            except (ImportError, AttributeError) as e:
+                raise CaptureError(f"--factory {args.factory}: {e}") from None
+            model, spec, ids = build(text)
             ids = ids[..., :args.max_len]
             name = args.factory
         else:
