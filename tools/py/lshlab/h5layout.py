@@ -73,6 +73,8 @@ def write_layout(path, q, k, v, attrs, dtype="float32", where="input"):
                     continue
                 if isinstance(val, bool):
                     val = np.int8(val)
+                elif isinstance(val, str):
+                    val = str(val)  # a str subclass (torch's version) is not an HDF5 type
                 f.attrs[key] = val
             for L in range(nl):
                 for h in range(hq):

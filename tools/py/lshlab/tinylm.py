@@ -226,27 +226,40 @@ def train(args, log):
     log(f"model: {sum(p.numel() for p in model.parameters())} parameters, {model.config}")
     opt = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=0.01, betas=(0.9, 0.95))
     gen = torch.Generator().manual_seed(args.seed)
-    it = batches(tr, args.context, args.batch, gen)
+    # Two phases: most steps at --short-context (cheap: attention is quadratic),
+    # the last --long-steps at --context, so that the model is trained at the
+    # length it is captured at.  --short-seconds cuts phase 1 (never phase 2).
+    total = args.steps + args.long_steps
+    short_it = batches(tr, args.short_context, args.short_batch, gen)
+    long_it = batches(tr, args.context, args.batch, gen)
     t0 = time.time()
     loss_ema = None
-    step = 0
-    for step in range(1, args.steps + 1):
-        lr = args.lr * min(1.0, step / 50) * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * step / args.steps)))
+    step = done = 0
+    phase_steps = [(1, s) for s in range(1, args.steps + 1)] + \
+                  [(2, args.steps + s) for s in range(1, args.long_steps + 1)]
+    cut = False
+    for phase, step in phase_steps:
+        if phase == 1 and cut:
+            continue
+        lr = args.lr * min(1.0, step / 50) * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * step / total)))
         for g in opt.param_groups:
             g["lr"] = lr
-        x, y = next(it)
+        x, y = next(short_it if phase == 1 else long_it)
         loss = F.cross_entropy(model(x).view(-1, 256), y.view(-1))
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
+        done += 1
         loss_ema = loss.item() if loss_ema is None else 0.9 * loss_ema + 0.1 * loss.item()
         el = time.time() - t0
-        if step % 10 == 0 or step == 1:
-            log(f"step {step}/{args.steps} loss {loss.item():.4f} (ema {loss_ema:.4f}) lr {lr:.2e} {el:.1f}s")
-        if args.max_seconds and el > args.max_seconds:
-            log(f"stopping at step {step}: --max-seconds {args.max_seconds} reached")
-            break
+        if step % 25 == 0 or step == 1 or phase == 2 and step % 5 == 0:
+            log(f"step {step}/{total} (context {x.shape[1]}) loss {loss.item():.4f} (ema {loss_ema:.4f}) "
+                f"lr {lr:.2e} {el:.1f}s")
+        if phase == 1 and args.short_seconds and el > args.short_seconds and not cut:
+            log(f"phase 1 cut at step {step}: --short-seconds {args.short_seconds} reached")
+            cut = True
+    step = done
     train_time = time.time() - t0
     val = evaluate(model, va, args.context, args.eval_windows)
     log(f"trained {step} steps in {train_time:.1f}s; train loss (ema) {loss_ema:.4f}, validation loss {val:.4f} nats/byte")
@@ -254,7 +267,8 @@ def train(args, log):
                 corpus_sha256=sha, corpus_files=nfiles, corpus_bytes=len(raw),
                 torch_version=torch.__version__, git_commit=git_commit(),
                 command=" ".join(["tools/tinylm"] + sys.argv[1:]), seed=args.seed,
-                context=args.context, batch=args.batch)
+                context=args.context, batch=args.batch, short_context=args.short_context,
+                short_batch=args.short_batch, long_steps=args.long_steps)
     return model, meta, va
 
 
@@ -270,15 +284,19 @@ def main(argv=None):
     ap.add_argument("--out", required=True, help="the captured HDF5 file to write")
     ap.add_argument("--weights", help="save the trained weights here (or read them with --capture-only)")
     ap.add_argument("--capture-only", action="store_true", help="no training: load --weights and capture")
-    ap.add_argument("--layers", type=int, default=3)
+    ap.add_argument("--layers", type=int, default=2)
     ap.add_argument("--d-model", type=int, default=128)
     ap.add_argument("--heads", type=int, default=4)
     ap.add_argument("--context", type=int, default=1024, help="training context (default 1024)")
-    ap.add_argument("--batch", type=int, default=4)
-    ap.add_argument("--steps", type=int, default=600)
+    ap.add_argument("--batch", type=int, default=2, help="batch at --context (default 2)")
+    ap.add_argument("--long-steps", type=int, default=60, help="steps at --context, at the end (default 60)")
+    ap.add_argument("--short-context", type=int, default=256, help="context of phase 1 (default 256)")
+    ap.add_argument("--short-batch", type=int, default=8, help="batch of phase 1 (default 8)")
+    ap.add_argument("--steps", type=int, default=1200, help="steps of phase 1 (default 1200)")
+    ap.add_argument("--short-seconds", type=float, default=600,
+                    help="end phase 1 after this long (0: never; default 600)")
     ap.add_argument("--lr", type=float, default=3e-3)
     ap.add_argument("--seed", type=int, default=1234)
-    ap.add_argument("--max-seconds", type=float, default=0, help="stop training after this long (0: never)")
     ap.add_argument("--eval-windows", type=int, default=16)
     ap.add_argument("--capture-len", type=int, default=1024)
     ap.add_argument("--dtype", choices=["float16", "float32"], default="float16")
