@@ -393,6 +393,9 @@ def capture_to_file(model, spec, input_ids, out, model_name, text, positions=Non
         return 1
     n = cap.q[0].shape[1]
     pos = np.arange(n, dtype=np.int64) if positions is None else np.asarray(positions, dtype=np.int64)
+    if pos.shape != (n,):
+        log(f"error: {len(pos)} positions for {n} tokens")
+        return 1
     for L, errs in enumerate(cap.head_err):
         log(f"layer {L}: max |softmax(QK^T scale) - model| per head: "
             + " ".join(f"{e:.2e}" for e in errs))
