@@ -505,7 +505,7 @@ def main(argv=None):
     try:
         if args.tinylm:
             from . import tinylm
-            ck = torch.load(args.tinylm, map_location="cpu")
+            ck = torch.load(args.tinylm, map_location="cpu", weights_only=True)
             model = tinylm.TinyLM(**ck["config"])
             model.load_state_dict(ck["state_dict"])
             model.eval()

@@ -10,6 +10,7 @@ of a large model (no attention sinks, no long-range retrieval heads)."""
 import argparse
 import glob
 import hashlib
+import json
 import math
 import os
 import subprocess
@@ -306,10 +307,10 @@ def main(argv=None):
     if args.capture_only:
         if not args.weights:
             ap.error("--capture-only needs --weights")
-        ck = torch.load(args.weights, map_location="cpu")
+        ck = torch.load(args.weights, map_location="cpu", weights_only=True)
         model = TinyLM(**ck["config"])
         model.load_state_dict(ck["state_dict"])
-        meta = ck["meta"]
+        meta = json.loads(ck["meta_json"])
         raw, sha, _ = load_corpus()
         if sha != meta["corpus_sha256"]:
             log(f"warning: this system's corpus (sha256 {sha}) differs from the training corpus ({meta['corpus_sha256']})")
@@ -318,7 +319,9 @@ def main(argv=None):
     else:
         model, meta, va = train(args, log)
         if args.weights:
-            torch.save(dict(config=model.config, state_dict=model.state_dict(), meta=meta), args.weights)
+            # meta as JSON: torch 1.13's weights_only loader refuses pickled floats.
+            torch.save(dict(config=model.config, state_dict=model.state_dict(),
+                            meta_json=json.dumps(meta)), args.weights)
             log(f"weights written to {args.weights}")
     from . import capture
     model.eval()
