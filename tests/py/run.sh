@@ -1,7 +1,8 @@
 #!/bin/sh
 # run.sh - the unit tests of the Python package tools/py/lshlab (unittest), on the
 # interpreter tools/summary would use.  Exit 77 (skipped, for meson) when no
-# Python has h5py and numpy; the plot tests skip themselves without matplotlib.
+# Python has h5py and numpy; the plot tests skip themselves without matplotlib, the
+# capture and .pt tests without torch (test_capture.py, test_convert.py).
 set -eu
 src=${LSHLAB_SOURCE_ROOT:?run through meson test}
 if ! py=$("$src/tools/summary" --which-python 2>/dev/null); then
