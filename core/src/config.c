@@ -798,12 +798,6 @@ static int check_template(struct ctx *c, const yaml_node_t *n, const char *where
     return 0;
 }
 
-static int cmp_u32_asc(const void *a, const void *b)
-{
-    uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
-    return x < y ? -1 : x > y;
-}
-
 /* layers: / heads: -- `all` (the default) or distinct indices, kept ascending. */
 static int get_axis(struct ctx *c, yaml_node_t *v, const char *where, uint32_t **out,
                     size_t *count, struct lsh_mark *at)
@@ -813,7 +807,7 @@ static int get_axis(struct ctx *c, yaml_node_t *v, const char *where, uint32_t *
         return 0;
     int rc = get_u32_list(c, v, where, 0, LSH_AXIS_MAX - 1, DUP_ERROR, out, count, NULL);
     if (!rc)
-        qsort(*out, *count, sizeof **out, cmp_u32_asc);
+        qsort(*out, *count, sizeof **out, cmp_u32);
     return rc;
 }
 

@@ -1,5 +1,5 @@
-/* dataset.h - Q, K, V for one dataset (SPEC 6), generated from seeds or read
- * from HDF5.
+/* dataset.h - Q, K, V for one dataset (SPEC 6, 11), generated from seeds or
+ * read from HDF5 or .npy files, one (layer, head) problem at a time.
  *
  * Each matrix is drawn from its own stream, seeded by (config seed, dataset
  * name, matrix name), so that e.g. adding K never changes V.  Matrices are
@@ -62,46 +62,65 @@ struct lsh_dataset {
  * after a successful probe or make, those products are safe.  Errors are
  * LSH_ECONFIG for generated kinds.
  *
- * hdf5, checked in this order, each refusal LSH_EDATA or LSH_EIO naming the
- * file (and the path in it):
- *  - the file is a regular file (a FIFO, device or folder is refused without
- *    being opened, so nothing blocks) and an HDF5 file;
- *  - Q (K, V) exist, are rank 2, numeric and non-empty; K has Q's shape, V
- *    Q's rows; their values are stored in the file itself (not in external
- *    raw files or a virtual dataset's sources, which could block); every
- *    filter in their pipelines is available (an unavailable one, e.g. lzf,
- *    is named with what to do);
- *  - the data fits this machine's physical memory (Q and V as float64);
- *    a file declaring more is refused before any value is read;
- *  - every value the file stores is finite: the cost is that of the stored
- *    data, not of the declared shape (unwritten parts read as the fill
- *    value the file set, checked once, or as 0 when it set none or said
- *    "never"; of a partly written chunked dataset only the written chunks
- *    are read), a block of rows at a time.
+ * hdf5 and npy (SPEC 11.1), checked in this order, each refusal LSH_EDATA
+ * or LSH_EIO naming the file (and the path in it), what it found and what
+ * is allowed:
+ *  - the file (hdf5), or each .npy file (relative to the config's folder),
+ *    is a regular file (a FIFO, device or folder is refused without being
+ *    opened, so nothing blocks); an HDF5 file, or a .npy file of version
+ *    1.0-3.0 in C order whose size matches its header exactly (npy.h);
+ *  - Q (K, V) each name an array of rank 2 [n, d], 3 [heads, n, d] or 4
+ *    [layers, heads, n, d], or a template holding {layer} and/or {head}
+ *    whose expansions are rank-2 arrays (`all` counts an axis from 0 up to
+ *    the first expansion that does not exist: layers at head 0, heads at
+ *    layer 0; every selected expansion must then exist and be n x d);
+ *    elements IEEE float16, float32 or float64 in either byte order
+ *    (anything else is named); non-empty; HDF5 values stored in the file
+ *    itself (not in external raw files or a virtual dataset's sources,
+ *    which could block), with every filter available;
+ *  - K and V have Q's axes and layers, K Q's n and d, V Q's n; K and V may
+ *    have fewer heads than Q (a divisor of Q's; K's and V's agree);
+ *  - `layers:` / `heads:` name indices the source has (an error naming the
+ *    index and how many there are), at most LSH_UNITS_MAX problems;
+ *  - one problem's data fits this machine's physical memory (Q and V as
+ *    float64); a file declaring more is refused before any value is read;
+ *  - every value of every selected slab (Q's, and the K/V heads they read)
+ *    is finite, an error naming layer, head, row and column otherwise: for
+ *    HDF5 at the cost of the stored data, not of the declared shape
+ *    (unwritten parts read as the fill value the file set, checked once,
+ *    or as 0 when it set none or said "never"; of a partly written chunked
+ *    dataset only the written chunks are read), a block of rows at a time.
  * Whether the data also fits --memory-limit with its workspaces is the
  * plan's question, not this one. */
 int lsh_dataset_probe(const struct lsh_dataset_spec *spec, const char *config_path,
                       struct lsh_dataset_layout *out, struct lsh_error *err);
 
 /* Make the data of one unit of spec (one the probe listed; {-1, -1} for a
- * dataset without axes).  separate: K is generated/loaded too (keys: separate).
- * Checks the sizes again (with K counted when separate) before allocating,
- * so it holds without a probe; a loaded matrix is checked finite as it is
- * read (the file may have changed since the probe).  A clustered row with a
- * value beyond float64 (norm and spread too large together) is refused
- * (LSH_ECONFIG), never written as Inf.  *out is owned by the caller. */
+ * dataset without axes; any other is LSH_EINVAL).  separate: K is
+ * generated/loaded too (keys: separate).  Only that unit is read (an HDF5
+ * hyperslab, or the .npy bytes at its offset); query head h reads key/value
+ * head h * kv_heads / src_heads.  A missing V is drawn from
+ * lsh_seed_unit(lsh_seed_str(ds->seed, "v"), layer, head) (without axes:
+ * the stream of format version 1).  Checks the sizes again (with K counted
+ * when separate) before allocating, so it holds without a probe; a loaded
+ * matrix is checked finite as it is read (the file may have changed since
+ * the probe).  A clustered row with a value beyond float64 (norm and
+ * spread too large together) is refused (LSH_ECONFIG), never written as
+ * Inf.  *out is owned by the caller. */
 int lsh_dataset_make(const struct lsh_dataset_spec *spec, const char *config_path,
                      uint64_t config_seed, int separate, struct lsh_dataset_unit unit,
                      struct lsh_dataset **out, struct lsh_error *err);
 void lsh_dataset_free(struct lsh_dataset *ds);
 
-/* The path an hdf5 dataset's `file` names: as given when absolute, else
- * relative to the folder of config_path.  malloc'd; NULL when out of memory. */
+/* The path an hdf5 dataset's `file` (or an npy dataset's q, k, v) names: as
+ * given when absolute, else relative to the folder of config_path.
+ * malloc'd; NULL when out of memory. */
 char *lsh_dataset_file_path(const char *file, const char *config_path);
 
 /* What lsh_dataset_make takes at its peak for spec with these shapes (from
- * lsh_dataset_probe): Q, V, K when separate, a generator's cluster centres,
- * HDF5's conversion buffers; SIZE_MAX when that cannot be addressed. */
+ * lsh_dataset_probe, per unit): Q, V, K when separate, a generator's cluster
+ * centres, HDF5's conversion buffers; SIZE_MAX when that cannot be
+ * addressed. */
 size_t lsh_dataset_bytes(const struct lsh_dataset_spec *spec, size_t n, size_t d, size_t d_v,
                          int separate);
 

@@ -80,37 +80,43 @@ static void try_spec(const char *file, const char *k, const char *v, int separat
     lsh_error_clear(&err);
     struct lsh_dataset_layout lay;
     int probed = lsh_dataset_probe(&spec, NULL, &lay, &err);
-    const size_t n = lay.n, d = lay.d, d_v = lay.d_v;
-    lsh_dataset_layout_free(&lay);
     if (probed && !err.message[0])
         abort();
-    struct lsh_dataset *ds = NULL;
-    lsh_error_clear(&err);
-    int made = lsh_dataset_make(&spec, NULL, 7, separate, (struct lsh_dataset_unit){-1, -1},
-                                &ds, &err);
-    if (made) {
-        if (!err.message[0])
-            abort();
-        /* what the probe accepted, loading accepts (memory aside) */
-        if (!probed && made != LSH_ENOMEM && !(separate && !k)) {
-            fprintf(stderr, "probe accepted but make refused: %s\n", err.message);
+    /* the first and the last unit the probe lists ({-1, -1} when it refused) */
+    for (int u = 0; u < 2; u++) {
+        struct lsh_dataset_unit unit = {-1, -1};
+        if (!probed)
+            unit = (struct lsh_dataset_unit){u ? lay.layers[lay.n_layers - 1] : lay.layers[0],
+                                             u ? lay.heads[lay.n_heads - 1] : lay.heads[0]};
+        struct lsh_dataset *ds = NULL;
+        lsh_error_clear(&err);
+        int made = lsh_dataset_make(&spec, NULL, 7, separate, unit, &ds, &err);
+        if (made) {
+            if (!err.message[0])
+                abort();
+            /* what the probe accepted, loading accepts (memory aside) */
+            if (!probed && made != LSH_ENOMEM && !(separate && !k)) {
+                fprintf(stderr, "probe accepted but make refused: %s\n", err.message);
+                abort();
+            }
+            continue;
+        }
+        if (probed) {
+            fprintf(stderr, "probe refused (%d) but make accepted\n", probed);
             abort();
         }
-        return;
-    }
-    if (probed) {
-        fprintf(stderr, "probe refused (%d) but make accepted\n", probed);
-        abort();
-    }
-    if (ds->n != n || ds->d != d || ds->d_v != d_v)
-        abort();
-    for (size_t t = 0; t < n * d; t++)
-        if (!isfinite(ds->q[t]) || (ds->k && !isfinite(ds->k[t])))
+        if (ds->n != lay.n || ds->d != lay.d || ds->d_v != lay.d_v)
             abort();
-    for (size_t t = 0; t < n * d_v; t++)
-        if (!isfinite(ds->v[t]))
-            abort();
-    lsh_dataset_free(ds);
+        for (size_t t = 0; t < ds->n * ds->d; t++)
+            if (!isfinite(ds->q[t]) || (ds->k && !isfinite(ds->k[t])))
+                abort();
+        for (size_t t = 0; t < ds->n * ds->d_v; t++)
+            if (!isfinite(ds->v[t]))
+                abort();
+        lsh_dataset_free(ds);
+    }
+    if (!probed)
+        lsh_dataset_layout_free(&lay);
 }
 
 /* ---- described files -------------------------------------------------------- */

@@ -14,7 +14,8 @@
  *   # at: LINE:COLUMN         where the message must point ("none": no place)
  *   # expect: TEXT            text the output must contain (any number)
  * Every case folder also holds data.h5 (the fixture matrices below),
- * not_hdf5.h5 (text) and an empty results/. */
+ * not_hdf5.h5 (text), fortran.npy (a Fortran-order 2 x 2 float64 array)
+ * and an empty results/. */
 #define _XOPEN_SOURCE 700 /* nftw */
 #include <criterion/criterion.h>
 #include <criterion/parameterized.h>
@@ -78,6 +79,8 @@ static void write_fixture(const char *path)
     put(f, "q_rank1", H5T_NATIVE_DOUBLE, 1, rank1, x);
     put(f, "q_rank3", H5T_NATIVE_DOUBLE, 3, rank3, x);
     put(f, "q_rank5", H5T_NATIVE_DOUBLE, 5, rank5, x);
+    const hsize_t kv3[3] = {3, 5, FD};
+    put(f, "k_rank3_h3", H5T_NATIVE_DOUBLE, 3, kv3, x);
     put(f, "q_empty", H5T_NATIVE_DOUBLE, 2, empty, x);
     memcpy(y, x, sizeof y);
     y[3 * FD + 2] = NAN;
@@ -345,6 +348,14 @@ ParameterizedTest(struct bcase *c, battery, bad_input, .init = make_casedir,
     write_fixture(path);
     snprintf(path, sizeof path, "%s/not_hdf5.h5", casedir);
     write_text(path, "this is not an HDF5 file\n");
+    snprintf(path, sizeof path, "%s/fortran.npy", casedir);
+    FILE *npy = fopen(path, "wb");
+    cr_assert_not_null(npy);
+    const char *dict = "{'descr': '<f8', 'fortran_order': True, 'shape': (2, 2), }";
+    fprintf(npy, "\x93NUMPY%c%c%c%c%-117s\n", 1, 0, 118, 0, dict); /* 10 + 118 bytes */
+    for (int t = 0; t < 32; t++)
+        fputc(t < 24 ? 0 : 0x3f, npy);
+    cr_assert_eq(fclose(npy), 0);
     snprintf(path, sizeof path, "%s/results", casedir);
     cr_assert_eq(mkdir(path, 0755), 0);
     for (int i = 0; i < h.n_setup; i++)

@@ -1452,3 +1452,43 @@ Test(config, name_and_params_limits_are_the_results_columns_less_their_nul)
     cr_assert_eq(LSH_NAME_MAX + 1, LSH_RUNS_NAME_LEN);
     cr_assert_eq(LSH_PARAMS_MAX + 1, LSH_RUNS_PARAMS_LEN);
 }
+
+/* SPEC 11: kind npy, layers:/heads: (ascending, `all` the default) and
+ * q/k/v templates come through parsing and resolving unchanged. */
+Test(config, npy_kind_layers_heads_and_templates_resolve_and_are_a_fixpoint)
+{
+    const char *yaml = "name: heads\n"
+                       "datasets:\n"
+                       "  - name: a\n"
+                       "    kind: npy\n"
+                       "    q: \"dump/q_l{layer}_h{head}.npy\"\n"
+                       "    k: k.npy\n"
+                       "    layers: [2, 0]\n"
+                       "    heads: 3\n"
+                       "  - name: b\n"
+                       "    kind: hdf5\n"
+                       "    file: x.h5\n"
+                       "    q: /layer{layer}/q\n"
+                       "    layers: all\n"
+                       "strategies:\n"
+                       "  - name: rotation\n"
+                       "sweep:\n"
+                       "  n_buckets: [4]\n";
+    struct lsh_config *cfg = parse_ok(yaml);
+    const struct lsh_dataset_spec *a = &cfg->datasets[0], *b = &cfg->datasets[1];
+    cr_expect_eq(a->kind, LSH_DATA_NPY);
+    cr_expect_null(a->file);
+    cr_expect_str_eq(a->q, "dump/q_l{layer}_h{head}.npy");
+    cr_expect(a->n_layers == 2 && a->layers[0] == 0 && a->layers[1] == 2);
+    cr_expect(a->n_heads == 1 && a->heads[0] == 3);
+    cr_expect(b->n_layers == 0 && !b->layers && b->n_heads == 0 && !b->heads);
+    char *y = lsh_config_resolved_yaml(cfg);
+    cr_expect(strstr(y, "    kind: npy\n    q: \"dump/q_l{layer}_h{head}.npy\"\n    k: k.npy\n"
+                        "    layers: [0, 2]\n    heads: [3]\n"), "%s", y);
+    cr_expect(strstr(y, "    q: \"/layer{layer}/q\"\n    layers: all\n    heads: all\n") ||
+                  strstr(y, "    q: /layer{layer}/q\n    layers: all\n    heads: all\n"),
+              "%s", y);
+    free(y);
+    lsh_config_free(cfg);
+    check_fixpoint(yaml);
+}
