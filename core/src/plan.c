@@ -125,7 +125,8 @@ static int check_datasets(const struct lsh_config *cfg, struct lsh_plan *plan,
             return config_error(err, cfg, ds, (struct lsh_mark){0, 0},
                                 "dataset '%s' has %zu rows; allowed: at most %zu (rows are "
                                 "numbered in 32 bits)", ds->name, sh->n, LSH_ROWS_MAX);
-        if (ds->kind == LSH_DATA_HDF5 && cfg->attention.keys == LSH_KEYS_SEPARATE && !ds->k)
+        if ((ds->kind == LSH_DATA_HDF5 || ds->kind == LSH_DATA_NPY) &&
+            cfg->attention.keys == LSH_KEYS_SEPARATE && !ds->k)
             return config_error(err, cfg, ds, (struct lsh_mark){0, 0},
                                 "dataset '%s': keys: separate needs a K matrix (add 'k: <path>')",
                                 ds->name);

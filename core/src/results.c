@@ -250,19 +250,31 @@ static int check_not_input(const char *const names[], size_t count, const struct
                                  names[i], cfg->path);
         for (size_t k = 0; k < cfg->n_datasets; k++) {
             const struct lsh_dataset_spec *ds = &cfg->datasets[k];
-            if (ds->kind != LSH_DATA_HDF5)
-                continue;
-            char *file = lsh_dataset_file_path(ds->file, cfg->path);
-            if (!file)
-                return lsh_h5_enomem(err);
-            const int same = same_file(&st, file);
-            free(file);
-            if (same)
-                return lsh_error_set(err, LSH_ECONFIG,
-                                     "cannot write results at '%s': it is the data file '%s' of "
-                                     "dataset '%s'; allowed: a path that is none of the run's "
-                                     "inputs",
-                                     names[i], ds->file, ds->name);
+            /* hdf5: its file; npy: each array file (a template's expansions
+             * hold '{', so they are not files named here) */
+            const char *inputs[3] = {NULL, NULL, NULL};
+            if (ds->kind == LSH_DATA_HDF5) {
+                inputs[0] = ds->file;
+            } else if (ds->kind == LSH_DATA_NPY) {
+                inputs[0] = ds->q;
+                inputs[1] = ds->k;
+                inputs[2] = ds->v;
+            }
+            for (size_t m = 0; m < 3; m++) {
+                if (!inputs[m])
+                    continue;
+                char *file = lsh_dataset_file_path(inputs[m], cfg->path);
+                if (!file)
+                    return lsh_h5_enomem(err);
+                const int same = same_file(&st, file);
+                free(file);
+                if (same)
+                    return lsh_error_set(err, LSH_ECONFIG,
+                                         "cannot write results at '%s': it is the data file "
+                                         "'%s' of dataset '%s'; allowed: a path that is none "
+                                         "of the run's inputs",
+                                         names[i], inputs[m], ds->name);
+            }
         }
     }
     return 0;
@@ -1329,6 +1341,9 @@ static int input_changed(const struct lsh_results *res, const struct lsh_dataset
     char input[600], unit[64];
     if (spec->kind == LSH_DATA_HDF5)
         snprintf(input, sizeof input, "input file '%s'", spec->file);
+    else if (spec->kind == LSH_DATA_NPY)
+        snprintf(input, sizeof input, "input files '%s'%s", spec->q,
+                 spec->k || spec->v ? ", ..." : "");
     else
         snprintf(input, sizeof input, "generated data");
     unit_text(ds->unit, unit, sizeof unit);
@@ -1410,8 +1425,10 @@ static int write_dataset_group(hid_t group, const struct lsh_dataset_layout *lay
          lsh_h5_attr_f64(group, "spread", spec->spread) < 0 ||
          lsh_h5_attr_f64(group, "norm", spec->norm < 0 ? sqrt((double)ds->d) : spec->norm) < 0))
         return -1;
-    if (spec->kind == LSH_DATA_HDF5 &&
-        (lsh_h5_attr_str(group, "file", spec->file) < 0 || lsh_h5_attr_str(group, "q", spec->q) < 0 ||
+    if (spec->kind == LSH_DATA_HDF5 && lsh_h5_attr_str(group, "file", spec->file) < 0)
+        return -1;
+    if ((spec->kind == LSH_DATA_HDF5 || spec->kind == LSH_DATA_NPY) &&
+        (lsh_h5_attr_str(group, "q", spec->q) < 0 ||
          (spec->k && lsh_h5_attr_str(group, "k", spec->k) < 0) ||
          (spec->v && lsh_h5_attr_str(group, "v", spec->v) < 0)))
         return -1;

@@ -14,7 +14,8 @@
  *   # at: LINE:COLUMN         where the message must point ("none": no place)
  *   # expect: TEXT            text the output must contain (any number)
  * Every case folder also holds data.h5 (the fixture matrices below),
- * not_hdf5.h5 (text), fortran.npy (a Fortran-order 2 x 2 float64 array)
+ * not_hdf5.h5 (text), fortran.npy (a Fortran-order 2 x 2 float64 array), q.npy (the
+ * same bytes in C order)
  * and an empty results/. */
 #define _XOPEN_SOURCE 700 /* nftw */
 #include <criterion/criterion.h>
@@ -353,6 +354,14 @@ ParameterizedTest(struct bcase *c, battery, bad_input, .init = make_casedir,
     cr_assert_not_null(npy);
     const char *dict = "{'descr': '<f8', 'fortran_order': True, 'shape': (2, 2), }";
     fprintf(npy, "\x93NUMPY%c%c%c%c%-117s\n", 1, 0, 118, 0, dict); /* 10 + 118 bytes */
+    for (int t = 0; t < 32; t++)
+        fputc(t < 24 ? 0 : 0x3f, npy);
+    cr_assert_eq(fclose(npy), 0);
+    snprintf(path, sizeof path, "%s/q.npy", casedir); /* the same in C order: valid */
+    npy = fopen(path, "wb");
+    cr_assert_not_null(npy);
+    dict = "{'descr': '<f8', 'fortran_order': False, 'shape': (2, 2), }";
+    fprintf(npy, "\x93NUMPY%c%c%c%c%-117s\n", 1, 0, 118, 0, dict);
     for (int t = 0; t < 32; t++)
         fputc(t < 24 ? 0 : 0x3f, npy);
     cr_assert_eq(fclose(npy), 0);
