@@ -861,7 +861,11 @@ static void src_label(const struct rd *rd, const struct src *s, char *buf, size_
             snprintf(ax, sizeof ax, "%zu layers%s", s->L, s->th ? " x " : "");
         if (s->th)
             snprintf(ax + strlen(ax), sizeof ax - strlen(ax), "%zu heads", s->H);
-        snprintf(shape, sizeof shape, "a template of %s, each %zu x %zu", ax, s->n, s->d);
+        if (s->has_h && !s->th)
+            snprintf(shape, sizeof shape, "a template of %s, each %zu x %zu x %zu", ax, s->H,
+                     s->n, s->d);
+        else
+            snprintf(shape, sizeof shape, "a template of %s, each %zu x %zu", ax, s->n, s->d);
     } else {
         dims_text(s->a.dims, s->a.rank, shape, sizeof shape);
     }
@@ -934,17 +938,28 @@ static int src_describe(struct rd *rd, const char *role, const char *path, struc
                            name, role, path);
     if (!rc)
         rc = arr_info(rd, first, &s->a, err);
-    if (!rc && s->a.rank != 2) {
+    /* Per-layer files of [heads, n, d] are how many tools dump a model: a
+     * template with only {layer} takes its heads from the array. */
+    const int per_layer_heads = s->tl && !s->th && s->a.rank == 3;
+    if (!rc && s->a.rank != 2 && !per_layer_heads) {
         char shape[96];
         dims_text(s->a.dims, s->a.rank, shape, sizeof shape);
         rc = lsh_error_set(err, LSH_EDATA,
                            "%s has rank %d (%s), an expansion of %s's template '%s'; need each "
-                           "expansion to be a 2-D array [n, d]",
-                           name, s->a.rank, shape, role, path);
+                           "expansion to be a 2-D array [n, d]%s",
+                           name, s->a.rank, shape, role, path,
+                           s->tl && !s->th ? ", or [heads, n, d] (a template with only {layer})"
+                                           : "");
     }
     free(first);
-    s->n = s->a.dims[0];
-    s->d = s->a.dims[1];
+    if (!rc && per_layer_heads) {
+        s->has_h = 1;
+        s->H = s->a.dims[0];
+    }
+    if (!rc) {
+        s->n = s->a.dims[s->a.rank - 2];
+        s->d = s->a.dims[s->a.rank - 1];
+    }
     return rc;
 }
 
@@ -980,14 +995,20 @@ static int src_unit(struct rd *rd, const struct src *s, long l, long h, char **o
                              "selected layer and head present",
                              name, at, s->role, s->path);
     int rc = arr_info(rd, *owned, a, err);
-    if (!rc && (a->rank != 2 || a->dims[0] != s->n || a->dims[1] != s->d)) {
-        char shape[96];
+    int same = !rc && a->rank == s->a.rank;
+    for (int i = 0; same && i < a->rank; i++)
+        same = a->dims[i] == s->a.dims[i];
+    if (!rc && !same) {
+        char shape[96], first[96];
         dims_text(a->dims, a->rank, shape, sizeof shape);
+        dims_text(s->a.dims, s->a.rank, first, sizeof first);
         rc = lsh_error_set(err, LSH_EDATA,
                            "%s is %s (%sof %s's template '%s'), but the first expansion is "
-                           "%zu x %zu; allowed: every expansion a 2-D array of one shape",
-                           name, shape, at, s->role, s->path, s->n, s->d);
+                           "%s; allowed: every expansion an array of one shape",
+                           name, shape, at, s->role, s->path, first);
     }
+    if (!rc && a->rank == 3) /* per-layer [heads, n, d] */
+        lead[0] = (size_t)h;
     return rc;
 }
 
