@@ -206,12 +206,12 @@ strategies:
   - name: kmeans
     params: {{iterations: 3}}
 sweep:
-  n_hashes: [2]
+  n_hashes: {n_hashes}
   n_buckets: [8]
   mode: [bucket, chunked]
   chunk_size: [96]
   look_back: [1]
-  combine: [union, rounds]
+  combine: {combine}
 dump: [data, buckets]
 """
 TINY_ATTN = {"keys": "separate", "scale": "auto", "exclude_self": False, "causal": True}
@@ -225,7 +225,14 @@ class ShippedHeadTest(unittest.TestCase, OracleMixin):
     @classmethod
     def setUpClass(cls):
         cls.tmp = tempfile.mkdtemp(prefix="lshlab-real-heads-")
-        cls.out, p = run(TINY_CONFIG.format(file=TINYLM), cls.tmp, "tiny")
+        cls.out, p = run(TINY_CONFIG.format(file=TINYLM, n_hashes="[2]",
+                                            combine="[union, rounds]"), cls.tmp, "tiny")
+        if p.returncode != 0:
+            raise AssertionError(f"lshlab run failed ({p.returncode}): {p.stderr}")
+        # union alone takes lshlab's tiled evaluation (core/src/eval.c), a path of its
+        # own; with rounds in the sweep every combine goes through the row path.
+        cls.union_out, p = run(TINY_CONFIG.format(file=TINYLM, n_hashes="[1, 3]",
+                                                  combine="[union]"), cls.tmp, "tiny-union")
         if p.returncode != 0:
             raise AssertionError(f"lshlab run failed ({p.returncode}): {p.stderr}")
 
@@ -272,6 +279,10 @@ class ShippedHeadTest(unittest.TestCase, OracleMixin):
     def test_every_point_against_the_matrix_oracle(self):
         with h5py.File(self.out, "r") as f:
             self.assertEqual(self.check_vector_oracle(f, TINY_ATTN), 8)
+
+    def test_every_point_of_the_union_only_sweep_against_the_matrix_oracle(self):
+        with h5py.File(self.union_out, "r") as f:
+            self.assertEqual(self.check_vector_oracle(f, TINY_ATTN), 2 * 2 * 2)
 
     def test_one_point_against_the_naive_oracle(self):
         # The naive oracle is about 3 s per point at n = 1024: one point, rounds combine,
@@ -431,6 +442,20 @@ class HiddenLayoutTest(unittest.TestCase, OracleMixin):
                 self.assertEqual(text(row["status"]), "ok", text(row["message"]))
                 self.check_naive_oracle(f, row, SMALL_ATTN)
             self.check_vector_oracle(f, SMALL_ATTN)
+
+    def test_union_only_sweep_against_the_naive_oracle(self):
+        # union alone: the tiled evaluation path of core/src/eval.c.
+        cfg = small_config("union", "q.npy", "k.npy", "v.npy", "[1]", "[3, 0]").replace(
+            "combine: [union, rounds]", "combine: [union]")
+        out, p = run(cfg, self.tmp, "union")
+        self.assertEqual(p.returncode, 0, p.stderr)
+        with h5py.File(out, "r") as f:
+            runs = f["runs"][()]
+            self.assertEqual(len(runs), 2 * 2 * 3 * 2)
+            self.assertEqual(set(runs["combine"].tolist()), {b"union"})
+            for row in runs:
+                self.assertEqual(text(row["status"]), "ok", text(row["message"]))
+                self.check_naive_oracle(f, row, SMALL_ATTN)
 
     def test_template_layout_gives_the_same_bits_as_the_rank4_arrays(self):
         results = {}
