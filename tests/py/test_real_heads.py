@@ -567,6 +567,110 @@ class InputErrorTest(unittest.TestCase):
         with h5py.File(out, "r") as f:
             self.assertEqual(sorted(set(f["runs"]["head"].tolist())), [0, 3])
 
+    def test_nan_in_a_kv_head_no_selected_query_head_uses_is_fine(self):
+        k = self.good["k"].copy()
+        k[1, 1, 3, 3] = np.nan  # kv head 1 serves query heads 2 and 3 only
+        self.save("knan.npy", k)
+        out, p = self.run_bad("kv-unused", k="knan.npy", heads="[1, 0]")
+        self.assertEqual(p.returncode, 0, p.stderr)
+        out, p = self.run_bad("kv-used", k="knan.npy", heads="[2]")
+        self.assert_refused(p, out, "knan.npy", "NaN", "layer 1", "row 3", "column 3")
+
+    def test_npy_shorter_or_longer_than_its_header_says(self):
+        with open(os.path.join(self.tmp, "q.npy"), "rb") as f:
+            raw = f.read()
+        for tag, data in (("short", raw[:-1]), ("long", raw + b"\0")):
+            with open(os.path.join(self.tmp, f"q_{tag}.npy"), "wb") as f:
+                f.write(data)
+            out, p = self.run_bad(tag, q=f"q_{tag}.npy")
+            self.assert_refused(p, out, f"q_{tag}.npy", str(len(data)), str(len(raw)))
+
+    def test_selected_index_beyond_the_source_names_how_many_it_holds(self):
+        out, p = self.run_bad("head4", heads="[4]")
+        self.assert_refused(p, out, "q.npy", "4 heads")
+        out, p = self.run_bad("layer2", layers="[2]", heads="[0]")
+        self.assert_refused(p, out, "q.npy", "2 layers")
+
+    def test_shapes_that_do_not_agree_name_both(self):
+        self.save("q_rank3.npy", self.good["q"][1])
+        out, p = self.run_bad("axes", q="q_rank3.npy", layers="all", heads="[0]")
+        self.assert_refused(p, out, "q_rank3.npy", "k.npy")
+        self.save("k_d9.npy", np.ones((LAYERS, HKV, N, D + 1), "<f4"))
+        out, p = self.run_bad("d", k="k_d9.npy")
+        self.assert_refused(p, out, "k_d9.npy", "q.npy", "9", "8")
+        self.save("v_n41.npy", np.ones((LAYERS, HKV, N + 1, D), "<f4"))
+        out, p = self.run_bad("n", v="v_n41.npy")
+        self.assert_refused(p, out, "v_n41.npy", "q.npy", "41", "40")
+
+
+@unittest.skipUnless(EXE, "needs LSHLAB_EXE (run through meson test)")
+class AxesAndValuesTest(unittest.TestCase):
+    """Rank 3 and rank 2 arrays (the missing axes are -1 and do not enter the seed), and
+    float16 values that are easy to get wrong (subnormals, -0, the largest finite)."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.tmp = tempfile.mkdtemp(prefix="lshlab-axes-")
+        rng = np.random.default_rng(5)
+        cls.q = rng.standard_normal((HQ, N, D)).astype("<f8")
+        cls.k = rng.standard_normal((HKV, N, D)).astype(">f4")
+        cls.v = rng.standard_normal((HKV, N, D)).astype("<f2")
+        for name, x in (("q", cls.q), ("k", cls.k), ("v", cls.v)):
+            np.save(os.path.join(cls.tmp, name + "3.npy"), x)
+            np.save(os.path.join(cls.tmp, name + "2.npy"), x[1])
+
+    @classmethod
+    def tearDownClass(cls):
+        shutil.rmtree(cls.tmp)
+
+    def sweep(self, tag, q, k, v, sel):
+        cfg = (f"name: {tag}\nseed: 8\ndatasets:\n  - {{name: x, kind: npy, q: {q}, k: {k}, "
+               f"v: {v}{sel}}}\nattention: {{keys: separate}}\n"
+               "strategies: [{name: hyperplane}]\nsweep: {n_buckets: [4]}\ndump: [data]\n")
+        out, p = run(cfg, self.tmp, tag)
+        self.assertEqual(p.returncode, 0, p.stderr)
+        return out
+
+    def test_rank3_has_heads_only(self):
+        out = self.sweep("r3", "q3.npy", "k3.npy", "v3.npy", ", heads: [3, 1]")
+        with h5py.File(out, "r") as f:
+            self.assertEqual(sorted(f["datasets/x"]), ["head1", "head3"])
+            self.assertEqual(list(f["datasets/x"].attrs["layers"]), [-1])
+            for h in (1, 3):
+                g = f[f"datasets/x/head{h}"]
+                np.testing.assert_array_equal(g["Q"][()], self.q[h])
+                np.testing.assert_array_equal(g["K"][()], self.k[h * HKV // HQ].astype(float))
+                np.testing.assert_array_equal(g["V"][()], self.v[h * HKV // HQ].astype(float))
+            for row in f["runs"][()]:
+                self.assertEqual(int(row["layer"]), -1)
+                self.assertEqual(int(row["seed"]), POINT_SEED(
+                    8, "x", "hyperplane", "", 4, 0, -1, int(row["head"])))
+
+    def test_rank2_has_no_axes_and_the_seed_of_format_1(self):
+        out = self.sweep("r2", "q2.npy", "k2.npy", "v2.npy", "")
+        with h5py.File(out, "r") as f:
+            np.testing.assert_array_equal(f["datasets/x/Q"][()], self.q[1])
+            row = f["runs"][()][0]
+            self.assertEqual((int(row["layer"]), int(row["head"])), (-1, -1))
+            self.assertEqual(int(row["seed"]), POINT_SEED(8, "x", "hyperplane", "", 4, 0))
+
+    def test_float16_edge_values_are_converted_exactly(self):
+        # subnormals (smallest, largest), smallest normal, largest finite, -max, -0,
+        # -smallest subnormal, 1, and 1/3 rounded; each bit pattern also byte-swapped.
+        bits = np.array([0x0001, 0x03FF, 0x0400, 0x7BFF, 0xFBFF, 0x8000, 0x8001, 0x3C00,
+                         0x3555], "<u2")
+        vals = np.resize(bits.view("<f2"), (N, D))
+        for order in ("<", ">"):
+            np.save(os.path.join(self.tmp, "qe.npy"), vals.astype(order + "f2"))
+            out = self.sweep("edge", "qe.npy", "k2.npy", "v2.npy", "")
+            with h5py.File(out, "r") as f:
+                got = f["datasets/x/Q"][()]
+            # Exact doubles, by hand: m x 2^-24 for subnormals, (1024 + m) x 2^(e - 25).
+            want = np.resize(np.array([2.0 ** -24, 1023 * 2.0 ** -24, 2.0 ** -14, 65504.0,
+                                       -65504.0, -0.0, -(2.0 ** -24), 1.0,
+                                       (1024 + 0x155) * 2.0 ** -12]), (N, D))
+            np.testing.assert_array_equal(got.view("<u8"), want.view("<u8"), err_msg=order)
+
 
 if __name__ == "__main__":
     unittest.main()
