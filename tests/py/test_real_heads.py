@@ -437,7 +437,8 @@ class HiddenLayoutTest(unittest.TestCase, OracleMixin):
         # n = 1024 on the same points.
         with h5py.File(self.out, "r") as f:
             runs = f["runs"][()]
-            self.assertEqual(len(runs), 2 * 2 * 3 * 2 * 2)  # heads x strategies x modes x H x combine
+            # heads x strategies x mode settings x n_hashes x combine
+            self.assertEqual(len(runs), 2 * 2 * 3 * 2 * 2)
             for row in runs:
                 self.assertEqual(text(row["status"]), "ok", text(row["message"]))
                 self.check_naive_oracle(f, row, SMALL_ATTN)
