@@ -108,10 +108,19 @@ def ratio_se(y, x, m, n):
     return r, math.sqrt((1 - m / n) * ss / (m * (m - 1))) / abs(xbar)
 
 
+def problem_group(f, row):
+    """The /datasets group holding the dumped Q, K, V of a /runs row: NAME, or
+    NAME/layer{L}/head{H} (or just one of them) for data with those axes (section 11)."""
+    g = f["datasets"][text(row["dataset"])]
+    for axis in ("layer", "head"):
+        if axis in row.dtype.names and int(row[axis]) >= 0:
+            g = g[f"{axis}{int(row[axis])}"]
+    return g
+
+
 def expected_metrics(f, row, attn):
     """Every metric of one /runs row, from /datasets and /points (sections 4-7)."""
-    name = text(row["dataset"])
-    g = f["datasets"][name]
+    g = problem_group(f, row)
     q = g["Q"][()]
     v = g["V"][()]
     n, d = q.shape
