@@ -382,14 +382,9 @@ class HiddenLayoutTest(unittest.TestCase, OracleMixin):
                 4, "hid", text(row["strategy"]), text(row["params"]), int(row["n_buckets"]),
                 int(row["repeat"]), int(row["layer"]), int(row["head"])))
 
-    # DEFECT for the lead: docs/definitions.md section 2.1 says "Problems run layer by
-    # layer, each list in the config's order", but core/src/config.c get_axis() sorts
-    # layers: and heads: ascending, so heads: [3, 0] runs head 0 first and the
-    # /datasets attributes read [0, 3].  Either the code keeps the config's order or the
-    # doc says "ascending"; then drop expectedFailure (or change the expected order).
-    @unittest.expectedFailure
-    def test_problems_run_in_the_configs_selection_order(self):
-        # Section 9: point_id counts layer, then head, outside strategy.
+    def test_problems_run_in_ascending_selection_order(self):
+        # Section 2.1: a selection is sorted ascending (heads: [3, 0] runs head 0
+        # first); section 9: point_id counts layer, then head, outside strategy.
         with h5py.File(self.out, "r") as f:
             a = f["datasets/hid"].attrs
             runs = np.sort(f["runs"][()], order="point_id")
@@ -397,8 +392,8 @@ class HiddenLayoutTest(unittest.TestCase, OracleMixin):
         self.assertEqual(list(runs["point_id"]), list(range(len(runs))))
         per_head = len(runs) // 2
         self.assertEqual(list(runs["layer"]), [1] * len(runs))
-        self.assertEqual(list(runs["head"]), [3] * per_head + [0] * per_head)
-        self.assertEqual((layers, heads), ([1], [3, 0]))
+        self.assertEqual(list(runs["head"]), [0] * per_head + [3] * per_head)
+        self.assertEqual((layers, heads), ([1], [0, 3]))
 
     def order_run(self):
         """(layer, head) of each point in point_id order, and the attributes, for
@@ -423,13 +418,12 @@ class HiddenLayoutTest(unittest.TestCase, OracleMixin):
         self.assertEqual(firsts[0][0], firsts[1][0])  # layer outside head
         self.assertEqual(firsts[2][0], firsts[3][0])
 
-    @unittest.expectedFailure  # the same defect, over two layers
-    def test_layer_major_order_over_two_layers_as_listed(self):
+    def test_layer_major_ascending_order_over_two_layers(self):
         pairs, attrs = self.order_run()
         per = len(pairs) // 4
-        self.assertEqual(pairs, [(1, 2)] * per + [(1, 1)] * per + [(0, 2)] * per
-                         + [(0, 1)] * per)
-        self.assertEqual(attrs, ([1, 0], [2, 1]))
+        self.assertEqual(pairs, [(0, 1)] * per + [(0, 2)] * per + [(1, 1)] * per
+                         + [(1, 2)] * per)
+        self.assertEqual(attrs, ([0, 1], [1, 2]))
 
     def test_every_point_against_both_oracles(self):
         # The naive oracle of test_metrics_by_definition.py on every point (both modes,
