@@ -1029,6 +1029,14 @@ static int select_axis(const struct rd *rd, const struct src *q, const char *key
         return 0;
     }
     const size_t m = n_given ? n_given : have;
+    /* `all` of an axis a file declares (a few kB can declare 2^40 heads) is
+     * refused before anything is allocated for it */
+    if (m > LSH_UNITS_MAX)
+        return lsh_error_set(err, LSH_EDATA,
+                             "%sQ (%s) has %zu %ss, and '%s: all' selects each as a problem; "
+                             "allowed: at most %zu problems (select fewer with '%s:')",
+                             prefix(rd, pre, sizeof pre), ql, have, noun, key, LSH_UNITS_MAX,
+                             key);
     if (!(*out = malloc(m * sizeof **out)))
         return lsh_error_set(err, LSH_ENOMEM, "out of memory");
     for (size_t i = 0; i < m; i++) {

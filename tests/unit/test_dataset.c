@@ -1168,3 +1168,52 @@ Test(dataset, npy_templates_give_a_layer_axis_and_errors_name_the_files)
     snprintf(want, sizeof want, "'%s/nope.npy': No such file", dir);
     expect_heads_refused(npyspec("nope.npy", NULL, NULL), want, NULL);
 }
+
+/* ---- hostile layouts (hreader) -------------------------------------------------- */
+
+/* An unwritten chunked dataset declaring 2^31 (rank 4) or 2^40 (rank 3) heads
+ * takes a few kB of file.  The selection (`all`) was allocated and filled
+ * for every declared head before the problem count was checked: 8 GB
+ * written (a hang), or "out of memory" (exit 1) for 2^40.  Each is refused
+ * at once, naming the count and the limit. */
+static void write_many_heads(const char *name, int rank, const hsize_t *dims)
+{
+    hid_t f = access(heads_file(), F_OK) == 0 ? H5Fopen(heads_file(), H5F_ACC_RDWR, H5P_DEFAULT)
+                                              : H5Fcreate(heads_file(), H5F_ACC_TRUNC,
+                                                          H5P_DEFAULT, H5P_DEFAULT);
+    cr_assert(f >= 0);
+    hsize_t chunk[4] = {1, 1, 1, 1};
+    chunk[rank - 2] = dims[rank - 2];
+    chunk[rank - 1] = dims[rank - 1];
+    hid_t sp = H5Screate_simple(rank, dims, NULL), dcpl = H5Pcreate(H5P_DATASET_CREATE);
+    cr_assert(H5Pset_chunk(dcpl, rank, chunk) >= 0);
+    hid_t ds = H5Dcreate2(f, name, H5T_NATIVE_FLOAT, sp, H5P_DEFAULT, dcpl, H5P_DEFAULT);
+    cr_assert(ds >= 0);
+    H5Dclose(ds);
+    H5Pclose(dcpl);
+    H5Sclose(sp);
+    H5Fclose(f);
+}
+
+Test(dataset, billions_of_declared_heads_are_refused_at_once_naming_the_limit, .timeout = 10)
+{
+    write_many_heads("h4", 4, (hsize_t[4]){1, (hsize_t)1 << 31, 4, 4});
+    write_many_heads("h3", 3, (hsize_t[3]){(hsize_t)1 << 40, 4, 4});
+    write_many_heads("l4", 4, (hsize_t[4]){(hsize_t)1 << 33, 1, 4, 4});
+    expect_heads_refused(h5spec("h4", NULL, NULL), "2147483648 heads",
+                         "allowed: at most 65536");
+    expect_heads_refused(h5spec("h3", NULL, NULL), "1099511627776 heads",
+                         "allowed: at most 65536");
+    expect_heads_refused(h5spec("l4", NULL, NULL), "8589934592 layers",
+                         "allowed: at most 65536");
+    /* a selection of a few of them is fine (their data reads as 0) */
+    uint32_t two[2] = {5, 1048575};
+    struct lsh_dataset_spec s = h5spec("h3", NULL, NULL);
+    s.heads = two;
+    s.n_heads = 2;
+    struct lsh_dataset_layout lay;
+    struct lsh_error err;
+    cr_expect_eq(lsh_dataset_probe(&s, cfg_path(), &lay, &err), 0, "%s", err.message);
+    cr_expect(lay.n_heads == 2 && lay.src_heads == (size_t)1 << 40);
+    lsh_dataset_layout_free(&lay);
+}
