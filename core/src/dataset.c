@@ -496,16 +496,23 @@ static int arr_info(struct rd *rd, const char *path, struct arr *a, struct lsh_e
 }
 
 /* Does the array at path exist?  (A template's `all` stops at the first
- * that does not.)  HDF5: every group on the way and the link itself; npy:
- * anything by that name (what it is, arr_info then says). */
+ * that does not.)  0: absent; 1: there; 2: neither -- something by that
+ * name that cannot be looked through (a symlink loop or a dangling
+ * symlink, an external link to a device, no permission): arr_info then says
+ * what it is.  HDF5: every group on the way and the link itself; npy:
+ * anything by that name. */
 static int arr_exists(struct rd *rd, const char *path)
 {
     if (rd->npy) {
         char *p = lsh_dataset_file_path(path, rd->config_path);
         struct stat st;
-        const int gone = p && stat(p, &st) != 0 && (errno == ENOENT || errno == ENOTDIR);
+        int there = 2;
+        if (p && stat(p, &st) == 0)
+            there = 1;
+        else if (p && (errno == ENOENT || errno == ENOTDIR) && lstat(p, &st) != 0)
+            there = 0;
         free(p);
-        return !gone;
+        return there;
     }
     /* an external link on the way is followed only to a regular file */
     struct elink_guard g = {""};
@@ -521,7 +528,7 @@ static int arr_exists(struct rd *rd, const char *path)
         ok = H5Lexists(rd->file, pre, lapl) > 0;
     }
     if (!pre || lapl < 0 || g.why[0])
-        ok = 1; /* arr_info will say what is wrong */
+        ok = 2; /* arr_info will say what is wrong */
     if (lapl >= 0)
         H5Pclose(lapl);
     free(pre);
@@ -878,14 +885,18 @@ static const char *axes_text(const struct src *s)
 }
 
 /* How many expansions of tmpl exist, counting one axis from 0 with the
- * other at `other` (-1: the template has no other axis). */
+ * other at `other` (-1: the template has no other axis).  One that is
+ * neither there nor absent (arr_exists) ends the count, counted, so that
+ * reading it names what it is. */
 static size_t count_axis(struct rd *rd, const char *tmpl, int layer_axis, long other)
 {
     size_t i = 0;
     for (; i < LSH_AXIS_MAX; i++) {
         char *p = expand(tmpl, layer_axis ? (long)i : other, layer_axis ? other : (long)i);
-        const int there = p && arr_exists(rd, p);
+        const int there = p ? arr_exists(rd, p) : 0;
         free(p);
+        if (there == 2) /* counted, and named when it is read */
+            return i + 1;
         if (!there)
             break;
     }

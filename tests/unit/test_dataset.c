@@ -1217,3 +1217,38 @@ Test(dataset, billions_of_declared_heads_are_refused_at_once_naming_the_limit, .
     cr_expect(lay.n_heads == 2 && lay.src_heads == (size_t)1 << 40);
     lsh_dataset_layout_free(&lay);
 }
+
+/* A template counts expansions up to the first that does not exist.  One
+ * behind an external link to a device, or a .npy name in a symlink loop,
+ * is neither there nor absent: each such expansion counted as present, so
+ * the count ran on to 2^20 (minutes of HDF5 link lookups, seconds of
+ * stat()).  It stops at the first, which is then named with what it is. */
+Test(dataset, a_template_behind_a_device_link_or_symlink_loop_is_named_at_once, .timeout = 4)
+{
+    hid_t f = H5Fcreate(heads_file(), H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
+    cr_assert(f >= 0);
+    cr_assert(H5Lcreate_external("/dev/zero", "/q", f, "ez", H5P_DEFAULT, H5P_DEFAULT) >= 0);
+    write_group_val(f, "/h0", 0, 0, 0, 2, 2);
+    cr_assert(H5Lcreate_external("/dev/zero", "/q", f, "h1", H5P_DEFAULT, H5P_DEFAULT) >= 0);
+    H5Fclose(f);
+    expect_heads_refused(h5spec("ez/{head}", NULL, NULL), "'ez/0' is an external link to "
+                         "'/dev/zero', which is a character device", NULL);
+    expect_heads_refused(h5spec("/h{head}", NULL, NULL), "'/h1' is an external link to "
+                         "'/dev/zero', which is a character device", NULL);
+    char a[160], b[160];
+    snprintf(a, sizeof a, "%s/loop_a", dir);
+    snprintf(b, sizeof b, "%s/loop_b", dir);
+    cr_assert_eq(symlink(b, a), 0);
+    cr_assert_eq(symlink(a, b), 0);
+    char want[256];
+    snprintf(want, sizeof want, "'%s/loop_a/q0.npy'", dir);
+    expect_heads_refused(npyspec("loop_a/q{head}.npy", NULL, NULL), want,
+                         "Too many levels of symbolic links");
+    /* a dangling symlink among the expansions is named, not taken as the end */
+    const size_t d2[2] = {3, 2};
+    write_npy("q0.npy", "<f4", 0, 2, d2);
+    snprintf(a, sizeof a, "%s/q1.npy", dir);
+    cr_assert_eq(symlink("gone.npy", a), 0);
+    snprintf(want, sizeof want, "'%s/q1.npy'", dir);
+    expect_heads_refused(npyspec("q{head}.npy", NULL, NULL), want, "No such file");
+}
