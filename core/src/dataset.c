@@ -926,11 +926,15 @@ static int src_describe(struct rd *rd, const char *role, const char *path, struc
     }
     s->has_l = s->tl;
     s->has_h = s->th;
-    /* layers are counted at head 0, heads at the first layer */
+    /* layers are counted at head 0, heads at the first selected layer
+     * (docs/definitions.md 2.1; at layer 0 when that one is beyond the
+     * layers, which the selection then names) */
     if (s->tl)
         s->L = count_axis(rd, path, 1, s->th ? 0 : -1);
+    const long at_layer = rd->spec->n_layers && rd->spec->layers[0] < s->L
+                              ? (long)rd->spec->layers[0] : 0;
     if (s->th)
-        s->H = count_axis(rd, path, 0, s->tl ? 0 : -1);
+        s->H = count_axis(rd, path, 0, s->tl ? at_layer : -1);
     char *first = expand(path, s->tl ? 0 : -1, s->th ? 0 : -1);
     if (!first)
         return lsh_error_set(err, LSH_ENOMEM, "out of memory");

@@ -73,7 +73,7 @@ struct lsh_dataset {
  *    [layers, heads, n, d], or a template holding {layer} and/or {head}
  *    whose expansions are rank-2 arrays (`all` counts an axis from 0 up to
  *    the first expansion that does not exist: layers at head 0, heads at
- *    layer 0; every selected expansion must then exist and be n x d);
+ *    the first selected layer; every selected expansion must then exist and be n x d);
  *    elements IEEE float16, float32 or float64 in either byte order
  *    (anything else is named); non-empty; HDF5 values stored in the file
  *    itself (not in external raw files or a virtual dataset's sources,

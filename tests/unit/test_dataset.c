@@ -1252,3 +1252,39 @@ Test(dataset, a_template_behind_a_device_link_or_symlink_loop_is_named_at_once, 
     snprintf(want, sizeof want, "'%s/q1.npy'", dir);
     expect_heads_refused(npyspec("q{head}.npy", NULL, NULL), want, "No such file");
 }
+
+/* docs/definitions.md 2.1: a template's heads are counted at the first
+ * selected layer.  They were counted at layer 0, so `layers: [1]` of a
+ * capture whose layer 0 has 4 heads and layer 1 has 2 was refused for a
+ * head 2 that nothing asked for. */
+Test(dataset, template_heads_are_counted_at_the_first_selected_layer)
+{
+    hid_t f = H5Fcreate(heads_file(), H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
+    char p[64];
+    for (int l = 0; l < 2; l++)
+        for (int h = 0; h < (l ? 2 : 4); h++) {
+            snprintf(p, sizeof p, "/l%d/h%d/q", l, h);
+            write_group_val(f, p, 0, l, h, 3, 2);
+        }
+    H5Fclose(f);
+    struct lsh_dataset_spec s = h5spec("/l{layer}/h{head}/q", NULL, NULL);
+    expect_heads_refused(s, "dataset '/l1/h2/q' does not exist (layer 1, head 2,", NULL);
+    uint32_t one[1] = {1}, seven[1] = {7};
+    s.layers = one;
+    s.n_layers = 1;
+    struct lsh_dataset_layout lay;
+    struct lsh_error err;
+    cr_assert_eq(lsh_dataset_probe(&s, cfg_path(), &lay, &err), 0, "%s", err.message);
+    cr_expect(lay.n_layers == 1 && lay.layers[0] == 1 && lay.n_heads == 2 && lay.heads[1] == 1 &&
+              lay.src_heads == 2, "%zu layers, %zu heads of %zu", lay.n_layers, lay.n_heads,
+              lay.src_heads);
+    lsh_dataset_layout_free(&lay);
+    struct lsh_dataset *ds = NULL;
+    cr_assert_eq(lsh_dataset_make(&s, cfg_path(), 1, 0, (struct lsh_dataset_unit){1, 1}, &ds,
+                                  &err), 0, "%s", err.message);
+    expect_unit(ds, 1, 1, 1, 0);
+    lsh_dataset_free(ds);
+    /* a layer beyond the template is named as such */
+    s.layers = seven;
+    expect_heads_refused(s, "layers: 7 is out of range", "has 2 layers");
+}
