@@ -1339,8 +1339,30 @@ static int listed(const int32_t *list, size_t n, int32_t v)
     return 0;
 }
 
+/* The shapes resolve() found against those a probe found (probed may be
+ * NULL): a file rewritten since the probe is not read as it now is. */
+static int check_unchanged(const struct rd *rd, const struct resolved *r,
+                           const struct lsh_dataset_layout *probed, struct lsh_error *err)
+{
+    const size_t kv = r->q.has_h ? r->kv_heads : 0;
+    if (!probed || (probed->n == r->q.n && probed->d == r->q.d && probed->d_v == r->d_v &&
+                    probed->src_layers == r->q.L && probed->src_heads == r->q.H &&
+                    probed->kv_heads == kv))
+        return 0;
+    char pre[LSH_ERROR_FILE_MAX + 4];
+    return lsh_error_set(err, LSH_EDATA,
+                         "%sdataset '%s' changed since it was checked: each problem is now %zu "
+                         "x %zu (V %zu columns) of %zu layers, %zu heads, %zu key/value heads; "
+                         "it was %zu x %zu (V %zu columns) of %zu layers, %zu heads, %zu "
+                         "key/value heads; allowed: input files left as they are during a run "
+                         "(run it again)",
+                         rd->npy ? "" : prefix(rd, pre, sizeof pre), rd->spec->name, r->q.n,
+                         r->q.d, r->d_v, r->q.L, r->q.H, kv, probed->n, probed->d, probed->d_v,
+                         probed->src_layers, probed->src_heads, probed->kv_heads);
+}
+
 static int load_file(struct lsh_dataset *ds, const char *config_path, int separate,
-                     struct lsh_error *err)
+                     const struct lsh_dataset_layout *probed, struct lsh_error *err)
 {
     const struct lsh_dataset_spec *spec = ds->spec;
     struct rd rd;
@@ -1353,6 +1375,8 @@ static int load_file(struct lsh_dataset *ds, const char *config_path, int separa
                            spec->name, rd.npy ? "file" : "path in the file");
     if (!rc)
         have_r = !(rc = resolve(&rd, separate, &r, err));
+    if (!rc)
+        rc = check_unchanged(&rd, &r, probed, err);
     const long l = ds->unit.layer, h = ds->unit.head;
     if (!rc && !(listed(r.layers, r.n_layers, ds->unit.layer) &&
                  listed(r.heads, r.n_heads, ds->unit.head)))
@@ -1423,6 +1447,14 @@ int lsh_dataset_make(const struct lsh_dataset_spec *spec, const char *config_pat
                      uint64_t config_seed, int separate, struct lsh_dataset_unit unit,
                      struct lsh_dataset **out, struct lsh_error *err)
 {
+    return lsh_dataset_make_as(spec, config_path, config_seed, separate, unit, NULL, out, err);
+}
+
+int lsh_dataset_make_as(const struct lsh_dataset_spec *spec, const char *config_path,
+                        uint64_t config_seed, int separate, struct lsh_dataset_unit unit,
+                        const struct lsh_dataset_layout *probed, struct lsh_dataset **out,
+                        struct lsh_error *err)
+{
     struct lsh_dataset *ds = calloc(1, sizeof *ds);
     if (!ds)
         return lsh_error_set(err, LSH_ENOMEM, "out of memory");
@@ -1430,7 +1462,7 @@ int lsh_dataset_make(const struct lsh_dataset_spec *spec, const char *config_pat
     ds->unit = unit;
     ds->seed = lsh_seed_str(config_seed, spec->name);
     int rc = spec->kind == LSH_DATA_HDF5 || spec->kind == LSH_DATA_NPY
-                 ? load_file(ds, config_path, separate, err)
+                 ? load_file(ds, config_path, separate, probed, err)
                                          : generate(ds, separate, err);
     if (rc) {
         lsh_dataset_free(ds);

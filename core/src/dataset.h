@@ -110,6 +110,17 @@ int lsh_dataset_probe(const struct lsh_dataset_spec *spec, const char *config_pa
 int lsh_dataset_make(const struct lsh_dataset_spec *spec, const char *config_path,
                      uint64_t config_seed, int separate, struct lsh_dataset_unit unit,
                      struct lsh_dataset **out, struct lsh_error *err);
+
+/* lsh_dataset_make, and (hdf5, npy) the files must still hold what the
+ * probe found (probed: its layout; NULL: no check): n, d, d_v, and the
+ * layers, heads and key/value heads of the source.  A file rewritten with
+ * another shape since the probe is LSH_EDATA naming both shapes, not read
+ * as it now is (the run's points were planned and checked for the old
+ * one). */
+int lsh_dataset_make_as(const struct lsh_dataset_spec *spec, const char *config_path,
+                        uint64_t config_seed, int separate, struct lsh_dataset_unit unit,
+                        const struct lsh_dataset_layout *probed, struct lsh_dataset **out,
+                        struct lsh_error *err);
 void lsh_dataset_free(struct lsh_dataset *ds);
 
 /* The path an hdf5 dataset's `file` (or an npy dataset's q, k, v) names: as

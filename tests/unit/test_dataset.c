@@ -1288,3 +1288,40 @@ Test(dataset, template_heads_are_counted_at_the_first_selected_layer)
     s.layers = seven;
     expect_heads_refused(s, "layers: 7 is out of range", "has 2 layers");
 }
+
+/* A run probes its data when it plans, and reads each problem later: a file
+ * rewritten in between with another shape was read as it now is, and the
+ * points planned (and checked: chunk sizes, reference rows, buckets) for
+ * the old shape ran silently on the new one.  Made against the probe's
+ * layout, a changed shape is refused naming both; the same shape (new
+ * values) is read. */
+Test(dataset, a_file_whose_shape_changed_since_the_probe_is_refused_naming_both)
+{
+    const hsize_t d8[3] = {2, 8, 2}, d5[3] = {2, 5, 2}, d3h[3] = {3, 8, 2}, d8w[3] = {2, 8, 3};
+    write_val(heads_file(), "q", H5T_NATIVE_DOUBLE, 0, 3, d8);
+    struct lsh_dataset_spec s = h5spec("q", NULL, NULL);
+    struct lsh_dataset_layout lay;
+    struct lsh_error err;
+    cr_assert_eq(lsh_dataset_probe(&s, cfg_path(), &lay, &err), 0, "%s", err.message);
+    struct lsh_dataset *ds = NULL;
+    const struct lsh_dataset_unit u = {-1, 1};
+    cr_assert_eq(lsh_dataset_make_as(&s, cfg_path(), 1, 0, u, &lay, &ds, &err), 0, "%s",
+                 err.message);
+    expect_unit(ds, 0, 1, 1, 0);
+    lsh_dataset_free(ds);
+    const hsize_t *changed[3] = {d5, d3h, d8w};
+    const char *what[3] = {"5 x 2", "3 heads", "8 x 3"};
+    for (int c = 0; c < 3; c++) {
+        unlink(heads_file());
+        write_val(heads_file(), "q", H5T_NATIVE_DOUBLE, 0, 3, changed[c]);
+        ds = NULL;
+        lsh_error_clear(&err);
+        cr_expect_eq(lsh_dataset_make_as(&s, cfg_path(), 1, 0, u, &lay, &ds, &err), LSH_EDATA,
+                     "accepted a file changed to %s", what[c]);
+        cr_expect_null(ds);
+        cr_expect(strstr(err.message, heads_file()) && strstr(err.message, "changed since") &&
+                      strstr(err.message, what[c]) && strstr(err.message, "8 x 2"),
+                  "%s", err.message);
+    }
+    lsh_dataset_layout_free(&lay);
+}
