@@ -259,6 +259,18 @@ static herr_t elink_check(const char *parent_file, const char *parent_group,
     return 0;
 }
 
+/* What the existing link at path leads to, for messages. */
+static const char *what_is(hid_t file, const char *path, hid_t lapl)
+{
+    const hid_t o = H5Oopen(file, path, lapl);
+    if (o < 0)
+        return "a link that leads nowhere (a dangling or looping soft link, or an external "
+               "link to a missing file or object)";
+    const H5I_type_t t = H5Iget_type(o);
+    H5Oclose(o);
+    return t == H5I_GROUP ? "a group" : t == H5I_DATATYPE ? "a named datatype" : "not a dataset";
+}
+
 /* Open the dataset at path, following external links to regular files only;
  * errors name the file and path.  The dataset, or -1 with err set. */
 static hid_t open_dataset(hid_t file, const char *fname, const char *path, struct lsh_error *err)
@@ -273,10 +285,13 @@ static hid_t open_dataset(hid_t file, const char *fname, const char *path, struc
         if (ds < 0 && g.why[0])
             lsh_error_set(err, LSH_EDATA, "%s: '%s' is %s; allowed: links to regular files",
                           fname, path, g.why);
-        else if (ds < 0)
+        else if (ds < 0 && has > 0)
             lsh_error_set(err, LSH_EDATA,
-                          has > 0 ? "%s: '%s' is not a dataset" : "%s: no dataset '%s' in the file",
-                          fname, path);
+                          "%s: '%s' is not a dataset: it is %s; allowed: a dataset of "
+                          "floats, [n, d], [heads, n, d] or [layers, heads, n, d]",
+                          fname, path, what_is(file, path, lapl));
+        else if (ds < 0)
+            lsh_error_set(err, LSH_EDATA, "%s: no dataset '%s' in the file", fname, path);
     }
     if (lapl >= 0)
         H5Pclose(lapl);

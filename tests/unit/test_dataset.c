@@ -1325,3 +1325,22 @@ Test(dataset, a_file_whose_shape_changed_since_the_probe_is_refused_naming_both)
     }
     lsh_dataset_layout_free(&lay);
 }
+
+/* A path that names something other than a dataset says what it names:
+ * a group, or a soft link leading nowhere (dangling, or a loop) -- each
+ * was only "is not a dataset". */
+Test(dataset, a_path_naming_a_group_or_a_dangling_or_looping_link_says_which)
+{
+    hid_t f = H5Fcreate(heads_file(), H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
+    write_group_val(f, "/g/x", 0, 0, 0, 2, 2);
+    cr_assert(H5Lcreate_soft("/nothing", f, "dang", H5P_DEFAULT, H5P_DEFAULT) >= 0);
+    cr_assert(H5Lcreate_soft("/b", f, "a", H5P_DEFAULT, H5P_DEFAULT) >= 0);
+    cr_assert(H5Lcreate_soft("/a", f, "b", H5P_DEFAULT, H5P_DEFAULT) >= 0);
+    H5Fclose(f);
+    expect_heads_refused(h5spec("g", NULL, NULL), "'g' is not a dataset: it is a group",
+                         "allowed: a dataset");
+    expect_heads_refused(h5spec("dang", NULL, NULL), "'dang' is not a dataset: it is a link "
+                         "that leads nowhere", "allowed: a dataset");
+    expect_heads_refused(h5spec("a", NULL, NULL), "'a' is not a dataset: it is a link that "
+                         "leads nowhere", "allowed: a dataset");
+}
