@@ -298,6 +298,37 @@ static hid_t open_dataset(hid_t file, const char *fname, const char *path, struc
     return ds;
 }
 
+/* Why HDF5 could not open the regular file fd: what it holds, by its first
+ * bytes (an HDF5 superblock sits at 0, 512, 1024, 2048, ...). */
+static void not_hdf5(int fd, const char *fname, uint64_t size, struct lsh_error *err)
+{
+    static const unsigned char sig[8] = {0x89, 'H', 'D', 'F', '\r', '\n', 0x1a, '\n'};
+    unsigned char head[8] = {0};
+    const ssize_t got = pread(fd, head, sizeof head, 0);
+    int hdf5 = 0;
+    for (uint64_t off = 0; !hdf5 && off + sizeof head <= size && off <= ((uint64_t)1 << 40);
+         off = off ? 2 * off : 512) {
+        unsigned char b[8];
+        hdf5 = pread(fd, b, sizeof b, (off_t)off) == (ssize_t)sizeof b && !memcmp(b, sig, 8);
+    }
+    const unsigned long long bytes = (unsigned long long)size;
+    if (size == 0)
+        lsh_error_set(err, LSH_EDATA, "'%s' is not an HDF5 file: it is empty (0 bytes)", fname);
+    else if (hdf5)
+        lsh_error_set(err, LSH_EDATA,
+                      "'%s' is not an HDF5 file libhdf5 can open: it has the HDF5 signature "
+                      "but is truncated or damaged (%llu bytes; a copy that did not finish?)",
+                      fname, bytes);
+    else if (got >= 6 && !memcmp(head, "\x93NUMPY", 6))
+        lsh_error_set(err, LSH_EDATA,
+                      "'%s' is not an HDF5 file: it is a .npy file (use kind: npy, with q, k "
+                      "and v naming .npy files)", fname);
+    else
+        lsh_error_set(err, LSH_EDATA,
+                      "'%s' is not an HDF5 file (%llu bytes without the HDF5 signature); "
+                      "allowed: an HDF5 file", fname, bytes);
+}
+
 /* Only a regular file is handed to HDF5: opening a FIFO would block until a
  * writer comes, and a device can be endless.  stat() does neither. */
 static hid_t open_h5(const char *fname, struct lsh_error *err)
@@ -316,10 +347,10 @@ static hid_t open_h5(const char *fname, struct lsh_error *err)
                       file_kind(st.st_mode));
         return -1;
     }
-    close(fd);
     hid_t file = H5Fopen(fname, H5F_ACC_RDONLY, H5P_DEFAULT);
     if (file < 0)
-        lsh_error_set(err, LSH_EDATA, "'%s' is not an HDF5 file", fname);
+        not_hdf5(fd, fname, (uint64_t)st.st_size, err);
+    close(fd);
     return file;
 }
 

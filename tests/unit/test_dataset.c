@@ -1344,3 +1344,39 @@ Test(dataset, a_path_naming_a_group_or_a_dangling_or_looping_link_says_which)
     expect_heads_refused(h5spec("a", NULL, NULL), "'a' is not a dataset: it is a link that "
                          "leads nowhere", "allowed: a dataset");
 }
+
+/* A file HDF5 cannot open was "not an HDF5 file" whatever it was: an empty
+ * file, an HDF5 file cut short (a copy that did not finish), a .npy file
+ * given as hdf5.  Each now says which, with the size. */
+Test(dataset, an_empty_truncated_or_npy_file_given_as_hdf5_says_which)
+{
+    const hsize_t dims[3] = {2, 64, 16};
+    write_val(heads_file(), "q", H5T_NATIVE_DOUBLE, 0, 3, dims);
+    FILE *in = fopen(heads_file(), "rb");
+    cr_assert(in);
+    static unsigned char bytes[1 << 16];
+    const size_t got = fread(bytes, 1, sizeof bytes, in);
+    fclose(in);
+    cr_assert(got > 4096);
+    char path[160];
+    const char *names[3] = {"empty.h5", "cut.h5", "arr.npy"};
+    const size_t sizes[3] = {0, got / 2, 128};
+    const char *want[3] = {"is empty (0 bytes)", "is truncated or damaged",
+                           "it is a .npy file (use kind: npy"};
+    memcpy(bytes + 4 * 4096, "\x93NUMPY\x01\x00", 8);
+    for (int c = 0; c < 3; c++) {
+        snprintf(path, sizeof path, "%s/%s", dir, names[c]);
+        FILE *out = fopen(path, "wb");
+        cr_assert(out);
+        fwrite(c == 2 ? bytes + 4 * 4096 : bytes, 1, sizes[c], out);
+        fclose(out);
+        struct lsh_dataset_spec s = h5spec("q", NULL, NULL);
+        s.file = (char *)names[c];
+        struct lsh_dataset_layout lay;
+        struct lsh_error err;
+        cr_expect_eq(lsh_dataset_probe(&s, cfg_path(), &lay, &err), LSH_EDATA, "%s", names[c]);
+        cr_expect(strstr(err.message, names[c]) && strstr(err.message, "is not an HDF5 file") &&
+                      strstr(err.message, want[c]),
+                  "%s: %s", names[c], err.message);
+    }
+}
