@@ -627,14 +627,37 @@ static int h5a_open(struct rd *rd, const char *path, const struct arr *a, struct
     return 0;
 }
 
+/* The innermost reason libhdf5 recorded for the call that just failed
+ * (e.g. a damaged chunk: "inflate() failed"), printable, for messages. */
+static herr_t first_reason(unsigned n, const H5E_error2_t *e, void *data)
+{
+    char *buf = data;
+    if (n == 0 && e && e->desc) {
+        snprintf(buf, 120, "%s", e->desc);
+        for (char *c = buf; *c; c++)
+            *c = *c >= 0x20 && *c < 0x7f ? *c : '?';
+    }
+    return 0;
+}
+
+static int read_failed(const char *fname, const char *path, const char *why,
+                       struct lsh_error *err)
+{
+    return lsh_error_set(err, LSH_EIO,
+                         "%s: cannot read '%s' as float64: %s; the file is damaged, or its "
+                         "stored values cannot be decoded", fname, path,
+                         why[0] ? why : "libhdf5 gave no reason");
+}
+
 /* Rows [r0, r0 + rows) x columns [c0, c0 + cols) of the [n, d] slab at lead
  * (layer and/or head, as the rank has them) into x, as doubles; parts the
  * file never wrote keep what x held.  float16 is read into the top quarter
  * of x and widened in place, front to back: value i is read before value i
  * is written, and writing it never reaches value i + 1. */
 static int h5a_read(const struct h5a *h, const size_t *lead, size_t r0, size_t rows, size_t c0,
-                    size_t cols, double *x)
+                    size_t cols, double *x, char why[120])
 {
+    why[0] = '\0';
     const int nl = h->a->rank - 2;
     hsize_t start[4], count[4];
     for (int i = 0; i < nl; i++) {
@@ -652,6 +675,8 @@ static int h5a_read(const struct h5a *h, const size_t *lead, size_t r0, size_t r
     int rc = ms < 0 ||
              H5Sselect_hyperslab(h->fspace, H5S_SELECT_SET, start, NULL, count, NULL) < 0 ||
              H5Dread(h->ds, h->mtype, ms, h->fspace, H5P_DEFAULT, raw) < 0;
+    if (rc) /* before the next call clears it */
+        H5Ewalk2(H5E_DEFAULT, H5E_WALK_UPWARD, first_reason, why);
     if (ms >= 0)
         H5Sclose(ms);
     if (!rc && h->a->f16)
@@ -678,9 +703,9 @@ static int scan_region(const struct scan *sc, size_t r0, size_t r1, size_t c0, s
     for (size_t r = r0; r < r1; r += sc->block) {
         const size_t rows = r1 - r < sc->block ? r1 - r : sc->block, cols = c1 - c0;
         memset(sc->x, 0, rows * cols * sizeof *sc->x); /* what unwritten parts read as */
-        if (h5a_read(&sc->h, sc->lead, r, rows, c0, cols, sc->x) < 0)
-            return lsh_error_set(err, LSH_EIO, "%s: cannot read '%s' as float64",
-                                 sc->rd->fname, sc->path);
+        char why[120];
+        if (h5a_read(&sc->h, sc->lead, r, rows, c0, cols, sc->x, why) < 0)
+            return read_failed(sc->rd->fname, sc->path, why, err);
         for (size_t t = 0; t < rows * cols; t++)
             if (!isfinite(sc->x[t]))
                 return not_finite(sc->rd, sc->path, sc->at, sc->x[t], r + t / cols,
@@ -814,9 +839,9 @@ static int arr_read(struct rd *rd, const char *path, const struct arr *a, const 
         struct h5a h;
         rc = h5a_open(rd, path, a, &h, err);
         if (!rc) {
-            if (h5a_read(&h, lead, 0, rows, 0, cols, x) < 0)
-                rc = lsh_error_set(err, LSH_EIO, "%s: cannot read '%s' as float64", rd->fname,
-                                   path);
+            char why[120];
+            if (h5a_read(&h, lead, 0, rows, 0, cols, x, why) < 0)
+                rc = read_failed(rd->fname, path, why, err);
             h5a_close(&h);
         }
     }

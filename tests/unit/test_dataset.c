@@ -1380,3 +1380,41 @@ Test(dataset, an_empty_truncated_or_npy_file_given_as_hdf5_says_which)
                   "%s: %s", names[c], err.message);
     }
 }
+
+/* A damaged compressed chunk was only "cannot read 'q' as float64": the
+ * message now carries libhdf5's own reason and says the file is damaged. */
+Test(dataset, a_damaged_compressed_chunk_is_named_with_libhdf5s_reason)
+{
+    enum { N = 64, D = 16 };
+    double x[N * D];
+    for (int t = 0; t < N * D; t++)
+        x[t] = sin(t);
+    hid_t f = H5Fcreate(heads_file(), H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
+    hid_t sp = H5Screate_simple(2, (hsize_t[2]){N, D}, NULL), dcpl = H5Pcreate(H5P_DATASET_CREATE);
+    cr_assert(H5Pset_chunk(dcpl, 2, (hsize_t[2]){N, D}) >= 0 && H5Pset_deflate(dcpl, 6) >= 0);
+    hid_t ds = H5Dcreate2(f, "q", H5T_NATIVE_DOUBLE, sp, H5P_DEFAULT, dcpl, H5P_DEFAULT);
+    cr_assert(H5Dwrite(ds, H5T_NATIVE_DOUBLE, H5S_ALL, H5S_ALL, H5P_DEFAULT, x) >= 0);
+    H5Dflush(ds);
+    haddr_t addr = 0;
+    hsize_t size = 0, off[2];
+    unsigned mask;
+    cr_assert(H5Dget_chunk_info(ds, sp, 0, off, &mask, &addr, &size) >= 0 && size > 64);
+    H5Dclose(ds);
+    H5Pclose(dcpl);
+    H5Sclose(sp);
+    H5Fclose(f);
+    FILE *io = fopen(heads_file(), "r+b");
+    cr_assert(io);
+    unsigned char junk[48];
+    memset(junk, 0x55, sizeof junk);
+    fseek(io, (long)addr + 8, SEEK_SET);
+    fwrite(junk, 1, sizeof junk, io);
+    fclose(io);
+    expect_heads_refused(h5spec("q", NULL, NULL), "cannot read 'q' as float64: ",
+                         "the file is damaged");
+    struct lsh_dataset_layout lay;
+    struct lsh_error err;
+    struct lsh_dataset_spec s = h5spec("q", NULL, NULL);
+    cr_expect_neq(lsh_dataset_probe(&s, cfg_path(), &lay, &err), 0);
+    cr_expect(!strstr(err.message, "no reason"), "%s", err.message);
+}
