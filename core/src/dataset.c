@@ -259,6 +259,18 @@ static herr_t elink_check(const char *parent_file, const char *parent_group,
     return 0;
 }
 
+/* What the existing link at path leads to, for messages. */
+static const char *what_is(hid_t file, const char *path, hid_t lapl)
+{
+    const hid_t o = H5Oopen(file, path, lapl);
+    if (o < 0)
+        return "a link that leads nowhere (a dangling or looping soft link, or an external "
+               "link to a missing file or object)";
+    const H5I_type_t t = H5Iget_type(o);
+    H5Oclose(o);
+    return t == H5I_GROUP ? "a group" : t == H5I_DATATYPE ? "a named datatype" : "not a dataset";
+}
+
 /* Open the dataset at path, following external links to regular files only;
  * errors name the file and path.  The dataset, or -1 with err set. */
 static hid_t open_dataset(hid_t file, const char *fname, const char *path, struct lsh_error *err)
@@ -273,14 +285,48 @@ static hid_t open_dataset(hid_t file, const char *fname, const char *path, struc
         if (ds < 0 && g.why[0])
             lsh_error_set(err, LSH_EDATA, "%s: '%s' is %s; allowed: links to regular files",
                           fname, path, g.why);
-        else if (ds < 0)
+        else if (ds < 0 && has > 0)
             lsh_error_set(err, LSH_EDATA,
-                          has > 0 ? "%s: '%s' is not a dataset" : "%s: no dataset '%s' in the file",
-                          fname, path);
+                          "%s: '%s' is not a dataset: it is %s; allowed: a dataset of "
+                          "floats, [n, d], [heads, n, d] or [layers, heads, n, d]",
+                          fname, path, what_is(file, path, lapl));
+        else if (ds < 0)
+            lsh_error_set(err, LSH_EDATA, "%s: no dataset '%s' in the file", fname, path);
     }
     if (lapl >= 0)
         H5Pclose(lapl);
     return ds;
+}
+
+/* Why HDF5 could not open the regular file fd: what it holds, by its first
+ * bytes (an HDF5 superblock sits at 0, 512, 1024, 2048, ...). */
+static void not_hdf5(int fd, const char *fname, uint64_t size, struct lsh_error *err)
+{
+    static const unsigned char sig[8] = {0x89, 'H', 'D', 'F', '\r', '\n', 0x1a, '\n'};
+    unsigned char head[8] = {0};
+    const ssize_t got = pread(fd, head, sizeof head, 0);
+    int hdf5 = 0;
+    for (uint64_t off = 0; !hdf5 && off + sizeof head <= size && off <= ((uint64_t)1 << 40);
+         off = off ? 2 * off : 512) {
+        unsigned char b[8];
+        hdf5 = pread(fd, b, sizeof b, (off_t)off) == (ssize_t)sizeof b && !memcmp(b, sig, 8);
+    }
+    const unsigned long long bytes = (unsigned long long)size;
+    if (size == 0)
+        lsh_error_set(err, LSH_EDATA, "'%s' is not an HDF5 file: it is empty (0 bytes)", fname);
+    else if (hdf5)
+        lsh_error_set(err, LSH_EDATA,
+                      "'%s' is not an HDF5 file libhdf5 can open: it has the HDF5 signature "
+                      "but is truncated or damaged (%llu bytes; a copy that did not finish?)",
+                      fname, bytes);
+    else if (got >= 6 && !memcmp(head, "\x93NUMPY", 6))
+        lsh_error_set(err, LSH_EDATA,
+                      "'%s' is not an HDF5 file: it is a .npy file (use kind: npy, with q, k "
+                      "and v naming .npy files)", fname);
+    else
+        lsh_error_set(err, LSH_EDATA,
+                      "'%s' is not an HDF5 file (%llu bytes without the HDF5 signature); "
+                      "allowed: an HDF5 file", fname, bytes);
 }
 
 /* Only a regular file is handed to HDF5: opening a FIFO would block until a
@@ -301,10 +347,10 @@ static hid_t open_h5(const char *fname, struct lsh_error *err)
                       file_kind(st.st_mode));
         return -1;
     }
-    close(fd);
     hid_t file = H5Fopen(fname, H5F_ACC_RDONLY, H5P_DEFAULT);
     if (file < 0)
-        lsh_error_set(err, LSH_EDATA, "'%s' is not an HDF5 file", fname);
+        not_hdf5(fd, fname, (uint64_t)st.st_size, err);
+    close(fd);
     return file;
 }
 
@@ -496,16 +542,23 @@ static int arr_info(struct rd *rd, const char *path, struct arr *a, struct lsh_e
 }
 
 /* Does the array at path exist?  (A template's `all` stops at the first
- * that does not.)  HDF5: every group on the way and the link itself; npy:
- * anything by that name (what it is, arr_info then says). */
+ * that does not.)  0: absent; 1: there; 2: neither -- something by that
+ * name that cannot be looked through (a symlink loop or a dangling
+ * symlink, an external link to a device, no permission): arr_info then says
+ * what it is.  HDF5: every group on the way and the link itself; npy:
+ * anything by that name. */
 static int arr_exists(struct rd *rd, const char *path)
 {
     if (rd->npy) {
         char *p = lsh_dataset_file_path(path, rd->config_path);
         struct stat st;
-        const int gone = p && stat(p, &st) != 0 && (errno == ENOENT || errno == ENOTDIR);
+        int there = 2;
+        if (p && stat(p, &st) == 0)
+            there = 1;
+        else if (p && (errno == ENOENT || errno == ENOTDIR) && lstat(p, &st) != 0)
+            there = 0;
         free(p);
-        return !gone;
+        return there;
     }
     /* an external link on the way is followed only to a regular file */
     struct elink_guard g = {""};
@@ -521,7 +574,7 @@ static int arr_exists(struct rd *rd, const char *path)
         ok = H5Lexists(rd->file, pre, lapl) > 0;
     }
     if (!pre || lapl < 0 || g.why[0])
-        ok = 1; /* arr_info will say what is wrong */
+        ok = 2; /* arr_info will say what is wrong */
     if (lapl >= 0)
         H5Pclose(lapl);
     free(pre);
@@ -574,14 +627,37 @@ static int h5a_open(struct rd *rd, const char *path, const struct arr *a, struct
     return 0;
 }
 
+/* The innermost reason libhdf5 recorded for the call that just failed
+ * (e.g. a damaged chunk: "inflate() failed"), printable, for messages. */
+static herr_t first_reason(unsigned n, const H5E_error2_t *e, void *data)
+{
+    char *buf = data;
+    if (n == 0 && e && e->desc) {
+        snprintf(buf, 120, "%s", e->desc);
+        for (char *c = buf; *c; c++)
+            *c = *c >= 0x20 && *c < 0x7f ? *c : '?';
+    }
+    return 0;
+}
+
+static int read_failed(const char *fname, const char *path, const char *why,
+                       struct lsh_error *err)
+{
+    return lsh_error_set(err, LSH_EIO,
+                         "%s: cannot read '%s' as float64: %s; the file is damaged, or its "
+                         "stored values cannot be decoded", fname, path,
+                         why[0] ? why : "libhdf5 gave no reason");
+}
+
 /* Rows [r0, r0 + rows) x columns [c0, c0 + cols) of the [n, d] slab at lead
  * (layer and/or head, as the rank has them) into x, as doubles; parts the
  * file never wrote keep what x held.  float16 is read into the top quarter
  * of x and widened in place, front to back: value i is read before value i
  * is written, and writing it never reaches value i + 1. */
 static int h5a_read(const struct h5a *h, const size_t *lead, size_t r0, size_t rows, size_t c0,
-                    size_t cols, double *x)
+                    size_t cols, double *x, char why[120])
 {
+    why[0] = '\0';
     const int nl = h->a->rank - 2;
     hsize_t start[4], count[4];
     for (int i = 0; i < nl; i++) {
@@ -599,6 +675,8 @@ static int h5a_read(const struct h5a *h, const size_t *lead, size_t r0, size_t r
     int rc = ms < 0 ||
              H5Sselect_hyperslab(h->fspace, H5S_SELECT_SET, start, NULL, count, NULL) < 0 ||
              H5Dread(h->ds, h->mtype, ms, h->fspace, H5P_DEFAULT, raw) < 0;
+    if (rc) /* before the next call clears it */
+        H5Ewalk2(H5E_DEFAULT, H5E_WALK_UPWARD, first_reason, why);
     if (ms >= 0)
         H5Sclose(ms);
     if (!rc && h->a->f16)
@@ -625,9 +703,9 @@ static int scan_region(const struct scan *sc, size_t r0, size_t r1, size_t c0, s
     for (size_t r = r0; r < r1; r += sc->block) {
         const size_t rows = r1 - r < sc->block ? r1 - r : sc->block, cols = c1 - c0;
         memset(sc->x, 0, rows * cols * sizeof *sc->x); /* what unwritten parts read as */
-        if (h5a_read(&sc->h, sc->lead, r, rows, c0, cols, sc->x) < 0)
-            return lsh_error_set(err, LSH_EIO, "%s: cannot read '%s' as float64",
-                                 sc->rd->fname, sc->path);
+        char why[120];
+        if (h5a_read(&sc->h, sc->lead, r, rows, c0, cols, sc->x, why) < 0)
+            return read_failed(sc->rd->fname, sc->path, why, err);
         for (size_t t = 0; t < rows * cols; t++)
             if (!isfinite(sc->x[t]))
                 return not_finite(sc->rd, sc->path, sc->at, sc->x[t], r + t / cols,
@@ -761,9 +839,9 @@ static int arr_read(struct rd *rd, const char *path, const struct arr *a, const 
         struct h5a h;
         rc = h5a_open(rd, path, a, &h, err);
         if (!rc) {
-            if (h5a_read(&h, lead, 0, rows, 0, cols, x) < 0)
-                rc = lsh_error_set(err, LSH_EIO, "%s: cannot read '%s' as float64", rd->fname,
-                                   path);
+            char why[120];
+            if (h5a_read(&h, lead, 0, rows, 0, cols, x, why) < 0)
+                rc = read_failed(rd->fname, path, why, err);
             h5a_close(&h);
         }
     }
@@ -882,14 +960,18 @@ static const char *axes_text(const struct src *s)
 }
 
 /* How many expansions of tmpl exist, counting one axis from 0 with the
- * other at `other` (-1: the template has no other axis). */
+ * other at `other` (-1: the template has no other axis).  One that is
+ * neither there nor absent (arr_exists) ends the count, counted, so that
+ * reading it names what it is. */
 static size_t count_axis(struct rd *rd, const char *tmpl, int layer_axis, long other)
 {
     size_t i = 0;
     for (; i < LSH_AXIS_MAX; i++) {
         char *p = expand(tmpl, layer_axis ? (long)i : other, layer_axis ? other : (long)i);
-        const int there = p && arr_exists(rd, p);
+        const int there = p ? arr_exists(rd, p) : 0;
         free(p);
+        if (there == 2) /* counted, and named when it is read */
+            return i + 1;
         if (!there)
             break;
     }
@@ -919,11 +1001,15 @@ static int src_describe(struct rd *rd, const char *role, const char *path, struc
     }
     s->has_l = s->tl;
     s->has_h = s->th;
-    /* layers are counted at head 0, heads at the first layer */
+    /* layers are counted at head 0, heads at the first selected layer
+     * (docs/definitions.md 2.1; at layer 0 when that one is beyond the
+     * layers, which the selection then names) */
     if (s->tl)
         s->L = count_axis(rd, path, 1, s->th ? 0 : -1);
+    const long at_layer = rd->spec->n_layers && rd->spec->layers[0] < s->L
+                              ? (long)rd->spec->layers[0] : 0;
     if (s->th)
-        s->H = count_axis(rd, path, 0, s->tl ? 0 : -1);
+        s->H = count_axis(rd, path, 0, s->tl ? at_layer : -1);
     char *first = expand(path, s->tl ? 0 : -1, s->th ? 0 : -1);
     if (!first)
         return lsh_error_set(err, LSH_ENOMEM, "out of memory");
@@ -1050,6 +1136,14 @@ static int select_axis(const struct rd *rd, const struct src *q, const char *key
         return 0;
     }
     const size_t m = n_given ? n_given : have;
+    /* `all` of an axis a file declares (a few kB can declare 2^40 heads) is
+     * refused before anything is allocated for it */
+    if (m > LSH_UNITS_MAX)
+        return lsh_error_set(err, LSH_EDATA,
+                             "%sQ (%s) has %zu %ss, and '%s: all' selects each as a problem; "
+                             "allowed: at most %zu problems (select fewer with '%s:')",
+                             prefix(rd, pre, sizeof pre), ql, have, noun, key, LSH_UNITS_MAX,
+                             key);
     if (!(*out = malloc(m * sizeof **out)))
         return lsh_error_set(err, LSH_ENOMEM, "out of memory");
     for (size_t i = 0; i < m; i++) {
@@ -1337,8 +1431,30 @@ static int listed(const int32_t *list, size_t n, int32_t v)
     return 0;
 }
 
+/* The shapes resolve() found against those a probe found (probed may be
+ * NULL): a file rewritten since the probe is not read as it now is. */
+static int check_unchanged(const struct rd *rd, const struct resolved *r,
+                           const struct lsh_dataset_layout *probed, struct lsh_error *err)
+{
+    const size_t kv = r->q.has_h ? r->kv_heads : 0;
+    if (!probed || (probed->n == r->q.n && probed->d == r->q.d && probed->d_v == r->d_v &&
+                    probed->src_layers == r->q.L && probed->src_heads == r->q.H &&
+                    probed->kv_heads == kv))
+        return 0;
+    char pre[LSH_ERROR_FILE_MAX + 4];
+    return lsh_error_set(err, LSH_EDATA,
+                         "%sdataset '%s' changed since it was checked: each problem is now %zu "
+                         "x %zu (V %zu columns) of %zu layers, %zu heads, %zu key/value heads; "
+                         "it was %zu x %zu (V %zu columns) of %zu layers, %zu heads, %zu "
+                         "key/value heads; allowed: input files left as they are during a run "
+                         "(run it again)",
+                         rd->npy ? "" : prefix(rd, pre, sizeof pre), rd->spec->name, r->q.n,
+                         r->q.d, r->d_v, r->q.L, r->q.H, kv, probed->n, probed->d, probed->d_v,
+                         probed->src_layers, probed->src_heads, probed->kv_heads);
+}
+
 static int load_file(struct lsh_dataset *ds, const char *config_path, int separate,
-                     struct lsh_error *err)
+                     const struct lsh_dataset_layout *probed, struct lsh_error *err)
 {
     const struct lsh_dataset_spec *spec = ds->spec;
     struct rd rd;
@@ -1351,6 +1467,8 @@ static int load_file(struct lsh_dataset *ds, const char *config_path, int separa
                            spec->name, rd.npy ? "file" : "path in the file");
     if (!rc)
         have_r = !(rc = resolve(&rd, separate, &r, err));
+    if (!rc)
+        rc = check_unchanged(&rd, &r, probed, err);
     const long l = ds->unit.layer, h = ds->unit.head;
     if (!rc && !(listed(r.layers, r.n_layers, ds->unit.layer) &&
                  listed(r.heads, r.n_heads, ds->unit.head)))
@@ -1421,6 +1539,14 @@ int lsh_dataset_make(const struct lsh_dataset_spec *spec, const char *config_pat
                      uint64_t config_seed, int separate, struct lsh_dataset_unit unit,
                      struct lsh_dataset **out, struct lsh_error *err)
 {
+    return lsh_dataset_make_as(spec, config_path, config_seed, separate, unit, NULL, out, err);
+}
+
+int lsh_dataset_make_as(const struct lsh_dataset_spec *spec, const char *config_path,
+                        uint64_t config_seed, int separate, struct lsh_dataset_unit unit,
+                        const struct lsh_dataset_layout *probed, struct lsh_dataset **out,
+                        struct lsh_error *err)
+{
     struct lsh_dataset *ds = calloc(1, sizeof *ds);
     if (!ds)
         return lsh_error_set(err, LSH_ENOMEM, "out of memory");
@@ -1428,7 +1554,7 @@ int lsh_dataset_make(const struct lsh_dataset_spec *spec, const char *config_pat
     ds->unit = unit;
     ds->seed = lsh_seed_str(config_seed, spec->name);
     int rc = spec->kind == LSH_DATA_HDF5 || spec->kind == LSH_DATA_NPY
-                 ? load_file(ds, config_path, separate, err)
+                 ? load_file(ds, config_path, separate, probed, err)
                                          : generate(ds, separate, err);
     if (rc) {
         lsh_dataset_free(ds);

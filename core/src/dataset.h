@@ -73,7 +73,7 @@ struct lsh_dataset {
  *    [layers, heads, n, d], or a template holding {layer} and/or {head}
  *    whose expansions are rank-2 arrays (`all` counts an axis from 0 up to
  *    the first expansion that does not exist: layers at head 0, heads at
- *    layer 0; every selected expansion must then exist and be n x d);
+ *    the first selected layer; every selected expansion must then exist and be n x d);
  *    elements IEEE float16, float32 or float64 in either byte order
  *    (anything else is named); non-empty; HDF5 values stored in the file
  *    itself (not in external raw files or a virtual dataset's sources,
@@ -110,6 +110,17 @@ int lsh_dataset_probe(const struct lsh_dataset_spec *spec, const char *config_pa
 int lsh_dataset_make(const struct lsh_dataset_spec *spec, const char *config_path,
                      uint64_t config_seed, int separate, struct lsh_dataset_unit unit,
                      struct lsh_dataset **out, struct lsh_error *err);
+
+/* lsh_dataset_make, and (hdf5, npy) the files must still hold what the
+ * probe found (probed: its layout; NULL: no check): n, d, d_v, and the
+ * layers, heads and key/value heads of the source.  A file rewritten with
+ * another shape since the probe is LSH_EDATA naming both shapes, not read
+ * as it now is (the run's points were planned and checked for the old
+ * one). */
+int lsh_dataset_make_as(const struct lsh_dataset_spec *spec, const char *config_path,
+                        uint64_t config_seed, int separate, struct lsh_dataset_unit unit,
+                        const struct lsh_dataset_layout *probed, struct lsh_dataset **out,
+                        struct lsh_error *err);
 void lsh_dataset_free(struct lsh_dataset *ds);
 
 /* The path an hdf5 dataset's `file` (or an npy dataset's q, k, v) names: as

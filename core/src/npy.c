@@ -256,7 +256,23 @@ static int check_descr(const char *d, const char *name, struct lsh_npy *h, struc
         snprintf(h->dtype, sizeof h->dtype, "float%ld", size * 8);
         return 0;
     }
-    char what[96];
+    char what[160];
+    /* names numpy.load accepts but numpy.save never writes */
+    static const struct {
+        const char *name;
+        int size;
+    } alias[] = {{"float16", 2}, {"half", 2},   {"e", 2},      {"f2", 2},  {"float32", 4},
+                 {"single", 4},  {"f", 4},      {"f4", 4},     {"float64", 8}, {"double", 8},
+                 {"d", 8},       {"f8", 8},     {"float", 8}};
+    const int has_order = order == '<' || order == '>' || order == '=';
+    for (size_t i = 0; i < sizeof alias / sizeof alias[0]; i++)
+        if (!strcmp(d + has_order, alias[i].name))
+            return lsh_error_set(err, LSH_EDATA,
+                                 "'%s': element type '%s' (a numpy type name for float%d, not "
+                                 "the type string numpy.save writes: for this file write "
+                                 "'%cf%d'); " ALLOWED,
+                                 name, d, 8 * alias[i].size, order == '>' ? '>' : '<',
+                                 alias[i].size);
     const long bits = size > 0 && size < 1024 ? size * 8 : 0;
     if ((order == '|') && kind == 'f')
         snprintf(what, sizeof what, "floats without a byte order");

@@ -523,8 +523,9 @@ static int run_unit(struct run *r, size_t first, size_t last, struct lsh_error *
     struct lsh_reference *ref = NULL;
     memset(&pb, 0, sizeof pb);
     double t0 = lsh_now();
-    int rc = lsh_dataset_make(&cfg->datasets[dsi], cfg->path, cfg->seed,
-                              cfg->attention.keys == LSH_KEYS_SEPARATE, r->unit, &ds, err);
+    int rc = lsh_dataset_make_as(&cfg->datasets[dsi], cfg->path, cfg->seed,
+                                 cfg->attention.keys == LSH_KEYS_SEPARATE, r->unit,
+                                 &plan->shapes[dsi], &ds, err);
     r->times.data += lsh_now() - t0;
     t0 = lsh_now();
     if (!rc)

@@ -1168,3 +1168,253 @@ Test(dataset, npy_templates_give_a_layer_axis_and_errors_name_the_files)
     snprintf(want, sizeof want, "'%s/nope.npy': No such file", dir);
     expect_heads_refused(npyspec("nope.npy", NULL, NULL), want, NULL);
 }
+
+/* ---- hostile layouts (hreader) -------------------------------------------------- */
+
+/* An unwritten chunked dataset declaring 2^31 (rank 4) or 2^40 (rank 3) heads
+ * takes a few kB of file.  The selection (`all`) was allocated and filled
+ * for every declared head before the problem count was checked: 8 GB
+ * written (a hang), or "out of memory" (exit 1) for 2^40.  Each is refused
+ * at once, naming the count and the limit. */
+static void write_many_heads(const char *name, int rank, const hsize_t *dims)
+{
+    hid_t f = access(heads_file(), F_OK) == 0 ? H5Fopen(heads_file(), H5F_ACC_RDWR, H5P_DEFAULT)
+                                              : H5Fcreate(heads_file(), H5F_ACC_TRUNC,
+                                                          H5P_DEFAULT, H5P_DEFAULT);
+    cr_assert(f >= 0);
+    hsize_t chunk[4] = {1, 1, 1, 1};
+    chunk[rank - 2] = dims[rank - 2];
+    chunk[rank - 1] = dims[rank - 1];
+    hid_t sp = H5Screate_simple(rank, dims, NULL), dcpl = H5Pcreate(H5P_DATASET_CREATE);
+    cr_assert(H5Pset_chunk(dcpl, rank, chunk) >= 0);
+    hid_t ds = H5Dcreate2(f, name, H5T_NATIVE_FLOAT, sp, H5P_DEFAULT, dcpl, H5P_DEFAULT);
+    cr_assert(ds >= 0);
+    H5Dclose(ds);
+    H5Pclose(dcpl);
+    H5Sclose(sp);
+    H5Fclose(f);
+}
+
+Test(dataset, billions_of_declared_heads_are_refused_at_once_naming_the_limit, .timeout = 10)
+{
+    write_many_heads("h4", 4, (hsize_t[4]){1, (hsize_t)1 << 31, 4, 4});
+    write_many_heads("h3", 3, (hsize_t[3]){(hsize_t)1 << 40, 4, 4});
+    write_many_heads("l4", 4, (hsize_t[4]){(hsize_t)1 << 33, 1, 4, 4});
+    expect_heads_refused(h5spec("h4", NULL, NULL), "2147483648 heads",
+                         "allowed: at most 65536");
+    expect_heads_refused(h5spec("h3", NULL, NULL), "1099511627776 heads",
+                         "allowed: at most 65536");
+    expect_heads_refused(h5spec("l4", NULL, NULL), "8589934592 layers",
+                         "allowed: at most 65536");
+    /* a selection of a few of them is fine (their data reads as 0) */
+    uint32_t two[2] = {5, 1048575};
+    struct lsh_dataset_spec s = h5spec("h3", NULL, NULL);
+    s.heads = two;
+    s.n_heads = 2;
+    struct lsh_dataset_layout lay;
+    struct lsh_error err;
+    cr_expect_eq(lsh_dataset_probe(&s, cfg_path(), &lay, &err), 0, "%s", err.message);
+    cr_expect(lay.n_heads == 2 && lay.src_heads == (size_t)1 << 40);
+    lsh_dataset_layout_free(&lay);
+}
+
+/* A template counts expansions up to the first that does not exist.  One
+ * behind an external link to a device, or a .npy name in a symlink loop,
+ * is neither there nor absent: each such expansion counted as present, so
+ * the count ran on to 2^20 (minutes of HDF5 link lookups, seconds of
+ * stat()).  It stops at the first, which is then named with what it is. */
+Test(dataset, a_template_behind_a_device_link_or_symlink_loop_is_named_at_once, .timeout = 4)
+{
+    hid_t f = H5Fcreate(heads_file(), H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
+    cr_assert(f >= 0);
+    cr_assert(H5Lcreate_external("/dev/zero", "/q", f, "ez", H5P_DEFAULT, H5P_DEFAULT) >= 0);
+    write_group_val(f, "/h0", 0, 0, 0, 2, 2);
+    cr_assert(H5Lcreate_external("/dev/zero", "/q", f, "h1", H5P_DEFAULT, H5P_DEFAULT) >= 0);
+    H5Fclose(f);
+    expect_heads_refused(h5spec("ez/{head}", NULL, NULL), "'ez/0' is an external link to "
+                         "'/dev/zero', which is a character device", NULL);
+    expect_heads_refused(h5spec("/h{head}", NULL, NULL), "'/h1' is an external link to "
+                         "'/dev/zero', which is a character device", NULL);
+    char a[160], b[160];
+    snprintf(a, sizeof a, "%s/loop_a", dir);
+    snprintf(b, sizeof b, "%s/loop_b", dir);
+    cr_assert_eq(symlink(b, a), 0);
+    cr_assert_eq(symlink(a, b), 0);
+    char want[256];
+    snprintf(want, sizeof want, "'%s/loop_a/q0.npy'", dir);
+    expect_heads_refused(npyspec("loop_a/q{head}.npy", NULL, NULL), want,
+                         "Too many levels of symbolic links");
+    /* a dangling symlink among the expansions is named, not taken as the end */
+    const size_t d2[2] = {3, 2};
+    write_npy("q0.npy", "<f4", 0, 2, d2);
+    snprintf(a, sizeof a, "%s/q1.npy", dir);
+    cr_assert_eq(symlink("gone.npy", a), 0);
+    snprintf(want, sizeof want, "'%s/q1.npy'", dir);
+    expect_heads_refused(npyspec("q{head}.npy", NULL, NULL), want, "No such file");
+}
+
+/* docs/definitions.md 2.1: a template's heads are counted at the first
+ * selected layer.  They were counted at layer 0, so `layers: [1]` of a
+ * capture whose layer 0 has 4 heads and layer 1 has 2 was refused for a
+ * head 2 that nothing asked for. */
+Test(dataset, template_heads_are_counted_at_the_first_selected_layer)
+{
+    hid_t f = H5Fcreate(heads_file(), H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
+    char p[64];
+    for (int l = 0; l < 2; l++)
+        for (int h = 0; h < (l ? 2 : 4); h++) {
+            snprintf(p, sizeof p, "/l%d/h%d/q", l, h);
+            write_group_val(f, p, 0, l, h, 3, 2);
+        }
+    H5Fclose(f);
+    struct lsh_dataset_spec s = h5spec("/l{layer}/h{head}/q", NULL, NULL);
+    expect_heads_refused(s, "dataset '/l1/h2/q' does not exist (layer 1, head 2,", NULL);
+    uint32_t one[1] = {1}, seven[1] = {7};
+    s.layers = one;
+    s.n_layers = 1;
+    struct lsh_dataset_layout lay;
+    struct lsh_error err;
+    cr_assert_eq(lsh_dataset_probe(&s, cfg_path(), &lay, &err), 0, "%s", err.message);
+    cr_expect(lay.n_layers == 1 && lay.layers[0] == 1 && lay.n_heads == 2 && lay.heads[1] == 1 &&
+              lay.src_heads == 2, "%zu layers, %zu heads of %zu", lay.n_layers, lay.n_heads,
+              lay.src_heads);
+    lsh_dataset_layout_free(&lay);
+    struct lsh_dataset *ds = NULL;
+    cr_assert_eq(lsh_dataset_make(&s, cfg_path(), 1, 0, (struct lsh_dataset_unit){1, 1}, &ds,
+                                  &err), 0, "%s", err.message);
+    expect_unit(ds, 1, 1, 1, 0);
+    lsh_dataset_free(ds);
+    /* a layer beyond the template is named as such */
+    s.layers = seven;
+    expect_heads_refused(s, "layers: 7 is out of range", "has 2 layers");
+}
+
+/* A run probes its data when it plans, and reads each problem later: a file
+ * rewritten in between with another shape was read as it now is, and the
+ * points planned (and checked: chunk sizes, reference rows, buckets) for
+ * the old shape ran silently on the new one.  Made against the probe's
+ * layout, a changed shape is refused naming both; the same shape (new
+ * values) is read. */
+Test(dataset, a_file_whose_shape_changed_since_the_probe_is_refused_naming_both)
+{
+    const hsize_t d8[3] = {2, 8, 2}, d5[3] = {2, 5, 2}, d3h[3] = {3, 8, 2}, d8w[3] = {2, 8, 3};
+    write_val(heads_file(), "q", H5T_NATIVE_DOUBLE, 0, 3, d8);
+    struct lsh_dataset_spec s = h5spec("q", NULL, NULL);
+    struct lsh_dataset_layout lay;
+    struct lsh_error err;
+    cr_assert_eq(lsh_dataset_probe(&s, cfg_path(), &lay, &err), 0, "%s", err.message);
+    struct lsh_dataset *ds = NULL;
+    const struct lsh_dataset_unit u = {-1, 1};
+    cr_assert_eq(lsh_dataset_make_as(&s, cfg_path(), 1, 0, u, &lay, &ds, &err), 0, "%s",
+                 err.message);
+    expect_unit(ds, 0, 1, 1, 0);
+    lsh_dataset_free(ds);
+    const hsize_t *changed[3] = {d5, d3h, d8w};
+    const char *what[3] = {"5 x 2", "3 heads", "8 x 3"};
+    for (int c = 0; c < 3; c++) {
+        unlink(heads_file());
+        write_val(heads_file(), "q", H5T_NATIVE_DOUBLE, 0, 3, changed[c]);
+        ds = NULL;
+        lsh_error_clear(&err);
+        cr_expect_eq(lsh_dataset_make_as(&s, cfg_path(), 1, 0, u, &lay, &ds, &err), LSH_EDATA,
+                     "accepted a file changed to %s", what[c]);
+        cr_expect_null(ds);
+        cr_expect(strstr(err.message, heads_file()) && strstr(err.message, "changed since") &&
+                      strstr(err.message, what[c]) && strstr(err.message, "8 x 2"),
+                  "%s", err.message);
+    }
+    lsh_dataset_layout_free(&lay);
+}
+
+/* A path that names something other than a dataset says what it names:
+ * a group, or a soft link leading nowhere (dangling, or a loop) -- each
+ * was only "is not a dataset". */
+Test(dataset, a_path_naming_a_group_or_a_dangling_or_looping_link_says_which)
+{
+    hid_t f = H5Fcreate(heads_file(), H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
+    write_group_val(f, "/g/x", 0, 0, 0, 2, 2);
+    cr_assert(H5Lcreate_soft("/nothing", f, "dang", H5P_DEFAULT, H5P_DEFAULT) >= 0);
+    cr_assert(H5Lcreate_soft("/b", f, "a", H5P_DEFAULT, H5P_DEFAULT) >= 0);
+    cr_assert(H5Lcreate_soft("/a", f, "b", H5P_DEFAULT, H5P_DEFAULT) >= 0);
+    H5Fclose(f);
+    expect_heads_refused(h5spec("g", NULL, NULL), "'g' is not a dataset: it is a group",
+                         "allowed: a dataset");
+    expect_heads_refused(h5spec("dang", NULL, NULL), "'dang' is not a dataset: it is a link "
+                         "that leads nowhere", "allowed: a dataset");
+    expect_heads_refused(h5spec("a", NULL, NULL), "'a' is not a dataset: it is a link that "
+                         "leads nowhere", "allowed: a dataset");
+}
+
+/* A file HDF5 cannot open was "not an HDF5 file" whatever it was: an empty
+ * file, an HDF5 file cut short (a copy that did not finish), a .npy file
+ * given as hdf5.  Each now says which, with the size. */
+Test(dataset, an_empty_truncated_or_npy_file_given_as_hdf5_says_which)
+{
+    const hsize_t dims[3] = {2, 64, 16};
+    write_val(heads_file(), "q", H5T_NATIVE_DOUBLE, 0, 3, dims);
+    FILE *in = fopen(heads_file(), "rb");
+    cr_assert(in);
+    static unsigned char bytes[1 << 16];
+    const size_t got = fread(bytes, 1, sizeof bytes, in);
+    fclose(in);
+    cr_assert(got > 4096);
+    char path[160];
+    const char *names[3] = {"empty.h5", "cut.h5", "arr.npy"};
+    const size_t sizes[3] = {0, got / 2, 128};
+    const char *want[3] = {"is empty (0 bytes)", "is truncated or damaged",
+                           "it is a .npy file (use kind: npy"};
+    memcpy(bytes + 4 * 4096, "\x93NUMPY\x01\x00", 8);
+    for (int c = 0; c < 3; c++) {
+        snprintf(path, sizeof path, "%s/%s", dir, names[c]);
+        FILE *out = fopen(path, "wb");
+        cr_assert(out);
+        fwrite(c == 2 ? bytes + 4 * 4096 : bytes, 1, sizes[c], out);
+        fclose(out);
+        struct lsh_dataset_spec s = h5spec("q", NULL, NULL);
+        s.file = (char *)names[c];
+        struct lsh_dataset_layout lay;
+        struct lsh_error err;
+        cr_expect_eq(lsh_dataset_probe(&s, cfg_path(), &lay, &err), LSH_EDATA, "%s", names[c]);
+        cr_expect(strstr(err.message, names[c]) && strstr(err.message, "is not an HDF5 file") &&
+                      strstr(err.message, want[c]),
+                  "%s: %s", names[c], err.message);
+    }
+}
+
+/* A damaged compressed chunk was only "cannot read 'q' as float64": the
+ * message now carries libhdf5's own reason and says the file is damaged. */
+Test(dataset, a_damaged_compressed_chunk_is_named_with_libhdf5s_reason)
+{
+    enum { N = 64, D = 16 };
+    double x[N * D];
+    for (int t = 0; t < N * D; t++)
+        x[t] = sin(t);
+    hid_t f = H5Fcreate(heads_file(), H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
+    hid_t sp = H5Screate_simple(2, (hsize_t[2]){N, D}, NULL), dcpl = H5Pcreate(H5P_DATASET_CREATE);
+    cr_assert(H5Pset_chunk(dcpl, 2, (hsize_t[2]){N, D}) >= 0 && H5Pset_deflate(dcpl, 6) >= 0);
+    hid_t ds = H5Dcreate2(f, "q", H5T_NATIVE_DOUBLE, sp, H5P_DEFAULT, dcpl, H5P_DEFAULT);
+    cr_assert(H5Dwrite(ds, H5T_NATIVE_DOUBLE, H5S_ALL, H5S_ALL, H5P_DEFAULT, x) >= 0);
+    H5Dflush(ds);
+    haddr_t addr = 0;
+    hsize_t size = 0, off[2];
+    unsigned mask;
+    cr_assert(H5Dget_chunk_info(ds, sp, 0, off, &mask, &addr, &size) >= 0 && size > 64);
+    H5Dclose(ds);
+    H5Pclose(dcpl);
+    H5Sclose(sp);
+    H5Fclose(f);
+    FILE *io = fopen(heads_file(), "r+b");
+    cr_assert(io);
+    unsigned char junk[48];
+    memset(junk, 0x55, sizeof junk);
+    fseek(io, (long)addr + 8, SEEK_SET);
+    fwrite(junk, 1, sizeof junk, io);
+    fclose(io);
+    expect_heads_refused(h5spec("q", NULL, NULL), "cannot read 'q' as float64: ",
+                         "the file is damaged");
+    struct lsh_dataset_layout lay;
+    struct lsh_error err;
+    struct lsh_dataset_spec s = h5spec("q", NULL, NULL);
+    cr_expect_neq(lsh_dataset_probe(&s, cfg_path(), &lay, &err), 0);
+    cr_expect(!strstr(err.message, "no reason"), "%s", err.message);
+}

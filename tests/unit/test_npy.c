@@ -233,3 +233,26 @@ Test(npy, values_are_read_from_an_offset_in_either_byte_order)
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
     cr_assert_eq(system(cmd), 0);
 }
+
+/* numpy.load accepts type names that numpy.save never writes ('float32',
+ * 'f4', 'd'): such a descr was "an unknown type" next to "allowed: float32".
+ * It is refused saying what it is and which string to write instead. */
+Test(npy, a_numpy_type_name_as_descr_is_named_with_the_string_to_write)
+{
+    const struct {
+        const char *descr, *want;
+    } c[] = {{"float32", "'<f4'"}, {"float64", "'<f8'"}, {"float16", "'<f2'"},
+             {"f4", "'<f4'"},      {"d", "'<f8'"},       {"<d", "'<f8'"},
+             {">e", "'>f2'"},      {"half", "'<f2'"},    {"double", "'<f8'"}};
+    for (size_t i = 0; i < sizeof c / sizeof c[0]; i++) {
+        char dict[128];
+        snprintf(dict, sizeof dict, "{'descr': '%s', 'fortran_order': False, 'shape': (2, 2), }",
+                 c[i].descr);
+        struct lsh_npy h;
+        struct lsh_error err;
+        cr_expect_eq(parse(dict, 1, 16, &h, &err), LSH_EDATA, "accepted %s", c[i].descr);
+        cr_expect(strstr(err.message, "a numpy type name") && strstr(err.message, c[i].want) &&
+                      !strstr(err.message, "unknown"),
+                  "%s: %s", c[i].descr, err.message);
+    }
+}
