@@ -16,6 +16,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <hdf5.h>
@@ -864,4 +865,78 @@ Test(heads, a_template_runs_the_same_problems_as_a_rank_4_array)
     cr_assert_eq(run(yaml, in_dir("tpl_out.h5"), 1, LSH_RESULTS_CREATE, 0, NULL, &err), 0, "%s",
                  err.message);
     expect_same_rows(in_dir("arr_out.h5"), in_dir("tpl_out.h5"));
+}
+
+/* Write yaml to cfg and run `lshlab ARGS` on it; its exit status, stdout and
+ * stderr (in out.txt and err.txt). */
+static int lshlab_cli(const char *args, const char *cfg, const char *yaml)
+{
+    const char *exe = getenv("LSHLAB_EXE");
+    cr_assert_not_null(exe, "LSHLAB_EXE is not set (run through meson test)");
+    FILE *f = fopen(cfg, "w");
+    cr_assert_not_null(f);
+    fputs(yaml, f);
+    fclose(f);
+    char cmd[2048];
+    snprintf(cmd, sizeof cmd, "'%s' %s '%s' >'%s' 2>'%s'", exe, args, cfg, in_dir("out.txt"),
+             in_dir("err.txt"));
+    int st = system(cmd);
+    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
+/* validate says how many attention problems the points are spread over, per
+ * dataset: a 2 x 2 file (4 problems, 16 points) and a dataset without axes
+ * (1 problem, 4 points). */
+Test(heads, validate_counts_the_problems_of_each_dataset)
+{
+    const char *file = in_dir("in4v.h5");
+    write_input(file, 4, 2, 2, 16, 4, -1, 1);
+    char yaml[1024];
+    snprintf(yaml, sizeof yaml,
+             "name: t\nseed: 5\n"
+             "datasets:\n"
+             "  - {name: m, kind: hdf5, file: %s, q: /q, k: /k, v: /v}\n"
+             "  - {name: g, kind: gaussian, n: 16, d: 4}\n"
+             "attention: {keys: separate}\n"
+             "strategies: [{name: rotation}, {name: hyperplane}]\n"
+             "sweep: {n_hashes: [1, 2], n_buckets: [4]}\n", file);
+    cr_assert_eq(lshlab_cli("validate", in_dir("v.yaml"), yaml), 0, "%s",
+                 slurp(in_dir("err.txt")));
+    const char *out = slurp(in_dir("out.txt"));
+    cr_expect(strstr(out, "valid: 20 points (2 datasets, 5 attention problems, 10 hash groups"),
+              "%s", out);
+    cr_expect(strstr(out, "\n  dataset 'm': 2 layers x 2 heads = 4 problems (n = 16, d = 4, "
+                          "d_v = 4), 16 points\n"), "%s", out);
+    cr_expect(strstr(out, "\n  dataset 'g': 1 problem (n = 16, d = 4, d_v = 4), 4 points\n"),
+              "%s", out);
+}
+
+/* The table at the end of a run over two datasets says which dataset each
+ * row is of, and a failed point's progress line shows no metrics (it has
+ * none), only its reason. */
+Test(heads, run_table_names_the_dataset_and_failed_points_show_no_metrics)
+{
+    const char *file = in_dir("big2.h5");
+    write_input(file, 3, 1, 2, 16, 4, 1, 1e5);
+    char yaml[1024];
+    snprintf(yaml, sizeof yaml,
+             "name: t\nseed: 5\n"
+             "datasets:\n"
+             "  - {name: m, kind: hdf5, file: %s, q: /q, k: /k, v: /v}\n"
+             "  - {name: gauss, kind: gaussian, n: 16, d: 4}\n"
+             "attention: {keys: separate}\n"
+             "strategies: [{name: rotation}]\n"
+             "sweep: {n_hashes: [1], n_buckets: [4]}\n", file);
+    char args[512];
+    snprintf(args, sizeof args, "run -j 1 -o '%s'", in_dir("t2.h5"));
+    cr_assert_eq(lshlab_cli(args, in_dir("t2.yaml"), yaml), 5, "%s", slurp(in_dir("err.txt")));
+    const char *err = slurp(in_dir("err.txt"));
+    cr_expect(strstr(err, "point 1 m H1 rotation orthogonal=false,factors=[] H=1 B=4 rep=0 "
+                          "bucket union: failed\n    dataset 'm' (head 1): scores"), "%s", err);
+    const char *out = slurp(in_dir("out.txt"));
+    cr_expect(strstr(out, "dataset unit     strategy"), "%s", out);
+    cr_expect(strstr(out, "\nm       H0       rotation"), "%s", out);
+    cr_expect(strstr(out, "\ngauss   -        rotation"), "%s", out);
+    cr_expect(strstr(out, "union  failed           -          -          -          -          -\n"),
+              "%s", out);
 }
