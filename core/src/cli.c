@@ -194,7 +194,7 @@ struct progress {
 
 struct table_row {
     char dataset[LSH_RUNS_NAME_LEN];
-    char unit[32]; /* " L1 H3" (unit_suffix), "" without axes */
+    int32_t layer, head; /* -1: the data has no such axis */
     char strategy[48], params[64], mode[24], combine[8];
     unsigned h, b, rep;
     char status[8];
@@ -216,7 +216,6 @@ static const char *status_name(enum lsh_point_status s)
     return s == LSH_POINT_OK ? "ok" : s == LSH_POINT_SKIPPED ? "skipped" : "failed";
 }
 
-static void unit_suffix(int32_t layer, int32_t head, char *buf, size_t size);
 
 static void keep_row(struct progress *pg, const struct lsh_run_row *row)
 {
@@ -231,7 +230,8 @@ static void keep_row(struct progress *pg, const struct lsh_run_row *row)
     struct table_row *t = &pg->rows[pg->shown++];
     const struct lsh_point_key *k = &row->key;
     snprintf(t->dataset, sizeof t->dataset, "%s", k->dataset);
-    unit_suffix(k->layer, k->head, t->unit, sizeof t->unit);
+    t->layer = k->layer;
+    t->head = k->head;
     snprintf(t->strategy, sizeof t->strategy, "%s", k->strategy);
     snprintf(t->params, sizeof t->params, "%s", k->params);
     if (k->mode == LSH_MODE_BUCKET)
@@ -272,15 +272,29 @@ static void warn_zero_ratios(struct progress *pg, const struct lsh_run_row *r)
         }
 }
 
-/* " L1 H3", " H3", " L1" or "": the unit of a dataset with axes. */
+/* " layer 1 head 3", " head 3", " layer 1" or "": the unit of a dataset with
+ * axes, in words (an "H3" would read like the n_hashes H=1 beside it). */
 static void unit_suffix(int32_t layer, int32_t head, char *buf, size_t size)
 {
     int n = 0;
     buf[0] = '\0';
     if (layer >= 0)
-        n = snprintf(buf, size, " L%d", (int)layer);
+        n = snprintf(buf, size, " layer %d", (int)layer);
     if (head >= 0 && n >= 0 && (size_t)n < size)
-        snprintf(buf + n, size - (size_t)n, " H%d", (int)head);
+        snprintf(buf + n, size - (size_t)n, " head %d", (int)head);
+}
+
+/* " (layer 1, head 3)", " (head 3)", " (layer 1)" or "", as in messages. */
+static void unit_paren(int32_t layer, int32_t head, char *buf, size_t size)
+{
+    if (layer >= 0 && head >= 0)
+        snprintf(buf, size, " (layer %d, head %d)", (int)layer, (int)head);
+    else if (layer >= 0)
+        snprintf(buf, size, " (layer %d)", (int)layer);
+    else if (head >= 0)
+        snprintf(buf, size, " (head %d)", (int)head);
+    else
+        buf[0] = '\0';
 }
 
 static void on_progress(void *ctx, const struct lsh_progress *p)
@@ -292,10 +306,11 @@ static void on_progress(void *ctx, const struct lsh_progress *p)
         return;
     char el[32], eta[32] = "?";
     fmt_duration(p->elapsed, el, sizeof el);
-    char unit[32];
+    char unit[64];
     unit_suffix(p->row ? p->row->key.layer : p->layer, p->row ? p->row->key.head : p->head, unit,
                 sizeof unit);
     if (!strcmp(p->stage, "reference")) {
+        unit_paren(p->layer, p->head, unit, sizeof unit);
         fprintf(stderr, "%s[%s] reference for dataset '%s'%s: %.2fs (%.1f GFLOP/s), %s\n",
                 pg->tty ? "\r\033[K" : "", el, p->dataset, unit, p->seconds, p->gflops,
                 p->note ? p->note : "");
@@ -348,19 +363,19 @@ static void print_table(const struct progress *pg, const char *output)
     const size_t limit = 60;
     if (pg->shown == 0)
         return;
-    int units = 0; /* a column for the layer and head when the data has them */
+    int units = 0; /* columns for the layer and head when the data has them */
     int datasets = 0; /* and one for the dataset when there are several */
     size_t width = strlen("dataset");
     for (size_t t = 0; t < pg->shown; t++) {
         const size_t len = strlen(pg->rows[t].dataset);
         width = len > width ? len : width;
         datasets |= strcmp(pg->rows[t].dataset, pg->rows[0].dataset) != 0;
-        units |= t < limit && pg->rows[t].unit[0] != '\0';
+        units |= t < limit && (pg->rows[t].layer >= 0 || pg->rows[t].head >= 0);
     }
     if (datasets)
         printf("%-*s ", (int)width, "dataset");
     if (units)
-        printf("%-8s ", "unit");
+        printf("layer head ");
     printf("%-10s %-28s %3s %4s %3s %-12s %-6s %-7s %10s %10s %10s %10s %10s\n", "strategy",
            "params", "H", "B", "rep", "mode", "comb", "status", "out_err", "attn_err",
            "mass", "gram", "density");
@@ -368,8 +383,13 @@ static void print_table(const struct progress *pg, const char *output)
         const struct table_row *r = &pg->rows[t];
         if (datasets)
             printf("%-*s ", (int)width, r->dataset);
-        if (units)
-            printf("%-8s ", r->unit[0] ? r->unit + 1 : "-");
+        for (int a = 0; units && a < 2; a++) {
+            const int32_t v = a ? r->head : r->layer;
+            if (v >= 0)
+                printf("%*d ", a ? 4 : 5, (int)v);
+            else
+                printf("%*s ", a ? 4 : 5, "-");
+        }
         printf("%-10s %-28s %3u %4u %3u %-12s %-6s %-7s", r->strategy,
                r->params[0] ? r->params : "-", r->h, r->b, r->rep, r->mode, r->combine,
                r->status);
@@ -766,10 +786,13 @@ static int cmd_run(int argc, char **argv)
         .output = out_path, .cmdline = cmdline ? cmdline : "lshlab run", .stop = &stop_flag,
         .progress = on_progress, .progress_ctx = &pg,
     };
+    size_t problems = 0;
+    for (size_t k = 0; plan && k < plan->n_datasets; k++)
+        problems += lsh_plan_units(plan, k);
     if (!quiet)
-        fprintf(stderr, "lshlab %s: %s: %zu points (%zu hash groups) on %u thread%s -> %s\n",
-                LSHLAB_VERSION, cfg->name, plan->n_points, plan->n_groups, jobs,
-                jobs == 1 ? "" : "s", out_path);
+        fprintf(stderr, "lshlab %s: %s: %zu points (%zu attention problem%s, %zu hash groups) "
+                "on %u thread%s -> %s\n", LSHLAB_VERSION, cfg->name, plan->n_points, problems,
+                problems == 1 ? "" : "s", plan->n_groups, jobs, jobs == 1 ? "" : "s", out_path);
     struct lsh_run_summary sum;
     struct lsh_error err;
     lsh_error_clear(&err);

@@ -731,8 +731,9 @@ static char *slurp(const char *path)
     return buf;
 }
 
-/* Progress lines name the layer and head ("m L1 H0"), the table has a unit
- * column, and the run ends with where its time went. */
+/* Progress lines name the layer and head in words ("m layer 1 head 0", not
+ * "L1 H0", which reads like the n_hashes H=1 beside it), the table has layer
+ * and head columns, and the run ends with where its time went. */
 Test(heads, progress_names_the_unit_and_the_run_prints_its_time)
 {
     const char *exe = getenv("LSHLAB_EXE");
@@ -750,10 +751,11 @@ Test(heads, progress_names_the_unit_and_the_run_prints_its_time)
              in_dir("cli.h5"), in_dir("out.txt"), in_dir("err.txt"));
     cr_assert_eq(system(cmd), 0, "%s", slurp(in_dir("err.txt")));
     const char *err = slurp(in_dir("err.txt"));
-    cr_expect(strstr(err, "reference for dataset 'm' L1 H0:"), "%s", err);
-    cr_expect(strstr(err, "point 14 m L1 H1 hyperplane"), "%s", err);
+    cr_expect(strstr(err, "reference for dataset 'm' (layer 1, head 0):"), "%s", err);
+    cr_expect(strstr(err, "point 14 m layer 1 head 1 hyperplane H=1 B=4"), "%s", err);
     const char *out = slurp(in_dir("out.txt"));
-    cr_expect(strstr(out, "\nL1 H1    hyperplane"), "%s", out);
+    cr_expect(strstr(out, "layer head strategy"), "%s", out);
+    cr_expect(strstr(out, "\n    1    1 hyperplane"), "%s", out);
     cr_expect(strstr(out, "\ntime: data ") && strstr(out, " s, reference ") &&
               strstr(out, " s, hashing ") && strstr(out, " s, evaluation ") &&
               strstr(out, " s, writing ") && strstr(out, " s, other "), "%s", out);
@@ -931,12 +933,12 @@ Test(heads, run_table_names_the_dataset_and_failed_points_show_no_metrics)
     snprintf(args, sizeof args, "run -j 1 -o '%s'", in_dir("t2.h5"));
     cr_assert_eq(lshlab_cli(args, in_dir("t2.yaml"), yaml), 5, "%s", slurp(in_dir("err.txt")));
     const char *err = slurp(in_dir("err.txt"));
-    cr_expect(strstr(err, "point 1 m H1 rotation orthogonal=false,factors=[] H=1 B=4 rep=0 "
+    cr_expect(strstr(err, "point 1 m head 1 rotation orthogonal=false,factors=[] H=1 B=4 rep=0 "
                           "bucket union: failed\n    dataset 'm' (head 1): scores"), "%s", err);
     const char *out = slurp(in_dir("out.txt"));
-    cr_expect(strstr(out, "dataset unit     strategy"), "%s", out);
-    cr_expect(strstr(out, "\nm       H0       rotation"), "%s", out);
-    cr_expect(strstr(out, "\ngauss   -        rotation"), "%s", out);
+    cr_expect(strstr(out, "dataset layer head strategy"), "%s", out);
+    cr_expect(strstr(out, "\nm           -    0 rotation"), "%s", out);
+    cr_expect(strstr(out, "\ngauss       -    - rotation"), "%s", out);
     cr_expect(strstr(out, "union  failed           -          -          -          -          -\n"),
               "%s", out);
 }
