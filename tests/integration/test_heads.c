@@ -571,6 +571,26 @@ Test(heads, resume_refuses_a_unit_whose_input_changed)
               strstr(err.message, "changed since the run began"), "%s", err.message);
 }
 
+/* A file that gained a layer since the run began: the message says which
+ * selection changed and how (both lists), not a unit that did not change. */
+Test(heads, resume_names_the_layers_that_changed)
+{
+    const char *file = in_dir("in4l.h5");
+    write_input(file, 4, 2, 2, 24, 4, -1, 1);
+    char yaml[1024];
+    heads_yaml(yaml, sizeof yaml, file, "");
+    const char *out = in_dir("grown.h5");
+    struct lsh_error err;
+    cr_assert_eq(run(yaml, out, 1, LSH_RESULTS_CREATE, 6, NULL, &err), LSH_EINTR, "%s",
+                 err.message);
+    write_input(file, 4, 3, 2, 24, 4, -1, 1);
+    cr_assert_eq(run(yaml, out, 1, LSH_RESULTS_RESUME, 0, NULL, &err), LSH_EDATA, "%s",
+                 err.message);
+    cr_expect(strstr(err.message, "dataset 'm' (input file ") &&
+              strstr(err.message, "its layers were [0, 1], they are [0, 1, 2] now"), "%s",
+              err.message);
+}
+
 /* ---- a head that cannot be evaluated ----------------------------------------------------- */
 
 /* Head 1's values are 10^5 times the others: finite, but its scores
