@@ -211,6 +211,21 @@ class SummaryGroupByTest(HeadsFile):
             self.assertAlmostEqual(float(r["mass_recall"]), m, places=14)
             self.assertAlmostEqual(float(r["mass_recall_se"]), se, places=14)
 
+    def test_group_by_layer_and_head_over_two_models_warns_that_it_pools_them(self):
+        rows = heads_rows()
+        rows += [[r[0] + 1000, b"other"] + r[2:] for r in heads_rows()]
+        path = self.write("two_models.h5", rows)
+        rc, out, err = self.summary(path, "--group-by", "layer,head", *self.AT)
+        self.assertEqual(rc, 0, err)
+        got = list(csv.DictReader(io.StringIO(out)))
+        self.assertEqual(got[0]["n"], "8")  # 2 strategies x 2 repeats x 2 datasets
+        self.assertIn("note: groups pool the rows of 2 datasets (tiny, other); add "
+                      "dataset to --group-by to keep them apart", err)
+        rc, out, err = self.summary(path, "--group-by", "dataset,layer,head", *self.AT)
+        self.assertNotIn("pools", err)
+        rc, out, err = self.summary(self.heads_file(), "--group-by", "layer,head", *self.AT)
+        self.assertNotIn("pools", err)
+
     def test_group_by_layer_pools_heads_and_repeats(self):
         rc, out, _ = self.summary(self.heads_file(), "--group-by", "strategy,layer", *self.AT)
         self.assertEqual(rc, 0)
