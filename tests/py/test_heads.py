@@ -449,6 +449,16 @@ class HeadFiguresTest(HeadsFile):
         self.assertNotIn("failed", [t for _, _, t in km["texts"]])
         self.assertIn("1 head failed (grey): L1 H1", d["title"])
 
+    def test_one_head_selected_keeps_the_heatmap_short(self):
+        rc, _, err, drawn = self.plot(self.heads_file(), "--only", "heads", "--where", "head=1")
+        self.assertEqual(rc, 0, err)
+        d = drawn["heads_heads_mass_recall"]
+        self.assertEqual((d["layers"], d["heads"]), ([0, 1], [1]))
+        np.testing.assert_allclose(d["panels"][0]["matrix"], [[0.45], [0.12]], rtol=0,
+                                   atol=1e-14)
+        # two cells a panel: the height of two rows of a wide heatmap, not 4 in
+        self.assertLessEqual(d["size"][1], 2.0)
+
     def test_single_head_files_get_no_head_figures(self):
         path = self.v1_file()
         rc, files, err, drawn = self.plot(path, "--only", "heads,head_spread")

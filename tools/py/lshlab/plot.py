@@ -698,7 +698,9 @@ def fig_heads(w, runs, metric, width, name, n_hashes, n_buckets, dataset_attrs=N
     nrows = int(math.ceil(len(panels) / ncols))
     panel_w = width / ncols
     cell_in = panel_w * 0.78 / nh
-    panel_h = min(4.0, max(1.2, cell_in * nl + 0.75))
+    # cells at most about as tall as a wide heatmap's: one head selected
+    # (--where head=2) must not stretch its column into a poster
+    panel_h = min(4.0, max(1.2, min(cell_in, 0.45) * nl + 0.75))
     fig, axes = plt.subplots(nrows, ncols, figsize=(width, panel_h * nrows + 0.3),
                              squeeze=False)
     flat = list(axes.ravel())
@@ -716,7 +718,7 @@ def fig_heads(w, runs, metric, width, name, n_hashes, n_buckets, dataset_attrs=N
     if kv is not None and 0 < kv < nh and hword == "head":
         hword = f"query head ({kv} key/value heads)"
     record = {"metric": metric, "n_hashes": h, "n_buckets": b, "layers": layers,
-              "heads": heads, "panels": []}
+              "heads": heads, "panels": [], "size": tuple(fig.get_size_inches())}
     for ax, (st, m), n, bad in zip(axes, panels, counts, fails):
         ax.grid(False)
         im = ax.imshow(np.ma.masked_invalid(m), origin="upper", aspect="auto", cmap=cmap,
