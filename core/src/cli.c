@@ -190,6 +190,7 @@ struct progress {
     struct table_row *rows;
     size_t n_topk;
     unsigned warned;            /* LSH_WARN_* bits already reported */
+    char reason[LSH_ERROR_MSG_MAX]; /* the last skipped or failed point's message */
 };
 
 struct table_row {
@@ -335,7 +336,16 @@ static void on_progress(void *ctx, const struct lsh_progress *p)
         snprintf(eta, sizeof eta, "0s");
     const struct lsh_run_row *r = p->row;
     const struct lsh_point_key *k = &r->key;
+    /* A unit that fails fails all its points with one message: give it once. */
+    const int new_reason = r->status != LSH_POINT_OK &&
+                           strncmp(r->message, pg->reason, sizeof pg->reason - 1) != 0;
+    if (r->status != LSH_POINT_OK)
+        snprintf(pg->reason, sizeof pg->reason, "%s", r->message);
     if (pg->tty) {
+        if (new_reason) /* a line that stays above the live one */
+            fprintf(stderr, "\r\033[Kpoint %llu %s%s %s: %s: %s\n",
+                    (unsigned long long)k->point_id, k->dataset, unit, k->strategy,
+                    status_name(r->status), r->message);
         fprintf(stderr, "\r\033[K[%zu/%zu %3.0f%%] %s%s %s H=%u B=%u  elapsed %s  ETA %s",
                 p->done, p->total, 100.0 * (double)p->done / (double)p->total, k->dataset, unit,
                 k->strategy, k->n_hashes, k->n_buckets, el, eta);
@@ -353,7 +363,7 @@ static void on_progress(void *ctx, const struct lsh_progress *p)
                     r->metrics.density, r->metrics.hash_seconds + r->metrics.eval_seconds, eta);
         fputc('\n', stderr);
         if (r->status != LSH_POINT_OK)
-            fprintf(stderr, "    %s\n", r->message);
+            fprintf(stderr, "    %s\n", new_reason ? r->message : "(the same reason)");
     }
     fflush(stderr);
 }

@@ -906,6 +906,30 @@ static int lshlab_cli(const char *args, const char *cfg, const char *yaml)
     return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
 }
 
+/* A head whose points all fail says why once, not once per point. */
+Test(heads, a_failed_head_gives_its_reason_once)
+{
+    const char *file = in_dir("big3.h5");
+    write_input(file, 3, 1, 2, 16, 4, 1, 1e5);
+    char yaml[1024];
+    snprintf(yaml, sizeof yaml,
+             "name: t\nseed: 5\n"
+             "datasets: [{name: m, kind: hdf5, file: %s, q: /q, k: /k, v: /v}]\n"
+             "attention: {keys: separate}\n"
+             "strategies: [{name: rotation}]\n"
+             "sweep: {n_hashes: [1, 2, 4], n_buckets: [4]}\n", file);
+    char args[512];
+    snprintf(args, sizeof args, "run -j 1 -o '%s'", in_dir("t3.h5"));
+    cr_assert_eq(lshlab_cli(args, in_dir("t3.yaml"), yaml), 5, "%s", slurp(in_dir("err.txt")));
+    const char *err = slurp(in_dir("err.txt"));
+    size_t reasons = 0;
+    for (const char *p = err; (p = strstr(p, "scores scale * q.k reach")); p++)
+        reasons++;
+    cr_expect_eq(reasons, 1, "%s", err);
+    cr_expect(strstr(err, "H=2 B=4 rep=0 bucket union: failed\n    (the same reason)\n"), "%s",
+              err);
+}
+
 /* validate says how many attention problems the points are spread over, per
  * dataset: a 2 x 2 file (4 problems, 16 points) and a dataset without axes
  * (1 problem, 4 points). */
