@@ -930,6 +930,24 @@ Test(heads, a_failed_head_gives_its_reason_once)
               err);
 }
 
+/* The memory a multi-head dataset needs is one problem's, since problems run
+ * one at a time: the refusal says so, so no one shrinks the head selection
+ * to fit. */
+Test(heads, memory_refusal_says_problems_run_one_at_a_time)
+{
+    const char *file = in_dir("in4m.h5");
+    write_input(file, 4, 2, 3, 16, 4, -1, 1);
+    char yaml[1024];
+    heads_yaml(yaml, sizeof yaml, file, "");
+    char args[512];
+    snprintf(args, sizeof args, "run -j 1 --memory-limit 2M -o '%s'", in_dir("mem.h5"));
+    cr_assert_eq(lshlab_cli(args, in_dir("mem.yaml"), yaml), 3, "%s", slurp(in_dir("err.txt")));
+    const char *err = slurp(in_dir("err.txt"));
+    cr_expect(strstr(err, "dataset 'm' (n = 16) needs about ") &&
+              strstr(err, " on 1 thread for each of its 6 (layer, head) problems (they run one "
+                          "at a time), more than the memory limit of 2.0 MiB"), "%s", err);
+}
+
 /* validate says how many attention problems the points are spread over, per
  * dataset: a 2 x 2 file (4 problems, 16 points) and a dataset without axes
  * (1 problem, 4 points). */
