@@ -190,10 +190,12 @@ struct progress {
     struct table_row *rows;
     size_t n_topk;
     unsigned warned;            /* LSH_WARN_* bits already reported */
+    char reason[LSH_ERROR_MSG_MAX]; /* the last skipped or failed point's message */
 };
 
 struct table_row {
-    char unit[32]; /* " L1 H3" (unit_suffix), "" without axes */
+    char dataset[LSH_RUNS_NAME_LEN];
+    int32_t layer, head; /* -1: the data has no such axis */
     char strategy[48], params[64], mode[24], combine[8];
     unsigned h, b, rep;
     char status[8];
@@ -215,7 +217,6 @@ static const char *status_name(enum lsh_point_status s)
     return s == LSH_POINT_OK ? "ok" : s == LSH_POINT_SKIPPED ? "skipped" : "failed";
 }
 
-static void unit_suffix(int32_t layer, int32_t head, char *buf, size_t size);
 
 static void keep_row(struct progress *pg, const struct lsh_run_row *row)
 {
@@ -229,7 +230,9 @@ static void keep_row(struct progress *pg, const struct lsh_run_row *row)
     }
     struct table_row *t = &pg->rows[pg->shown++];
     const struct lsh_point_key *k = &row->key;
-    unit_suffix(k->layer, k->head, t->unit, sizeof t->unit);
+    snprintf(t->dataset, sizeof t->dataset, "%s", k->dataset);
+    t->layer = k->layer;
+    t->head = k->head;
     snprintf(t->strategy, sizeof t->strategy, "%s", k->strategy);
     snprintf(t->params, sizeof t->params, "%s", k->params);
     if (k->mode == LSH_MODE_BUCKET)
@@ -270,15 +273,29 @@ static void warn_zero_ratios(struct progress *pg, const struct lsh_run_row *r)
         }
 }
 
-/* " L1 H3", " H3", " L1" or "": the unit of a dataset with axes. */
+/* " layer 1 head 3", " head 3", " layer 1" or "": the unit of a dataset with
+ * axes, in words (an "H3" would read like the n_hashes H=1 beside it). */
 static void unit_suffix(int32_t layer, int32_t head, char *buf, size_t size)
 {
     int n = 0;
     buf[0] = '\0';
     if (layer >= 0)
-        n = snprintf(buf, size, " L%d", (int)layer);
+        n = snprintf(buf, size, " layer %d", (int)layer);
     if (head >= 0 && n >= 0 && (size_t)n < size)
-        snprintf(buf + n, size - (size_t)n, " H%d", (int)head);
+        snprintf(buf + n, size - (size_t)n, " head %d", (int)head);
+}
+
+/* " (layer 1, head 3)", " (head 3)", " (layer 1)" or "", as in messages. */
+static void unit_paren(int32_t layer, int32_t head, char *buf, size_t size)
+{
+    if (layer >= 0 && head >= 0)
+        snprintf(buf, size, " (layer %d, head %d)", (int)layer, (int)head);
+    else if (layer >= 0)
+        snprintf(buf, size, " (layer %d)", (int)layer);
+    else if (head >= 0)
+        snprintf(buf, size, " (head %d)", (int)head);
+    else
+        buf[0] = '\0';
 }
 
 static void on_progress(void *ctx, const struct lsh_progress *p)
@@ -290,10 +307,11 @@ static void on_progress(void *ctx, const struct lsh_progress *p)
         return;
     char el[32], eta[32] = "?";
     fmt_duration(p->elapsed, el, sizeof el);
-    char unit[32];
+    char unit[64];
     unit_suffix(p->row ? p->row->key.layer : p->layer, p->row ? p->row->key.head : p->head, unit,
                 sizeof unit);
     if (!strcmp(p->stage, "reference")) {
+        unit_paren(p->layer, p->head, unit, sizeof unit);
         fprintf(stderr, "%s[%s] reference for dataset '%s'%s: %.2fs (%.1f GFLOP/s), %s\n",
                 pg->tty ? "\r\033[K" : "", el, p->dataset, unit, p->seconds, p->gflops,
                 p->note ? p->note : "");
@@ -318,7 +336,16 @@ static void on_progress(void *ctx, const struct lsh_progress *p)
         snprintf(eta, sizeof eta, "0s");
     const struct lsh_run_row *r = p->row;
     const struct lsh_point_key *k = &r->key;
+    /* A unit that fails fails all its points with one message: give it once. */
+    const int new_reason = r->status != LSH_POINT_OK &&
+                           strncmp(r->message, pg->reason, sizeof pg->reason - 1) != 0;
+    if (r->status != LSH_POINT_OK)
+        snprintf(pg->reason, sizeof pg->reason, "%s", r->message);
     if (pg->tty) {
+        if (new_reason) /* a line that stays above the live one */
+            fprintf(stderr, "\r\033[Kpoint %llu %s%s %s: %s: %s\n",
+                    (unsigned long long)k->point_id, k->dataset, unit, k->strategy,
+                    status_name(r->status), r->message);
         fprintf(stderr, "\r\033[K[%zu/%zu %3.0f%%] %s%s %s H=%u B=%u  elapsed %s  ETA %s",
                 p->done, p->total, 100.0 * (double)p->done / (double)p->total, k->dataset, unit,
                 k->strategy, k->n_hashes, k->n_buckets, el, eta);
@@ -326,15 +353,17 @@ static void on_progress(void *ctx, const struct lsh_progress *p)
             fputc('\n', stderr);
     } else {
         fprintf(stderr,
-                "[%zu/%zu] point %llu %s%s %s%s%s H=%u B=%u rep=%u %s %s: %s out_rel_err=%.4g "
-                "density=%.4g (%.3fs) ETA %s\n",
+                "[%zu/%zu] point %llu %s%s %s%s%s H=%u B=%u rep=%u %s %s: %s",
                 p->done, p->total, (unsigned long long)k->point_id, k->dataset, unit, k->strategy,
                 k->params[0] ? " " : "", k->params, k->n_hashes, k->n_buckets, k->repeat,
-                lsh_mode_name(k->mode), lsh_combine_name(k->combine), status_name(r->status),
-                r->metrics.out_rel_err, r->metrics.density,
-                r->metrics.hash_seconds + r->metrics.eval_seconds, eta);
+                lsh_mode_name(k->mode), lsh_combine_name(k->combine), status_name(r->status));
+        /* a skipped or failed point has no metrics: its zeros are not shown */
+        if (r->status == LSH_POINT_OK)
+            fprintf(stderr, " out_rel_err=%.4g density=%.4g (%.3fs) ETA %s", r->metrics.out_rel_err,
+                    r->metrics.density, r->metrics.hash_seconds + r->metrics.eval_seconds, eta);
+        fputc('\n', stderr);
         if (r->status != LSH_POINT_OK)
-            fprintf(stderr, "    %s\n", r->message);
+            fprintf(stderr, "    %s\n", new_reason ? r->message : "(the same reason)");
     }
     fflush(stderr);
 }
@@ -344,21 +373,41 @@ static void print_table(const struct progress *pg, const char *output)
     const size_t limit = 60;
     if (pg->shown == 0)
         return;
-    int units = 0; /* a column for the layer and head when the data has them */
-    for (size_t t = 0; t < pg->shown && t < limit; t++)
-        units |= pg->rows[t].unit[0] != '\0';
+    int units = 0; /* columns for the layer and head when the data has them */
+    int datasets = 0; /* and one for the dataset when there are several */
+    size_t width = strlen("dataset");
+    for (size_t t = 0; t < pg->shown; t++) {
+        const size_t len = strlen(pg->rows[t].dataset);
+        width = len > width ? len : width;
+        datasets |= strcmp(pg->rows[t].dataset, pg->rows[0].dataset) != 0;
+        units |= t < limit && (pg->rows[t].layer >= 0 || pg->rows[t].head >= 0);
+    }
+    if (datasets)
+        printf("%-*s ", (int)width, "dataset");
     if (units)
-        printf("%-8s ", "unit");
+        printf("layer head ");
     printf("%-10s %-28s %3s %4s %3s %-12s %-6s %-7s %10s %10s %10s %10s %10s\n", "strategy",
            "params", "H", "B", "rep", "mode", "comb", "status", "out_err", "attn_err",
            "mass", "gram", "density");
     for (size_t t = 0; t < pg->shown && t < limit; t++) {
         const struct table_row *r = &pg->rows[t];
-        if (units)
-            printf("%-8s ", r->unit[0] ? r->unit + 1 : "-");
-        printf("%-10s %-28s %3u %4u %3u %-12s %-6s %-7s %10.4g %10.4g %10.4g %10.4g %10.4g\n",
-               r->strategy, r->params[0] ? r->params : "-", r->h, r->b, r->rep, r->mode,
-               r->combine, r->status, r->out, r->attn, r->mass, r->gram, r->dens);
+        if (datasets)
+            printf("%-*s ", (int)width, r->dataset);
+        for (int a = 0; units && a < 2; a++) {
+            const int32_t v = a ? r->head : r->layer;
+            if (v >= 0)
+                printf("%*d ", a ? 4 : 5, (int)v);
+            else
+                printf("%*s ", a ? 4 : 5, "-");
+        }
+        printf("%-10s %-28s %3u %4u %3u %-12s %-6s %-7s", r->strategy,
+               r->params[0] ? r->params : "-", r->h, r->b, r->rep, r->mode, r->combine,
+               r->status);
+        if (!strcmp(r->status, "ok")) /* the others have no metrics, not zeros */
+            printf(" %10.4g %10.4g %10.4g %10.4g %10.4g\n", r->out, r->attn, r->mass, r->gram,
+                   r->dens);
+        else
+            printf(" %10s %10s %10s %10s %10s\n", "-", "-", "-", "-", "-");
     }
     if (pg->shown > limit)
         printf("... %zu more rows: lshlab show %s\n", pg->shown - limit, output);
@@ -747,10 +796,13 @@ static int cmd_run(int argc, char **argv)
         .output = out_path, .cmdline = cmdline ? cmdline : "lshlab run", .stop = &stop_flag,
         .progress = on_progress, .progress_ctx = &pg,
     };
+    size_t problems = 0;
+    for (size_t k = 0; plan && k < plan->n_datasets; k++)
+        problems += lsh_plan_units(plan, k);
     if (!quiet)
-        fprintf(stderr, "lshlab %s: %s: %zu points (%zu hash groups) on %u thread%s -> %s\n",
-                LSHLAB_VERSION, cfg->name, plan->n_points, plan->n_groups, jobs,
-                jobs == 1 ? "" : "s", out_path);
+        fprintf(stderr, "lshlab %s: %s: %zu points (%zu attention problem%s, %zu hash groups) "
+                "on %u thread%s -> %s\n", LSHLAB_VERSION, cfg->name, plan->n_points, problems,
+                problems == 1 ? "" : "s", plan->n_groups, jobs, jobs == 1 ? "" : "s", out_path);
     struct lsh_run_summary sum;
     struct lsh_error err;
     lsh_error_clear(&err);
@@ -791,6 +843,37 @@ static int cmd_run(int argc, char **argv)
     return code;
 }
 
+/* One line per dataset: its (layer, head) problems, their shape and its
+ * points, e.g. "  dataset 'm': 2 layers x 4 heads = 8 problems (n = 1024,
+ * d = 32, d_v = 32), 384 points". */
+static void print_problems(const struct lsh_config *cfg, const struct lsh_plan *plan)
+{
+    for (size_t k = 0; k < plan->n_datasets; k++) {
+        const struct lsh_dataset_layout *l = &plan->shapes[k];
+        const size_t units = lsh_plan_units(plan, k);
+        const int has_layer = l->n_layers > 0 && l->layers[0] >= 0;
+        const int has_head = l->n_heads > 0 && l->heads[0] >= 0;
+        size_t points = 0;
+        for (size_t p = 0; p < plan->n_points; p++)
+            points += plan->groups[plan->passes[plan->points[p].pass].group].dataset == k;
+        char axes[96] = "";
+        if (has_layer && has_head)
+            snprintf(axes, sizeof axes, "%zu layer%s x %zu head%s = ", l->n_layers,
+                     l->n_layers == 1 ? "" : "s", l->n_heads, l->n_heads == 1 ? "" : "s");
+        else if (has_layer)
+            snprintf(axes, sizeof axes, "%zu layer%s = ", l->n_layers, l->n_layers == 1 ? "" : "s");
+        else if (has_head)
+            snprintf(axes, sizeof axes, "%zu head%s = ", l->n_heads, l->n_heads == 1 ? "" : "s");
+        char kv[112] = "";
+        if (has_head && l->kv_heads > 0 && l->kv_heads < l->src_heads)
+            snprintf(kv, sizeof kv, ", %zu key/value heads for %zu query heads", l->kv_heads,
+                     l->src_heads);
+        printf("  dataset '%s': %s%zu problem%s (n = %zu, d = %zu, d_v = %zu%s), %zu point%s\n",
+               cfg->datasets[k].name, axes, units, units == 1 ? "" : "s", l->n, l->d, l->d_v,
+               kv, points, points == 1 ? "" : "s");
+    }
+}
+
 static const char validate_usage[] =
     "usage: lshlab validate CONFIG\n"
     "\n"
@@ -821,11 +904,17 @@ static int cmd_validate(int argc, char **argv)
         code = check_memory(cfg, plan, lsh_cpu_count(), default_memory_limit());
     if (code == EXIT_OK) {
         if (plan) {
-            printf("%s: valid: %zu points (%zu datasets, %zu hash groups, %zu passes", argv[optind],
-                   plan->n_points, plan->n_datasets, plan->n_groups, plan->n_passes);
+            size_t problems = 0;
+            for (size_t k = 0; k < plan->n_datasets; k++)
+                problems += lsh_plan_units(plan, k);
+            printf("%s: valid: %zu points (%zu dataset%s, %zu attention problem%s, %zu hash "
+                   "groups, %zu passes", argv[optind], plan->n_points, plan->n_datasets,
+                   plan->n_datasets == 1 ? "" : "s", problems, problems == 1 ? "" : "s",
+                   plan->n_groups, plan->n_passes);
             if (plan->n_skipped_groups)
                 printf("; %zu hash groups skipped as invalid", plan->n_skipped_groups);
             printf(") -> %s\n", cfg->output);
+            print_problems(cfg, plan);
         } else {
             printf("%s: valid: collision experiment, %zu rows", argv[optind], cplan->n_rows);
             if (cplan->n_skipped)

@@ -516,12 +516,18 @@ int lsh_plan_check_memory(const struct lsh_config *cfg, const struct lsh_plan *p
             human_bytes(base, need, sizeof need);
             human_bytes(limit, have, sizeof have);
             const struct lsh_dataset_spec *ds = &cfg->datasets[k];
+            /* problems run one at a time: fewer heads would not help */
+            const size_t units = lsh_plan_units(plan, k);
+            char each[96] = "";
+            if (units > 1)
+                snprintf(each, sizeof each, " for each of its %zu (layer, head) problems (they "
+                         "run one at a time)", units);
             return lsh_error_at(err, LSH_ECONFIG, cfg->path, ds->line, ds->column,
-                                "dataset '%s' (n = %zu) needs about %s on %u thread%s, more "
+                                "dataset '%s' (n = %zu) needs about %s on %u thread%s%s, more "
                                 "than the memory limit of %s; allowed: raise --memory-limit, "
                                 "use fewer threads (-j) or fewer n_hashes",
                                 ds->name, plan->shapes[k].n, need, threads,
-                                threads == 1 ? "" : "s", have);
+                                threads == 1 ? "" : "s", each, have);
         }
     }
     return 0;

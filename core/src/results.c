@@ -1302,6 +1302,39 @@ static int read_attr_u64(hid_t obj, const char *name, uint64_t *v)
 }
 
 /* An int32 array attribute equal to v[0..n)?  1 yes, 0 no (or absent). */
+/* "[0, 1, 2]", cut with "..." when it does not fit size. */
+static void i32_list(const int32_t *v, size_t n, char *buf, size_t size)
+{
+    size_t len = (size_t)snprintf(buf, size, "[");
+    for (size_t i = 0; i < n && len < size; i++) {
+        if (len + 16 >= size) {
+            snprintf(buf + len, size - len, "...");
+            return;
+        }
+        len += (size_t)snprintf(buf + len, size - len, "%s%" PRId32, i ? ", " : "", v[i]);
+    }
+    if (len < size)
+        snprintf(buf + len, size - len, "]");
+}
+
+/* The int32 array attribute name of obj as text ("[0, 1]"), or "none". */
+static void attr_i32s_text(hid_t obj, const char *name, char *buf, size_t size)
+{
+    hid_t attr = H5Aexists(obj, name) > 0 ? H5Aopen(obj, name, H5P_DEFAULT) : NO_HID;
+    hid_t space = attr >= 0 ? H5Aget_space(attr) : NO_HID;
+    hssize_t count = space >= 0 ? H5Sget_simple_extent_npoints(space) : -1;
+    int32_t *got = count >= 0 ? malloc(((size_t)count + 1) * sizeof *got) : NULL;
+    if (got && H5Aread(attr, H5T_NATIVE_INT32, got) >= 0)
+        i32_list(got, (size_t)count, buf, size);
+    else
+        snprintf(buf, size, "none");
+    free(got);
+    if (space >= 0)
+        H5Sclose(space);
+    if (attr >= 0)
+        H5Aclose(attr);
+}
+
 static int attr_i32s_equal(hid_t obj, const char *name, const int32_t *v, size_t n)
 {
     hid_t attr = H5Aexists(obj, name) > 0 ? H5Aopen(obj, name, H5P_DEFAULT) : NO_HID;
@@ -1334,8 +1367,10 @@ static void unit_text(const struct lsh_dataset_unit u, char *buf, size_t size)
         buf[0] = '\0';
 }
 
+/* unit: name the unit (its own digest changed), or not (the dataset's
+ * shape or selection did, which no one unit is to blame for). */
 static int input_changed(const struct lsh_results *res, const struct lsh_dataset *ds,
-                         const char *what, struct lsh_error *err)
+                         int unit_named, const char *what, struct lsh_error *err)
 {
     const struct lsh_dataset_spec *spec = ds->spec;
     char input[600], unit[64];
@@ -1346,7 +1381,9 @@ static int input_changed(const struct lsh_results *res, const struct lsh_dataset
                  spec->k || spec->v ? ", ..." : "");
     else
         snprintf(input, sizeof input, "generated data");
-    unit_text(ds->unit, unit, sizeof unit);
+    unit[0] = '\0';
+    if (unit_named)
+        unit_text(ds->unit, unit, sizeof unit);
     return lsh_error_set(err, LSH_EDATA,
                          "cannot resume '%s': dataset '%s'%s (%s) changed since the run began "
                          "(%s); its rows would mix with the old ones: restore the input, or "
@@ -1370,16 +1407,23 @@ static int check_input(const struct lsh_results *res, hid_t group,
             if (read_attr_u64(group, names[i], &then) == 0 && then != now[i])
                 snprintf(what, sizeof what, "%s was %" PRIu64 ", it is %" PRIu64 " now",
                          names[i], then, now[i]);
-        if (!what[0] && lay &&
-            (!attr_i32s_equal(group, "layers", lay->layers, lay->n_layers) ||
-             !attr_i32s_equal(group, "heads", lay->heads, lay->n_heads)))
-            snprintf(what, sizeof what, "its selected layers or heads differ");
+        for (int a = 0; a < 2 && !what[0] && lay; a++) {
+            const char *axis = a ? "heads" : "layers";
+            const int32_t *v = a ? lay->heads : lay->layers;
+            const size_t n = a ? lay->n_heads : lay->n_layers;
+            if (attr_i32s_equal(group, axis, v, n))
+                continue;
+            char was[80], is[80];
+            attr_i32s_text(group, axis, was, sizeof was);
+            i32_list(v, n, is, sizeof is);
+            snprintf(what, sizeof what, "its %s were %s, they are %s now", axis, was, is);
+        }
     }
     /* files written before digests were recorded have none to compare */
     if (!what[0] && (unit_group || !has_axes(ds->unit)) &&
         read_attr_u64(group, "input_digest", &then) == 0 && then != input_digest(ds))
         snprintf(what, sizeof what, "its contents differ");
-    return what[0] ? input_changed(res, ds, what, err) : 0;
+    return what[0] ? input_changed(res, ds, unit_group, what, err) : 0;
 }
 
 static herr_t attr_i32s(hid_t obj, const char *name, const int32_t *v, size_t n)

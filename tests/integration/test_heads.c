@@ -16,6 +16,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <hdf5.h>
@@ -570,6 +571,26 @@ Test(heads, resume_refuses_a_unit_whose_input_changed)
               strstr(err.message, "changed since the run began"), "%s", err.message);
 }
 
+/* A file that gained a layer since the run began: the message says which
+ * selection changed and how (both lists), not a unit that did not change. */
+Test(heads, resume_names_the_layers_that_changed)
+{
+    const char *file = in_dir("in4l.h5");
+    write_input(file, 4, 2, 2, 24, 4, -1, 1);
+    char yaml[1024];
+    heads_yaml(yaml, sizeof yaml, file, "");
+    const char *out = in_dir("grown.h5");
+    struct lsh_error err;
+    cr_assert_eq(run(yaml, out, 1, LSH_RESULTS_CREATE, 6, NULL, &err), LSH_EINTR, "%s",
+                 err.message);
+    write_input(file, 4, 3, 2, 24, 4, -1, 1);
+    cr_assert_eq(run(yaml, out, 1, LSH_RESULTS_RESUME, 0, NULL, &err), LSH_EDATA, "%s",
+                 err.message);
+    cr_expect(strstr(err.message, "dataset 'm' (input file ") &&
+              strstr(err.message, "its layers were [0, 1], they are [0, 1, 2] now"), "%s",
+              err.message);
+}
+
 /* ---- a head that cannot be evaluated ----------------------------------------------------- */
 
 /* Head 1's values are 10^5 times the others: finite, but its scores
@@ -730,8 +751,9 @@ static char *slurp(const char *path)
     return buf;
 }
 
-/* Progress lines name the layer and head ("m L1 H0"), the table has a unit
- * column, and the run ends with where its time went. */
+/* Progress lines name the layer and head in words ("m layer 1 head 0", not
+ * "L1 H0", which reads like the n_hashes H=1 beside it), the table has layer
+ * and head columns, and the run ends with where its time went. */
 Test(heads, progress_names_the_unit_and_the_run_prints_its_time)
 {
     const char *exe = getenv("LSHLAB_EXE");
@@ -749,10 +771,11 @@ Test(heads, progress_names_the_unit_and_the_run_prints_its_time)
              in_dir("cli.h5"), in_dir("out.txt"), in_dir("err.txt"));
     cr_assert_eq(system(cmd), 0, "%s", slurp(in_dir("err.txt")));
     const char *err = slurp(in_dir("err.txt"));
-    cr_expect(strstr(err, "reference for dataset 'm' L1 H0:"), "%s", err);
-    cr_expect(strstr(err, "point 14 m L1 H1 hyperplane"), "%s", err);
+    cr_expect(strstr(err, "reference for dataset 'm' (layer 1, head 0):"), "%s", err);
+    cr_expect(strstr(err, "point 14 m layer 1 head 1 hyperplane H=1 B=4"), "%s", err);
     const char *out = slurp(in_dir("out.txt"));
-    cr_expect(strstr(out, "\nL1 H1    hyperplane"), "%s", out);
+    cr_expect(strstr(out, "layer head strategy"), "%s", out);
+    cr_expect(strstr(out, "\n    1    1 hyperplane"), "%s", out);
     cr_expect(strstr(out, "\ntime: data ") && strstr(out, " s, reference ") &&
               strstr(out, " s, hashing ") && strstr(out, " s, evaluation ") &&
               strstr(out, " s, writing ") && strstr(out, " s, other "), "%s", out);
@@ -864,4 +887,120 @@ Test(heads, a_template_runs_the_same_problems_as_a_rank_4_array)
     cr_assert_eq(run(yaml, in_dir("tpl_out.h5"), 1, LSH_RESULTS_CREATE, 0, NULL, &err), 0, "%s",
                  err.message);
     expect_same_rows(in_dir("arr_out.h5"), in_dir("tpl_out.h5"));
+}
+
+/* Write yaml to cfg and run `lshlab ARGS` on it; its exit status, stdout and
+ * stderr (in out.txt and err.txt). */
+static int lshlab_cli(const char *args, const char *cfg, const char *yaml)
+{
+    const char *exe = getenv("LSHLAB_EXE");
+    cr_assert_not_null(exe, "LSHLAB_EXE is not set (run through meson test)");
+    FILE *f = fopen(cfg, "w");
+    cr_assert_not_null(f);
+    fputs(yaml, f);
+    fclose(f);
+    char cmd[2048];
+    snprintf(cmd, sizeof cmd, "'%s' %s '%s' >'%s' 2>'%s'", exe, args, cfg, in_dir("out.txt"),
+             in_dir("err.txt"));
+    int st = system(cmd);
+    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
+/* A head whose points all fail says why once, not once per point. */
+Test(heads, a_failed_head_gives_its_reason_once)
+{
+    const char *file = in_dir("big3.h5");
+    write_input(file, 3, 1, 2, 16, 4, 1, 1e5);
+    char yaml[1024];
+    snprintf(yaml, sizeof yaml,
+             "name: t\nseed: 5\n"
+             "datasets: [{name: m, kind: hdf5, file: %s, q: /q, k: /k, v: /v}]\n"
+             "attention: {keys: separate}\n"
+             "strategies: [{name: rotation}]\n"
+             "sweep: {n_hashes: [1, 2, 4], n_buckets: [4]}\n", file);
+    char args[512];
+    snprintf(args, sizeof args, "run -j 1 -o '%s'", in_dir("t3.h5"));
+    cr_assert_eq(lshlab_cli(args, in_dir("t3.yaml"), yaml), 5, "%s", slurp(in_dir("err.txt")));
+    const char *err = slurp(in_dir("err.txt"));
+    size_t reasons = 0;
+    for (const char *p = err; (p = strstr(p, "scores scale * q.k reach")); p++)
+        reasons++;
+    cr_expect_eq(reasons, 1, "%s", err);
+    cr_expect(strstr(err, "H=2 B=4 rep=0 bucket union: failed\n    (the same reason)\n"), "%s",
+              err);
+}
+
+/* The memory a multi-head dataset needs is one problem's, since problems run
+ * one at a time: the refusal says so, so no one shrinks the head selection
+ * to fit. */
+Test(heads, memory_refusal_says_problems_run_one_at_a_time)
+{
+    const char *file = in_dir("in4m.h5");
+    write_input(file, 4, 2, 3, 16, 4, -1, 1);
+    char yaml[1024];
+    heads_yaml(yaml, sizeof yaml, file, "");
+    char args[512];
+    snprintf(args, sizeof args, "run -j 1 --memory-limit 2M -o '%s'", in_dir("mem.h5"));
+    cr_assert_eq(lshlab_cli(args, in_dir("mem.yaml"), yaml), 3, "%s", slurp(in_dir("err.txt")));
+    const char *err = slurp(in_dir("err.txt"));
+    cr_expect(strstr(err, "dataset 'm' (n = 16) needs about ") &&
+              strstr(err, " on 1 thread for each of its 6 (layer, head) problems (they run one "
+                          "at a time), more than the memory limit of 2.0 MiB"), "%s", err);
+}
+
+/* validate says how many attention problems the points are spread over, per
+ * dataset: a 2 x 2 file (4 problems, 16 points) and a dataset without axes
+ * (1 problem, 4 points). */
+Test(heads, validate_counts_the_problems_of_each_dataset)
+{
+    const char *file = in_dir("in4v.h5");
+    write_input(file, 4, 2, 2, 16, 4, -1, 1);
+    char yaml[1024];
+    snprintf(yaml, sizeof yaml,
+             "name: t\nseed: 5\n"
+             "datasets:\n"
+             "  - {name: m, kind: hdf5, file: %s, q: /q, k: /k, v: /v}\n"
+             "  - {name: g, kind: gaussian, n: 16, d: 4}\n"
+             "attention: {keys: separate}\n"
+             "strategies: [{name: rotation}, {name: hyperplane}]\n"
+             "sweep: {n_hashes: [1, 2], n_buckets: [4]}\n", file);
+    cr_assert_eq(lshlab_cli("validate", in_dir("v.yaml"), yaml), 0, "%s",
+                 slurp(in_dir("err.txt")));
+    const char *out = slurp(in_dir("out.txt"));
+    cr_expect(strstr(out, "valid: 20 points (2 datasets, 5 attention problems, 10 hash groups"),
+              "%s", out);
+    cr_expect(strstr(out, "\n  dataset 'm': 2 layers x 2 heads = 4 problems (n = 16, d = 4, "
+                          "d_v = 4), 16 points\n"), "%s", out);
+    cr_expect(strstr(out, "\n  dataset 'g': 1 problem (n = 16, d = 4, d_v = 4), 4 points\n"),
+              "%s", out);
+}
+
+/* The table at the end of a run over two datasets says which dataset each
+ * row is of, and a failed point's progress line shows no metrics (it has
+ * none), only its reason. */
+Test(heads, run_table_names_the_dataset_and_failed_points_show_no_metrics)
+{
+    const char *file = in_dir("big2.h5");
+    write_input(file, 3, 1, 2, 16, 4, 1, 1e5);
+    char yaml[1024];
+    snprintf(yaml, sizeof yaml,
+             "name: t\nseed: 5\n"
+             "datasets:\n"
+             "  - {name: m, kind: hdf5, file: %s, q: /q, k: /k, v: /v}\n"
+             "  - {name: gauss, kind: gaussian, n: 16, d: 4}\n"
+             "attention: {keys: separate}\n"
+             "strategies: [{name: rotation}]\n"
+             "sweep: {n_hashes: [1], n_buckets: [4]}\n", file);
+    char args[512];
+    snprintf(args, sizeof args, "run -j 1 -o '%s'", in_dir("t2.h5"));
+    cr_assert_eq(lshlab_cli(args, in_dir("t2.yaml"), yaml), 5, "%s", slurp(in_dir("err.txt")));
+    const char *err = slurp(in_dir("err.txt"));
+    cr_expect(strstr(err, "point 1 m head 1 rotation orthogonal=false,factors=[] H=1 B=4 rep=0 "
+                          "bucket union: failed\n    dataset 'm' (head 1): scores"), "%s", err);
+    const char *out = slurp(in_dir("out.txt"));
+    cr_expect(strstr(out, "dataset layer head strategy"), "%s", out);
+    cr_expect(strstr(out, "\nm           -    0 rotation"), "%s", out);
+    cr_expect(strstr(out, "\ngauss       -    - rotation"), "%s", out);
+    cr_expect(strstr(out, "union  failed           -          -          -          -          -\n"),
+              "%s", out);
 }

@@ -211,6 +211,21 @@ class SummaryGroupByTest(HeadsFile):
             self.assertAlmostEqual(float(r["mass_recall"]), m, places=14)
             self.assertAlmostEqual(float(r["mass_recall_se"]), se, places=14)
 
+    def test_group_by_layer_and_head_over_two_models_warns_that_it_pools_them(self):
+        rows = heads_rows()
+        rows += [[r[0] + 1000, b"other"] + r[2:] for r in heads_rows()]
+        path = self.write("two_models.h5", rows)
+        rc, out, err = self.summary(path, "--group-by", "layer,head", *self.AT)
+        self.assertEqual(rc, 0, err)
+        got = list(csv.DictReader(io.StringIO(out)))
+        self.assertEqual(got[0]["n"], "8")  # 2 strategies x 2 repeats x 2 datasets
+        self.assertIn("note: groups pool the rows of 2 datasets (tiny, other); add "
+                      "dataset to --group-by to keep them apart", err)
+        rc, out, err = self.summary(path, "--group-by", "dataset,layer,head", *self.AT)
+        self.assertNotIn("pools", err)
+        rc, out, err = self.summary(self.heads_file(), "--group-by", "layer,head", *self.AT)
+        self.assertNotIn("pools", err)
+
     def test_group_by_layer_pools_heads_and_repeats(self):
         rc, out, _ = self.summary(self.heads_file(), "--group-by", "strategy,layer", *self.AT)
         self.assertEqual(rc, 0)
@@ -391,6 +406,58 @@ class HeadFiguresTest(HeadsFile):
         self.assertEqual(rc, 0, err)
         np.testing.assert_allclose(drawn["ambiguous_heads_mass_recall"]["panels"][1]["matrix"],
                                    np.array(KMEANS_2_8) + 0.5, rtol=0, atol=1e-14)
+
+    def failed_file(self, fail):
+        """The 2 x 2 file with every row of the (strategy, layer, head) that fail(...)
+        picks failed (as when a head's scores overflow): no metrics, status failed."""
+        rows = heads_rows()
+        for r in rows:
+            if fail(r[4].decode(), r[2], r[3]):
+                r[15], r[16] = b"failed", b"dataset 'tiny': scores overflow"
+                r[-3:] = [0.0, 0.0, 0.0]
+        return self.write("failed.h5", rows)
+
+    def test_a_layer_whose_heads_all_failed_is_drawn_as_failed_cells(self):
+        path = self.failed_file(lambda s, layer, head: layer == 1)
+        rc, files, err, drawn = self.plot(path, "--only", "heads,head_spread")
+        self.assertEqual(rc, 0, err)
+        d = drawn["failed_heads_mass_recall"]
+        # The failed layer keeps its row: it is not silently left out of the grid.
+        self.assertEqual((d["layers"], d["heads"]), ([0, 1], [0, 1]))
+        for p, want in zip(d["panels"], (ROTATION_2_8, KMEANS_2_8)):
+            np.testing.assert_allclose(p["matrix"][0], want[0], rtol=0, atol=1e-14)
+            self.assertTrue(np.isnan(p["matrix"][1]).all())
+            self.assertEqual(sorted(p["texts"]),
+                             [(0, j, f"{want[0][j]:.2f}") for j in (0, 1)]
+                             + [(1, 0, "failed"), (1, 1, "failed")])
+        self.assertIn("2 heads failed (grey): L1 H0, L1 H1", d["title"])
+        s = drawn["failed_head_spread_mass_recall"]
+        self.assertIn("across 2 heads", s["title"])
+        self.assertIn("2 heads failed, left out: L1 H0, L1 H1", s["title"])
+        for g in s["groups"]:
+            self.assertEqual(g["units"], [(0, 0), (0, 1)])
+
+    def test_a_head_failed_for_one_strategy_is_failed_in_its_panel_only(self):
+        path = self.failed_file(lambda s, layer, head: (s, layer, head) == ("rotation", 1, 1))
+        rc, files, err, drawn = self.plot(path, "--only", "heads")
+        self.assertEqual(rc, 0, err)
+        d = drawn["failed_heads_mass_recall"]
+        rot, km = d["panels"]
+        self.assertIn((1, 1, "failed"), rot["texts"])
+        self.assertTrue(np.isnan(rot["matrix"][1][1]))
+        np.testing.assert_allclose(km["matrix"], KMEANS_2_8, rtol=0, atol=1e-14)
+        self.assertNotIn("failed", [t for _, _, t in km["texts"]])
+        self.assertIn("1 head failed (grey): L1 H1", d["title"])
+
+    def test_one_head_selected_keeps_the_heatmap_short(self):
+        rc, _, err, drawn = self.plot(self.heads_file(), "--only", "heads", "--where", "head=1")
+        self.assertEqual(rc, 0, err)
+        d = drawn["heads_heads_mass_recall"]
+        self.assertEqual((d["layers"], d["heads"]), ([0, 1], [1]))
+        np.testing.assert_allclose(d["panels"][0]["matrix"], [[0.45], [0.12]], rtol=0,
+                                   atol=1e-14)
+        # two cells a panel: the height of two rows of a wide heatmap, not 4 in
+        self.assertLessEqual(d["size"][1], 2.0)
 
     def test_single_head_files_get_no_head_figures(self):
         path = self.v1_file()

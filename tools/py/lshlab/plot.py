@@ -592,6 +592,26 @@ def ambiguity(rows):
     return None
 
 
+def unit_name(unit):
+    """(1, 3) -> "L1 H3"; an absent axis (-1) is left out."""
+    layer, head = unit
+    return " ".join(([f"L{layer}"] if layer >= 0 else []) + ([f"H{head}"] if head >= 0 else []))
+
+
+def failed_cells(failed, cols, key, h, b=None):
+    """The (layer, head) pairs with a failed row of series key at n_hashes h (and
+    n_buckets b, when given): the heads whose points failed there."""
+    if failed is None or not len(failed):
+        return set()
+    mask = failed["n_hashes"] == h
+    if b is not None:
+        mask &= failed["n_buckets"] == b
+    rows = series_rows(failed.select(mask), cols, key)
+    if not len(rows) or "layer" not in rows:
+        return set()
+    return {(int(a), int(c)) for a, c in zip(rows["layer"], rows["head"])}
+
+
 def head_grid(rows, metric, layers, heads):
     """(matrix, repeats): the mean of metric over the rows of each (layer, head),
     layers down, heads across (NaN where there is no row), and the row count of
@@ -605,6 +625,15 @@ def head_grid(rows, metric, layers, heads):
         m[i, j] = mean_se_of(rows.select(idx), metric)[0]
         n[i, j] = len(idx)
     return m, n
+
+
+def _failed_text(units, how):
+    """"; 2 heads failed (grey): L1 H0, L1 H1", or "" without failed heads."""
+    if not units:
+        return ""
+    k = len(units)
+    return (f"; {k} head{'s' if k > 1 else ''} failed{how}: "
+            + ", ".join(unit_name(u) for u in sorted(units)))
 
 
 def _repeats_text(counts):
@@ -623,10 +652,14 @@ def _axis_labels(values, word):
     return [str(v) for v in values], word
 
 
-def fig_heads(w, runs, metric, width, name, n_hashes, n_buckets, dataset_attrs=None):
+def fig_heads(w, runs, metric, width, name, n_hashes, n_buckets, dataset_attrs=None,
+              failed=None):
     """The layer x head heatmap of metric at one (n_hashes, n_buckets): one panel per
-    series (strategy and its settings), values in the cells, one colour scale."""
-    units = head_units(runs)
+    series (strategy and its settings), values in the cells, one colour scale.
+    failed, when given, are the dataset's failed rows: a head without ok rows whose
+    points failed keeps its cell, grey and marked "failed", and the title names it."""
+    units = sorted(set(head_units(runs)) | (set(head_units(failed))
+                                            if failed is not None and len(failed) else set()))
     if len(units) < 2:
         return f"{name}: one (layer, head) only"
     h, b = default_point(runs, n_hashes, n_buckets)
@@ -638,7 +671,7 @@ def fig_heads(w, runs, metric, width, name, n_hashes, n_buckets, dataset_attrs=N
     cols, series = build_series(runs, ["strategy", "params"] + SETTING_COLUMNS)
     layers = sorted({a for a, _ in units})
     heads = sorted({c for _, c in units})
-    panels, counts = [], []
+    panels, counts, fails = [], [], []
     for key, st in series.items():
         rows = series_rows(at, cols, key)
         why = ambiguity(rows)
@@ -647,6 +680,8 @@ def fig_heads(w, runs, metric, width, name, n_hashes, n_buckets, dataset_attrs=N
         m, n = head_grid(rows, metric, layers, heads)
         panels.append((st, m))
         counts.append(n)
+        fails.append({u for u in failed_cells(failed, cols, key, h, b)
+                      if n[layers.index(u[0]), heads.index(u[1])] == 0})
     vals = np.concatenate([m[np.isfinite(m)] for _, m in panels])
     if not len(vals):
         return f"{name}: no finite {metric} at n_hashes = {h}, n_buckets = {b}"
@@ -663,7 +698,9 @@ def fig_heads(w, runs, metric, width, name, n_hashes, n_buckets, dataset_attrs=N
     nrows = int(math.ceil(len(panels) / ncols))
     panel_w = width / ncols
     cell_in = panel_w * 0.78 / nh
-    panel_h = min(4.0, max(1.2, cell_in * nl + 0.75))
+    # cells at most about as tall as a wide heatmap's: one head selected
+    # (--where head=2) must not stretch its column into a poster
+    panel_h = min(4.0, max(1.2, min(cell_in, 0.45) * nl + 0.75))
     fig, axes = plt.subplots(nrows, ncols, figsize=(width, panel_h * nrows + 0.3),
                              squeeze=False)
     flat = list(axes.ravel())
@@ -681,8 +718,8 @@ def fig_heads(w, runs, metric, width, name, n_hashes, n_buckets, dataset_attrs=N
     if kv is not None and 0 < kv < nh and hword == "head":
         hword = f"query head ({kv} key/value heads)"
     record = {"metric": metric, "n_hashes": h, "n_buckets": b, "layers": layers,
-              "heads": heads, "panels": []}
-    for ax, (st, m), n in zip(axes, panels, counts):
+              "heads": heads, "panels": [], "size": tuple(fig.get_size_inches())}
+    for ax, (st, m), n, bad in zip(axes, panels, counts, fails):
         ax.grid(False)
         im = ax.imshow(np.ma.masked_invalid(m), origin="upper", aspect="auto", cmap=cmap,
                        norm=norm, interpolation="nearest")
@@ -704,6 +741,10 @@ def fig_heads(w, runs, metric, width, name, n_hashes, n_buckets, dataset_attrs=N
                         ax.text(j, i, t, ha="center", va="center", fontsize=6,
                                 color="white" if dark else "black")
                         texts.append((i, j, t))
+                    elif (layers[i], heads[j]) in bad:
+                        ax.text(j, i, "failed", ha="center", va="center", fontsize=5,
+                                color="#a00000")
+                        texts.append((i, j, "failed"))
                     elif n[i, j] == 0:
                         ax.text(j, i, "n/a", ha="center", va="center", fontsize=5,
                                 color="0.4")
@@ -721,6 +762,7 @@ def fig_heads(w, runs, metric, width, name, n_hashes, n_buckets, dataset_attrs=N
     cb.set_label(SHORT.get(metric, metric))
     title = (f"{SHORT.get(metric, metric)} per head at n_hashes = {h}, n_buckets = {b}; "
              f"{_repeats_text(np.concatenate([c.ravel() for c in counts]))}")
+    title += _failed_text(set().union(*fails), " (grey)")
     record["title"] = title
     w.drawn[f"{w.stem}_{name}"] = record
     w.save(fig, name, tight=False, title=textwrap.fill(title, int(width * 16)),
@@ -728,7 +770,7 @@ def fig_heads(w, runs, metric, width, name, n_hashes, n_buckets, dataset_attrs=N
     return None
 
 
-def fig_head_spread(w, runs, metric, width, name, n_hashes, baseline=None):
+def fig_head_spread(w, runs, metric, width, name, n_hashes, baseline=None, failed=None):
     """The spread over heads of metric, per series and n_buckets at one n_hashes:
     a box (quartiles, whiskers to 1.5 IQR) and a dot per (layer, head).  baseline,
     when given, is (dataset name, its rows): the mean of metric over all its rows
@@ -745,7 +787,7 @@ def fig_head_spread(w, runs, metric, width, name, n_hashes, baseline=None):
     cols, series = build_series(runs, ["strategy", "params"] + SETTING_COLUMNS)
     layers = sorted({a for a, _ in units})
     heads = sorted({c for _, c in units})
-    groups, counts = [], []
+    groups, counts, lost = [], [], set()
     for bi, b in enumerate(bs):
         ab = at.select(at["n_buckets"] == b)
         for si, (key, st) in enumerate(series.items()):
@@ -757,6 +799,8 @@ def fig_head_spread(w, runs, metric, width, name, n_hashes, baseline=None):
                 return f"{name}: {st.label}, n_buckets = {b}: {why}"
             m, n = head_grid(rows, metric, layers, heads)
             keep = np.isfinite(m)
+            lost |= {u for u in failed_cells(failed, cols, key, h, b)
+                     if u not in units or not keep[layers.index(u[0]), heads.index(u[1])]}
             groups.append((bi, si, b, st, m[keep], [(layers[i], heads[j])
                                                    for i, j in zip(*np.nonzero(keep))]))
             counts.append(n)
@@ -818,6 +862,7 @@ def fig_head_spread(w, runs, metric, width, name, n_hashes, baseline=None):
              "a dot per (layer, head), "
              f"{_repeats_text(np.concatenate([c.ravel() for c in counts]))}; "
              "boxes: quartiles, whiskers to 1.5 IQR")
+    title += _failed_text(lost, ", left out")
     record["title"] = title
     w.drawn[f"{w.stem}_{name}"] = record
     w.save(fig, name, title=textwrap.fill(title, int(width * 16)), heads_note=False)
@@ -1073,15 +1118,23 @@ def main(argv=None, drawn=None):
 
         for ds in datasets:
             r = ok.select(ok["dataset"] == ds)
+            bad = (runs.select((runs["dataset"] == ds) & (runs["status"] == "failed"))
+                   if "status" in runs else None)
             w = Writer(args.output, f"{stem}_{ds}" if named else stem, formats, args.dpi,
                        drawn)
             units = head_units(r)
+            lost = sorted(set(head_units(bad)) - set(units)) if bad is not None and len(bad) \
+                else []
             if len(units) > 1:
                 nl = len({a for a, _ in units})
                 nh = len({b for _, b in units})
                 w.heads_note = (f"mean over the {len(units)} heads of {ds}"
                                 + (f" ({nl} layers × {nh} heads)" if nl > 1 else "")
+                                + _failed_text(lost, ", left out")
                                 + "; error bars, where drawn, spread over heads and repeats")
+            elif lost:
+                w.heads_note = f"{unit_name(units[0])} of {ds}" + _failed_text(lost, ", left out")
+            units = units + lost
             jobs = []
             for suffix, rs, subtitle in split_settings(r):
                 jobs.append((None, lambda t=subtitle: setattr(w, "subtitle", t)))
@@ -1093,11 +1146,11 @@ def main(argv=None, drawn=None):
                 if len(units) > 1 or (only and ({"heads", "head_spread"} & only)):
                     jobs += [(f"heads_{m}", lambda m=m, rs=rs, n=f"heads_{m}{suffix}":
                               fig_heads(w, rs, m, width, n, args.n_hashes, args.n_buckets,
-                                        ds_attrs.get(ds))) for m in head_metrics]
+                                        ds_attrs.get(ds), bad)) for m in head_metrics]
                     jobs += [(f"head_spread_{m}", lambda m=m, rs=rs,
                               n=f"head_spread_{m}{suffix}":
                               fig_head_spread(w, rs, m, width, n, args.n_hashes,
-                                              baseline(ds)))
+                                              baseline(ds), bad))
                              for m in head_metrics]
             jobs.append((None, lambda: setattr(w, "subtitle", None)))
             jobs.append(("balance", lambda: fig_balance(w, r, width, "balance")))

@@ -126,6 +126,20 @@ def main(argv=None):
                          + ", ".join(metrics))
         metrics = want
 
+    # Layer and head numbers of two models are not the same heads: say when a
+    # group mixes datasets the grouping does not name.
+    if ("dataset" in table and "dataset" not in keys and len(table)
+            and {"layer", "head"} & set(keys)):
+        pooled = []
+        for _, idx in lr.group_rows(table, keys):
+            names = lr.unique_in_order(table["dataset"][idx])
+            if len(names) > 1 and len(names) > len(pooled):
+                pooled = names
+        if pooled:
+            print(f"tools/summary: note: groups pool the rows of {len(pooled)} datasets "
+                  f"({', '.join(pooled)}); add dataset to --group-by to keep them apart",
+                  file=sys.stderr)
+
     rows = []
     for values, idx in lr.group_rows(table, keys):
         out = list(values) + [len(idx)]
