@@ -1393,7 +1393,7 @@ Test(config, repeats_n_hashes_and_look_back_are_bounded)
 Test(config, the_number_of_points_is_bounded)
 {
     /* 10000 repeats x 2 n_buckets x 200 n_hashes = 4e6 points: allowed */
-    char y[4096], list[2048] = "";
+    char y[8192], list[2048] = "";
     for (int k = 1; k <= 200; k++)
         snprintf(list + strlen(list), sizeof list - strlen(list), "%s%d", k > 1 ? ", " : "", k);
     snprintf(y, sizeof y, HEAD "repeats: 10000\n" "datasets:\n  - {name: g, kind: gaussian, n: 100, "
