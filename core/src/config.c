@@ -2042,20 +2042,6 @@ int lsh_config_parse(const char *text, size_t len, const char *path,
     return 0;
 }
 
-/* What a non-regular file is, for the message. */
-static const char *file_kind(mode_t mode)
-{
-    if (S_ISDIR(mode))
-        return "a folder";
-    if (S_ISFIFO(mode))
-        return "a FIFO (named pipe)";
-    if (S_ISCHR(mode) || S_ISBLK(mode))
-        return "a device";
-    if (S_ISSOCK(mode))
-        return "a socket";
-    return "not a regular file";
-}
-
 /* The whole of a regular file of at most LSH_CONFIG_SIZE_MAX bytes.  It is
  * opened without blocking (a FIFO with no writer would wait forever) and
  * refused unless regular, so neither a pipe nor /dev/zero is read. */
@@ -2072,7 +2058,7 @@ static int read_config_file(const char *path, char **text, size_t *len, struct l
                           strerror(errno));
     else if (!S_ISREG(st.st_mode))
         rc = lsh_error_at(err, LSH_ECONFIG, path, 0, 0, "the configuration is %s; allowed: a "
-                          "regular file", file_kind(st.st_mode));
+                          "regular file", lsh_file_kind(st.st_mode));
     else if ((uintmax_t)st.st_size > LSH_CONFIG_SIZE_MAX)
         rc = lsh_error_at(err, LSH_ECONFIG, path, 0, 0, "the configuration is %jd bytes; "
                           "allowed: at most %zu (16 MiB)", (intmax_t)st.st_size,

@@ -218,16 +218,6 @@ static int check_storage(hid_t ds, const char *fname, const char *path, struct l
     return rc;
 }
 
-static const char *file_kind(mode_t mode)
-{
-    return S_ISDIR(mode)    ? "a directory"
-           : S_ISFIFO(mode) ? "a FIFO"
-           : S_ISCHR(mode)  ? "a character device"
-           : S_ISBLK(mode)  ? "a block device"
-           : S_ISSOCK(mode) ? "a socket"
-                            : "not a regular file";
-}
-
 /* An external link (in the path or at its end) makes HDF5 open another file
  * by name, and a FIFO or a device there would block or never end, as the
  * data file itself would (open_h5): such a link is followed only to a
@@ -252,7 +242,7 @@ static herr_t elink_check(const char *parent_file, const char *parent_group,
         struct stat st;
         if (stat(names[i], &st) == 0 && !S_ISREG(st.st_mode)) {
             snprintf(g->why, sizeof g->why, "an external link to '%s', which is %s",
-                     names[i], file_kind(st.st_mode));
+                     names[i], lsh_file_kind(st.st_mode));
             return -1;
         }
     }
@@ -344,7 +334,7 @@ static hid_t open_h5(const char *fname, struct lsh_error *err)
     if (!S_ISREG(st.st_mode)) {
         lsh_error_set(err, LSH_EDATA,
                       "hdf5 data file '%s' is %s; allowed: a regular file holding HDF5", fname,
-                      file_kind(st.st_mode));
+                      lsh_file_kind(st.st_mode));
         return -1;
     }
     hid_t file = H5Fopen(fname, H5F_ACC_RDONLY, H5P_DEFAULT);

@@ -4,6 +4,7 @@
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/stat.h>
 
 const char *lsh_strerror(int code)
 {
@@ -67,4 +68,14 @@ void lsh_error_format(const struct lsh_error *err, char *buf, size_t size)
         snprintf(buf, size, "%s: %s", err->file, err->message);
     else
         snprintf(buf, size, "%s", err->message);
+}
+
+const char *lsh_file_kind(unsigned mode)
+{
+    return S_ISDIR(mode)    ? "a folder"
+           : S_ISFIFO(mode) ? "a FIFO (named pipe)"
+           : S_ISCHR(mode)  ? "a character device"
+           : S_ISBLK(mode)  ? "a block device"
+           : S_ISSOCK(mode) ? "a socket"
+                            : "not a regular file";
 }

@@ -50,6 +50,10 @@ int lsh_error_set(struct lsh_error *err, int code, const char *fmt, ...)
 int lsh_error_at(struct lsh_error *err, int code, const char *file, int line, int column,
                  const char *fmt, ...) __attribute__((format(printf, 6, 7)));
 
+/* What a file that is not a regular file is ("a folder", "a FIFO (named
+ * pipe)", ...), for messages refusing it; mode is a struct stat st_mode. */
+const char *lsh_file_kind(unsigned mode);
+
 /* Format err as "file:line:column: message" (or just the message). */
 void lsh_error_format(const struct lsh_error *err, char *buf, size_t size);
 

@@ -406,16 +406,6 @@ int lsh_npy_parse(const unsigned char *buf, size_t len, uint64_t file_size, cons
 
 /* ---- files ------------------------------------------------------------------ */
 
-static const char *file_kind(mode_t mode)
-{
-    return S_ISDIR(mode)    ? "a directory"
-           : S_ISFIFO(mode) ? "a FIFO"
-           : S_ISCHR(mode)  ? "a character device"
-           : S_ISBLK(mode)  ? "a block device"
-           : S_ISSOCK(mode) ? "a socket"
-                            : "not a regular file";
-}
-
 /* All of [off, off + len) or an error; 1 when the file ends first. */
 static int read_at(int fd, unsigned char *buf, size_t len, uint64_t off)
 {
@@ -443,7 +433,7 @@ int lsh_npy_open(const char *path, struct lsh_npy *out, int *fd_out, struct lsh_
     if (!S_ISREG(st.st_mode))
         return lsh_error_set(err, LSH_EDATA,
                              ".npy file '%s' is %s; allowed: a regular file written by numpy.save",
-                             path, file_kind(st.st_mode));
+                             path, lsh_file_kind(st.st_mode));
     int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
     if (fd < 0)
         return lsh_error_set(err, LSH_EIO, "cannot open .npy file '%s': %s", path,

@@ -1268,7 +1268,7 @@ Test(config, a_fifo_is_refused_without_waiting_for_a_writer, .timeout = 10)
 
 Test(config, devices_and_folders_are_refused, .timeout = 10, .init = cap_memory)
 {
-    expect_file_refused("/dev/zero", "is a device", "allowed: a regular file",
+    expect_file_refused("/dev/zero", "is a character device", "allowed: a regular file",
                         (const char *)NULL);
     expect_file_refused("/tmp", "is a folder", (const char *)NULL);
 }

@@ -470,7 +470,7 @@ Test(dataset, a_fifo_directory_or_device_is_refused_without_blocking, .timeout =
     cr_expect(strstr(err.message, "fifo.h5") && strstr(err.message, "is a FIFO"), "%s",
               err.message);
     cr_expect_eq(probe_file("folder.h5", &err), LSH_EDATA);
-    cr_expect(strstr(err.message, "folder.h5' is a directory"), "%s", err.message);
+    cr_expect(strstr(err.message, "folder.h5' is a folder"), "%s", err.message);
     cr_expect_eq(probe_file("/dev/null", &err), LSH_EDATA);
     cr_expect(strstr(err.message, "is a character device"), "%s", err.message);
 }
