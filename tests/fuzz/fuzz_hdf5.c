@@ -20,6 +20,7 @@
 #include <hdf5.h>
 
 #include "dataset.h"
+#include "fuzz_unit_check.h"
 
 /* Declared sizes above this are skipped: reading them is slow, not wrong. */
 #define FUZZ_MAX_ELEMENTS ((hsize_t)1 << 20)
@@ -105,14 +106,7 @@ static void try_spec(const char *file, const char *k, const char *v, int separat
             fprintf(stderr, "probe refused (%d) but make accepted\n", probed);
             abort();
         }
-        if (ds->n != lay.n || ds->d != lay.d || ds->d_v != lay.d_v)
-            abort();
-        for (size_t t = 0; t < ds->n * ds->d; t++)
-            if (!isfinite(ds->q[t]) || (ds->k && !isfinite(ds->k[t])))
-                abort();
-        for (size_t t = 0; t < ds->n * ds->d_v; t++)
-            if (!isfinite(ds->v[t]))
-                abort();
+        fuzz_check_unit(ds, &lay);
         lsh_dataset_free(ds);
     }
     if (!probed)

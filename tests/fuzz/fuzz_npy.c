@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "dataset.h"
+#include "fuzz_unit_check.h"
 #include "npy.h"
 
 static const char *scratch(void)
@@ -84,14 +85,7 @@ static void try_spec(const char *file, int with_kv, int separate)
             }
             continue;
         }
-        if (ds->n != lay.n || ds->d != lay.d || ds->d_v != lay.d_v)
-            abort();
-        for (size_t t = 0; t < ds->n * ds->d; t++)
-            if (!isfinite(ds->q[t]) || (ds->k && !isfinite(ds->k[t])))
-                abort();
-        for (size_t t = 0; t < ds->n * ds->d_v; t++)
-            if (!isfinite(ds->v[t]))
-                abort();
+        fuzz_check_unit(ds, &lay);
         lsh_dataset_free(ds);
     }
     lsh_dataset_layout_free(&lay);
