@@ -293,14 +293,17 @@ static int round_task(void *ctx_, size_t task, unsigned thread)
 
     double t0 = lsh_now();
     const struct lsh_host_point hp = lsh_host_point_of(st, pt->param_set, pt->n_buckets, d, 2 * P);
-    struct lsh_host_rows rows = {bk->xy, 2 * P, bk->buckets[thread]};
-    const uint32_t *b = rows.bucket;
+    /* the pair (x, y) is hashed as query x and key y (an assign strategy
+     * may treat them differently); fit sees [X; Y] */
+    const struct lsh_host_rows x = {bk->xy, P, bk->buckets[thread]};
+    const struct lsh_host_rows y = {bk->xy + P * d, P, bk->buckets[thread] + P};
+    const uint32_t *b = x.bucket;
     struct lsh_host_round *round = NULL;
     struct lsh_error e;
     lsh_error_clear(&e);
     int rc = lsh_host_round_open(&hp, h, lsh_seed_u64(bk->seed[k], h), &round, &e);
     if (!rc)
-        rc = lsh_host_round_bucket(round, &rows, 1, &e);
+        rc = lsh_host_round_bucket(round, &x, &y, 1, &e);
     lsh_host_round_close(round);
     if (rc) {
         snprintf(msg, sizeof bk->message[0], "angle %g, %s%s%s n_buckets %u: %.600s", bk->angle,

@@ -86,6 +86,7 @@ struct lsh_attention {
     double scale;               /* when !scale_auto */
     size_t n_topk;
     uint32_t *topk;             /* sorted ascending, unique, each >= 1; default {1, 10} */
+    int oracle;                 /* the budget-matched oracle columns (SPEC 13); default 0 */
 };
 
 /* One concrete parameter setting of a strategy (one element of the cartesian
@@ -118,6 +119,14 @@ struct lsh_sweep {
     size_t n_look_back; uint32_t *look_back;   /* default {1} */
     size_t n_window;    enum lsh_window *window;
     size_t n_combine;   enum lsh_combine *combine;
+    struct lsh_mark *combine_marks;           /* one per value; NULL for the default */
+    /* candidate rules (SPEC 13), each in the order given, default {1} / {0} / {0} */
+    size_t n_min_collisions; uint32_t *min_collisions; /* each in [1, LSH_N_HASHES_MAX] */
+    struct lsh_mark *min_collisions_marks;    /* one per value; NULL for the default */
+    size_t n_sink;      uint32_t *sink;       /* each <= LSH_ROWS_MAX */
+    struct lsh_mark *sink_marks;
+    size_t n_local;     uint32_t *local;      /* each <= LSH_ROWS_MAX */
+    struct lsh_mark *local_marks;
 };
 
 struct lsh_collision_spec {

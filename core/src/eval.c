@@ -1341,9 +1341,10 @@ static void free_ws(struct workspace *w)
 int lsh_eval_pass(const struct lsh_reference *ref, const struct lsh_rounds *rounds,
                   const struct lsh_mode_opts *mode, const uint32_t *prefixes,
                   size_t n_prefix, const enum lsh_combine *combines, size_t n_combine,
-                  unsigned threads, struct lsh_metrics *out, struct lsh_row_dump *rows_dump,
-                  struct lsh_error *err)
+                  const struct lsh_eval_opts *opts, unsigned threads, struct lsh_metrics *out,
+                  struct lsh_row_dump *rows_dump, struct lsh_error *err)
 {
+    (void)opts; /* TODO(issue 10): candidate rules, importance, oracle */
     const double t_start = lsh_now();
     const struct lsh_attn *a = ref->attn;
     if (n_prefix == 0 || n_combine == 0)

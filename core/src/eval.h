@@ -22,6 +22,7 @@
 
 #include "config.h"
 #include "error.h"
+#include "host.h"
 #include "memsize.h"
 #include "point.h"
 #include "reference.h"
@@ -42,16 +43,29 @@ struct lsh_row_dump {
     uint32_t *candidates;    /* n_prefix x m values, caller-owned */
 };
 
+/* What a pass computes beyond SPEC 5's columns. */
+struct lsh_eval_opts {
+    /* combine importance (SPEC 14): the strategy's collision law, whose
+     * p_ij = law(c_ij) gives u_ij = P(Binomial(H, p_ij) >= min_collisions);
+     * NULL when no combine is importance.  A law value outside [0, 1] at
+     * some pair fails the pass with LSH_EPLUGIN (err names the pair). */
+    const struct lsh_host_law *law;
+    int oracle;    /* fill oracle_mass_recall and oracle_out_rel_err (SPEC 13) */
+};
+
 /* Evaluate prefixes[0..n_prefix) (ascending, each <= rounds->n_hashes) x
- * combines[0..n_combine) with one mode setting.  out[p * n_combine + c]
+ * combines[0..n_combine) with one mode setting (its candidate rule:
+ * min_collisions, sink and local of SPEC 13).  out[p * n_combine + c]
  * receives the metrics (topk_recall arrays provided by the caller);
- * bucket_max/bucket_entropy and eval_seconds are filled, hash_seconds not.
- * rows_dump may be NULL. */
+ * bucket_max/bucket_entropy, eval_seconds and oracle_seconds are filled,
+ * hash_seconds not.  opts and rows_dump may be NULL.  combine rounds comes
+ * only with min_collisions 1, sink 0 and local 0 (validation refuses the
+ * rest), and importance only in bucket mode with opts->law set. */
 int lsh_eval_pass(const struct lsh_reference *ref, const struct lsh_rounds *rounds,
                   const struct lsh_mode_opts *mode, const uint32_t *prefixes,
                   size_t n_prefix, const enum lsh_combine *combines, size_t n_combine,
-                  unsigned threads, struct lsh_metrics *out, struct lsh_row_dump *rows_dump,
-                  struct lsh_error *err);
+                  const struct lsh_eval_opts *opts, unsigned threads, struct lsh_metrics *out,
+                  struct lsh_row_dump *rows_dump, struct lsh_error *err);
 
 /* Does a pass with this mode and these combines take the tile path (union
  * alone: candidate scores by GEMM over bucket blocks or chunk windows),
@@ -66,6 +80,8 @@ struct lsh_eval_shape {
     uint32_t h_max, n_buckets;     /* the hash group's rounds and buckets */
     size_t n_prefix, n_combine;
     int separate;                  /* key buckets apart from query buckets */
+    int importance;                /* some combine is importance */
+    int oracle;                    /* attention.oracle */
 };
 
 /* What lsh_eval_pass allocates (per-round indexes, workspaces, partial

@@ -1,5 +1,6 @@
 /* host.c - the only code that calls a strategy plugin's callbacks: check,
- * and a round's init, fit, hash, export_params and fini (host.h says what
+ * a round's init, fit, hash or assign, export_params and fini, and
+ * collision_prob (host.h says what
  * it guarantees about a faulty plugin). */
 #include "host.h"
 
@@ -238,15 +239,77 @@ static size_t batch_bytes(size_t rows, size_t d)
     return lsh_size_mul(rows, lsh_size_add(lsh_size_mul(d, sizeof(double)), sizeof(uint32_t)));
 }
 
-int lsh_host_round_bucket(struct lsh_host_round *r, const struct lsh_host_rows *parts,
-                          size_t n_parts, struct lsh_error *err)
+/* ABI 1.1 members exist only in a plugin that says abi_minor >= 1: a 1.0
+ * plugin's struct ends at fini, and reading past it reads its neighbours. */
+static int has_1_1(const struct lsh_strategy *s)
 {
-    int rc = r->pt.strategy->fit ? fit(r, parts, n_parts, err) : 0;
+    return s->abi_minor >= 1;
+}
+
+int lsh_host_assigns(const struct lsh_strategy *s)
+{
+    return has_1_1(s) && s->assign != NULL;
+}
+
+/* assign() on private copies of the queries and keys (one copy, passed as
+ * both, when keys are the queries), its buckets into scratch, range-checked. */
+static int assign(struct lsh_host_round *r, const struct lsh_host_rows *q,
+                  const struct lsh_host_rows *k, struct lsh_error *err)
+{
+    const size_t d = r->pt.d;
+    const struct lsh_strategy *s = r->pt.strategy;
+    const int shared = k->x == q->x && k->n == q->n;
+    const size_t rows = shared ? q->n : lsh_size_add(q->n, k->n);
+    const size_t bytes = lsh_size_mul(lsh_size_mul(rows, d), sizeof(double));
+    const size_t nb = lsh_size_add(q->n, k->n);
+    double *x = bytes < SIZE_MAX ? malloc(bytes ? bytes : 1) : NULL;
+    uint32_t *b = nb < SIZE_MAX / sizeof *b ? malloc(nb * sizeof *b + 1) : NULL;
+    if (!x || !b) {
+        free(x);
+        free(b);
+        return lsh_error_set(err, LSH_ENOMEM, "%s / round %u / assign: out of memory for a "
+                             "copy of its %zu rows", s->name, r->h, rows);
+    }
+    if (q->n)
+        memcpy(x, q->x, q->n * d * sizeof *x);
+    if (!shared && k->n)
+        memcpy(x + q->n * d, k->x, k->n * d * sizeof *x);
+    const double *kx = shared ? x : x + q->n * d;
+    struct lsh_strategy_error serr;
+    memset(&serr, 0, sizeof serr);
+    int rc = s->assign(r->state, x, q->n, kx, k->n, d, b, b + q->n, &serr);
+    if (rc)
+        rc = plugin_failed(r, "assign", rc, &serr, err);
+    for (size_t i = 0; !rc && i < nb; i++)
+        if (b[i] >= r->pt.n_buckets)
+            rc = lsh_error_set(err, LSH_EPLUGIN, "%s / round %u / assign: %s returned bucket %u "
+                               "for %s row %zu; n_buckets is %u", s->name, r->h, s->name, b[i],
+                               i < q->n ? "query" : "key", i < q->n ? i : i - q->n,
+                               r->pt.n_buckets);
+    if (!rc) {
+        memcpy(q->bucket, b, q->n * sizeof *b);
+        if (k->bucket)
+            memcpy(k->bucket, b + q->n, k->n * sizeof *b);
+    }
+    free(x);
+    free(b);
+    return rc;
+}
+
+int lsh_host_round_bucket(struct lsh_host_round *r, const struct lsh_host_rows *q,
+                          const struct lsh_host_rows *k, int fit_keys, struct lsh_error *err)
+{
+    const struct lsh_host_rows keys_as_queries = {q->x, q->n, NULL};
+    const int shared = !k || (k->x == q->x && k->n == q->n);
+    struct lsh_host_rows parts[2] = {*q};
+    if (!shared)
+        parts[1] = *k;
+    int rc = r->pt.strategy->fit ? fit(r, parts, shared || !fit_keys ? 1 : 2, err) : 0;
     if (rc)
         return rc;
-    size_t most = 0;
-    for (size_t p = 0; p < n_parts; p++)
-        most = parts[p].n > most ? parts[p].n : most;
+    if (lsh_host_assigns(r->pt.strategy))
+        return assign(r, q, k ? k : &keys_as_queries, err);
+    size_t most = shared ? q->n : (q->n > k->n ? q->n : k->n);
     most = most < LSH_HOST_BATCH_ROWS ? most : LSH_HOST_BATCH_ROWS;
     const size_t bytes = batch_bytes(most, r->pt.d);
     struct scratch sc = {NULL, NULL};
@@ -260,11 +323,60 @@ int lsh_host_round_bucket(struct lsh_host_round *r, const struct lsh_host_rows *
         return lsh_error_set(err, LSH_ENOMEM, "%s / round %u / hash: out of memory for a batch "
                              "of %zu rows", r->pt.strategy->name, r->h, most);
     }
-    for (size_t p = 0; !rc && p < n_parts; p++)
-        rc = hash(r, &parts[p], &sc, err);
+    rc = hash(r, q, &sc, err);
+    if (!rc && !shared)
+        rc = hash(r, k, &sc, err);
+    else if (!rc && k && k->bucket)
+        memcpy(k->bucket, q->bucket, q->n * sizeof *q->bucket); /* keys are the queries */
     free(sc.x);
     free(sc.bucket);
     return rc;
+}
+
+/* ---- collision_prob (ABI 1.1) ---------------------------------------------------- */
+
+/* The points probed to decide that a rule has a law: both ends, orthogonal,
+ * and some angles between. */
+static const double law_probe[] = {-1.0, -0.5, 0.0, 0.3, 0.5, 0.9, 1.0};
+
+int lsh_host_law_of(const struct lsh_host_point *pt, struct lsh_host_law *law, char *why,
+                    size_t why_size)
+{
+    const struct lsh_strategy *s = pt->strategy;
+    const char *params = pt->params ? pt->params : "";
+    memset(law, 0, sizeof *law);
+    if (!has_1_1(s) || !s->collision_prob) {
+        snprintf(why, why_size, "%s%s%s publishes no collision probability (collision_prob%s)",
+                 s->name, params[0] ? " " : "", params,
+                 has_1_1(s) ? " is NULL" : ": the plugin is built for strategy ABI 1.0");
+        return LSH_EPLUGIN;
+    }
+    law->fn = s->collision_prob;
+    law->name = s->name;
+    law->round = (struct lsh_round){
+        .d = pt->d, .n_buckets = pt->n_buckets, .n_rows = pt->n_rows, .params = pt->values,
+        .n_params = pt->n_values, .host = &services,
+    };
+    for (size_t t = 0; t < sizeof law_probe / sizeof *law_probe; t++) {
+        double p;
+        if (lsh_host_law_eval(law, law_probe[t], &p)) {
+            double v = law->fn(&law->round, law_probe[t]);
+            snprintf(why, why_size, "%s%s%s with n_buckets %u has no closed-form collision "
+                     "probability (collision_prob(cos %g) = %g; allowed: a value in [0, 1])",
+                     s->name, params[0] ? " " : "", params, pt->n_buckets, law_probe[t], v);
+            memset(law, 0, sizeof *law);
+            return LSH_EPLUGIN;
+        }
+    }
+    return 0;
+}
+
+int lsh_host_law_eval(const struct lsh_host_law *law, double cos_theta, double *p)
+{
+    const double c = cos_theta < -1.0 ? -1.0 : cos_theta > 1.0 ? 1.0 : cos_theta;
+    const double v = law->fn(&law->round, c);
+    *p = v;
+    return v >= 0.0 && v <= 1.0 ? 0 : LSH_EPLUGIN; /* NaN fails both */
 }
 
 /* ---- export_params ------------------------------------------------------------ */
@@ -424,7 +536,12 @@ void lsh_host_round_memory(const struct lsh_strategy *s, size_t n_rows, size_t d
     out->kept = lsh_size_add(lsh_size_add(state, sizeof(struct lsh_host_round) + 256), own_kept);
     const size_t fit_copy = s->fit ? lsh_size_mul(n_rows, lsh_size_mul(d, sizeof(double))) : 0;
     const size_t batch = batch_bytes(n_rows < LSH_HOST_BATCH_ROWS ? n_rows : LSH_HOST_BATCH_ROWS, d);
-    /* the fit copy is held while the plugin's fit allocates its own */
-    out->transient = lsh_size_add(fit_copy, own_transient) > batch
-                         ? lsh_size_add(fit_copy, own_transient) : batch;
+    /* the fit copy is held while the plugin's fit allocates its own; an
+     * assign strategy gets a copy of every row and scratch for two buckets
+     * each instead of hash batches */
+    const size_t fitting = lsh_size_add(fit_copy, own_transient);
+    const size_t bucketing = lsh_host_assigns(s)
+        ? lsh_size_mul(n_rows, lsh_size_add(lsh_size_mul(d, sizeof(double)), 2 * sizeof(uint32_t)))
+        : batch;
+    out->transient = fitting > bucketing ? fitting : bucketing;
 }

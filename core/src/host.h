@@ -1,7 +1,9 @@
 /* host.h - the one place lshlab calls a strategy plugin (as SQLite's vtab.c
  * is for virtual tables): the host services, check(), and the lifecycle of a
- * round (open: state, rng, init; bucket: fit, hash and the bucket-range
- * check; export: export_params through a checked sink; close: fini).
+ * round (open: state, rng, init; bucket: fit, hash or assign and the
+ * bucket-range check; export: export_params through a checked sink; close:
+ * fini), and the collision laws (collision_prob).  ABI 1.1 members are read
+ * only for plugins that declare abi_minor >= 1.
  *
  * Nothing else in lshlab calls a struct lsh_strategy's callbacks, so a new
  * ABI minor (an optional callback such as `assign`) lands in host.c alone.
@@ -92,13 +94,49 @@ struct lsh_host_rows {
     uint32_t *bucket;
 };
 
-/* Bucket every part with this round: fit (if the strategy has one) once on
- * the rows of all parts together, in order (SPEC 2.3: [Q; K]), then hash
- * every part, then check every bucket is below n_buckets.  Call once per
- * round.  Errors: LSH_EPLUGIN (a callback failed, or a bucket out of range;
- * err says which), LSH_ENOMEM.  The rows are never handed to the plugin. */
-int lsh_host_round_bucket(struct lsh_host_round *r, const struct lsh_host_rows *parts,
-                          size_t n_parts, struct lsh_error *err);
+/* Does s assign whole sets (ABI 1.1 `assign`)?  Then a round gives keys
+ * buckets of their own even when keys are shared (an asymmetric rule). */
+int lsh_host_assigns(const struct lsh_strategy *s);
+
+/* Bucket the queries q and the keys k with this round.  Call once per round.
+ *  - k NULL: keys are the queries and only q's buckets are wanted.
+ *  - k->x == q->x (same rows, same n): keys are the queries (shared keys),
+ *    and k->bucket receives the key buckets: a copy of q's for a hash()
+ *    strategy, assign's own key buckets for an assign strategy.
+ *  - else: keys are other rows (separate keys, or the collision
+ *    experiment's y of each pair).
+ * fit (if any) runs once on a private copy of q's rows, followed by k's
+ * when they are other rows and fit_keys is set (SPEC 2.3: [Q; K] for
+ * separate keys; not for the normalised rows of shared_normalized); then assign(q, k) once
+ * (lsh_host_assigns) or hash() on q's rows and on k's other rows, in
+ * batches.  Every bucket is checked to be below n_buckets.
+ * Errors: LSH_EPLUGIN (a callback failed, or a bucket out of range; err
+ * says which), LSH_ENOMEM.  The caller's rows are never handed to the plugin. */
+int lsh_host_round_bucket(struct lsh_host_round *r, const struct lsh_host_rows *q,
+                          const struct lsh_host_rows *k, int fit_keys, struct lsh_error *err);
+
+/* ---- collision laws (ABI 1.1 collision_prob) ---------------------------------- */
+
+/* A strategy's closed-form one-round collision probability for one point
+ * (its parameters, n_buckets and d).  Filled by lsh_host_law_of; immutable
+ * afterwards and safe to evaluate from many threads. */
+struct lsh_host_law {
+    double (*fn)(const struct lsh_round *round, double cos_theta);
+    struct lsh_round round;   /* as check() sees it: rng NULL, seed 0, round 0 */
+    const char *name;         /* the strategy */
+};
+
+/* 0 when pt's strategy publishes a law for pt (ABI >= 1.1, collision_prob
+ * non-NULL, and a value in [0, 1] at each of a few probe cosines from -1 to
+ * 1); else LSH_EPLUGIN with the reason in why, e.g. "rotation
+ * orthogonal=true,factors=[] with n_buckets 8 has no closed-form collision
+ * probability (...)".  pt's borrowed pointers must outlive law. */
+int lsh_host_law_of(const struct lsh_host_point *pt, struct lsh_host_law *law, char *why,
+                    size_t why_size);
+
+/* p = the law at cos_theta (clamped to [-1, 1]).  0, or LSH_EPLUGIN when the
+ * plugin's value is not in [0, 1] (NaN included); *p holds it either way. */
+int lsh_host_law_eval(const struct lsh_host_law *law, double cos_theta, double *p);
 
 /* Where exported arrays go: name (checked: a plain word), rows x cols
  * doubles, row-major, borrowed for the call.  Returns 0 or an LSH_E* code

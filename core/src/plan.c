@@ -51,7 +51,7 @@ static size_t mode_settings(const struct lsh_sweep *sw, struct lsh_mode_opts *ou
     for (size_t a = 0; a < sw->n_mode; a++) {
         if (sw->mode[a] == LSH_MODE_BUCKET) {
             if (out)
-                out[k] = (struct lsh_mode_opts){LSH_MODE_BUCKET, 0, 0, LSH_WINDOW_ALL};
+                out[k] = (struct lsh_mode_opts){LSH_MODE_BUCKET, 0, 0, LSH_WINDOW_ALL, 1, 0, 0};
             k++;
             continue;
         }
@@ -60,7 +60,7 @@ static size_t mode_settings(const struct lsh_sweep *sw, struct lsh_mode_opts *ou
                 for (size_t w = 0; w < sw->n_window; w++) {
                     if (out)
                         out[k] = (struct lsh_mode_opts){LSH_MODE_CHUNKED, sw->chunk_size[c],
-                                                        sw->look_back[l], sw->window[w]};
+                                                        sw->look_back[l], sw->window[w], 1, 0, 0};
                     k++;
                 }
     }

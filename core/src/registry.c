@@ -233,8 +233,9 @@ int lsh_registry_check_strategy(const struct lsh_strategy *s, const char *origin
     if (!s->init)
         return lsh_error_set(err, LSH_EPLUGIN, "plugin %s: strategy '%s' has a NULL init callback",
                              origin, s->name);
-    if (!s->hash)
-        return lsh_error_set(err, LSH_EPLUGIN, "plugin %s: strategy '%s' has a NULL hash callback",
+    if (!s->hash && !lsh_host_assigns(s))
+        return lsh_error_set(err, LSH_EPLUGIN, "plugin %s: strategy '%s' has a NULL hash callback "
+                             "and no assign callback",
                              origin, s->name);
     if (!s->fini)
         return lsh_error_set(err, LSH_EPLUGIN, "plugin %s: strategy '%s' has a NULL fini callback",

@@ -123,15 +123,14 @@ static int hash_task(void *ctx, size_t h, unsigned thread)
     struct round_state *r = &hs->rs[h];
     const size_t n = hs->ds->n;
     double t0 = lsh_now();
-    struct lsh_host_rows parts[2] = {{hs->ds->q, n, hs->bq + h * n}};
-    if (hs->separate)
-        parts[1] = (struct lsh_host_rows){hs->ds->k, n, hs->bk + h * n};
+    const struct lsh_host_rows q = {hs->ds->q, n, hs->bq + h * n};
+    const struct lsh_host_rows k = {hs->ds->k, n, hs->bk ? hs->bk + h * n : NULL};
     struct lsh_error e;
     lsh_error_clear(&e);
     int rc = lsh_host_round_open(&hs->point, (uint32_t)h, lsh_seed_u64(hs->g->seed, h),
                                  &r->round, &e);
     if (!rc)
-        rc = lsh_host_round_bucket(r->round, parts, hs->separate ? 2 : 1, &e);
+        rc = lsh_host_round_bucket(r->round, &q, hs->bk ? &k : NULL, 1, &e);
     if (rc)
         memcpy(r->message, e.message, sizeof r->message);
     else
@@ -384,7 +383,7 @@ static int run_pass(struct run *r, const struct hashing *hs, const struct proble
     double t0 = lsh_now();
     if (!rc)
         rc = lsh_eval_pass(ref, &rounds, &pass->mode, cfg->sweep.n_hashes, nh,
-                           cfg->sweep.combine, nc, r->opts->threads, mt,
+                           cfg->sweep.combine, nc, NULL, r->opts->threads, mt,
                            want_rows ? &dump : NULL, err);
     r->times.evaluation += lsh_now() - t0;
     t0 = lsh_now();

@@ -625,7 +625,7 @@ static void engine_run(const struct problem *p, const struct lsh_mode_opts *mo,
                                        &ref, &err);
         cr_assert_eq(rc, 0, "lsh_reference_compute failed (%d): %s", rc, err.message);
         cr_assert(use_cache ? ref->raw != NULL : ref->raw == NULL);
-        rc = lsh_eval_pass(ref, &rounds, mo, prefixes, n_prefix, combines, n_combine, threads,
+        rc = lsh_eval_pass(ref, &rounds, mo, prefixes, n_prefix, combines, n_combine, NULL, threads,
                            use_cache ? cached : out, NULL, &err);
         cr_assert_eq(rc, 0, "lsh_eval_pass failed (%d): %s", rc, err.message);
         lsh_reference_free(ref);
@@ -790,13 +790,13 @@ static void check_all(const struct setup *s, const struct lsh_mode_opts *mo, uin
 
 static struct lsh_mode_opts bucket_mode(void)
 {
-    struct lsh_mode_opts mo = {LSH_MODE_BUCKET, 0, 0, LSH_WINDOW_ALL};
+    struct lsh_mode_opts mo = {LSH_MODE_BUCKET, 0, 0, LSH_WINDOW_ALL, 1, 0, 0};
     return mo;
 }
 
 static struct lsh_mode_opts chunked_mode(uint32_t c, uint32_t look_back, enum lsh_window w)
 {
-    struct lsh_mode_opts mo = {LSH_MODE_CHUNKED, c, look_back, w};
+    struct lsh_mode_opts mo = {LSH_MODE_CHUNKED, c, look_back, w, 1, 0, 0};
     return mo;
 }
 
@@ -834,7 +834,7 @@ Test(eval_naive, hand_worked_four_tokens_union_and_rounds)
     memset(&err, 0, sizeof err);
     metrics_alloc(out, 4, 3);
     cr_assert_eq(lsh_reference_compute(&attn, NULL, 0, 1, 0, &ref, &err), 0, "%s", err.message);
-    cr_assert_eq(lsh_eval_pass(ref, &rounds, &mo, prefixes_123, 2, both_combines, 2, 1, out,
+    cr_assert_eq(lsh_eval_pass(ref, &rounds, &mo, prefixes_123, 2, both_combines, 2, NULL, 1, out,
                                NULL, &err),
                  0, "%s", err.message);
 
@@ -1342,13 +1342,13 @@ Test(eval_naive, attn_rel_err_zero_when_every_row_keeps_all_of_u)
         struct lsh_mode_opts mo;
         int key_elsewhere; /* separate: key 0 in another bucket than query 0 */
     } cases[] = {
-        {1, LSH_KEYS_SHARED, 1, 4, {LSH_MODE_BUCKET, 0, 0, LSH_WINDOW_ALL}, 0},
-        {1, LSH_KEYS_SEPARATE, 0, 4, {LSH_MODE_BUCKET, 0, 0, LSH_WINDOW_ALL}, 0},
+        {1, LSH_KEYS_SHARED, 1, 4, {LSH_MODE_BUCKET, 0, 0, LSH_WINDOW_ALL, 1, 0, 0}, 0},
+        {1, LSH_KEYS_SEPARATE, 0, 4, {LSH_MODE_BUCKET, 0, 0, LSH_WINDOW_ALL, 1, 0, 0}, 0},
         /* an empty row whose fallback {0} is U_0 itself: A = A-hat = [1] */
-        {1, LSH_KEYS_SEPARATE, 0, 4, {LSH_MODE_BUCKET, 0, 0, LSH_WINDOW_ALL}, 1},
-        {24, LSH_KEYS_SHARED, 1, 1, {LSH_MODE_BUCKET, 0, 0, LSH_WINDOW_ALL}, 0},
-        {24, LSH_KEYS_SEPARATE, 0, 1, {LSH_MODE_BUCKET, 0, 0, LSH_WINDOW_ALL}, 0},
-        {10, LSH_KEYS_SHARED, 1, 4, {LSH_MODE_CHUNKED, 16, 1, LSH_WINDOW_ALL}, 0},
+        {1, LSH_KEYS_SEPARATE, 0, 4, {LSH_MODE_BUCKET, 0, 0, LSH_WINDOW_ALL, 1, 0, 0}, 1},
+        {24, LSH_KEYS_SHARED, 1, 1, {LSH_MODE_BUCKET, 0, 0, LSH_WINDOW_ALL, 1, 0, 0}, 0},
+        {24, LSH_KEYS_SEPARATE, 0, 1, {LSH_MODE_BUCKET, 0, 0, LSH_WINDOW_ALL, 1, 0, 0}, 0},
+        {10, LSH_KEYS_SHARED, 1, 4, {LSH_MODE_CHUNKED, 16, 1, LSH_WINDOW_ALL, 1, 0, 0}, 0},
     };
     const uint32_t one = 1;
     const enum lsh_combine u = LSH_COMBINE_UNION;
@@ -1414,11 +1414,11 @@ Test(eval_naive, threads_1_and_2_bit_identical)
         struct lsh_mode_opts mo;
         uint32_t B;
     } cases[] = {
-        {64, LSH_KEYS_SHARED, {LSH_MODE_BUCKET, 0, 0, LSH_WINDOW_ALL}, 4},
-        {64, LSH_KEYS_SEPARATE, {LSH_MODE_CHUNKED, 6, 1, LSH_WINDOW_ALL}, 4},
-        {333, LSH_KEYS_SHARED_NORMALIZED, {LSH_MODE_CHUNKED, 16, 2, LSH_WINDOW_SAME_BUCKET}, 8},
-        {517, LSH_KEYS_SHARED, {LSH_MODE_BUCKET, 0, 0, LSH_WINDOW_ALL}, 16},
-        {517, LSH_KEYS_SEPARATE, {LSH_MODE_BUCKET, 0, 0, LSH_WINDOW_ALL}, 32},
+        {64, LSH_KEYS_SHARED, {LSH_MODE_BUCKET, 0, 0, LSH_WINDOW_ALL, 1, 0, 0}, 4},
+        {64, LSH_KEYS_SEPARATE, {LSH_MODE_CHUNKED, 6, 1, LSH_WINDOW_ALL, 1, 0, 0}, 4},
+        {333, LSH_KEYS_SHARED_NORMALIZED, {LSH_MODE_CHUNKED, 16, 2, LSH_WINDOW_SAME_BUCKET, 1, 0, 0}, 8},
+        {517, LSH_KEYS_SHARED, {LSH_MODE_BUCKET, 0, 0, LSH_WINDOW_ALL, 1, 0, 0}, 16},
+        {517, LSH_KEYS_SEPARATE, {LSH_MODE_BUCKET, 0, 0, LSH_WINDOW_ALL, 1, 0, 0}, 32},
     };
     for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
         struct setup s = make_setup(cases[c].n, cases[c].keys, 3, cases[c].B);
@@ -1727,7 +1727,7 @@ Test(eval_naive, sampled_rows_give_the_oracle_over_the_sample)
                     struct lsh_metrics out[6];
                     metrics_alloc(out, 3 * nc, s.n_topk);
                     cr_assert_eq(lsh_eval_pass(ref, &rounds, &modes[mi], prefixes_123, 3,
-                                               both_combines, nc, 2, out, NULL, &err),
+                                               both_combines, nc, NULL, 2, out, NULL, &err),
                                  0, "%s", err.message);
                     for (size_t ip = 0; ip < 3; ip++)
                         for (size_t ic = 0; ic < nc; ic++) {

@@ -167,7 +167,7 @@ Test(host, every_plugin_code_becomes_eplugin_naming_strategy_round_and_callback)
     uint32_t b[2];
     struct lsh_host_rows rows = {x, 2, b};
     cr_assert_eq(lsh_host_round_open(&pt, 0, 1, &r, &err), 0, "%s", err.message);
-    cr_expect_eq(lsh_host_round_bucket(r, &rows, 1, &err), LSH_EPLUGIN);
+    cr_expect_eq(lsh_host_round_bucket(r, &rows, NULL, 0, &err), LSH_EPLUGIN);
     cr_expect_str_eq(err.message, "probe / round 0 / fit: returned -3 (the data cannot be "
                                   "hashed) without a message");
     lsh_host_round_close(r);
@@ -191,7 +191,7 @@ Test(host, a_message_without_a_nul_is_read_to_255_bytes)
     double x[8] = {0};
     uint32_t b[2];
     struct lsh_host_rows rows = {x, 2, b};
-    cr_expect_eq(lsh_host_round_bucket(r, &rows, 1, &err), LSH_EPLUGIN);
+    cr_expect_eq(lsh_host_round_bucket(r, &rows, NULL, 0, &err), LSH_EPLUGIN);
     cr_expect_eq(longest_run(err.message, 'y'), LSH_STRATEGY_MSG_MAX - 1, "%s", err.message);
     cr_expect_eq(strncmp(err.message, "no_nul_message / round 1 / hash: yyy", 36), 0, "%s",
                  err.message);
@@ -209,7 +209,7 @@ Test(host, a_bucket_out_of_range_fails_the_round_naming_row_and_value)
     double x[5] = {1, 2, 3, 4, 5};
     uint32_t b[5];
     struct lsh_host_rows rows = {x, 5, b};
-    cr_expect_eq(lsh_host_round_bucket(r, &rows, 1, &err), LSH_EPLUGIN);
+    cr_expect_eq(lsh_host_round_bucket(r, &rows, NULL, 0, &err), LSH_EPLUGIN);
     cr_expect_str_eq(err.message, "probe / round 2 / hash: probe returned bucket 8 for row 3; "
                                   "n_buckets is 8");
     lsh_host_round_close(r);
@@ -269,7 +269,7 @@ Test(host, hash_gets_copies_in_batches_and_the_caller_rows_stay_unchanged)
     struct lsh_error err;
     cr_assert_eq(lsh_host_round_open(&pt, 0, 1, &r, &err), 0, "%s", err.message);
     struct lsh_host_rows rows = {x, n, b};
-    cr_assert_eq(lsh_host_round_bucket(r, &rows, 1, &err), 0, "%s", err.message);
+    cr_assert_eq(lsh_host_round_bucket(r, &rows, NULL, 0, &err), 0, "%s", err.message);
     lsh_host_round_close(r);
     cr_expect_eq(memcmp(x, keep, n * d * sizeof *x), 0, "hash() changed the caller's rows");
     cr_expect_eq(calls, 3);
@@ -302,7 +302,7 @@ Test(host, builtin_buckets_through_the_host_equal_one_direct_hash_call)
         struct lsh_error err;
         cr_assert_eq(lsh_host_round_open(&pt, 3, seed, &r, &err), 0, "%s", err.message);
         struct lsh_host_rows rows = {x, n, via_host};
-        cr_assert_eq(lsh_host_round_bucket(r, &rows, 1, &err), 0, "%s", err.message);
+        cr_assert_eq(lsh_host_round_bucket(r, &rows, NULL, 0, &err), 0, "%s", err.message);
         lsh_host_round_close(r);
 
         /* the plugin by hand, as the host did before: init, fit, one hash call */

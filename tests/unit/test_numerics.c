@@ -214,7 +214,7 @@ Test(numerics, scores_just_inside_the_bound_give_possible_metrics)
     for (size_t i = 0; i < n; i++)
         b[n + i] = (uint32_t)(i % 2);
     struct lsh_rounds rounds = {.n = n, .n_hashes = 2, .n_buckets = 2, .bq = b, .bk = b};
-    const struct lsh_mode_opts mode = {LSH_MODE_BUCKET, 0, 0, LSH_WINDOW_ALL};
+    const struct lsh_mode_opts mode = {LSH_MODE_BUCKET, 0, 0, LSH_WINDOW_ALL, 1, 0, 0};
     const uint32_t prefixes[2] = {1, 2};
     const enum lsh_combine combines[2] = {LSH_COMBINE_UNION, LSH_COMBINE_ROUNDS};
     struct lsh_metrics m[4];
@@ -222,7 +222,7 @@ Test(numerics, scores_just_inside_the_bound_give_possible_metrics)
     memset(m, 0, sizeof m);
     for (size_t t = 0; t < 4; t++)
         m[t].topk_recall = &topk[t];
-    cr_assert_eq(lsh_eval_pass(ref, &rounds, &mode, prefixes, 2, combines, 2, 2, m, NULL, &err),
+    cr_assert_eq(lsh_eval_pass(ref, &rounds, &mode, prefixes, 2, combines, 2, NULL, 2, m, NULL, &err),
                  0, "%s", err.message);
     for (size_t t = 0; t < 4; t++) {
         char why[256] = "";

@@ -251,7 +251,7 @@ Test(plan, memory_figures_are_the_modules_hand_counted_sizes)
      * and 2 score arrays (8 n); the row order (8 m) */
     struct lsh_eval_shape es = {.n = 1000, .m = 1000, .d = 16, .d_v = 8, .n_topk = 1,
                                 .h_max = 4, .n_buckets = 16, .n_prefix = 2, .n_combine = 2};
-    struct lsh_mode_opts bucket = {LSH_MODE_BUCKET, 0, 0, LSH_WINDOW_ALL};
+    struct lsh_mode_opts bucket = {LSH_MODE_BUCKET, 0, 0, LSH_WINDOW_ALL, 1, 0, 0};
     struct lsh_bytes e = lsh_eval_bytes(&es, &bucket, 0);
     expect_bytes(e.per_thread, 1000 * 36, 2048, "eval rows, per thread");
     /* + partial sums: 17 blocks x 2 x 2 x (9 metrics x 5 sums) doubles */

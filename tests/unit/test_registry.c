@@ -460,7 +460,7 @@ Test(registry, check_refuses_bad_versions_names_and_callbacks)
 
     struct lsh_strategy s = valid;
     s.abi_major = LSH_STRATEGY_ABI_MAJOR - 1;
-    expect_refused(&s, "ABI 0.0");
+    expect_refused(&s, "ABI 0.1");
     s = valid;
     s.name = "Rotation";
     expect_refused(&s, "strategy name 'Rotation' is not [a-z0-9_]+");

@@ -13,6 +13,10 @@
  * host's.  Members are only ever appended; a host checks abi_minor before
  * calling a member added in a later minor version.
  *
+ * ABI 1.1 appended two optional members, assign and collision_prob (at the end
+ * of struct lsh_strategy).  A 1.0 plugin, built with a header that lacks them,
+ * keeps loading: the host reads them only when the plugin's abi_minor >= 1.
+ *
  * One instance of a strategy is one hash round.  The host allocates
  * state_size bytes (zeroed, 64-byte aligned, at least 64 bytes even for 0; at
  * most 1 GiB, larger values are refused at load: allocate big tables in init), calls init once with the
@@ -42,7 +46,7 @@ extern "C" {
 #endif
 
 #define LSH_STRATEGY_ABI_MAJOR 1
-#define LSH_STRATEGY_ABI_MINOR 0
+#define LSH_STRATEGY_ABI_MINOR 1
 
 #if defined(_WIN32)
 #define LSH_EXPORT __declspec(dllexport)
@@ -179,7 +183,8 @@ struct lsh_strategy {
     int (*fit)(void *state, const double *x, size_t n, size_t d,
                struct lsh_strategy_error *err);
 
-    /* Required.  bucket[i] = b(x_i) in [0, n_buckets) for the n rows of x
+    /* Required, unless the strategy has assign (ABI 1.1), which the host
+     * then calls instead (hash may be NULL).  bucket[i] = b(x_i) in [0, n_buckets) for the n rows of x
      * (copies, valid for this call only; the host currently hands out batches
      * of up to 1024 rows).  Must be a pure function of the state and the row
      * (no randomness here): any batch split gives the same buckets.  A bucket
@@ -196,6 +201,38 @@ struct lsh_strategy {
 
     /* Required.  Release what init/fit allocated (not the state itself). */
     void (*fini)(void *state);
+
+    /* ---- ABI 1.1 (read by the host only when abi_minor >= 1) ---- */
+
+    /* Optional.  Assign whole sets at once: for rules that need every row
+     * (equal-size buckets), treat queries and keys differently (asymmetric
+     * transforms), or use positions.  When present the host calls it, once per
+     * round after fit, instead of hash:
+     *   q:  n_q query rows of d doubles, row-major, in position order;
+     *   k:  n_k key rows (== q, the same pointer, when keys are shared; the
+     *       normalised rows when keys are shared_normalized);
+     *   bq: n_q query buckets to write, bk: n_k key buckets to write.
+     * Both are always written, and key buckets are always taken from bk, even
+     * when k == q (an asymmetric rule gives a key another bucket than the same
+     * row as a query).  Row i of q and row i of k are position i.  As with
+     * hash(): the rows are the host's copies, valid for this call only; every
+     * bucket must be < n_buckets (else the round fails); no randomness beyond
+     * what init and fit drew from round->rng; write bq[0 .. n_q-1] and
+     * bk[0 .. n_k-1] only.  In the collision experiment the pair (x, y) is
+     * hashed as query x and key y. */
+    int (*assign)(void *state, const double *q, size_t n_q, const double *k, size_t n_k,
+                  size_t d, uint32_t *bq, uint32_t *bk, struct lsh_strategy_error *err);
+
+    /* Optional.  The closed-form probability that two vectors whose cosine is
+     * cos_theta (in [-1, 1]) share a bucket in one round with these
+     * parameters: round->d, round->n_buckets and round->params are set as in
+     * check() (round->rng == NULL, seed 0, round 0).  Return NaN where the
+     * rule has no closed form for these parameters.  Must be a pure function
+     * of its arguments and thread-safe: the host calls it from several
+     * threads at once, once per candidate pair, for `combine: importance`
+     * (and once per angle for the collision experiment's law column).  A
+     * value outside [0, 1] fails the point. */
+    double (*collision_prob)(const struct lsh_round *round, double cos_theta);
 };
 
 /* The one symbol a plugin exports. */
