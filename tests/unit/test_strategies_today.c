@@ -288,6 +288,16 @@ Test(today, crosspolytope_4d_by_hand)
     free(ex.data);
     scripted_free(s, state);
 
+    /* a zero row: every entry of concat(y, -y) ties at 0, so a_t = 0 in each polytope */
+    const double zero[4] = {0, 0, 0, 0};
+    struct script sc0 = {.ints = pair, .n_ints = 8};
+    state = scripted_init(s, v, 2, 16, 4, 1, &sc0, &host);
+    uint32_t zb = 99;
+    struct lsh_strategy_error zerr = {{0}};
+    cr_assert_eq(s->hash(state, zero, 1, 4, &zb, &zerr), 0, "%s", zerr.message);
+    cr_expect_eq(zb, 0, "zero row: bucket %u", zb);
+    scripted_free(s, state);
+
     /* the d = 3 row, zero-padded */
     struct lsh_param_value v1[2] = {int_value(1), int_value(1)};
     struct script sc3 = {.ints = one, .n_ints = 4};
