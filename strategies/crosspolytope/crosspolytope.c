@@ -10,6 +10,10 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* Rows rotated together: the transform runs on LANES interleaved rows, so
+ * every butterfly is a short vector operation (the same arithmetic per row,
+ * so the same bits as one row at a time). */
+#define LANES 8
 /* (2m)^k = n_buckets < 2^32 with 2m >= 2 allows k <= 31 and nothing more. */
 #define K_MAX 31
 
@@ -32,7 +36,7 @@ struct crosspolytope {
     uint32_t m;          /* argmax over m coordinates and their negatives */
     double scale;        /* 1/sqrt(d'): H = scale * (+-1 Sylvester matrix) */
     double *diag;        /* (k * rotations) x d' of +-1, polytope-major */
-    double *y;           /* d' workspace: one row being rotated */
+    double *y;           /* d' x LANES workspace: the rows being rotated, interleaved */
 };
 
 static int fail(struct lsh_strategy_error *err, int code, const char *fmt, ...)
@@ -169,12 +173,12 @@ static int init(void *state, const struct lsh_round *round, struct lsh_strategy_
     if (rc < 0)
         return rc;
     const size_t rows = (size_t)s->k * s->rotations;
-    if (s->dp > SIZE_MAX / sizeof(double) / rows)
+    if (s->dp > SIZE_MAX / sizeof(double) / (rows > LANES ? rows : LANES))
         return fail(err, LSH_STRATEGY_ENOMEM, "crosspolytope: %zu diagonals of d' = %zu are too "
                     "large", rows, s->dp);
     s->scale = 1 / sqrt((double)s->dp);
     s->diag = malloc(rows * s->dp * sizeof *s->diag);
-    s->y = malloc(s->dp * sizeof *s->y);
+    s->y = malloc(s->dp * LANES * sizeof *s->y);
     if (!s->diag || !s->y) {
         fini(s);
         return fail(err, LSH_STRATEGY_ENOMEM, "crosspolytope: out of memory for %zu diagonals "
@@ -186,33 +190,37 @@ static int init(void *state, const struct lsh_round *round, struct lsh_strategy_
     return 0;
 }
 
-/* y <- (unnormalised Sylvester Walsh-Hadamard) y, in place: n log2 n
- * additions; entry (i, j) of the matrix is (-1)^popcount(i & j). */
+/* y <- (unnormalised Sylvester Walsh-Hadamard) y, in place, for LANES
+ * interleaved vectors of n entries (entry j of lane l at y[j * LANES + l]):
+ * n log2 n additions each; entry (i, j) of the matrix is (-1)^popcount(i & j). */
 static void fwht(double *y, size_t n)
 {
     for (size_t h = 1; h < n; h *= 2)
         for (size_t i = 0; i < n; i += 2 * h)
             for (size_t j = i; j < i + h; j++) {
-                const double a = y[j], b = y[j + h];
-                y[j] = a + b;
-                y[j + h] = a - b;
+                double *u = y + j * LANES, *v = y + (j + h) * LANES;
+                for (size_t l = 0; l < LANES; l++) {
+                    const double a = u[l], b = v[l];
+                    u[l] = a + b;
+                    v[l] = a - b;
+                }
             }
 }
 
-/* Index of the largest entry of concat(y[0:m], -y[0:m]); the first one wins
- * a tie (SPEC 1). */
-static uint32_t argmax_pm(const double *y, uint32_t m)
+/* Index of the largest entry of concat(y[0:m], -y[0:m]) for lane l; the
+ * first one wins a tie (SPEC 1). */
+static uint32_t argmax_pm(const double *y, size_t l, uint32_t m)
 {
     uint32_t best = 0;
-    double top = y[0];
+    double top = y[l];
     for (uint32_t j = 1; j < m; j++)
-        if (y[j] > top) {
-            top = y[j];
+        if (y[j * LANES + l] > top) {
+            top = y[j * LANES + l];
             best = j;
         }
     for (uint32_t j = 0; j < m; j++)
-        if (-y[j] > top) {
-            top = -y[j];
+        if (-y[j * LANES + l] > top) {
+            top = -y[j * LANES + l];
             best = m + j;
         }
     return best;
@@ -227,29 +235,36 @@ static int hash(void *state, const double *x, size_t n, size_t d, uint32_t *buck
                     "crosspolytope: rows have d = %zu, the round has %zu", d, s->d);
     const size_t dp = s->dp;
     double *y = s->y;
-    for (size_t i = 0; i < n; i++) {
-        const double *row = x + i * d;
-        uint32_t b = 0, stride = 1;
+    for (size_t start = 0; start < n; start += LANES) {
+        const size_t rows = n - start < LANES ? n - start : LANES;
+        const double *x0 = x + start * d;
+        uint32_t stride = 1;
+        for (size_t l = 0; l < rows; l++)
+            bucket[start + l] = 0;
         for (unsigned t = 0; t < s->k; t++) {
             const double *diag = s->diag + (size_t)t * s->rotations * dp;
-            for (size_t j = 0; j < d; j++)
-                y[j] = row[j] * diag[j];
-            memset(y + d, 0, (dp - d) * sizeof *y);
+            memset(y, 0, dp * LANES * sizeof *y); /* zero padding, and unused lanes */
+            for (size_t l = 0; l < rows; l++)
+                for (size_t j = 0; j < d; j++)
+                    y[j * LANES + l] = x0[l * d + j] * diag[j];
             fwht(y, dp);
             for (unsigned r = 1; r < s->rotations; r++) {
                 /* the previous round's 1/sqrt(d') folded into this D:
                  * scale * (+-1) is exact, so the bits are those of scaling first */
                 const double *dr = diag + (size_t)r * dp;
-                for (size_t j = 0; j < dp; j++)
-                    y[j] *= s->scale * dr[j];
+                for (size_t j = 0; j < dp; j++) {
+                    const double f = s->scale * dr[j];
+                    for (size_t l = 0; l < LANES; l++)
+                        y[j * LANES + l] *= f;
+                }
                 fwht(y, dp);
             }
-            for (size_t j = 0; j < s->m; j++)
+            for (size_t j = 0; j < (size_t)s->m * LANES; j++)
                 y[j] *= s->scale;
-            b += argmax_pm(y, s->m) * stride;
+            for (size_t l = 0; l < rows; l++)
+                bucket[start + l] += argmax_pm(y, l, s->m) * stride;
             stride *= 2 * s->m; /* the last product is n_buckets itself: no overflow */
         }
-        bucket[i] = b;
     }
     return 0;
 }

@@ -16,11 +16,15 @@ struct smyrf {
     double *a; /* d + 2: the projection direction */
 };
 
-/* One row on the sort line: its projection and its position. */
+/* One row on the sort line: its projection as an order-preserving integer
+ * (order_key) and its position. */
 struct item {
-    double v;
-    size_t pos;
+    uint64_t key;
+    uint32_t pos;
 };
+
+/* Digits of the LSD radix sort: 2^11 counters fit in L1. */
+#define DIGIT_BITS 11
 
 static int fail(struct lsh_strategy_error *err, int code, const char *fmt, ...)
 {
@@ -73,12 +77,18 @@ static int init(void *state, const struct lsh_round *round, struct lsh_strategy_
     return 0;
 }
 
+/* x.y summed in eight lanes added in a fixed order: vectorisable, and the
+ * same bits on every machine. */
 static double dot(const double *x, const double *y, size_t d)
 {
-    double sum = 0;
-    for (size_t j = 0; j < d; j++)
-        sum += x[j] * y[j];
-    return sum;
+    double l[8] = {0};
+    size_t j = 0;
+    for (; j + 8 <= d; j += 8)
+        for (size_t e = 0; e < 8; e++)
+            l[e] += x[j + e] * y[j + e];
+    for (size_t e = 0; j + e < d; e++)
+        l[e] += x[j + e] * y[j + e];
+    return ((l[0] + l[1]) + (l[2] + l[3])) + ((l[4] + l[5]) + (l[6] + l[7]));
 }
 
 /* The largest |x_i|^2 over n rows. */
@@ -92,19 +102,44 @@ static double max_norm2(const double *x, size_t n, size_t d)
     return top;
 }
 
-/* Ascending by value, then by position; NaN (only from overflowing rows)
- * after every number, so the order is total. */
-static int cmp_item(const void *pa, const void *pb)
+/* An integer with the order of v: -0 and +0 equal, NaN (only from
+ * overflowing rows) after every number. */
+static uint64_t order_key(double v)
 {
-    const struct item *a = pa, *b = pb;
-    if (a->v < b->v)
-        return -1;
-    if (a->v > b->v)
-        return 1;
-    const int na = isnan(a->v), nb = isnan(b->v);
-    if (na != nb)
-        return na - nb;
-    return (a->pos > b->pos) - (a->pos < b->pos);
+    if (isnan(v))
+        return UINT64_MAX;
+    if (v == 0)
+        v = 0.0; /* -0 sorts as +0: a tie, broken by position */
+    uint64_t u;
+    memcpy(&u, &v, sizeof u);
+    return u >> 63 ? ~u : u | (uint64_t)1 << 63;
+}
+
+/* Sorts it[0 .. n-1] stably by key (so equal values keep their position
+ * order); tmp is n more.  Returns the array that holds the result. */
+static struct item *radix_sort(struct item *it, struct item *tmp, size_t n)
+{
+    size_t count[(size_t)1 << DIGIT_BITS];
+    const uint64_t mask = ((uint64_t)1 << DIGIT_BITS) - 1;
+    for (unsigned lo = 0; lo < 64; lo += DIGIT_BITS) {
+        memset(count, 0, sizeof count);
+        for (size_t i = 0; i < n; i++)
+            count[it[i].key >> lo & mask]++;
+        if (n == 0 || count[it[0].key >> lo & mask] == n)
+            continue; /* every row has this digit: the pass would change nothing */
+        size_t sum = 0;
+        for (size_t v = 0; v <= mask; v++) {
+            const size_t c = count[v];
+            count[v] = sum;
+            sum += c;
+        }
+        for (size_t i = 0; i < n; i++)
+            tmp[count[it[i].key >> lo & mask]++] = it[i];
+        struct item *t = it;
+        it = tmp;
+        tmp = t;
+    }
+    return it;
 }
 
 /* floor(b * n / nb) without overflow (b <= nb < 2^32). */
@@ -117,17 +152,17 @@ static size_t place(uint64_t b, uint64_t n, uint64_t nb)
  * coordinate `slot` (d or d + 1) and 0 at the other, and cut the order into
  * equal blocks. */
 static void sort_into_blocks(const struct smyrf *s, const double *x, size_t n, double m2,
-                             size_t slot, struct item *it, uint32_t *bucket)
+                             size_t slot, struct item *it, struct item *tmp, uint32_t *bucket)
 {
     const size_t d = s->d;
     for (size_t i = 0; i < n; i++) {
         const double *row = x + i * d;
         double lift = m2 - dot(row, row, d);
         lift = lift > 0 ? sqrt(lift) : 0; /* rounding may leave -epsilon at the largest row */
-        it[i].v = dot(s->a, row, d) + s->a[slot] * lift;
-        it[i].pos = i;
+        it[i].key = order_key(dot(s->a, row, d) + s->a[slot] * lift);
+        it[i].pos = (uint32_t)i;
     }
-    qsort(it, n, sizeof *it, cmp_item);
+    it = radix_sort(it, tmp, n);
     for (uint32_t b = 0; b < s->b; b++)
         for (size_t p = place(b, n, s->b); p < place((uint64_t)b + 1, n, s->b); p++)
             bucket[it[p].pos] = b;
@@ -146,15 +181,15 @@ static int assign(void *state, const double *q, size_t n_q, const double *k, siz
                     "n_buckets <= rows; got n_buckets %u for %zu queries and %zu keys",
                     (unsigned)s->b, n_q, n_k);
     const size_t most = n_q > n_k ? n_q : n_k;
-    if (most > SIZE_MAX / sizeof(struct item))
-        return fail(err, LSH_STRATEGY_ENOMEM, "smyrf: %zu rows are too many", most);
-    struct item *it = malloc(most * sizeof *it);
+    if (most > UINT32_MAX)
+        return fail(err, LSH_STRATEGY_EINVAL, "smyrf: at most 2^32 - 1 rows, got %zu", most);
+    struct item *it = malloc(2 * most * sizeof *it); /* items and the sort's other half */
     if (!it)
         return fail(err, LSH_STRATEGY_ENOMEM, "smyrf: out of memory for %zu rows", most);
     /* M_q^2 + M_k^2: what every lifted row's squared norm becomes */
     const double m2 = max_norm2(q, n_q, d) + max_norm2(k, n_k, d);
-    sort_into_blocks(s, q, n_q, m2, d + 1, it, bq); /* q~ = [q, 0, lift] */
-    sort_into_blocks(s, k, n_k, m2, d, it, bk);     /* k~ = [k, lift, 0] */
+    sort_into_blocks(s, q, n_q, m2, d + 1, it, it + most, bq); /* q~ = [q, 0, lift] */
+    sort_into_blocks(s, k, n_k, m2, d, it, it + most, bk);     /* k~ = [k, lift, 0] */
     free(it);
     return 0;
 }

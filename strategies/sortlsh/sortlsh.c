@@ -120,10 +120,35 @@ static uint32_t gray_rank(uint32_t c)
     return c;
 }
 
-static int cmp_u64(const void *a, const void *b)
+/* Digits of the LSD radix sort: 2^11 counters fit in L1. */
+#define DIGIT_BITS 11
+
+/* Sorts a[0 .. n-1] stably by bits 32 .. 32 + bits - 1 (the rank), so rows
+ * of equal rank keep their position order; tmp is n more.  Returns the array
+ * that holds the result (a or tmp). */
+static uint64_t *radix_sort_ranks(uint64_t *a, uint64_t *tmp, size_t n, unsigned bits)
 {
-    const uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
-    return (x > y) - (x < y);
+    size_t count[(size_t)1 << DIGIT_BITS];
+    for (unsigned lo = 32; lo < 32 + bits; lo += DIGIT_BITS) {
+        const uint64_t mask = ((uint64_t)1 << DIGIT_BITS) - 1;
+        memset(count, 0, sizeof count);
+        for (size_t i = 0; i < n; i++)
+            count[a[i] >> lo & mask]++;
+        if (n == 0 || count[a[0] >> lo & mask] == n)
+            continue; /* every row has this digit: the pass would change nothing */
+        size_t sum = 0;
+        for (size_t v = 0; v <= mask; v++) {
+            const size_t c = count[v];
+            count[v] = sum;
+            sum += c;
+        }
+        for (size_t i = 0; i < n; i++)
+            tmp[count[a[i] >> lo & mask]++] = a[i];
+        uint64_t *t = a;
+        a = tmp;
+        tmp = t;
+    }
+    return a;
 }
 
 /* floor(b * n / nb) without overflow (b < nb < 2^32). */
@@ -132,8 +157,10 @@ static size_t place(uint64_t b, uint64_t n, uint64_t nb)
     return (size_t)(b * (n / nb) + b * (n % nb) / nb);
 }
 
-/* key[i] = rank(row i) << 32 | i for n rows, sorted: (rank, position). */
-static void sorted_ranks(struct sortlsh *s, const double *x, size_t n, uint64_t *key)
+/* rank(row i) << 32 | i for n rows, sorted by (rank, position): in key or
+ * in tmp, whichever is returned. */
+static const uint64_t *sorted_ranks(struct sortlsh *s, const double *x, size_t n, uint64_t *key,
+                                    uint64_t *tmp)
 {
     const unsigned r = s->r;
     for (size_t start = 0; start < n; start += BATCH_ROWS) {
@@ -147,7 +174,7 @@ static void sorted_ranks(struct sortlsh *s, const double *x, size_t n, uint64_t 
             key[start + i] = (uint64_t)gray_rank(code) << 32 | (uint64_t)(start + i);
         }
     }
-    qsort(key, n, sizeof *key, cmp_u64);
+    return radix_sort_ranks(key, tmp, n, r);
 }
 
 /* Sorted place p of n falls in block b when floor(b n/B) <= p < floor((b+1) n/B). */
@@ -174,18 +201,15 @@ static int assign(void *state, const double *q, size_t n_q, const double *k, siz
         return fail(err, LSH_STRATEGY_EINVAL, "sortlsh: at most 2^32 - 1 rows, got %zu and %zu",
                     n_q, n_k);
     const int shared = k == q && n_k == n_q;
-    const size_t most = n_q > n_k ? n_q : n_k;
-    uint64_t *key = malloc(most * sizeof *key);
+    const size_t most = n_q > n_k ? n_q : n_k; /* < 2^32: no overflow below */
+    uint64_t *key = malloc(2 * most * sizeof *key); /* keys and the sort's other half */
     if (!key)
         return fail(err, LSH_STRATEGY_ENOMEM, "sortlsh: out of memory for %zu sort keys", most);
-    sorted_ranks(s, q, n_q, key);
-    equal_blocks(key, n_q, s->b, bq);
-    if (shared) {
+    equal_blocks(sorted_ranks(s, q, n_q, key, key + most), n_q, s->b, bq);
+    if (shared)
         memcpy(bk, bq, n_q * sizeof *bq);
-    } else {
-        sorted_ranks(s, k, n_k, key);
-        equal_blocks(key, n_k, s->b, bk);
-    }
+    else
+        equal_blocks(sorted_ranks(s, k, n_k, key, key + most), n_k, s->b, bk);
     free(key);
     return 0;
 }

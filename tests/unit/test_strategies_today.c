@@ -682,3 +682,48 @@ Test(today, smyrf_keys_get_their_own_buckets_when_shared)
         scripted_free(s, state);
     }
 }
+
+Test(today, sortlsh_many_bits_rank_by_prefix_parity)
+{
+    /* r = 24: the rank's bit i is the parity of code bits i .. r-1 (the inverse of
+     * g(p) = p ^ (p >> 1) read from the top bit down), so ranks span several
+     * sort digits */
+    const struct lsh_strategy *s = find("sortlsh");
+    const size_t d = 6, n = 300, r = 24;
+    const uint32_t nb = 7;
+    double *x = malloc(n * d * sizeof *x), *rank = malloc(n * sizeof *rank);
+    gaussian(21, x, n * d, 2.385);
+    memcpy(x + 50 * d, x + 10 * d, d * sizeof *x); /* equal ranks: positions decide */
+    uint32_t *bq = malloc(n * sizeof *bq), *want = malloc(n * sizeof *want);
+    struct lsh_param_value v[1] = {int_value((int64_t)r)};
+    struct exported ex;
+    struct lsh_error err;
+    cr_assert_eq(run_round(s, v, 1, nb, d, 77, x, n, bq, NULL, 0, NULL, &ex, &err), 0, "%s",
+                 err.message);
+    cr_assert_eq(ex.cols, r);
+    for (size_t i = 0; i < n; i++) {
+        int bit[24];
+        for (size_t t = 0; t < r; t++) {
+            double dot = 0;
+            for (size_t j = 0; j < d; j++)
+                dot += x[i * d + j] * ex.data[j * r + t];
+            bit[t] = dot > 0;
+        }
+        uint32_t rk = 0;
+        int parity = 0;
+        for (size_t t = r; t-- > 0;) {
+            parity ^= bit[t];
+            rk |= (uint32_t)parity << t;
+        }
+        rank[i] = rk;
+    }
+    blocks_brute(rank, n, nb, want);
+    expect_block_sizes(bq, n, nb, "sortlsh r = 24");
+    for (size_t i = 0; i < n; i++)
+        cr_expect_eq(bq[i], want[i], "row %zu: bucket %u, by hand %u", i, bq[i], want[i]);
+    free(ex.data);
+    free(x);
+    free(rank);
+    free(bq);
+    free(want);
+}
