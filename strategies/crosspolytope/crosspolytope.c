@@ -192,7 +192,9 @@ static int init(void *state, const struct lsh_round *round, struct lsh_strategy_
 
 /* y <- (unnormalised Sylvester Walsh-Hadamard) y, in place, for LANES
  * interleaved vectors of n entries (entry j of lane l at y[j * LANES + l]):
- * n log2 n additions each; entry (i, j) of the matrix is (-1)^popcount(i & j). */
+ * n log2 n additions each; entry (i, j) of the matrix is (-1)^popcount(i & j).
+ * Element-wise additions only, so every clone gives the same bits. */
+__attribute__((target_clones("avx512f", "avx2", "default")))
 static void fwht(double *y, size_t n)
 {
     for (size_t h = 1; h < n; h *= 2)
