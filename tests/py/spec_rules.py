@@ -313,15 +313,33 @@ def ratio_se(y, x, m, n):
     return r, math.sqrt((1 - m / n) * ss / (m * (m - 1))) / abs(xbar)
 
 
-def point_metrics(q, k, v, keys, scale, exclude_self, causal, rounds, H, t, sink, local,
-                  combine, rows=None, law_k=None, topk=(), oracle=False):
-    """Every /runs metric of one point by definition: {column: (value, se)} plus the
-    per-row masses and candidate counts.  rounds: the S^h matrices (n x n bool);
-    combine union, rounds or importance (law_k: the law's k)."""
+def reference(q, k, v, keys, scale, exclude_self, causal):
+    """The full attention of every row (SPEC 4), shared by every point of a problem:
+    s, U, log A, A, O, the Gram matrix and each row's keys by descending s."""
     n = len(q)
     s = scale * (q @ k.T)
-    gram = q @ q.T if keys in ("shared", "shared_normalized") else q @ k.T
     u = allowed_matrix(n, exclude_self, causal)
+    log_a = np.full((n, n), -np.inf)
+    order = []
+    for i in range(n):
+        ul = np.nonzero(u[i])[0]
+        log_a[i, ul] = s[i, ul] - lse(s[i, ul])
+        order.append(ul[np.lexsort((ul, -s[i, ul]))])  # ties: smaller j first
+    a = np.where(np.isfinite(log_a), np.exp(log_a), 0.0)
+    return {"s": s, "u": u, "log_a": log_a, "a": a, "o": a @ v, "order": order,
+            "gram": q @ q.T if keys in ("shared", "shared_normalized") else q @ k.T}
+
+
+def point_metrics(q, k, v, keys, scale, exclude_self, causal, rounds, H, t, sink, local,
+                  combine, rows=None, law_k=None, topk=(), oracle=False, ref=None):
+    """Every /runs metric of one point by definition: {column: (value, se)} plus the
+    per-row masses and candidate counts.  rounds: the S^h matrices (n x n bool);
+    combine union, rounds or importance (law_k: the law's k); ref: reference(...)
+    of the same arguments, when the caller keeps it."""
+    n = len(q)
+    if ref is None:
+        ref = reference(q, k, v, keys, scale, exclude_self, causal)
+    s, u, gram = ref["s"], ref["u"], ref["gram"]
     S, empty, collided = candidate_sets(rounds, H, t, sink, local, causal, u)
     rows = np.arange(n) if rows is None else np.asarray(rows)
     acc = {}
@@ -337,13 +355,11 @@ def point_metrics(q, k, v, keys, scale, exclude_self, causal, rounds, H, t, sink
     for i in rows:
         i = int(i)
         ul = np.nonzero(u[i])[0]
-        log_a = np.full(n, -np.inf)
-        log_a[ul] = s[i, ul] - lse(s[i, ul])
-        a = np.where(np.isfinite(log_a), np.exp(log_a), 0.0)
+        log_a, a = ref["log_a"][i], ref["a"][i]
         sel = np.nonzero(S[i])[0]
         mass = float(a[sel].sum())
         if empty[i]:
-            o = a @ v
+            o = ref["o"][i]
             ahat = np.zeros(n)
             ahat[i] = 1.0
             ohat, kl = v[i], 0.0
@@ -359,7 +375,7 @@ def point_metrics(q, k, v, keys, scale, exclude_self, causal, rounds, H, t, sink
             ahat = np.zeros(n)
             for z, th in zip(zs, parts):
                 ahat[th] += math.exp(z - zall) * np.exp(s[i, th] - z)
-            o, ohat = a @ v, ahat @ v
+            o, ohat = ref["o"][i], ahat @ v
             nz = ahat > 0
             kl = float((ahat[nz] * (np.log(ahat[nz]) - log_a[nz])).sum())
         elif combine == "importance":
@@ -382,15 +398,15 @@ def point_metrics(q, k, v, keys, scale, exclude_self, causal, rounds, H, t, sink
         add("mass", mass, 1)
         add("kl", 0.0 if empty[i] else kl, 0 if empty[i] else 1)
         add("empty", 1 if empty[i] else 0, 1)
-        off = [j for j in ul if j != i]
-        add("gram", 0.0 if empty[i] else float(sum(gram[i, j] ** 2 for j in sel if j != i)),
-            float(sum(gram[i, j] ** 2 for j in off)))
+        off = ul[ul != i]
+        add("gram", 0.0 if empty[i] else float((gram[i, sel[sel != i]] ** 2).sum()),
+            float((gram[i, off] ** 2).sum()))
         add("density", len(sel), len(ul))
         add("cand", len(sel), 1)
-        order = sorted(ul, key=lambda j: (-s[i, j], j))
+        order = ref["order"][i]
         for K in topk:
             tk = order[:min(K, len(ul))]
-            add(f"topk{K}", len(set(tk) & set(sel.tolist())) / len(tk), 1)
+            add(f"topk{K}", float(S[i, tk].sum()) / len(tk), 1)
         if oracle:
             om, oe = oracle_row(s[i], a, v, u[i], len(sel))
             add("omass", om, 1)

@@ -232,7 +232,7 @@ strategies:
   - name: random
   - name: window
 sweep:
-  n_hashes: [1, 3]
+  n_hashes: [3]
   n_buckets: [4]
   mode: [bucket, chunked]
   chunk_size: [8]
@@ -489,7 +489,7 @@ class RulesEndToEndTest(unittest.TestCase):
     # -- every metric --
 
     def check_file(self, name, attn):
-        checked, seen_groups = 0, set()
+        checked, seen_groups, refs = 0, set(), {}
         with h5py.File(self.files[name], "r") as f:
             runs = f["runs"][()]
             cols = runs.dtype.names
@@ -536,10 +536,14 @@ class RulesEndToEndTest(unittest.TestCase):
                 topk = [int(c[len("topk_recall_"):]) for c in cols
                         if c.startswith("topk_recall_") and not c.endswith("_se")]
                 rows = pts["row_index"][()] if "row_index" in pts else None
+                ds = text(row["dataset"])
+                if ds not in refs:
+                    refs[ds] = sr.reference(q, k, v, attn["keys"], scale,
+                                            attn["exclude_self"], attn["causal"])
                 exp, masses, counts = sr.point_metrics(
                     q, k, v, attn["keys"], scale, attn["exclude_self"], attn["causal"],
                     rounds, H, t, sink, local, combine, rows=rows, law_k=law_k, topk=topk,
-                    oracle=oracle)
+                    oracle=oracle, ref=refs[ds])
                 bmax, bent = sr.bucket_balance(bq, H, int(row["n_buckets"]))
                 exp["bucket_max"] = (bmax, 0.0)
                 exp["bucket_entropy"] = (bent, 0.0)
@@ -574,8 +578,8 @@ class RulesEndToEndTest(unittest.TestCase):
         self.need("shared")
         n = self.check_file("shared", {"keys": "shared", "scale": "auto",
                                        "exclude_self": True, "causal": False})
-        # 7 rules (crosspolytope k = 1, 2) x 2 modes x t 2 x sink 2 x local 2 x H 2.
-        self.assertEqual(n, 7 * 2 * 2 * 2 * 2 * 2)
+        # 7 rules (crosspolytope k = 1, 2) x 2 modes x t 2 x sink 2 x local 2.
+        self.assertEqual(n, 7 * 2 * 2 * 2 * 2)
 
     def test_new_strategies_and_rules_with_separate_causal_keys_sampled(self):
         self.need("separate")
@@ -600,20 +604,24 @@ class RulesEndToEndTest(unittest.TestCase):
         self.assertEqual(n, 2 * 2 * 2 * 2)
 
     def test_min_collisions_1_union_equals_the_plain_union(self):
-        # The same points with t = 1, s = w = 0 and combine union must give the
-        # same numbers as a run without the rule keys (today's rule, today's bits).
+        # A sweep over the rule keys with the oracle on: its points with t = 1,
+        # s = w = 0 (combine union only) give the same bits as a run without the rule
+        # keys and without the oracle (today's rule, today's bits).
         self.need("importance")
-        cfg = os.path.join(self.tmp, "plain.yaml")
-        plain = CONFIGS["importance"].split("  min_collisions")[0] + \
-            "  combine: [union]\ndump: [buckets]\n"
-        plain = plain.replace("oracle: true", "oracle: false")
-        with open(cfg, "w") as f:
-            f.write(plain)
-        out = os.path.join(self.tmp, "plain.h5")
-        subprocess.run([EXE, "run", cfg, "-o", out, "-q", "-j", "1"], check=True)
-        with h5py.File(out, "r") as f:
+        head = CONFIGS["importance"].split("  min_collisions")[0]
+        out = {}
+        for name, text_ in (("plain", head.replace("oracle: true", "oracle: false")
+                             + "  combine: [union]\n"),
+                            ("ruled", head + "  min_collisions: [1, 2]\n  sink: [0, 2]\n"
+                             "  local: [0, 2]\n  combine: [union]\n")):
+            cfg = os.path.join(self.tmp, name + ".yaml")
+            with open(cfg, "w") as f:
+                f.write(text_)
+            out[name] = os.path.join(self.tmp, name + ".h5")
+            subprocess.run([EXE, "run", cfg, "-o", out[name], "-q", "-j", "2"], check=True)
+        with h5py.File(out["plain"], "r") as f:
             base = f["runs"][()]
-        with h5py.File(self.files["importance"], "r") as f:
+        with h5py.File(out["ruled"], "r") as f:
             runs = f["runs"][()]
         union = np.array([text(c) == "union" for c in runs["combine"]])
         sel = runs[(runs["min_collisions"] == 1) & (runs["sink"] == 0) & (runs["local"] == 0)
