@@ -107,7 +107,8 @@ class ReaderTest(TempDir):
         # min_collisions, sink and local (SPEC 13) as 1, 0, 0 after combine.
         self.assertEqual(t.keys(), ["point_id", "dataset", "layer", "head", "strategy",
                                     "params", "mode", "chunk_size", "look_back", "window",
-                                    "combine", "min_collisions", "sink", "local", "n_hashes", "n_buckets", "repeat", "seed",
+                                    "combine", "min_collisions", "sink", "local",
+                                    "n_hashes", "n_buckets", "repeat", "seed",
                                     "status", "message"])
         self.assertEqual(t.metrics(), ["out_rel_err", "mass_recall", "empty_rows", "density"])
         ok = lr.ok_runs(t)

@@ -214,8 +214,9 @@ def build_series(table, columns):
         if "combine" in varying:
             parts.append(f"combine={rec['combine']}")
         parts += [f"{c}={rec[c]}" for c in RULE_COLUMNS if c in varying]
-        n = per_strategy.get(s, 0)
-        per_strategy[s] = n + 1
+        style = style_name(s, rec.get("params", ""))  # kmeans balanced: its own count
+        n = per_strategy.get(style, 0)
+        per_strategy[style] = n + 1
         series[key] = Series(key, " ".join(parts), s, LINESTYLES[n % len(LINESTYLES)],
                              rec.get("params", ""))
     return cols, series
@@ -450,7 +451,10 @@ def fig_oracle(w, runs, metric, width, name):
             pts.append((dx, my, sy, oy, so))
         pts.sort(key=lambda p: p[0])
         x = [p[0] for p in pts]
-        errorbar(ax, x, [p[1] for p in pts], [p[2] for p in pts], st, markersize=3.5)
+        # Dashes mean the oracle here: a dashed series line becomes dash-dot.
+        ls = (0, (8, 2, 2, 2)) if st.linestyle == "--" else st.linestyle
+        errorbar(ax, x, [p[1] for p in pts], [p[2] for p in pts], st, markersize=3.5,
+                 linestyle=ls, linewidth=1.0)
         oerr = None
         if any(p[4] is not None for p in pts):
             oerr = [0.0 if p[4] is None else p[4] for p in pts]
