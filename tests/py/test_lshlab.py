@@ -103,10 +103,12 @@ class ReaderTest(TempDir):
                                run_row(1, b"hyperplane", 8, 1, 0, 0.0, 0.0, 0.0,
                                        status=b"skipped")])
         t = lr.read_table(path, "runs")
-        # A version-1 file: layer and head (version 2) read as -1, after dataset.
+        # A version-1 file: layer and head (version 2) read as -1, after dataset;
+        # min_collisions, sink and local (SPEC 13) as 1, 0, 0 after combine.
         self.assertEqual(t.keys(), ["point_id", "dataset", "layer", "head", "strategy",
                                     "params", "mode", "chunk_size", "look_back", "window",
-                                    "combine", "n_hashes", "n_buckets", "repeat", "seed",
+                                    "combine", "min_collisions", "sink", "local",
+                                    "n_hashes", "n_buckets", "repeat", "seed",
                                     "status", "message"])
         self.assertEqual(t.metrics(), ["out_rel_err", "mass_recall", "empty_rows", "density"])
         ok = lr.ok_runs(t)

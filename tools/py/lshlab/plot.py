@@ -30,13 +30,21 @@ the output folder (file names: <file stem>_<figure>.<format>):
                         settings), mean +- standard error over repeats
   cost                  gram_recovery and mass_recall against density (the share
                         of pairs computed), with each line's Pareto front
+  oracle_mass_recall    (runs with attention: {oracle: true}) mass_recall against
+                        density, every point of each line, with the budget-matched
+                        oracle (the best candidate set of each row's own size) at
+                        the same points dashed in the line's colour: how far each
+                        strategy is from the best set of its size
+  oracle_out_rel_err    the same for out_rel_err and oracle_out_rel_err
   heatmap_<metric>      out_rel_err (and every --metric) over n_hashes x n_buckets,
                         one panel per strategy (and its settings)
   balance               bucket_max and bucket_entropy against n_buckets
   bucket_sizes          histograms of bucket sizes (files with dump: [buckets])
   collision             p_round against the angle, one panel per n_buckets, with
-                        SimHash's law (1 - theta/pi)^k (collision experiments)
-  collision_any         p_any against the angle, with 1 - (1 - (1 - theta/pi)^k)^H
+                        each strategy's published collision_prob (has_law, p_law)
+                        dashed in its colour (files without law columns: SimHash's
+                        (1 - theta/pi)^k in black)
+  collision_any         p_any against the angle, with 1 - (1 - p_law)^H
   heads_<metric>        (a dataset with several (layer, head): real attention heads)
                         a layer x head heatmap of mass_recall (and every
                         --head-metric) at one n_hashes and n_buckets, the values
@@ -53,7 +61,10 @@ says so; their standard errors then spread over heads too).
 
 A file with several datasets gets one set of figures per dataset
 (<stem>_<dataset>_<figure>).  A strategy has the same colour and marker in
-every figure; its settings (parameters, mode, combine) get line styles.
+every figure (kmeans with balanced=true its own); its settings (parameters,
+mode, combine, min_collisions, sink, local) get line styles, and the legend
+names what varies.  Points that failed or were skipped are left out, and each
+/runs figure's title says how many (and why, for a single reason).
 Figures are sized for a paper: 7 in wide (two columns) by default, 3.3 in
 with --width single."""
 
@@ -68,11 +79,18 @@ examples:
 exit codes: 0 ok (figures written), 1 unreadable file or nothing to draw,
 2 bad command line, 69 no Python with h5py + matplotlib + numpy (tools/plot)"""
 
-# Colour-blind-safe (Okabe-Ito) colours and markers, fixed per strategy name.
+# Colour-blind-safe (Okabe-Ito) colours and markers, fixed per strategy name (and
+# for kmeans with balanced=true, Routing Transformer's equal clusters, its own).
 STRATEGY_STYLE = {
     "rotation": ("#0072B2", "o"),
     "hyperplane": ("#D55E00", "s"),
     "kmeans": ("#009E73", "^"),
+    "crosspolytope": ("#CC79A7", "D"),
+    "sortlsh": ("#E69F00", "v"),
+    "smyrf": ("#56B4E9", "P"),
+    "random": ("#999999", "X"),
+    "window": ("#000000", "<"),
+    "kmeans balanced": ("#8C564B", "p"),
 }
 OTHER_COLOURS = ["#CC79A7", "#E69F00", "#56B4E9", "#000000", "#999999", "#F0E442"]
 OTHER_MARKERS = ["D", "v", "P", "X", "<", ">", "h", "*"]
@@ -109,7 +127,16 @@ def label_of(metric):
     return LABELS.get(metric, metric)
 
 
-def strategy_style(name):
+def style_name(name, params=""):
+    """The STRATEGY_STYLE entry of a rule: the strategy's name, or "kmeans balanced"
+    for kmeans with balanced=true among its parameters."""
+    if name == "kmeans" and params and ("balanced", "true") in lr.split_params(params):
+        return "kmeans balanced"
+    return name
+
+
+def strategy_style(name, params=""):
+    name = style_name(name, params)
     if name in STRATEGY_STYLE:
         return STRATEGY_STYLE[name]
     h = zlib.crc32(name.encode())  # stable across runs and machines
@@ -129,14 +156,19 @@ def setup_matplotlib():
 # ---- series: one line = a strategy and its settings ------------------------------
 
 SETTING_COLUMNS = ["mode", "chunk_size", "look_back", "window", "combine"]
+# The candidate rule (SPEC 13): swept keys that make lines of their own in the
+# n_hashes, cost, heatmap and oracle figures.  (The head figures do not fix them:
+# when one varies at their point they name the --where that picks one.)
+RULE_COLUMNS = ["min_collisions", "sink", "local"]
+SERIES_COLUMNS = ["strategy", "params"] + SETTING_COLUMNS + RULE_COLUMNS
 
 
 class Series:
     """The rows of one line: a strategy, its parameters and the mode settings."""
 
-    def __init__(self, key, label, strategy, linestyle):
+    def __init__(self, key, label, strategy, linestyle, params=""):
         self.key, self.label, self.strategy, self.linestyle = key, label, strategy, linestyle
-        self.colour, self.marker = strategy_style(strategy)
+        self.colour, self.marker = strategy_style(strategy, params)
 
     def style(self, **kw):
         out = dict(color=self.colour, marker=self.marker, linestyle=self.linestyle,
@@ -181,9 +213,12 @@ def build_series(table, columns):
                       if c in varying]
         if "combine" in varying:
             parts.append(f"combine={rec['combine']}")
-        n = per_strategy.get(s, 0)
-        per_strategy[s] = n + 1
-        series[key] = Series(key, " ".join(parts), s, LINESTYLES[n % len(LINESTYLES)])
+        parts += [f"{c}={rec[c]}" for c in RULE_COLUMNS if c in varying]
+        style = style_name(s, rec.get("params", ""))  # kmeans balanced: its own count
+        n = per_strategy.get(style, 0)
+        per_strategy[style] = n + 1
+        series[key] = Series(key, " ".join(parts), s, LINESTYLES[n % len(LINESTYLES)],
+                             rec.get("params", ""))
     return cols, series
 
 
@@ -239,6 +274,7 @@ class Writer:
         self.written = []
         self.subtitle = None  # what the rows of a split figure share (split_settings)
         self.heads_note = None  # "mean over N heads" for a multi-head dataset's figures
+        self.left_note = None  # "left out: N failed points (...)" for /runs figures
         # What the head figures drew (matrices, values), by file name without the
         # extension: for tests and for callers that want the numbers behind a figure.
         self.drawn = {} if drawn is None else drawn
@@ -246,8 +282,8 @@ class Writer:
     def save(self, fig, name, tight=True, title=None, heads_note=True):
         if tight:
             fig.tight_layout(pad=0.4)
-        lines = [t for t in (title, self.subtitle, self.heads_note if heads_note else None)
-                 if t]
+        lines = [t for t in (title, self.subtitle, self.heads_note if heads_note else None,
+                             self.left_note) if t]
         if lines:
             fig.suptitle("\n".join(lines), fontsize=8, y=1.0, va="bottom")
         for fmt in self.formats:
@@ -293,7 +329,7 @@ def fig_vs_hashes(w, runs, metric, width, name):
     hs = lr.unique_in_order(runs["n_hashes"])
     if len(hs) < 2:
         return f"{name}: only one n_hashes ({hs[0]})"
-    cols, series = build_series(runs, ["strategy", "params"] + SETTING_COLUMNS)
+    cols, series = build_series(runs, SERIES_COLUMNS)
     bs = lr.unique_in_order(runs["n_buckets"])
     fig, axes = grid(len(bs), width)
     for ax, b in zip(axes, bs):
@@ -357,7 +393,7 @@ def fig_cost(w, runs, width, name):
     metrics = [m for m in ("gram_recovery", "mass_recall") if m in runs]
     if not metrics or "density" not in runs:
         return f"{name}: no density / recovery columns"
-    cols, series = build_series(runs, ["strategy", "params"] + SETTING_COLUMNS)
+    cols, series = build_series(runs, SERIES_COLUMNS)
     fig, axes = grid(len(metrics), width, max_cols=2)
     for ax, metric in zip(axes, metrics):
         for key, st in series.items():
@@ -392,12 +428,72 @@ def fig_cost(w, runs, width, name):
     return None
 
 
+def fig_oracle(w, runs, metric, width, name):
+    """metric (mass_recall or out_rel_err) against density in one panel: every
+    (n_hashes, n_buckets) point of each line (mean over repeats), with
+    the budget-matched oracle (SPEC 13: the best candidate set of each row's own
+    size) at the same points drawn dashed with open markers in the line's colour."""
+    oracle = lr.ORACLE_COLUMNS[metric]
+    if oracle not in runs or metric not in runs or "density" not in runs:
+        return f"{name}: no {oracle} column (runs with attention: {{oracle: true}})"
+    cols, series = build_series(runs, SERIES_COLUMNS)
+    fig, axes = grid(1, width if width < 5 else width * 0.62, max_cols=1)
+    ax = axes[0]
+    record = {"metric": metric, "oracle": oracle, "lines": []}
+    for key, st in series.items():
+        rows = series_rows(runs, cols, key)
+        pts = []
+        for _, idx in lr.group_rows(rows, ["n_hashes", "n_buckets"]):
+            r = rows.select(idx)
+            dx, _ = mean_se_of(r, "density")
+            my, sy = mean_se_of(r, metric)
+            oy, so = mean_se_of(r, oracle)
+            pts.append((dx, my, sy, oy, so))
+        pts.sort(key=lambda p: p[0])
+        x = [p[0] for p in pts]
+        # Dashes mean the oracle here: a dashed series line becomes dash-dot.
+        ls = (0, (8, 2, 2, 2)) if st.linestyle == "--" else st.linestyle
+        errorbar(ax, x, [p[1] for p in pts], [p[2] for p in pts], st, markersize=3.5,
+                 linestyle=ls, linewidth=1.0)
+        oerr = None
+        if any(p[4] is not None for p in pts):
+            oerr = [0.0 if p[4] is None else p[4] for p in pts]
+        ax.errorbar(x, [p[3] for p in pts], yerr=oerr, capsize=2, elinewidth=0.6,
+                    color=st.colour, marker=st.marker, markerfacecolor="none",
+                    markersize=3.5, linestyle=(0, (3, 2)), linewidth=0.9, alpha=0.85)
+        record["lines"].append({"label": st.label, "colour": st.colour, "marker": st.marker,
+                                "linestyle": st.linestyle, "density": x,
+                                "value": [p[1] for p in pts], "oracle": [p[3] for p in pts]})
+    ax.set_xlabel(label_of("density"))
+    ax.set_ylabel(label_of(metric))
+    xs = runs["density"][runs["density"] > 0]
+    if len(xs) and xs.max() / xs.min() > 8:
+        log_axis(ax.xaxis, ax.set_xscale, xs.max() / xs.min())
+    if metric == "mass_recall":
+        ax.set_ylim(bottom=max(0.0, ax.get_ylim()[0]), top=min(1.02, ax.get_ylim()[1])
+                    if ax.get_ylim()[1] > 0.5 else ax.get_ylim()[1])
+    else:
+        ys = np.concatenate([runs[metric], runs[oracle]])
+        pos = ys[ys > 0]
+        if len(pos) and len(pos) == len(ys) and pos.max() / pos.min() > 20:
+            log_y(ax, pos.max() / pos.min())
+    handles, labels = unique_handles(axes)
+    handles.append(Line2D([], [], color="0.3", marker="o", markerfacecolor="none",
+                          linestyle=(0, (3, 2)), linewidth=0.9, markersize=3.5))
+    labels.append("dashed, open: the oracle (best set of the same size) at the same points")
+    legend_below(fig, handles, labels, width)
+    w.drawn[f"{w.stem}_{name}"] = record
+    w.save(fig, name, title="every (n_hashes, n_buckets): the strategy (solid) and the "
+           "budget-matched oracle (dashed)")
+    return None
+
+
 def fig_heatmap(w, runs, metric, width, name):
     hs = lr.unique_in_order(runs["n_hashes"])
     bs = lr.unique_in_order(runs["n_buckets"])
     if len(hs) < 2 and len(bs) < 2:
         return f"{name}: one n_hashes and one n_buckets"
-    cols, series = build_series(runs, ["strategy", "params"] + SETTING_COLUMNS)
+    cols, series = build_series(runs, SERIES_COLUMNS)
     mats = []
     for key, st in series.items():
         rows = series_rows(runs, cols, key)
@@ -883,6 +979,9 @@ def fig_collision(w, col, width, name, which):
     cols, series = build_series(c, ["strategy", "params"])
     fig, axes = grid(len(bs), width, max_cols=3 if width >= 5 else 2)
     theta = np.linspace(0.0, 180.0, 181)
+    # Files with law columns draw each rule's own law; older ones SimHash's in black.
+    laws = "has_law" in col.order
+    record = {"which": which, "laws": [], "simhash": not laws}
     for ax, b in zip(axes, bs):
         cb = c.select(c["n_buckets"] == b)
         for key, st in series.items():
@@ -897,7 +996,20 @@ def fig_collision(w, col, width, name, which):
                 keep = y > 0
                 x, y, se = x[keep], y[keep], se[keep]
             ax.errorbar(x, y, yerr=se, capsize=2, elinewidth=0.8, **st.style())
-        if b > 0 and (b & (b - 1)) == 0:
+            lr_rows = rows.select(rows["has_law"] != 0)
+            if len(lr_rows):  # the published collision_prob at the measured angles
+                o = np.argsort(lr_rows["angle"])
+                lx, ly = lr_rows["angle"][o], lr_rows["p_law"][o]
+                if which == "p_any":
+                    ly = 1.0 - (1.0 - ly) ** hmax
+                else:
+                    lx, ly = lx[ly > 0], ly[ly > 0]
+                ax.plot(lx, ly, color=st.colour, lw=0.9, ls=(0, (4, 2)), zorder=1,
+                        label=f"{st.label}: law")
+                record["laws"].append({"label": st.label, "n_buckets": int(b),
+                                       "colour": st.colour, "angle": list(lx),
+                                       "p": list(ly)})
+        if not laws and b > 0 and (b & (b - 1)) == 0:
             law = simhash_law(theta, b)
             if which == "p_any":
                 law = 1.0 - (1.0 - law) ** hmax
@@ -923,12 +1035,28 @@ def fig_collision(w, col, width, name, which):
     handles, labels = unique_handles(axes)
     # The law last, series first.
     order = sorted(range(len(labels)), key=lambda i: labels[i].startswith("SimHash"))
+    if laws:
+        handles = [h for h, lab in zip(handles, labels) if not lab.endswith(": law")]
+        labels = [lab for lab in labels if not lab.endswith(": law")]
+        order = list(range(len(labels)))
+        if (c["has_law"] != 0).any():
+            handles.append(Line2D([], [], color="0.3", lw=0.9, ls=(0, (4, 2))))
+            labels.append("dashed: the rule's published collision_prob"
+                          + (r" $p$" if which == "p_round" else r", $1 - (1 - p)^H$"))
+            order.append(len(labels) - 1)
+    none = [st.label for key, st in series.items()
+            if laws and not (series_rows(c, cols, key)["has_law"] != 0).any()]
+    extra = ("\nno published collision_prob: " + textwrap.shorten(", ".join(none), 120)
+             if none else "")
     pairs = int(col["pairs"][0])
     legend_below(fig, [handles[i] for i in order],
                  [labels[i] for i in order], width)
-    fig.suptitle(f"{pairs} pairs per angle, d = {_collision_d(col)}, mean ± se over "
-                 f"{hmax} rounds" if which == "p_round" else
-                 f"{pairs} pairs per angle, d = {_collision_d(col)}", fontsize=7, y=1.0)
+    fig.suptitle((f"{pairs} pairs per angle, d = {_collision_d(col)}, mean ± se over "
+                  f"{hmax} rounds" if which == "p_round" else
+                  f"{pairs} pairs per angle, d = {_collision_d(col)}") + extra, fontsize=7,
+                 y=1.0)
+    record["no_law"] = none
+    w.drawn[f"{w.stem}_{name}"] = record
     w.save(fig, name)
     return None
 
@@ -947,8 +1075,9 @@ def split_settings(runs):
     """[(file name suffix, rows)]: the whole table, or, when strategies x settings
     would draw more than MAX_SERIES lines, one table per setting (mode, chunk_size,
     look_back, window, combine), so that every figure stays readable."""
-    settings = [c for c in SETTING_COLUMNS if c in runs and len(lr.unique_in_order(runs[c])) > 1]
-    _, series = build_series(runs, ["strategy", "params"] + SETTING_COLUMNS)
+    settings = [c for c in SETTING_COLUMNS + RULE_COLUMNS
+                if c in runs and len(lr.unique_in_order(runs[c])) > 1]
+    _, series = build_series(runs, SERIES_COLUMNS)
     if not settings or len(series) <= MAX_SERIES:
         return [("", runs, None)]
     out = []
@@ -956,7 +1085,7 @@ def split_settings(runs):
         rec = dict(zip(settings, key))
         i = idx[0]
         parts, words = [], []
-        if set(settings) - {"combine"}:
+        if set(settings) - {"combine"} - set(RULE_COLUMNS):
             if runs["mode"][i] == "chunked":
                 parts.append(f"chunked-c{runs['chunk_size'][i]}-lb{runs['look_back'][i]}"
                              f"-{runs['window'][i]}")
@@ -968,13 +1097,38 @@ def split_settings(runs):
         if "combine" in rec:
             parts.append(rec["combine"])
             words.append(f"combine {rec['combine']}")
+        for c, short in (("min_collisions", "t"), ("sink", "sink"), ("local", "local")):
+            if c in rec:
+                parts.append(f"{short}{rec[c]}")
+                words.append(f"{c} {rec[c]}")
         out.append(("_" + "_".join(parts), runs.select(idx), "; ".join(words)))
     return out
 
 
+def left_out_note(runs):
+    """None when every row is ok, else what the figures leave out: "left out: 3
+    failed points (the reason, when they share one), 2 skipped points"."""
+    if runs is None or "status" not in runs or not len(runs):
+        return None
+    parts = []
+    for status in lr.unique_in_order(runs["status"]):
+        if status == "ok":
+            continue
+        rows = runs.select(runs["status"] == status)
+        what = f"{len(rows)} {status} point{'s' if len(rows) != 1 else ''}"
+        reasons = lr.unique_in_order(rows["message"]) if "message" in rows else []
+        if len(reasons) == 1 and reasons[0]:
+            r = reasons[0] if len(reasons[0]) <= 90 else reasons[0][:87] + "..."
+            what += f" ({r})"
+        elif len(reasons) > 1:
+            what += f" ({len(reasons)} different reasons)"
+        parts.append(what)
+    return "left out: " + ", ".join(parts) if parts else None
+
+
 def main(argv=None, drawn=None):
-    """Run tools/plot; drawn, when a dict, receives what the head figures drew
-    (Writer.drawn) by output file name without extension."""
+    """Run tools/plot; drawn, when a dict, receives what the head, oracle and
+    collision figures drew (Writer.drawn) by output file name without extension."""
     ap = argparse.ArgumentParser(prog="tools/plot", description=DESCRIPTION, epilog=EPILOG,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("file", help="results file (HDF5) written by lshlab run")
@@ -1090,7 +1244,7 @@ def main(argv=None, drawn=None):
     skipped = []
 
     def want(name):
-        base = re.sub(r"^(heatmap|heads|head_spread)_.*", r"\1", name)
+        base = re.sub(r"^(heatmap|heads|head_spread|oracle)_.*", r"\1", name)
         base = re.sub(r".*_vs_n_hashes$", "vs_n_hashes", base)
         return only is None or name in only or base in only
 
@@ -1122,6 +1276,7 @@ def main(argv=None, drawn=None):
                    if "status" in runs else None)
             w = Writer(args.output, f"{stem}_{ds}" if named else stem, formats, args.dpi,
                        drawn)
+            w.left_note = left_out_note(runs.select(runs["dataset"] == ds))
             units = head_units(r)
             lost = sorted(set(head_units(bad)) - set(units)) if bad is not None and len(bad) \
                 else []
@@ -1141,6 +1296,10 @@ def main(argv=None, drawn=None):
                 jobs += [(f"{m}_vs_n_hashes", lambda m=m, rs=rs, n=f"{m}_vs_n_hashes{suffix}":
                           fig_vs_hashes(w, rs, m, width, n)) for m in metrics]
                 jobs.append(("cost", lambda rs=rs, n=f"cost{suffix}": fig_cost(w, rs, width, n)))
+                for om in lr.ORACLE_COLUMNS:
+                    if lr.has_oracle(rs, om) or (only and f"oracle_{om}" in only):
+                        jobs.append((f"oracle_{om}", lambda om=om, rs=rs,
+                                     n=f"oracle_{om}{suffix}": fig_oracle(w, rs, om, width, n)))
                 jobs += [(f"heatmap_{m}", lambda m=m, rs=rs, n=f"heatmap_{m}{suffix}":
                           fig_heatmap(w, rs, m, width, n)) for m in metrics]
                 if len(units) > 1 or (only and ({"heads", "head_spread"} & only)):
@@ -1165,7 +1324,7 @@ def main(argv=None, drawn=None):
         if not datasets:
             skipped.append("/runs figures: no ok rows")
     if col is not None:
-        w = Writer(args.output, stem, formats, args.dpi)
+        w = Writer(args.output, stem, formats, args.dpi, drawn)
         for name, which in (("collision", "p_round"), ("collision_any", "p_any")):
             if want(name) and len(col):
                 fig_collision(w, col, width, name, which)

@@ -4,7 +4,13 @@ over repeats (mean and standard error), and find Pareto fronts.
 
 Reads format_version 1 and 2 (SPEC section 16).  Version 2 adds the /runs key
 columns `layer` and `head` (int32, -1 for a dataset without that axis); a version-1
-/runs table gets them as -1 columns, so every reader can group by them.
+/runs table gets them as -1 columns, so every reader can group by them.  The
+candidate-rule key columns `min_collisions`, `sink` and `local` (uint32, SPEC section
+13) read as 1, 0, 0 (today's rule) from a file written before them.  The oracle
+columns (`oracle_mass_recall`, `oracle_out_rel_err`, their `_se`, `oracle_seconds`)
+are read when the file has them (attention.oracle) and are absent otherwise (see
+has_oracle).  /collision's `has_law` and `p_law` read as 0 (no law) from a file
+written before them.
 
 Shared by tools/plot and tools/summary; needs h5py and numpy only.
 """
@@ -29,8 +35,21 @@ REPEAT_COLUMNS = {"point_id", "repeat", "seed", "status", "message"}
 # The results format versions this package reads (SPEC sections 9 and 16).
 FORMAT = "lshlab-results"
 FORMAT_VERSIONS = (1, 2)
-# Key columns that version 2 added, and the value they read as in a version-1 file.
-V2_KEY_DEFAULTS = {"runs": [("layer", -1), ("head", -1)]}
+# Key columns that version 2 added, the value they read as in a file without them,
+# their type, and the column they follow in the file (SPEC sections 13 and 16).
+V2_KEY_DEFAULTS = {"runs": [("layer", -1, np.int32, "dataset"),
+                            ("head", -1, np.int32, "layer"),
+                            ("min_collisions", 1, np.uint32, "combine"),
+                            ("sink", 0, np.uint32, "min_collisions"),
+                            ("local", 0, np.uint32, "sink")]}
+# The value each candidate-rule key has when the rule is today's union (a file
+# written before them reads as these).
+RULE_DEFAULTS = {"min_collisions": 1, "sink": 0, "local": 0}
+# Measurement columns of /collision added later: absent -> this value (no law).
+COLLISION_DEFAULTS = [("has_law", 0, np.uint8), ("p_law", 0.0, np.float64)]
+# The budget-matched oracle's columns (attention.oracle), beside the columns they
+# bound: a strategy's metric and the oracle's at the same candidate-set sizes.
+ORACLE_COLUMNS = {"mass_recall": "oracle_mass_recall", "out_rel_err": "oracle_out_rel_err"}
 
 
 class FormatError(ValueError):
@@ -42,13 +61,17 @@ class Table:
     decoded to str objects), the column order of the file, and its file's root
     attributes."""
 
-    def __init__(self, name, columns, order, attrs, filled=()):
+    def __init__(self, name, columns, order, attrs, filled=(), rule_filled=()):
         self.name = name
         self.columns = columns
         self.order = order
         self.attrs = attrs
-        # Key columns the file does not hold, filled with their version-1 value.
+        # Key columns the file does not hold, filled with their version-1 value
+        # (layer and head).
         self.filled = set(filled)
+        # Candidate-rule key columns the file does not hold, filled with today's
+        # rule (min_collisions 1, sink 0, local 0).
+        self.rule_filled = set(rule_filled)
 
     def __len__(self):
         return len(next(iter(self.columns.values()))) if self.columns else 0
@@ -70,7 +93,7 @@ class Table:
 
     def select(self, mask):
         return Table(self.name, {k: v[mask] for k, v in self.columns.items()}, self.order,
-                     self.attrs, self.filled)
+                     self.attrs, self.filled, self.rule_filled)
 
 
 def _text(v):
@@ -143,18 +166,37 @@ def read_table(path, name):
         data = np.atleast_1d(data)
     order = list(data.dtype.names)
     columns = {c: _decode(data[c]) for c in order}
-    filled = []
-    for col, value in V2_KEY_DEFAULTS.get(name, []):
+    filled, rule_filled = [], []
+    for col, value, dtype, after in V2_KEY_DEFAULTS.get(name, []):
         if col in columns and columns[col].dtype.kind not in "iu":
             raise FormatError(f"'{path}': the /{name} column {col} holds {data.dtype[col]}, "
-                              "not integers (format 2 writes int32)")
+                              f"not integers (format 2 writes {np.dtype(dtype).name})")
         if col not in columns:
-            columns[col] = np.full(len(data), value, dtype=np.int32)
-            filled.append(col)
-    if filled:  # where version 2 puts them: right after dataset
-        at = order.index("dataset") + 1 if "dataset" in order else 0
-        order = order[:at] + filled + order[at:]
-    return Table(name, columns, order, attrs, filled)
+            columns[col] = np.full(len(data), value, dtype=dtype)
+            (rule_filled if col in RULE_DEFAULTS else filled).append(col)
+            # where format 2 puts it: right after `after` (else first)
+            at = order.index(after) + 1 if after in order else 0
+            order.insert(at, col)
+    if name == "collision":
+        # No law columns: every row has no law.  Not listed in order (the file has
+        # no such measurement), but readable like any column.
+        for col, value, dtype in COLLISION_DEFAULTS:
+            if col not in columns:
+                columns[col] = np.full(len(data), value, dtype=dtype)
+    return Table(name, columns, order, attrs, filled, rule_filled)
+
+
+def default_rule(table, col):
+    """Whether every row of table has today's candidate rule in col (min_collisions 1,
+    sink 0, local 0): such a column says nothing and summaries leave it out."""
+    return (col in RULE_DEFAULTS and col in table.columns
+            and bool((table[col] == RULE_DEFAULTS[col]).all()))
+
+
+def has_oracle(table, metric="mass_recall"):
+    """Whether table holds the oracle's column for metric (mass_recall or
+    out_rel_err): files of runs with attention.oracle true."""
+    return table is not None and ORACLE_COLUMNS.get(metric) in table.columns
 
 
 def read_datasets(path):

@@ -19,11 +19,14 @@ that varies in the file; otherwise it also spreads over those columns.  Rows
 of /runs whose status is not ok are left out (a note on stderr says how many).
 
 The default grouping is every key column except point_id, repeat, seed,
-status and message (and layer and head when every row has -1 there): the
+status and message (and layer and head when every row has -1 there, and
+min_collisions, sink and local when every row has today's rule 1, 0, 0): the
 mean over repeats of each point.  --group-by takes any key columns of the
 table, in the order given; of /runs these are
 dataset, layer, head, strategy, params, mode, chunk_size, look_back, window,
-combine, n_hashes, n_buckets (and point_id, repeat, seed, status).  layer and
+combine, min_collisions, sink, local, n_hashes, n_buckets (and point_id, repeat,
+seed, status).  A file written before min_collisions, sink and local reads
+them as 1, 0, 0.  layer and
 head (results format 2) are -1 for a dataset without that axis; a file of
 format 1 reads them as -1 too.  --where keeps only the rows whose key column
 has the given value, so that one can summarise, say, the heads of one
@@ -99,7 +102,8 @@ def main(argv=None):
                      + ", ".join(keys_all))
     else:  # layer and head of data without those axes (-1, or absent) would be noise
         keys = [k for k in keys_all if k not in lr.REPEAT_COLUMNS and k not in table.filled
-                and not (k in ("layer", "head") and len(table) and (table[k] == -1).all())]
+                and not (k in ("layer", "head") and len(table) and (table[k] == -1).all())
+                and not lr.default_rule(table, k)]
     for k in keys:
         if k not in keys_all:
             what = "a metric, not a key column" if k in table else "no key column"
