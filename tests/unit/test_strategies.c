@@ -198,30 +198,41 @@ static int valid_word(const char *s)
     return 1;
 }
 
-static void conform(const struct lsh_strategy *s, const char *origin)
+/* One round of s through the host (as the sweep drives it): fit, then assign
+ * or hash.  k NULL: keys are the queries; k == q: shared keys (bk filled). */
+static void host_round(const struct lsh_strategy *s, const struct lsh_param_value *v, size_t np,
+                       size_t d, uint32_t b, uint64_t seed, const double *q, size_t n_q,
+                       const double *k, size_t n_k, uint32_t *bq, uint32_t *bk)
 {
-    struct lsh_error lerr;
-    cr_assert_eq(lsh_registry_check_strategy(s, origin, &lerr), 0, "%s", lerr.message);
-    cr_assert_eq(s->abi_major, LSH_STRATEGY_ABI_MAJOR);
-    cr_assert_leq(s->abi_minor, LSH_STRATEGY_ABI_MINOR);
-    cr_assert(valid_word(s->name), "%s: bad name", origin);
-    cr_assert(s->summary && strlen(s->summary) > 10, "%s: no summary", s->name);
-    for (size_t i = 0; i < schema_len(s); i++)
-        cr_assert(s->params[i].doc && strlen(s->params[i].doc) > 10, "%s.%s: no doc", s->name,
-                  s->params[i].name);
+    struct lsh_host_point pt = {.strategy = s, .params = "", .values = v, .n_values = np,
+                                .n_buckets = b, .d = d, .n_rows = k && k != q ? n_q + n_k : n_q};
+    struct lsh_host_round *r = NULL;
+    struct lsh_error err;
+    lsh_error_clear(&err);
+    cr_assert_eq(lsh_host_round_open(&pt, 0, seed, &r, &err), 0, "%s", err.message);
+    const struct lsh_host_rows rq = {q, n_q, bq}, rk = {k, n_k, bk};
+    cr_assert_eq(lsh_host_round_bucket(r, &rq, k ? &rk : NULL, 1, &err), 0, "%s", err.message);
+    lsh_host_round_close(r);
+}
 
-    /* Rows: gaussian, one zero row, one exact repeat, n > 2 GEMM batches. */
+/* One parameter set of s against the contract, for every usual n_buckets it
+ * accepts; returns how many it accepted. */
+static size_t conform_values(const struct lsh_strategy *s, const struct lsh_param_value *v,
+                             size_t np, const char *which)
+{
+    /* Rows: gaussian, one zero row, one exact repeat, n > 2 GEMM batches;
+     * a second set of rows for separate keys. */
     const size_t n = 2600, d = 12;
-    double *x = malloc(n * d * sizeof *x);
+    double *x = malloc(2 * n * d * sizeof *x);
     struct lsh_rng *data_rng = lsh_rng_alloc(2385);
-    gaussian(data_rng, x, n * d, 2.385);
+    gaussian(data_rng, x, 2 * n * d, 2.385);
     lsh_rng_free(data_rng);
     memset(x + 7 * d, 0, d * sizeof *x);
     memcpy(x + 11 * d, x + 3 * d, d * sizeof *x);
+    const double *y = x + n * d;
 
-    struct lsh_param_value v[16];
-    size_t np = default_values(s, v, 16);
     uint32_t *b1 = malloc(n * sizeof *b1), *b2 = malloc(n * sizeof *b2);
+    uint32_t *k1 = malloc(n * sizeof *k1), *k2 = malloc(n * sizeof *k2);
     const uint32_t candidates[] = {1, 2, 3, 4, 6, 8, 16, 24, 64};
     size_t accepted = 0;
     for (size_t c = 0; c < sizeof candidates / sizeof *candidates; c++) {
@@ -229,33 +240,81 @@ static void conform(const struct lsh_strategy *s, const char *origin)
         struct lsh_round round = make_round(d, b, n, v, np);
         struct lsh_strategy_error err;
         if (check_round(s, round, &err) != 0) {
-            cr_assert(strlen(err.message) > 0, "%s refused B = %u without a reason", s->name, b);
+            cr_assert(strlen(err.message) > 0, "%s %s refused B = %u without a reason", s->name,
+                      which, b);
             continue;
         }
         accepted++;
 
-        hash_round(s, round, 1001, x, n, n, b1);
-        for (size_t i = 0; i < n; i++)
-            cr_assert_lt(b1[i], b, "%s B = %u: row %zu in bucket %u", s->name, b, i, b1[i]);
-        cr_assert_eq(b1[11], b1[3], "%s: equal rows in different buckets", s->name);
+        if (s->hash && !lsh_host_assigns(s)) {
+            hash_round(s, round, 1001, x, n, n, b1);
+            for (size_t i = 0; i < n; i++)
+                cr_assert_lt(b1[i], b, "%s B = %u: row %zu in bucket %u", s->name, b, i, b1[i]);
+            cr_assert_eq(b1[11], b1[3], "%s: equal rows in different buckets", s->name);
 
-        hash_round(s, round, 1001, x, n, n, b2);
-        cr_assert_arr_eq(b1, b2, n * sizeof *b1, "%s B = %u: same seed, other buckets",
-                         s->name, b);
+            hash_round(s, round, 1001, x, n, n, b2);
+            cr_assert_arr_eq(b1, b2, n * sizeof *b1, "%s B = %u: same seed, other buckets",
+                             s->name, b);
 
-        for (size_t batch = 1; batch <= 1031; batch += 515) { /* 1, 516, 1031 */
-            hash_round(s, round, 1001, x, n, batch, b2);
-            cr_assert_arr_eq(b1, b2, n * sizeof *b1, "%s B = %u: batches of %zu differ",
-                             s->name, b, batch);
-        }
-
-        if (b >= 2) {
-            int differs = 0;
-            for (uint64_t seed = 1002; seed < 1005 && !differs; seed++) {
-                hash_round(s, round, seed, x, n, n, b2);
-                differs = memcmp(b1, b2, n * sizeof *b1) != 0;
+            for (size_t batch = 1; batch <= 1031; batch += 515) { /* 1, 516, 1031 */
+                hash_round(s, round, 1001, x, n, batch, b2);
+                cr_assert_arr_eq(b1, b2, n * sizeof *b1, "%s B = %u: batches of %zu differ",
+                                 s->name, b, batch);
             }
-            cr_assert(differs, "%s B = %u: other round seeds give the same buckets", s->name, b);
+            if (b >= 2) {
+                int differs = 0;
+                for (uint64_t seed = 1002; seed < 1005 && !differs; seed++) {
+                    hash_round(s, round, seed, x, n, n, b2);
+                    differs = memcmp(b1, b2, n * sizeof *b1) != 0;
+                }
+                cr_assert(differs, "%s B = %u: other round seeds give the same buckets",
+                          s->name, b);
+            }
+        } else {
+            cr_assert(lsh_host_assigns(s), "%s has neither hash nor assign", s->name);
+            /* shared keys: the same pointer, key buckets from assign */
+            host_round(s, v, np, d, b, 1001, x, n, x, n, b1, k1);
+            for (size_t i = 0; i < n; i++) {
+                cr_assert_lt(b1[i], b, "%s %s B = %u: query %zu in bucket %u", s->name, which, b,
+                             i, b1[i]);
+                cr_assert_lt(k1[i], b, "%s %s B = %u: key %zu in bucket %u", s->name, which, b, i,
+                             k1[i]);
+            }
+            host_round(s, v, np, d, b, 1001, x, n, x, n, b2, k2);
+            cr_assert_arr_eq(b1, b2, n * sizeof *b1, "%s %s B = %u: same seed, other buckets",
+                             s->name, which, b);
+            cr_assert_arr_eq(k1, k2, n * sizeof *k1, "%s %s B = %u: same seed, other keys",
+                             s->name, which, b);
+            host_round(s, v, np, d, b, 1001, x, n, NULL, 0, b2, NULL);
+            cr_assert_arr_eq(b1, b2, n * sizeof *b1,
+                             "%s %s B = %u: queries differ with and without the keys asked for",
+                             s->name, which, b);
+            /* separate keys: in range and reproducible */
+            host_round(s, v, np, d, b, 1001, x, n, y, n, b1, k1);
+            host_round(s, v, np, d, b, 1001, x, n, y, n, b2, k2);
+            for (size_t i = 0; i < n; i++)
+                cr_assert(b1[i] < b && k1[i] < b, "%s %s B = %u separate: row %zu", s->name,
+                          which, b, i);
+            cr_assert_arr_eq(b1, b2, n * sizeof *b1, "%s %s B = %u separate: not reproducible",
+                             s->name, which, b);
+            cr_assert_arr_eq(k1, k2, n * sizeof *k1, "%s %s B = %u separate: not reproducible",
+                             s->name, which, b);
+            /* other seeds change the buckets, unless the rule is a fixed
+             * function of positions (neither the seed nor the rows matter) */
+            if (b >= 2) {
+                host_round(s, v, np, d, b, 1001, x, n, NULL, 0, b1, NULL);
+                int differs = 0;
+                for (uint64_t seed = 1002; seed < 1005 && !differs; seed++) {
+                    host_round(s, v, np, d, b, seed, x, n, NULL, 0, b2, NULL);
+                    differs = memcmp(b1, b2, n * sizeof *b1) != 0;
+                }
+                if (!differs) {
+                    host_round(s, v, np, d, b, 1001, y, n, NULL, 0, b2, NULL);
+                    cr_assert_arr_eq(b1, b2, n * sizeof *b1,
+                                     "%s %s B = %u: the rows change the buckets but the round "
+                                     "seed does not", s->name, which, b);
+                }
+            }
         }
 
         if (s->export_params) {
@@ -274,19 +333,74 @@ static void conform(const struct lsh_strategy *s, const char *origin)
             capture_free(&cap);
             instance_free(&in);
         }
+
+        /* a published law is a probability at every cosine, 1 for equal
+         * vectors of a hash() rule (it buckets each row by itself) */
+        struct lsh_host_point pt = {.strategy = s, .params = "", .values = v, .n_values = np,
+                                    .n_buckets = b, .d = d, .n_rows = n};
+        struct lsh_host_law law;
+        char why[512];
+        if (lsh_host_law_of(&pt, &law, why, sizeof why) == 0) {
+            for (double cs = -1; cs <= 1.0001; cs += 0.125) {
+                double p;
+                cr_assert_eq(lsh_host_law_eval(&law, cs, &p), 0, "%s B = %u: law(%g) = %g",
+                             s->name, b, cs, p);
+            }
+            double p1;
+            lsh_host_law_eval(&law, 1.0, &p1);
+            if (!lsh_host_assigns(s))
+                cr_assert_eq(p1, 1.0, "%s B = %u: equal vectors collide with p = %g", s->name,
+                             b, p1);
+        } else {
+            cr_assert(strstr(why, s->name), "%s: the reason does not name it: %s", s->name, why);
+        }
     }
-    cr_assert_geq(accepted, 3, "%s accepts fewer than 3 of the usual n_buckets", s->name);
     free(b1);
     free(b2);
+    free(k1);
+    free(k2);
     free(x);
+    return accepted;
 }
 
+static void conform(const struct lsh_strategy *s, const char *origin)
+{
+    struct lsh_error lerr;
+    cr_assert_eq(lsh_registry_check_strategy(s, origin, &lerr), 0, "%s", lerr.message);
+    cr_assert_eq(s->abi_major, LSH_STRATEGY_ABI_MAJOR);
+    cr_assert_leq(s->abi_minor, LSH_STRATEGY_ABI_MINOR);
+    cr_assert(valid_word(s->name), "%s: bad name", origin);
+    cr_assert(s->summary && strlen(s->summary) > 10, "%s: no summary", s->name);
+    for (size_t i = 0; i < schema_len(s); i++)
+        cr_assert(s->params[i].doc && strlen(s->params[i].doc) > 10, "%s.%s: no doc", s->name,
+                  s->params[i].name);
+
+    /* the defaults, then each BOOL parameter flipped (kmeans balanced,
+     * rotation orthogonal): every rule a strategy offers */
+    struct lsh_param_value v[16];
+    size_t np = default_values(s, v, 16);
+    size_t accepted = conform_values(s, v, np, "(defaults)");
+    cr_assert_geq(accepted, 3, "%s accepts fewer than 3 of the usual n_buckets", s->name);
+    for (size_t p = 0; p < np; p++)
+        if (v[p].type == LSH_PARAM_BOOL) {
+            char which[96];
+            snprintf(which, sizeof which, "(%s=%s)", s->params[p].name, v[p].i ? "false" : "true");
+            v[p].i = !v[p].i;
+            cr_assert_geq(conform_values(s, v, np, which), 2, "%s %s accepts fewer than 2 of the "
+                          "usual n_buckets", s->name, which);
+            v[p].i = !v[p].i;
+        }
+}
+
+/* Data-driven over the registry: every built-in strategy (all of
+ * strategies/meson.build) and any plugin on LSHLAB_STRATEGY_PATH. */
 Test(strategies, conformance_of_every_registered_strategy, .timeout = 240)
 {
     struct lsh_registry *reg = load_registry();
-    cr_assert_geq(lsh_registry_count(reg), 3);
-    const char *builtins[] = {"rotation", "hyperplane", "kmeans"};
-    for (size_t i = 0; i < 3; i++)
+    const char *builtins[] = {"rotation", "hyperplane", "kmeans", "random", "window"};
+    const size_t n_builtins = sizeof builtins / sizeof *builtins;
+    cr_assert_geq(lsh_registry_count(reg), n_builtins);
+    for (size_t i = 0; i < n_builtins; i++)
         builtin(reg, builtins[i]);
     for (size_t i = 0; i < lsh_registry_count(reg); i++)
         conform(lsh_registry_get(reg, i), lsh_registry_origin(reg, i));
@@ -309,7 +423,7 @@ Test(strategies, builtin_schemas_are_as_specified)
     cr_assert_eq(schema_len(builtin(reg, "hyperplane")), 0);
 
     const struct lsh_strategy *km = builtin(reg, "kmeans");
-    cr_assert_eq(schema_len(km), 2);
+    cr_assert_eq(schema_len(km), 3);
     cr_assert_str_eq(km->params[0].name, "iterations");
     cr_assert_eq(km->params[0].type, LSH_PARAM_INT);
     cr_assert_eq(km->params[0].def_int, 10);
@@ -321,6 +435,12 @@ Test(strategies, builtin_schemas_are_as_specified)
     cr_assert_str_eq(km->params[1].choices[0], "random");
     cr_assert_str_eq(km->params[1].choices[1], "kmeans++");
     cr_assert_null(km->params[1].choices[2]);
+    cr_assert_str_eq(km->params[2].name, "balanced", "appended last: the canonical text of "
+                     "existing sets keeps its order");
+    cr_assert_eq(km->params[2].type, LSH_PARAM_BOOL);
+    cr_assert_eq(km->params[2].def_int, 0);
+    cr_assert_eq(schema_len(builtin(reg, "random")), 0);
+    cr_assert_eq(schema_len(builtin(reg, "window")), 0);
     lsh_registry_free(reg);
 }
 
@@ -388,8 +508,8 @@ Test(strategies, rotation_hand_worked_example)
 {
     struct lsh_registry *reg = load_registry();
     const struct lsh_strategy *s = builtin(reg, "rotation");
-    struct lsh_param_value v[2];
-    size_t np = default_values(s, v, 2);
+    struct lsh_param_value v[4];
+    size_t np = default_values(s, v, 4);
 
     /* d = 3, B = 4: R is 3 x 2, drawn row by row:
      *     R = [  0.5  -1.2 ]
@@ -429,8 +549,8 @@ Test(strategies, rotation_hand_worked_factors)
 {
     struct lsh_registry *reg = load_registry();
     const struct lsh_strategy *s = builtin(reg, "rotation");
-    struct lsh_param_value v[2];
-    size_t np = default_values(s, v, 2);
+    struct lsh_param_value v[4];
+    size_t np = default_values(s, v, 4);
     const int64_t factors[] = {4, 2};
     param_by_name(s, v, "factors")->list = factors;
     param_by_name(s, v, "factors")->list_len = 2;
@@ -463,8 +583,8 @@ Test(strategies, rotation_hand_worked_orthogonal)
 {
     struct lsh_registry *reg = load_registry();
     const struct lsh_strategy *s = builtin(reg, "rotation");
-    struct lsh_param_value v[2];
-    size_t np = default_values(s, v, 2);
+    struct lsh_param_value v[4];
+    size_t np = default_values(s, v, 4);
     param_by_name(s, v, "orthogonal")->i = 1;
 
     /* d = 2, B = 4, drawn A = [ -3  1 ]  columns a1 = (-3, -4), a2 = (1, 2).
@@ -547,8 +667,8 @@ Test(strategies, rotation_check_says_why)
 {
     struct lsh_registry *reg = load_registry();
     const struct lsh_strategy *s = builtin(reg, "rotation");
-    struct lsh_param_value v[2];
-    size_t np = default_values(s, v, 2);
+    struct lsh_param_value v[4];
+    size_t np = default_values(s, v, 4);
     struct lsh_param_value *ortho = param_by_name(s, v, "orthogonal");
     struct lsh_param_value *fac = param_by_name(s, v, "factors");
 
@@ -587,8 +707,8 @@ Test(strategies, hyperplane_and_kmeans_check_say_why)
     expect_check(hp, make_round(16, 1u << 31, 100, NULL, 0), NULL);
 
     const struct lsh_strategy *km = builtin(reg, "kmeans");
-    struct lsh_param_value v[2];
-    size_t np = default_values(km, v, 2);
+    struct lsh_param_value v[4];
+    size_t np = default_values(km, v, 4);
     expect_check(km, make_round(16, 64, 12, v, np),
                  "kmeans needs n_buckets <= the rows it fits on, got n_buckets 64 for 12 rows");
     expect_check(km, make_round(16, 12, 12, v, np), NULL);
@@ -603,8 +723,8 @@ Test(strategies, hyperplane_and_kmeans_check_say_why)
 static void check_orthogonal_rotation(const struct lsh_strategy *s, size_t d, uint32_t b,
                                       const int64_t *factors, size_t n_factors, size_t cols)
 {
-    struct lsh_param_value v[2];
-    size_t np = default_values(s, v, 2);
+    struct lsh_param_value v[4];
+    size_t np = default_values(s, v, 4);
     param_by_name(s, v, "orthogonal")->i = 1;
     param_by_name(s, v, "factors")->list = factors;
     param_by_name(s, v, "factors")->list_len = n_factors;
@@ -739,8 +859,8 @@ static int kmeans_run(const struct lsh_strategy *s, const char *init, int64_t it
                       uint32_t b, const double *x, size_t n, size_t d, uint64_t seed,
                       uint32_t *bucket, struct capture *cap, struct lsh_strategy_error *err)
 {
-    struct lsh_param_value v[2];
-    size_t np = default_values(s, v, 2);
+    struct lsh_param_value v[4];
+    size_t np = default_values(s, v, 4);
     param_by_name(s, v, "init")->choice = choice_of(s, "init", init);
     param_by_name(s, v, "iterations")->i = iterations;
     struct instance in;
@@ -956,8 +1076,8 @@ Test(strategies, kmeans_must_fit_before_hashing)
 {
     struct lsh_registry *reg = load_registry();
     const struct lsh_strategy *s = builtin(reg, "kmeans");
-    struct lsh_param_value v[2];
-    size_t np = default_values(s, v, 2);
+    struct lsh_param_value v[4];
+    size_t np = default_values(s, v, 4);
     const double x[6] = {2.385, -0.71, 0.5, 1.25, -1.0, 0.3};
     uint32_t bucket[2];
     struct instance in;
