@@ -1094,3 +1094,220 @@ Test(strategies, kmeans_must_fit_before_hashing)
     instance_free(&in);
     lsh_registry_free(reg);
 }
+
+/* ---- kmeans balanced, window, random (SPEC 12.2) ------------------------------ */
+
+/* The real host, except uniform_int always returns 0: k-means' random
+ * initialisation then takes the first B distinct non-zero rows in order. */
+static uint64_t first_int(struct lsh_rng *rng, uint64_t n)
+{
+    (void)rng, (void)n;
+    return 0;
+}
+
+/* A k-means round with centroids = the first B rows of c (unit rows, distinct),
+ * iterations 0, balanced as given; then assign(q, k) directly. */
+static int kmeans_assign_with(const struct lsh_strategy *s, int balanced, const double *c,
+                              uint32_t b, const double *q, size_t n_q, const double *k,
+                              size_t n_k, size_t d, uint32_t *bq, uint32_t *bk,
+                              struct lsh_strategy_error *err)
+{
+    struct lsh_host h = *lsh_host_services();
+    h.uniform_int = first_int;
+    struct lsh_param_value v[4];
+    size_t np = default_values(s, v, 4);
+    param_by_name(s, v, "iterations")->i = 0;
+    param_by_name(s, v, "balanced")->i = balanced;
+    struct lsh_round round = make_round(d, b, b, v, np);
+    round.host = &h;
+    struct instance in;
+    cr_assert_eq(instance_init(&in, s, round, 1, NULL), 0, "%s", in.err.message);
+    cr_assert_eq(s->fit(in.state, c, b, d, &in.err), 0, "%s", in.err.message);
+    memset(err, 0, sizeof *err);
+    int rc = s->assign(in.state, q, n_q, k, n_k, d, bq, bk, err);
+    instance_free(&in);
+    return rc;
+}
+
+Test(strategies, kmeans_balanced_capacities_and_tie_order_by_hand)
+{
+    struct lsh_registry *reg = load_registry();
+    const struct lsh_strategy *s = builtin(reg, "kmeans");
+    cr_assert(s->assign);
+    const double c[4] = {1, 0, 0, 1}; /* c0 = e1, c1 = e2 */
+    struct lsh_strategy_error err;
+
+    /* n = 4, B = 2: capacity 2.  Rows 0-2 are (1,1): x.c = 1/sqrt2 for both
+     * centroids (a tie); row 3 is (1,0): x.c = (1, 0).  Pairs by descending
+     * x.c: (3,c0) -> c0 {3}; then the ties in row order, centroid order:
+     * (0,c0) -> c0 {3,0}, full; (0,c1) row 0 placed; (1,c0) full;
+     * (1,c1) -> c1 {1}; (2,c0) full; (2,c1) -> c1 {1,2}. */
+    const double q[8] = {1, 1, 1, 1, 1, 1, 1, 0};
+    uint32_t bq[5], bk[5];
+    cr_assert_eq(kmeans_assign_with(s, 1, c, 2, q, 4, q, 4, 2, bq, bk, &err), 0, "%s",
+                 err.message);
+    const uint32_t want[4] = {0, 1, 1, 0};
+    cr_expect_arr_eq(bq, want, sizeof want, "balanced: %u %u %u %u", bq[0], bq[1], bq[2], bq[3]);
+    cr_expect_arr_eq(bk, want, sizeof want, "shared keys (k == q) take the same assignment");
+    /* unbalanced: the argmax, ties to the smaller centroid: all four in c0 */
+    cr_assert_eq(kmeans_assign_with(s, 0, c, 2, q, 4, q, 4, 2, bq, bk, &err), 0);
+    const uint32_t argmax[4] = {0, 0, 0, 0};
+    cr_expect_arr_eq(bq, argmax, sizeof argmax);
+    cr_expect_arr_eq(bk, argmax, sizeof argmax);
+
+    /* capacity ceil(n/B), queries and keys separately: 5 queries all on c0
+     * (capacity 3): rows 0-2 in c0, rows 3-4 spill to c1; 3 keys (0,2), a
+     * zero row and (0,1) (capacity 2): key 0 -> c1 (x.c = 1), key 2 -> c1
+     * (x.c = 1, c1 now full), the zero key scores 0 everywhere: c0. */
+    const double q5[10] = {2, 0, 3, 0, 1, 0, 5, 0, 7, 0};
+    const double k3[6] = {0, 2, 0, 0, 0, 1};
+    cr_assert_eq(kmeans_assign_with(s, 1, c, 2, q5, 5, k3, 3, 2, bq, bk, &err), 0, "%s",
+                 err.message);
+    const uint32_t want_q5[5] = {0, 0, 0, 1, 1}, want_k3[3] = {1, 0, 1};
+    cr_expect_arr_eq(bq, want_q5, sizeof want_q5);
+    cr_expect_arr_eq(bk, want_k3, sizeof want_k3);
+
+    /* a worked case with distinct scores, B = 3, n = 6 (capacity 2), d = 2:
+     * centroids e1, e2, (-1,0).  Rows and x.c (c0, c1, c2):
+     *   r0 (3,4)/5  .6 .8 -.6    r1 (4,3)/5  .8 .6 -.8    r2 (1,0)    1  0 -1
+     *   r3 (5,12)/13 .385 .923 -.385   r4 (-1,0) -1 0 1   r5 (1,-1)/sqrt2 .707 -.707 -.707
+     * walk: (r2,c0 1) (r4,c2 1) (r3,c1 .923) (r0,c1 .8) c1 full; (r1,c0 .8) c0 full;
+     * (r5,c0 .707) full, (r5,c1 -.707) full, (r5,c2 -.707) -> c2. */
+    const double c3[6] = {1, 0, 0, 1, -1, 0};
+    const double q6[12] = {3, 4, 4, 3, 1, 0, 5, 12, -1, 0, 1, -1};
+    cr_assert_eq(kmeans_assign_with(s, 1, c3, 3, q6, 6, q6, 6, 2, bq, bk, &err), 0, "%s",
+                 err.message);
+    const uint32_t want6[6] = {1, 0, 0, 1, 2, 2};
+    cr_expect_arr_eq(bq, want6, sizeof want6, "%u %u %u %u %u %u", bq[0], bq[1], bq[2], bq[3],
+                     bq[4], bq[5]);
+
+    /* a tie between two centroids with room, after the best filled: the
+     * smaller centroid.  Centroids e1, e2, -e2; three rows (1,0) score
+     * (1, 0, 0); capacity 1: row 0 -> c0; row 1 ties c1/c2 -> c1; row 2 -> c2. */
+    const double cpm[6] = {1, 0, 0, 1, 0, -1};
+    const double ones[6] = {1, 0, 1, 0, 1, 0};
+    cr_assert_eq(kmeans_assign_with(s, 1, cpm, 3, ones, 3, ones, 3, 2, bq, bk, &err), 0, "%s",
+                 err.message);
+    const uint32_t want3[3] = {0, 1, 2};
+    cr_expect_arr_eq(bq, want3, sizeof want3, "%u %u %u", bq[0], bq[1], bq[2]);
+
+    /* B > rows: refused with the count */
+    cr_expect_eq(kmeans_assign_with(s, 1, c3, 3, q6, 2, q6, 2, 2, bq, bk, &err),
+                 LSH_STRATEGY_EDATA);
+    cr_expect_str_eq(err.message, "kmeans balanced needs n_buckets <= the query rows, got "
+                                  "n_buckets 3 for 2 query rows");
+    cr_expect_eq(kmeans_assign_with(s, 1, c3, 3, q6, 6, q6, 2, 2, bq, bk, &err),
+                 LSH_STRATEGY_EDATA);
+    cr_expect_str_eq(err.message, "kmeans balanced needs n_buckets <= the key rows, got "
+                                  "n_buckets 3 for 2 key rows");
+    lsh_registry_free(reg);
+}
+
+/* Bucket sizes of a balanced round never exceed ceil(n/B), and every row
+ * sits in a centroid no worse than... at least: sizes are as equal as the
+ * capacity allows (n = 2600, B = 24: capacity 109, 23 full + one of 93 at
+ * most).  Checked on Gaussian rows through the host. */
+Test(strategies, kmeans_balanced_buckets_respect_the_capacity)
+{
+    struct lsh_registry *reg = load_registry();
+    const struct lsh_strategy *s = builtin(reg, "kmeans");
+    const size_t n = 2600, d = 8;
+    const uint32_t b = 24;
+    double *x = malloc(2 * n * d * sizeof *x);
+    struct lsh_rng *rng = lsh_rng_alloc(99);
+    gaussian(rng, x, 2 * n * d, 1);
+    lsh_rng_free(rng);
+    struct lsh_param_value v[4];
+    size_t np = default_values(s, v, 4);
+    param_by_name(s, v, "balanced")->i = 1;
+    uint32_t *bq = malloc(n * sizeof *bq), *bk = malloc(n * sizeof *bk);
+    host_round(s, v, np, d, b, 7, x, n, x + n * d, n - 100, bq, bk);
+    size_t cq[24] = {0}, ck[24] = {0};
+    for (size_t i = 0; i < n; i++)
+        cq[bq[i]]++;
+    for (size_t j = 0; j < n - 100; j++)
+        ck[bk[j]]++;
+    for (uint32_t c = 0; c < b; c++) {
+        cr_expect_leq(cq[c], 109, "query bucket %u holds %zu > ceil(2600/24)", c, cq[c]);
+        cr_expect_leq(ck[c], 105, "key bucket %u holds %zu > ceil(2500/24)", c, ck[c]);
+    }
+    free(x);
+    free(bq);
+    free(bk);
+    lsh_registry_free(reg);
+}
+
+Test(strategies, window_blocks_by_hand)
+{
+    struct lsh_registry *reg = load_registry();
+    const struct lsh_strategy *s = builtin(reg, "window");
+    cr_assert(lsh_host_assigns(s));
+    cr_assert_null(s->hash);
+    double x[20 * 2] = {0};
+    for (size_t i = 0; i < 40; i++)
+        x[i] = (double)((i * 37) % 11) - 5; /* the rows do not matter */
+    uint32_t bq[20], bk[20];
+    /* n = 10, B = 4: floor(4i/10) = 0 0 0 1 1 2 2 2 3 3; keys n = 7:
+     * floor(4j/7) = 0 0 1 1 2 2 3 */
+    host_round(s, NULL, 0, 2, 4, 1, x, 10, x + 20, 7, bq, bk);
+    const uint32_t wq[10] = {0, 0, 0, 1, 1, 2, 2, 2, 3, 3}, wk[7] = {0, 0, 1, 1, 2, 2, 3};
+    cr_expect_arr_eq(bq, wq, sizeof wq);
+    cr_expect_arr_eq(bk, wk, sizeof wk);
+    /* shared keys: the same blocks; another seed: the same blocks */
+    host_round(s, NULL, 0, 2, 4, 99, x, 10, x, 10, bq, bk);
+    cr_expect_arr_eq(bq, wq, sizeof wq);
+    cr_expect_arr_eq(bk, wq, sizeof wq);
+    /* B > n: n = 3, B = 8: floor(8i/3) = 0 2 5 (some buckets empty) */
+    host_round(s, NULL, 0, 2, 8, 1, x, 3, NULL, 0, bq, NULL);
+    const uint32_t w3[3] = {0, 2, 5};
+    cr_expect_arr_eq(bq, w3, sizeof w3);
+    /* B = 1: everything in bucket 0; B = n: bucket i */
+    host_round(s, NULL, 0, 2, 20, 1, x, 20, NULL, 0, bq, NULL);
+    for (uint32_t i = 0; i < 20; i++)
+        cr_expect_eq(bq[i], i);
+    lsh_registry_free(reg);
+}
+
+/* random: bucket i = floor(u_i B), u_i the round stream's i-th uniform (the
+ * host seeds the stream with the round's seed); separate keys take uniforms
+ * n_q + j; shared keys the query buckets.  Counts against the uniform law:
+ * chi-square with B - 1 = 15 degrees of freedom below its 0.999 quantile
+ * (37.70), for a fixed seed. */
+Test(strategies, random_buckets_are_the_round_streams_uniforms_and_pass_chi_square)
+{
+    struct lsh_registry *reg = load_registry();
+    const struct lsh_strategy *s = builtin(reg, "random");
+    cr_assert(lsh_host_assigns(s));
+    const size_t n = 20000, n_k = 300, d = 3;
+    const uint32_t b = 16;
+    double *x = calloc((n + n_k) * d, sizeof *x);
+    uint32_t *bq = malloc(n * sizeof *bq), *bk = malloc(n * sizeof *bk);
+    const uint64_t seed = 0x2385;
+    host_round(s, NULL, 0, d, b, seed, x, n, x + n * d, n_k, bq, bk);
+    struct lsh_rng *rng = lsh_rng_alloc(seed);
+    for (size_t i = 0; i < n + n_k; i++) {
+        const uint32_t want = (uint32_t)floor(lsh_rng_uniform(rng) * b);
+        cr_assert_eq(i < n ? bq[i] : bk[i - n], want, "%s %zu", i < n ? "query" : "key",
+                     i < n ? i : i - n);
+    }
+    lsh_rng_free(rng);
+    double counts[16] = {0}, chi2 = 0, e = (double)n / b;
+    for (size_t i = 0; i < n; i++)
+        counts[bq[i]]++;
+    for (uint32_t c = 0; c < b; c++)
+        chi2 += (counts[c] - e) * (counts[c] - e) / e;
+    cr_expect_lt(chi2, 37.70, "chi-square %.2f with 15 degrees of freedom", chi2);
+
+    uint32_t *again = malloc(n * sizeof *again);
+    memcpy(again, bq, n * sizeof *bq);
+    host_round(s, NULL, 0, d, b, seed, x, n, x, n, bq, bk);
+    cr_expect_arr_eq(bq, again, n * sizeof *bq, "the same stream whatever the keys");
+    cr_expect_arr_eq(bk, bq, n * sizeof *bq, "shared keys take the query buckets");
+    host_round(s, NULL, 0, d, b, seed + 1, x, n, NULL, 0, bq, NULL);
+    cr_expect_neq(memcmp(bq, again, n * sizeof *bq), 0, "another round seed, other buckets");
+    free(again);
+    free(x);
+    free(bq);
+    free(bk);
+    lsh_registry_free(reg);
+}
