@@ -1203,10 +1203,9 @@ Test(strategies, kmeans_balanced_capacities_and_tie_order_by_hand)
     lsh_registry_free(reg);
 }
 
-/* Bucket sizes of a balanced round never exceed ceil(n/B), and every row
- * sits in a centroid no worse than... at least: sizes are as equal as the
- * capacity allows (n = 2600, B = 24: capacity 109, 23 full + one of 93 at
- * most).  Checked on Gaussian rows through the host. */
+/* Bucket sizes of a balanced round never exceed ceil(n/B), for queries and
+ * separate keys alike (n = 2600, B = 24: capacity 109; 2500 keys: 105), on
+ * Gaussian rows through the host. */
 Test(strategies, kmeans_balanced_buckets_respect_the_capacity)
 {
     struct lsh_registry *reg = load_registry();
