@@ -134,7 +134,7 @@ Test(registry, loads_every_builtin_in_filename_order)
     }
     cr_assert_null(lsh_registry_find(reg, "rotations"));
     cr_assert_null(lsh_registry_get(reg, N_BUILTINS));
-    cr_assert_null(lsh_registry_origin(reg, 3));
+    cr_assert_null(lsh_registry_origin(reg, N_BUILTINS));
     lsh_registry_free(reg);
     lsh_registry_free(NULL);
 }
