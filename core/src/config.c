@@ -1342,9 +1342,16 @@ static int expand_sets(struct ctx *c, struct lsh_strategy_spec *ss, const struct
                 }
             }
         }
+        /* Trailing BOOL parameters at false, their default, are left out: a
+         * flag appended to a schema (kmeans balanced) keeps the canonical
+         * text, and with it the seeds and /runs keys, of every existing set. */
+        size_t shown = np;
+        while (shown > 0 && schema[shown - 1].type == LSH_PARAM_BOOL &&
+               schema[shown - 1].def_int == 0 && set->values[shown - 1].i == 0)
+            shown--;
         struct buf b = {0};
         put(&b, "%s", "");
-        for (size_t p = 0; p < np; p++) {
+        for (size_t p = 0; p < shown; p++) {
             put(&b, "%s%s=", p ? "," : "", schema[p].name);
             put_value(&b, &set->values[p], 0);
         }

@@ -2,6 +2,7 @@
  * whether x lies strictly on the positive side of random hyperplane w_t. */
 #include <lshlab/strategy.h>
 
+#include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -123,6 +124,17 @@ static int export_params(void *state, struct lsh_sink *sink)
     return sink->array(sink, "hyperplanes", s->w, s->d, s->k);
 }
 
+/* Charikar: one hyperplane separates two vectors at angle theta with
+ * probability theta/pi, and the k = log2 B hyperplanes are independent. */
+static double collision_prob(const struct lsh_round *round, double cos_theta)
+{
+    const int k = log2_exact(round->n_buckets);
+    if (k < 0 || isnan(cos_theta))
+        return NAN;
+    const double c = cos_theta < -1 ? -1 : cos_theta > 1 ? 1 : cos_theta;
+    return pow(1.0 - acos(c) / 3.14159265358979323846, (double)k);
+}
+
 static const struct lsh_strategy hyperplane = {
     .abi_major = LSH_STRATEGY_ABI_MAJOR,
     .abi_minor = LSH_STRATEGY_ABI_MINOR,
@@ -137,6 +149,8 @@ static const struct lsh_strategy hyperplane = {
     .hash = hash,
     .export_params = export_params,
     .fini = fini,
+    .assign = NULL,
+    .collision_prob = collision_prob,
 };
 
 LSH_EXPORT const struct lsh_strategy *lsh_strategy_entry(void)

@@ -1,6 +1,8 @@
 /* kmeans.c - spherical k-means buckets (Routing Transformer, SPEC 2.3): fit
  * B unit centroids on the round's rows, then bucket = the nearest centroid by
- * cosine. */
+ * cosine; with balanced: true (SPEC 12.2, Routing Transformer's equal
+ * clusters) queries and keys are each assigned with capacity ceil(n/B) per
+ * centroid, greedily by descending cosine. */
 #include <lshlab/strategy.h>
 
 #include <math.h>
@@ -14,7 +16,14 @@
 #define BATCH_ROWS 1024
 #define BATCH_DOUBLES ((size_t)1 << 20)
 
-enum { P_ITERATIONS, P_INIT, N_PARAMS };
+/* The host's hash batch (host.h LSH_HOST_BATCH_ROWS): assign() hands the
+ * unbalanced rule rows in batches of this size, exactly as the host handed
+ * them to hash() before assign existed, so the GEMMs and buckets are the same. */
+#define HOST_BATCH_ROWS 1024
+
+/* balanced is last: the canonical text of a parameter set lists the
+ * parameters in this order. */
+enum { P_ITERATIONS, P_INIT, P_BALANCED, N_PARAMS };
 
 static const char *const init_choices[] = {"random", "kmeans++", NULL};
 
@@ -26,6 +35,11 @@ static const struct lsh_param params[] = {
                 .doc = "initial centroids: random (B distinct non-zero rows) or kmeans++ "
                        "(spread by 1 - cosine)",
                 .def_choice = "random", .choices = init_choices},
+    [P_BALANCED] = {.name = "balanced", .type = LSH_PARAM_BOOL,
+                    .doc = "equal clusters: queries and keys (separately) each fill at most "
+                           "ceil(n/B) rows per centroid, best cosine first; needs n_buckets <= "
+                           "rows",
+                    .def_int = 0},
     [N_PARAMS] = {.type = LSH_PARAM_END},
 };
 
@@ -34,6 +48,7 @@ struct kmeans {
     uint32_t b;
     int64_t iterations;
     int plusplus;
+    int balanced;
     int fitted;
     size_t batch;   /* rows per GEMM */
     double *c;      /* B x d unit centroids, row-major */
@@ -56,12 +71,13 @@ static int fail(struct lsh_strategy_error *err, int code, const char *fmt, ...)
 }
 
 static int read_params(const struct lsh_round *round, int64_t *iterations, int *plusplus,
-                       struct lsh_strategy_error *err)
+                       int *balanced, struct lsh_strategy_error *err)
 {
     const struct lsh_param_value *pv = round->params;
     size_t np = pv ? round->n_params : 0;
     *iterations = params[P_ITERATIONS].def_int;
     *plusplus = 0;
+    *balanced = 0;
     if (np > P_ITERATIONS) {
         if (pv[P_ITERATIONS].type != LSH_PARAM_INT)
             return fail(err, LSH_STRATEGY_EINVAL, "kmeans: parameter iterations is not an INT");
@@ -79,14 +95,19 @@ static int read_params(const struct lsh_round *round, int64_t *iterations, int *
             return fail(err, LSH_STRATEGY_EINVAL,
                         "kmeans: init must be random or kmeans++, got %s", pv[P_INIT].choice);
     }
+    if (np > P_BALANCED) {
+        if (pv[P_BALANCED].type != LSH_PARAM_BOOL)
+            return fail(err, LSH_STRATEGY_EINVAL, "kmeans: parameter balanced is not a BOOL");
+        *balanced = pv[P_BALANCED].i != 0;
+    }
     return 0;
 }
 
 static int check(const struct lsh_round *round, struct lsh_strategy_error *err)
 {
     int64_t iterations;
-    int plusplus;
-    int rc = read_params(round, &iterations, &plusplus, err);
+    int plusplus, balanced;
+    int rc = read_params(round, &iterations, &plusplus, &balanced, err);
     if (rc < 0)
         return rc;
     if (round->d == 0)
@@ -118,7 +139,7 @@ static int init(void *state, const struct lsh_round *round, struct lsh_strategy_
     int rc = check(round, err);
     if (rc < 0)
         return rc;
-    read_params(round, &s->iterations, &s->plusplus, err);
+    read_params(round, &s->iterations, &s->plusplus, &s->balanced, err);
     s->d = round->d;
     s->b = round->n_buckets;
     s->rng = round->rng;
@@ -410,6 +431,155 @@ static int hash(void *state, const double *x, size_t n, size_t d, uint32_t *buck
     return 0;
 }
 
+/* ---- balanced assignment (SPEC 12.2) ---------------------------------------- */
+
+/* A (row, centroid) pair of the greedy walk: descending score, then the
+ * smaller row, then the smaller centroid. */
+struct pair {
+    double score;
+    uint32_t row, c;
+};
+
+static int pair_before(const struct pair *a, const struct pair *b)
+{
+    if (a->score != b->score)
+        return a->score > b->score;
+    if (a->row != b->row)
+        return a->row < b->row;
+    return a->c < b->c;
+}
+
+static void heap_down(struct pair *h, size_t n, size_t i)
+{
+    for (;;) {
+        size_t l = 2 * i + 1, r = l + 1, top = i;
+        if (l < n && pair_before(&h[l], &h[top]))
+            top = l;
+        if (r < n && pair_before(&h[r], &h[top]))
+            top = r;
+        if (top == i)
+            return;
+        struct pair t = h[i];
+        h[i] = h[top];
+        h[top] = t;
+        i = top;
+    }
+}
+
+/* The best centroid of one row of scores among those with room (ties: the
+ * smaller centroid); UINT32_MAX when none has room. */
+static uint32_t best_open(const double *scores, uint32_t b, const size_t *load, size_t cap)
+{
+    uint32_t best = UINT32_MAX;
+    for (uint32_t c = 0; c < b; c++)
+        if (load[c] < cap && (best == UINT32_MAX || scores[c] > scores[best]))
+            best = c;
+    return best;
+}
+
+/* bucket[0 .. n-1] of n rows with capacity ceil(n/B) per centroid: walk all
+ * (row, centroid) pairs by descending x.c (ties: smaller row, then smaller
+ * centroid), giving a row to a centroid when the row has none and the
+ * centroid has room.  The walk is done lazily: a heap holds each unplaced
+ * row's best pair among centroids with room; a popped pair whose centroid
+ * has filled meanwhile is replaced by the row's next best.  Pairs of full
+ * centroids and placed rows are exactly the ones the full walk passes over,
+ * so the result is the same. */
+static int balanced_rows(struct kmeans *s, const double *x, size_t n, size_t d, uint32_t *bucket,
+                         const char *what, struct lsh_strategy_error *err)
+{
+    const uint32_t b = s->b;
+    if (n < b)
+        return fail(err, LSH_STRATEGY_EDATA,
+                    "kmeans balanced needs n_buckets <= the %s rows, got n_buckets %u for %zu "
+                    "%s rows", what, (unsigned)b, n, what);
+    if (n > UINT32_MAX)
+        return fail(err, LSH_STRATEGY_EINVAL, "kmeans balanced: %zu %s rows are too many", n,
+                    what);
+    if (n > SIZE_MAX / sizeof(double) / b)
+        return fail(err, LSH_STRATEGY_ENOMEM, "kmeans balanced: %zu x %u scores are too many", n,
+                    (unsigned)b);
+    double *sc = malloc(n * b * sizeof *sc);
+    struct pair *heap = malloc(n * sizeof *heap);
+    size_t *load = calloc(b, sizeof *load);
+    if (!sc || !heap || !load) {
+        free(sc);
+        free(heap);
+        free(load);
+        return fail(err, LSH_STRATEGY_ENOMEM, "kmeans balanced: out of memory for %zu x %u "
+                    "scores", n, (unsigned)b);
+    }
+    for (size_t start = 0; start < n; start += s->batch) {
+        size_t m = n - start < s->batch ? n - start : s->batch;
+        for (size_t i = 0; i < m; i++) /* a zero row scores 0 against every centroid */
+            normalise(x + (start + i) * d, d, s->xn + i * d);
+        s->host->gemm_nt(m, b, d, s->xn, s->c, sc + start * b);
+    }
+    const size_t cap = n / b + (n % b != 0);
+    for (size_t i = 0; i < n; i++) {
+        uint32_t c = argmax(sc + i * b, b);
+        heap[i] = (struct pair){sc[i * b + c], (uint32_t)i, c};
+    }
+    for (size_t i = n / 2; i-- > 0;)
+        heap_down(heap, n, i);
+    size_t left = n;
+    while (left > 0) {
+        struct pair top = heap[0];
+        if (load[top.c] < cap) {
+            bucket[top.row] = top.c;
+            load[top.c]++;
+            heap[0] = heap[--left];
+        } else { /* total room b * cap >= n: some centroid still has room */
+            uint32_t c = best_open(sc + (size_t)top.row * b, b, load, cap);
+            heap[0] = (struct pair){sc[(size_t)top.row * b + c], top.row, c};
+        }
+        heap_down(heap, left, 0);
+    }
+    free(sc);
+    free(heap);
+    free(load);
+    return 0;
+}
+
+/* The unbalanced rule on n rows, in the host's batches of HOST_BATCH_ROWS:
+ * the very calls hash() got before assign existed. */
+static int nearest_rows(struct kmeans *s, const double *x, size_t n, size_t d, uint32_t *bucket,
+                        struct lsh_strategy_error *err)
+{
+    for (size_t start = 0; start < n; start += HOST_BATCH_ROWS) {
+        size_t m = n - start < HOST_BATCH_ROWS ? n - start : HOST_BATCH_ROWS;
+        int rc = hash(s, x + start * d, m, d, bucket + start, err);
+        if (rc)
+            return rc;
+    }
+    return 0;
+}
+
+static int assign(void *state, const double *q, size_t n_q, const double *k, size_t n_k,
+                  size_t d, uint32_t *bq, uint32_t *bk, struct lsh_strategy_error *err)
+{
+    struct kmeans *s = state;
+    if (!s->fitted)
+        return fail(err, LSH_STRATEGY_EFAIL, "kmeans: assign called before fit");
+    if (d != s->d)
+        return fail(err, LSH_STRATEGY_EINVAL, "kmeans: rows have d = %zu, the round has %zu", d,
+                    s->d);
+    if (s->balanced) {
+        int rc = balanced_rows(s, q, n_q, d, bq, "query", err);
+        if (rc == 0 && k == q && n_k == n_q)
+            memcpy(bk, bq, n_q * sizeof *bq);
+        else if (rc == 0)
+            rc = balanced_rows(s, k, n_k, d, bk, "key", err);
+        return rc;
+    }
+    int rc = nearest_rows(s, q, n_q, d, bq, err);
+    if (rc == 0 && k == q && n_k == n_q)
+        memcpy(bk, bq, n_q * sizeof *bq);
+    else if (rc == 0)
+        rc = nearest_rows(s, k, n_k, d, bk, err);
+    return rc;
+}
+
 static int export_params(void *state, struct lsh_sink *sink)
 {
     struct kmeans *s = state;
@@ -423,7 +593,7 @@ static const struct lsh_strategy kmeans = {
     .abi_minor = LSH_STRATEGY_ABI_MINOR,
     .name = "kmeans",
     .summary = "spherical k-means buckets (Routing Transformer): nearest of B centroids fitted "
-               "on the unit rows",
+               "on the unit rows; balanced: equal clusters",
     .params = params,
     .state_size = sizeof(struct kmeans),
     .check = check,
@@ -432,6 +602,7 @@ static const struct lsh_strategy kmeans = {
     .hash = hash,
     .export_params = export_params,
     .fini = fini,
+    .assign = assign,
 };
 
 LSH_EXPORT const struct lsh_strategy *lsh_strategy_entry(void)

@@ -287,6 +287,26 @@ static int export_params(void *state, struct lsh_sink *sink)
     return sink->array(sink, "rotation", s->r, s->d, s->lay.cols);
 }
 
+/* The closed form exists when R is Gaussian (orthogonal: false) and every
+ * factor is 2 or 4: a factor 2 is one hyperplane (the sign of x.r), a factor
+ * 4 is exactly 2-bit SimHash with hyperplanes r1 - r2 and r1 + r2, which are
+ * independent Gaussians; so the collision probability is (1 - theta/pi)^k
+ * with k = sum_t log2 f_t.  NaN otherwise (no closed form published). */
+static double collision_prob(const struct lsh_round *round, double cos_theta)
+{
+    struct layout lay;
+    if (make_layout(round, &lay, NULL) < 0 || lay.orthogonal || isnan(cos_theta))
+        return NAN;
+    double k = 0;
+    for (size_t t = 0; t < lay.n_factors; t++) {
+        if (lay.f[t] != 2 && lay.f[t] != 4)
+            return NAN;
+        k += lay.f[t] == 2 ? 1 : 2;
+    }
+    const double c = cos_theta < -1 ? -1 : cos_theta > 1 ? 1 : cos_theta;
+    return pow(1.0 - acos(c) / 3.14159265358979323846, k);
+}
+
 static const struct lsh_strategy rotation = {
     .abi_major = LSH_STRATEGY_ABI_MAJOR,
     .abi_minor = LSH_STRATEGY_ABI_MINOR,
@@ -301,6 +321,8 @@ static const struct lsh_strategy rotation = {
     .hash = hash,
     .export_params = export_params,
     .fini = fini,
+    .assign = NULL,
+    .collision_prob = collision_prob,
 };
 
 LSH_EXPORT const struct lsh_strategy *lsh_strategy_entry(void)

@@ -11,6 +11,7 @@
 
 #include "collision.h"
 #include "config.h"
+#include "host.h"
 #include "registry.h"
 #include "results.h"
 
@@ -56,6 +57,7 @@ static int load(const char *yaml, struct lsh_config **cfg, struct lsh_collision_
 /* One /collision row as read back (the fields the tests look at). */
 struct row {
     char strategy[64];
+    char params[256];
     uint32_t n_buckets, n_hashes;
     double angle;
     uint64_t pairs;
@@ -78,6 +80,10 @@ static struct row *read_rows(const char *path, size_t *n)
     H5Tset_strpad(str, H5T_STR_NULLPAD);
     hid_t t = H5Tcreate(H5T_COMPOUND, sizeof(struct row));
     H5Tinsert(t, "strategy", HOFFSET(struct row, strategy), str);
+    hid_t pstr = H5Tcopy(H5T_C_S1);
+    H5Tset_size(pstr, 256);
+    H5Tset_strpad(pstr, H5T_STR_NULLPAD);
+    H5Tinsert(t, "params", HOFFSET(struct row, params), pstr);
     H5Tinsert(t, "n_buckets", HOFFSET(struct row, n_buckets), H5T_NATIVE_UINT32);
     H5Tinsert(t, "n_hashes", HOFFSET(struct row, n_hashes), H5T_NATIVE_UINT32);
     H5Tinsert(t, "angle", HOFFSET(struct row, angle), H5T_NATIVE_DOUBLE);
@@ -93,6 +99,7 @@ static struct row *read_rows(const char *path, size_t *n)
     if (dims[0])
         cr_assert_geq(H5Dread(d, t, H5S_ALL, H5S_ALL, H5P_DEFAULT, rows), 0);
     H5Tclose(t);
+    H5Tclose(pstr);
     H5Tclose(str);
     H5Sclose(space);
     H5Dclose(d);
@@ -515,4 +522,176 @@ Test(collision, a_failing_plugin_ends_the_run_with_its_message)
     cr_expect_not_null(strstr(err.message, "round 0"), "%s", err.message);
     lsh_collision_plan_free(plan);
     lsh_config_free(cfg);
+}
+
+/* ---- published laws (ABI 1.1 collision_prob) ---------------------------------- */
+
+static const char law_yaml[] =
+    "name: laws\n"
+    "experiment: collision\n"
+    "seed: 1723\n"
+    "collision:\n"
+    "  d: 16\n"
+    "  angles: [20, 45, 75, 90, 130]\n"
+    "  pairs: 1500\n"
+    "strategies:\n"
+    "  - name: hyperplane\n"
+    "  - name: rotation\n"
+    "  - name: rotation\n"
+    "    skip_invalid: true\n"
+    "    params: {factors: [[2], [2, 2], [4]]}\n"
+    "sweep:\n"
+    "  n_hashes: [24]\n"
+    "  n_buckets: [2, 4]\n";
+
+/* The parameter set of cfg whose strategy and canonical text a row names. */
+static struct lsh_host_point point_of_row(const struct lsh_config *cfg, const struct row *w)
+{
+    for (size_t i = 0; i < cfg->n_strategies; i++) {
+        const struct lsh_strategy_spec *st = &cfg->strategies[i];
+        if (strcmp(st->name, w->strategy) != 0)
+            continue;
+        for (size_t ps = 0; ps < st->n_sets; ps++)
+            if (strcmp(st->sets[ps].canonical, w->params) == 0)
+                return lsh_host_point_of(st, ps, w->n_buckets, cfg->collision.d, 2 * w->pairs);
+    }
+    cr_assert_fail("no parameter set %s %s", w->strategy, w->params);
+    return (struct lsh_host_point){0};
+}
+
+Test(collision, hyperplane_and_rotation_match_their_published_collision_prob)
+{
+    /* Every row of hyperplane (B = 2, 4) and of Gaussian rotation with B = 2,
+     * 4 (factors [], [2], [2, 2], [4]) against the strategy's own
+     * collision_prob at cos(angle), through the host's law: within 4
+     * standard errors (24 rounds), and the standard errors honest (mean z^2
+     * near 1).  The law itself is checked against (1 - theta/pi)^k here. */
+    char path[128];
+    struct lsh_collision_summary sum;
+    cr_assert_eq(run(law_yaml, "laws", 2, LSH_RESULTS_CREATE, NULL, &sum, path, sizeof path), 0);
+    struct lsh_config *cfg;
+    struct lsh_collision_plan *plan;
+    struct lsh_error err;
+    cr_assert_eq(load(law_yaml, &cfg, &plan, &err), 0, "%s", err.message);
+    size_t n;
+    struct row *rows = read_rows(path, &n);
+    /* 5 angles x (hyperplane 2 + rotation [] 2 + [2] at 2 + [2,2] and [4] at 4) */
+    cr_assert_eq(n, 5 * 7, "%zu rows", n);
+    double z2 = 0;
+    for (size_t r = 0; r < n; r++) {
+        const struct row *w = &rows[r];
+        struct lsh_host_point pt = point_of_row(cfg, w);
+        struct lsh_host_law law;
+        char why[512];
+        cr_assert_eq(lsh_host_law_of(&pt, &law, why, sizeof why), 0, "%s", why);
+        double p;
+        const double c = cos(w->angle * 3.14159265358979323846 / 180.0);
+        cr_assert_eq(lsh_host_law_eval(&law, c, &p), 0);
+        const double k = log2((double)w->n_buckets);
+        cr_expect_lt(fabs(p - pow(1.0 - w->angle / 180.0, k)), 1e-12,
+                     "%s %s B %u angle %g: law %.15g", w->strategy, w->params, w->n_buckets,
+                     w->angle, p);
+        cr_assert_gt(w->p_round_se, 0.0);
+        const double z = (w->p_round - p) / w->p_round_se;
+        z2 += z * z;
+        cr_expect_lt(fabs(z), 4.0, "%s %s B %u angle %g: p_round %.5f, law %.5f, se %.2g",
+                     w->strategy, w->params, w->n_buckets, w->angle, w->p_round, p,
+                     w->p_round_se);
+    }
+    cr_expect(z2 / (double)n > 0.3 && z2 / (double)n < 2.5, "mean z^2 %.3f", z2 / (double)n);
+    free(rows);
+    lsh_collision_plan_free(plan);
+    lsh_config_free(cfg);
+}
+
+Test(collision, rules_without_a_closed_form_publish_none_and_say_why)
+{
+    static const char yaml[] =
+        "name: nolaw\n"
+        "experiment: collision\n"
+        "collision: {d: 16, angles: [30], pairs: 50}\n"
+        "strategies:\n"
+        "  - name: rotation\n"
+        "    params: {orthogonal: [true, false], factors: [[], [8]]}\n"
+        "  - name: kmeans\n"
+        "sweep: {n_buckets: [8]}\n";
+    struct lsh_config *cfg;
+    struct lsh_collision_plan *plan;
+    struct lsh_error err;
+    cr_assert_eq(load(yaml, &cfg, &plan, &err), 0, "%s", err.message);
+    const struct lsh_strategy_spec *rot = &cfg->strategies[0];
+    cr_assert_eq(rot->n_sets, 4);
+    for (size_t ps = 0; ps < 4; ps++) {
+        struct lsh_host_point pt = lsh_host_point_of(rot, ps, 8, 16, 100);
+        struct lsh_host_law law;
+        char why[512];
+        cr_expect_eq(lsh_host_law_of(&pt, &law, why, sizeof why), LSH_EPLUGIN,
+                     "rotation %s B 8 has no closed form", rot->sets[ps].canonical);
+        cr_expect_not_null(strstr(why, "no closed-form collision probability"), "%s", why);
+    }
+    /* B = 4 with orthogonal: false has one (factor 4); orthogonal: true none */
+    /* sets: (true, []), (true, [8]), (false, []), (false, [8]) */
+    struct lsh_host_point pt = lsh_host_point_of(rot, 2, 4, 16, 100); /* false, [] */
+    struct lsh_host_law law;
+    char why[512];
+    cr_expect_eq(lsh_host_law_of(&pt, &law, why, sizeof why), 0, "%s", why);
+    pt = lsh_host_point_of(rot, 0, 4, 16, 100); /* true, [] */
+    cr_expect_eq(lsh_host_law_of(&pt, &law, why, sizeof why), LSH_EPLUGIN);
+    pt = lsh_host_point_of(&cfg->strategies[1], 0, 8, 16, 100);
+    cr_expect_eq(lsh_host_law_of(&pt, &law, why, sizeof why), LSH_EPLUGIN);
+    cr_expect_eq(strncmp(why, "kmeans iterations=10,init=random", 32), 0, "%s", why);
+    cr_expect_not_null(strstr(why, " publishes no collision probability (collision_prob is "
+                                   "NULL)"), "%s", why);
+    lsh_collision_plan_free(plan);
+    lsh_config_free(cfg);
+}
+
+/* Every registered strategy (data-driven over the registry, kmeans balanced
+ * too) runs in the collision experiment; an assign strategy hashes x as a
+ * query and y as a key.  Two rules have a law by construction: window puts
+ * pair p's x and y both in block floor(p B / pairs), so they always collide;
+ * random draws x's and y's buckets independently and uniformly: 1/B. */
+Test(collision, every_strategy_runs_in_the_collision_experiment, .timeout = 240)
+{
+    char yaml[4096];
+    int at = snprintf(yaml, sizeof yaml,
+                      "name: all\n"
+                      "experiment: collision\n"
+                      "seed: 5\n"
+                      "collision: {d: 16, angles: [40, 100], pairs: 400}\n"
+                      "strategies:\n");
+    for (size_t i = 0; i < lsh_registry_count(reg); i++) {
+        const struct lsh_strategy *s = lsh_registry_get(reg, i);
+        at += snprintf(yaml + at, sizeof yaml - (size_t)at, "  - name: %s\n", s->name);
+        if (!strcmp(s->name, "kmeans"))
+            at += snprintf(yaml + at, sizeof yaml - (size_t)at,
+                           "    params: {balanced: [false, true]}\n");
+    }
+    snprintf(yaml + at, sizeof yaml - (size_t)at, "sweep: {n_hashes: [8], n_buckets: [4]}\n");
+    char path[128];
+    struct lsh_collision_summary sum;
+    cr_assert_eq(run(yaml, "all", 2, LSH_RESULTS_CREATE, NULL, &sum, path, sizeof path), 0);
+    size_t n;
+    struct row *rows = read_rows(path, &n);
+    cr_assert_eq(n, 2 * (lsh_registry_count(reg) + 1), "%zu rows for %zu strategies", n,
+                 lsh_registry_count(reg));
+    for (size_t i = 0; i < lsh_registry_count(reg); i++) {
+        const char *name = lsh_registry_get(reg, i)->name;
+        size_t seen = 0;
+        for (size_t r = 0; r < n; r++)
+            seen += !strcmp(rows[r].strategy, name);
+        cr_expect_eq(seen, !strcmp(name, "kmeans") ? 4 : 2, "%s: %zu rows", name, seen);
+    }
+    for (size_t r = 0; r < n; r++) {
+        const struct row *w = &rows[r];
+        cr_expect(w->p_round >= 0 && w->p_round <= 1 && w->p_any >= w->p_round, "%s %s",
+                  w->strategy, w->params);
+        cr_expect(isfinite(w->p_round_se) && w->p_round_se >= 0, "%s", w->strategy);
+        if (!strcmp(w->strategy, "window"))
+            cr_expect_eq(w->p_round, 1.0, "window: x and y of a pair share a block");
+        if (!strcmp(w->strategy, "random"))
+            cr_expect_lt(fabs(w->p_round - 0.25), 4 * w->p_round_se + 1e-9,
+                         "random: p_round %.4f vs 1/4 (se %.3g)", w->p_round, w->p_round_se);
+    }
+    free(rows);
 }

@@ -296,7 +296,7 @@ static const char resolved_example[] =
     "    params: {}\n"
     "  - name: kmeans\n"
     "    skip_invalid: false\n"
-    "    params: {iterations: [1, 10], init: [random]}\n"
+    "    params: {iterations: [1, 10], init: [random], balanced: [false]}\n"
     "sweep:\n"
     "  n_hashes: [1, 2, 4, 8]\n"
     "  n_buckets: [8, 16, 32, 64]\n"

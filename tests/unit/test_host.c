@@ -681,3 +681,235 @@ Test(host, gemm_with_k_0_is_a_sum_over_nothing)
     for (size_t i = 0; i < 6; i++)
         cr_expect_eq(c[i], 0.0, "c[%zu] = %g", i, c[i]);
 }
+
+/* ---- assign (ABI 1.1) ------------------------------------------------------------ */
+
+static const struct lsh_strategy *test_plugin(const char *name)
+{
+    if (!lsh_registry_find(reg, name))
+        load_test_plugin(name);
+    const struct lsh_strategy *s = lsh_registry_find(reg, name);
+    cr_assert_not_null(s);
+    return s;
+}
+
+/* One round of pt on q (and k) through the host; returns its code. */
+static int bucket_once(const struct lsh_host_point *pt, const struct lsh_host_rows *q,
+                       const struct lsh_host_rows *k, int fit_keys, struct lsh_error *err)
+{
+    struct lsh_host_round *r = NULL;
+    lsh_error_clear(err);
+    cr_assert_eq(lsh_host_round_open(pt, 2, 2385, &r, err), 0, "%s", err->message);
+    int rc = lsh_host_round_bucket(r, q, k, fit_keys, err);
+    lsh_host_round_close(r);
+    return rc;
+}
+
+Test(host, an_assign_bucket_out_of_range_fails_naming_query_or_key_row_and_value)
+{
+    const struct lsh_strategy *s = test_plugin("assign_probe");
+    cr_assert(lsh_host_assigns(s));
+    struct lsh_host_point pt = point_of(s, 8, 2, 3);
+    /* query bucket = x[0], key bucket = x[1] */
+    double q[6] = {1, 0, 9, 0, 2, 0}, k[4] = {0, 3, 0, 8};
+    uint32_t bq[3], bk[2];
+    struct lsh_host_rows rq = {q, 3, bq}, rk = {k, 2, bk};
+    struct lsh_error err;
+    cr_expect_eq(bucket_once(&pt, &rq, NULL, 0, &err), LSH_EPLUGIN);
+    cr_expect_str_eq(err.message, "assign_probe / round 2 / assign: assign_probe returned "
+                                  "bucket 9 for query row 1; n_buckets is 8");
+    q[2] = 7;
+    cr_expect_eq(bucket_once(&pt, &rq, &rk, 1, &err), LSH_EPLUGIN);
+    cr_expect_str_eq(err.message, "assign_probe / round 2 / assign: assign_probe returned "
+                                  "bucket 8 for key row 1; n_buckets is 8");
+    /* the same rows as keys: key buckets are x[1] = 0, all in range */
+    uint32_t bk3[3] = {77, 77, 77};
+    struct lsh_host_rows same = {q, 3, bk3};
+    cr_expect_eq(bucket_once(&pt, &rq, &same, 1, &err), 0, "%s", err.message);
+    cr_expect(bq[0] == 1 && bq[1] == 7 && bq[2] == 2);
+    cr_expect(bk3[0] == 0 && bk3[1] == 0 && bk3[2] == 0, "key buckets come from bk");
+    k[3] = 7;
+    cr_expect_eq(bucket_once(&pt, &rq, &rk, 1, &err), 0, "%s", err.message);
+    cr_expect(bk[0] == 3 && bk[1] == 7);
+}
+
+Test(host, assign_gets_k_as_q_when_keys_are_shared_and_fit_sees_keys_only_with_fit_keys)
+{
+    const struct lsh_strategy *s = test_plugin("assign_probe");
+    struct lsh_host_point pt = point_of(s, 64, 2, 4);
+    /* row 0: fit's row count; row 1: is k == q; row 2: n of its side; row 3: 5 / 6 */
+    double q[8] = {-1, 0, -2, 0, -3, 0, 5, 6};
+    double k[6] = {-1, 0, -2, 0, -3, 0}; /* other rows, n_k = 3 */
+    uint32_t bq[4], bk[4];
+    struct lsh_host_rows rq = {q, 4, bq};
+    struct lsh_error err;
+
+    /* k NULL: keys are the queries, one copy passed as both */
+    cr_assert_eq(bucket_once(&pt, &rq, NULL, 1, &err), 0, "%s", err.message);
+    uint32_t want_null[4] = {4, 1, 4, 5};
+    cr_expect_arr_eq(bq, want_null, sizeof bq);
+
+    /* the same pointer: shared keys, key buckets from bk (x[d-1] for row 3) */
+    struct lsh_host_rows same = {q, 4, bk};
+    cr_assert_eq(bucket_once(&pt, &rq, &same, 1, &err), 0, "%s", err.message);
+    cr_expect_arr_eq(bq, want_null, sizeof bq);
+    uint32_t want_same_k[4] = {4, 1, 4, 6};
+    cr_expect_arr_eq(bk, want_same_k, sizeof bk, "fit sees q once; k == q; key rule x[d-1]");
+
+    /* other rows with the same values: not the same pointer */
+    double copy[8];
+    memcpy(copy, q, sizeof q);
+    struct lsh_host_rows twin = {copy, 4, bk};
+    cr_assert_eq(bucket_once(&pt, &rq, &twin, 0, &err), 0, "%s", err.message);
+    uint32_t want_twin_q[4] = {4, 0, 4, 5}, want_twin_k[4] = {4, 0, 4, 6};
+    cr_expect_arr_eq(bq, want_twin_q, sizeof bq);
+    cr_expect_arr_eq(bk, want_twin_k, sizeof bk);
+
+    /* other rows, n_k = 3: fit sees q then k only with fit_keys */
+    struct lsh_host_rows rk = {k, 3, bk};
+    cr_assert_eq(bucket_once(&pt, &rq, &rk, 1, &err), 0, "%s", err.message);
+    uint32_t want_q7[4] = {7, 0, 4, 5}, want_k7[3] = {7, 0, 3};
+    cr_expect_arr_eq(bq, want_q7, sizeof bq);
+    cr_expect_arr_eq(bk, want_k7, 3 * sizeof *bk);
+    cr_assert_eq(bucket_once(&pt, &rq, &rk, 0, &err), 0, "%s", err.message);
+    uint32_t want_q4[4] = {4, 0, 4, 5}, want_k4[3] = {4, 0, 3};
+    cr_expect_arr_eq(bq, want_q4, sizeof bq);
+    cr_expect_arr_eq(bk, want_k4, 3 * sizeof *bk);
+}
+
+/* A plugin built against the frozen 1.0 header (tests/plugins/abi_1_0): its
+ * struct ends at fini.  It loads, the host never takes it for an assign
+ * strategy nor reads a law from it (the test runs under ASan in the
+ * sanitizer build: a read past its struct is a global-buffer-overflow), and
+ * its buckets are those of sign hyperplanes computed here by hand from the
+ * round's stream. */
+Test(host, an_abi_1_0_plugin_loads_and_hashes_as_an_independent_simhash)
+{
+    const struct lsh_strategy *s = test_plugin("simhash10");
+    cr_expect_eq(s->abi_minor, 0);
+    cr_expect_not(lsh_host_assigns(s), "a 1.0 plugin has no assign member to read");
+    const size_t n = 1500, d = 7; /* two hash batches */
+    const uint32_t b = 8;
+    const unsigned kbits = 3;
+    struct lsh_host_point pt = point_of(s, b, d, n);
+    struct lsh_host_law law;
+    char why[256];
+    cr_expect_eq(lsh_host_law_of(&pt, &law, why, sizeof why), LSH_EPLUGIN);
+    cr_expect_str_eq(why, "simhash10 publishes no collision probability (collision_prob: the "
+                          "plugin is built for strategy ABI 1.0)");
+    struct lsh_host_memory mem;
+    lsh_host_round_memory(s, n, d, b, &mem);
+    cr_expect_eq(mem.transient, LSH_HOST_BATCH_ROWS * (d * 8 + 4), "hash batches, not assign");
+
+    double *x = malloc(2 * n * d * sizeof *x);
+    uint32_t *bq = malloc(n * sizeof *bq), *bk = malloc(n * sizeof *bk);
+    struct lsh_rng *rng = lsh_rng_alloc(77);
+    for (size_t i = 0; i < 2 * n * d; i++)
+        x[i] = lsh_rng_normal(rng);
+    lsh_rng_free(rng);
+    const uint64_t seed = 0xabc;
+    struct lsh_host_rows rq = {x, n, bq}, rk = {x + n * d, n, bk};
+    struct lsh_host_round *r = NULL;
+    struct lsh_error err;
+    cr_assert_eq(lsh_host_round_open(&pt, 1, seed, &r, &err), 0, "%s", err.message);
+    cr_assert_eq(lsh_host_round_bucket(r, &rq, &rk, 1, &err), 0, "%s", err.message);
+    lsh_host_round_close(r);
+
+    /* by hand: W row-major from the round's stream, bit t = [x.w_t > 0] */
+    double w[7 * 3];
+    struct lsh_rng *wr = lsh_rng_alloc(seed);
+    for (size_t i = 0; i < d * kbits; i++)
+        w[i] = lsh_rng_normal(wr);
+    lsh_rng_free(wr);
+    for (size_t i = 0; i < 2 * n; i++) {
+        uint32_t want = 0;
+        for (unsigned t = 0; t < kbits; t++) {
+            double y = 0;
+            for (size_t e = 0; e < d; e++)
+                y += x[i * d + e] * w[e * kbits + t];
+            want |= (uint32_t)(y > 0) << t;
+        }
+        uint32_t got = i < n ? bq[i] : bk[i - n];
+        cr_assert_eq(got, want, "%s row %zu: bucket %u, by hand %u", i < n ? "query" : "key",
+                     i < n ? i : i - n, got, want);
+    }
+    /* shared keys: the key buckets are a copy of the query buckets */
+    uint32_t *copy = malloc(n * sizeof *copy);
+    memcpy(copy, bq, n * sizeof *bq);
+    struct lsh_host_rows same = {x, n, bk};
+    cr_assert_eq(lsh_host_round_open(&pt, 1, seed, &r, &err), 0, "%s", err.message);
+    cr_assert_eq(lsh_host_round_bucket(r, &rq, &same, 1, &err), 0, "%s", err.message);
+    lsh_host_round_close(r);
+    cr_expect_arr_eq(bq, copy, n * sizeof *bq);
+    cr_expect_arr_eq(bk, copy, n * sizeof *bk);
+    free(copy);
+    free(x);
+    free(bq);
+    free(bk);
+}
+
+/* k-means hashes through assign now: with balanced false its buckets must be
+ * the ones the host's hash batches of 1024 rows gave before (also for
+ * B > 1024, where k-means cuts each host batch into smaller GEMMs), for
+ * queries, shared keys (a copy) and separate keys. */
+Test(host, kmeans_assign_gives_the_buckets_of_the_old_hash_batches)
+{
+    const struct lsh_strategy *s = lsh_registry_find(reg, "kmeans");
+    cr_assert_not_null(s);
+    cr_assert(lsh_host_assigns(s));
+    const size_t n = 2600, d = 6;
+    double *x = malloc(2 * n * d * sizeof *x);
+    struct lsh_rng *rng = lsh_rng_alloc(2385);
+    for (size_t i = 0; i < 2 * n * d; i++)
+        x[i] = lsh_rng_normal(rng);
+    lsh_rng_free(rng);
+    uint32_t *bq = malloc(n * sizeof *bq), *bk = malloc(n * sizeof *bk);
+    uint32_t *old = malloc(2 * n * sizeof *old);
+    const uint32_t bs[] = {16, 1500};
+    for (size_t c = 0; c < 2; c++)
+        for (int separate = 0; separate < 2; separate++) {
+            struct lsh_param_value v[3] = {{.type = LSH_PARAM_INT, .i = 2},
+                                           {.type = LSH_PARAM_CHOICE, .choice = "random"},
+                                           {.type = LSH_PARAM_BOOL, .i = 0}};
+            struct lsh_host_point pt = point_of(s, bs[c], d, separate ? 2 * n : n);
+            pt.values = v;
+            pt.n_values = 3;
+            const uint64_t seed = 0x5eed + c;
+            struct lsh_host_rows rq = {x, n, bq};
+            struct lsh_host_rows rk = {separate ? x + n * d : x, n, bk};
+            struct lsh_host_round *r = NULL;
+            struct lsh_error err;
+            cr_assert_eq(lsh_host_round_open(&pt, 0, seed, &r, &err), 0, "%s", err.message);
+            cr_assert_eq(lsh_host_round_bucket(r, &rq, &rk, 1, &err), 0, "%s", err.message);
+            lsh_host_round_close(r);
+
+            /* as the host drove it before: fit on [Q; K], hash in batches of 1024 */
+            void *state = aligned_alloc(64, (s->state_size + 63) / 64 * 64);
+            memset(state, 0, s->state_size);
+            struct lsh_rng *rr = lsh_rng_alloc(seed);
+            struct lsh_round round = {.d = d, .n_buckets = bs[c], .seed = seed,
+                                      .n_rows = pt.n_rows, .params = v, .n_params = 3,
+                                      .rng = rr, .host = lsh_host_services()};
+            struct lsh_strategy_error serr = {{0}};
+            cr_assert_eq(s->init(state, &round, &serr), 0, "%s", serr.message);
+            cr_assert_eq(s->fit(state, x, pt.n_rows, d, &serr), 0, "%s", serr.message);
+            const size_t rows = separate ? 2 * n : n;
+            for (size_t part = 0; part < rows; part += n)
+                for (size_t at = 0; at < n; at += LSH_HOST_BATCH_ROWS) {
+                    size_t m = n - at < LSH_HOST_BATCH_ROWS ? n - at : LSH_HOST_BATCH_ROWS;
+                    cr_assert_eq(s->hash(state, x + (part + at) * d, m, d, old + part + at,
+                                         &serr), 0, "%s", serr.message);
+                }
+            s->fini(state);
+            free(state);
+            lsh_rng_free(rr);
+            cr_expect_arr_eq(bq, old, n * sizeof *bq, "B = %u: query buckets changed", bs[c]);
+            cr_expect_arr_eq(bk, separate ? old + n : old, n * sizeof *bk,
+                             "B = %u %s: key buckets changed", bs[c],
+                             separate ? "separate" : "shared");
+        }
+    free(x);
+    free(bq);
+    free(bk);
+    free(old);
+}

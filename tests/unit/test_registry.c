@@ -111,16 +111,21 @@ static void assert_contains(const char *message, const char *part)
 
 /* ---- loading the built-in plugins ------------------------------------------- */
 
+/* strategies/meson.build's list, in file-name order. */
+static const char *const builtin_names[] = {"crosspolytope", "hyperplane", "kmeans", "random",
+                                             "rotation", "smyrf", "sortlsh", "window"};
+#define N_BUILTINS (sizeof builtin_names / sizeof *builtin_names)
+
 Test(registry, loads_every_builtin_in_filename_order)
 {
     struct lsh_registry *reg = lsh_registry_alloc();
     struct lsh_error err;
     cr_assert_eq(lsh_registry_load_dir(reg, env_or_fail("LSHLAB_STRATEGY_PATH"), &err), 0, "%s",
                  err.message);
-    cr_assert_eq(lsh_registry_count(reg), 3);
-    /* hyperplane.so < kmeans.so < rotation.so */
-    const char *expect[] = {"hyperplane", "kmeans", "rotation"};
-    for (size_t i = 0; i < 3; i++) {
+    cr_assert_eq(lsh_registry_count(reg), N_BUILTINS);
+    /* hyperplane.so < kmeans.so < ... */
+    const char *const *expect = builtin_names;
+    for (size_t i = 0; i < N_BUILTINS; i++) {
         char path[1024];
         builtin_plugin(expect[i], path, sizeof path);
         cr_assert_str_eq(lsh_registry_get(reg, i)->name, expect[i]);
@@ -128,8 +133,8 @@ Test(registry, loads_every_builtin_in_filename_order)
         cr_assert_eq(lsh_registry_find(reg, expect[i]), lsh_registry_get(reg, i));
     }
     cr_assert_null(lsh_registry_find(reg, "rotations"));
-    cr_assert_null(lsh_registry_get(reg, 3));
-    cr_assert_null(lsh_registry_origin(reg, 3));
+    cr_assert_null(lsh_registry_get(reg, N_BUILTINS));
+    cr_assert_null(lsh_registry_origin(reg, N_BUILTINS));
     lsh_registry_free(reg);
     lsh_registry_free(NULL);
 }
@@ -295,7 +300,7 @@ Test(registry, an_earlier_folder_shadows_a_later_one)
     cr_assert_eq(lsh_registry_load_dir(reg, t.path, &err), 0, "%s", err.message);
     cr_assert_eq(lsh_registry_load_dir(reg, env_or_fail("LSHLAB_STRATEGY_PATH"), &err), 0, "%s",
                  err.message);
-    cr_assert_eq(lsh_registry_count(reg), 3);
+    cr_assert_eq(lsh_registry_count(reg), N_BUILTINS);
     const struct lsh_strategy *rot = lsh_registry_find(reg, "rotation");
     cr_assert(rot);
     assert_contains(rot->summary, "test plugin");
@@ -334,8 +339,8 @@ Test(registry, default_path_uses_the_build_tree_when_run_from_it)
     struct lsh_registry *reg = lsh_registry_alloc();
     struct lsh_error err;
     cr_assert_eq(load_default_with_env(NULL, reg, &err), 0, "%s", err.message);
-    cr_assert_eq(lsh_registry_count(reg), 3);
-    for (size_t i = 0; i < 3; i++)
+    cr_assert_eq(lsh_registry_count(reg), N_BUILTINS);
+    for (size_t i = 0; i < N_BUILTINS; i++)
         cr_assert(strncmp(lsh_registry_origin(reg, i), LSHLAB_BUILD_STRATEGY_DIR,
                           strlen(LSHLAB_BUILD_STRATEGY_DIR)) == 0,
                   "%s is not from the build tree", lsh_registry_origin(reg, i));
@@ -356,9 +361,9 @@ Test(registry, default_path_puts_the_env_folders_first_and_skips_missing_ones)
     struct lsh_error err;
     int rc = load_default_with_env(value, reg, &err);
     cr_assert_eq(rc, 0, "%s", err.message);
-    cr_assert_eq(lsh_registry_count(reg), 3);
+    cr_assert_eq(lsh_registry_count(reg), N_BUILTINS);
     cr_assert_str_eq(lsh_registry_origin(reg, 0), t.files[0]); /* "rotation" from the env */
-    for (size_t i = 1; i < 3; i++)
+    for (size_t i = 1; i < N_BUILTINS; i++)
         cr_assert(strncmp(lsh_registry_origin(reg, i), LSHLAB_BUILD_STRATEGY_DIR,
                           strlen(LSHLAB_BUILD_STRATEGY_DIR)) == 0);
     lsh_registry_free(reg);

@@ -198,30 +198,41 @@ static int valid_word(const char *s)
     return 1;
 }
 
-static void conform(const struct lsh_strategy *s, const char *origin)
+/* One round of s through the host (as the sweep drives it): fit, then assign
+ * or hash.  k NULL: keys are the queries; k == q: shared keys (bk filled). */
+static void host_round(const struct lsh_strategy *s, const struct lsh_param_value *v, size_t np,
+                       size_t d, uint32_t b, uint64_t seed, const double *q, size_t n_q,
+                       const double *k, size_t n_k, uint32_t *bq, uint32_t *bk)
 {
-    struct lsh_error lerr;
-    cr_assert_eq(lsh_registry_check_strategy(s, origin, &lerr), 0, "%s", lerr.message);
-    cr_assert_eq(s->abi_major, LSH_STRATEGY_ABI_MAJOR);
-    cr_assert_leq(s->abi_minor, LSH_STRATEGY_ABI_MINOR);
-    cr_assert(valid_word(s->name), "%s: bad name", origin);
-    cr_assert(s->summary && strlen(s->summary) > 10, "%s: no summary", s->name);
-    for (size_t i = 0; i < schema_len(s); i++)
-        cr_assert(s->params[i].doc && strlen(s->params[i].doc) > 10, "%s.%s: no doc", s->name,
-                  s->params[i].name);
+    struct lsh_host_point pt = {.strategy = s, .params = "", .values = v, .n_values = np,
+                                .n_buckets = b, .d = d, .n_rows = k && k != q ? n_q + n_k : n_q};
+    struct lsh_host_round *r = NULL;
+    struct lsh_error err;
+    lsh_error_clear(&err);
+    cr_assert_eq(lsh_host_round_open(&pt, 0, seed, &r, &err), 0, "%s", err.message);
+    const struct lsh_host_rows rq = {q, n_q, bq}, rk = {k, n_k, bk};
+    cr_assert_eq(lsh_host_round_bucket(r, &rq, k ? &rk : NULL, 1, &err), 0, "%s", err.message);
+    lsh_host_round_close(r);
+}
 
-    /* Rows: gaussian, one zero row, one exact repeat, n > 2 GEMM batches. */
+/* One parameter set of s against the contract, for every usual n_buckets it
+ * accepts; returns how many it accepted. */
+static size_t conform_values(const struct lsh_strategy *s, const struct lsh_param_value *v,
+                             size_t np, const char *which)
+{
+    /* Rows: gaussian, one zero row, one exact repeat, n > 2 GEMM batches;
+     * a second set of rows for separate keys. */
     const size_t n = 2600, d = 12;
-    double *x = malloc(n * d * sizeof *x);
+    double *x = malloc(2 * n * d * sizeof *x);
     struct lsh_rng *data_rng = lsh_rng_alloc(2385);
-    gaussian(data_rng, x, n * d, 2.385);
+    gaussian(data_rng, x, 2 * n * d, 2.385);
     lsh_rng_free(data_rng);
     memset(x + 7 * d, 0, d * sizeof *x);
     memcpy(x + 11 * d, x + 3 * d, d * sizeof *x);
+    const double *y = x + n * d;
 
-    struct lsh_param_value v[16];
-    size_t np = default_values(s, v, 16);
     uint32_t *b1 = malloc(n * sizeof *b1), *b2 = malloc(n * sizeof *b2);
+    uint32_t *k1 = malloc(n * sizeof *k1), *k2 = malloc(n * sizeof *k2);
     const uint32_t candidates[] = {1, 2, 3, 4, 6, 8, 16, 24, 64};
     size_t accepted = 0;
     for (size_t c = 0; c < sizeof candidates / sizeof *candidates; c++) {
@@ -229,33 +240,81 @@ static void conform(const struct lsh_strategy *s, const char *origin)
         struct lsh_round round = make_round(d, b, n, v, np);
         struct lsh_strategy_error err;
         if (check_round(s, round, &err) != 0) {
-            cr_assert(strlen(err.message) > 0, "%s refused B = %u without a reason", s->name, b);
+            cr_assert(strlen(err.message) > 0, "%s %s refused B = %u without a reason", s->name,
+                      which, b);
             continue;
         }
         accepted++;
 
-        hash_round(s, round, 1001, x, n, n, b1);
-        for (size_t i = 0; i < n; i++)
-            cr_assert_lt(b1[i], b, "%s B = %u: row %zu in bucket %u", s->name, b, i, b1[i]);
-        cr_assert_eq(b1[11], b1[3], "%s: equal rows in different buckets", s->name);
+        if (s->hash && !lsh_host_assigns(s)) {
+            hash_round(s, round, 1001, x, n, n, b1);
+            for (size_t i = 0; i < n; i++)
+                cr_assert_lt(b1[i], b, "%s B = %u: row %zu in bucket %u", s->name, b, i, b1[i]);
+            cr_assert_eq(b1[11], b1[3], "%s: equal rows in different buckets", s->name);
 
-        hash_round(s, round, 1001, x, n, n, b2);
-        cr_assert_arr_eq(b1, b2, n * sizeof *b1, "%s B = %u: same seed, other buckets",
-                         s->name, b);
+            hash_round(s, round, 1001, x, n, n, b2);
+            cr_assert_arr_eq(b1, b2, n * sizeof *b1, "%s B = %u: same seed, other buckets",
+                             s->name, b);
 
-        for (size_t batch = 1; batch <= 1031; batch += 515) { /* 1, 516, 1031 */
-            hash_round(s, round, 1001, x, n, batch, b2);
-            cr_assert_arr_eq(b1, b2, n * sizeof *b1, "%s B = %u: batches of %zu differ",
-                             s->name, b, batch);
-        }
-
-        if (b >= 2) {
-            int differs = 0;
-            for (uint64_t seed = 1002; seed < 1005 && !differs; seed++) {
-                hash_round(s, round, seed, x, n, n, b2);
-                differs = memcmp(b1, b2, n * sizeof *b1) != 0;
+            for (size_t batch = 1; batch <= 1031; batch += 515) { /* 1, 516, 1031 */
+                hash_round(s, round, 1001, x, n, batch, b2);
+                cr_assert_arr_eq(b1, b2, n * sizeof *b1, "%s B = %u: batches of %zu differ",
+                                 s->name, b, batch);
             }
-            cr_assert(differs, "%s B = %u: other round seeds give the same buckets", s->name, b);
+            if (b >= 2) {
+                int differs = 0;
+                for (uint64_t seed = 1002; seed < 1005 && !differs; seed++) {
+                    hash_round(s, round, seed, x, n, n, b2);
+                    differs = memcmp(b1, b2, n * sizeof *b1) != 0;
+                }
+                cr_assert(differs, "%s B = %u: other round seeds give the same buckets",
+                          s->name, b);
+            }
+        } else {
+            cr_assert(lsh_host_assigns(s), "%s has neither hash nor assign", s->name);
+            /* shared keys: the same pointer, key buckets from assign */
+            host_round(s, v, np, d, b, 1001, x, n, x, n, b1, k1);
+            for (size_t i = 0; i < n; i++) {
+                cr_assert_lt(b1[i], b, "%s %s B = %u: query %zu in bucket %u", s->name, which, b,
+                             i, b1[i]);
+                cr_assert_lt(k1[i], b, "%s %s B = %u: key %zu in bucket %u", s->name, which, b, i,
+                             k1[i]);
+            }
+            host_round(s, v, np, d, b, 1001, x, n, x, n, b2, k2);
+            cr_assert_arr_eq(b1, b2, n * sizeof *b1, "%s %s B = %u: same seed, other buckets",
+                             s->name, which, b);
+            cr_assert_arr_eq(k1, k2, n * sizeof *k1, "%s %s B = %u: same seed, other keys",
+                             s->name, which, b);
+            host_round(s, v, np, d, b, 1001, x, n, NULL, 0, b2, NULL);
+            cr_assert_arr_eq(b1, b2, n * sizeof *b1,
+                             "%s %s B = %u: queries differ with and without the keys asked for",
+                             s->name, which, b);
+            /* separate keys: in range and reproducible */
+            host_round(s, v, np, d, b, 1001, x, n, y, n, b1, k1);
+            host_round(s, v, np, d, b, 1001, x, n, y, n, b2, k2);
+            for (size_t i = 0; i < n; i++)
+                cr_assert(b1[i] < b && k1[i] < b, "%s %s B = %u separate: row %zu", s->name,
+                          which, b, i);
+            cr_assert_arr_eq(b1, b2, n * sizeof *b1, "%s %s B = %u separate: not reproducible",
+                             s->name, which, b);
+            cr_assert_arr_eq(k1, k2, n * sizeof *k1, "%s %s B = %u separate: not reproducible",
+                             s->name, which, b);
+            /* other seeds change the buckets, unless the rule is a fixed
+             * function of positions (neither the seed nor the rows matter) */
+            if (b >= 2) {
+                host_round(s, v, np, d, b, 1001, x, n, NULL, 0, b1, NULL);
+                int differs = 0;
+                for (uint64_t seed = 1002; seed < 1005 && !differs; seed++) {
+                    host_round(s, v, np, d, b, seed, x, n, NULL, 0, b2, NULL);
+                    differs = memcmp(b1, b2, n * sizeof *b1) != 0;
+                }
+                if (!differs) {
+                    host_round(s, v, np, d, b, 1001, y, n, NULL, 0, b2, NULL);
+                    cr_assert_arr_eq(b1, b2, n * sizeof *b1,
+                                     "%s %s B = %u: the rows change the buckets but the round "
+                                     "seed does not", s->name, which, b);
+                }
+            }
         }
 
         if (s->export_params) {
@@ -274,19 +333,74 @@ static void conform(const struct lsh_strategy *s, const char *origin)
             capture_free(&cap);
             instance_free(&in);
         }
+
+        /* a published law is a probability at every cosine, 1 for equal
+         * vectors of a hash() rule (it buckets each row by itself) */
+        struct lsh_host_point pt = {.strategy = s, .params = "", .values = v, .n_values = np,
+                                    .n_buckets = b, .d = d, .n_rows = n};
+        struct lsh_host_law law;
+        char why[512];
+        if (lsh_host_law_of(&pt, &law, why, sizeof why) == 0) {
+            for (double cs = -1; cs <= 1.0001; cs += 0.125) {
+                double p;
+                cr_assert_eq(lsh_host_law_eval(&law, cs, &p), 0, "%s B = %u: law(%g) = %g",
+                             s->name, b, cs, p);
+            }
+            double p1;
+            lsh_host_law_eval(&law, 1.0, &p1);
+            if (!lsh_host_assigns(s))
+                cr_assert_eq(p1, 1.0, "%s B = %u: equal vectors collide with p = %g", s->name,
+                             b, p1);
+        } else {
+            cr_assert(strstr(why, s->name), "%s: the reason does not name it: %s", s->name, why);
+        }
     }
-    cr_assert_geq(accepted, 3, "%s accepts fewer than 3 of the usual n_buckets", s->name);
     free(b1);
     free(b2);
+    free(k1);
+    free(k2);
     free(x);
+    return accepted;
 }
 
+static void conform(const struct lsh_strategy *s, const char *origin)
+{
+    struct lsh_error lerr;
+    cr_assert_eq(lsh_registry_check_strategy(s, origin, &lerr), 0, "%s", lerr.message);
+    cr_assert_eq(s->abi_major, LSH_STRATEGY_ABI_MAJOR);
+    cr_assert_leq(s->abi_minor, LSH_STRATEGY_ABI_MINOR);
+    cr_assert(valid_word(s->name), "%s: bad name", origin);
+    cr_assert(s->summary && strlen(s->summary) > 10, "%s: no summary", s->name);
+    for (size_t i = 0; i < schema_len(s); i++)
+        cr_assert(s->params[i].doc && strlen(s->params[i].doc) > 10, "%s.%s: no doc", s->name,
+                  s->params[i].name);
+
+    /* the defaults, then each BOOL parameter flipped (kmeans balanced,
+     * rotation orthogonal): every rule a strategy offers */
+    struct lsh_param_value v[16];
+    size_t np = default_values(s, v, 16);
+    size_t accepted = conform_values(s, v, np, "(defaults)");
+    cr_assert_geq(accepted, 3, "%s accepts fewer than 3 of the usual n_buckets", s->name);
+    for (size_t p = 0; p < np; p++)
+        if (v[p].type == LSH_PARAM_BOOL) {
+            char which[96];
+            snprintf(which, sizeof which, "(%s=%s)", s->params[p].name, v[p].i ? "false" : "true");
+            v[p].i = !v[p].i;
+            cr_assert_geq(conform_values(s, v, np, which), 2, "%s %s accepts fewer than 2 of the "
+                          "usual n_buckets", s->name, which);
+            v[p].i = !v[p].i;
+        }
+}
+
+/* Data-driven over the registry: every built-in strategy (all of
+ * strategies/meson.build) and any plugin on LSHLAB_STRATEGY_PATH. */
 Test(strategies, conformance_of_every_registered_strategy, .timeout = 240)
 {
     struct lsh_registry *reg = load_registry();
-    cr_assert_geq(lsh_registry_count(reg), 3);
-    const char *builtins[] = {"rotation", "hyperplane", "kmeans"};
-    for (size_t i = 0; i < 3; i++)
+    const char *builtins[] = {"rotation", "hyperplane", "kmeans", "random", "window"};
+    const size_t n_builtins = sizeof builtins / sizeof *builtins;
+    cr_assert_geq(lsh_registry_count(reg), n_builtins);
+    for (size_t i = 0; i < n_builtins; i++)
         builtin(reg, builtins[i]);
     for (size_t i = 0; i < lsh_registry_count(reg); i++)
         conform(lsh_registry_get(reg, i), lsh_registry_origin(reg, i));
@@ -309,7 +423,7 @@ Test(strategies, builtin_schemas_are_as_specified)
     cr_assert_eq(schema_len(builtin(reg, "hyperplane")), 0);
 
     const struct lsh_strategy *km = builtin(reg, "kmeans");
-    cr_assert_eq(schema_len(km), 2);
+    cr_assert_eq(schema_len(km), 3);
     cr_assert_str_eq(km->params[0].name, "iterations");
     cr_assert_eq(km->params[0].type, LSH_PARAM_INT);
     cr_assert_eq(km->params[0].def_int, 10);
@@ -321,6 +435,12 @@ Test(strategies, builtin_schemas_are_as_specified)
     cr_assert_str_eq(km->params[1].choices[0], "random");
     cr_assert_str_eq(km->params[1].choices[1], "kmeans++");
     cr_assert_null(km->params[1].choices[2]);
+    cr_assert_str_eq(km->params[2].name, "balanced", "appended last: the canonical text of "
+                     "existing sets keeps its order");
+    cr_assert_eq(km->params[2].type, LSH_PARAM_BOOL);
+    cr_assert_eq(km->params[2].def_int, 0);
+    cr_assert_eq(schema_len(builtin(reg, "random")), 0);
+    cr_assert_eq(schema_len(builtin(reg, "window")), 0);
     lsh_registry_free(reg);
 }
 
@@ -388,8 +508,8 @@ Test(strategies, rotation_hand_worked_example)
 {
     struct lsh_registry *reg = load_registry();
     const struct lsh_strategy *s = builtin(reg, "rotation");
-    struct lsh_param_value v[2];
-    size_t np = default_values(s, v, 2);
+    struct lsh_param_value v[4];
+    size_t np = default_values(s, v, 4);
 
     /* d = 3, B = 4: R is 3 x 2, drawn row by row:
      *     R = [  0.5  -1.2 ]
@@ -429,8 +549,8 @@ Test(strategies, rotation_hand_worked_factors)
 {
     struct lsh_registry *reg = load_registry();
     const struct lsh_strategy *s = builtin(reg, "rotation");
-    struct lsh_param_value v[2];
-    size_t np = default_values(s, v, 2);
+    struct lsh_param_value v[4];
+    size_t np = default_values(s, v, 4);
     const int64_t factors[] = {4, 2};
     param_by_name(s, v, "factors")->list = factors;
     param_by_name(s, v, "factors")->list_len = 2;
@@ -463,8 +583,8 @@ Test(strategies, rotation_hand_worked_orthogonal)
 {
     struct lsh_registry *reg = load_registry();
     const struct lsh_strategy *s = builtin(reg, "rotation");
-    struct lsh_param_value v[2];
-    size_t np = default_values(s, v, 2);
+    struct lsh_param_value v[4];
+    size_t np = default_values(s, v, 4);
     param_by_name(s, v, "orthogonal")->i = 1;
 
     /* d = 2, B = 4, drawn A = [ -3  1 ]  columns a1 = (-3, -4), a2 = (1, 2).
@@ -547,8 +667,8 @@ Test(strategies, rotation_check_says_why)
 {
     struct lsh_registry *reg = load_registry();
     const struct lsh_strategy *s = builtin(reg, "rotation");
-    struct lsh_param_value v[2];
-    size_t np = default_values(s, v, 2);
+    struct lsh_param_value v[4];
+    size_t np = default_values(s, v, 4);
     struct lsh_param_value *ortho = param_by_name(s, v, "orthogonal");
     struct lsh_param_value *fac = param_by_name(s, v, "factors");
 
@@ -587,8 +707,8 @@ Test(strategies, hyperplane_and_kmeans_check_say_why)
     expect_check(hp, make_round(16, 1u << 31, 100, NULL, 0), NULL);
 
     const struct lsh_strategy *km = builtin(reg, "kmeans");
-    struct lsh_param_value v[2];
-    size_t np = default_values(km, v, 2);
+    struct lsh_param_value v[4];
+    size_t np = default_values(km, v, 4);
     expect_check(km, make_round(16, 64, 12, v, np),
                  "kmeans needs n_buckets <= the rows it fits on, got n_buckets 64 for 12 rows");
     expect_check(km, make_round(16, 12, 12, v, np), NULL);
@@ -603,8 +723,8 @@ Test(strategies, hyperplane_and_kmeans_check_say_why)
 static void check_orthogonal_rotation(const struct lsh_strategy *s, size_t d, uint32_t b,
                                       const int64_t *factors, size_t n_factors, size_t cols)
 {
-    struct lsh_param_value v[2];
-    size_t np = default_values(s, v, 2);
+    struct lsh_param_value v[4];
+    size_t np = default_values(s, v, 4);
     param_by_name(s, v, "orthogonal")->i = 1;
     param_by_name(s, v, "factors")->list = factors;
     param_by_name(s, v, "factors")->list_len = n_factors;
@@ -739,8 +859,8 @@ static int kmeans_run(const struct lsh_strategy *s, const char *init, int64_t it
                       uint32_t b, const double *x, size_t n, size_t d, uint64_t seed,
                       uint32_t *bucket, struct capture *cap, struct lsh_strategy_error *err)
 {
-    struct lsh_param_value v[2];
-    size_t np = default_values(s, v, 2);
+    struct lsh_param_value v[4];
+    size_t np = default_values(s, v, 4);
     param_by_name(s, v, "init")->choice = choice_of(s, "init", init);
     param_by_name(s, v, "iterations")->i = iterations;
     struct instance in;
@@ -956,8 +1076,8 @@ Test(strategies, kmeans_must_fit_before_hashing)
 {
     struct lsh_registry *reg = load_registry();
     const struct lsh_strategy *s = builtin(reg, "kmeans");
-    struct lsh_param_value v[2];
-    size_t np = default_values(s, v, 2);
+    struct lsh_param_value v[4];
+    size_t np = default_values(s, v, 4);
     const double x[6] = {2.385, -0.71, 0.5, 1.25, -1.0, 0.3};
     uint32_t bucket[2];
     struct instance in;
@@ -972,5 +1092,221 @@ Test(strategies, kmeans_must_fit_before_hashing)
     cr_assert_eq(s->fit(in.state, x, 3, 2, &in.err), LSH_STRATEGY_EINVAL);
     cr_assert(strstr(in.err.message, "d = 2"), "%s", in.err.message);
     instance_free(&in);
+    lsh_registry_free(reg);
+}
+
+/* ---- kmeans balanced, window, random (SPEC 12.2) ------------------------------ */
+
+/* The real host, except uniform_int always returns 0: k-means' random
+ * initialisation then takes the first B distinct non-zero rows in order. */
+static uint64_t first_int(struct lsh_rng *rng, uint64_t n)
+{
+    (void)rng, (void)n;
+    return 0;
+}
+
+/* A k-means round with centroids = the first B rows of c (unit rows, distinct),
+ * iterations 0, balanced as given; then assign(q, k) directly. */
+static int kmeans_assign_with(const struct lsh_strategy *s, int balanced, const double *c,
+                              uint32_t b, const double *q, size_t n_q, const double *k,
+                              size_t n_k, size_t d, uint32_t *bq, uint32_t *bk,
+                              struct lsh_strategy_error *err)
+{
+    struct lsh_host h = *lsh_host_services();
+    h.uniform_int = first_int;
+    struct lsh_param_value v[4];
+    size_t np = default_values(s, v, 4);
+    param_by_name(s, v, "iterations")->i = 0;
+    param_by_name(s, v, "balanced")->i = balanced;
+    struct lsh_round round = make_round(d, b, b, v, np);
+    round.host = &h;
+    struct instance in;
+    cr_assert_eq(instance_init(&in, s, round, 1, NULL), 0, "%s", in.err.message);
+    cr_assert_eq(s->fit(in.state, c, b, d, &in.err), 0, "%s", in.err.message);
+    memset(err, 0, sizeof *err);
+    int rc = s->assign(in.state, q, n_q, k, n_k, d, bq, bk, err);
+    instance_free(&in);
+    return rc;
+}
+
+Test(strategies, kmeans_balanced_capacities_and_tie_order_by_hand)
+{
+    struct lsh_registry *reg = load_registry();
+    const struct lsh_strategy *s = builtin(reg, "kmeans");
+    cr_assert(s->assign);
+    const double c[4] = {1, 0, 0, 1}; /* c0 = e1, c1 = e2 */
+    struct lsh_strategy_error err;
+
+    /* n = 4, B = 2: capacity 2.  Rows 0-2 are (1,1): x.c = 1/sqrt2 for both
+     * centroids (a tie); row 3 is (1,0): x.c = (1, 0).  Pairs by descending
+     * x.c: (3,c0) -> c0 {3}; then the ties in row order, centroid order:
+     * (0,c0) -> c0 {3,0}, full; (0,c1) row 0 placed; (1,c0) full;
+     * (1,c1) -> c1 {1}; (2,c0) full; (2,c1) -> c1 {1,2}. */
+    const double q[8] = {1, 1, 1, 1, 1, 1, 1, 0};
+    uint32_t bq[5], bk[5];
+    cr_assert_eq(kmeans_assign_with(s, 1, c, 2, q, 4, q, 4, 2, bq, bk, &err), 0, "%s",
+                 err.message);
+    const uint32_t want[4] = {0, 1, 1, 0};
+    cr_expect_arr_eq(bq, want, sizeof want, "balanced: %u %u %u %u", bq[0], bq[1], bq[2], bq[3]);
+    cr_expect_arr_eq(bk, want, sizeof want, "shared keys (k == q) take the same assignment");
+    /* unbalanced: the argmax, ties to the smaller centroid: all four in c0 */
+    cr_assert_eq(kmeans_assign_with(s, 0, c, 2, q, 4, q, 4, 2, bq, bk, &err), 0);
+    const uint32_t argmax[4] = {0, 0, 0, 0};
+    cr_expect_arr_eq(bq, argmax, sizeof argmax);
+    cr_expect_arr_eq(bk, argmax, sizeof argmax);
+
+    /* capacity ceil(n/B), queries and keys separately: 5 queries all on c0
+     * (capacity 3): rows 0-2 in c0, rows 3-4 spill to c1; 3 keys (0,2), a
+     * zero row and (0,1) (capacity 2): key 0 -> c1 (x.c = 1), key 2 -> c1
+     * (x.c = 1, c1 now full), the zero key scores 0 everywhere: c0. */
+    const double q5[10] = {2, 0, 3, 0, 1, 0, 5, 0, 7, 0};
+    const double k3[6] = {0, 2, 0, 0, 0, 1};
+    cr_assert_eq(kmeans_assign_with(s, 1, c, 2, q5, 5, k3, 3, 2, bq, bk, &err), 0, "%s",
+                 err.message);
+    const uint32_t want_q5[5] = {0, 0, 0, 1, 1}, want_k3[3] = {1, 0, 1};
+    cr_expect_arr_eq(bq, want_q5, sizeof want_q5);
+    cr_expect_arr_eq(bk, want_k3, sizeof want_k3);
+
+    /* a worked case with distinct scores, B = 3, n = 6 (capacity 2), d = 2:
+     * centroids e1, e2, (-1,0).  Rows and x.c (c0, c1, c2):
+     *   r0 (3,4)/5  .6 .8 -.6    r1 (4,3)/5  .8 .6 -.8    r2 (1,0)    1  0 -1
+     *   r3 (5,12)/13 .385 .923 -.385   r4 (-1,0) -1 0 1   r5 (1,-1)/sqrt2 .707 -.707 -.707
+     * walk: (r2,c0 1) (r4,c2 1) (r3,c1 .923) (r0,c1 .8) c1 full; (r1,c0 .8) c0 full;
+     * (r5,c0 .707) full, (r5,c1 -.707) full, (r5,c2 -.707) -> c2. */
+    const double c3[6] = {1, 0, 0, 1, -1, 0};
+    const double q6[12] = {3, 4, 4, 3, 1, 0, 5, 12, -1, 0, 1, -1};
+    cr_assert_eq(kmeans_assign_with(s, 1, c3, 3, q6, 6, q6, 6, 2, bq, bk, &err), 0, "%s",
+                 err.message);
+    const uint32_t want6[6] = {1, 0, 0, 1, 2, 2};
+    cr_expect_arr_eq(bq, want6, sizeof want6, "%u %u %u %u %u %u", bq[0], bq[1], bq[2], bq[3],
+                     bq[4], bq[5]);
+
+    /* a tie between two centroids with room, after the best filled: the
+     * smaller centroid.  Centroids e1, e2, -e2; three rows (1,0) score
+     * (1, 0, 0); capacity 1: row 0 -> c0; row 1 ties c1/c2 -> c1; row 2 -> c2. */
+    const double cpm[6] = {1, 0, 0, 1, 0, -1};
+    const double ones[6] = {1, 0, 1, 0, 1, 0};
+    cr_assert_eq(kmeans_assign_with(s, 1, cpm, 3, ones, 3, ones, 3, 2, bq, bk, &err), 0, "%s",
+                 err.message);
+    const uint32_t want3[3] = {0, 1, 2};
+    cr_expect_arr_eq(bq, want3, sizeof want3, "%u %u %u", bq[0], bq[1], bq[2]);
+
+    /* B > rows: refused with the count */
+    cr_expect_eq(kmeans_assign_with(s, 1, c3, 3, q6, 2, q6, 2, 2, bq, bk, &err),
+                 LSH_STRATEGY_EDATA);
+    cr_expect_str_eq(err.message, "kmeans balanced needs n_buckets <= the query rows, got "
+                                  "n_buckets 3 for 2 query rows");
+    cr_expect_eq(kmeans_assign_with(s, 1, c3, 3, q6, 6, q6, 2, 2, bq, bk, &err),
+                 LSH_STRATEGY_EDATA);
+    cr_expect_str_eq(err.message, "kmeans balanced needs n_buckets <= the key rows, got "
+                                  "n_buckets 3 for 2 key rows");
+    lsh_registry_free(reg);
+}
+
+/* Bucket sizes of a balanced round never exceed ceil(n/B), for queries and
+ * separate keys alike (n = 2600, B = 24: capacity 109; 2500 keys: 105), on
+ * Gaussian rows through the host. */
+Test(strategies, kmeans_balanced_buckets_respect_the_capacity)
+{
+    struct lsh_registry *reg = load_registry();
+    const struct lsh_strategy *s = builtin(reg, "kmeans");
+    const size_t n = 2600, d = 8;
+    const uint32_t b = 24;
+    double *x = malloc(2 * n * d * sizeof *x);
+    struct lsh_rng *rng = lsh_rng_alloc(99);
+    gaussian(rng, x, 2 * n * d, 1);
+    lsh_rng_free(rng);
+    struct lsh_param_value v[4];
+    size_t np = default_values(s, v, 4);
+    param_by_name(s, v, "balanced")->i = 1;
+    uint32_t *bq = malloc(n * sizeof *bq), *bk = malloc(n * sizeof *bk);
+    host_round(s, v, np, d, b, 7, x, n, x + n * d, n - 100, bq, bk);
+    size_t cq[24] = {0}, ck[24] = {0};
+    for (size_t i = 0; i < n; i++)
+        cq[bq[i]]++;
+    for (size_t j = 0; j < n - 100; j++)
+        ck[bk[j]]++;
+    for (uint32_t c = 0; c < b; c++) {
+        cr_expect_leq(cq[c], 109, "query bucket %u holds %zu > ceil(2600/24)", c, cq[c]);
+        cr_expect_leq(ck[c], 105, "key bucket %u holds %zu > ceil(2500/24)", c, ck[c]);
+    }
+    free(x);
+    free(bq);
+    free(bk);
+    lsh_registry_free(reg);
+}
+
+Test(strategies, window_blocks_by_hand)
+{
+    struct lsh_registry *reg = load_registry();
+    const struct lsh_strategy *s = builtin(reg, "window");
+    cr_assert(lsh_host_assigns(s));
+    cr_assert_null(s->hash);
+    double x[20 * 2] = {0};
+    for (size_t i = 0; i < 40; i++)
+        x[i] = (double)((i * 37) % 11) - 5; /* the rows do not matter */
+    uint32_t bq[20], bk[20];
+    /* n = 10, B = 4: floor(4i/10) = 0 0 0 1 1 2 2 2 3 3; keys n = 7:
+     * floor(4j/7) = 0 0 1 1 2 2 3 */
+    host_round(s, NULL, 0, 2, 4, 1, x, 10, x + 20, 7, bq, bk);
+    const uint32_t wq[10] = {0, 0, 0, 1, 1, 2, 2, 2, 3, 3}, wk[7] = {0, 0, 1, 1, 2, 2, 3};
+    cr_expect_arr_eq(bq, wq, sizeof wq);
+    cr_expect_arr_eq(bk, wk, sizeof wk);
+    /* shared keys: the same blocks; another seed: the same blocks */
+    host_round(s, NULL, 0, 2, 4, 99, x, 10, x, 10, bq, bk);
+    cr_expect_arr_eq(bq, wq, sizeof wq);
+    cr_expect_arr_eq(bk, wq, sizeof wq);
+    /* B > n: n = 3, B = 8: floor(8i/3) = 0 2 5 (some buckets empty) */
+    host_round(s, NULL, 0, 2, 8, 1, x, 3, NULL, 0, bq, NULL);
+    const uint32_t w3[3] = {0, 2, 5};
+    cr_expect_arr_eq(bq, w3, sizeof w3);
+    /* B = 1: everything in bucket 0; B = n: bucket i */
+    host_round(s, NULL, 0, 2, 20, 1, x, 20, NULL, 0, bq, NULL);
+    for (uint32_t i = 0; i < 20; i++)
+        cr_expect_eq(bq[i], i);
+    lsh_registry_free(reg);
+}
+
+/* random: bucket i = floor(u_i B), u_i the round stream's i-th uniform (the
+ * host seeds the stream with the round's seed); separate keys take uniforms
+ * n_q + j; shared keys the query buckets.  Counts against the uniform law:
+ * chi-square with B - 1 = 15 degrees of freedom below its 0.999 quantile
+ * (37.70), for a fixed seed. */
+Test(strategies, random_buckets_are_the_round_streams_uniforms_and_pass_chi_square)
+{
+    struct lsh_registry *reg = load_registry();
+    const struct lsh_strategy *s = builtin(reg, "random");
+    cr_assert(lsh_host_assigns(s));
+    const size_t n = 20000, n_k = 300, d = 3;
+    const uint32_t b = 16;
+    double *x = calloc((n + n_k) * d, sizeof *x);
+    uint32_t *bq = malloc(n * sizeof *bq), *bk = malloc(n * sizeof *bk);
+    const uint64_t seed = 0x2385;
+    host_round(s, NULL, 0, d, b, seed, x, n, x + n * d, n_k, bq, bk);
+    struct lsh_rng *rng = lsh_rng_alloc(seed);
+    for (size_t i = 0; i < n + n_k; i++) {
+        const uint32_t want = (uint32_t)floor(lsh_rng_uniform(rng) * b);
+        cr_assert_eq(i < n ? bq[i] : bk[i - n], want, "%s %zu", i < n ? "query" : "key",
+                     i < n ? i : i - n);
+    }
+    lsh_rng_free(rng);
+    double counts[16] = {0}, chi2 = 0, e = (double)n / b;
+    for (size_t i = 0; i < n; i++)
+        counts[bq[i]]++;
+    for (uint32_t c = 0; c < b; c++)
+        chi2 += (counts[c] - e) * (counts[c] - e) / e;
+    cr_expect_lt(chi2, 37.70, "chi-square %.2f with 15 degrees of freedom", chi2);
+
+    uint32_t *again = malloc(n * sizeof *again);
+    memcpy(again, bq, n * sizeof *bq);
+    host_round(s, NULL, 0, d, b, seed, x, n, x, n, bq, bk);
+    cr_expect_arr_eq(bq, again, n * sizeof *bq, "the same stream whatever the keys");
+    cr_expect_arr_eq(bk, bq, n * sizeof *bq, "shared keys take the query buckets");
+    host_round(s, NULL, 0, d, b, seed + 1, x, n, NULL, 0, bq, NULL);
+    cr_expect_neq(memcmp(bq, again, n * sizeof *bq), 0, "another round seed, other buckets");
+    free(again);
+    free(x);
+    free(bq);
+    free(bk);
     lsh_registry_free(reg);
 }
