@@ -300,8 +300,8 @@ Test(oracle, hand_worked_three_keys)
 {
     /* Three queries q = 1, keys 2, 3, 3 (d = 1, scale 1, separate keys):
      * s = (2, 3, 3) in every row; the order is j = 1, 2 (the tie to the
-     * smaller j), then 0.  v = (4, 10, -2). */
-    double q[3] = {1, 1, 1}, k[3] = {2, 3, 3}, v[3] = {4, 10, -2};
+     * smaller j), then 0.  v = (4, 10, -3). */
+    double q[3] = {1, 1, 1}, k[3] = {2, 3, 3}, v[3] = {4, 10, -3};
     struct lsh_attn a = {.n = 3, .d = 1, .d_v = 1, .q = q, .k = k, .v = v, .scale = 1.0};
     struct lsh_reference *ref = NULL;
     struct lsh_error err;
@@ -309,12 +309,12 @@ Test(oracle, hand_worked_three_keys)
     cr_assert_eq(lsh_reference_compute(&a, NULL, 0, 1, 0, &ref, &err), 0, "%s", err.message);
     struct lsh_oracle_ws *ws = lsh_oracle_ws_alloc(3, 1);
     const double e2 = exp(2.0), e3 = exp(3.0), Z = e2 + 2 * e3;
-    const double o = (4 * e2 + 10 * e3 - 2 * e3) / Z;
+    const double o = (4 * e2 + 10 * e3 - 3 * e3) / Z;
     uint32_t b[4] = {3, 1, 2, 1};
     double mass[4], err2[4];
     lsh_oracle_row(ref, 2, b, 4, ws, mass, err2);
     const double want_mass[4] = {1.0, e3 / Z, 2 * e3 / Z, e3 / Z};
-    const double want_out[4] = {o, 10.0, 4.0, 10.0};
+    const double want_out[4] = {o, 10.0, 3.5, 10.0};
     for (int t = 0; t < 4; t++) {
         cr_assert_float_eq(mass[t], want_mass[t], 1e-14, "budget %u: mass %.17g", b[t], mass[t]);
         cr_assert_float_eq(err2[t], (o - want_out[t]) * (o - want_out[t]), 1e-12,
