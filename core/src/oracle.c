@@ -173,6 +173,41 @@ static void partial_sort(struct key *x, size_t lo, size_t hi, size_t want, unsig
     }
 }
 
+/* ---- scores ----------------------------------------------------------------- */
+
+/* key[t] = (scale * q_i . k_j, j) for j in [j0, j1), t from t0: lsh_attn_raw's
+ * bits, that is lsh_dot's (four partial sums over e mod 4, the tail into the
+ * first, then (s0 + s1) + (s2 + s3)), but four keys at a time, so that four
+ * independent chains of additions hide their latency (a call per key ran at
+ * a third of the speed).  test_oracle compares these bits with the score
+ * cache's, which lsh_attn_raw fills. */
+__attribute__((target_clones("avx512f", "avx2", "default")))
+static void score_keys(const struct lsh_attn *a, size_t i, size_t j0, size_t j1,
+                       struct key *key, size_t t0)
+{
+    const size_t d = a->d;
+    const double *restrict x = a->q + i * d;
+    size_t j = j0, t = t0;
+    for (; j + 4 <= j1; j += 4, t += 4) {
+        const double *restrict y[4] = {a->k + j * d, a->k + (j + 1) * d, a->k + (j + 2) * d,
+                                       a->k + (j + 3) * d};
+        double s[4][4] = {{0}};
+        size_t e = 0;
+        for (; e + 4 <= d; e += 4)
+            for (int c = 0; c < 4; c++)
+                for (int l = 0; l < 4; l++)
+                    s[c][l] += x[e + l] * y[c][e + l];
+        for (; e < d; e++)
+            for (int c = 0; c < 4; c++)
+                s[c][0] += x[e] * y[c][e];
+        for (int c = 0; c < 4; c++)
+            key[t + c] = (struct key){a->scale * ((s[c][0] + s[c][1]) + (s[c][2] + s[c][3])),
+                                      (uint32_t)(j + c)};
+    }
+    for (; j < j1; j++, t++)
+        key[t] = (struct key){a->scale * lsh_attn_raw(a, i, j), (uint32_t)j};
+}
+
 /* ---- the walk ------------------------------------------------------------- */
 
 /* num += sum_t w[t] v_{key[t].j} for t in [t0, t1), each element added in
@@ -221,18 +256,25 @@ void lsh_oracle_row(const struct lsh_reference *ref, size_t r, const uint32_t *b
     const double *cache = ref->raw ? ref->raw + r * n : NULL;
     struct key *key = ws->key;
 
-    /* U_i with the bits candidates get: the cache, else lsh_attn_raw. */
+    /* U_i with the bits candidates get: the cache, else lsh_attn_raw's. */
     size_t u = 0;
     if (lsh_attn_u_fallback(a, i)) {
         key[u++] = (struct key){a->scale * (cache ? cache[i] : lsh_attn_raw(a, i, i)),
                                 (uint32_t)i};
     } else {
         const size_t hi = a->causal ? i + 1 : n;
-        for (size_t j = 0; j < hi; j++) {
-            if (a->exclude_self && j == i)
-                continue;
-            key[u++] = (struct key){a->scale * (cache ? cache[j] : lsh_attn_raw(a, i, j)),
-                                    (uint32_t)j};
+        const int skip = a->exclude_self && i < hi;
+        if (cache) {
+            for (size_t j = 0; j < hi; j++)
+                if (!(skip && j == i))
+                    key[u++] = (struct key){a->scale * cache[j], (uint32_t)j};
+        } else if (skip) {
+            score_keys(a, i, 0, i, key, 0);
+            score_keys(a, i, i + 1, hi, key, i);
+            u = hi - 1;
+        } else {
+            score_keys(a, i, 0, hi, key, 0);
+            u = hi;
         }
     }
 
