@@ -152,6 +152,15 @@ static size_t partition(struct key *x, size_t lo, size_t hi)
     return p;
 }
 
+/* Bad pivots partial_sort takes before it turns to heapsort. */
+static unsigned depth_limit(size_t len)
+{
+    unsigned d = 0;
+    for (; len > 1; len >>= 1)
+        d++;
+    return 2 * d + 4;
+}
+
 /* Sort x[lo, hi) far enough that x[lo, want) holds the best keys of the
  * range in order: quicksort that drops the parts past `want`, so
  * O(len + want log want) expected; heapsort below `depth` bad pivots. */
@@ -173,6 +182,39 @@ static void partial_sort(struct key *x, size_t lo, size_t hi, size_t want, unsig
     }
 }
 
+/* The best `want` of x[0, len) first, in order.  When they are a small share
+ * of a long row, one first cut at a pivot taken from an evenly spaced sample
+ * (a little past the share's rank in it, so that almost always at least
+ * `want` keys come before it) leaves about twice `want` keys to sort; the
+ * median-of-three passes alone would touch about 2 len.  Any pivot is
+ * correct: a cut that leaves fewer than `want` before it just goes on. */
+#define SAMPLE 64
+static void select_best(struct key *x, size_t len, size_t want)
+{
+    if (len > 8 * SAMPLE && want <= len / 4) {
+        struct key smp[SAMPLE];
+        for (size_t t = 0; t < SAMPLE; t++)
+            smp[t] = x[t * (len / SAMPLE)];
+        insertion_sort(smp, 0, SAMPLE);
+        size_t rank = (want * SAMPLE + len - 1) / len + 4;
+        const struct key piv = smp[rank < SAMPLE ? rank : SAMPLE - 1];
+        size_t p = 0;
+        for (size_t t = 0; t < len; t++) {
+            struct key k = x[t];
+            int lt = before(k, piv);
+            x[t] = x[p];
+            x[p] = k;
+            p += (size_t)lt;
+        }
+        /* x[0, p) before the pivot, x[p, len) the rest (the pivot among them) */
+        partial_sort(x, 0, p, want, depth_limit(p));
+        if (p < want)
+            partial_sort(x, p, len, want, depth_limit(len - p));
+        return;
+    }
+    partial_sort(x, 0, len, want, depth_limit(len));
+}
+
 /* ---- scores ----------------------------------------------------------------- */
 
 /* key[t] = (scale * q_i . k_j, j) for j in [j0, j1), t from t0: lsh_attn_raw's
@@ -181,28 +223,48 @@ static void partial_sort(struct key *x, size_t lo, size_t hi, size_t want, unsig
  * independent chains of additions hide their latency (a call per key ran at
  * a third of the speed).  test_oracle compares these bits with the score
  * cache's, which lsh_attn_raw fills. */
+typedef double v4d __attribute__((vector_size(32)));
+
+/* Four doubles from p, unaligned (a macro: a function returning v4d would
+ * change the ABI between the clones). */
+#define LOAD4(v, p) memcpy(&(v), (p), sizeof(v4d))
+
 __attribute__((target_clones("avx512f", "avx2", "default")))
 static void score_keys(const struct lsh_attn *a, size_t i, size_t j0, size_t j1,
                        struct key *key, size_t t0)
 {
     const size_t d = a->d;
-    const double *restrict x = a->q + i * d;
+    const double *x = a->q + i * d;
     size_t j = j0, t = t0;
     for (; j + 4 <= j1; j += 4, t += 4) {
-        const double *restrict y[4] = {a->k + j * d, a->k + (j + 1) * d, a->k + (j + 2) * d,
-                                       a->k + (j + 3) * d};
-        double s[4][4] = {{0}};
+        const double *y0 = a->k + j * d, *y1 = y0 + d, *y2 = y1 + d, *y3 = y2 + d;
+        /* lane l of s_c is key j + c's partial sum l */
+        v4d s0 = {0, 0, 0, 0}, s1 = s0, s2 = s0, s3 = s0;
         size_t e = 0;
-        for (; e + 4 <= d; e += 4)
-            for (int c = 0; c < 4; c++)
-                for (int l = 0; l < 4; l++)
-                    s[c][l] += x[e + l] * y[c][e + l];
-        for (; e < d; e++)
-            for (int c = 0; c < 4; c++)
-                s[c][0] += x[e] * y[c][e];
-        for (int c = 0; c < 4; c++)
-            key[t + c] = (struct key){a->scale * ((s[c][0] + s[c][1]) + (s[c][2] + s[c][3])),
+        for (; e + 4 <= d; e += 4) {
+            v4d xe, k0, k1, k2, k3;
+            LOAD4(xe, x + e);
+            LOAD4(k0, y0 + e);
+            LOAD4(k1, y1 + e);
+            LOAD4(k2, y2 + e);
+            LOAD4(k3, y3 + e);
+            s0 += xe * k0;
+            s1 += xe * k1;
+            s2 += xe * k2;
+            s3 += xe * k3;
+        }
+        for (; e < d; e++) {
+            s0[0] += x[e] * y0[e];
+            s1[0] += x[e] * y1[e];
+            s2[0] += x[e] * y2[e];
+            s3[0] += x[e] * y3[e];
+        }
+        const v4d *s[4] = {&s0, &s1, &s2, &s3};
+        for (int c = 0; c < 4; c++) {
+            const v4d v = *s[c];
+            key[t + c] = (struct key){a->scale * ((v[0] + v[1]) + (v[2] + v[3])),
                                       (uint32_t)(j + c)};
+        }
     }
     for (; j < j1; j++, t++)
         key[t] = (struct key){a->scale * lsh_attn_raw(a, i, j), (uint32_t)j};
@@ -234,14 +296,6 @@ static void accumulate(size_t dv, const double *v, const struct key *key, const 
         for (size_t e = 0; e < dv; e++)
             num[e] += w0 * v0[e];
     }
-}
-
-static unsigned depth_limit(size_t len)
-{
-    unsigned d = 0;
-    for (; len > 1; len >>= 1)
-        d++;
-    return 2 * d + 4;
 }
 
 void lsh_oracle_row(const struct lsh_reference *ref, size_t r, const uint32_t *budget,
@@ -286,7 +340,7 @@ void lsh_oracle_row(const struct lsh_reference *ref, size_t r, const uint32_t *b
         big = b > big ? b : big;
     }
 
-    partial_sort(key, 0, u, big, depth_limit(u));
+    select_best(key, u, big);
 
     /* Mass: the A_ij as candidates get them, exp(s_ij - lse_i). */
     double *ex = ws->ex;
