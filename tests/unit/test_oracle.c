@@ -107,6 +107,7 @@ struct problem {
     size_t n_distinct;   /* 0: every key row drawn; else rows repeat a pool this size */
     double scale;        /* 0: 1/sqrt(d) */
     int sampled;         /* evaluate rows 0, 1, every third and the last */
+    int small_budgets;   /* budgets at most |U_i| / 4 (the sampled first cut) */
     uint64_t seed;
 };
 
@@ -174,9 +175,18 @@ static struct lsh_reference *reference(const struct data *D, size_t cache_bytes)
 
 /* Budgets for a row with |U_i| = u, in no order, with repeats and values to
  * clamp (0 and past u). */
-static size_t budgets_for(size_t u, size_t row, uint32_t *b)
+static size_t budgets_for(size_t u, size_t row, int small, uint32_t *b)
 {
     size_t nb = 0;
+    if (small) {
+        b[nb++] = (uint32_t)(u / 8 + row % 5);
+        b[nb++] = 1;
+        b[nb++] = (uint32_t)(u / 4);
+        b[nb++] = 5;
+        b[nb++] = (uint32_t)(u / 20 + 1);
+        b[nb++] = 5;
+        return nb;
+    }
     b[nb++] = (uint32_t)(u / 2 + row % 3);
     b[nb++] = 1;
     b[nb++] = (uint32_t)u;
@@ -193,10 +203,9 @@ static size_t budgets_for(size_t u, size_t row, uint32_t *b)
 /* Every evaluated row, with and without the score cache, against the brute
  * force; the two must also agree bit for bit (the cache holds lsh_attn_raw's
  * bits and the reference is the same with or without it). */
-static void check_problem(const struct problem *p)
+static void check_data(const struct problem *p, struct data *D_)
 {
-    struct data D;
-    make_data(p, &D);
+    struct data D = *D_;
     const struct lsh_attn *a = &D.attn;
     struct lsh_reference *ref[2] = {reference(&D, 0), reference(&D, SIZE_MAX)};
     struct lsh_oracle_ws *ws = lsh_oracle_ws_alloc(p->n, p->dv);
@@ -213,7 +222,7 @@ static void check_problem(const struct problem *p)
         cr_assert_eq(ref[0]->u_count[r], u, "row %zu: |U_i|", i);
         qsort(keys, u, sizeof *keys, by_score_then_j);
         uint32_t b[MAX_BUDGETS];
-        const size_t nb = budgets_for(u, r, b);
+        const size_t nb = budgets_for(u, r, p->small_budgets, b);
         double mass[2][MAX_BUDGETS], err2[2][MAX_BUDGETS];
         for (int c = 0; c < 2; c++)
             lsh_oracle_row(ref[c], r, b, nb, ws, mass[c], err2[c]);
@@ -238,6 +247,13 @@ static void check_problem(const struct problem *p)
     lsh_oracle_ws_free(ws);
     lsh_reference_free(ref[0]);
     lsh_reference_free(ref[1]);
+}
+
+static void check_problem(const struct problem *p)
+{
+    struct data D;
+    make_data(p, &D);
+    check_data(p, &D);
     free_data(&D);
 }
 
@@ -276,6 +292,32 @@ Test(oracle, long_rows_take_the_partial_sort)
     /* |U_i| in the hundreds: quicksort partitions, not only insertion sort */
     check_problem(&(struct problem){.n = 600, .d = 4, .dv = 3, .separate = 1,
                                     .n_distinct = 150, .sampled = 1, .seed = 8});
+}
+
+Test(oracle, small_budgets_of_long_rows_take_the_sampled_cut)
+{
+    check_problem(&(struct problem){.n = 700, .d = 5, .dv = 3, .separate = 1,
+                                    .n_distinct = 100, .sampled = 1, .small_budgets = 1,
+                                    .seed = 14});
+    check_problem(&(struct problem){.n = 650, .d = 4, .dv = 2, .exclude_self = 1,
+                                    .causal = 1, .sampled = 1, .small_budgets = 1, .seed = 15});
+}
+
+Test(oracle, a_sample_of_the_best_keys_still_gives_the_best_set)
+{
+    /* d = 1, every q = 1, so s_ij = k_j / sqrt(1): the keys the first cut
+     * samples (every 10th of 640) are the 64 best, so its pivot leaves fewer
+     * than the budget before it and the selection must go on past it. */
+    struct problem p = {.n = 640, .d = 1, .dv = 2, .separate = 1, .sampled = 1,
+                        .small_budgets = 1, .seed = 16};
+    struct data D;
+    make_data(&p, &D);
+    for (size_t j = 0; j < p.n; j++) {
+        D.q[j] = 1.0;
+        D.k[j] = j % 10 == 0 ? 100.0 + 0.125 * (double)j : D.k[j];
+    }
+    check_data(&p, &D);
+    free_data(&D);
 }
 
 Test(oracle, huge_scores_give_exact_errors_and_no_nan)
@@ -333,7 +375,7 @@ Test(oracle, a_budget_does_not_depend_on_the_others)
     struct lsh_oracle_ws *ws = lsh_oracle_ws_alloc(p.n, p.dv);
     for (size_t r = 0; r < D.m; r += 7) {
         uint32_t b[MAX_BUDGETS];
-        size_t nb = budgets_for(p.n, r, b);
+        size_t nb = budgets_for(p.n, r, 0, b);
         double mass[MAX_BUDGETS], err2[MAX_BUDGETS];
         lsh_oracle_row(ref, r, b, nb, ws, mass, err2);
         for (size_t t = 0; t < nb; t++) {
