@@ -75,27 +75,27 @@ static size_t brute_u(const struct lsh_attn *a, size_t i, struct bkey *keys)
     return u;
 }
 
-/* Mass and ||O_i - O^O_i||^2 of the best m keys (keys sorted). */
-static void brute_budget(const struct lsh_attn *a, const struct bkey *keys, size_t m,
-                         double lse, const double *o, double *mass, double *err2)
+/* Mass and ||O_i - O^O_i||^2 of the best m keys for every m = 1..u (keys
+ * sorted), into mass[m] and err2[m]: plain running sums in long double. */
+static void brute_prefixes(const struct lsh_attn *a, const struct bkey *keys, size_t u,
+                           double lse, const double *o, double *mass, double *err2)
 {
     long double ms = 0.0L, den = 0.0L;
     long double *num = xcalloc(a->d_v, sizeof *num);
-    for (size_t t = 0; t < m; t++) {
+    for (size_t t = 0; t < u; t++) {
         ms += expl((long double)keys[t].s - lse);
         long double w = expl((long double)keys[t].s - keys[0].s);
         den += w;
-        for (size_t e = 0; e < a->d_v; e++)
+        long double e2 = 0.0L;
+        for (size_t e = 0; e < a->d_v; e++) {
             num[e] += w * a->v[keys[t].j * a->d_v + e];
-    }
-    long double e2 = 0.0L;
-    for (size_t e = 0; e < a->d_v; e++) {
-        long double diff = o[e] - num[e] / den;
-        e2 += diff * diff;
+            long double diff = o[e] - num[e] / den;
+            e2 += diff * diff;
+        }
+        mass[t + 1] = (double)ms;
+        err2[t + 1] = (double)e2;
     }
     free(num);
-    *mass = (double)ms;
-    *err2 = (double)e2;
 }
 
 /* ---- problems ------------------------------------------------------------- */
@@ -211,6 +211,7 @@ static void check_data(const struct problem *p, struct data *D_)
     struct lsh_oracle_ws *ws = lsh_oracle_ws_alloc(p->n, p->dv);
     cr_assert_not_null(ws);
     struct bkey *keys = xcalloc(p->n, sizeof *keys);
+    double *bmass = xcalloc(p->n + 1, sizeof *bmass), *berr2 = xcalloc(p->n + 1, sizeof *berr2);
     double vmax = 0.0;
     for (size_t t = 0; t < p->n * p->dv; t++)
         vmax = fabs(D.v[t]) > vmax ? fabs(D.v[t]) : vmax;
@@ -221,6 +222,7 @@ static void check_data(const struct problem *p, struct data *D_)
         const size_t u = brute_u(a, i, keys);
         cr_assert_eq(ref[0]->u_count[r], u, "row %zu: |U_i|", i);
         qsort(keys, u, sizeof *keys, by_score_then_j);
+        brute_prefixes(a, keys, u, ref[0]->lse[r], ref[0]->out + r * p->dv, bmass, berr2);
         uint32_t b[MAX_BUDGETS];
         const size_t nb = budgets_for(u, r, p->small_budgets, b);
         double mass[2][MAX_BUDGETS], err2[2][MAX_BUDGETS];
@@ -228,8 +230,7 @@ static void check_data(const struct problem *p, struct data *D_)
             lsh_oracle_row(ref[c], r, b, nb, ws, mass[c], err2[c]);
         for (size_t t = 0; t < nb; t++) {
             const size_t m = b[t] < 1 ? 1 : b[t] > u ? u : b[t];
-            double bm, be;
-            brute_budget(a, keys, m, ref[0]->lse[r], ref[0]->out + r * p->dv, &bm, &be);
+            const double bm = bmass[m], be = berr2[m];
             cr_assert(mass[0][t] == mass[1][t] && err2[0][t] == err2[1][t],
                       "row %zu budget %u: cache %.17g %.17g, recomputed %.17g %.17g", i, b[t],
                       mass[1][t], err2[1][t], mass[0][t], err2[0][t]);
@@ -244,6 +245,8 @@ static void check_data(const struct problem *p, struct data *D_)
         }
     }
     free(keys);
+    free(bmass);
+    free(berr2);
     lsh_oracle_ws_free(ws);
     lsh_reference_free(ref[0]);
     lsh_reference_free(ref[1]);
