@@ -203,22 +203,21 @@ static size_t budgets_for(size_t u, size_t row, int small, uint32_t *b)
 /* Every evaluated row, with and without the score cache, against the brute
  * force; the two must also agree bit for bit (the cache holds lsh_attn_raw's
  * bits and the reference is the same with or without it). */
-static void check_data(const struct problem *p, struct data *D_)
+static void check_data(const struct problem *p, const struct data *D)
 {
-    struct data D = *D_;
-    const struct lsh_attn *a = &D.attn;
-    struct lsh_reference *ref[2] = {reference(&D, 0), reference(&D, SIZE_MAX)};
+    const struct lsh_attn *a = &D->attn;
+    struct lsh_reference *ref[2] = {reference(D, 0), reference(D, SIZE_MAX)};
     struct lsh_oracle_ws *ws = lsh_oracle_ws_alloc(p->n, p->dv);
     cr_assert_not_null(ws);
     struct bkey *keys = xcalloc(p->n, sizeof *keys);
     double *bmass = xcalloc(p->n + 1, sizeof *bmass), *berr2 = xcalloc(p->n + 1, sizeof *berr2);
     double vmax = 0.0;
     for (size_t t = 0; t < p->n * p->dv; t++)
-        vmax = fabs(D.v[t]) > vmax ? fabs(D.v[t]) : vmax;
+        vmax = fabs(D->v[t]) > vmax ? fabs(D->v[t]) : vmax;
     const double err_tol = 1e-12 * vmax * sqrt((double)p->dv);
 
-    for (size_t r = 0; r < D.m; r++) {
-        const size_t i = D.rows ? D.rows[r] : r;
+    for (size_t r = 0; r < D->m; r++) {
+        const size_t i = D->rows ? D->rows[r] : r;
         const size_t u = brute_u(a, i, keys);
         cr_assert_eq(ref[0]->u_count[r], u, "row %zu: |U_i|", i);
         qsort(keys, u, sizeof *keys, by_score_then_j);
