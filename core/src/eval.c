@@ -1654,8 +1654,13 @@ int lsh_eval_pass(const struct lsh_reference *ref, const struct lsh_rounds *roun
     if (mode->mode == LSH_MODE_CHUNKED && mode->chunk_size == 0)
         return lsh_error_set(err, LSH_EINVAL, "eval: chunk_size must be >= 1");
     int importance = 0;
-    for (size_t cb = 0; cb < n_combine; cb++)
+    for (size_t cb = 0; cb < n_combine; cb++) {
         importance |= combines[cb] == LSH_COMBINE_IMPORTANCE;
+        if (combines[cb] == LSH_COMBINE_ROUNDS && has_rules(mode))
+            return lsh_error_set(err, LSH_EINVAL, "eval: combine rounds is defined only with "
+                                 "min_collisions 1, sink 0 and local 0 (SPEC 13), got %u, %u, %u",
+                                 mode->min_collisions, mode->sink, mode->local);
+    }
     if (importance && !(opts && opts->law && opts->law->fn))
         return lsh_error_set(err, LSH_EINVAL, "eval: combine importance needs a collision law");
     const int oracle = opts && opts->oracle;
