@@ -64,7 +64,8 @@ struct workspace {
     /* candidate rules and importance (SPEC 13-14) */
     double *pj;        /* p_ij of cand[t] (combine importance); -1: a sink or
                           local key, u = 1                                      */
-    double *xw;        /* n scratch: importance's A-hat of cand[t]              */
+    double *lq;        /* log(1 - p_ij) of cand[t] (importance with t = 1)      */
+    double *xw, *xe;   /* n scratch: importance's s - log u and A-hat of cand[t] */
     double *omass, *oerr2; /* n_prefix: the oracle's values of one row         */
     struct lsh_oracle_ws *ows; /* the oracle's workspace                        */
     /* the first failure this thread met (importance): its block and message */
@@ -399,6 +400,7 @@ static int score_new(const struct ctx *c, struct workspace *w, struct row *row, 
                          "(query %zu, key %u) is %g; allowed: a value in [0, 1]",
                          c->law->name ? c->law->name : "?", cs, i, j, p);
             w->pj[t] = p;
+            w->lq[t] = log1p(-p);
         }
     }
     memcpy(w->av + m0, w->s + m0, (row->m - m0) * sizeof *w->av);
@@ -566,37 +568,40 @@ static int importance_row(const struct ctx *c, struct workspace *w, const struct
     const size_t dv = c->a->d_v, m = row->m;
     const uint32_t H = c->prefixes[p], t = c->min_t;
     const double lse = c->ref->lse[row->r], lch = c->lchoose[p];
-    double *x = w->xw;
+    double *x = w->xw, *e = w->xe;
     double mx = -INFINITY;
     for (size_t k = 0; k < m; k++) {
         double lu = 0.0;
         if (w->pj[k] >= 0.0) {
-            const double u = binom_tail(w->pj[k], H, t, lch);
+            const double u = t == 1 ? -expm1((double)H * w->lq[k])
+                                    : binom_tail(w->pj[k], H, t, lch);
             if (!(u > 0.0))
                 ROW_FAIL(w, row, LSH_EDATA,
-                         "eval: combine importance (strategy %s): query %zu and key %u collided "
-                         "in %u of %u rounds, but u = P(Binomial(%u, p = %g) >= %u) is 0, so "
-                         "its weight 1/u is undefined",
-                         c->law && c->law->name ? c->law->name : "?", row->i, w->cand[k], t, H,
-                         H, w->pj[k], t);
+                         "eval: combine importance (strategy %s): key %u is a candidate of "
+                         "query %zu (met in >= %u of %u rounds), but u = P(Binomial(%u, p = %g) "
+                         ">= %u) is 0, so its weight 1/u is undefined",
+                         c->law && c->law->name ? c->law->name : "?", w->cand[k], row->i, t,
+                         H, H, w->pj[k], t);
             lu = log(u);
         }
         x[k] = w->s[k] - lu;
         mx = x[k] > mx ? x[k] : mx;
     }
+    memcpy(e, x, m * sizeof *e);
+    lsh_exp_affine(e, m, 1.0, mx);
     double z = 0.0;
     for (size_t k = 0; k < m; k++)
-        z += exp(x[k] - mx);
-    const double lz = mx + log(z);
+        z += e[k];
+    const double lz = log(z), inv = 1.0 / z;
     double e2 = 0.0, e_kl = 0.0;
     for (size_t k = 0; k < m; k++) {
-        const double lah = x[k] - lz, ah = exp(lah);
-        x[k] = ah;
+        const double ah = e[k] * inv, lah = (x[k] - mx) - lz;
+        e[k] = ah;
         e2 += (w->av[k] - ah) * (w->av[k] - ah);
         e_kl += ah * (lah - (w->s[k] - lse)); /* log(A-hat / A), exact in logs */
     }
     memset(oh, 0, dv * sizeof *oh);
-    gather_axpy(dv, c->a->v, w->cand, x, 0, m, oh);
+    gather_axpy(dv, c->a->v, w->cand, e, 0, m, oh);
     *d2 = e2;
     *kl = e_kl;
     return 0;
@@ -1412,8 +1417,8 @@ struct lsh_bytes lsh_eval_bytes(const struct lsh_eval_shape *s, const struct lsh
     b.per_thread = lsh_size_add(b.per_thread, sizeof(struct workspace) + 2 * s->n_prefix * D);
     b.per_thread = lsh_size_add(b.per_thread, lsh_size_mul(n1, 5 * U + 2 * D));
     b.per_thread = lsh_size_add(b.per_thread, lsh_size_mul(lsh_size_add(dv, 1), 3 * D));
-    if (s->importance) { /* p_ij and A-hat by candidate; key norms, log C(H, t) */
-        b.per_thread = lsh_size_add(b.per_thread, lsh_size_mul(n1, 2 * D));
+    if (s->importance) { /* p_ij, log(1 - p), two scratches by candidate; key norms, log C(H, t) */
+        b.per_thread = lsh_size_add(b.per_thread, lsh_size_mul(n1, 4 * D));
         b.shared = lsh_size_add(b.shared, lsh_size_mul(lsh_size_add(n1, s->n_prefix), D));
     }
     if (s->oracle) { /* budgets; a thread's two values by prefix and workspace */
@@ -1626,6 +1631,8 @@ static void free_ws(struct workspace *w)
     free(w->t_metric);
     free(w->pj);
     free(w->xw);
+    free(w->xe);
+    free(w->lq);
     free(w->omass);
     free(w->oerr2);
     lsh_oracle_ws_free(w->ows);
@@ -1736,7 +1743,9 @@ int lsh_eval_pass(const struct lsh_reference *ref, const struct lsh_rounds *roun
             !w->num || !w->num_rep || !w->ohat || !w->t_add || !w->t_metric)
             rc = LSH_ENOMEM;
         if (!rc && importance && (!(w->pj = malloc((a->n + 1) * sizeof *w->pj)) ||
-                                  !(w->xw = malloc((a->n + 1) * sizeof *w->xw))))
+                                  !(w->lq = malloc((a->n + 1) * sizeof *w->lq)) ||
+                                  !(w->xw = malloc((a->n + 1) * sizeof *w->xw)) ||
+                                  !(w->xe = malloc((a->n + 1) * sizeof *w->xe))))
             rc = LSH_ENOMEM;
         if (!rc && oracle && (!(w->omass = malloc(n_prefix * sizeof *w->omass)) ||
                               !(w->oerr2 = malloc(n_prefix * sizeof *w->oerr2)) ||

@@ -2291,7 +2291,7 @@ Test(eval_naive, eval_bytes_count_importance_and_oracle)
     struct lsh_bytes b0 = lsh_eval_bytes(&sh, &mo, 0);
     sh.importance = 1;
     struct lsh_bytes b1 = lsh_eval_bytes(&sh, &mo, 0);
-    cr_expect(b1.per_thread >= b0.per_thread + 2 * 4096 * sizeof(double));
+    cr_expect(b1.per_thread >= b0.per_thread + 4 * 4096 * sizeof(double));
     cr_expect(b1.shared >= b0.shared + 4096 * sizeof(double));
     sh.oracle = 1;
     struct lsh_bytes b2 = lsh_eval_bytes(&sh, &mo, 0);
