@@ -9,6 +9,7 @@
 
 #include "fastexp.h"
 #include "linalg.h"
+#include "oracle.h"
 #include "parallel.h"
 
 /* Rows per block: the unit of work handed to a thread and of the ordered
@@ -60,6 +61,17 @@ struct workspace {
     double *ohat;      /* d_v scratch                                           */
     uint32_t stamp;
     double *t_add, *t_metric; /* per prefix, seconds spent by this thread */
+    /* candidate rules and importance (SPEC 13-14) */
+    double *pj;        /* p_ij of cand[t] (combine importance); -1: a sink or
+                          local key, u = 1                                      */
+    double *lq;        /* log(1 - p_ij) of cand[t] (importance with t = 1)      */
+    double *xw, *xe;   /* n scratch: importance's s - log u and A-hat of cand[t] */
+    double *omass, *oerr2; /* n_prefix: the oracle's values of one row         */
+    struct lsh_oracle_ws *ows; /* the oracle's workspace                        */
+    /* the first failure this thread met (importance): its block and message */
+    size_t err_block;
+    int err_rc;
+    char err_msg[LSH_ERROR_MSG_MAX];
 };
 
 struct ctx {
@@ -79,6 +91,18 @@ struct ctx {
     double *partials;  /* n_blocks x n_prefix x n_combine x n_fields */
     struct lsh_row_dump *dump;
     struct tile_state *tile; /* the tile path's state, or NULL */
+    /* candidate rules (SPEC 13): rules is set unless t = 1, s = w = 0 */
+    int rules;
+    uint32_t min_t;
+    /* combine importance (SPEC 14) */
+    int importance;
+    const struct lsh_host_law *law;
+    double *knorm;     /* n: ||k_j|| of the effective keys */
+    double *lchoose;   /* n_prefix: log C(H_p, t) */
+    /* the oracle (SPEC 13): budgets[r * n_prefix + p] = |S_i| at prefix p */
+    int oracle;
+    uint32_t *budgets;
+    size_t f_oracle;   /* first oracle field (metric index) */
 };
 
 /* ---- per-round indexes ---------------------------------------------------- */
@@ -203,6 +227,8 @@ struct row {
     size_t n_occ;     /* repeats in the current round */
     /* running sums over the union: A, A^2, G^2; repeats' A (combine rounds) */
     double mass, sa2, gram, rep_mass;
+    size_t block;     /* the row block (for error reports) */
+    double qnorm;     /* ||q_i|| (combine importance) */
 };
 
 static inline void consider(struct workspace *w, struct row *row, uint32_t j)
@@ -220,6 +246,23 @@ static inline void consider(struct workspace *w, struct row *row, uint32_t j)
     }
 }
 
+/* With a candidate rule (SPEC 13): key j joins S_i when its count of rounds
+ * reaches t.  Sink and local keys enter with count t before round 0, so a
+ * later collision never adds them again.  cnt[j] is valid when marked. */
+static inline void consider_rule(struct workspace *w, struct row *row, uint32_t j, uint32_t t)
+{
+    if (row->only_i ? j != row->i : (j >= row->hi || (row->skip_i && j == row->i)))
+        return;
+    if (w->mark[j] != w->stamp) {
+        w->mark[j] = w->stamp;
+        w->cnt[j] = 0;
+    }
+    if (++w->cnt[j] == t) {
+        w->pos[j] = (uint32_t)row->m;
+        w->cand[row->m++] = j;
+    }
+}
+
 /* Chunks in a query's window (chunked mode): its own and look_back before
  * it, wrapping, each once, so at most all nc of them. */
 static size_t window_span(const struct lsh_mode_opts *mode, size_t nc)
@@ -228,9 +271,12 @@ static size_t window_span(const struct lsh_mode_opts *mode, size_t nc)
     return span < nc ? span : nc;
 }
 
-/* Enumerate S_i^h (intersected with U_i) into the row's union. */
-static void collect_round(const struct ctx *c, struct workspace *w, struct row *row, size_t h)
+/* Enumerate S_i^h (intersected with U_i) into the row's union (rule: by
+ * consider_rule with t = c->min_t). */
+static inline __attribute__((always_inline)) void
+collect_round(const struct ctx *c, struct workspace *w, struct row *row, size_t h, int rule)
 {
+    const uint32_t tmin = c->min_t;
     const struct lsh_rounds *R = c->rounds;
     const size_t n = R->n;
     const struct round_index *x = &c->idx[h];
@@ -242,7 +288,10 @@ static void collect_round(const struct ctx *c, struct workspace *w, struct row *
             uint32_t j = x->kperm[t];
             if (j >= row->hi && !row->only_i)
                 break; /* positions ascend within a bucket */
-            consider(w, row, j);
+            if (rule)
+                consider_rule(w, row, j, tmin);
+            else
+                consider(w, row, j);
         }
         return;
     }
@@ -264,7 +313,10 @@ static void collect_round(const struct ctx *c, struct workspace *w, struct row *
             }
             if (same_bucket && bk[it] != b)
                 continue;
-            consider(w, row, it);
+            if (rule)
+                consider_rule(w, row, it, tmin);
+            else
+                consider(w, row, it);
         }
     }
 }
@@ -302,18 +354,30 @@ static void gather_axpy(size_t dv, const double *v, const uint32_t *cand, const 
         axpy(dv, av[t], v + (size_t)cand[t] * dv, num);
 }
 
-/* Add round h to the row: new keys get their score and A_ij once, and every
- * running sum grows by what the round adds (so each prefix costs only its
- * new pairs, SPEC 7's nesting made incremental). */
-static void add_round(const struct ctx *c, struct workspace *w, struct row *row, size_t h)
+/* The pair (i, j) of a failure, in w's message (the first one a thread
+ * meets: the row blocks run in order on a thread). */
+#define ROW_FAIL(w, row, rc, ...)                                                            \
+    do {                                                                                     \
+        if (!(w)->err_rc) {                                                                  \
+            (w)->err_rc = (rc);                                                              \
+            (w)->err_block = (row)->block;                                                   \
+            snprintf((w)->err_msg, sizeof (w)->err_msg, __VA_ARGS__);                        \
+        }                                                                                    \
+        return (rc);                                                                         \
+    } while (0)
+
+/* The keys cand[m0 .. m) just joined: their score and A_ij once, and every
+ * running sum grows by them (so each prefix costs only its new pairs, SPEC
+ * 7's nesting made incremental).  With importance, p_ij of each, from the
+ * law (one call per joined pair), or -1 for the sink and local keys
+ * (forced). */
+static int score_new(const struct ctx *c, struct workspace *w, struct row *row, size_t m0,
+                     int forced)
 {
     const struct lsh_attn *a = c->a;
     const struct lsh_reference *ref = c->ref;
-    const size_t dv = a->d_v, m0 = row->m, i = row->i;
+    const size_t dv = a->d_v, i = row->i;
     const double lse = ref->lse[row->r];
-    row->n_occ = 0;
-    collect_round(c, w, row, h);
-
     const double *cache = ref->raw ? ref->raw + row->r * a->n : NULL;
     for (size_t t = m0; t < row->m; t++) {
         uint32_t j = w->cand[t];
@@ -322,6 +386,22 @@ static void add_round(const struct ctx *c, struct workspace *w, struct row *row,
         if (j != i)
             row->gram += g * g;
         w->s[t] = a->scale * raw;
+        if (c->importance) {
+            if (forced) {
+                w->pj[t] = -1.0;
+                continue;
+            }
+            const double kn = c->knorm[j];
+            const double cs = row->qnorm > 0.0 && kn > 0.0 ? raw / row->qnorm / kn : 0.0;
+            double p;
+            if (lsh_host_law_eval(c->law, cs, &p))
+                ROW_FAIL(w, row, LSH_EPLUGIN,
+                         "eval: combine importance: strategy %s's collision_prob at cos %.17g "
+                         "(query %zu, key %u) is %g; allowed: a value in [0, 1]",
+                         c->law->name ? c->law->name : "?", cs, i, j, p);
+            w->pj[t] = p;
+            w->lq[t] = log1p(-p);
+        }
     }
     memcpy(w->av + m0, w->s + m0, (row->m - m0) * sizeof *w->av);
     lsh_exp_affine(w->av + m0, row->m - m0, 1.0, lse);
@@ -331,12 +411,49 @@ static void add_round(const struct ctx *c, struct workspace *w, struct row *row,
         row->sa2 += av * av;
     }
     gather_axpy(dv, a->v, w->cand, w->av, m0, row->m, w->num);
+    return 0;
+}
+
+/* Add round h to the row. */
+static int add_round(const struct ctx *c, struct workspace *w, struct row *row, size_t h)
+{
+    const struct lsh_attn *a = c->a;
+    const size_t dv = a->d_v, m0 = row->m;
+    row->n_occ = 0;
+    if (c->rules)
+        collect_round(c, w, row, h, 1);
+    else
+        collect_round(c, w, row, h, 0);
+    int rc = score_new(c, w, row, m0, 0);
+    if (rc)
+        return rc;
     if (c->need_rounds)
         for (size_t k = 0; k < row->n_occ; k++) {
             uint32_t t = w->occ[k];
             row->rep_mass += w->av[t];
             axpy(dv, w->av[t], a->v + (size_t)w->cand[t] * dv, w->num_rep);
         }
+    return 0;
+}
+
+/* The sink keys j < s and the local keys |i - j| < w (causal: i - w < j <=
+ * i; U_i does that), within U_i, before round 0, in ascending order. */
+static int add_forced(const struct ctx *c, struct workspace *w, struct row *row)
+{
+    const size_t n = c->a->n, i = row->i, m0 = row->m;
+    const uint32_t tmin = c->min_t;
+    const size_t s = c->mode->sink < n ? c->mode->sink : n;
+    const size_t lw = c->mode->local;
+    size_t lo = lw > 0 && i + 1 > lw ? i + 1 - lw : 0, up = lw > 0 ? i + lw : 0;
+    if (up > n)
+        up = n;
+    for (size_t j = 0; j < s; j++)
+        consider_rule(w, row, (uint32_t)j, 1);
+    for (size_t j = lo > s ? lo : s; j < up; j++)
+        consider_rule(w, row, (uint32_t)j, 1);
+    for (size_t t = m0; t < row->m; t++)
+        w->cnt[w->cand[t]] = tmin; /* a collision adds to it, never reaches t again */
+    return score_new(c, w, row, m0, 1);
 }
 
 /* The exact path: A-hat from the scores with a max shift, for rows whose
@@ -394,12 +511,108 @@ static int marked(const void *ws, uint32_t j)
     return w->mark[j] == w->stamp;
 }
 
+/* In S_i under a candidate rule: marked with a count that reached t. */
+struct rule_arg {
+    const struct workspace *w;
+    uint32_t t;
+};
+
+static int joined(const void *arg, uint32_t j)
+{
+    const struct rule_arg *ra = arg;
+    return ra->w->mark[j] == ra->w->stamp && ra->w->cnt[j] >= ra->t;
+}
+
+/* u = P(Binomial(H, p) >= t), summed exactly from k = t: for p < 1/2 up
+ * from k = t (first term from logs, lchoose = log C(H, t)), else down from
+ * k = H (first term p^H >= 2^-H), each term from the one before by the ratio
+ * of binomial terms. */
+static double binom_tail(double p, uint32_t H, uint32_t t, double lchoose)
+{
+    if (t > H || !(p > 0.0))
+        return 0.0;
+    if (p >= 1.0 || t == 0)
+        return 1.0;
+    if (t == 1)
+        return -expm1((double)H * log1p(-p));
+    double sum = 0.0;
+    if (p < 0.5) {
+        const double odds = p / (1.0 - p);
+        double term = exp(lchoose + (double)t * log(p) + (double)(H - t) * log1p(-p));
+        for (uint32_t k = t;; k++) {
+            sum += term;
+            if (k == H)
+                break;
+            term *= (double)(H - k) / (double)(k + 1) * odds;
+        }
+    } else {
+        const double odds = (1.0 - p) / p;
+        double term = exp((double)H * log(p));
+        for (uint32_t k = H;; k--) {
+            sum += term;
+            if (k == t)
+                break;
+            term *= (double)k / (double)(H - k + 1) * odds;
+        }
+    }
+    return sum < 1.0 ? sum : 1.0;
+}
+
+/* combine importance at prefix p: A-hat_ij = exp(s_ij - log u_ij - Z_i)
+ * over S_i, max-shifted (exact however small the mass).  Writes A-hat V into
+ * oh, sum_S (A - A-hat)^2 into *d2 and sum_S A-hat log(A-hat / A) into *kl;
+ * fails (LSH_EDATA) on a collided pair with u = 0. */
+static int importance_row(const struct ctx *c, struct workspace *w, const struct row *row,
+                          size_t p, double *oh, double *d2, double *kl)
+{
+    const size_t dv = c->a->d_v, m = row->m;
+    const uint32_t H = c->prefixes[p], t = c->min_t;
+    const double lse = c->ref->lse[row->r], lch = c->lchoose[p];
+    double *x = w->xw, *e = w->xe;
+    double mx = -INFINITY;
+    for (size_t k = 0; k < m; k++) {
+        double lu = 0.0;
+        if (w->pj[k] >= 0.0) {
+            const double u = t == 1 ? -expm1((double)H * w->lq[k])
+                                    : binom_tail(w->pj[k], H, t, lch);
+            if (!(u > 0.0))
+                ROW_FAIL(w, row, LSH_EDATA,
+                         "eval: combine importance (strategy %s): key %u is a candidate of "
+                         "query %zu (met in >= %u of %u rounds), but u = P(Binomial(%u, p = %g) "
+                         ">= %u) is 0, so its weight 1/u is undefined",
+                         c->law && c->law->name ? c->law->name : "?", w->cand[k], row->i, t,
+                         H, H, w->pj[k], t);
+            lu = log(u);
+        }
+        x[k] = w->s[k] - lu;
+        mx = x[k] > mx ? x[k] : mx;
+    }
+    memcpy(e, x, m * sizeof *e);
+    lsh_exp_affine(e, m, 1.0, mx);
+    double z = 0.0;
+    for (size_t k = 0; k < m; k++)
+        z += e[k];
+    const double lz = log(z), inv = 1.0 / z;
+    double e2 = 0.0, e_kl = 0.0;
+    for (size_t k = 0; k < m; k++) {
+        const double ah = e[k] * inv, lah = (x[k] - mx) - lz;
+        e[k] = ah;
+        e2 += (w->av[k] - ah) * (w->av[k] - ah);
+        e_kl += ah * (lah - (w->s[k] - lse)); /* log(A-hat / A), exact in logs */
+    }
+    memset(oh, 0, dv * sizeof *oh);
+    gather_axpy(dv, c->a->v, w->cand, e, 0, m, oh);
+    *d2 = e2;
+    *kl = e_kl;
+    return 0;
+}
+
 /* Add the row's contribution at the current prefix to acc (n_combine x
  * n_fields), from the running sums: union A-hat = A / mass, rounds A-hat =
  * N A / sum_S N A, which is SPEC 4's LSE-weighted sum of per-round softmaxes. */
-static void eval_row(const struct ctx *c, struct workspace *w, const struct row *row,
-                     const double *num, const double *topk_ratio, double *acc,
-                     size_t prefix_index)
+static int eval_row(const struct ctx *c, struct workspace *w, const struct row *row,
+                    const double *num, const double *topk_ratio, double *acc,
+                    size_t prefix_index)
 {
     const struct lsh_reference *ref = c->ref;
     const struct lsh_attn *a = c->a;
@@ -427,6 +640,8 @@ static void eval_row(const struct ctx *c, struct workspace *w, const struct row 
         c->dump->mass[prefix_index * ref->m + r] = mass;
         c->dump->candidates[prefix_index * ref->m + r] = empty ? 1u : (uint32_t)m;
     }
+    if (c->budgets)
+        c->budgets[r * c->n_prefix + prefix_index] = empty ? 1u : (uint32_t)m;
 
     for (size_t cb = 0; cb < c->n_combine; cb++) {
         double *f = acc + cb * nf;
@@ -437,6 +652,10 @@ static void eval_row(const struct ctx *c, struct workspace *w, const struct row 
         if (empty) {
             memcpy(oh, c->a->v + i * dv, dv * sizeof *oh);
             d2 = (a_ii - 1.0) * (a_ii - 1.0);
+        } else if (c->combines[cb] == LSH_COMBINE_IMPORTANCE) {
+            int rc = importance_row(c, w, row, prefix_index, oh, &d2, &kl);
+            if (rc)
+                return rc;
         } else if (!(den > TINY_MASS)) {
             double kl_extra, z;
             d2 = exact_row(c, w, row, rounds, oh, &kl_extra, &z);
@@ -478,6 +697,7 @@ static void eval_row(const struct ctx *c, struct workspace *w, const struct row 
         for (size_t k = 0; k < a->n_topk && k < LSH_TOPK_MAX; k++)
             add_ratio(f, M_TOPK + k, topk_ratio[k], 1.0);
     }
+    return 0;
 }
 
 /* Evaluated rows in order of their round-0 bucket (stable): rows next to each
@@ -507,14 +727,14 @@ static size_t *row_order(const struct lsh_reference *ref, const struct lsh_round
 /* The row path for evaluated row r: grow S_i round by round and add the row
  * to acc (n_prefix x stride) at every prefix, or only at prefix `only` when
  * only < n_prefix. */
-static void row_path(const struct ctx *c, struct workspace *w, size_t r, double *acc,
-                     size_t only)
+static int row_path(const struct ctx *c, struct workspace *w, size_t r, double *acc,
+                    size_t only, size_t block)
 {
     const struct lsh_reference *ref = c->ref;
     const struct lsh_attn *a = c->a;
     const size_t stride = c->n_combine * c->n_fields;
     const uint32_t h_end = c->prefixes[only < c->n_prefix ? only : c->n_prefix - 1];
-    struct row row = {.r = r, .i = ref->rows ? ref->rows[r] : r};
+    struct row row = {.r = r, .i = ref->rows ? ref->rows[r] : r, .block = block};
     row.only_i = lsh_attn_u_fallback(a, row.i);
     row.hi = a->causal ? row.i + 1 : a->n;
     row.skip_i = a->exclude_self;
@@ -527,21 +747,36 @@ static void row_path(const struct ctx *c, struct workspace *w, size_t r, double 
     memset(w->num, 0, a->d_v * sizeof *w->num);
     memset(w->num_rep, 0, a->d_v * sizeof *w->num_rep);
     size_t p = 0;
+    int rc = 0;
     double t = lsh_now();
-    for (uint32_t h = 0; h < h_end; h++) {
-        add_round(c, w, &row, h);
-        if (h + 1 == c->prefixes[p]) {
+    if (c->importance) {
+        const double *q = a->q + row.i * a->d;
+        double nn = 0.0;
+        for (size_t e = 0; e < a->d; e++)
+            nn += q[e] * q[e];
+        row.qnorm = sqrt(nn);
+    }
+    if (c->rules && (c->mode->sink || c->mode->local))
+        rc = add_forced(c, w, &row);
+    const struct rule_arg ra = {w, c->min_t};
+    for (uint32_t h = 0; h < h_end && !rc; h++) {
+        rc = add_round(c, w, &row, h);
+        if (!rc && h + 1 == c->prefixes[p]) {
             if (only >= c->n_prefix || only == p) {
                 double t1 = lsh_now(), ratio[LSH_TOPK_MAX];
                 w->t_add[p] += t1 - t;
-                topk_ratios(c, r, row.i, row.m == 0, marked, w, ratio);
-                eval_row(c, w, &row, w->num, ratio, acc + p * stride, p);
+                if (c->rules)
+                    topk_ratios(c, r, row.i, row.m == 0, joined, &ra, ratio);
+                else
+                    topk_ratios(c, r, row.i, row.m == 0, marked, w, ratio);
+                rc = eval_row(c, w, &row, w->num, ratio, acc + p * stride, p);
                 t = lsh_now();
                 w->t_metric[p] += t - t1;
             }
             p++;
         }
     }
+    return rc;
 }
 
 static int block_task(void *vctx, size_t block, unsigned thread)
@@ -550,9 +785,40 @@ static int block_task(void *vctx, size_t block, unsigned thread)
     const size_t stride = c->n_combine * c->n_fields;
     const size_t r0 = block * ROWS_PER_BLOCK;
     const size_t r1 = r0 + ROWS_PER_BLOCK < c->ref->m ? r0 + ROWS_PER_BLOCK : c->ref->m;
-    for (size_t k = r0; k < r1; k++)
-        row_path(c, &c->ws[thread], c->order[k], c->partials + block * c->n_prefix * stride,
-                 c->n_prefix);
+    for (size_t k = r0; k < r1; k++) {
+        int rc = row_path(c, &c->ws[thread], c->order[k],
+                          c->partials + block * c->n_prefix * stride, c->n_prefix, block);
+        if (rc)
+            return rc;
+    }
+    return 0;
+}
+
+/* The budget-matched oracle (SPEC 13) for one block of evaluated rows (in
+ * row order): every prefix's |S_i| at once, added to every combine. */
+static int oracle_task(void *vctx, size_t block, unsigned thread)
+{
+    const struct ctx *c = vctx;
+    struct workspace *w = &c->ws[thread];
+    const struct lsh_reference *ref = c->ref;
+    const size_t dv = c->a->d_v, np = c->n_prefix, nf = c->n_fields;
+    const size_t stride = c->n_combine * nf;
+    double *acc = c->partials + block * np * stride;
+    const size_t r0 = block * ROWS_PER_BLOCK;
+    const size_t r1 = r0 + ROWS_PER_BLOCK < ref->m ? r0 + ROWS_PER_BLOCK : ref->m;
+    for (size_t r = r0; r < r1; r++) {
+        lsh_oracle_row(ref, r, c->budgets + r * np, np, w->ows, w->omass, w->oerr2);
+        const double *o = ref->out + r * dv;
+        double o2 = 0.0;
+        for (size_t e = 0; e < dv; e++)
+            o2 += o[e] * o[e];
+        for (size_t p = 0; p < np; p++)
+            for (size_t cb = 0; cb < c->n_combine; cb++) {
+                double *f = acc + p * stride + cb * nf;
+                add_ratio(f, c->f_oracle, w->omass[p], 1.0);
+                add_ratio(f, c->f_oracle + 1, w->oerr2[p], o2);
+            }
+    }
     return 0;
 }
 
@@ -960,14 +1226,17 @@ static int tile_metric_task(void *vctx, size_t block, unsigned thread)
     for (size_t r = r0; r < r1; r++) {
         struct row row = {.r = r, .i = ref->rows ? ref->rows[r] : r, .m = st->count[r],
                           .mass = st->mass[r], .sa2 = st->sa2[r], .gram = st->gram[r]};
+        int rc;
         if (row.m > 0 && !(row.mass > TINY_MASS)) {
-            row_path(c, w, r, acc, p); /* the exact path needs the scores */
-            continue;
+            rc = row_path(c, w, r, acc, p, block); /* the exact path needs the scores */
+        } else {
+            double ratio[LSH_TOPK_MAX];
+            struct sig_arg arg = {c, row.i, c->prefixes[p]};
+            topk_ratios(c, r, row.i, row.m == 0, sig_in_s, &arg, ratio);
+            rc = eval_row(c, w, &row, st->num + r * c->a->d_v, ratio, acc + p * stride, p);
         }
-        double ratio[LSH_TOPK_MAX];
-        struct sig_arg arg = {c, row.i, c->prefixes[p]};
-        topk_ratios(c, r, row.i, row.m == 0, sig_in_s, &arg, ratio);
-        eval_row(c, w, &row, st->num + r * c->a->d_v, ratio, acc + p * stride, p);
+        if (rc)
+            return rc;
     }
     return 0;
 }
@@ -1130,7 +1399,7 @@ struct lsh_bytes lsh_eval_bytes(const struct lsh_eval_shape *s, const struct lsh
     const int chunked = mode->mode == LSH_MODE_CHUNKED;
     const size_t L = s->separate ? lsh_size_mul(2, s->n) : s->n;
     const size_t G = chunked ? lsh_size_add(L / (mode->chunk_size ? mode->chunk_size : 1), 1) : B1;
-    const size_t n_fields = (M_TOPK + s->n_topk) * S_COUNT;
+    const size_t n_fields = (M_TOPK + s->n_topk + (s->oracle ? 2 : 0)) * S_COUNT;
     const size_t per_block = lsh_size_mul3(s->n_prefix, s->n_combine, n_fields);
     struct lsh_bytes b = {0, 0};
     /* per-round indexes (index_round) */
@@ -1148,6 +1417,16 @@ struct lsh_bytes lsh_eval_bytes(const struct lsh_eval_shape *s, const struct lsh
     b.per_thread = lsh_size_add(b.per_thread, sizeof(struct workspace) + 2 * s->n_prefix * D);
     b.per_thread = lsh_size_add(b.per_thread, lsh_size_mul(n1, 5 * U + 2 * D));
     b.per_thread = lsh_size_add(b.per_thread, lsh_size_mul(lsh_size_add(dv, 1), 3 * D));
+    if (s->importance) { /* p_ij, log(1 - p), two scratches by candidate; key norms, log C(H, t) */
+        b.per_thread = lsh_size_add(b.per_thread, lsh_size_mul(n1, 4 * D));
+        b.shared = lsh_size_add(b.shared, lsh_size_mul(lsh_size_add(n1, s->n_prefix), D));
+    }
+    if (s->oracle) { /* budgets; a thread's two values by prefix and workspace */
+        b.shared = lsh_size_add(b.shared, lsh_size_mul(lsh_size_add(lsh_size_mul(s->m,
+                                                                                s->n_prefix), 1), U));
+        b.per_thread = lsh_size_add(b.per_thread, lsh_size_mul(s->n_prefix, 2 * D));
+        b.per_thread = lsh_size_add(b.per_thread, lsh_oracle_ws_bytes(s->n, dv));
+    }
     if (!tiles) { /* row_order */
         b.shared = lsh_size_add(b.shared, lsh_size_mul(m1, D));
         b.shared = lsh_size_add(b.shared, B1 * sizeof(size_t));
@@ -1185,6 +1464,7 @@ static void settle(double *x, double lo, double hi)
 static void settle_metrics(struct lsh_metrics *mt, size_t n_topk)
 {
     settle(&mt->mass_recall, 0.0, 1.0);
+    settle(&mt->oracle_mass_recall, 0.0, 1.0);
     settle(&mt->gram_recovery, 0.0, 1.0);
     settle(&mt->density, 0.0, 1.0);
     settle(&mt->bucket_entropy, 0.0, 1.0);
@@ -1218,6 +1498,9 @@ int lsh_metrics_check(const struct lsh_metrics *mt, size_t n_topk, char *why, si
         {"mean_candidates", mt->mean_candidates, 0, inf},
         {"bucket_max", mt->bucket_max, 0, inf},      {"bucket_entropy", mt->bucket_entropy, 0, 1},
         {"hash_seconds", mt->hash_seconds, 0, inf},  {"eval_seconds", mt->eval_seconds, 0, inf},
+        {"oracle_mass_recall", mt->oracle_mass_recall, 0, 1},
+        {"oracle_out_rel_err", mt->oracle_out_rel_err, 0, inf},
+        {"oracle_seconds", mt->oracle_seconds, 0, inf},
     };
     for (size_t k = 0; k < sizeof v / sizeof v[0]; k++)
         if (out_of_range(v[k].name, v[k].x, v[k].lo, v[k].hi, why, why_size))
@@ -1237,6 +1520,8 @@ int lsh_metrics_check(const struct lsh_metrics *mt, size_t n_topk, char *why, si
         {"empty_rows_se", se->empty_rows},       {"gram_recovery_se", se->gram_recovery},
         {"density_se", se->density},             {"mean_candidates_se", se->mean_candidates},
         {"bucket_max_se", se->bucket_max},       {"bucket_entropy_se", se->bucket_entropy},
+        {"oracle_mass_recall_se", se->oracle_mass_recall},
+        {"oracle_out_rel_err_se", se->oracle_out_rel_err},
     };
     for (size_t k = 0; k < sizeof e / sizeof e[0]; k++)
         if (out_of_range(e[k].name, e[k].x, 0, inf, why, why_size))
@@ -1251,10 +1536,18 @@ int lsh_metrics_check(const struct lsh_metrics *mt, size_t n_topk, char *why, si
 
 /* ---- the pass -------------------------------------------------------------- */
 
+/* Is the candidate rule other than the union of SPEC 3 (t = 1, s = w = 0)? */
+static int has_rules(const struct lsh_mode_opts *mode)
+{
+    return mode->min_collisions > 1 || mode->sink > 0 || mode->local > 0;
+}
+
 int lsh_eval_uses_tiles(const struct lsh_mode_opts *mode, const enum lsh_combine *combines,
                         size_t n_combine)
 {
-    (void)mode; /* both modes have tiles: bucket blocks, chunk windows */
+    /* both modes have tiles (bucket blocks, chunk windows), for the union */
+    if (has_rules(mode))
+        return 0;
     for (size_t k = 0; k < n_combine; k++)
         if (combines[k] != LSH_COMBINE_UNION)
             return 0; /* the row path serves every combine in one pass */
@@ -1336,6 +1629,13 @@ static void free_ws(struct workspace *w)
     free(w->ohat);
     free(w->t_add);
     free(w->t_metric);
+    free(w->pj);
+    free(w->xw);
+    free(w->xe);
+    free(w->lq);
+    free(w->omass);
+    free(w->oerr2);
+    lsh_oracle_ws_free(w->ows);
 }
 
 int lsh_eval_pass(const struct lsh_reference *ref, const struct lsh_rounds *rounds,
@@ -1344,7 +1644,6 @@ int lsh_eval_pass(const struct lsh_reference *ref, const struct lsh_rounds *roun
                   const struct lsh_eval_opts *opts, unsigned threads, struct lsh_metrics *out,
                   struct lsh_row_dump *rows_dump, struct lsh_error *err)
 {
-    (void)opts; /* TODO(issue 10): candidate rules, importance, oracle */
     const double t_start = lsh_now();
     const struct lsh_attn *a = ref->attn;
     if (n_prefix == 0 || n_combine == 0)
@@ -1361,12 +1660,24 @@ int lsh_eval_pass(const struct lsh_reference *ref, const struct lsh_rounds *roun
             return lsh_error_set(err, LSH_EINVAL, "eval: bad n_hashes prefix %u", prefixes[p]);
     if (mode->mode == LSH_MODE_CHUNKED && mode->chunk_size == 0)
         return lsh_error_set(err, LSH_EINVAL, "eval: chunk_size must be >= 1");
+    int importance = 0;
+    for (size_t cb = 0; cb < n_combine; cb++) {
+        importance |= combines[cb] == LSH_COMBINE_IMPORTANCE;
+        if (combines[cb] == LSH_COMBINE_ROUNDS && has_rules(mode))
+            return lsh_error_set(err, LSH_EINVAL, "eval: combine rounds is defined only with "
+                                 "min_collisions 1, sink 0 and local 0 (SPEC 13), got %u, %u, %u",
+                                 mode->min_collisions, mode->sink, mode->local);
+    }
+    if (importance && !(opts && opts->law && opts->law->fn))
+        return lsh_error_set(err, LSH_EINVAL, "eval: combine importance needs a collision law");
+    const int oracle = opts && opts->oracle;
     if (threads < 1)
         threads = 1;
     const struct lsh_eval_shape shape = {
         .n = a->n, .m = ref->m, .d = a->d, .d_v = a->d_v, .n_topk = a->n_topk,
         .h_max = prefixes[n_prefix - 1], .n_buckets = rounds->n_buckets,
         .n_prefix = n_prefix, .n_combine = n_combine, .separate = rounds->bk != rounds->bq,
+        .importance = importance, .oracle = oracle,
     };
     /* one figure holds every size product below: none wraps when it does not */
     if (lsh_bytes_total(lsh_eval_bytes(&shape, mode, lsh_eval_uses_tiles(mode, combines,
@@ -1380,7 +1691,10 @@ int lsh_eval_pass(const struct lsh_reference *ref, const struct lsh_rounds *roun
     struct ctx c = {
         .ref = ref, .a = a, .rounds = rounds, .mode = mode, .prefixes = prefixes,
         .n_prefix = n_prefix, .combines = combines, .n_combine = n_combine,
-        .n_fields = (M_TOPK + a->n_topk) * S_COUNT, .dump = rows_dump,
+        .n_fields = (M_TOPK + a->n_topk + (oracle ? 2 : 0)) * S_COUNT, .dump = rows_dump,
+        .rules = has_rules(mode), .min_t = mode->min_collisions ? mode->min_collisions : 1,
+        .importance = importance, .law = importance ? opts->law : NULL, .oracle = oracle,
+        .f_oracle = M_TOPK + a->n_topk,
     };
     for (size_t cb = 0; cb < n_combine; cb++)
         c.need_rounds |= combines[cb] == LSH_COMBINE_ROUNDS;
@@ -1389,6 +1703,27 @@ int lsh_eval_pass(const struct lsh_reference *ref, const struct lsh_rounds *roun
     c.ws = calloc(threads, sizeof *c.ws);
     c.partials = calloc(n_blocks * n_prefix * n_combine * c.n_fields + 1, sizeof(double));
     if (!c.idx || !c.ws || !c.partials)
+        rc = LSH_ENOMEM;
+    if (!rc && importance) {
+        c.knorm = malloc((a->n + 1) * sizeof *c.knorm);
+        c.lchoose = malloc(n_prefix * sizeof *c.lchoose);
+        if (!c.knorm || !c.lchoose)
+            rc = LSH_ENOMEM;
+        for (size_t j = 0; !rc && j < a->n; j++) {
+            const double *k = a->k + j * a->d;
+            double nn = 0.0;
+            for (size_t e = 0; e < a->d; e++)
+                nn += k[e] * k[e];
+            c.knorm[j] = sqrt(nn);
+        }
+        for (size_t p = 0; !rc && p < n_prefix; p++) { /* log C(H, t), 0 when t > H */
+            double l = 0.0;
+            for (uint32_t k = 1; k <= c.min_t && c.min_t <= prefixes[p]; k++)
+                l += log((double)(prefixes[p] - c.min_t + k) / (double)k);
+            c.lchoose[p] = l;
+        }
+    }
+    if (!rc && oracle && !(c.budgets = calloc(ref->m * n_prefix + 1, sizeof *c.budgets)))
         rc = LSH_ENOMEM;
     for (unsigned t = 0; t < threads && !rc; t++) {
         struct workspace *w = &c.ws[t];
@@ -1406,6 +1741,15 @@ int lsh_eval_pass(const struct lsh_reference *ref, const struct lsh_rounds *roun
         w->t_metric = calloc(n_prefix, sizeof *w->t_metric);
         if (!w->mark || !w->cnt || !w->pos || !w->cand || !w->occ || !w->s || !w->av ||
             !w->num || !w->num_rep || !w->ohat || !w->t_add || !w->t_metric)
+            rc = LSH_ENOMEM;
+        if (!rc && importance && (!(w->pj = malloc((a->n + 1) * sizeof *w->pj)) ||
+                                  !(w->lq = malloc((a->n + 1) * sizeof *w->lq)) ||
+                                  !(w->xw = malloc((a->n + 1) * sizeof *w->xw)) ||
+                                  !(w->xe = malloc((a->n + 1) * sizeof *w->xe))))
+            rc = LSH_ENOMEM;
+        if (!rc && oracle && (!(w->omass = malloc(n_prefix * sizeof *w->omass)) ||
+                              !(w->oerr2 = malloc(n_prefix * sizeof *w->oerr2)) ||
+                              !(w->ows = lsh_oracle_ws_alloc(a->n, a->d_v))))
             rc = LSH_ENOMEM;
     }
     if (!rc)
@@ -1437,6 +1781,11 @@ int lsh_eval_pass(const struct lsh_reference *ref, const struct lsh_rounds *roun
             add_s[p] = add_cum * to_wall;
         }
     }
+    /* the oracle, from every row's |S_i| at every prefix */
+    const double t_oracle0 = lsh_now();
+    if (!rc && oracle)
+        rc = lsh_parallel_for(threads, n_blocks, oracle_task, &c);
+    const double oracle_s = oracle ? lsh_now() - t_oracle0 : 0.0;
 
     if (!rc) {
         /* Reduce blocks in order (the same order for any thread count). */
@@ -1484,6 +1833,16 @@ int lsh_eval_pass(const struct lsh_reference *ref, const struct lsh_rounds *roun
                     ratio_se(f, M_EMPTY, ref->m, fpc, &v, &e, NULL, 0);
                     se->empty_rows = e * (double)ref->m; /* of the count */
                     se->bucket_max = se->bucket_entropy = 0.0; /* all rows are hashed */
+                    se->oracle_mass_recall = se->oracle_out_rel_err = 0.0;
+                }
+                mt->oracle_mass_recall = mt->oracle_out_rel_err = 0.0;
+                if (oracle) {
+                    ratio_se(f, c.f_oracle, ref->m, fpc, &mt->oracle_mass_recall,
+                             se ? &se->oracle_mass_recall : &e, NULL, 0);
+                    ratio_se(f, c.f_oracle + 1, ref->m, fpc, &v, &e, NULL, 0);
+                    mt->oracle_out_rel_err = sqrt(v);
+                    if (se)
+                        se->oracle_out_rel_err = v > 0.0 ? e / (2.0 * sqrt(v)) : 0.0;
                 }
                 lsh_bucket_stats(rounds, prefixes[p], &mt->bucket_max, &mt->bucket_entropy,
                                  &wflags);
@@ -1493,11 +1852,22 @@ int lsh_eval_pass(const struct lsh_reference *ref, const struct lsh_rounds *roun
                  * through its rounds, and its metrics (shared by combines). */
                 mt->eval_seconds =
                     (t_indexed - t_start) * prefixes[p] / h_max + add_s[p] + met_s[p];
+                mt->oracle_seconds = oracle_s / (double)(n_prefix * n_combine);
             }
         }
         free(tot);
     }
 
+    if (rc == LSH_EDATA || rc == LSH_EPLUGIN) { /* the failure of the first block */
+        const struct workspace *first = NULL;
+        for (unsigned t = 0; c.ws && t < threads; t++)
+            if (c.ws[t].err_rc && (!first || c.ws[t].err_block < first->err_block))
+                first = &c.ws[t];
+        if (first)
+            lsh_error_set(err, first->err_rc, "%s", first->err_msg);
+        else
+            lsh_error_set(err, rc, "eval: %s", lsh_strerror(rc));
+    }
     for (uint32_t h = 0; c.idx && h < h_max; h++)
         free_index(&c.idx[h]);
     for (unsigned t = 0; c.ws && t < threads; t++)
@@ -1508,6 +1878,11 @@ int lsh_eval_pass(const struct lsh_reference *ref, const struct lsh_rounds *roun
     free(c.partials);
     free(add_s);
     free(met_s);
+    free(c.knorm);
+    free(c.lchoose);
+    free(c.budgets);
+    if (rc == LSH_EDATA || rc == LSH_EPLUGIN)
+        return rc;
     if (rc)
         return lsh_error_set(err, rc, "eval: out of memory (n = %zu)", a->n);
     return 0;

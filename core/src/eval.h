@@ -68,9 +68,12 @@ int lsh_eval_pass(const struct lsh_reference *ref, const struct lsh_rounds *roun
                   struct lsh_row_dump *rows_dump, struct lsh_error *err);
 
 /* Does a pass with this mode and these combines take the tile path (union
- * alone: candidate scores by GEMM over bucket blocks or chunk windows),
- * rather than the row path (which reads the reference's score cache if it
- * has one)? */
+ * alone with the plain union rule, min_collisions 1, sink 0, local 0:
+ * candidate scores by GEMM over bucket blocks or chunk windows), rather than
+ * the row path (which reads the reference's score cache if it has one)?
+ * lsh_eval_pass refuses combine rounds with any other rule (LSH_EINVAL), and
+ * fails an importance pass with LSH_EPLUGIN (a law value outside [0, 1]) or
+ * LSH_EDATA (a candidate pair whose u is 0), err naming strategy and pair. */
 int lsh_eval_uses_tiles(const struct lsh_mode_opts *mode, const enum lsh_combine *combines,
                         size_t n_combine);
 

@@ -21,6 +21,7 @@
 #include "config.h"
 #include "error.h"
 #include "eval.h"
+#include "oracle.h"
 #include "reference.h"
 
 #define MAX_TOPK 4
@@ -224,10 +225,50 @@ struct expect {
     double gram_recovery;
     double topk_recall[MAX_TOPK];
     double density, mean_candidates, bucket_max, bucket_entropy;
+    double oracle_mass_recall, oracle_out_rel_err; /* the budget-matched oracle */
     /* what the case exercised, for the tests' own sanity checks */
     uint64_t rows_with_dropped_round; /* some but not all T_i^h empty */
     uint64_t rows_full;               /* S_i = U_i */
+    uint64_t forced_pairs;            /* sink or local keys in some S_i */
+    uint64_t counted_out;             /* pairs met in 1..t-1 rounds (min_collisions) */
 };
+
+/* ---- the collision law of combine importance (SPEC 14), our own ---------- */
+
+/* SimHash with law_bits bits: p = (1 - theta/pi)^bits; law_const >= 0
+ * replaces it by that constant (1: every u is 1; out of [0, 1]: a broken
+ * plugin). */
+static double law_bits = 2.0, law_const = -1.0;
+
+static double test_law_p(double c)
+{
+    if (law_const >= 0.0)
+        return law_const;
+    c = c < -1.0 ? -1.0 : c > 1.0 ? 1.0 : c;
+    return pow(1.0 - acos(c) / 3.14159265358979323846, law_bits);
+}
+
+static double test_law_fn(const struct lsh_round *round, double cos_theta)
+{
+    (void)round;
+    return test_law_p(cos_theta);
+}
+
+/* P(Binomial(H, p) >= t), term by term from the definition. */
+static double naive_tail(double p, uint32_t H, uint32_t t)
+{
+    double u = 0.0;
+    for (uint32_t k = t; k <= H; k++) {
+        double choose = 1.0;
+        for (uint32_t r = 1; r <= k; r++)
+            choose = choose * (double)(H - k + r) / (double)r;
+        u += choose * pow(p, (double)k) * pow(1.0 - p, (double)(H - k));
+    }
+    return u;
+}
+
+/* What engine_run hands lsh_eval_pass (NULL: no importance, no oracle). */
+static const struct lsh_eval_opts *run_opts = NULL;
 
 static double ratio0(double num, double den)
 {
@@ -370,15 +411,29 @@ static void oracle_rows(const struct problem *p, const struct lsh_mode_opts *mo,
             U[i * n + i] = 1;
     }
 
-    /* T_i^h = S_i^h n U_i, S_i = union, empty rows fall back to {i} */
+    /* T_i^h = S_i^h n U_i; S_i = the keys of >= t of them (t = 1: the
+     * union), the sink keys and the local window, within U_i (SPEC 13);
+     * empty rows fall back to {i} */
+    uint32_t *count = xcalloc(n * n, sizeof(uint32_t));
+    unsigned char *forced = xcalloc(n * n, 1);
+    const uint32_t tmin = mo->min_collisions ? mo->min_collisions : 1;
     for (uint32_t h = 0; h < Hp; h++) {
         unsigned char *th = T + (size_t)h * n * n;
         round_candidates(p, mo, h, th);
         for (size_t t = 0; t < n * n; t++) {
             th[t] = th[t] && U[t];
-            S[t] = S[t] || th[t];
+            count[t] += th[t];
         }
     }
+    for (size_t i = 0; i < n; i++)
+        for (size_t j = 0; j < n; j++) {
+            size_t t = i * n + j;
+            int local = (i > j ? i - j : j - i) < mo->local;
+            forced[t] = (unsigned char)(U[t] && (j < mo->sink || local));
+            S[t] = (unsigned char)(count[t] >= tmin || forced[t]);
+            e->forced_pairs += forced[t];
+            e->counted_out += count[t] > 0 && count[t] < tmin && !forced[t];
+        }
     for (size_t i = 0; i < n; i++) {
         int any = 0, full = 1;
         for (size_t j = 0; j < n; j++) {
@@ -419,6 +474,26 @@ static void oracle_rows(const struct problem *p, const struct lsh_mode_opts *mo,
 
         if (empty[i]) {
             Ah[i * n + i] = 1.0;
+        } else if (combine == LSH_COMBINE_IMPORTANCE) {
+            /* A-hat proportional to A / u over S_i, u = 1 for sink and local
+             * keys, else P(Binomial(Hp, p) >= t) with p = law(cos) */
+            double *x = xcalloc(n, sizeof(double));
+            for (size_t j = 0; j < n; j++) {
+                if (!S[i * n + j])
+                    continue;
+                double u = 1.0;
+                if (!forced[i * n + j]) {
+                    const double *qi = p->q + i * d, *kj = p->keff + j * d;
+                    double nq = sqrt(dot(qi, qi, d)), nk = sqrt(dot(kj, kj, d));
+                    double c = nq > 0.0 && nk > 0.0 ? dot(qi, kj, d) / (nq * nk) : 0.0;
+                    u = naive_tail(test_law_p(c), Hp, tmin);
+                }
+                x[j] = si[j] - log(u);
+            }
+            double lz = lse_masked(x, S + i * n, n);
+            for (size_t j = 0; j < n; j++)
+                Ah[i * n + j] = S[i * n + j] ? exp(x[j] - lz) : 0.0;
+            free(x);
         } else if (combine == LSH_COMBINE_UNION) {
             double ls = lse_masked(si, S + i * n, n);
             for (size_t j = 0; j < n; j++)
@@ -509,6 +584,48 @@ static void oracle_rows(const struct problem *p, const struct lsh_mode_opts *mo,
     e->density = ssum / usum;
     e->mean_candidates = ssum / (double)n_sel;
 
+    /* The budget-matched oracle: O_i = the |S_i| keys of U_i of largest
+     * score (ties to the smaller j), found by a full sort of U_i (insertion
+     * sort of its indices); its mass and its union softmax's output. */
+    {
+        size_t *ord = xcalloc(n, sizeof(size_t));
+        double omass = 0.0, oerr = 0.0, oden = 0.0;
+        for (size_t i = 0; i < n; i++) {
+            if (sel && !sel[i])
+                continue;
+            size_t u = 0, budget = 0;
+            for (size_t j = 0; j < n; j++) {
+                budget += S[i * n + j];
+                if (!U[i * n + j])
+                    continue;
+                size_t at = u++;
+                while (at > 0 && s[i * n + ord[at - 1]] < s[i * n + j]) {
+                    ord[at] = ord[at - 1];
+                    at--;
+                }
+                ord[at] = j;
+            }
+            if (budget > u)
+                budget = u;
+            double mx = s[i * n + ord[0]], z = 0.0, oo[16] = {0};
+            cr_assert(dv <= 16);
+            for (size_t k = 0; k < budget; k++) {
+                omass += A[i * n + ord[k]];
+                z += exp(s[i * n + ord[k]] - mx);
+            }
+            for (size_t k = 0; k < budget; k++)
+                for (size_t c = 0; c < dv; c++)
+                    oo[c] += exp(s[i * n + ord[k]] - mx) / z * p->v[ord[k] * dv + c];
+            for (size_t c = 0; c < dv; c++) {
+                oerr += (O[i * dv + c] - oo[c]) * (O[i * dv + c] - oo[c]);
+                oden += O[i * dv + c] * O[i * dv + c];
+            }
+        }
+        e->oracle_mass_recall = omass / (double)n_sel;
+        e->oracle_out_rel_err = ratio0(sqrt(oerr), sqrt(oden));
+        free(ord);
+    }
+
     /* top-K recall: pick the best remaining key of U_i K times, ties to the
      * smaller index (a strict > while scanning j upwards) */
     unsigned char *taken = xcalloc(n, 1);
@@ -539,19 +656,19 @@ static void oracle_rows(const struct problem *p, const struct lsh_mode_opts *mo,
 
     /* bucket balance of the query buckets of rounds [0, Hp) */
     uint32_t B = p->s.B;
-    size_t *count = xcalloc(B, sizeof(size_t));
+    size_t *bcount = xcalloc(B, sizeof(size_t));
     double bmax = 0.0, bent = 0.0;
     for (uint32_t h = 0; h < Hp; h++) {
-        memset(count, 0, B * sizeof(size_t));
+        memset(bcount, 0, B * sizeof(size_t));
         for (size_t i = 0; i < n; i++)
-            count[p->bq[(size_t)h * n + i]]++;
+            bcount[p->bq[(size_t)h * n + i]]++;
         size_t big = 0;
         double ent = 0.0;
         for (uint32_t b = 0; b < B; b++) {
-            if (count[b] > big)
-                big = count[b];
-            if (count[b] > 0) {
-                double pb = (double)count[b] / (double)n;
+            if (bcount[b] > big)
+                big = bcount[b];
+            if (bcount[b] > 0) {
+                double pb = (double)bcount[b] / (double)n;
                 ent -= pb * log(pb);
             }
         }
@@ -560,13 +677,15 @@ static void oracle_rows(const struct problem *p, const struct lsh_mode_opts *mo,
             bmax = m;
         bent += B > 1 ? ent / log((double)B) : 0.0;
     }
-    free(count);
+    free(bcount);
     e->bucket_max = bmax;
     e->bucket_entropy = bent / (double)Hp;
 
     free(U);
     free(T);
     free(S);
+    free(count);
+    free(forced);
     free(empty);
     free(s);
     free(G);
@@ -625,8 +744,8 @@ static void engine_run(const struct problem *p, const struct lsh_mode_opts *mo,
                                        &ref, &err);
         cr_assert_eq(rc, 0, "lsh_reference_compute failed (%d): %s", rc, err.message);
         cr_assert(use_cache ? ref->raw != NULL : ref->raw == NULL);
-        rc = lsh_eval_pass(ref, &rounds, mo, prefixes, n_prefix, combines, n_combine, NULL, threads,
-                           use_cache ? cached : out, NULL, &err);
+        rc = lsh_eval_pass(ref, &rounds, mo, prefixes, n_prefix, combines, n_combine, run_opts,
+                           threads, use_cache ? cached : out, NULL, &err);
         cr_assert_eq(rc, 0, "lsh_eval_pass failed (%d): %s", rc, err.message);
         lsh_reference_free(ref);
     }
@@ -643,12 +762,19 @@ static void engine_run(const struct problem *p, const struct lsh_mode_opts *mo,
     free(cached);
 }
 
+/* combine importance weighs keys by 1/u(p(cos)), and p = (1 - theta/pi)^k
+ * has an infinite slope at cos = -1: the last ulp of a cosine (engine and
+ * oracle form q.k in different orders) moves A-hat by up to ~1e-9
+ * relatively there.  Its comparisons use this looser tolerance. */
+#define IMPORTANCE_TOL 1e-7
+static double rel_tol = REL_TOL;
+
 static int close_enough(double got, double want)
 {
     if (isnan(got) || isnan(want))
         return 0;
     double mag = fabs(got) > fabs(want) ? fabs(got) : fabs(want);
-    return fabs(got - want) <= REL_TOL * mag + ABS_TOL;
+    return fabs(got - want) <= rel_tol * mag + ABS_TOL;
 }
 
 static const char *keys_str(enum lsh_keys k)
@@ -662,20 +788,30 @@ static void describe(char *buf, size_t size, const struct problem *p,
                      uint64_t seed)
 {
     const struct setup *s = &p->s;
+    const char *cname = c == LSH_COMBINE_UNION ? "union" : c == LSH_COMBINE_ROUNDS ? "rounds"
+                                                                                    : "importance";
+    char rule[96] = "";
+    if (mo->min_collisions > 1 || mo->sink || mo->local)
+        snprintf(rule, sizeof rule, " min_collisions=%u sink=%u local=%u", mo->min_collisions,
+                 mo->sink, mo->local);
+    size_t len;
     if (mo->mode == LSH_MODE_BUCKET)
         snprintf(buf, size,
                  "[n=%zu d=%zu dv=%zu keys=%s excl=%d causal=%d H=%u B=%u mode=bucket "
                  "n_hashes=%u combine=%s seed=%llu]",
                  s->n, s->d, s->dv, keys_str(s->keys), s->exclude_self, s->causal, s->H, s->B,
-                 Hp, c == LSH_COMBINE_UNION ? "union" : "rounds", (unsigned long long)seed);
+                 Hp, cname, (unsigned long long)seed);
     else
         snprintf(buf, size,
                  "[n=%zu d=%zu dv=%zu keys=%s excl=%d causal=%d H=%u B=%u mode=chunked c=%u "
                  "look_back=%u window=%s n_hashes=%u combine=%s seed=%llu]",
                  s->n, s->d, s->dv, keys_str(s->keys), s->exclude_self, s->causal, s->H, s->B,
                  mo->chunk_size, mo->look_back,
-                 mo->window == LSH_WINDOW_ALL ? "all" : "same_bucket", Hp,
-                 c == LSH_COMBINE_UNION ? "union" : "rounds", (unsigned long long)seed);
+                 mo->window == LSH_WINDOW_ALL ? "all" : "same_bucket", Hp, cname,
+                 (unsigned long long)seed);
+    len = strlen(buf);
+    if (rule[0] && len + 1 < size)
+        snprintf(buf + len - 1, size - len + 1, "%s]", rule);
 }
 
 /* attn_rel_err = sqrt(r2): the engine gets sum_{j not in S_i} A_ij^2 as
@@ -715,6 +851,16 @@ static void compare(const char *what, const struct lsh_metrics *m, const struct 
     EXPECT_CLOSE(what, m->mean_candidates, e->mean_candidates);
     EXPECT_CLOSE(what, m->bucket_max, e->bucket_max);
     EXPECT_CLOSE(what, m->bucket_entropy, e->bucket_entropy);
+    if (run_opts && run_opts->oracle) {
+        EXPECT_CLOSE(what, m->oracle_mass_recall, e->oracle_mass_recall);
+        EXPECT_CLOSE(what, m->oracle_out_rel_err, e->oracle_out_rel_err);
+        cr_expect(m->oracle_mass_recall >= m->mass_recall - 1e-12,
+                  "%s oracle_mass_recall %.17g < mass_recall %.17g at the same sizes", what,
+                  m->oracle_mass_recall, m->mass_recall);
+    } else {
+        cr_expect(m->oracle_mass_recall == 0.0 && m->oracle_out_rel_err == 0.0,
+                  "%s oracle metrics without the oracle", what);
+    }
 }
 
 /* What a batch of cases exercised (summed over every prefix and combine). */
@@ -742,7 +888,9 @@ static void check_case(const struct setup *s, const struct lsh_mode_opts *mo,
             struct expect e;
             oracle(&p, mo, prefixes[ip], combines[ic], &e);
             describe(what, sizeof what, &p, mo, prefixes[ip], combines[ic], seed);
+            rel_tol = combines[ic] == LSH_COMBINE_IMPORTANCE ? IMPORTANCE_TOL : REL_TOL;
             compare(what, &out[ip * n_combine + ic], &e, s->n_topk);
+            rel_tol = REL_TOL;
             if (tally) {
                 tally->empty_rows += e.empty_rows;
                 tally->rows_with_dropped_round += e.rows_with_dropped_round;
@@ -1748,4 +1896,405 @@ Test(eval_naive, sampled_rows_give_the_oracle_over_the_sample)
                 problem_free(&p);
                 seed++;
             }
+}
+
+/* ---- candidate rules, importance and the oracle (SPEC 13-14) --------------- */
+
+static struct lsh_host_law test_law = {.fn = test_law_fn, .name = "simhash-test"};
+static const struct lsh_eval_opts opts_law = {&test_law, 0};
+static const struct lsh_eval_opts opts_law_oracle = {&test_law, 1};
+static const enum lsh_combine union_importance[2] = {LSH_COMBINE_UNION,
+                                                     LSH_COMBINE_IMPORTANCE};
+static const uint32_t prefixes_1234[4] = {1, 2, 3, 4};
+
+static struct lsh_mode_opts with_rule(struct lsh_mode_opts mo, uint32_t t, uint32_t sink,
+                                      uint32_t local)
+{
+    mo.min_collisions = t;
+    mo.sink = sink;
+    mo.local = local;
+    return mo;
+}
+
+/* S_i = the keys of U_i met in >= t of the first H rounds: against a count of
+ * rounds per pair in dense masks, every prefix, both modes, t above H too. */
+Test(eval_naive, min_collisions_against_a_brute_force_count)
+{
+    const struct lsh_mode_opts modes[3] = {bucket_mode(), chunked_mode(5, 1, LSH_WINDOW_ALL),
+                                           chunked_mode(4, 0, LSH_WINDOW_SAME_BUCKET)};
+    const enum lsh_combine u = LSH_COMBINE_UNION;
+    uint64_t seed = 4001;
+    struct tally tally = {0};
+    for (size_t mi = 0; mi < 3; mi++)
+        for (int k = 0; k < 2; k++)
+            for (uint32_t t = 2; t <= 5; t += (t == 3 ? 2 : 1)) {
+                struct setup s = make_setup(40, k ? LSH_KEYS_SEPARATE : LSH_KEYS_SHARED, 4, 3);
+                s.causal = k;
+                struct lsh_mode_opts mo = with_rule(modes[mi], t, 0, 0);
+                check_case(&s, &mo, prefixes_1234, 4, &u, 1, 1, seed++, &tally);
+            }
+    run_opts = &opts_law_oracle; /* importance and the oracle over the same sets */
+    for (size_t mi = 0; mi < 3; mi++)
+        for (uint32_t t = 2; t <= 3; t++) {
+            struct setup s = make_setup(33, LSH_KEYS_SHARED_NORMALIZED, 4, 4);
+            struct lsh_mode_opts mo = with_rule(modes[mi], t, 0, 0);
+            check_case(&s, &mo, prefixes_1234, 4, union_importance, 2, 2, seed++, &tally);
+        }
+    run_opts = NULL;
+    cr_assert(tally.empty_rows > 0, "no empty rows exercised");
+}
+
+/* A candidate rule that adds nothing (t = 1; local 1 with exclude_self: only
+ * j = i, which U_i drops) takes the rule path and must give the union's bits
+ * of the default path exactly, for both combines; and the oracle on must not
+ * move any other metric by a bit. */
+Test(eval_naive, min_collisions_1_equals_the_union_bit_for_bit)
+{
+    const struct lsh_mode_opts modes[2] = {bucket_mode(), chunked_mode(6, 1, LSH_WINDOW_ALL)};
+    for (size_t mi = 0; mi < 2; mi++)
+        for (int causal = 0; causal <= 1; causal++) {
+            struct setup s = make_setup(150, LSH_KEYS_SHARED, 3, 4);
+            s.causal = causal;
+            struct problem p;
+            problem_make(&p, &s, 4101 + mi * 2 + (size_t)causal);
+            struct lsh_metrics a[6], b[6];
+            char what[256];
+            metrics_alloc(a, 6, s.n_topk);
+            metrics_alloc(b, 6, s.n_topk);
+            struct lsh_mode_opts rule = with_rule(modes[mi], 1, 0, 1);
+            cr_assert(!lsh_eval_uses_tiles(&rule, union_importance, 1),
+                      "a candidate rule must take the row path");
+            /* union next to rounds takes the row path, as the rule does */
+            engine_run(&p, &modes[mi], prefixes_123, 3, both_combines, 2, 2, a);
+            engine_run(&p, &rule, prefixes_123, 3, union_importance, 1, 2, b);
+            for (size_t t = 0; t < 3; t++) {
+                snprintf(what, sizeof what, "[mode %zu causal %d prefix %zu: rule path vs union]",
+                         mi, causal, t);
+                expect_bit_identical(what, &a[2 * t], &b[t], s.n_topk);
+            }
+            /* union alone (tile path) with and without the oracle */
+            const enum lsh_combine u = LSH_COMBINE_UNION;
+            struct lsh_mode_opts plain = modes[mi];
+            cr_assert(lsh_eval_uses_tiles(&plain, &u, 1));
+            engine_run(&p, &plain, prefixes_123, 3, &u, 1, 2, a);
+            run_opts = &opts_law_oracle;
+            engine_run(&p, &plain, prefixes_123, 3, &u, 1, 2, b);
+            run_opts = NULL;
+            for (size_t t = 0; t < 3; t++) {
+                snprintf(what, sizeof what, "[mode %zu causal %d prefix %zu: oracle on vs off]",
+                         mi, causal, t);
+                expect_bit_identical(what, &a[t], &b[t], s.n_topk);
+            }
+            metrics_free(a, 6);
+            metrics_free(b, 6);
+            problem_free(&p);
+        }
+}
+
+/* Sink keys j < s and the local window |i - j| < w (causal: i - w < j <= i)
+ * join every S_i within U_i: keys shared, normalised and separate, causal and
+ * exclude_self on and off, both modes, with t = 1 and 2; in bucket mode with
+ * importance too (u = 1 for those keys) and the oracle. */
+Test(eval_naive, sink_and_local_against_brute_force)
+{
+    const enum lsh_keys keys[3] = {LSH_KEYS_SHARED, LSH_KEYS_SHARED_NORMALIZED,
+                                   LSH_KEYS_SEPARATE};
+    const uint32_t sl[4][2] = {{3, 0}, {0, 2}, {2, 5}, {0, 1}};
+    const struct lsh_mode_opts modes[2] = {bucket_mode(), chunked_mode(4, 1, LSH_WINDOW_ALL)};
+    uint64_t seed = 4201;
+    struct tally tally = {0};
+    uint64_t forced = 0;
+    run_opts = &opts_law_oracle;
+    for (size_t mi = 0; mi < 2; mi++)
+        for (size_t k = 0; k < 3; k++)
+            for (int causal = 0; causal <= 1; causal++)
+                for (int excl = 0; excl <= 1; excl++)
+                    for (size_t r = 0; r < 4; r++) {
+                        uint32_t t = 1 + (uint32_t)((r + (size_t)causal) % 2);
+                        struct setup s = make_setup(29, keys[k], 3, 8);
+                        s.causal = causal;
+                        s.exclude_self = excl;
+                        struct lsh_mode_opts mo = with_rule(modes[mi], t, sl[r][0], sl[r][1]);
+                        check_case(&s, &mo, prefixes_123, 3, union_importance, mi ? 1 : 2, 1,
+                                   seed, &tally);
+                        struct problem p;
+                        struct expect e;
+                        problem_make(&p, &s, seed++);
+                        oracle(&p, &mo, 3, LSH_COMBINE_UNION, &e);
+                        forced += e.forced_pairs;
+                        problem_free(&p);
+                    }
+    run_opts = NULL;
+    cr_assert(forced > 0 && tally.points > 0);
+}
+
+/* combine importance against SPEC 14 evaluated by brute force (dense A / u,
+ * u from the binomial terms one by one): t = 1, 2, 3, laws of 1 to 3 bits,
+ * with and without sinks and a window, every key kind, every prefix. */
+Test(eval_naive, importance_against_brute_force)
+{
+    const enum lsh_keys keys[3] = {LSH_KEYS_SHARED, LSH_KEYS_SHARED_NORMALIZED,
+                                   LSH_KEYS_SEPARATE};
+    struct lsh_mode_opts mo0 = bucket_mode();
+    uint64_t seed = 4301;
+    run_opts = &opts_law;
+    for (size_t k = 0; k < 3; k++)
+        for (uint32_t t = 1; t <= 3; t++)
+            for (int rules = 0; rules <= 1; rules++) {
+                law_bits = (double)t;
+                struct setup s = make_setup(45, keys[k], 4, 2 + t);
+                s.causal = rules && k == 0;
+                struct lsh_mode_opts mo = with_rule(mo0, t, rules ? 2 : 0, rules ? 3 : 0);
+                check_case(&s, &mo, prefixes_1234, 4, union_importance, 2, 1, seed++, NULL);
+            }
+    /* larger: several blocks of rows, two threads */
+    law_bits = 2.0;
+    struct setup s = make_setup(300, LSH_KEYS_SEPARATE, 3, 8);
+    struct lsh_mode_opts mo = with_rule(mo0, 2, 1, 2);
+    check_case(&s, &mo, prefixes_123, 3, union_importance, 2, 2, seed++, NULL);
+    /* huge scale: A underflows on S_i; A-hat is formed from s - log u */
+    struct setup big = make_setup(60, LSH_KEYS_SHARED, 3, 4);
+    big.scale = 3000.0;
+    mo = with_rule(mo0, 1, 0, 0);
+    check_case(&big, &mo, prefixes_123, 3, union_importance, 2, 1, seed++, NULL);
+    run_opts = NULL;
+}
+
+/* With p = 1 every u is 1, so importance is the union softmax: its metrics
+ * equal union's from the same pass. */
+Test(eval_naive, importance_with_p_one_equals_union)
+{
+    law_const = 1.0;
+    run_opts = &opts_law;
+    const struct lsh_mode_opts modes[2] = {bucket_mode(), with_rule(bucket_mode(), 2, 1, 2)};
+    for (size_t mi = 0; mi < 2; mi++) {
+        struct setup s = make_setup(80, LSH_KEYS_SHARED, 4, 4);
+        struct problem p;
+        struct lsh_metrics out[8];
+        char what[128];
+        problem_make(&p, &s, 4401 + mi);
+        metrics_alloc(out, 8, s.n_topk);
+        engine_run(&p, &modes[mi], prefixes_1234, 4, union_importance, 2, 1, out);
+        for (size_t ip = 0; ip < 4; ip++) {
+            const struct lsh_metrics *un = &out[2 * ip], *im = &out[2 * ip + 1];
+            snprintf(what, sizeof what, "[p = 1, mode %zu, prefix %zu]", mi, ip + 1);
+            EXPECT_CLOSE(what, im->out_rel_err, un->out_rel_err);
+            cr_expect(attn_close_enough(im->attn_rel_err, un->attn_rel_err), "%s attn", what);
+            EXPECT_CLOSE(what, im->kl, un->kl);
+            cr_expect_eq(im->mass_recall, un->mass_recall, "%s", what);
+            cr_expect_eq(im->density, un->density, "%s", what);
+            cr_expect(un->kl > 0.0, "%s: a case with nothing to estimate", what);
+        }
+        metrics_free(out, 8);
+        problem_free(&p);
+    }
+    run_opts = NULL;
+    law_const = -1.0;
+}
+
+static int run_expect_error(const struct problem *p, const struct lsh_mode_opts *mo,
+                            unsigned threads, struct lsh_error *err)
+{
+    struct lsh_rounds rounds = {.n = p->s.n, .n_hashes = p->s.H, .n_buckets = p->s.B,
+                                .bq = p->bq, .bk = key_buckets(p)};
+    struct lsh_reference *ref = NULL;
+    memset(err, 0, sizeof *err);
+    cr_assert_eq(lsh_reference_compute(&p->attn, NULL, 0, threads, 0, &ref, err), 0);
+    struct lsh_metrics out[2];
+    metrics_alloc(out, 2, p->s.n_topk);
+    int rc = lsh_eval_pass(ref, &rounds, mo, prefixes_123, 1, union_importance, 2, &opts_law,
+                           threads, out, NULL, err);
+    metrics_free(out, 2);
+    lsh_reference_free(ref);
+    return rc;
+}
+
+/* A law value outside [0, 1] fails the pass (LSH_EPLUGIN), and so does a
+ * collided pair whose u is 0 (LSH_EDATA), each naming the strategy and the
+ * pair; sink and local keys have u = 1 whatever the law. */
+Test(eval_naive, importance_refuses_a_bad_law_and_u_zero)
+{
+    struct setup s = make_setup(70, LSH_KEYS_SHARED, 3, 4);
+    struct problem p;
+    struct lsh_error err;
+    problem_make(&p, &s, 4501);
+    struct lsh_mode_opts mo = bucket_mode();
+    for (unsigned th = 1; th <= 2; th++) {
+        law_const = 1.5;
+        cr_expect_eq(run_expect_error(&p, &mo, th, &err), LSH_EPLUGIN);
+        cr_expect(strstr(err.message, "simhash-test") && strstr(err.message, "query") &&
+                      strstr(err.message, "1.5"),
+                  "message: %s", err.message);
+        law_const = 0.0;
+        cr_expect_eq(run_expect_error(&p, &mo, th, &err), LSH_EDATA);
+        cr_expect(strstr(err.message, "simhash-test") && strstr(err.message, "key") &&
+                      strstr(err.message, "u = P(Binomial"),
+                  "message: %s", err.message);
+        /* t above every prefix, every key a sink: nothing collided, no u = 0 */
+        struct lsh_mode_opts only_sinks = with_rule(mo, 5, 70, 0);
+        cr_expect_eq(run_expect_error(&p, &only_sinks, th, &err), 0, "%s", err.message);
+    }
+    law_const = -1.0;
+    problem_free(&p);
+}
+
+/* The budget-matched oracle against a full sort of U_i per row: the tile path
+ * (union alone), the row path (union with rounds), candidate rules, chunked
+ * mode, separate keys, ties (integer entries), causal rows and empty rows. */
+Test(eval_naive, oracle_against_a_brute_force_sort)
+{
+    const struct lsh_mode_opts modes[3] = {bucket_mode(), chunked_mode(5, 1, LSH_WINDOW_ALL),
+                                           with_rule(bucket_mode(), 2, 1, 2)};
+    uint64_t seed = 4601;
+    struct tally tally = {0};
+    run_opts = &opts_law_oracle;
+    for (size_t mi = 0; mi < 3; mi++)
+        for (int k = 0; k < 2; k++)
+            for (int variant = 0; variant < 3; variant++) {
+                struct setup s = make_setup(48, k ? LSH_KEYS_SEPARATE : LSH_KEYS_SHARED, 3,
+                                            variant == 2 ? 16 : 4);
+                s.causal = variant == 1;
+                s.integer_entries = variant == 0;
+                if (s.integer_entries) {
+                    s.d = 3;
+                    s.scale = 0.5;
+                }
+                /* (integer keys may point exactly away from a query: p = 0,
+                 * so no importance there) */
+                const enum lsh_combine *cb = mi == 2 ? union_importance : both_combines;
+                const size_t nc = mi == 2 && s.integer_entries ? 1 : 2;
+                check_case(&s, &modes[mi], prefixes_123, 3, cb, nc, 1 + (unsigned)variant % 2,
+                           seed++, &tally);
+            }
+    run_opts = NULL;
+    cr_assert(tally.empty_rows > 0, "no empty rows exercised");
+}
+
+/* With reference_rows: the rules, importance and the oracle over the sample,
+ * with finite standard errors (positive where the rows differ). */
+Test(eval_naive, sampled_rows_with_rules_importance_and_oracle)
+{
+    const struct lsh_mode_opts modes[2] = {with_rule(bucket_mode(), 2, 2, 3), bucket_mode()};
+    uint64_t seed = 4701;
+    for (size_t mi = 0; mi < 2; mi++) {
+        struct setup s = make_setup(120, LSH_KEYS_SHARED, 3, 4);
+        s.causal = mi == 1;
+        struct problem p;
+        problem_make(&p, &s, seed++);
+        size_t rows[120], m = 0;
+        unsigned char sel[120] = {0};
+        for (size_t i = 0; i < s.n; i++)
+            if (i % 4 == 1 || i == 0) {
+                rows[m++] = i;
+                sel[i] = 1;
+            }
+        struct lsh_rounds rounds = {.n = s.n, .n_hashes = s.H, .n_buckets = s.B, .bq = p.bq,
+                                    .bk = key_buckets(&p)};
+        struct lsh_reference *ref = NULL;
+        struct lsh_error err;
+        memset(&err, 0, sizeof err);
+        cr_assert_eq(lsh_reference_compute(&p.attn, rows, m, 2, 0, &ref, &err), 0, "%s",
+                     err.message);
+        struct lsh_metrics out[6];
+        struct lsh_metric_se se[6];
+        double tse[6][MAX_TOPK];
+        metrics_alloc(out, 6, s.n_topk);
+        for (size_t t = 0; t < 6; t++) {
+            memset(&se[t], 0, sizeof se[t]);
+            se[t].topk_recall = tse[t];
+            out[t].se = &se[t];
+        }
+        cr_assert_eq(lsh_eval_pass(ref, &rounds, &modes[mi], prefixes_123, 3, union_importance,
+                                   2, &opts_law_oracle, 2, out, NULL, &err),
+                     0, "%s", err.message);
+        run_opts = &opts_law_oracle;
+        for (size_t t = 0; t < 6; t++) {
+            struct expect e;
+            char what[512], why[256];
+            oracle_rows(&p, &modes[mi], prefixes_123[t / 2], union_importance[t % 2], sel, &e);
+            describe(what, sizeof what, &p, &modes[mi], prefixes_123[t / 2],
+                     union_importance[t % 2], seed);
+            compare(what, &out[t], &e, s.n_topk);
+            cr_expect_eq(lsh_metrics_check(&out[t], s.n_topk, why, sizeof why), 0, "%s: %s",
+                         what, why);
+            cr_expect(se[t].oracle_mass_recall > 0.0 && se[t].oracle_out_rel_err > 0.0 &&
+                          se[t].mass_recall > 0.0,
+                      "%s: standard errors %g %g", what, se[t].oracle_mass_recall,
+                      se[t].oracle_out_rel_err);
+            cr_expect_eq(out[t].oracle_seconds, out[0].oracle_seconds);
+        }
+        run_opts = NULL;
+        metrics_free(out, 6);
+        lsh_reference_free(ref);
+        problem_free(&p);
+    }
+}
+
+/* Rules, importance and the oracle give the same bits on 1, 2 and 3 threads. */
+Test(eval_naive, rules_importance_oracle_bit_identical_for_every_thread_count)
+{
+    struct {
+        size_t n;
+        enum lsh_keys keys;
+        struct lsh_mode_opts mo;
+    } cases[] = {
+        {333, LSH_KEYS_SHARED, {LSH_MODE_BUCKET, 0, 0, LSH_WINDOW_ALL, 2, 3, 4}},
+        {517, LSH_KEYS_SEPARATE, {LSH_MODE_BUCKET, 0, 0, LSH_WINDOW_ALL, 1, 0, 8}},
+        {400, LSH_KEYS_SHARED_NORMALIZED, {LSH_MODE_CHUNKED, 16, 1, LSH_WINDOW_ALL, 2, 1, 0}},
+        {300, LSH_KEYS_SHARED, {LSH_MODE_BUCKET, 0, 0, LSH_WINDOW_ALL, 1, 0, 0}},
+    };
+    run_opts = &opts_law_oracle;
+    for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
+        struct setup s = make_setup(cases[c].n, cases[c].keys, 3, 16);
+        s.d = 8;
+        s.dv = 5;
+        struct problem p;
+        problem_make(&p, &s, 4801 + c);
+        struct lsh_metrics one[6], more[6];
+        char what[256];
+        metrics_alloc(one, 6, s.n_topk);
+        metrics_alloc(more, 6, s.n_topk);
+        engine_run(&p, &cases[c].mo, prefixes_123, 3, union_importance, 2, 1, one);
+        for (unsigned th = 2; th <= 3; th++) {
+            engine_run(&p, &cases[c].mo, prefixes_123, 3, union_importance, 2, th, more);
+            for (size_t t = 0; t < 6; t++) {
+                snprintf(what, sizeof what, "[case %zu out %zu, 1 vs %u threads]", c, t, th);
+                expect_bit_identical(what, &one[t], &more[t], s.n_topk);
+                cr_expect(memcmp(&one[t].oracle_mass_recall, &more[t].oracle_mass_recall,
+                                 sizeof(double)) == 0 &&
+                              memcmp(&one[t].oracle_out_rel_err, &more[t].oracle_out_rel_err,
+                                     sizeof(double)) == 0,
+                          "%s oracle differs", what);
+            }
+        }
+        if (c == 0) /* and against the naive oracle */
+            for (size_t t = 0; t < 6; t++) {
+                struct expect e;
+                oracle(&p, &cases[c].mo, prefixes_123[t / 2], union_importance[t % 2], &e);
+                describe(what, sizeof what, &p, &cases[c].mo, prefixes_123[t / 2],
+                         union_importance[t % 2], 4801 + c);
+                compare(what, &one[t], &e, s.n_topk);
+            }
+        metrics_free(one, 6);
+        metrics_free(more, 6);
+        problem_free(&p);
+    }
+    run_opts = NULL;
+}
+
+/* The memory figure grows by what importance and the oracle allocate. */
+Test(eval_naive, eval_bytes_count_importance_and_oracle)
+{
+    struct lsh_eval_shape sh = {.n = 4096, .m = 4096, .d = 64, .d_v = 64, .n_topk = 2,
+                                .h_max = 8, .n_buckets = 64, .n_prefix = 4, .n_combine = 2};
+    struct lsh_mode_opts mo = with_rule(bucket_mode(), 2, 0, 0);
+    struct lsh_bytes b0 = lsh_eval_bytes(&sh, &mo, 0);
+    sh.importance = 1;
+    struct lsh_bytes b1 = lsh_eval_bytes(&sh, &mo, 0);
+    cr_expect(b1.per_thread >= b0.per_thread + 4 * 4096 * sizeof(double));
+    cr_expect(b1.shared >= b0.shared + 4096 * sizeof(double));
+    sh.oracle = 1;
+    struct lsh_bytes b2 = lsh_eval_bytes(&sh, &mo, 0);
+    cr_expect(b2.shared >= b1.shared + 4096 * 4 * sizeof(uint32_t));
+    cr_expect(b2.per_thread >= b1.per_thread + lsh_oracle_ws_bytes(4096, 64));
 }
