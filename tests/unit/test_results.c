@@ -260,6 +260,7 @@ struct run_rec {
     char params[LSH_RUNS_PARAMS_LEN + 1], mode[W + 1];
     uint32_t chunk_size, look_back;
     char window[W + 1], combine[W + 1];
+    uint32_t min_collisions, sink, local;
     uint32_t n_hashes, n_buckets, repeat;
     uint64_t seed;
     char status[W + 1], message[LSH_RUNS_MESSAGE_LEN + 1];
@@ -271,7 +272,7 @@ struct run_rec {
 
 static const char *const run_names[] = {
     "point_id", "dataset", "layer", "head", "strategy", "params", "mode", "chunk_size", "look_back", "window",
-    "combine", "n_hashes", "n_buckets", "repeat", "seed", "status", "message", "out_rel_err",
+    "combine", "min_collisions", "sink", "local", "n_hashes", "n_buckets", "repeat", "seed", "status", "message", "out_rel_err",
     "attn_rel_err", "mass_recall", "kl", "empty_rows", "gram_recovery", "topk_recall_1",
     "topk_recall_10", "density", "mean_candidates", "bucket_max", "bucket_entropy",
     "hash_seconds", "eval_seconds",
@@ -305,6 +306,9 @@ static hid_t run_rec_type(void)
     U32(look_back, "look_back");
     STR(window, "window");
     STR(combine, "combine");
+    U32(min_collisions, "min_collisions");
+    U32(sink, "sink");
+    U32(local, "local");
     U32(n_hashes, "n_hashes");
     U32(n_buckets, "n_buckets");
     U32(repeat, "repeat");
@@ -880,8 +884,9 @@ Test(results, collision_rows_read_back_exactly)
     struct lsh_results *res = open_ok(&tc.cfg, LSH_RESULTS_CREATE);
     struct lsh_collision_row rows[2] = {
         { "rotation", "orthogonal=false", 16, 8, 30.0, 20000, 0.4375, 0.0123, 0.9921875,
-          0.00061, 11, 0.25 },
-        { "hyperplane", "", 4, 8, 90.0, 20000, 0.0625, 0.002, 0.40625, 0.0035, 12, 0.125 },
+          0.00061, 11, 0.25, 0, 0.0 },
+        { "hyperplane", "", 4, 8, 90.0, 20000, 0.0625, 0.002, 0.40625, 0.0035, 12, 0.125, 1,
+          0.5 },
     };
     struct lsh_error err;
     for (int i = 0; i < 2; i++)
@@ -898,6 +903,8 @@ Test(results, collision_rows_read_back_exactly)
         double angle;
         uint64_t pairs;
         double p_round, p_round_se, p_any, p_any_se;
+        uint8_t has_law;
+        double p_law;
         uint64_t seed;
         double seconds;
     } got[2];
@@ -912,14 +919,16 @@ Test(results, collision_rows_read_back_exactly)
     H5Tinsert(t, "p_round_se", HOFFSET(struct coll_rec, p_round_se), H5T_NATIVE_DOUBLE);
     H5Tinsert(t, "p_any", HOFFSET(struct coll_rec, p_any), H5T_NATIVE_DOUBLE);
     H5Tinsert(t, "p_any_se", HOFFSET(struct coll_rec, p_any_se), H5T_NATIVE_DOUBLE);
+    H5Tinsert(t, "has_law", HOFFSET(struct coll_rec, has_law), H5T_NATIVE_UINT8);
+    H5Tinsert(t, "p_law", HOFFSET(struct coll_rec, p_law), H5T_NATIVE_DOUBLE);
     H5Tinsert(t, "seed", HOFFSET(struct coll_rec, seed), H5T_NATIVE_UINT64);
     H5Tinsert(t, "seconds", HOFFSET(struct coll_rec, seconds), H5T_NATIVE_DOUBLE);
     hid_t f = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
     cr_assert_eq(H5Lexists(f, "runs", H5P_DEFAULT), 0);
     hid_t d = H5Dopen2(f, "collision", H5P_DEFAULT);
     hid_t ft = H5Dget_type(d);
-    cr_assert_eq(H5Tget_nmembers(ft), 12);
-    char *first = H5Tget_member_name(ft, 0), *last = H5Tget_member_name(ft, 11);
+    cr_assert_eq(H5Tget_nmembers(ft), 14);
+    char *first = H5Tget_member_name(ft, 0), *last = H5Tget_member_name(ft, 13);
     cr_assert_str_eq(first, "strategy");
     cr_assert_str_eq(last, "seconds");
     H5free_memory(first);
@@ -936,6 +945,8 @@ Test(results, collision_rows_read_back_exactly)
         cr_assert_eq(got[i].p_round_se, rows[i].p_round_se);
         cr_assert_eq(got[i].p_any, rows[i].p_any);
         cr_assert_eq(got[i].p_any_se, rows[i].p_any_se);
+        cr_assert_eq(got[i].has_law, rows[i].has_law);
+        cr_assert_eq(got[i].p_law, rows[i].p_law);
         cr_assert_eq(got[i].seed, rows[i].seed);
         cr_assert_eq(got[i].seconds, rows[i].seconds);
     }
@@ -1142,7 +1153,7 @@ Test(results, show_reads_collision_tables)
     make_config(&tc, 7, LSH_EXPERIMENT_COLLISION);
     struct lsh_results *res = open_ok(&tc.cfg, LSH_RESULTS_CREATE);
     struct lsh_collision_row row = { "rotation", "orthogonal=true", 16, 8, 30.0, 20000,
-                                     0.4375, 0.0125, 0.9921875, 0.5, 11, 0.25 };
+                                     0.4375, 0.0125, 0.9921875, 0.5, 11, 0.25, 0, 0.0 };
     struct lsh_error err;
     cr_assert_eq(lsh_results_append_collision(res, &row, &err), 0, "%s", err.message);
     close_ok(res, 1);
@@ -1678,9 +1689,9 @@ Test(results, a_table_declaring_rows_it_does_not_store_is_refused_at_once, .time
  * probabilities in [0, 1]. */
 static const struct lsh_collision_row planned_collision[2] = {
     { "rotation", "orthogonal=false", 16, 1, 30.0, 100, 0.4375, 0.0123, 0.4375, 0.0123, 11,
-      0.25 },
+      0.25, 0, 0.0 },
     { "rotation", "orthogonal=false", 16, 2, 30.0, 100, 0.1875, 0.002, 0.625, 0.0035, 11,
-      0.125 },
+      0.125, 0, 0.0 },
 };
 
 static void planned_collision_row(void *ctx, uint64_t i, void *record)
