@@ -287,6 +287,7 @@ static const char resolved_example[] =
     "  causal: false\n"
     "  scale: auto\n"
     "  topk: [1, 10]\n"
+    "  oracle: false\n"
     "strategies:\n"
     "  - name: rotation\n"
     "    skip_invalid: false\n"
@@ -305,6 +306,9 @@ static const char resolved_example[] =
     "  look_back: [1]\n"
     "  window: [all]\n"
     "  combine: [union]\n"
+    "  min_collisions: [1]\n"
+    "  sink: [0]\n"
+    "  local: [0]\n"
     "dump: []\n";
 
 Test(config, spec_sweep_example_resolves_every_default)

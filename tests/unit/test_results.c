@@ -199,6 +199,7 @@ static void make_row(struct test_row *t, uint64_t id, enum lsh_point_status stat
                                      .mode = LSH_MODE_BUCKET, .window = LSH_WINDOW_ALL,
                                      .combine = LSH_COMBINE_UNION, .n_hashes = 4,
                                      .n_buckets = 16, .repeat = 0,
+                                     .min_collisions = 2, .sink = 4, .local = 8,
                                      .seed = UINT64_C(0xFEDCBA9876543210) + id };
     r->status = status;
     r->message = status == LSH_POINT_OK ? "" : "not run";
@@ -1062,7 +1063,7 @@ static void write_show_file(struct test_config *tc)
                                         .mode = LSH_MODE_CHUNKED, .chunk_size = 64,
                                         .look_back = 1, .window = LSH_WINDOW_SAME_BUCKET,
                                         .combine = LSH_COMBINE_ROUNDS, .n_hashes = 2,
-                                        .n_buckets = 6, .repeat = 2, .seed = 42 };
+                                        .n_buckets = 6, .repeat = 2, .min_collisions = 1, .seed = 42 };
     b.row.message = "needs \"B\" a power of two, got 6";
     struct lsh_results *res = open_ok(&tc->cfg, LSH_RESULTS_CREATE);
     append_ok(res, &a.row);
@@ -1091,13 +1092,15 @@ Test(results, show_csv_prints_known_text)
     cr_assert_eq(rc, 0, "%s", err.message);
     const char *want =
         "point_id,dataset,layer,head,strategy,params,mode,chunk_size,look_back,window,combine,"
+        "min_collisions,sink,local,"
         "n_hashes,n_buckets,repeat,seed,status,message,out_rel_err,attn_rel_err,mass_recall,kl,"
         "empty_rows,gram_recovery,topk_recall_1,topk_recall_10,density,mean_candidates,"
         "bucket_max,bucket_entropy,hash_seconds,eval_seconds\n"
-        "0,clustered-4k,-1,5,rotation,\"orthogonal=false,factors=[4,4]\",bucket,0,0,n/a,union,4,16,"
+        "0,clustered-4k,-1,5,rotation,\"orthogonal=false,factors=[4,4]\",bucket,0,0,n/a,union,"
+        "2,4,8,4,16,"
         "0,18446744073709551615,ok,,0.25,2.3849999999999998,0.10000000000000001,0.5,3,0.75,1,"
         "0.875,0.125,512,1.5,0.96875,0.001953125,3\n"
-        "7,gaussian-1k,2,-1,hyperplane,,chunked,64,1,same_bucket,rounds,2,6,2,42,skipped,"
+        "7,gaussian-1k,2,-1,hyperplane,,chunked,64,1,same_bucket,rounds,1,0,0,2,6,2,42,skipped,"
         "\"needs \"\"B\"\" a power of two, got 6\",0,0,0,0,0,0,0,0,0,0,0,0,0,0\n";
     cr_assert_str_eq(text, want);
     free(text);
@@ -1161,9 +1164,9 @@ Test(results, show_reads_collision_tables)
     char *text = show_text(path, 1, &rc, &err);
     cr_assert_eq(rc, 0, "%s", err.message);
     cr_assert_str_eq(text, "strategy,params,n_buckets,n_hashes,angle,pairs,p_round,p_round_se,"
-                           "p_any,p_any_se,seed,seconds\n"
+                           "p_any,p_any_se,has_law,p_law,seed,seconds\n"
                            "rotation,orthogonal=true,16,8,30,20000,0.4375,0.012500000000000001,"
-                           "0.9921875,0.5,"
+                           "0.9921875,0.5,0,0,"
                            "11,0.25\n");
     free(text);
 }
