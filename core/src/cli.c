@@ -1037,11 +1037,7 @@ static int cmd_strategies(int argc, char **argv)
     size_t n = lsh_registry_count(reg);
     if (n == 0)
         printf("no strategies found; set LSHLAB_STRATEGY_PATH to a folder of plugins\n");
-    else
-        printf("[assigns whole sets]: buckets all rows of a round at once (equal-size "
-               "buckets,\n  queries and keys apart, or positions); [collision law]: "
-               "publishes the one-round\n  collision probability that combine: importance "
-               "needs (for some parameters)\n");
+
     for (size_t i = 0; i < n; i++) {
         const struct lsh_strategy *s = lsh_registry_get(reg, i);
         /* assign: buckets the whole set at once (queries and keys apart);
@@ -1062,6 +1058,11 @@ static int cmd_strategies(int argc, char **argv)
                 printf("    (no parameters)\n");
         }
     }
+    if (n > 0)
+        printf("\n[assigns whole sets]: buckets all rows of a round at once (equal-size "
+               "buckets,\n  queries and keys apart, or positions); [collision law]: "
+               "publishes the one-round\n  collision probability that combine: importance "
+               "needs (for some parameters)\n");
     lsh_registry_free(reg);
     return EXIT_OK;
 }
