@@ -488,6 +488,8 @@ int lsh_table_init(struct lsh_table *tab, const struct lsh_config *cfg, const ch
 {
     int rc;
     tab->dset = tab->type = NO_HID;
+    tab->cols = NULL;
+    tab->n_cols = 0;
     if (cfg->experiment == LSH_EXPERIMENT_COLLISION) {
         tab->name = "collision";
         rc = expand_columns(tab, collision_columns,
