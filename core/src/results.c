@@ -904,24 +904,26 @@ static int resume_file(struct lsh_results *res, const struct lsh_config *cfg,
                              "cannot resume '%s': it has no resolved_config attribute",
                              res->partial);
     int before_rules = 0; /* written before min_collisions, sink, local and oracle */
-    if (strcmp(file_yaml, resolved) != 0 && res->experiment == LSH_EXPERIMENT_SWEEP) {
-        char *old = resolved_before_rules(resolved);
-        if (!old) {
+    char *old = NULL;     /* ours as such a file would have it */
+    if (strcmp(file_yaml, resolved) != 0 && res->experiment == LSH_EXPERIMENT_SWEEP &&
+        !strstr(file_yaml, "\n  min_collisions: ")) {
+        if (!(old = resolved_before_rules(resolved))) {
             free(file_yaml);
             return lsh_h5_enomem(err);
         }
         before_rules = strcmp(file_yaml, old) == 0;
-        free(old);
     }
     if (!before_rules && strcmp(file_yaml, resolved) != 0) {
         char where[400];
-        describe_difference(file_yaml, resolved, where, sizeof where);
+        describe_difference(file_yaml, old ? old : resolved, where, sizeof where);
+        free(old);
         free(file_yaml);
         return lsh_error_set(err, LSH_ECONFIG,
                              "cannot resume '%s': it was written with a different configuration "
                              "(resolved config differs at %s); use --force to replace it",
                              res->partial, where);
     }
+    free(old);
     free(file_yaml);
 
     htri_t has = H5Lexists(res->file, res->table.name, H5P_DEFAULT);
