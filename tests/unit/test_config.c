@@ -1561,7 +1561,8 @@ Test(config, candidate_rule_values_are_checked)
         "sweep.min_collisions: '1025' is out of range");
     BAD(WITH_SWEEP("  sink: -1\n"), 11, 9, "sweep.sink: '-1' is out of range", "[0, 2147483647]");
     BAD(WITH_SWEEP("  local: 2147483648\n"), 11, 10, "sweep.local: '2147483648' is out of range");
-    BAD(WITH_SWEEP("  local: [8, 4, 8]\n"), 11, 17, "sweep.local: 8 is given twice (first on line 11)");
+    BAD(WITH_SWEEP("  local: [8, 4, 8]\n"), 11, 17,
+        "sweep.local: 8 is given twice (first on line 11)");
     BAD(WITH_SWEEP("  sink: [1.5]\n"), 11, 10, "sweep.sink: expected an integer", "got '1.5'");
     BAD(WITH_SWEEP("  min_colisions: 2\n"), 11, 3,
         "unknown key 'min_colisions' in sweep; did you mean 'min_collisions'?");

@@ -273,7 +273,8 @@ struct run_rec {
 
 static const char *const run_names[] = {
     "point_id", "dataset", "layer", "head", "strategy", "params", "mode", "chunk_size", "look_back", "window",
-    "combine", "min_collisions", "sink", "local", "n_hashes", "n_buckets", "repeat", "seed", "status", "message", "out_rel_err",
+    "combine", "min_collisions", "sink", "local", "n_hashes", "n_buckets", "repeat", "seed",
+    "status", "message", "out_rel_err",
     "attn_rel_err", "mass_recall", "kl", "empty_rows", "gram_recovery", "topk_recall_1",
     "topk_recall_10", "density", "mean_candidates", "bucket_max", "bucket_entropy",
     "hash_seconds", "eval_seconds",
@@ -1063,7 +1064,8 @@ static void write_show_file(struct test_config *tc)
                                         .mode = LSH_MODE_CHUNKED, .chunk_size = 64,
                                         .look_back = 1, .window = LSH_WINDOW_SAME_BUCKET,
                                         .combine = LSH_COMBINE_ROUNDS, .n_hashes = 2,
-                                        .n_buckets = 6, .repeat = 2, .min_collisions = 1, .seed = 42 };
+                                        .n_buckets = 6, .repeat = 2, .min_collisions = 1,
+                                        .seed = 42 };
     b.row.message = "needs \"B\" a power of two, got 6";
     struct lsh_results *res = open_ok(&tc->cfg, LSH_RESULTS_CREATE);
     append_ok(res, &a.row);
