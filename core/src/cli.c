@@ -369,11 +369,15 @@ static void on_progress(void *ctx, const struct lsh_progress *p)
         if (p->done >= p->total)
             fputc('\n', stderr);
     } else {
+        char rule[48] = ""; /* the candidate rule, when not the union of rounds */
+        if (k->min_collisions != 1 || k->sink || k->local)
+            snprintf(rule, sizeof rule, " t=%u s=%u w=%u", k->min_collisions, k->sink, k->local);
         fprintf(stderr,
-                "[%zu/%zu] point %llu %s%s %s%s%s H=%u B=%u rep=%u %s %s: %s",
+                "[%zu/%zu] point %llu %s%s %s%s%s H=%u B=%u rep=%u %s%s %s: %s",
                 p->done, p->total, (unsigned long long)k->point_id, k->dataset, unit, k->strategy,
                 k->params[0] ? " " : "", k->params, k->n_hashes, k->n_buckets, k->repeat,
-                lsh_mode_name(k->mode), lsh_combine_name(k->combine), status_name(r->status));
+                lsh_mode_name(k->mode), rule, lsh_combine_name(k->combine),
+                status_name(r->status));
         /* a skipped or failed point has no metrics: its zeros are not shown */
         if (r->status == LSH_POINT_OK)
             fprintf(stderr, " out_rel_err=%.4g density=%.4g (%.3fs) ETA %s", r->metrics.out_rel_err,

@@ -231,7 +231,8 @@ int lsh_plan_build(const struct lsh_config *cfg, struct lsh_plan **out, struct l
         lsh_plan_free(plan);
         return lsh_error_at(err, LSH_ECONFIG, cfg->path, 0, 0,
                             "the sweep is too large to count: datasets x layers x heads x "
-                            "parameter sets x n_buckets x repeats x modes x n_hashes x combine "
+                            "parameter sets x n_buckets x repeats x modes x candidate rules x n_hashes x "
+                            "combine "
                             "overflows");
     }
     /* The config bounded its points before the data was probed; its layers
