@@ -15,6 +15,7 @@
 
 #include "collision.h"
 #include "config.h"
+#include "host.h"
 #include "linalg.h"
 #include "parallel.h"
 #include "plan.h"
@@ -46,7 +47,8 @@ static const char main_usage[] =
     "commands:\n"
     "  run CONFIG          run the sweep a YAML config describes, write HDF5 results\n"
     "  validate CONFIG     check a config and say how many points it expands to\n"
-    "  strategies          list the hashing strategies (plugins) found\n"
+    "  strategies          list the hashing strategies (plugins) found, which assign\n"
+    "                      whole sets and which publish a collision law\n"
     "  show FILE           print the /runs table of a results file\n"
     "\n"
     "options:\n"
@@ -56,6 +58,9 @@ static const char main_usage[] =
     "exit codes: 0 ok, 1 runtime error, 2 usage, 3 invalid config or input,\n"
     "            4 results file exists, 5 some points failed, 130 stopped (resumable)\n"
     "environment: LSHLAB_STRATEGY_PATH  colon-separated folders searched for plugins first\n"
+    "sweep keys: n_hashes n_buckets mode chunk_size look_back window combine\n"
+    "            (union|rounds|importance) min_collisions sink local;\n"
+    "attention keys: keys exclude_self causal scale topk oracle\n"
     "definitions of every hash rule, metric, seed and file field: docs/definitions.md\n";
 
 /* s with control characters and bad UTF-8 written as \xHH, in buf (cut to
@@ -196,7 +201,7 @@ struct progress {
 struct table_row {
     char dataset[LSH_RUNS_NAME_LEN];
     int32_t layer, head; /* -1: the data has no such axis */
-    char strategy[48], params[64], mode[24], combine[8];
+    char strategy[48], params[64], mode[40], combine[12];
     unsigned h, b, rep;
     char status[8];
     double out, attn, mass, gram, dens;
@@ -240,6 +245,12 @@ static void keep_row(struct progress *pg, const struct lsh_run_row *row)
     else
         snprintf(t->mode, sizeof t->mode, "c%u/lb%u%s", k->chunk_size, k->look_back,
                  k->window == LSH_WINDOW_SAME_BUCKET ? "/sb" : "");
+    /* the candidate rule (SPEC 13), when not the plain union of rounds */
+    if (k->min_collisions != 1 || k->sink || k->local) {
+        const size_t len = strlen(t->mode);
+        snprintf(t->mode + len, sizeof t->mode - len, " t%u/s%u/w%u", k->min_collisions,
+                 k->sink, k->local);
+    }
     snprintf(t->combine, sizeof t->combine, "%s", lsh_combine_name(k->combine));
     snprintf(t->status, sizeof t->status, "%s", status_name(row->status));
     t->h = k->n_hashes;
@@ -321,6 +332,12 @@ static void on_progress(void *ctx, const struct lsh_progress *p)
         fprintf(stderr, "resuming: %zu of %zu points already in the file\n", p->done, p->total);
         return;
     }
+    if (!strcmp(p->stage, "oracle")) {
+        unit_paren(p->layer, p->head, unit, sizeof unit);
+        fprintf(stderr, "%s[%s] dataset '%s'%s: %s\n", pg->tty ? "\r\033[K" : "", el,
+                p->dataset, unit, p->note ? p->note : "");
+        return;
+    }
     if (!p->row)
         return;
     if (p->row->status == LSH_POINT_OK)
@@ -352,11 +369,15 @@ static void on_progress(void *ctx, const struct lsh_progress *p)
         if (p->done >= p->total)
             fputc('\n', stderr);
     } else {
+        char rule[48] = ""; /* the candidate rule, when not the union of rounds */
+        if (k->min_collisions != 1 || k->sink || k->local)
+            snprintf(rule, sizeof rule, " t=%u s=%u w=%u", k->min_collisions, k->sink, k->local);
         fprintf(stderr,
-                "[%zu/%zu] point %llu %s%s %s%s%s H=%u B=%u rep=%u %s %s: %s",
+                "[%zu/%zu] point %llu %s%s %s%s%s H=%u B=%u rep=%u %s%s %s: %s",
                 p->done, p->total, (unsigned long long)k->point_id, k->dataset, unit, k->strategy,
                 k->params[0] ? " " : "", k->params, k->n_hashes, k->n_buckets, k->repeat,
-                lsh_mode_name(k->mode), lsh_combine_name(k->combine), status_name(r->status));
+                lsh_mode_name(k->mode), rule, lsh_combine_name(k->combine),
+                status_name(r->status));
         /* a skipped or failed point has no metrics: its zeros are not shown */
         if (r->status == LSH_POINT_OK)
             fprintf(stderr, " out_rel_err=%.4g density=%.4g (%.3fs) ETA %s", r->metrics.out_rel_err,
@@ -826,9 +847,11 @@ static int cmd_run(int argc, char **argv)
             printf("%zu points: %zu ok, %zu skipped, %zu failed%s%zu resumed; %s -> %s\n",
                    sum.points, sum.ok, sum.skipped, sum.failed, ", ", sum.resumed, el, out_path);
             const struct lsh_run_times *t = &sum.times;
-            printf("time: data %.2f s, reference %.2f s, hashing %.2f s, evaluation %.2f s, "
-                   "writing %.2f s, other %.2f s\n",
-                   t->data, t->reference, t->hashing, t->evaluation, t->writing, t->other);
+            printf("time: data %.2f s, reference %.2f s, hashing %.2f s, evaluation %.2f s",
+                   t->data, t->reference, t->hashing, t->evaluation);
+            if (cfg->attention.oracle) /* a part of evaluation */
+                printf(" (oracle %.2f s)", t->oracle);
+            printf(", writing %.2f s, other %.2f s\n", t->writing, t->other);
         }
         code = sum.failed ? EXIT_FAILED : EXIT_OK;
         if (sum.failed)
@@ -911,6 +934,13 @@ static int cmd_validate(int argc, char **argv)
                    "groups, %zu passes", argv[optind], plan->n_points, plan->n_datasets,
                    plan->n_datasets == 1 ? "" : "s", problems, problems == 1 ? "" : "s",
                    plan->n_groups, plan->n_passes);
+            /* a pass is a mode setting with a candidate rule (SPEC 13) */
+            const struct lsh_sweep *sw = &cfg->sweep;
+            const size_t rules = sw->n_min_collisions * sw->n_sink * sw->n_local;
+            if (rules > 1)
+                printf(" of %zu candidate rules (min_collisions x sink x local)", rules);
+            if (cfg->attention.oracle)
+                printf(", with the oracle");
             if (plan->n_skipped_groups)
                 printf("; %zu hash groups skipped as invalid", plan->n_skipped_groups);
             printf(") -> %s\n", cfg->output);
@@ -1011,9 +1041,17 @@ static int cmd_strategies(int argc, char **argv)
     size_t n = lsh_registry_count(reg);
     if (n == 0)
         printf("no strategies found; set LSHLAB_STRATEGY_PATH to a folder of plugins\n");
+
     for (size_t i = 0; i < n; i++) {
         const struct lsh_strategy *s = lsh_registry_get(reg, i);
-        printf("%-12s %s\n", s->name, s->summary ? s->summary : "");
+        /* assign: buckets the whole set at once (queries and keys apart);
+         * law: publishes collision_prob, which combine importance needs */
+        char traits[64] = "";
+        const int assigns = lsh_host_assigns(s), law = lsh_host_has_law(s);
+        if (assigns || law)
+            snprintf(traits, sizeof traits, " [%s%s%s]", assigns ? "assigns whole sets" : "",
+                     assigns && law ? ", " : "", law ? "collision law" : "");
+        printf("%-12s %s%s\n", s->name, s->summary ? s->summary : "", traits);
         if (params) {
             printf("    (ABI %u.%u, %s)\n", s->abi_major, s->abi_minor,
                    lsh_registry_origin(reg, i));
@@ -1024,6 +1062,11 @@ static int cmd_strategies(int argc, char **argv)
                 printf("    (no parameters)\n");
         }
     }
+    if (n > 0)
+        printf("\n[assigns whole sets]: buckets all rows of a round at once (equal-size "
+               "buckets,\n  queries and keys apart, or positions); [collision law]: "
+               "publishes the one-round\n  collision probability that combine: importance "
+               "needs (for some parameters)\n");
     lsh_registry_free(reg);
     return EXIT_OK;
 }

@@ -20,6 +20,9 @@
 
 static const double pi = 3.14159265358979323846;
 
+static int law_at(const struct lsh_config *cfg, const struct lsh_collision_point *pt,
+                  double angle, struct lsh_collision_row *row, struct lsh_error *err);
+
 /* ---- seeds ---------------------------------------------------------------- */
 
 static uint64_t angle_bits(double angle)
@@ -474,7 +477,9 @@ static int run_angle(struct run *r, struct block *bk, size_t ai, size_t first_ro
                 .p_any = stats.p_any, .p_any_se = stats.p_any_se, .seed = bk->seed[k],
                 .seconds = seconds,
             };
-            rc = lsh_results_append_collision(r->res, &row, err);
+            rc = law_at(cfg, pt, angle, &row, err);
+            if (!rc)
+                rc = lsh_results_append_collision(r->res, &row, err);
             if (!rc) {
                 r->sum->written++;
                 report(r, "row", &row, NULL, angle, 0.0);
@@ -483,6 +488,34 @@ static int run_angle(struct run *r, struct block *bk, size_t ai, size_t first_ro
     }
     free(any);
     return rc;
+}
+
+/* has_law and p_law of a row: the strategy's published one-round collision
+ * probability at the pairs' angle (ABI 1.1 collision_prob), when it has one
+ * for these parameters; 0 without. */
+static int law_at(const struct lsh_config *cfg, const struct lsh_collision_point *pt,
+                  double angle, struct lsh_collision_row *row, struct lsh_error *err)
+{
+    const struct lsh_strategy_spec *st = &cfg->strategies[pt->strategy];
+    const struct lsh_host_point hp = lsh_host_point_of(st, pt->param_set, pt->n_buckets,
+                                                       cfg->collision.d,
+                                                       2 * cfg->collision.pairs);
+    struct lsh_host_law law;
+    char why[LSH_ERROR_MSG_MAX / 2];
+    row->has_law = 0;
+    row->p_law = 0.0;
+    if (lsh_host_law_of(&hp, &law, why, sizeof why))
+        return 0;
+    double c, s, p;
+    cos_sin_degrees(angle, &c, &s);
+    if (lsh_host_law_eval(&law, c, &p))
+        return lsh_error_set(err, LSH_EPLUGIN,
+                             "strategy '%s' %s: collision_prob at angle %.17g degrees is %.17g, "
+                             "not a probability in [0, 1]", st->name,
+                             st->sets[pt->param_set].canonical, angle, p);
+    row->has_law = 1;
+    row->p_law = p;
+    return 0;
 }
 
 /* The key of planned row i (angle > live point > n_hashes), for resume. */

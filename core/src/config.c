@@ -655,7 +655,8 @@ out:
 
 /* A word of words[] or a list of them (no repeats): indices into words. */
 static int get_choice_list(struct ctx *c, yaml_node_t *n, const char *where,
-                           const char *const *words, int **out, size_t *count)
+                           const char *const *words, int **out, size_t *count,
+                           struct lsh_mark **marks)
 {
     char list[256], what[300];
     join_words(list, sizeof list, words, count_words(words));
@@ -680,6 +681,14 @@ static int get_choice_list(struct ctx *c, yaml_node_t *n, const char *where,
                 return rc;
             }
     }
+    if (marks) {
+        if (!(*marks = malloc(m * sizeof **marks))) {
+            free(v);
+            return oom(c);
+        }
+        for (size_t i = 0; i < m; i++)
+            (*marks)[i] = mark_of(item(c, n, i));
+    }
     *out = v;
     *count = m;
     return 0;
@@ -692,7 +701,7 @@ static const char *const kind_words[] = {"gaussian", "clustered", "hdf5", "npy",
 static const char *const keys_words[] = {"shared", "shared_normalized", "separate", NULL};
 static const char *const mode_words[] = {"bucket", "chunked", NULL};
 static const char *const window_words[] = {"all", "same_bucket", NULL};
-static const char *const combine_words[] = {"union", "rounds", NULL};
+static const char *const combine_words[] = {"union", "rounds", "importance", NULL};
 static const char *const dump_words[] = {"data", "buckets", "hash_params", "rows", NULL};
 
 const char *lsh_keys_name(enum lsh_keys k)
@@ -712,7 +721,7 @@ const char *lsh_window_name(enum lsh_window w)
 
 const char *lsh_combine_name(enum lsh_combine c)
 {
-    return (unsigned)c < 2 ? combine_words[c] : "unknown";
+    return (unsigned)c < 3 ? combine_words[c] : "unknown";
 }
 
 const char *lsh_data_kind_name(enum lsh_data_kind k)
@@ -964,7 +973,8 @@ static int parse_datasets(struct ctx *c, yaml_node_t *n)
 
 /* ---- attention ------------------------------------------------------------- */
 
-static const char *const attention_keys[] = {"keys", "exclude_self", "causal", "scale", "topk"};
+static const char *const attention_keys[] = {"keys", "exclude_self", "causal", "scale", "topk",
+                                             "oracle"};
 
 static int parse_attention(struct ctx *c, yaml_node_t *n)
 {
@@ -973,8 +983,8 @@ static int parse_attention(struct ctx *c, yaml_node_t *n)
     yaml_node_t *v;
     if (n) {
         if ((rc = need_mapping(c, n, "attention", "a mapping (keys, exclude_self, causal, "
-                                                  "scale, topk)")) ||
-            (rc = check_keys(c, n, "attention", attention_keys, 5)))
+                                                  "scale, topk, oracle)")) ||
+            (rc = check_keys(c, n, "attention", attention_keys, 6)))
             return rc;
         int keys;
         if ((v = lookup(c, n, "keys", NULL))) {
@@ -1000,6 +1010,9 @@ static int parse_attention(struct ctx *c, yaml_node_t *n)
         else
             a->scale_auto = 0;
     }
+    if (n && (v = lookup(c, n, "oracle", NULL)) &&
+        (rc = get_bool(c, v, "attention.oracle", &a->oracle)))
+        return rc;
     if (n && (v = lookup(c, n, "topk", NULL))) {
         if ((rc = get_u32_list(c, v, "attention.topk", 1, UINT32_MAX, DUP_SORT_UNIQUE, &a->topk,
                                &a->n_topk, NULL)))
@@ -1532,7 +1545,9 @@ static int parse_strategies(struct ctx *c, yaml_node_t *n)
 /* ---- sweep ----------------------------------------------------------------- */
 
 static const char *const sweep_keys[] = {"n_hashes", "n_buckets", "mode", "chunk_size",
-                                         "look_back", "window", "combine"};
+                                         "look_back", "window", "combine", "min_collisions",
+                                         "sink", "local"};
+#define N_SWEEP_KEYS (sizeof sweep_keys / sizeof *sweep_keys)
 
 static int u32_default(struct ctx *c, uint32_t **out, size_t *n, uint32_t value)
 {
@@ -1548,7 +1563,7 @@ static int set_modes(struct ctx *c, yaml_node_t *n, struct lsh_sweep *s)
     int *idx = NULL;
     size_t m = 1;
     if (n) {
-        int rc = get_choice_list(c, n, "sweep.mode", mode_words, &idx, &m);
+        int rc = get_choice_list(c, n, "sweep.mode", mode_words, &idx, &m, NULL);
         if (rc)
             return rc;
     }
@@ -1568,7 +1583,7 @@ static int set_windows(struct ctx *c, yaml_node_t *n, struct lsh_sweep *s)
     int *idx = NULL;
     size_t m = 1;
     if (n) {
-        int rc = get_choice_list(c, n, "sweep.window", window_words, &idx, &m);
+        int rc = get_choice_list(c, n, "sweep.window", window_words, &idx, &m, NULL);
         if (rc)
             return rc;
     }
@@ -1588,7 +1603,8 @@ static int set_combines(struct ctx *c, yaml_node_t *n, struct lsh_sweep *s)
     int *idx = NULL;
     size_t m = 1;
     if (n) {
-        int rc = get_choice_list(c, n, "sweep.combine", combine_words, &idx, &m);
+        int rc = get_choice_list(c, n, "sweep.combine", combine_words, &idx, &m,
+                                 &s->combine_marks);
         if (rc)
             return rc;
     }
@@ -1600,6 +1616,80 @@ static int set_combines(struct ctx *c, yaml_node_t *n, struct lsh_sweep *s)
         s->combine[i] = idx ? (enum lsh_combine)idx[i] : LSH_COMBINE_UNION;
     s->n_combine = m;
     free(idx);
+    return 0;
+}
+
+/* A candidate rule of SPEC 13 (min_collisions, sink, local): an integer in
+ * [lo, hi] or a list of them (no repeats, in the order given), default dflt. */
+static int set_rule(struct ctx *c, yaml_node_t *sweep, const char *key, uint32_t lo,
+                    uint32_t hi, uint32_t dflt, uint32_t **out, size_t *count,
+                    struct lsh_mark **marks)
+{
+    yaml_node_t *v = lookup(c, sweep, key, NULL);
+    if (!v)
+        return u32_default(c, out, count, dflt);
+    char where[32];
+    snprintf(where, sizeof where, "sweep.%s", key);
+    return get_u32_list(c, v, where, lo, hi, DUP_ERROR, out, count, marks);
+}
+
+/* The index of the first value of a rule list other than its neutral one, or n. */
+static size_t first_other(const uint32_t *v, size_t n, uint32_t neutral)
+{
+    size_t i = 0;
+    while (i < n && v[i] == neutral)
+        i++;
+    return i;
+}
+
+/* combine rounds is defined only with min_collisions 1, sink 0 and local 0
+ * (SPEC 13); combine importance only in bucket mode (SPEC 14).  Whether a
+ * strategy publishes the law importance needs is checked by the plan, which
+ * knows each dataset's d. */
+static int check_combines(struct ctx *c, yaml_node_t *sweep, const struct lsh_sweep *s)
+{
+    for (size_t k = 0; k < s->n_combine; k++) {
+        const struct lsh_mark cm = s->combine_marks ? s->combine_marks[k] : (struct lsh_mark){0, 0};
+        if (s->combine[k] == LSH_COMBINE_ROUNDS) {
+            const struct {
+                const char *key;
+                const uint32_t *v;
+                size_t n;
+                const struct lsh_mark *marks;
+                uint32_t neutral;
+            } rules[] = {
+                {"min_collisions", s->min_collisions, s->n_min_collisions,
+                 s->min_collisions_marks, 1},
+                {"sink", s->sink, s->n_sink, s->sink_marks, 0},
+                {"local", s->local, s->n_local, s->local_marks, 0},
+            };
+            for (size_t r = 0; r < 3; r++) {
+                const size_t i = first_other(rules[r].v, rules[r].n, rules[r].neutral);
+                if (i == rules[r].n)
+                    continue;
+                const struct lsh_mark at = rules[r].marks[i];
+                return fail_mark(c, (yaml_mark_t){.line = (size_t)at.line - 1,
+                                                  .column = (size_t)at.column - 1},
+                                 "sweep.%s: %" PRIu32 " cannot be swept with sweep.combine: "
+                                 "rounds (line %d, column %d): combine rounds is defined only "
+                                 "with min_collisions 1, sink 0 and local 0 (SPEC 13); allowed: "
+                                 "use combine union or importance with this rule, or sweep "
+                                 "rounds in a config of its own",
+                                 rules[r].key, rules[r].v[i], cm.line, cm.column);
+            }
+        }
+        if (s->combine[k] == LSH_COMBINE_IMPORTANCE)
+            for (size_t m = 0; m < s->n_mode; m++)
+                if (s->mode[m] == LSH_MODE_CHUNKED)
+                    return fail_mark(c, (yaml_mark_t){.line = (size_t)cm.line - 1,
+                                                      .column = (size_t)cm.column - 1},
+                                     "sweep.combine: importance cannot be swept with "
+                                     "sweep.mode: chunked (line %d, column %d): importance "
+                                     "weights are defined in bucket mode only (SPEC 14); "
+                                     "allowed: mode bucket, or combine union or rounds",
+                                     s->chunked_at.line, s->chunked_at.column);
+    }
+    (void)sweep;
     return 0;
 }
 
@@ -1630,10 +1720,12 @@ static int check_point_count(struct ctx *c, const yaml_node_t *sweep_node)
         for (size_t i = 0; i < s->n_mode; i++)
             modes += s->mode[i] == LSH_MODE_BUCKET
                          ? 1 : mul_sat(mul_sat(s->n_chunk_size, s->n_look_back), s->n_window);
+        const size_t rules = mul_sat(mul_sat(s->n_min_collisions, s->n_sink), s->n_local);
         total = mul_sat(mul_sat(mul_sat(total, modes), s->n_combine),
                         mul_sat(cfg->n_datasets, cfg->repeats));
+        total = mul_sat(total, rules);
         factors = "datasets x parameter sets x n_buckets x repeats x mode settings x "
-                  "n_hashes x combine";
+                  "min_collisions x sink x local x n_hashes x combine";
     }
     if (total <= LSH_POINTS_MAX)
         return 0;
@@ -1651,10 +1743,10 @@ static int parse_sweep(struct ctx *c, yaml_node_t *n)
     struct lsh_sweep *s = &c->cfg->sweep;
     int rc;
     if ((rc = need_mapping(c, n, "sweep", "a mapping (n_hashes, n_buckets, mode, ...)")) ||
-        (rc = check_keys(c, n, "sweep", sweep_keys, 7)))
+        (rc = check_keys(c, n, "sweep", sweep_keys, N_SWEEP_KEYS)))
         return rc;
     if (c->cfg->experiment == LSH_EXPERIMENT_COLLISION)
-        for (size_t i = 2; i < 7; i++) {
+        for (size_t i = 2; i < N_SWEEP_KEYS; i++) {
             yaml_node_t *k = key_of(c, n, sweep_keys[i]);
             if (k)
                 return fail(c, k, "sweep: '%s' does not apply to experiment collision "
@@ -1693,7 +1785,14 @@ static int parse_sweep(struct ctx *c, yaml_node_t *n)
     else
         rc = u32_default(c, &s->look_back, &s->n_look_back, 1);
     if (rc || (rc = set_windows(c, lookup(c, n, "window", NULL), s)) ||
-        (rc = set_combines(c, lookup(c, n, "combine", NULL), s)))
+        (rc = set_combines(c, lookup(c, n, "combine", NULL), s)) ||
+        (rc = set_rule(c, n, "min_collisions", 1, LSH_N_HASHES_MAX, 1, &s->min_collisions,
+                       &s->n_min_collisions, &s->min_collisions_marks)) ||
+        (rc = set_rule(c, n, "sink", 0, (uint32_t)LSH_ROWS_MAX, 0, &s->sink, &s->n_sink,
+                       &s->sink_marks)) ||
+        (rc = set_rule(c, n, "local", 0, (uint32_t)LSH_ROWS_MAX, 0, &s->local, &s->n_local,
+                       &s->local_marks)) ||
+        (rc = check_combines(c, n, s)))
         return rc;
     return check_point_count(c, n);
 }
@@ -2011,6 +2110,13 @@ void lsh_config_free(struct lsh_config *cfg)
     free(s->look_back);
     free(s->window);
     free(s->combine);
+    free(s->combine_marks);
+    free(s->min_collisions);
+    free(s->min_collisions_marks);
+    free(s->sink);
+    free(s->sink_marks);
+    free(s->local);
+    free(s->local_marks);
     free(cfg->collision.angles);
     free(cfg);
 }
@@ -2251,6 +2357,7 @@ char *lsh_config_resolved_yaml(const struct lsh_config *cfg)
             put(&b, "  scale: %.17g\n", a->scale);
         put(&b, "  topk: ");
         put_u32s(&b, a->topk, a->n_topk);
+        put(&b, "  oracle: %s\n", a->oracle ? "true" : "false");
     } else {
         const struct lsh_collision_spec *col = &cfg->collision;
         put(&b, "collision:\n  d: %zu\n  angles: [", col->d);
@@ -2289,6 +2396,12 @@ char *lsh_config_resolved_yaml(const struct lsh_config *cfg)
         put_words(&b, s->n_window, window_at, s);
         put(&b, "  combine: ");
         put_words(&b, s->n_combine, combine_at, s);
+        put(&b, "  min_collisions: ");
+        put_u32s(&b, s->min_collisions, s->n_min_collisions);
+        put(&b, "  sink: ");
+        put_u32s(&b, s->sink, s->n_sink);
+        put(&b, "  local: ");
+        put_u32s(&b, s->local, s->n_local);
     }
     put(&b, "dump: [");
     for (size_t i = 0, shown = 0; dump_words[i]; i++)

@@ -251,6 +251,11 @@ int lsh_host_assigns(const struct lsh_strategy *s)
     return has_1_1(s) && s->assign != NULL;
 }
 
+int lsh_host_has_law(const struct lsh_strategy *s)
+{
+    return has_1_1(s) && s->collision_prob != NULL;
+}
+
 /* assign() on private copies of the queries and keys (one copy, passed as
  * both, when keys are the queries), its buckets into scratch, range-checked. */
 static int assign(struct lsh_host_round *r, const struct lsh_host_rows *q,

@@ -98,6 +98,10 @@ struct lsh_host_rows {
  * buckets of their own even when keys are shared (an asymmetric rule). */
 int lsh_host_assigns(const struct lsh_strategy *s);
 
+/* Does s publish a collision law (ABI 1.1 `collision_prob`)?  It may still
+ * be NaN for some parameters: lsh_host_law_of says for a point. */
+int lsh_host_has_law(const struct lsh_strategy *s);
+
 /* Bucket the queries q and the keys k with this round.  Call once per round.
  *  - k NULL: keys are the queries and only q's buckets are wanted.
  *  - k->x == q->x (same rows, same n): keys are the queries (shared keys),

@@ -43,28 +43,69 @@ static uint64_t point_seed(const struct lsh_config *cfg, const char *dataset,
     return lsh_seed_u64(h, repeat);
 }
 
-/* Mode settings of the sweep: bucket once, chunked x chunk_size x look_back
- * x window. */
+/* The passes of a hash group, in plan order: mode settings (bucket once,
+ * chunked x chunk_size x look_back x window), each with every candidate rule
+ * (min_collisions x sink x local, SPEC 13). */
+static void put_rules(const struct lsh_sweep *sw, struct lsh_mode_opts mode,
+                      struct lsh_mode_opts *out, size_t *k)
+{
+    for (size_t t = 0; t < sw->n_min_collisions; t++)
+        for (size_t s = 0; s < sw->n_sink; s++)
+            for (size_t w = 0; w < sw->n_local; w++) {
+                if (out) {
+                    out[*k] = mode;
+                    out[*k].min_collisions = sw->min_collisions[t];
+                    out[*k].sink = sw->sink[s];
+                    out[*k].local = sw->local[w];
+                }
+                (*k)++;
+            }
+}
+
 static size_t mode_settings(const struct lsh_sweep *sw, struct lsh_mode_opts *out)
 {
     size_t k = 0;
     for (size_t a = 0; a < sw->n_mode; a++) {
         if (sw->mode[a] == LSH_MODE_BUCKET) {
-            if (out)
-                out[k] = (struct lsh_mode_opts){LSH_MODE_BUCKET, 0, 0, LSH_WINDOW_ALL, 1, 0, 0};
-            k++;
+            put_rules(sw, (struct lsh_mode_opts){LSH_MODE_BUCKET, 0, 0, LSH_WINDOW_ALL, 1, 0, 0},
+                      out, &k);
             continue;
         }
         for (size_t c = 0; c < sw->n_chunk_size; c++)
             for (size_t l = 0; l < sw->n_look_back; l++)
-                for (size_t w = 0; w < sw->n_window; w++) {
-                    if (out)
-                        out[k] = (struct lsh_mode_opts){LSH_MODE_CHUNKED, sw->chunk_size[c],
-                                                        sw->look_back[l], sw->window[w], 1, 0, 0};
-                    k++;
-                }
+                for (size_t w = 0; w < sw->n_window; w++)
+                    put_rules(sw, (struct lsh_mode_opts){LSH_MODE_CHUNKED, sw->chunk_size[c],
+                                                         sw->look_back[l], sw->window[w], 1, 0,
+                                                         0},
+                              out, &k);
     }
     return k;
+}
+
+/* The sweep's first combine importance (its index), or n_combine. */
+static size_t importance_at(const struct lsh_sweep *sw)
+{
+    size_t c = 0;
+    while (c < sw->n_combine && sw->combine[c] != LSH_COMBINE_IMPORTANCE)
+        c++;
+    return c;
+}
+
+/* combine importance needs the strategy's collision law for these
+ * parameters, n_buckets and d (SPEC 14). */
+static int check_law(const struct lsh_config *cfg, const struct lsh_strategy_spec *st,
+                     const struct lsh_param_set *ps, const struct lsh_dataset_layout *shape,
+                     uint32_t n_buckets, char *why, size_t why_size)
+{
+    const struct lsh_host_point pt = lsh_host_point_of(
+        st, (size_t)(ps - st->sets), n_buckets, shape->d,
+        cfg->attention.keys == LSH_KEYS_SEPARATE ? 2 * shape->n : shape->n);
+    struct lsh_host_law law;
+    char reason[LSH_ERROR_MSG_MAX - 256];
+    if (!lsh_host_law_of(&pt, &law, reason, sizeof reason))
+        return 0;
+    snprintf(why, why_size, "combine importance needs a collision law (SPEC 14): %s", reason);
+    return LSH_ECONFIG;
 }
 
 static int check_point(const struct lsh_config *cfg, const struct lsh_strategy_spec *st,
@@ -190,7 +231,8 @@ int lsh_plan_build(const struct lsh_config *cfg, struct lsh_plan **out, struct l
         lsh_plan_free(plan);
         return lsh_error_at(err, LSH_ECONFIG, cfg->path, 0, 0,
                             "the sweep is too large to count: datasets x layers x heads x "
-                            "parameter sets x n_buckets x repeats x modes x n_hashes x combine "
+                            "parameter sets x n_buckets x repeats x modes x candidate rules x n_hashes x "
+                            "combine "
                             "overflows");
     }
     /* The config bounded its points before the data was probed; its layers
@@ -234,6 +276,24 @@ int lsh_plan_build(const struct lsh_config *cfg, struct lsh_plan **out, struct l
                         char why[LSH_ERROR_MSG_MAX - 128];
                         int bad = check_point(cfg, st, &st->sets[ps], ds, &plan->shapes[dsi],
                                               sw->n_buckets[b], why, sizeof why);
+                        const size_t imp = importance_at(sw);
+                        if (!bad && imp < sw->n_combine) {
+                            bad = check_law(cfg, st, &st->sets[ps], &plan->shapes[dsi],
+                                            sw->n_buckets[b], why, sizeof why);
+                            if (bad && !st->skip_invalid) {
+                                const struct lsh_mark cm = sw->combine_marks[imp];
+                                rc = lsh_error_at(err, LSH_ECONFIG, cfg->path, st->line,
+                                                  st->column,
+                                                  "%s on dataset '%s' (d = %zu), and "
+                                                  "sweep.combine gives importance (line %d, "
+                                                  "column %d); allowed: a strategy and "
+                                                  "parameters with a law, another combine, or "
+                                                  "'skip_invalid: true' on the strategy to "
+                                                  "skip them", why, ds->name,
+                                                  plan->shapes[dsi].d, cm.line, cm.column);
+                                break;
+                            }
+                        }
                         if (bad && !st->skip_invalid) {
                             const struct lsh_mark *mk = &sw->n_buckets_marks[b];
                             rc = lsh_error_at(err, LSH_ECONFIG, cfg->path, mk->line, mk->column,
@@ -325,6 +385,9 @@ void lsh_plan_point_key(const struct lsh_plan *plan, const struct lsh_config *cf
         .n_hashes = pt->n_hashes,
         .n_buckets = g->n_buckets,
         .repeat = g->repeat,
+        .min_collisions = pa->mode.min_collisions,
+        .sink = pa->mode.sink,
+        .local = pa->mode.local,
         .seed = g->seed,
     };
 }
@@ -386,6 +449,10 @@ void lsh_plan_memory(const struct lsh_config *cfg, const struct lsh_plan *plan, 
     for (size_t k = 0; k < sw->n_n_buckets; k++)
         b_max = sw->n_buckets[k] > b_max ? sw->n_buckets[k] : b_max;
     const uint32_t h_max = sw->n_hashes[nh - 1];
+    /* an assign strategy may give keys buckets of their own (sweep.c) */
+    int assigns = 0;
+    for (size_t s = 0; s < cfg->n_strategies; s++)
+        assigns |= cfg->strategies[s].strategy && lsh_host_assigns(cfg->strategies[s].strategy);
 
     struct lsh_bytes b = {PROCESS_BYTES, THREAD_BYTES};
     b.shared = lsh_size_add(b.shared, lsh_dataset_bytes(ds, n, d, dv, separate));
@@ -396,7 +463,7 @@ void lsh_plan_memory(const struct lsh_config *cfg, const struct lsh_plan *plan, 
         b.shared = lsh_size_add(b.shared, lsh_size_mul(lsh_size_add(m, n), sizeof(size_t)));
     b = lsh_bytes_add(b, lsh_reference_bytes(n, m, d, dv, kmax));
     /* a hash group: buckets of h_max rounds, the host's rounds */
-    b.shared = lsh_size_add(b.shared, lsh_size_mul3(h_max, n, separate ? 2 * U : U));
+    b.shared = lsh_size_add(b.shared, lsh_size_mul3(h_max, n, separate || assigns ? 2 * U : U));
     b = lsh_bytes_add(b, host_round_bytes(cfg, separate ? lsh_size_mul(2, n) : n, d, b_max, h_max));
     /* a pass: the largest eval figure over the mode settings; its outputs */
     const size_t n_modes = mode_settings(sw, NULL);
@@ -405,7 +472,8 @@ void lsh_plan_memory(const struct lsh_config *cfg, const struct lsh_plan *plan, 
     struct lsh_bytes ev = {0, 0};
     const struct lsh_eval_shape es = {
         .n = n, .m = m, .d = d, .d_v = dv, .n_topk = nt, .h_max = h_max, .n_buckets = b_max,
-        .n_prefix = nh, .n_combine = nc, .separate = separate,
+        .n_prefix = nh, .n_combine = nc, .separate = separate || assigns,
+        .importance = importance_at(sw) < nc, .oracle = cfg->attention.oracle,
     };
     if (modes) {
         mode_settings(sw, modes);

@@ -4,12 +4,16 @@
  * also the order points are run and written:
  *   dataset > layer > head                                        (unit)
  *     > strategy > parameter set > n_buckets > repeat             (hash group)
- *     > mode setting (mode, chunk_size, look_back, window)         (pass)
- *       > n_hashes > combine                                       (point)
+ *     > mode setting (mode, chunk_size, look_back, window)
+ *       > min_collisions > sink > local                            (pass)
+ *         > n_hashes > combine                                     (point)
  * In bucket mode chunk_size, look_back and window do not apply and are not
- * swept.  Building the plan also runs every strategy's check() on every
- * (dataset, parameter set, n_buckets), so an invalid point is an error here,
- * before any work, unless the strategy says skip_invalid.
+ * swept.  A pass is one struct lsh_mode_opts: a mode setting with one
+ * candidate rule (SPEC 13).  Building the plan also runs every strategy's
+ * check() on every (dataset, parameter set, n_buckets), and, when a combine
+ * is importance, asks for the strategy's collision law there (SPEC 14), so
+ * an invalid point is an error here, before any work, unless the strategy
+ * says skip_invalid (then its hash group is skipped with the reason).
  *
  * The units of a dataset (its selected (layer, head) problems) come from its
  * probed layout, layer-major: unit u is layers[u / n_heads], heads[u %

@@ -841,7 +841,35 @@ done:
     return rc;
 }
 
-static int resume_file(struct lsh_results *res, const char *resolved, struct lsh_error *err)
+/* The resolved config as lshlab wrote it before the candidate rules and the
+ * oracle (SPEC 13): without the lines of their defaults.  A format version 2
+ * file of that time is resumed when its config equals this. */
+static char *resolved_before_rules(const char *resolved)
+{
+    static const char *const lines[] = {"  oracle: false\n", "  min_collisions: [1]\n",
+                                        "  sink: [0]\n", "  local: [0]\n"};
+    char *out = strdup(resolved);
+    for (size_t i = 0; out && i < sizeof lines / sizeof *lines; i++) {
+        char *at = strstr(out, lines[i]);
+        if (at && (at == out || at[-1] == '\n'))
+            memmove(at, at + strlen(lines[i]), strlen(at + strlen(lines[i])) + 1);
+    }
+    return out;
+}
+
+/* Does /runs of the file have a column of this name? */
+static int has_column(hid_t dset, const char *name)
+{
+    hid_t ftype = H5Dget_type(dset);
+    int has = ftype >= 0 && H5Tget_class(ftype) == H5T_COMPOUND &&
+              H5Tget_member_index(ftype, name) >= 0;
+    if (ftype >= 0)
+        H5Tclose(ftype);
+    return has;
+}
+
+static int resume_file(struct lsh_results *res, const struct lsh_config *cfg,
+                       const char *resolved, struct lsh_error *err)
 {
     hid_t fapl = file_access();
     char *file_yaml = NULL;
@@ -875,15 +903,27 @@ static int resume_file(struct lsh_results *res, const char *resolved, struct lsh
         return lsh_error_set(err, LSH_ECONFIG,
                              "cannot resume '%s': it has no resolved_config attribute",
                              res->partial);
-    if (strcmp(file_yaml, resolved) != 0) {
+    int before_rules = 0; /* written before min_collisions, sink, local and oracle */
+    char *old = NULL;     /* ours as such a file would have it */
+    if (strcmp(file_yaml, resolved) != 0 && res->experiment == LSH_EXPERIMENT_SWEEP &&
+        !strstr(file_yaml, "\n  min_collisions: ")) {
+        if (!(old = resolved_before_rules(resolved))) {
+            free(file_yaml);
+            return lsh_h5_enomem(err);
+        }
+        before_rules = strcmp(file_yaml, old) == 0;
+    }
+    if (!before_rules && strcmp(file_yaml, resolved) != 0) {
         char where[400];
-        describe_difference(file_yaml, resolved, where, sizeof where);
+        describe_difference(file_yaml, old ? old : resolved, where, sizeof where);
+        free(old);
         free(file_yaml);
         return lsh_error_set(err, LSH_ECONFIG,
                              "cannot resume '%s': it was written with a different configuration "
                              "(resolved config differs at %s); use --force to replace it",
                              res->partial, where);
     }
+    free(old);
     free(file_yaml);
 
     htri_t has = H5Lexists(res->file, res->table.name, H5P_DEFAULT);
@@ -894,6 +934,21 @@ static int resume_file(struct lsh_results *res, const char *resolved, struct lsh
     res->table.dset = H5Dopen2(res->file, res->table.name, H5P_DEFAULT);
     if (res->table.dset < 0)
         return lsh_h5_fail(err, res->partial, "open /%s", res->table.name);
+    if (before_rules && !has_column(res->table.dset, "min_collisions")) {
+        /* its rows keep their columns: every point has the rule 1, 0, 0,
+         * the plan's (its config has the defaults), compared as such */
+        hid_t dset = res->table.dset;
+        res->table.dset = NO_HID;
+        lsh_table_close(&res->table);
+        rc = lsh_table_init(&res->table, cfg, res->partial, 1, err);
+        res->table.dset = dset;
+        unsigned char *row = rc ? NULL : realloc(res->row, res->table.row_size);
+        if (!rc && !row)
+            rc = lsh_h5_enomem(err);
+        if (rc)
+            return rc;
+        res->row = row;
+    }
     rc = check_columns(res, err);
     if (rc)
         return rc;
@@ -972,7 +1027,7 @@ int lsh_results_open(const char *path, const struct lsh_config *cfg, const char 
     strcpy(res->snapshot, path);
     strcat(res->snapshot, ".partial.tmp");
 
-    rc = lsh_table_init(&res->table, cfg, res->partial, err);
+    rc = lsh_table_init(&res->table, cfg, res->partial, 0, err);
     if (!rc && !(res->row = malloc(res->table.row_size)))
         rc = lsh_h5_enomem(err);
     if (rc)
@@ -1033,7 +1088,7 @@ int lsh_results_open(const char *path, const struct lsh_config *cfg, const char 
             rc = lsh_error_set(err, LSH_EIO, "cannot copy '%s' to '%s' to resume it: %s",
                                res->partial, res->work, strerror(errno));
         if (!rc)
-            rc = resume_file(res, resolved, err);
+            rc = resume_file(res, cfg, resolved, err);
         break;
     default:
         rc = lsh_error_set(err, LSH_EINVAL, "lsh_results_open: unknown mode %d", (int)mode);

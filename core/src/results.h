@@ -133,6 +133,11 @@ struct lsh_collision_row {
     double p_round, p_round_se, p_any, p_any_se;
     uint64_t seed;
     double seconds;
+    /* columns has_law and p_law (after p_any_se): does the strategy publish
+     * collision_prob for this point, and its one-round value at angle (0
+     * without) */
+    uint8_t has_law;
+    double p_law;
 };
 int lsh_results_append_collision(struct lsh_results *res, const struct lsh_collision_row *row,
                                  struct lsh_error *err);

@@ -49,7 +49,7 @@ int lsh_h5_enomem(struct lsh_error *err)
 
 /* ---- the column tables --------------------------------------------------- */
 
-enum col_kind { COL_U32, COL_I32, COL_U64, COL_F64, COL_STR };
+enum col_kind { COL_U8, COL_U32, COL_I32, COL_U64, COL_F64, COL_STR };
 
 enum col_src {
     SRC_FIELD, /* a field of the record at `offset`; COL_STR: a const char * */
@@ -63,7 +63,10 @@ enum {
     COL_TRUNCATE = 1u << 1, /* free text: cut to fit rather than refuse */
     COL_SE = 1u << 2,       /* has a <name>_se companion when rows are sampled */
     COL_KEY = 1u << 3,      /* part of the row's key: a resumed row must match the plan */
-    COL_UNIT = 1u << 4      /* a COL_METRIC share or probability: in [0, 1] */
+    COL_UNIT = 1u << 4,     /* a COL_METRIC share or probability: in [0, 1] */
+    COL_RULE = 1u << 5,     /* a candidate rule key (SPEC 13): absent from a format
+                               version 2 file written before them, read as 1, 0, 0 */
+    COL_ORACLE = 1u << 6    /* the budget-matched oracle's: only with attention.oracle */
 };
 
 /* One column as declared.  Both tables are data, so adding a column (or a
@@ -123,6 +126,7 @@ static const char *run_status(const void *rec)
     { #name, kind, SRC_FIELD, RUN(metrics.name), 0, NULL, COL_METRIC | COL_SE | (fl),       \
       offsetof(struct lsh_metric_se, name) }
 #define R_TIMING(name) { #name, COL_F64, SRC_FIELD, RUN(metrics.name), 0, NULL, COL_METRIC, 0 }
+#define K_RULE(name, f) { name, COL_U32, SRC_FIELD, RUN(f), 0, NULL, COL_KEY | COL_RULE, 0 }
 
 static const struct lsh_col_def run_columns[] = {
     K_U64("point_id", key.point_id),
@@ -136,6 +140,9 @@ static const struct lsh_col_def run_columns[] = {
     K_U32("look_back", key.look_back),
     K_WORD("window", run_window),
     K_WORD("combine", run_combine),
+    K_RULE("min_collisions", key.min_collisions), /* SPEC 13 */
+    K_RULE("sink", key.sink),
+    K_RULE("local", key.local),
     K_U32("n_hashes", key.n_hashes),
     K_U32("n_buckets", key.n_buckets),
     K_U32("repeat", key.repeat),
@@ -153,8 +160,12 @@ static const struct lsh_col_def run_columns[] = {
     R_METRIC(mean_candidates, COL_F64, 0),
     R_METRIC(bucket_max, COL_F64, 0),
     R_METRIC(bucket_entropy, COL_F64, COL_UNIT),
+    R_METRIC(oracle_mass_recall, COL_F64, COL_UNIT | COL_ORACLE), /* SPEC 13 */
+    R_METRIC(oracle_out_rel_err, COL_F64, COL_ORACLE),
     R_TIMING(hash_seconds),
     R_TIMING(eval_seconds),
+    { "oracle_seconds", COL_F64, SRC_FIELD, RUN(metrics.oracle_seconds), 0, NULL,
+      COL_METRIC | COL_ORACLE, 0 },
 };
 
 #define COL(f) offsetof(struct lsh_collision_row, f)
@@ -171,6 +182,8 @@ static const struct lsh_col_def collision_columns[] = {
     C_FIELD(p_round_se, COL_F64, 0, COL_METRIC),
     C_FIELD(p_any, COL_F64, 0, COL_METRIC | COL_UNIT),
     C_FIELD(p_any_se, COL_F64, 0, COL_METRIC),
+    C_FIELD(has_law, COL_U8, 0, 0),       /* the strategy publishes collision_prob */
+    C_FIELD(p_law, COL_F64, 0, COL_METRIC | COL_UNIT), /* its value; 0 without */
     C_FIELD(seed, COL_U64, 0, COL_KEY),
     C_FIELD(seconds, COL_F64, 0, COL_METRIC),
 };
@@ -179,6 +192,8 @@ static const struct lsh_col_def collision_columns[] = {
 static size_t kind_size(const struct lsh_col_def *def)
 {
     switch (def->kind) {
+    case COL_U8:
+        return sizeof(uint8_t);
     case COL_U32:
         return sizeof(uint32_t);
     case COL_I32:
@@ -197,6 +212,8 @@ static hid_t kind_type(const struct lsh_col_def *def)
 {
     hid_t t;
     switch (def->kind) {
+    case COL_U8:
+        return H5Tcopy(H5T_NATIVE_UINT8);
     case COL_U32:
         return H5Tcopy(H5T_NATIVE_UINT32);
     case COL_I32:
@@ -219,7 +236,7 @@ static hid_t kind_type(const struct lsh_col_def *def)
 
 /* Expand the declared columns into the file's columns, in order. */
 static int expand_columns(struct lsh_table *tab, const struct lsh_col_def *defs, size_t n_defs,
-                          const uint32_t *topk, size_t n_topk, int with_se,
+                          const uint32_t *topk, size_t n_topk, int with_se, unsigned omit,
                           struct lsh_error *err)
 {
     size_t n = 0, off = 0;
@@ -229,6 +246,8 @@ static int expand_columns(struct lsh_table *tab, const struct lsh_col_def *defs,
     if (!tab->cols)
         return lsh_h5_enomem(err);
     for (size_t i = 0; i < n_defs; i++) {
+        if (defs[i].flags & omit)
+            continue;
         size_t copies = defs[i].src == SRC_TOPK ? n_topk : 1;
         for (size_t k = 0; k < copies; k++) {
             struct lsh_column *c = &tab->cols[tab->n_cols++];
@@ -465,23 +484,29 @@ int lsh_h5_format_version(hid_t file, int *version)
 }
 
 int lsh_table_init(struct lsh_table *tab, const struct lsh_config *cfg, const char *file,
-                   struct lsh_error *err)
+                   int without_rules, struct lsh_error *err)
 {
     int rc;
     tab->dset = tab->type = NO_HID;
+    tab->cols = NULL;
+    tab->n_cols = 0;
     if (cfg->experiment == LSH_EXPERIMENT_COLLISION) {
         tab->name = "collision";
         rc = expand_columns(tab, collision_columns,
                             sizeof collision_columns / sizeof collision_columns[0], NULL, 0, 0,
-                            err);
+                            0, err);
     } else {
         tab->name = "runs";
         /* SPEC 6: a sampled reference adds X_se beside every metric X */
         int sampled = 0;
         for (size_t k = 0; k < cfg->n_datasets; k++)
             sampled |= cfg->datasets[k].reference_rows > 0;
+        /* SPEC 13: the oracle's columns only when it is on; the rule keys
+         * left out only to append to a file written before them */
+        const unsigned omit = (cfg->attention.oracle ? 0u : COL_ORACLE) |
+                              (without_rules ? COL_RULE : 0u);
         rc = expand_columns(tab, run_columns, sizeof run_columns / sizeof run_columns[0],
-                            cfg->attention.topk, cfg->attention.n_topk, sampled, err);
+                            cfg->attention.topk, cfg->attention.n_topk, sampled, omit, err);
     }
     return rc ? rc : build_type(tab, file, err);
 }
@@ -608,6 +633,8 @@ static void cell_text(const struct lsh_column *c, const unsigned char *row, char
     if (c->se || c->def->kind == COL_F64) {
         memcpy(&f, p, sizeof f);
         snprintf(buf, size, "%.17g", f);
+    } else if (c->def->kind == COL_U8) {
+        snprintf(buf, size, "%u", (unsigned)p[0]);
     } else if (c->def->kind == COL_U32) {
         memcpy(&u32, p, sizeof u32);
         snprintf(buf, size, "%" PRIu32, u32);

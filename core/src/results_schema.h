@@ -41,9 +41,12 @@ struct lsh_table {
 };
 
 /* The table of cfg's experiment: its columns and packed type (dset is left
- * NO_HID).  file names the results file in errors. */
+ * NO_HID).  file names the results file in errors.  /runs has the oracle's
+ * columns only with attention.oracle; without_rules leaves out the rule
+ * keys min_collisions, sink and local (SPEC 13), to resume a format version
+ * 2 file written before them, whose points all have the rule 1, 0, 0. */
 int lsh_table_init(struct lsh_table *tab, const struct lsh_config *cfg, const char *file,
-                   struct lsh_error *err);
+                   int without_rules, struct lsh_error *err);
 
 /* Create the (empty, extendible, chunked, checksummed) table in file. */
 int lsh_table_create(struct lsh_table *tab, hid_t file, const char *path,

@@ -91,6 +91,7 @@ struct show_col {
     H5T_class_t cls;
     size_t offset, size;
     int is_signed, is_vlstr;
+    const char *fixed;   /* not in the file: this value in every row */
 };
 
 struct show_table {
@@ -111,6 +112,42 @@ static void show_table_close(struct show_table *t)
         H5Tclose(t->mtype);
     if (t->dset >= 0)
         H5Dclose(t->dset);
+}
+
+/* A format version 2 /runs written before the candidate rules (SPEC 13)
+ * has no min_collisions, sink and local: its points had the rule 1, 0, 0,
+ * shown as such after combine. */
+static int add_rule_columns(struct show_table *t)
+{
+    static const char *const names[] = {"min_collisions", "sink", "local"};
+    static const char *const values[] = {"1", "0", "0"};
+    int at = -1;
+    for (int j = 0; j < t->n_cols; j++) {
+        if (!strcmp(t->cols[j].name, names[0]))
+            return 0;
+        if (!strcmp(t->cols[j].name, "combine"))
+            at = j + 1;
+    }
+    if (strcmp(t->name, "runs") != 0 || at < 0)
+        return 0;
+    struct show_col *cols = realloc(t->cols, ((size_t)t->n_cols + 4) * sizeof *cols);
+    if (!cols)
+        return LSH_ENOMEM;
+    t->cols = cols;
+    memmove(cols + at + 3, cols + at, (size_t)(t->n_cols - at) * sizeof *cols);
+    for (int k = 0; k < 3; k++) {
+        cols[at + k] = (struct show_col){.name = strdup(names[k]), .cls = H5T_INTEGER,
+                                         .fixed = values[k]};
+        t->n_cols++;
+        if (!cols[at + k].name) {
+            /* keep the table freeable: the rest are empty names */
+            for (int m = k + 1; m < 3; m++)
+                cols[at + m] = (struct show_col){.name = NULL, .fixed = ""};
+            t->n_cols += 2 - k;
+            return LSH_ENOMEM;
+        }
+    }
+    return 0;
 }
 
 static int show_table_open(hid_t file, const char *path, struct show_table *t,
@@ -184,6 +221,10 @@ static int show_table_open(hid_t file, const char *path, struct show_table *t,
             goto done;
         }
     }
+    if (!rc)
+        rc = add_rule_columns(t);
+    if (rc == LSH_ENOMEM)
+        lsh_h5_enomem(err);
 done:
     if (space >= 0)
         H5Sclose(space);
@@ -202,6 +243,8 @@ static int format_cell(const struct show_col *c, const unsigned char *row, int c
                        struct sbuf *b)
 {
     const unsigned char *p = row + c->offset;
+    if (c->fixed)
+        return sb_put(b, c->fixed, strlen(c->fixed));
     if (c->cls == H5T_INTEGER && (c->size == 1 || c->size == 2 || c->size == 4 || c->size == 8)) {
         union {
             int8_t i8;

@@ -111,7 +111,13 @@ struct hashing {
     const struct lsh_hash_group *g;
     struct lsh_host_point point; /* fit on [Q; K] when keys are separate (SPEC 2.3) */
     const struct lsh_dataset *ds;
-    int separate;
+    int separate;            /* keys are other rows (attention.keys separate) */
+    const double *keys;      /* the effective keys: K, Q itself (shared) or the
+                                normalised rows (shared_normalized) */
+    int with_keys;           /* give key buckets too: separate, or an assign strategy */
+    int own_keys;            /* after hashing: the key buckets are the group's own
+                                (separate, or some round gave some key a bucket
+                                other than its query's); else bk is bq */
     uint32_t *bq, *bk;       /* h_max x n */
     struct round_state *rs;
 };
@@ -124,13 +130,13 @@ static int hash_task(void *ctx, size_t h, unsigned thread)
     const size_t n = hs->ds->n;
     double t0 = lsh_now();
     const struct lsh_host_rows q = {hs->ds->q, n, hs->bq + h * n};
-    const struct lsh_host_rows k = {hs->ds->k, n, hs->bk ? hs->bk + h * n : NULL};
+    const struct lsh_host_rows k = {hs->keys, n, hs->bk ? hs->bk + h * n : NULL};
     struct lsh_error e;
     lsh_error_clear(&e);
     int rc = lsh_host_round_open(&hs->point, (uint32_t)h, lsh_seed_u64(hs->g->seed, h),
                                  &r->round, &e);
     if (!rc)
-        rc = lsh_host_round_bucket(r->round, &q, hs->bk ? &k : NULL, 1, &e);
+        rc = lsh_host_round_bucket(r->round, &q, hs->bk ? &k : NULL, hs->separate, &e);
     if (rc)
         memcpy(r->message, e.message, sizeof r->message);
     else
@@ -157,9 +163,9 @@ static int hash_group(struct hashing *hs, unsigned threads, const char **failure
     const uint32_t H = hs->g->h_max;
     *failure = NULL;
     hs->bq = malloc(H * n * sizeof *hs->bq);
-    hs->bk = hs->separate ? malloc(H * n * sizeof *hs->bk) : NULL;
+    hs->bk = hs->with_keys ? malloc(H * n * sizeof *hs->bk) : NULL;
     hs->rs = calloc(H, sizeof *hs->rs);
-    if (!hs->bq || (hs->separate && !hs->bk) || !hs->rs)
+    if (!hs->bq || (hs->with_keys && !hs->bk) || !hs->rs)
         return lsh_error_set(err, LSH_ENOMEM, "out of memory hashing %u rounds of %zu rows",
                              H, n);
     /* hash_task reports through rs[h]: a non-zero code is the pool's own
@@ -173,6 +179,10 @@ static int hash_group(struct hashing *hs, unsigned threads, const char **failure
             *failure = hs->rs[h].message;
             break;
         }
+    /* DECISIONS 4: shared keys keep shared semantics unless the rule gave
+     * some key a bucket other than its query's */
+    hs->own_keys = hs->separate ||
+                   (hs->bk && memcmp(hs->bq, hs->bk, (size_t)H * n * sizeof *hs->bq) != 0);
     return 0;
 }
 
@@ -214,7 +224,7 @@ static int dump_point(const struct lsh_config *cfg, struct lsh_results *res,
     }
     if (!rc && (cfg->dump & LSH_DUMP_BUCKETS)) {
         rc = lsh_results_dump_array(res, point_id, "buckets", 'u', hs->bq, H, n, err);
-        if (!rc && hs->separate)
+        if (!rc && hs->own_keys)
             rc = lsh_results_dump_array(res, point_id, "key_buckets", 'u', hs->bk, H, n, err);
     }
     for (uint32_t h = 0; params && h < H && !rc; h++) {
@@ -235,6 +245,8 @@ struct run {
     double t0;
     struct lsh_dataset_unit unit; /* the unit being worked on */
     struct lsh_run_times times;   /* other: left 0 until reported */
+    double ref_seconds;           /* the unit's reference pass */
+    int oracle_told;              /* the oracle's cost was reported for this unit */
 };
 
 /* The times so far, other being what the rest leaves of the elapsed time. */
@@ -343,8 +355,38 @@ static int write_group_rows(struct run *r, const struct lsh_hash_group *g,
     return 0;
 }
 
+/* Write every not yet written point of pass pa as failed with message. */
+static int fail_pass(struct run *r, size_t pa, const char *message, const char *dataset,
+                     struct lsh_error *err)
+{
+    for (size_t p = r->plan->passes[pa].first_point; p < pass_end(r->plan, pa); p++) {
+        if (lsh_results_has_point(r->res, p))
+            continue;
+        int rc = write_row(r, p, LSH_POINT_FAILED, message, NULL, dataset, err);
+        if (rc)
+            return rc;
+    }
+    return 0;
+}
+
+/* The oracle's cost, once per unit, after its first pass that ran it. */
+static void report_oracle(struct run *r, const char *dataset, double seconds)
+{
+    if (r->oracle_told)
+        return;
+    r->oracle_told = 1;
+    char note[160];
+    if (r->ref_seconds > 0)
+        snprintf(note, sizeof note, "oracle %.3g s per pass, %.2gx the reference (%.3g s)",
+                 seconds, seconds / r->ref_seconds, r->ref_seconds);
+    else
+        snprintf(note, sizeof note, "oracle %.3g s per pass", seconds);
+    report_note(r, "oracle", dataset, NULL, seconds, 0.0, note);
+}
+
 static int run_pass(struct run *r, const struct hashing *hs, const struct problem *pb,
-                    const struct lsh_reference *ref, size_t pa, struct lsh_error *err)
+                    const struct lsh_reference *ref, const struct lsh_eval_opts *eo, size_t pa,
+                    struct lsh_error *err)
 {
     const struct lsh_config *cfg = r->cfg;
     const struct lsh_plan *plan = r->plan;
@@ -359,7 +401,7 @@ static int run_pass(struct run *r, const struct hashing *hs, const struct proble
 
     struct lsh_rounds rounds = {
         .n = hs->ds->n, .n_hashes = hs->g->h_max, .n_buckets = hs->g->n_buckets,
-        .bq = hs->bq, .bk = hs->separate ? hs->bk : hs->bq,
+        .bq = hs->bq, .bk = hs->own_keys ? hs->bk : hs->bq,
     };
     struct lsh_metrics *mt = calloc(nh * nc, sizeof *mt);
     double *topk = calloc(2 * nh * nc * nt + 1, sizeof *topk);
@@ -383,9 +425,32 @@ static int run_pass(struct run *r, const struct hashing *hs, const struct proble
     double t0 = lsh_now();
     if (!rc)
         rc = lsh_eval_pass(ref, &rounds, &pass->mode, cfg->sweep.n_hashes, nh,
-                           cfg->sweep.combine, nc, NULL, r->opts->threads, mt,
+                           cfg->sweep.combine, nc, eo, r->opts->threads, mt,
                            want_rows ? &dump : NULL, err);
     r->times.evaluation += lsh_now() - t0;
+    if (rc == LSH_EDATA || rc == LSH_EPLUGIN) {
+        /* SPEC 14's weights cannot be formed for this pass (a law value
+         * outside [0, 1], or u_ij = 0 at a collided pair): its own points
+         * fail with the reason, and the run goes on */
+        char why[LSH_ERROR_MSG_MAX];
+        snprintf(why, sizeof why, "%s", err ? err->message : "the pass failed");
+        if (err)
+            lsh_error_clear(err);
+        rc = fail_pass(r, pa, why, hs->ds->spec->name, err);
+        free(mt);
+        free(se);
+        free(topk);
+        free(dump.mass);
+        free(dump.candidates);
+        return rc;
+    }
+    if (!rc && eo && eo->oracle) {
+        double oracle_s = 0.0;
+        for (size_t t = 0; t < nh * nc; t++)
+            oracle_s += mt[t].oracle_seconds;
+        r->times.oracle += oracle_s;
+        report_oracle(r, hs->ds->spec->name, oracle_s);
+    }
     t0 = lsh_now();
     for (size_t p = first; !rc && want_rows && p < last; p++) {
         if (lsh_results_has_point(r->res, p))
@@ -445,9 +510,26 @@ static int run_group(struct run *r, const struct lsh_dataset *ds, const struct p
     const int separate = cfg->attention.keys == LSH_KEYS_SEPARATE;
     struct hashing hs = {
         .cfg = cfg, .g = g, .ds = ds, .separate = separate,
+        .keys = pb->attn.k,
+        .with_keys = separate || lsh_host_assigns(st->strategy),
         .point = lsh_host_point_of(st, g->param_set, g->n_buckets, ds->d,
                                    separate ? 2 * ds->n : ds->n),
     };
+    /* what the passes compute beyond SPEC 5: the law of combine importance
+     * (the plan checked it exists), the oracle */
+    struct lsh_host_law law;
+    struct lsh_eval_opts eo = {.law = NULL, .oracle = cfg->attention.oracle};
+    char law_why[LSH_ERROR_MSG_MAX] = "";
+    for (size_t c = 0; c < cfg->sweep.n_combine; c++)
+        if (cfg->sweep.combine[c] == LSH_COMBINE_IMPORTANCE) {
+            if (lsh_host_law_of(&hs.point, &law, law_why, sizeof law_why) == 0)
+                eo.law = &law;
+            else if (!law_why[0])
+                snprintf(law_why, sizeof law_why, "no collision law");
+            break;
+        }
+    if (law_why[0])
+        return write_group_rows(r, g, LSH_POINT_FAILED, law_why, ds->spec->name, err);
     const char *failure = NULL;
     double t0 = lsh_now();
     int rc = hash_group(&hs, r->opts->threads, &failure, err);
@@ -458,7 +540,7 @@ static int run_group(struct run *r, const struct lsh_dataset *ds, const struct p
         rc = write_group_rows(r, g, LSH_POINT_FAILED, failure, ds->spec->name, err);
     else
         for (size_t pa = g->first_pass; !rc && pa < g->first_pass + g->n_passes; pa++)
-            rc = run_pass(r, &hs, pb, ref, pa, err);
+            rc = run_pass(r, &hs, pb, ref, &eo, pa, err);
     hashing_free(&hs);
     return rc;
 }
@@ -569,6 +651,8 @@ static int run_unit(struct run *r, size_t first, size_t last, struct lsh_error *
         rc = lsh_reference_compute(&pb.attn, pb.rows, pb.m, r->opts->threads,
                                    cache ? mem.cache : 0, &ref, err);
     r->times.reference += lsh_now() - t0;
+    r->oracle_told = 0;
+    r->ref_seconds = ref ? ref->seconds : 0.0;
     if (!rc) {
         char note[200];
         const size_t rest = lsh_memory_total(&mem, 1, 0);

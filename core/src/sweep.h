@@ -27,13 +27,19 @@
  *   evaluation each pass's points (lsh_eval_pass)
  *   writing    /datasets, /runs rows, /points dumps and the snapshots
  *   other      the rest: opening and closing the file, per-group and
- *              per-pass buffers, progress reports. */
+ *              per-pass buffers, progress reports
+ *   oracle     the part of evaluation the budget-matched oracle took
+ *              (attention.oracle; 0 when off); not in other's sum. */
 struct lsh_run_times {
     double data, reference, hashing, evaluation, writing, other;
+    double oracle;
 };
 
 struct lsh_progress {
-    const char *stage;            /* "reference", "hash", "point", "resume-skip" */
+    const char *stage;            /* "reference", "hash", "oracle", "point", "resume-skip";
+                                     "oracle": once per unit, after the first pass that
+                                     ran the oracle: seconds is its time in that pass,
+                                     note compares it with the unit's reference */
     size_t done, total;           /* points written (or found, on resume) so far */
     const struct lsh_run_row *row;/* the row just written ("point"), else NULL */
     const char *dataset;          /* the dataset being worked on */
@@ -42,7 +48,8 @@ struct lsh_progress {
     double seconds;               /* stage time (reference, hash) */
     double elapsed;               /* since the run started */
     double gflops;                /* reference: GFLOP/s of its GEMMs */
-    const char *note;             /* reference: cached or streaming, and why */
+    const char *note;             /* reference: cached or streaming, and why; oracle:
+                                     its cost per pass against the reference */
 };
 
 struct lsh_run_opts {

@@ -739,3 +739,93 @@ Test(cli, zero_over_zero_ratios_are_written_as_0_with_one_warning_each)
     cr_expect(at && !strstr(at + 1, b1), "not said exactly once: %s", out);
     free(out);
 }
+
+/* ---- candidate rules, the oracle, collision laws (SPEC 12-14) --------------------------- */
+
+Test(cli, candidate_rules_and_the_oracle_run_end_to_end_in_plan_order)
+{
+    char cfg[512], res[512];
+    snprintf(cfg, sizeof cfg, "%s/rules.yaml", tmpdir);
+    snprintf(res, sizeof res, "%s/rules.h5", tmpdir);
+    write_file(cfg, "name: rules\n"
+                    "datasets:\n  - {name: c, kind: clustered, n: 60, d: 6, clusters: 3}\n"
+                    "attention: {oracle: true}\n"
+                    "strategies:\n  - name: hyperplane\n"
+                    "sweep:\n  n_hashes: [1, 2]\n  n_buckets: 4\n"
+                    "  min_collisions: [2, 1]\n  sink: [0, 3]\n  local: 5\n");
+    char *out = NULL;
+    cr_assert_eq(lshlab(&out, "validate %s", cfg), 0, "%s", out);
+    cr_expect(strstr(out, "valid: 8 points"), "%s", out);
+    cr_expect(strstr(out, "4 passes of 4 candidate rules (min_collisions x sink x local), with "
+                          "the oracle"), "%s", out);
+    free(out);
+    cr_assert_eq(lshlab(&out, "run %s -o %s -j 2", cfg, res), 0, "%s", out);
+    cr_expect(strstr(out, "dataset 'c': oracle ") && strstr(out, " s per pass, "), "%s", out);
+    cr_expect(strstr(out, "evaluation ") && strstr(out, " (oracle "), "%s", out);
+    free(out);
+    cr_assert_eq(lshlab(&out, "show %s --csv", res), 0, "%s", out);
+    cr_expect(strstr(out, ",window,combine,min_collisions,sink,local,n_hashes,n_buckets,"), "%s",
+              out);
+    cr_expect(strstr(out, ",bucket_entropy,oracle_mass_recall,oracle_out_rel_err,hash_seconds,"
+                          "eval_seconds,oracle_seconds\n"), "%s", out);
+    /* point_id order by hand: min_collisions (2, 1) > sink (0, 3) > n_hashes (1, 2) */
+    const unsigned want[8][3] = {{2, 0, 1}, {2, 0, 2}, {2, 3, 1}, {2, 3, 2},
+                                 {1, 0, 1}, {1, 0, 2}, {1, 3, 1}, {1, 3, 2}};
+    for (unsigned p = 0; p < 8; p++) {
+        char line[160];
+        snprintf(line, sizeof line, "\n%u,c,-1,-1,hyperplane,,bucket,0,0,n/a,union,%u,%u,5,%u,4,0,",
+                 p, want[p][0], want[p][1], want[p][2]);
+        cr_expect(strstr(out, line), "no line starting '%s' in:\n%s", line + 1, out);
+    }
+    free(out);
+}
+
+Test(cli, strategies_say_which_assign_whole_sets_and_publish_a_law)
+{
+    char *out = NULL;
+    cr_assert_eq(lshlab(&out, "strategies"), 0);
+    cr_expect(strstr(out, "[assigns whole sets]: buckets all rows of a round at once"), "%s", out);
+    cr_expect(strstr(out, "[collision law]: publishes the one-round"), "%s", out);
+    free(out);
+}
+
+Test(cli, collision_rows_give_the_published_law_at_their_angle)
+{
+    char cfg[512], res[512];
+    snprintf(cfg, sizeof cfg, "%s/law.yaml", tmpdir);
+    snprintf(res, sizeof res, "%s/law.h5", tmpdir);
+    write_file(cfg, "name: law\nexperiment: collision\n"
+                    "strategies:\n  - name: hyperplane\n  - name: kmeans\n"
+                    "sweep:\n  n_buckets: 4\n"
+                    "collision: {d: 8, angles: [60, 90], pairs: 200}\n");
+    char *out = NULL;
+    cr_assert_eq(lshlab(&out, "run %s -o %s -q", cfg, res), 0, "%s", out);
+    free(out);
+    cr_assert_eq(lshlab(&out, "show %s --csv", res), 0, "%s", out);
+    cr_expect(strstr(out, "p_any,p_any_se,has_law,p_law,seed,seconds\n"), "%s", out);
+    size_t rows = 0;
+    for (char *line = strchr(out, '\n'); line && line[1]; line = strchr(line + 1, '\n')) {
+        const char *p = line + 1;
+        const int hyper = !strncmp(p, "hyperplane,,", 12);
+        /* skip strategy, params (quoted when it holds commas), then 8 fields */
+        p = strchr(p, ',') + 1;
+        if (*p == '"')
+            p = strchr(p + 1, '"') + 1;
+        else
+            p = strchr(p, ',');
+        unsigned b, h, has;
+        double angle, pairs, x1, x2, x3, x4, law;
+        cr_assert_eq(sscanf(p, ",%u,%u,%lf,%lf,%lf,%lf,%lf,%lf,%u,%lf,", &b, &h, &angle, &pairs,
+                            &x1, &x2, &x3, &x4, &has, &law), 10, "%s", line + 1);
+        rows++;
+        if (!hyper) { /* k-means publishes no law: SPEC 12.1 */
+            cr_expect_eq(has, 0, "%s", line + 1);
+            cr_expect_eq(law, 0.0, "%s", line + 1);
+        } else if (has) { /* SimHash, k = log2 4 = 2 bits: (1 - theta/pi)^2 */
+            const double q = 1.0 - angle / 180.0;
+            cr_expect(fabs(law - q * q) < 1e-12, "%s: want %.17g", line + 1, q * q);
+        }
+    }
+    cr_expect_eq(rows, 4, "%s", out);
+    free(out);
+}

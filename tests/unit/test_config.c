@@ -287,6 +287,7 @@ static const char resolved_example[] =
     "  causal: false\n"
     "  scale: auto\n"
     "  topk: [1, 10]\n"
+    "  oracle: false\n"
     "strategies:\n"
     "  - name: rotation\n"
     "    skip_invalid: false\n"
@@ -305,6 +306,9 @@ static const char resolved_example[] =
     "  look_back: [1]\n"
     "  window: [all]\n"
     "  combine: [union]\n"
+    "  min_collisions: [1]\n"
+    "  sink: [0]\n"
+    "  local: [0]\n"
     "dump: []\n";
 
 Test(config, spec_sweep_example_resolves_every_default)
@@ -1491,4 +1495,137 @@ Test(config, npy_kind_layers_heads_and_templates_resolve_and_are_a_fixpoint)
     free(y);
     lsh_config_free(cfg);
     check_fixpoint(yaml);
+}
+
+/* ---- candidate rules (SPEC 13), importance (SPEC 14), the oracle -------------------- */
+
+Test(config, candidate_rules_default_to_the_union_of_rounds)
+{
+    struct lsh_config *cfg = parse_ok(MINIMAL);
+    const struct lsh_sweep *s = &cfg->sweep;
+    cr_assert_eq(s->n_min_collisions, 1);
+    cr_expect_eq(s->min_collisions[0], 1);
+    cr_assert_eq(s->n_sink, 1);
+    cr_expect_eq(s->sink[0], 0);
+    cr_assert_eq(s->n_local, 1);
+    cr_expect_eq(s->local[0], 0);
+    cr_expect_eq(cfg->attention.oracle, 0);
+    lsh_config_free(cfg);
+}
+
+Test(config, candidate_rules_keep_their_order_and_positions)
+{
+    struct lsh_config *cfg = parse_ok(WITH_SWEEP("  min_collisions: [2, 1, 3]\n"
+                                                 "  sink: 4\n"
+                                                 "  local: [16, 0]\n"
+                                                 "  combine: [union, importance]\n")
+                                      "attention: {oracle: true}\n");
+    const struct lsh_sweep *s = &cfg->sweep;
+    cr_assert_eq(s->n_min_collisions, 3);
+    cr_expect_eq(s->min_collisions[0], 2);
+    cr_expect_eq(s->min_collisions[1], 1);
+    cr_expect_eq(s->min_collisions[2], 3);
+    cr_expect_eq(s->min_collisions_marks[2].line, 11);
+    cr_expect_eq(s->min_collisions_marks[2].column, 26);
+    cr_assert_eq(s->n_sink, 1);
+    cr_expect_eq(s->sink[0], 4);
+    cr_expect_eq(s->sink_marks[0].line, 12);
+    cr_expect_eq(s->sink_marks[0].column, 9);
+    cr_assert_eq(s->n_local, 2);
+    cr_expect_eq(s->local[0], 16);
+    cr_expect_eq(s->local[1], 0);
+    cr_expect_eq(s->local_marks[1].column, 15);
+    cr_assert_eq(s->n_combine, 2);
+    cr_expect_eq(s->combine[1], LSH_COMBINE_IMPORTANCE);
+    cr_expect_eq(s->combine_marks[1].line, 14);
+    cr_expect_eq(s->combine_marks[1].column, 20);
+    cr_expect_eq(cfg->attention.oracle, 1);
+    char *y = lsh_config_resolved_yaml(cfg);
+    cr_assert_not_null(y);
+    cr_expect(strstr(y, "  oracle: true\n"), "%s", y);
+    cr_expect(strstr(y, "  combine: [union, importance]\n"
+                        "  min_collisions: [2, 1, 3]\n"
+                        "  sink: [4]\n"
+                        "  local: [16, 0]\n"), "%s", y);
+    free(y);
+    lsh_config_free(cfg);
+    check_fixpoint(WITH_SWEEP("  min_collisions: [2, 1, 3]\n  sink: 4\n  local: [16, 0]\n"
+                              "  combine: importance\n") "attention: {oracle: true}\n");
+}
+
+Test(config, candidate_rule_values_are_checked)
+{
+    BAD(WITH_SWEEP("  min_collisions: 0\n"), 11, 19, "sweep.min_collisions: '0' is out of range",
+        "[1, 1024]");
+    BAD(WITH_SWEEP("  min_collisions: [1, 1025]\n"), 11, 23,
+        "sweep.min_collisions: '1025' is out of range");
+    BAD(WITH_SWEEP("  sink: -1\n"), 11, 9, "sweep.sink: '-1' is out of range", "[0, 2147483647]");
+    BAD(WITH_SWEEP("  local: 2147483648\n"), 11, 10, "sweep.local: '2147483648' is out of range");
+    BAD(WITH_SWEEP("  local: [8, 4, 8]\n"), 11, 17,
+        "sweep.local: 8 is given twice (first on line 11)");
+    BAD(WITH_SWEEP("  sink: [1.5]\n"), 11, 10, "sweep.sink: expected an integer", "got '1.5'");
+    BAD(WITH_SWEEP("  min_colisions: 2\n"), 11, 3,
+        "unknown key 'min_colisions' in sweep; did you mean 'min_collisions'?");
+    BAD(WITH_SWEEP("  lcoal: 2\n"), 11, 3, "unknown key 'lcoal' in sweep; did you mean 'local'?");
+    BAD(WITH_SWEEP("  combine: importanse\n"), 11, 12,
+        "sweep.combine: 'importanse' is not allowed", "did you mean 'importance'?");
+}
+
+Test(config, the_oracle_is_a_boolean)
+{
+    BAD(MINIMAL "attention: {oracle: yes}\n", 11, 21, "attention.oracle: expected true or false",
+        "got 'yes'");
+    BAD(MINIMAL "attention: {oracel: true}\n", 11, 13,
+        "unknown key 'oracel' in attention; did you mean 'oracle'?");
+}
+
+Test(config, combine_rounds_refuses_other_candidate_rules)
+{
+    /* the error stands at the rule's value and names combine rounds' place */
+    BAD(WITH_SWEEP("  combine: [union, rounds]\n  min_collisions: [1, 2]\n"), 12, 23,
+        "sweep.min_collisions: 2 cannot be swept with sweep.combine: rounds (line 11, column 20)",
+        "defined only with min_collisions 1, sink 0 and local 0");
+    BAD(WITH_SWEEP("  sink: [0, 4]\n  combine: rounds\n"), 11, 13,
+        "sweep.sink: 4 cannot be swept with sweep.combine: rounds (line 12, column 12)");
+    BAD(WITH_SWEEP("  combine: rounds\n  local: 3\n"), 12, 10,
+        "sweep.local: 3 cannot be swept with sweep.combine: rounds (line 11, column 12)");
+    /* the neutral values are fine with rounds */
+    lsh_config_free(parse_ok(WITH_SWEEP("  combine: rounds\n  min_collisions: 1\n  sink: 0\n")));
+    /* and other rules are fine with union and importance */
+    lsh_config_free(parse_ok(WITH_SWEEP("  combine: [union, importance]\n  min_collisions: 2\n"
+                                        "  sink: 1\n  local: 4\n")));
+}
+
+Test(config, combine_importance_refuses_chunked_mode)
+{
+    BAD(WITH_SWEEP("  mode: [bucket, chunked]\n  chunk_size: 8\n  combine: [importance]\n"), 13, 13,
+        "sweep.combine: importance cannot be swept with sweep.mode: chunked (line 11, column 18)",
+        "bucket mode only (SPEC 14)");
+}
+
+Test(config, candidate_rules_do_not_apply_to_the_collision_experiment)
+{
+    BAD("name: c\nexperiment: collision\n" STRATEGIES
+        "sweep:\n  n_buckets: [2, 4]\n  min_collisions: 2\n"
+        "collision: {d: 8, angles: [30], pairs: 100}\n",
+        7, 3, "sweep: 'min_collisions' does not apply to experiment collision");
+}
+
+Test(config, candidate_rules_multiply_the_point_count)
+{
+    /* 1 set x 1 B x 1 H x 1 mode x 1 combine x 1 dataset x 1 repeat x
+     * (1024 t x 64 s x 65 w) = 4 259 840 > 2^22 = 4 194 304 */
+    char yaml[16384];
+    int len = snprintf(yaml, sizeof yaml, "%s", WITH_SWEEP("  min_collisions: ["));
+    for (int t = 1; t <= 1024; t++)
+        len += snprintf(yaml + len, sizeof yaml - (size_t)len, "%s%d", t > 1 ? "," : "", t);
+    len += snprintf(yaml + len, sizeof yaml - (size_t)len, "]\n  sink: [");
+    for (int s = 0; s < 64; s++)
+        len += snprintf(yaml + len, sizeof yaml - (size_t)len, "%s%d", s ? "," : "", s);
+    len += snprintf(yaml + len, sizeof yaml - (size_t)len, "]\n  local: [");
+    for (int w = 0; w < 65; w++)
+        len += snprintf(yaml + len, sizeof yaml - (size_t)len, "%s%d", w ? "," : "", w);
+    snprintf(yaml + len, sizeof yaml - (size_t)len, "]\n");
+    /* n_buckets is [4, 8]: twice that */
+    BAD(yaml, 10, 3, "it expands to 8519680 points", "min_collisions x sink x local");
 }

@@ -371,3 +371,170 @@ Test(plan, the_cache_choice_does_not_depend_on_threads)
     cr_expect_eq(lsh_plan_threads(&none, 4, 1000, &cache), 4);
     cr_expect_eq(cache, 0);
 }
+
+/* ---- candidate rules (SPEC 13) and combine importance (SPEC 14) ------------------------ */
+
+/* One group; passes: bucket, then chunked c=8 lb=1 window all, each with
+ * min_collisions [2, 1] x sink [0, 3] x local [5]. */
+static const char rules_yaml[] =
+    "name: r\n"
+    "datasets:\n  - {name: a, kind: gaussian, n: 50, d: 8}\n"
+    "strategies:\n  - name: hyperplane\n"
+    "sweep:\n"
+    "  n_hashes: [1, 2]\n"
+    "  n_buckets: 4\n"
+    "  mode: [bucket, chunked]\n"
+    "  chunk_size: 8\n"
+    "  combine: union\n"
+    "  min_collisions: [2, 1]\n"
+    "  sink: [0, 3]\n"
+    "  local: 5\n";
+
+Test(plan, candidate_rules_make_passes_after_the_mode_setting_in_the_order_given)
+{
+    struct lsh_config *cfg;
+    struct lsh_plan *plan;
+    struct lsh_error err;
+    cr_assert_eq(build(rules_yaml, &cfg, &plan, &err), 0, "%s", err.message);
+    /* worked by hand: 2 mode settings x 2 t x 2 s x 1 w = 8 passes of 2 points */
+    cr_assert_eq(plan->n_groups, 1);
+    cr_assert_eq(plan->n_passes, 8);
+    cr_assert_eq(plan->n_points, 16);
+    const struct { enum lsh_mode mode; uint32_t t, s; } want[8] = {
+        {LSH_MODE_BUCKET, 2, 0},  {LSH_MODE_BUCKET, 2, 3},
+        {LSH_MODE_BUCKET, 1, 0},  {LSH_MODE_BUCKET, 1, 3},
+        {LSH_MODE_CHUNKED, 2, 0}, {LSH_MODE_CHUNKED, 2, 3},
+        {LSH_MODE_CHUNKED, 1, 0}, {LSH_MODE_CHUNKED, 1, 3},
+    };
+    for (size_t pa = 0; pa < 8; pa++) {
+        const struct lsh_mode_opts *m = &plan->passes[pa].mode;
+        cr_expect_eq(m->mode, want[pa].mode, "pass %zu", pa);
+        cr_expect_eq(m->min_collisions, want[pa].t, "pass %zu", pa);
+        cr_expect_eq(m->sink, want[pa].s, "pass %zu", pa);
+        cr_expect_eq(m->local, 5, "pass %zu", pa);
+        cr_expect_eq(m->chunk_size, want[pa].mode == LSH_MODE_CHUNKED ? 8u : 0u);
+        cr_expect_eq(plan->passes[pa].first_point, 2 * pa);
+    }
+    /* point 5 = pass 2 (bucket, t 1, s 0), n_hashes 2: its key carries the rule */
+    struct lsh_point_key k;
+    lsh_plan_point_key(plan, cfg, 5, &k);
+    cr_expect_eq(k.point_id, 5);
+    cr_expect_eq(k.mode, LSH_MODE_BUCKET);
+    cr_expect_eq(k.n_hashes, 2);
+    cr_expect_eq(k.min_collisions, 1);
+    cr_expect_eq(k.sink, 0);
+    cr_expect_eq(k.local, 5);
+    /* the rule is not part of the seed: every pass of the group has one */
+    struct lsh_point_key k0;
+    lsh_plan_point_key(plan, cfg, 0, &k0);
+    cr_expect_eq(k0.seed, k.seed);
+    cr_expect_eq(k0.min_collisions, 2);
+    lsh_plan_free(plan);
+    lsh_config_free(cfg);
+}
+
+Test(plan, default_rules_keep_the_plan_and_seeds_of_a_config_without_them)
+{
+    static const char tail[] = "  min_collisions: 1\n  sink: [0]\n  local: 0\n";
+    char with[sizeof sweep_yaml + sizeof tail];
+    snprintf(with, sizeof with, "%s%s", sweep_yaml, tail);
+    struct lsh_config *c0, *c1;
+    struct lsh_plan *p0, *p1;
+    struct lsh_error err;
+    cr_assert_eq(build(sweep_yaml, &c0, &p0, &err), 0, "%s", err.message);
+    cr_assert_eq(build(with, &c1, &p1, &err), 0, "%s", err.message);
+    cr_assert_eq(p0->n_points, p1->n_points);
+    cr_assert_eq(p0->n_passes, p1->n_passes);
+    for (size_t p = 0; p < p0->n_points; p++) {
+        struct lsh_point_key a, b;
+        lsh_plan_point_key(p0, c0, p, &a);
+        lsh_plan_point_key(p1, c1, p, &b);
+        cr_expect_eq(a.seed, b.seed);
+        cr_expect_eq(a.n_hashes, b.n_hashes);
+        cr_expect_eq(a.mode, b.mode);
+        cr_expect_eq(a.min_collisions, 1);
+        cr_expect_eq(b.min_collisions, 1);
+        cr_expect_eq(a.sink + a.local + b.sink + b.local, 0);
+    }
+    lsh_plan_free(p0);
+    lsh_plan_free(p1);
+    lsh_config_free(c0);
+    lsh_config_free(c1);
+}
+
+/* k-means publishes no collision law (SPEC 12.1: NaN for every other rule). */
+Test(plan, importance_without_a_law_is_refused_at_the_strategy)
+{
+    const char *yaml = "name: p\n"
+                       "datasets:\n  - {name: a, kind: gaussian, n: 50, d: 8}\n"
+                       "strategies:\n  - name: kmeans\n"
+                       "sweep:\n  n_buckets: 4\n  combine: [union, importance]\n";
+    struct lsh_config *cfg;
+    struct lsh_plan *plan;
+    struct lsh_error err;
+    cr_assert_eq(build(yaml, &cfg, &plan, &err), LSH_ECONFIG);
+    cr_expect_null(plan);
+    cr_expect_eq(err.line, 5, "%d:%d %s", err.line, err.column, err.message);
+    cr_expect_eq(err.column, 5, "%d:%d %s", err.line, err.column, err.message);
+    cr_expect(strstr(err.message, "combine importance needs a collision law"), "%s",
+              err.message);
+    cr_expect(strstr(err.message, "kmeans"), "%s", err.message);
+    cr_expect(strstr(err.message, "(line 8, column 20)"), "%s", err.message);
+    cr_expect(strstr(err.message, "skip_invalid"), "%s", err.message);
+    lsh_config_free(cfg);
+}
+
+Test(plan, importance_without_a_law_skips_the_group_with_skip_invalid)
+{
+    const char *yaml = "name: p\n"
+                       "datasets:\n  - {name: a, kind: gaussian, n: 50, d: 8}\n"
+                       "strategies:\n  - name: kmeans\n    skip_invalid: true\n"
+                       "sweep:\n  n_hashes: [1, 2]\n  n_buckets: [4, 8]\n"
+                       "  combine: [union, importance]\n";
+    struct lsh_config *cfg;
+    struct lsh_plan *plan;
+    struct lsh_error err;
+    cr_assert_eq(build(yaml, &cfg, &plan, &err), 0, "%s", err.message);
+    cr_expect_eq(plan->n_groups, 2);
+    cr_expect_eq(plan->n_points, 8);
+    cr_expect_eq(plan->n_skipped_groups, 2);
+    for (size_t g = 0; g < 2; g++) {
+        cr_assert_not_null(plan->groups[g].skip_reason);
+        cr_expect(strstr(plan->groups[g].skip_reason, "collision law"), "%s",
+                  plan->groups[g].skip_reason);
+    }
+    lsh_plan_free(plan);
+    lsh_config_free(cfg);
+}
+
+Test(plan, the_oracle_and_importance_reach_the_memory_figure)
+{
+    /* lsh_plan_memory passes shape.importance and shape.oracle to eval's
+     * figure: whatever eval counts for them is in the dataset's total */
+    const char *base = "name: p\n"
+                       "datasets:\n  - {name: a, kind: gaussian, n: 2000, d: 16}\n"
+                       "strategies:\n  - name: hyperplane\n"
+                       "sweep:\n  n_hashes: [1, 4]\n  n_buckets: 8\n  combine: [union, rounds]\n";
+    char with[1024];
+    snprintf(with, sizeof with, "%sattention: {oracle: true}\n", base);
+    struct lsh_config *c0, *c1;
+    struct lsh_plan *p0, *p1;
+    struct lsh_error err;
+    cr_assert_eq(build(base, &c0, &p0, &err), 0, "%s", err.message);
+    cr_assert_eq(build(with, &c1, &p1, &err), 0, "%s", err.message);
+    struct lsh_memory m0, m1;
+    lsh_plan_memory(c0, p0, 0, &m0);
+    lsh_plan_memory(c1, p1, 0, &m1);
+    struct lsh_eval_shape s = {.n = 2000, .m = 2000, .d = 16, .d_v = 16, .n_topk = 2,
+                               .h_max = 4, .n_buckets = 8, .n_prefix = 2, .n_combine = 2};
+    const struct lsh_mode_opts mode = {LSH_MODE_BUCKET, 0, 0, LSH_WINDOW_ALL, 1, 0, 0};
+    const struct lsh_bytes e0 = lsh_eval_bytes(&s, &mode, 0);
+    s.oracle = 1;
+    const struct lsh_bytes e1 = lsh_eval_bytes(&s, &mode, 0);
+    cr_expect_eq(m1.shared - m0.shared, e1.shared - e0.shared);
+    cr_expect_eq(m1.per_thread - m0.per_thread, e1.per_thread - e0.per_thread);
+    lsh_plan_free(p0);
+    lsh_plan_free(p1);
+    lsh_config_free(c0);
+    lsh_config_free(c1);
+}

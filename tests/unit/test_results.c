@@ -199,6 +199,7 @@ static void make_row(struct test_row *t, uint64_t id, enum lsh_point_status stat
                                      .mode = LSH_MODE_BUCKET, .window = LSH_WINDOW_ALL,
                                      .combine = LSH_COMBINE_UNION, .n_hashes = 4,
                                      .n_buckets = 16, .repeat = 0,
+                                     .min_collisions = 2, .sink = 4, .local = 8,
                                      .seed = UINT64_C(0xFEDCBA9876543210) + id };
     r->status = status;
     r->message = status == LSH_POINT_OK ? "" : "not run";
@@ -260,6 +261,7 @@ struct run_rec {
     char params[LSH_RUNS_PARAMS_LEN + 1], mode[W + 1];
     uint32_t chunk_size, look_back;
     char window[W + 1], combine[W + 1];
+    uint32_t min_collisions, sink, local;
     uint32_t n_hashes, n_buckets, repeat;
     uint64_t seed;
     char status[W + 1], message[LSH_RUNS_MESSAGE_LEN + 1];
@@ -271,7 +273,8 @@ struct run_rec {
 
 static const char *const run_names[] = {
     "point_id", "dataset", "layer", "head", "strategy", "params", "mode", "chunk_size", "look_back", "window",
-    "combine", "n_hashes", "n_buckets", "repeat", "seed", "status", "message", "out_rel_err",
+    "combine", "min_collisions", "sink", "local", "n_hashes", "n_buckets", "repeat", "seed",
+    "status", "message", "out_rel_err",
     "attn_rel_err", "mass_recall", "kl", "empty_rows", "gram_recovery", "topk_recall_1",
     "topk_recall_10", "density", "mean_candidates", "bucket_max", "bucket_entropy",
     "hash_seconds", "eval_seconds",
@@ -305,6 +308,9 @@ static hid_t run_rec_type(void)
     U32(look_back, "look_back");
     STR(window, "window");
     STR(combine, "combine");
+    U32(min_collisions, "min_collisions");
+    U32(sink, "sink");
+    U32(local, "local");
     U32(n_hashes, "n_hashes");
     U32(n_buckets, "n_buckets");
     U32(repeat, "repeat");
@@ -880,8 +886,9 @@ Test(results, collision_rows_read_back_exactly)
     struct lsh_results *res = open_ok(&tc.cfg, LSH_RESULTS_CREATE);
     struct lsh_collision_row rows[2] = {
         { "rotation", "orthogonal=false", 16, 8, 30.0, 20000, 0.4375, 0.0123, 0.9921875,
-          0.00061, 11, 0.25 },
-        { "hyperplane", "", 4, 8, 90.0, 20000, 0.0625, 0.002, 0.40625, 0.0035, 12, 0.125 },
+          0.00061, 11, 0.25, 0, 0.0 },
+        { "hyperplane", "", 4, 8, 90.0, 20000, 0.0625, 0.002, 0.40625, 0.0035, 12, 0.125, 1,
+          0.5 },
     };
     struct lsh_error err;
     for (int i = 0; i < 2; i++)
@@ -898,6 +905,8 @@ Test(results, collision_rows_read_back_exactly)
         double angle;
         uint64_t pairs;
         double p_round, p_round_se, p_any, p_any_se;
+        uint8_t has_law;
+        double p_law;
         uint64_t seed;
         double seconds;
     } got[2];
@@ -912,14 +921,16 @@ Test(results, collision_rows_read_back_exactly)
     H5Tinsert(t, "p_round_se", HOFFSET(struct coll_rec, p_round_se), H5T_NATIVE_DOUBLE);
     H5Tinsert(t, "p_any", HOFFSET(struct coll_rec, p_any), H5T_NATIVE_DOUBLE);
     H5Tinsert(t, "p_any_se", HOFFSET(struct coll_rec, p_any_se), H5T_NATIVE_DOUBLE);
+    H5Tinsert(t, "has_law", HOFFSET(struct coll_rec, has_law), H5T_NATIVE_UINT8);
+    H5Tinsert(t, "p_law", HOFFSET(struct coll_rec, p_law), H5T_NATIVE_DOUBLE);
     H5Tinsert(t, "seed", HOFFSET(struct coll_rec, seed), H5T_NATIVE_UINT64);
     H5Tinsert(t, "seconds", HOFFSET(struct coll_rec, seconds), H5T_NATIVE_DOUBLE);
     hid_t f = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
     cr_assert_eq(H5Lexists(f, "runs", H5P_DEFAULT), 0);
     hid_t d = H5Dopen2(f, "collision", H5P_DEFAULT);
     hid_t ft = H5Dget_type(d);
-    cr_assert_eq(H5Tget_nmembers(ft), 12);
-    char *first = H5Tget_member_name(ft, 0), *last = H5Tget_member_name(ft, 11);
+    cr_assert_eq(H5Tget_nmembers(ft), 14);
+    char *first = H5Tget_member_name(ft, 0), *last = H5Tget_member_name(ft, 13);
     cr_assert_str_eq(first, "strategy");
     cr_assert_str_eq(last, "seconds");
     H5free_memory(first);
@@ -936,6 +947,8 @@ Test(results, collision_rows_read_back_exactly)
         cr_assert_eq(got[i].p_round_se, rows[i].p_round_se);
         cr_assert_eq(got[i].p_any, rows[i].p_any);
         cr_assert_eq(got[i].p_any_se, rows[i].p_any_se);
+        cr_assert_eq(got[i].has_law, rows[i].has_law);
+        cr_assert_eq(got[i].p_law, rows[i].p_law);
         cr_assert_eq(got[i].seed, rows[i].seed);
         cr_assert_eq(got[i].seconds, rows[i].seconds);
     }
@@ -1051,7 +1064,8 @@ static void write_show_file(struct test_config *tc)
                                         .mode = LSH_MODE_CHUNKED, .chunk_size = 64,
                                         .look_back = 1, .window = LSH_WINDOW_SAME_BUCKET,
                                         .combine = LSH_COMBINE_ROUNDS, .n_hashes = 2,
-                                        .n_buckets = 6, .repeat = 2, .seed = 42 };
+                                        .n_buckets = 6, .repeat = 2, .min_collisions = 1,
+                                        .seed = 42 };
     b.row.message = "needs \"B\" a power of two, got 6";
     struct lsh_results *res = open_ok(&tc->cfg, LSH_RESULTS_CREATE);
     append_ok(res, &a.row);
@@ -1080,13 +1094,15 @@ Test(results, show_csv_prints_known_text)
     cr_assert_eq(rc, 0, "%s", err.message);
     const char *want =
         "point_id,dataset,layer,head,strategy,params,mode,chunk_size,look_back,window,combine,"
+        "min_collisions,sink,local,"
         "n_hashes,n_buckets,repeat,seed,status,message,out_rel_err,attn_rel_err,mass_recall,kl,"
         "empty_rows,gram_recovery,topk_recall_1,topk_recall_10,density,mean_candidates,"
         "bucket_max,bucket_entropy,hash_seconds,eval_seconds\n"
-        "0,clustered-4k,-1,5,rotation,\"orthogonal=false,factors=[4,4]\",bucket,0,0,n/a,union,4,16,"
+        "0,clustered-4k,-1,5,rotation,\"orthogonal=false,factors=[4,4]\",bucket,0,0,n/a,union,"
+        "2,4,8,4,16,"
         "0,18446744073709551615,ok,,0.25,2.3849999999999998,0.10000000000000001,0.5,3,0.75,1,"
         "0.875,0.125,512,1.5,0.96875,0.001953125,3\n"
-        "7,gaussian-1k,2,-1,hyperplane,,chunked,64,1,same_bucket,rounds,2,6,2,42,skipped,"
+        "7,gaussian-1k,2,-1,hyperplane,,chunked,64,1,same_bucket,rounds,1,0,0,2,6,2,42,skipped,"
         "\"needs \"\"B\"\" a power of two, got 6\",0,0,0,0,0,0,0,0,0,0,0,0,0,0\n";
     cr_assert_str_eq(text, want);
     free(text);
@@ -1142,7 +1158,7 @@ Test(results, show_reads_collision_tables)
     make_config(&tc, 7, LSH_EXPERIMENT_COLLISION);
     struct lsh_results *res = open_ok(&tc.cfg, LSH_RESULTS_CREATE);
     struct lsh_collision_row row = { "rotation", "orthogonal=true", 16, 8, 30.0, 20000,
-                                     0.4375, 0.0125, 0.9921875, 0.5, 11, 0.25 };
+                                     0.4375, 0.0125, 0.9921875, 0.5, 11, 0.25, 0, 0.0 };
     struct lsh_error err;
     cr_assert_eq(lsh_results_append_collision(res, &row, &err), 0, "%s", err.message);
     close_ok(res, 1);
@@ -1150,9 +1166,9 @@ Test(results, show_reads_collision_tables)
     char *text = show_text(path, 1, &rc, &err);
     cr_assert_eq(rc, 0, "%s", err.message);
     cr_assert_str_eq(text, "strategy,params,n_buckets,n_hashes,angle,pairs,p_round,p_round_se,"
-                           "p_any,p_any_se,seed,seconds\n"
+                           "p_any,p_any_se,has_law,p_law,seed,seconds\n"
                            "rotation,orthogonal=true,16,8,30,20000,0.4375,0.012500000000000001,"
-                           "0.9921875,0.5,"
+                           "0.9921875,0.5,0,0,"
                            "11,0.25\n");
     free(text);
 }
@@ -1678,9 +1694,9 @@ Test(results, a_table_declaring_rows_it_does_not_store_is_refused_at_once, .time
  * probabilities in [0, 1]. */
 static const struct lsh_collision_row planned_collision[2] = {
     { "rotation", "orthogonal=false", 16, 1, 30.0, 100, 0.4375, 0.0123, 0.4375, 0.0123, 11,
-      0.25 },
+      0.25, 0, 0.0 },
     { "rotation", "orthogonal=false", 16, 2, 30.0, 100, 0.1875, 0.002, 0.625, 0.0035, 11,
-      0.125 },
+      0.125, 0, 0.0 },
 };
 
 static void planned_collision_row(void *ctx, uint64_t i, void *record)
@@ -1820,4 +1836,205 @@ Test(results, resume_refuses_a_status_that_is_not_a_status)
     cr_assert_eq(resume_and_check(&tc.cfg, 4, &err), LSH_EDATA, "%s", err.message);
     cr_assert(strstr(err.message, "row 1") && strstr(err.message, "'bogus'"), "%s",
               err.message);
+}
+
+/* ---- format version 2 files written before the candidate rules (SPEC 13) ---------------- */
+
+/* Rewrite p as lshlab wrote it before min_collisions, sink, local and the
+ * oracle: /runs without the three columns, the resolved config without
+ * their default lines (done by hand here, line by line). */
+static void make_file_before_rules(const char *p)
+{
+    hid_t f = H5Fopen(p, H5F_ACC_RDWR, H5P_DEFAULT);
+    cr_assert_geq(f, 0);
+    hid_t d = H5Dopen2(f, "runs", H5P_DEFAULT);
+    hid_t ft = H5Dget_type(d), fs = H5Dget_space(d);
+    hsize_t n = 0;
+    H5Sget_simple_extent_dims(fs, &n, NULL);
+    /* the old row type: every member but the three, packed */
+    size_t size = 0;
+    const int members = H5Tget_nmembers(ft);
+    for (int i = 0; i < members; i++) {
+        char *name = H5Tget_member_name(ft, (unsigned)i);
+        hid_t mt = H5Tget_member_type(ft, (unsigned)i);
+        if (strcmp(name, "min_collisions") && strcmp(name, "sink") && strcmp(name, "local"))
+            size += H5Tget_size(mt);
+        H5Tclose(mt);
+        H5free_memory(name);
+    }
+    hid_t old = H5Tcreate(H5T_COMPOUND, size);
+    size_t off = 0;
+    for (int i = 0; i < members; i++) {
+        char *name = H5Tget_member_name(ft, (unsigned)i);
+        hid_t mt = H5Tget_member_type(ft, (unsigned)i);
+        if (strcmp(name, "min_collisions") && strcmp(name, "sink") && strcmp(name, "local")) {
+            cr_assert_geq(H5Tinsert(old, name, off, mt), 0);
+            off += H5Tget_size(mt);
+        }
+        H5Tclose(mt);
+        H5free_memory(name);
+    }
+    cr_assert_eq(H5Tget_nmembers(old), members - 3);
+    unsigned char *rows = malloc(n * size + 1);
+    cr_assert_geq(H5Dread(d, old, H5S_ALL, H5S_ALL, H5P_DEFAULT, rows), 0);
+    hid_t dcpl = H5Dget_create_plist(d);
+    H5Dclose(d);
+    cr_assert_geq(H5Ldelete(f, "runs", H5P_DEFAULT), 0);
+    hsize_t max = H5S_UNLIMITED;
+    hid_t space = H5Screate_simple(1, &n, &max);
+    d = H5Dcreate2(f, "runs", old, space, H5P_DEFAULT, dcpl, H5P_DEFAULT);
+    cr_assert_geq(d, 0);
+    cr_assert_geq(H5Dwrite(d, old, H5S_ALL, H5S_ALL, H5P_DEFAULT, rows), 0);
+    free(rows);
+    H5Dclose(d);
+    H5Sclose(space);
+    H5Pclose(dcpl);
+    H5Tclose(old);
+    H5Sclose(fs);
+    H5Tclose(ft);
+    H5Fclose(f);
+
+    char *yaml = root_attr(p, "resolved_config");
+    cr_assert_not_null(yaml);
+    static const char *const gone[] = {"  oracle: false\n", "  min_collisions: [1]\n",
+                                       "  sink: [0]\n", "  local: [0]\n"};
+    for (size_t i = 0; i < 4; i++) {
+        char *at = strstr(yaml, gone[i]);
+        cr_assert_not_null(at, "'%s' not in the resolved config:\n%s", gone[i], yaml);
+        memmove(at, at + strlen(gone[i]), strlen(at + strlen(gone[i])) + 1);
+    }
+    f = H5Fopen(p, H5F_ACC_RDWR, H5P_DEFAULT);
+    cr_assert_geq(H5Adelete(f, "resolved_config"), 0);
+    hid_t st = H5Tcopy(H5T_C_S1);
+    H5Tset_size(st, H5T_VARIABLE);
+    H5Tset_cset(st, H5T_CSET_UTF8);
+    hid_t sc = H5Screate(H5S_SCALAR);
+    hid_t a = H5Acreate2(f, "resolved_config", st, sc, H5P_DEFAULT, H5P_DEFAULT);
+    const char *text = yaml;
+    cr_assert_geq(H5Awrite(a, st, &text), 0);
+    H5Aclose(a);
+    H5Sclose(sc);
+    H5Tclose(st);
+    H5Fclose(f);
+    free(yaml);
+}
+
+static uint32_t rule_one[1] = {1}, rule_zero[1] = {0};
+
+static void default_rules(struct test_config *tc)
+{
+    struct lsh_sweep *s = &tc->cfg.sweep;
+    s->n_min_collisions = s->n_sink = s->n_local = 1;
+    s->min_collisions = rule_one;
+    s->sink = s->local = rule_zero;
+}
+
+static void make_row_union(struct test_row *r, uint64_t id)
+{
+    make_row(r, id, LSH_POINT_OK);
+    r->row.key.min_collisions = 1;
+    r->row.key.sink = r->row.key.local = 0;
+}
+
+static void planned_union(void *ctx, uint64_t id, void *record)
+{
+    (void)ctx;
+    struct test_row t;
+    make_row_union(&t, id);
+    ((struct lsh_run_row *)record)->key = t.row.key;
+}
+
+Test(results, a_file_written_before_the_rules_resumes_and_shows_them_as_1_0_0)
+{
+    struct test_config tc;
+    make_config(&tc, 2385, LSH_EXPERIMENT_SWEEP);
+    default_rules(&tc);
+    struct lsh_results *res = open_ok(&tc.cfg, LSH_RESULTS_CREATE);
+    struct test_row r[4];
+    for (uint64_t id = 0; id < 3; id++) {
+        make_row_union(&r[id], id);
+        append_ok(res, &r[id].row);
+    }
+    close_ok(res, 0);
+    make_file_before_rules(partial);
+
+    res = open_ok(&tc.cfg, LSH_RESULTS_RESUME);
+    struct lsh_error err;
+    cr_assert_eq(lsh_results_check_resumed(res, planned_union, NULL, 4, &err), 0, "%s",
+                 err.message);
+    cr_assert(lsh_results_has_point(res, 2));
+    make_row_union(&r[3], 3);
+    append_ok(res, &r[3].row);
+    close_ok(res, 1);
+
+    /* the file keeps its columns: none for the rules */
+    hid_t f = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
+    hid_t d = H5Dopen2(f, "runs", H5P_DEFAULT);
+    hid_t ft = H5Dget_type(d);
+    cr_expect_lt(H5Tget_member_index(ft, "min_collisions"), 0);
+    cr_expect_eq(H5Tget_nmembers(ft), (int)N_RUN_COLS - 3);
+    hid_t fs = H5Dget_space(d);
+    hsize_t n = 0;
+    H5Sget_simple_extent_dims(fs, &n, NULL);
+    cr_expect_eq(n, 4);
+    H5Sclose(fs);
+    H5Tclose(ft);
+    H5Dclose(d);
+    H5Fclose(f);
+
+    /* show gives the rule of those points: 1, 0, 0 after combine */
+    int rc;
+    char *text = show_text(path, 1, &rc, &err);
+    cr_assert_eq(rc, 0, "%s", err.message);
+    cr_expect(strstr(text, "window,combine,min_collisions,sink,local,n_hashes,"), "%s", text);
+    cr_expect(strstr(text, "\n3,clustered-4k,-1,8,rotation,\"orthogonal=false,factors=[4,4]\","
+                           "bucket,0,0,n/a,union,1,0,0,4,16,0,"), "%s", text);
+    free(text);
+}
+
+Test(results, a_file_written_before_the_rules_is_not_resumed_with_other_rules)
+{
+    struct test_config tc;
+    make_config(&tc, 2385, LSH_EXPERIMENT_SWEEP);
+    default_rules(&tc);
+    write_partial_file(&tc.cfg, 2);
+    make_file_before_rules(partial);
+    static uint32_t two[1] = {2};
+    tc.cfg.sweep.min_collisions = two;
+    struct lsh_error err;
+    struct lsh_results *res = NULL;
+    cr_assert_eq(lsh_results_open(path, &tc.cfg, "", LSH_RESULTS_RESUME, &res, &err),
+                 LSH_ECONFIG);
+    cr_expect(strstr(err.message, "different configuration"), "%s", err.message);
+    cr_expect(strstr(err.message, "min_collisions"), "%s", err.message);
+}
+
+Test(results, oracle_columns_only_with_the_oracle)
+{
+    struct test_config tc;
+    make_config(&tc, 2385, LSH_EXPERIMENT_SWEEP);
+    tc.cfg.attention.oracle = 1;
+    tc.datasets[0].reference_rows = 100; /* with their _se columns */
+    struct lsh_results *res = open_ok(&tc.cfg, LSH_RESULTS_CREATE);
+    struct test_row r;
+    make_row(&r, 0, LSH_POINT_OK);
+    struct lsh_metric_se se = {.oracle_mass_recall = 0.03125, .oracle_out_rel_err = 0.0625};
+    double se_topk[2] = {0, 0};
+    se.topk_recall = se_topk;
+    r.row.metrics.se = &se;
+    r.row.metrics.oracle_mass_recall = 0.75;
+    r.row.metrics.oracle_out_rel_err = 0.375;
+    r.row.metrics.oracle_seconds = 0.5;
+    append_ok(res, &r.row);
+    close_ok(res, 1);
+    struct lsh_error err;
+    int rc;
+    char *text = show_text(path, 1, &rc, &err);
+    cr_assert_eq(rc, 0, "%s", err.message);
+    cr_expect(strstr(text, "bucket_entropy,bucket_entropy_se,oracle_mass_recall,"
+                           "oracle_mass_recall_se,oracle_out_rel_err,oracle_out_rel_err_se,"
+                           "hash_seconds,eval_seconds,oracle_seconds\n"), "%s", text);
+    cr_expect(strstr(text, ",0.96875,0,0.75,0.03125,0.375,0.0625,0.001953125,3,0.5\n"), "%s",
+              text);
+    free(text);
 }
