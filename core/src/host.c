@@ -501,52 +501,90 @@ int lsh_host_round_export(struct lsh_host_round *r, lsh_host_array_fn fn, void *
 
 /* ---- memory ------------------------------------------------------------------ */
 
-/* What the built-in strategies (strategies/NAME/NAME.c) allocate themselves,
- * which ABI 1.0 gives a plugin no way to say: kept from init to fini, and
- * transient while fit or init runs.  Each batches its hashing into at most
- * 2^20 doubles of workspace.  Another plugin: 0 (not known). */
-static void builtin_bytes(const char *name, size_t n, size_t d, uint32_t n_buckets,
-                          size_t *kept, size_t *transient)
+/* The integer value of parameter `name` of pt (BOOL or INT), or def when the
+ * strategy has no such parameter. */
+static int64_t param_int(const struct lsh_host_point *pt, const char *name, int64_t def)
 {
+    const struct lsh_param *ps = pt->strategy->params;
+    for (size_t p = 0; ps && ps[p].type != LSH_PARAM_END && p < pt->n_values; p++)
+        if (!strcmp(ps[p].name, name))
+            return pt->values[p].i;
+    return def;
+}
+
+/* What the built-in strategies (strategies/NAME/NAME.c) allocate themselves,
+ * which the ABI gives a plugin no way to say: kept from init to fini,
+ * transient while init runs, transient while fit runs (beside the host's copy of the rows), and
+ * transient while assign runs (beside the host's copy of the rows and
+ * buckets).  Each batches its hashing into at most 2^20 doubles of
+ * workspace.  Another plugin: 0 (not known). */
+struct own_bytes {
+    size_t kept, initing, fitting, assigning;
+};
+
+static struct own_bytes builtin_bytes(const struct lsh_host_point *pt)
+{
+    const char *name = pt->strategy->name;
+    const size_t n = pt->n_rows, d = pt->d, B = pt->n_buckets;
     const size_t D = sizeof(double), WORK = ((size_t)1 << 20) * sizeof(double);
-    const size_t B = n_buckets;
-    *kept = *transient = 0;
+    struct own_bytes o = {0, 0, 0, 0};
     if (!strcmp(name, "rotation")) {
         /* R (d x B/2 at most), a batch's projections; an orthogonal R's QR
          * copy and its diagonal while init runs */
         const size_t r = lsh_size_mul3(d, B / 2 + 1, D);
-        *kept = lsh_size_add(r, WORK);
-        *transient = lsh_size_add(r, lsh_size_mul(B / 2 + 1, D));
+        o.kept = lsh_size_add(r, WORK);
+        o.initing = lsh_size_add(r, lsh_size_mul(B / 2 + 1, D));
     } else if (!strcmp(name, "hyperplane")) {
         /* W (d x k, k = log2 B <= 32) and a batch of 1024 rows' projections */
-        *kept = lsh_size_add(lsh_size_mul3(d, 32, D), lsh_size_mul3(1024, 32, D));
+        o.kept = lsh_size_add(lsh_size_mul3(d, 32, D), lsh_size_mul3(1024, 32, D));
     } else if (!strcmp(name, "kmeans")) {
         /* the B x d centroids, a batch of unit rows and its scores; fit: the
          * unit rows, their flags, assignments, distances, dots and indices,
-         * and the centroids' sums and counts */
-        *kept = lsh_size_add(lsh_size_mul3(B, d, D), lsh_size_add(lsh_size_mul3(1024, d, D), WORK));
-        *transient = lsh_size_add(lsh_size_mul(n, lsh_size_add(lsh_size_mul(d, D), 1 + 4 + 2 * D + 8)),
-                                  lsh_size_mul(B, lsh_size_add(lsh_size_mul(d, D), 8)));
+         * and the centroids' sums and counts; balanced assignment: a heap of
+         * (row, centroid) candidates, B + 2 words a row */
+        o.kept = lsh_size_add(lsh_size_mul3(B, d, D), lsh_size_add(lsh_size_mul3(1024, d, D), WORK));
+        o.fitting = lsh_size_add(lsh_size_mul(n, lsh_size_add(lsh_size_mul(d, D), 1 + 4 + 2 * D + 8)),
+                                 lsh_size_mul(B, lsh_size_add(lsh_size_mul(d, D), 8)));
+        if (param_int(pt, "balanced", 0))
+            o.assigning = lsh_size_add(lsh_size_mul(n, lsh_size_add(lsh_size_mul(B, D), 16)),
+                                       lsh_size_mul(B, D));
+    } else if (!strcmp(name, "crosspolytope")) {
+        /* k x rotations diagonals of d' <= 2d and 8 rows of transforms; k <= log2 B */
+        size_t log2b = 0;
+        while (log2b < 32 && ((size_t)1 << (log2b + 1)) <= B)
+            log2b++;
+        o.kept = lsh_size_mul3(D, lsh_size_mul(2, d), lsh_size_add(lsh_size_mul(5, log2b), 8));
+    } else if (!strcmp(name, "sortlsh")) {
+        /* W (d x r, r <= 30) and a batch's projections; the sort keys */
+        o.kept = lsh_size_mul3(D, 30, lsh_size_add(d, 1024));
+        o.assigning = lsh_size_mul3(2, D, n);
+    } else if (!strcmp(name, "smyrf")) {
+        /* a (d + 2); the sort items, two of 16 bytes a row */
+        o.kept = lsh_size_mul(D, lsh_size_add(d, 2));
+        o.assigning = lsh_size_mul(32, n);
     }
+    return o;
 }
 
-void lsh_host_round_memory(const struct lsh_strategy *s, size_t n_rows, size_t d,
-                           uint32_t n_buckets, struct lsh_host_memory *out)
+void lsh_host_round_memory(const struct lsh_host_point *pt, struct lsh_host_memory *out)
 {
+    const struct lsh_strategy *s = pt->strategy;
+    const size_t n_rows = pt->n_rows, d = pt->d;
     const size_t state = s->state_size > LSH_HOST_STATE_MAX ? SIZE_MAX
                                                              : state_bytes(s->state_size);
-    size_t own_kept, own_transient;
-    builtin_bytes(s->name, n_rows, d, n_buckets, &own_kept, &own_transient);
+    const struct own_bytes own = builtin_bytes(pt);
     /* the round itself and its stream (a gsl_rng and xoshiro's 32 bytes) */
-    out->kept = lsh_size_add(lsh_size_add(state, sizeof(struct lsh_host_round) + 256), own_kept);
-    const size_t fit_copy = s->fit ? lsh_size_mul(n_rows, lsh_size_mul(d, sizeof(double))) : 0;
-    const size_t batch = batch_bytes(n_rows < LSH_HOST_BATCH_ROWS ? n_rows : LSH_HOST_BATCH_ROWS, d);
+    out->kept = lsh_size_add(lsh_size_add(state, sizeof(struct lsh_host_round) + 256), own.kept);
+    const size_t copy = lsh_size_mul(n_rows, lsh_size_mul(d, sizeof(double)));
     /* the fit copy is held while the plugin's fit allocates its own; an
-     * assign strategy gets a copy of every row and scratch for two buckets
-     * each instead of hash batches */
-    const size_t fitting = lsh_size_add(fit_copy, own_transient);
-    const size_t bucketing = lsh_host_assigns(s)
-        ? lsh_size_mul(n_rows, lsh_size_add(lsh_size_mul(d, sizeof(double)), 2 * sizeof(uint32_t)))
-        : batch;
+     * assign strategy gets a copy of every row and two buckets each (while
+     * assign allocates its own) instead of hash batches */
+    const size_t fitting = s->fit ? lsh_size_add(copy, own.fitting) : 0;
+    const size_t bucketing =
+        lsh_host_assigns(s)
+            ? lsh_size_add(lsh_size_add(copy, lsh_size_mul(n_rows, 2 * sizeof(uint32_t))),
+                           own.assigning)
+            : batch_bytes(n_rows < LSH_HOST_BATCH_ROWS ? n_rows : LSH_HOST_BATCH_ROWS, d);
     out->transient = fitting > bucketing ? fitting : bucketing;
+    out->transient = own.initing > out->transient ? own.initing : out->transient;
 }

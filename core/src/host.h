@@ -159,21 +159,21 @@ int lsh_host_round_export(struct lsh_host_round *r, lsh_host_array_fn fn, void *
 /* fini (when init succeeded) and free.  NULL is allowed. */
 void lsh_host_round_close(struct lsh_host_round *r);
 
-/* Memory for a round of s on n_rows rows of d doubles into n_buckets
- * buckets, for the memory plan: what the host allocates, plus, for the
- * built-in strategies, what they allocate themselves (another plugin's own
- * allocations cannot be known under ABI 1.0):
+/* Memory for a round of pt (its strategy and parameters, on pt->n_rows rows
+ * of pt->d doubles into pt->n_buckets buckets), for the memory plan: what the
+ * host allocates, plus, for the built-in strategies, what they allocate
+ * themselves (another plugin's own allocations cannot be known):
  *   kept      - from open to close: the state (rounded to 64) and the stream;
  *   transient - only inside lsh_host_round_bucket, freed before it returns:
  *               the private copy of the rows fit() gets, or the hash batch
- *               (rows and their buckets), whichever is larger (they are
- *               never held together).
+ *               (rows and their buckets), or assign's copy of every row and
+ *               bucket, whichever is larger (they are never held together).
  * A run holding H rounds open, T of them bucketing at once, needs
- * H * kept + T * transient.  Saturates at SIZE_MAX instead of wrapping. */
+ * H * kept + T * transient.  Saturates at SIZE_MAX instead of wrapping.
+ * n_rows: every row the round sees (queries and other keys). */
 struct lsh_host_memory {
     size_t kept, transient;
 };
-void lsh_host_round_memory(const struct lsh_strategy *s, size_t n_rows, size_t d,
-                           uint32_t n_buckets, struct lsh_host_memory *out);
+void lsh_host_round_memory(const struct lsh_host_point *pt, struct lsh_host_memory *out);
 
 #endif

@@ -416,14 +416,20 @@ static struct lsh_bytes host_round_bytes(const struct lsh_config *cfg, size_t ro
 {
     struct lsh_bytes b = {0, 0};
     for (size_t s = 0; s < cfg->n_strategies; s++) {
-        const struct lsh_strategy *st = cfg->strategies[s].strategy;
-        if (!st)
+        const struct lsh_strategy_spec *st = &cfg->strategies[s];
+        if (!st->strategy)
             continue;
-        struct lsh_host_memory m;
-        lsh_host_round_memory(st, rows, d, n_buckets, &m);
-        const size_t kept = lsh_size_mul(open_rounds, m.kept);
-        b.shared = kept > b.shared ? kept : b.shared;
-        b.per_thread = m.transient > b.per_thread ? m.transient : b.per_thread;
+        for (size_t ps = 0; ps < (st->sets ? st->n_sets : 1); ps++) {
+            const struct lsh_host_point pt =
+                st->sets ? lsh_host_point_of(st, ps, n_buckets, d, rows)
+                         : (struct lsh_host_point){.strategy = st->strategy, .n_buckets = n_buckets,
+                                                   .d = d, .n_rows = rows};
+            struct lsh_host_memory m;
+            lsh_host_round_memory(&pt, &m);
+            const size_t kept = lsh_size_mul(open_rounds, m.kept);
+            b.shared = kept > b.shared ? kept : b.shared;
+            b.per_thread = m.transient > b.per_thread ? m.transient : b.per_thread;
+        }
     }
     return b;
 }
@@ -464,7 +470,9 @@ void lsh_plan_memory(const struct lsh_config *cfg, const struct lsh_plan *plan, 
     b = lsh_bytes_add(b, lsh_reference_bytes(n, m, d, dv, kmax));
     /* a hash group: buckets of h_max rounds, the host's rounds */
     b.shared = lsh_size_add(b.shared, lsh_size_mul3(h_max, n, separate || assigns ? 2 * U : U));
-    b = lsh_bytes_add(b, host_round_bytes(cfg, separate ? lsh_size_mul(2, n) : n, d, b_max, h_max));
+    /* rows a round sees: Q, and K or the unit keys beside them (assign copies both) */
+    const int other_keys = cfg->attention.keys != LSH_KEYS_SHARED;
+    b = lsh_bytes_add(b, host_round_bytes(cfg, other_keys ? lsh_size_mul(2, n) : n, d, b_max, h_max));
     /* a pass: the largest eval figure over the mode settings; its outputs */
     const size_t n_modes = mode_settings(sw, NULL);
     struct lsh_mode_opts *modes = calloc(n_modes + 1, sizeof *modes);

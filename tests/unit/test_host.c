@@ -228,7 +228,7 @@ Test(host, a_state_size_near_size_max_is_refused_not_allocated)
     s.state_size = LSH_HOST_STATE_MAX + 1;
     cr_expect_eq(lsh_host_round_open(&pt, 0, 1, &r, &err), LSH_EPLUGIN);
     struct lsh_host_memory mem;
-    lsh_host_round_memory(&s, 10, 2, 4, &mem);
+    lsh_host_round_memory(&(struct lsh_host_point){.strategy = &s, .n_rows = 10, .d = 2, .n_buckets = 4}, &mem);
     cr_expect_eq(mem.kept, SIZE_MAX, "a refused state counts as unaffordable");
 }
 
@@ -237,17 +237,17 @@ Test(host, round_memory_counts_state_fit_copy_and_hash_batch)
     struct lsh_strategy s = base;
     s.state_size = 100; /* rounded to 128 */
     struct lsh_host_memory mem;
-    lsh_host_round_memory(&s, 5000, 3, 4, &mem);
+    lsh_host_round_memory(&(struct lsh_host_point){.strategy = &s, .n_rows = 5000, .d = 3, .n_buckets = 4}, &mem);
     cr_expect_geq(mem.kept, 128);
     cr_expect_lt(mem.kept, 128 + 1024);
     cr_expect_eq(mem.transient, 1024 * (3 * 8 + 4),
                  "no fit: one batch of 1024 rows of 3 doubles, and their buckets");
-    lsh_host_round_memory(&s, 7, 3, 4, &mem);
+    lsh_host_round_memory(&(struct lsh_host_point){.strategy = &s, .n_rows = 7, .d = 3, .n_buckets = 4}, &mem);
     cr_expect_eq(mem.transient, 7 * (3 * 8 + 4), "fewer rows than a batch");
     s.fit = t_fit_silent;
-    lsh_host_round_memory(&s, 5000, 3, 4, &mem);
+    lsh_host_round_memory(&(struct lsh_host_point){.strategy = &s, .n_rows = 5000, .d = 3, .n_buckets = 4}, &mem);
     cr_expect_eq(mem.transient, 5000 * 3 * 8, "fit: a copy of all its rows");
-    lsh_host_round_memory(&s, SIZE_MAX / 2, 3, 4, &mem);
+    lsh_host_round_memory(&(struct lsh_host_point){.strategy = &s, .n_rows = SIZE_MAX / 2, .d = 3, .n_buckets = 4}, &mem);
     cr_expect_eq(mem.transient, SIZE_MAX, "saturates");
 }
 
@@ -611,7 +611,7 @@ Test(host, a_state_size_of_zero_still_gets_a_state_a_plugin_may_touch)
     cr_assert_eq(lsh_host_round_open(&pt, 0, 1, &r, &err), 0, "%s", err.message);
     lsh_host_round_close(r);
     struct lsh_host_memory mem;
-    lsh_host_round_memory(&s, 10, 2, 4, &mem);
+    lsh_host_round_memory(&(struct lsh_host_point){.strategy = &s, .n_rows = 10, .d = 2, .n_buckets = 4}, &mem);
     cr_expect_geq(mem.kept, 64, "the 64 bytes given to a state_size of 0 are counted");
 }
 
@@ -646,17 +646,17 @@ Test(host, round_memory_counts_what_the_builtin_strategies_allocate)
     struct lsh_host_memory mem;
     struct lsh_strategy s = base;
     s.name = "rotation";
-    lsh_host_round_memory(&s, 2048, 64, (uint32_t)1 << 20, &mem);
+    lsh_host_round_memory(&(struct lsh_host_point){.strategy = &s, .n_rows = 2048, .d = 64, .n_buckets = (uint32_t)1 << 20}, &mem);
     cr_expect_geq(mem.kept, (size_t)64 * (1u << 19) * 8, "R: d x B/2 doubles");
     cr_expect_lt(mem.kept, (size_t)64 * (1u << 19) * 8 + ((size_t)9 << 20), "and a bounded batch");
     s.name = "kmeans";
     s.fit = t_fit_silent;
-    lsh_host_round_memory(&s, 5000, 16, 4096, &mem);
+    lsh_host_round_memory(&(struct lsh_host_point){.strategy = &s, .n_rows = 5000, .d = 16, .n_buckets = 4096}, &mem);
     cr_expect_geq(mem.kept, (size_t)4096 * 16 * 8, "the B x d centroids");
     cr_expect_geq(mem.transient, (size_t)5000 * 16 * 8 * 2 + (size_t)4096 * 16 * 8,
                   "fit: the host's copy, the plugin's unit rows and its sums");
     s = base;
-    lsh_host_round_memory(&s, 2048, 64, (uint32_t)1 << 20, &mem);
+    lsh_host_round_memory(&(struct lsh_host_point){.strategy = &s, .n_rows = 2048, .d = 64, .n_buckets = (uint32_t)1 << 20}, &mem);
     cr_expect_lt(mem.kept, 1024, "an unknown plugin: only what the host allocates");
 }
 
@@ -798,7 +798,7 @@ Test(host, an_abi_1_0_plugin_loads_and_hashes_as_an_independent_simhash)
     cr_expect_str_eq(why, "simhash10 publishes no collision probability (collision_prob: the "
                           "plugin is built for strategy ABI 1.0)");
     struct lsh_host_memory mem;
-    lsh_host_round_memory(s, n, d, b, &mem);
+    lsh_host_round_memory(&(struct lsh_host_point){.strategy = s, .n_rows = n, .d = d, .n_buckets = b}, &mem);
     cr_expect_eq(mem.transient, LSH_HOST_BATCH_ROWS * (d * 8 + 4), "hash batches, not assign");
 
     double *x = malloc(2 * n * d * sizeof *x);

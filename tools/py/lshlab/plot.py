@@ -205,7 +205,7 @@ def build_series(table, columns):
         parts = [s]
         if "params" in rec and vary_params.get(s):
             d = dict(lr.split_params(rec["params"]))
-            parts += [f"{k}={d.get(k, '')}" for k in vary_params[s]]
+            parts += [f"{k}={d.get(k, 'false')}" for k in vary_params[s]]  # left out: a false trailing flag
         if "mode" in varying:
             parts.append(f"mode={rec['mode']}")
         if rec.get("mode") == "chunked":  # bucket mode has no chunk settings
