@@ -507,8 +507,11 @@ void lsh_plan_memory(const struct lsh_config *cfg, const struct lsh_plan *plan, 
 
     out->shared = b.shared;
     out->per_thread = b.per_thread;
-    /* Only the row path reads cached scores: a combine other than union. */
-    out->cache = rows_path ? lsh_reference_cache_bytes(m, n) : 0;
+    /* Only the row path (a combine other than union, or a candidate rule) and the
+     * oracle read cached scores; they get the same bits from the cache as
+     * without it, and the oracle, which scores every pair of every pass, runs
+     * about 4x faster with it. */
+    out->cache = rows_path || cfg->attention.oracle ? lsh_reference_cache_bytes(m, n) : 0;
 }
 
 size_t lsh_memory_total(const struct lsh_memory *mem, unsigned threads, int cache)

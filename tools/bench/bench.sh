@@ -8,6 +8,8 @@
 #     DGEMM rate for the same shapes (build/tools/bench/bench-dgemm);
 #  3. per-point cost against density: eval_seconds of one hash round at
 #     B = 1 ... 1024 (density 1 ... 0.001), -j 1;
+#  5. each strategy's hashing cost per row at d = 64 (one round), as a ratio to
+#     hyperplane's, and the budget-matched oracle's cost against a reference pass;
 #  4. with --scale: n = 65,536 exact (--memory-limit 1G) and n = 2^20 sampled,
 #     wall time and peak RSS from /usr/bin/time -v (a few minutes).
 #   tools/bench/bench.sh [--scale] [BUILD_DIR]     (default build/)
@@ -71,6 +73,30 @@ echo "== 3. eval_seconds against density (one round of hyperplanes, n = 4096, -j
     printf "%9d  %.5f  %12.5f  %15.4f\n", b, d, e, e / d; last_d = d; last_e = e }
   END { if (e1 > 0) printf "density 1 costs %.0fx the point at density %.4f (%.0fx if proportional)\n",
                            e1 / last_e, last_d, 1 / last_d }'
+
+echo "== 5. hashing cost per row, one round (n = 4096, d = 64, B = 64, -j 1), and the oracle"
+# hash_seconds is the round's own time: stream, init, fit (k-means' 10 Lloyd steps), and
+# hashing or assigning every row (with the host's copies); best of 3 runs per strategy.
+for k in 1 2 3; do
+  "$lshlab" run experiments/configs/bench-strategies.yaml -o "$out/s$k.h5" --force -j 1 \
+    2> "$out/s$k.log" > /dev/null
+  "$lshlab" show "$out/s$k.h5" --csv
+done | /usr/bin/python3 -c '
+import csv, sys
+best, order = {}, []
+for row in csv.DictReader(sys.stdin):
+    if row["point_id"] == "point_id":  # the header of the next run
+        continue
+    r = row["strategy"] + (" balanced" if "balanced=true" in row["params"] else "")
+    t = float(row["hash_seconds"]) / 4096 * 1e9
+    if r not in best:
+        order.append(r)
+    best[r] = min(t, best.get(r, t))
+print("%-20s %12s %14s" % ("strategy", "ns per row", "x hyperplane"))
+for r in order:
+    print("%-20s %12.0f %14.1f" % (r, best[r], best[r] / best["hyperplane"]))
+'
+grep -h "oracle .* per pass" "$out"/s*.log
 
 if [ "$scale" -eq 1 ]; then
   for cfg in scale-64k:--memory-limit=1G scale-1m:; do
