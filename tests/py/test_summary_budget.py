@@ -159,7 +159,7 @@ class BudgetTest(unittest.TestCase):
         self.assertAlmostEqual(km["oracle"], 0.05, places=12)
         self.assertIsNone(km["ratio"])
 
-    def test_budget_below_a_point_moves_the_pick(self):
+    def test_budget_is_inclusive_and_a_lower_budget_moves_the_pick(self):
         # at 0.06 kmeans balanced=false (0.07, 0.1, 0.11) and hyperplane 2 (0.09): none
         rows = {r["rule"]: r for r in self.pick(budget=0.06)["rows"] if r["dataset"] == "d1"}
         self.assertFalse(rows["kmeans balanced=false min_collisions=1"]["under"])
@@ -167,6 +167,10 @@ class BudgetTest(unittest.TestCase):
                                places=12)
         self.assertFalse(rows["hyperplane min_collisions=2"]["under"])
         self.assertTrue(rows["kmeans balanced=true min_collisions=1"]["under"])
+        # a mean density equal to the budget is under it: hyperplane 2 at 0.09
+        rows = {r["rule"]: r for r in self.pick(budget=0.09)["rows"] if r["dataset"] == "d1"}
+        self.assertTrue(rows["hyperplane min_collisions=2"]["under"])
+        self.assertAlmostEqual(rows["hyperplane min_collisions=2"]["value"], 0.8, places=12)
 
     def test_cli_text_and_csv(self):
         rc, out, err = self.run_cli("--budget", "0.1")
