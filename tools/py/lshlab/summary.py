@@ -46,9 +46,10 @@ lowest for out_rel_err, attn_rel_err, kl and empty_rows) is listed, best first
 within each dataset; ties go to the cheaper point (smaller density, then fewer
 n_hashes, then fewer n_buckets).  With the oracle columns (attention.oracle)
 the oracle's value at that point is beside it, and for mass_recall the ratio
-metric / oracle of the two means (1: as good as the best set of that size).  A rule with no point under the
-budget is listed last as "none under budget" with its smallest density.  Rows
-whose status is not ok are left out and counted in a footer line."""
+metric / oracle of the two means (1: as good as the best set of that size).  A
+rule with no point under the budget is listed last as "none under budget" with
+its smallest density.  Rows whose status is not ok are left out and counted in
+a footer line (on stderr with --csv)."""
 
 EPILOG = """\
 examples:
