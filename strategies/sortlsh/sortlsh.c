@@ -220,14 +220,6 @@ static int export_params(void *state, struct lsh_sink *sink)
     return sink->array(sink, "projections", s->w, s->d, s->r);
 }
 
-/* Equal blocks depend on the whole set: no closed-form pair law. */
-static double collision_prob(const struct lsh_round *round, double cos_theta)
-{
-    (void)round;
-    (void)cos_theta;
-    return NAN;
-}
-
 static const struct lsh_strategy sortlsh = {
     .abi_major = LSH_STRATEGY_ABI_MAJOR,
     .abi_minor = LSH_STRATEGY_ABI_MINOR,
@@ -243,7 +235,7 @@ static const struct lsh_strategy sortlsh = {
     .export_params = export_params,
     .fini = fini,
     .assign = assign,
-    .collision_prob = collision_prob,
+    .collision_prob = NULL, /* no closed form: importance refuses it */
 };
 
 LSH_EXPORT const struct lsh_strategy *lsh_strategy_entry(void)
