@@ -987,3 +987,76 @@ Test(reliability, resume_after_the_hdf5_input_changed_is_refused)
     cr_expect_eq(r.rows, 1);
     free_runs(&r);
 }
+
+/* Replace the root attribute resolved_config of p by its text without each of
+ * `gone` (every one must be there). */
+static void strip_resolved(const char *p, const char *const *gone, size_t n_gone)
+{
+    hid_t f = H5Fopen(p, H5F_ACC_RDWR, H5P_DEFAULT);
+    cr_assert_geq(f, 0);
+    hid_t a = H5Aopen(f, "resolved_config", H5P_DEFAULT);
+    hid_t st = H5Aget_type(a);
+    char *yaml = NULL;
+    cr_assert(H5Tis_variable_str(st) > 0);
+    cr_assert_geq(H5Aread(a, st, &yaml), 0);
+    char *text = strdup(yaml);
+    H5free_memory(yaml);
+    H5Aclose(a);
+    for (size_t i = 0; i < n_gone; i++) {
+        char *at = strstr(text, gone[i]);
+        cr_assert_not_null(at, "'%s' not in the resolved config:\n%s", gone[i], text);
+        memmove(at, at + strlen(gone[i]), strlen(at + strlen(gone[i])) + 1);
+    }
+    cr_assert_geq(H5Adelete(f, "resolved_config"), 0);
+    hid_t sc = H5Screate(H5S_SCALAR);
+    a = H5Acreate2(f, "resolved_config", st, sc, H5P_DEFAULT, H5P_DEFAULT);
+    const char *w = text;
+    cr_assert_geq(H5Awrite(a, st, &w), 0);
+    H5Aclose(a);
+    H5Sclose(sc);
+    H5Tclose(st);
+    H5Fclose(f);
+    free(text);
+}
+
+/* A file written before the candidate rules and kmeans' `balanced` (their
+ * default lines absent from its resolved config, as lshlab f3c60d2 wrote it)
+ * resumes with a config that names kmeans: the defaults reproduce it. */
+Test(reliability, a_kmeans_file_written_before_balanced_and_the_rules_resumes)
+{
+    const char *cfg = in_dir("old.yaml"), *out = in_dir("old.h5");
+    write_file(cfg, "name: old\n"
+                    "datasets:\n"
+                    "  - {name: g, kind: gaussian, n: 24, d: 4}\n"
+                    "strategies:\n"
+                    "  - name: kmeans\n"
+                    "  - name: hyperplane\n"
+                    "sweep:\n"
+                    "  n_hashes: [1, 2]\n"
+                    "  n_buckets: [2]\n");
+    char *o = NULL;
+    const char *args[] = {"run", cfg, "-o", out, "-q", NULL};
+    cr_assert_eq(lshlab(&o, 0, NULL, args), 0, "%s", o);
+    free(o);
+    struct runs full;
+    cr_assert_eq(read_runs(out, &full), 0);
+    /* the first row only, and the config as the older lshlab resolved it */
+    hid_t f = H5Fopen(out, H5F_ACC_RDWR, H5P_DEFAULT);
+    hid_t runs = H5Dopen2(f, "runs", H5P_DEFAULT);
+    hsize_t one = 1;
+    cr_assert_geq(H5Dset_extent(runs, &one), 0);
+    H5Dclose(runs);
+    H5Fclose(f);
+    static const char *const gone[] = {"  oracle: false\n", "  min_collisions: [1]\n",
+                                       "  sink: [0]\n", "  local: [0]\n", ", balanced: [false]"};
+    strip_resolved(out, gone, sizeof gone / sizeof *gone);
+
+    const char *resume[] = {"run", cfg, "-o", out, "-q", "--resume", NULL};
+    cr_assert_eq(lshlab(&o, 0, NULL, resume), 0, "%s", o);
+    free(o);
+    struct runs r;
+    cr_assert_eq(read_runs(out, &r), 0);
+    assert_rows_of(&r, &full, 1, "resumed file written before the rules");
+    free_runs(&r);
+    free_runs(&full);
+}
