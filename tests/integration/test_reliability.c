@@ -1060,3 +1060,58 @@ Test(reliability, a_kmeans_file_written_before_balanced_and_the_rules_resumes)
     free_runs(&r);
     free_runs(&full);
 }
+
+/* A collision_prob that passes the host's probes but is NaN (mode 6) or
+ * 1.5 (mode 7) at the data's cosines fails its points with the reason and
+ * never writes an ok row; one that returns -0 (mode 5) is the probability 0:
+ * the collision table writes it as +0 (no sign bit in p_law). */
+Test(reliability, a_law_bad_off_the_probes_fails_its_points_and_minus_zero_is_zero)
+{
+    const char *built = getenv("LSHLAB_TEST_PLUGIN_DIR");
+    cr_assert_not_null(built, "LSHLAB_TEST_PLUGIN_DIR is not set (run through meson test)");
+    const char *plugins = in_dir("laws");
+    cr_assert_eq(mkdir(plugins, 0755), 0);
+    char from[1024], to[1024];
+    snprintf(from, sizeof from, "%s/bad_law.so", built);
+    snprintf(to, sizeof to, "%s/bad_law.so", plugins);
+    cr_assert_eq(symlink(from, to), 0, "%s", strerror(errno));
+
+    const char *cfg = in_dir("law.yaml"), *out = in_dir("law.h5");
+    write_file(cfg, "name: law\n"
+                    "datasets:\n  - {name: g, kind: gaussian, n: 12, d: 3}\n"
+                    "attention: {keys: separate, oracle: true}\n"
+                    "strategies:\n  - {name: bad_law, params: {mode: [6, 7]}}\n"
+                    "sweep:\n  n_buckets: [2]\n  combine: [union, importance]\n");
+    char *o = NULL;
+    const char *args[] = {"run", cfg, "-o", out, "-q", NULL};
+    cr_assert_eq(lshlab(&o, 0, plugins, args), 5, "%s", o);
+    free(o);
+    struct runs r;
+    cr_assert_eq(read_runs(out, &r), 0);
+    cr_assert_eq(r.rows, 4);
+    for (size_t i = 0; i < r.rows; i++) {
+        char status[32];
+        cr_expect_str_eq(row_status(&r, i, status, sizeof status), "failed", "row %zu", i);
+    }
+    free_runs(&r);
+
+    const char *ccfg = in_dir("lawc.yaml"), *cout = in_dir("lawc.h5");
+    write_file(ccfg, "name: lawc\nexperiment: collision\n"
+                     "collision: {d: 3, angles: [10, 90], pairs: 20}\n"
+                     "strategies:\n  - {name: bad_law, params: {mode: 5}}\n"
+                     "sweep:\n  n_hashes: [1]\n  n_buckets: [2]\n");
+    const char *cargs[] = {"run", ccfg, "-o", cout, "-q", NULL};
+    cr_assert_eq(lshlab(&o, 0, plugins, cargs), 0, "%s", o);
+    free(o);
+    hid_t f = H5Fopen(cout, H5F_ACC_RDONLY, H5P_DEFAULT);
+    hid_t ds = H5Dopen2(f, "/collision", H5P_DEFAULT);
+    hid_t mt = H5Tcreate(H5T_COMPOUND, sizeof(double));
+    H5Tinsert(mt, "p_law", 0, H5T_NATIVE_DOUBLE);
+    double p[2] = {1, 1};
+    cr_assert(H5Dread(ds, mt, H5S_ALL, H5S_ALL, H5P_DEFAULT, p) >= 0);
+    for (int i = 0; i < 2; i++)
+        cr_expect(p[i] == 0.0 && !signbit(p[i]), "p_law %g (sign bit %d)", p[i], !!signbit(p[i]));
+    H5Tclose(mt);
+    H5Dclose(ds);
+    H5Fclose(f);
+}
