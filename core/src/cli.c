@@ -407,8 +407,14 @@ static void print_table(const struct progress *pg, const char *output)
         printf("%-*s ", (int)width, "dataset");
     if (units)
         printf("layer head ");
-    printf("%-10s %-28s %3s %4s %3s %-12s %-6s %-7s %10s %10s %10s %10s %10s\n", "strategy",
-           "params", "H", "B", "rep", "mode", "comb", "status", "out_err", "attn_err",
+    int mw = 12, cw = 6; /* the mode (with a candidate rule) and combine columns fit all */
+    for (size_t t = 0; t < pg->shown && t < limit; t++) {
+        const int m = (int)strlen(pg->rows[t].mode), c = (int)strlen(pg->rows[t].combine);
+        mw = m > mw ? m : mw;
+        cw = c > cw ? c : cw;
+    }
+    printf("%-10s %-28s %3s %4s %3s %-*s %-*s %-7s %10s %10s %10s %10s %10s\n", "strategy",
+           "params", "H", "B", "rep", mw, "mode", cw, "comb", "status", "out_err", "attn_err",
            "mass", "gram", "density");
     for (size_t t = 0; t < pg->shown && t < limit; t++) {
         const struct table_row *r = &pg->rows[t];
@@ -421,8 +427,8 @@ static void print_table(const struct progress *pg, const char *output)
             else
                 printf("%*s ", a ? 4 : 5, "-");
         }
-        printf("%-10s %-28s %3u %4u %3u %-12s %-6s %-7s", r->strategy,
-               r->params[0] ? r->params : "-", r->h, r->b, r->rep, r->mode, r->combine,
+        printf("%-10s %-28s %3u %4u %3u %-*s %-*s %-7s", r->strategy,
+               r->params[0] ? r->params : "-", r->h, r->b, r->rep, mw, r->mode, cw, r->combine,
                r->status);
         if (!strcmp(r->status, "ok")) /* the others have no metrics, not zeros */
             printf(" %10.4g %10.4g %10.4g %10.4g %10.4g\n", r->out, r->attn, r->mass, r->gram,

@@ -379,7 +379,7 @@ int lsh_host_law_of(const struct lsh_host_point *pt, struct lsh_host_law *law, c
 int lsh_host_law_eval(const struct lsh_host_law *law, double cos_theta, double *p)
 {
     const double c = cos_theta < -1.0 ? -1.0 : cos_theta > 1.0 ? 1.0 : cos_theta;
-    const double v = law->fn(&law->round, c);
+    const double v = law->fn(&law->round, c) + 0.0; /* -0 is the probability 0 */
     *p = v;
     return v >= 0.0 && v <= 1.0 ? 0 : LSH_EPLUGIN; /* NaN fails both */
 }

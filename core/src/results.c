@@ -34,6 +34,7 @@
 #include <fcntl.h>
 #include <inttypes.h>
 #include <math.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
@@ -853,6 +854,19 @@ static char *resolved_before_rules(const char *resolved)
         char *at = strstr(out, lines[i]);
         if (at && (at == out || at[-1] == '\n'))
             memmove(at, at + strlen(lines[i]), strlen(at + strlen(lines[i])) + 1);
+    }
+    /* kmeans gained `balanced` (default false, last in its schema) with the
+     * rules: a kmeans entry of such a file has its params line without it */
+    static const char kmeans[] = "\n  - name: kmeans\n", bal[] = ", balanced: [false]}\n";
+    for (char *at = out ? strstr(out, kmeans) : NULL; at; at = strstr(at + 1, kmeans)) {
+        char *line = strstr(at + strlen(kmeans), "\n    params: {");
+        char *next = strstr(at + strlen(kmeans), "\n  - ");
+        char *end = line ? strchr(line + 1, '\n') : NULL;
+        if (!line || (next && next < line) || !end || end - line < (ptrdiff_t)strlen(bal))
+            continue;
+        char *b = end + 1 - strlen(bal);
+        if (strncmp(b, bal, strlen(bal)) == 0)
+            memmove(b, b + strlen(", balanced: [false]"), strlen(b + strlen(", balanced: [false]")) + 1);
     }
     return out;
 }

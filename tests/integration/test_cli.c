@@ -829,3 +829,37 @@ Test(cli, collision_rows_give_the_published_law_at_their_angle)
     cr_expect_eq(rows, 4, "%s", out);
     free(out);
 }
+
+/* The table at the end of a run keeps its columns aligned when a mode carries a
+ * long candidate rule and the combine is importance: every row's status sits
+ * under the header's "status". */
+Test(cli, the_run_table_stays_aligned_with_long_rules_and_importance)
+{
+    char cfg[512], res[512];
+    snprintf(cfg, sizeof cfg, "%s/wide.yaml", tmpdir);
+    snprintf(res, sizeof res, "%s/wide.h5", tmpdir);
+    write_file(cfg, "name: wide\n"
+                    "datasets:\n  - {name: g, kind: gaussian, n: 12, d: 4}\n"
+                    "strategies:\n  - name: hyperplane\n"
+                    "sweep:\n  n_buckets: 4\n  combine: [union, importance]\n"
+                    "  min_collisions: [1, 1024]\n  sink: [0, 2147483647]\n"
+                    "  local: [0, 2147483647]\n");
+    char *out = NULL;
+    cr_assert_eq(lshlab(&out, "run %s -o %s -j 1", cfg, res), 0, "%s", out);
+    const char *head = strstr(out, "\nstrategy ");
+    cr_assert_not_null(head, "%s", out);
+    head++;
+    const char *st = strstr(head, " status ");
+    cr_assert(st && memchr(head, '\n', (size_t)(st - head)) == NULL, "%s", out);
+    const size_t at = (size_t)(st - head) + 1;
+    unsigned rows = 0;
+    for (const char *line = strchr(head, '\n'); line; line = strchr(line + 1, '\n')) {
+        if (strncmp(line + 1, "hyperplane ", 11) != 0)
+            continue;
+        rows++;
+        cr_expect(strncmp(line + 1 + at, "ok ", 3) == 0, "status not under its header:\n%s",
+                  head);
+    }
+    cr_expect_eq(rows, 16, "%s", out);
+    free(out);
+}

@@ -987,3 +987,131 @@ Test(reliability, resume_after_the_hdf5_input_changed_is_refused)
     cr_expect_eq(r.rows, 1);
     free_runs(&r);
 }
+
+/* Replace the root attribute resolved_config of p by its text without each of
+ * `gone` (every one must be there). */
+static void strip_resolved(const char *p, const char *const *gone, size_t n_gone)
+{
+    hid_t f = H5Fopen(p, H5F_ACC_RDWR, H5P_DEFAULT);
+    cr_assert_geq(f, 0);
+    hid_t a = H5Aopen(f, "resolved_config", H5P_DEFAULT);
+    hid_t st = H5Aget_type(a);
+    char *yaml = NULL;
+    cr_assert(H5Tis_variable_str(st) > 0);
+    cr_assert_geq(H5Aread(a, st, &yaml), 0);
+    char *text = strdup(yaml);
+    H5free_memory(yaml);
+    H5Aclose(a);
+    for (size_t i = 0; i < n_gone; i++) {
+        char *at = strstr(text, gone[i]);
+        cr_assert_not_null(at, "'%s' not in the resolved config:\n%s", gone[i], text);
+        memmove(at, at + strlen(gone[i]), strlen(at + strlen(gone[i])) + 1);
+    }
+    cr_assert_geq(H5Adelete(f, "resolved_config"), 0);
+    hid_t sc = H5Screate(H5S_SCALAR);
+    a = H5Acreate2(f, "resolved_config", st, sc, H5P_DEFAULT, H5P_DEFAULT);
+    const char *w = text;
+    cr_assert_geq(H5Awrite(a, st, &w), 0);
+    H5Aclose(a);
+    H5Sclose(sc);
+    H5Tclose(st);
+    H5Fclose(f);
+    free(text);
+}
+
+/* A file written before the candidate rules and kmeans' `balanced` (their
+ * default lines absent from its resolved config, as lshlab f3c60d2 wrote it)
+ * resumes with a config that names kmeans: the defaults reproduce it. */
+Test(reliability, a_kmeans_file_written_before_balanced_and_the_rules_resumes)
+{
+    const char *cfg = in_dir("old.yaml"), *out = in_dir("old.h5");
+    write_file(cfg, "name: old\n"
+                    "datasets:\n"
+                    "  - {name: g, kind: gaussian, n: 24, d: 4}\n"
+                    "strategies:\n"
+                    "  - name: kmeans\n"
+                    "  - name: hyperplane\n"
+                    "sweep:\n"
+                    "  n_hashes: [1, 2]\n"
+                    "  n_buckets: [2]\n");
+    char *o = NULL;
+    const char *args[] = {"run", cfg, "-o", out, "-q", NULL};
+    cr_assert_eq(lshlab(&o, 0, NULL, args), 0, "%s", o);
+    free(o);
+    struct runs full;
+    cr_assert_eq(read_runs(out, &full), 0);
+    /* the first row only, and the config as the older lshlab resolved it */
+    hid_t f = H5Fopen(out, H5F_ACC_RDWR, H5P_DEFAULT);
+    hid_t runs = H5Dopen2(f, "runs", H5P_DEFAULT);
+    hsize_t one = 1;
+    cr_assert_geq(H5Dset_extent(runs, &one), 0);
+    H5Dclose(runs);
+    H5Fclose(f);
+    static const char *const gone[] = {"  oracle: false\n", "  min_collisions: [1]\n",
+                                       "  sink: [0]\n", "  local: [0]\n", ", balanced: [false]"};
+    strip_resolved(out, gone, sizeof gone / sizeof *gone);
+
+    const char *resume[] = {"run", cfg, "-o", out, "-q", "--resume", NULL};
+    cr_assert_eq(lshlab(&o, 0, NULL, resume), 0, "%s", o);
+    free(o);
+    struct runs r;
+    cr_assert_eq(read_runs(out, &r), 0);
+    assert_rows_of(&r, &full, 1, "resumed file written before the rules");
+    free_runs(&r);
+    free_runs(&full);
+}
+
+/* A collision_prob that passes the host's probes but is NaN (mode 6) or
+ * 1.5 (mode 7) at the data's cosines fails its points with the reason and
+ * never writes an ok row; one that returns -0 (mode 5) is the probability 0:
+ * the collision table writes it as +0 (no sign bit in p_law). */
+Test(reliability, a_law_bad_off_the_probes_fails_its_points_and_minus_zero_is_zero)
+{
+    const char *built = getenv("LSHLAB_TEST_PLUGIN_DIR");
+    cr_assert_not_null(built, "LSHLAB_TEST_PLUGIN_DIR is not set (run through meson test)");
+    const char *plugins = in_dir("laws");
+    cr_assert_eq(mkdir(plugins, 0755), 0);
+    char from[1024], to[1024];
+    snprintf(from, sizeof from, "%s/bad_law.so", built);
+    snprintf(to, sizeof to, "%s/bad_law.so", plugins);
+    cr_assert_eq(symlink(from, to), 0, "%s", strerror(errno));
+
+    const char *cfg = in_dir("law.yaml"), *out = in_dir("law.h5");
+    write_file(cfg, "name: law\n"
+                    "datasets:\n  - {name: g, kind: gaussian, n: 12, d: 3}\n"
+                    "attention: {keys: separate, oracle: true}\n"
+                    "strategies:\n  - {name: bad_law, params: {mode: [6, 7]}}\n"
+                    "sweep:\n  n_buckets: [2]\n  combine: [union, importance]\n");
+    char *o = NULL;
+    const char *args[] = {"run", cfg, "-o", out, "-q", NULL};
+    cr_assert_eq(lshlab(&o, 0, plugins, args), 5, "%s", o);
+    free(o);
+    struct runs r;
+    cr_assert_eq(read_runs(out, &r), 0);
+    cr_assert_eq(r.rows, 4);
+    for (size_t i = 0; i < r.rows; i++) {
+        char status[32];
+        cr_expect_str_eq(row_status(&r, i, status, sizeof status), "failed", "row %zu", i);
+    }
+    free_runs(&r);
+
+    const char *ccfg = in_dir("lawc.yaml"), *cout = in_dir("lawc.h5");
+    write_file(ccfg, "name: lawc\nexperiment: collision\n"
+                     "collision: {d: 3, angles: [10, 90], pairs: 20}\n"
+                     "strategies:\n  - {name: bad_law, params: {mode: 5}}\n"
+                     "sweep:\n  n_hashes: [1]\n  n_buckets: [2]\n");
+    const char *cargs[] = {"run", ccfg, "-o", cout, "-q", NULL};
+    cr_assert_eq(lshlab(&o, 0, plugins, cargs), 0, "%s", o);
+    free(o);
+    hid_t f = H5Fopen(cout, H5F_ACC_RDONLY, H5P_DEFAULT);
+    hid_t ds = H5Dopen2(f, "/collision", H5P_DEFAULT);
+    hid_t mt = H5Tcreate(H5T_COMPOUND, sizeof(double));
+    H5Tinsert(mt, "p_law", 0, H5T_NATIVE_DOUBLE);
+    double p[2] = {1, 1};
+    cr_assert(H5Dread(ds, mt, H5S_ALL, H5S_ALL, H5P_DEFAULT, p) >= 0);
+    for (int i = 0; i < 2; i++)
+        cr_expect(p[i] == 0.0 && !signbit(p[i]), "p_law %g (sign bit %d)", p[i], !!signbit(p[i]));
+    H5Tclose(mt);
+    H5Dclose(ds);
+    H5Fclose(f);
+}
