@@ -1143,7 +1143,7 @@ Test(strategies, kmeans_balanced_capacities_and_tie_order_by_hand)
      * (0,c0) -> c0 {3,0}, full; (0,c1) row 0 placed; (1,c0) full;
      * (1,c1) -> c1 {1}; (2,c0) full; (2,c1) -> c1 {1,2}. */
     const double q[8] = {1, 1, 1, 1, 1, 1, 1, 0};
-    uint32_t bq[5], bk[5];
+    uint32_t bq[6], bk[6];
     cr_assert_eq(kmeans_assign_with(s, 1, c, 2, q, 4, q, 4, 2, bq, bk, &err), 0, "%s",
                  err.message);
     const uint32_t want[4] = {0, 1, 1, 0};
