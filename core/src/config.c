@@ -1672,7 +1672,7 @@ static int check_combines(struct ctx *c, yaml_node_t *sweep, const struct lsh_sw
                                                   .column = (size_t)at.column - 1},
                                  "sweep.%s: %" PRIu32 " cannot be swept with sweep.combine: "
                                  "rounds (line %d, column %d): combine rounds is defined only "
-                                 "with min_collisions 1, sink 0 and local 0 (SPEC 13); allowed: "
+                                 "with min_collisions 1, sink 0 and local 0 (docs/definitions.md section 4); allowed: "
                                  "use combine union or importance with this rule, or sweep "
                                  "rounds in a config of its own",
                                  rules[r].key, rules[r].v[i], cm.line, cm.column);
@@ -1685,7 +1685,7 @@ static int check_combines(struct ctx *c, yaml_node_t *sweep, const struct lsh_sw
                                                       .column = (size_t)cm.column - 1},
                                      "sweep.combine: importance cannot be swept with "
                                      "sweep.mode: chunked (line %d, column %d): importance "
-                                     "weights are defined in bucket mode only (SPEC 14); "
+                                     "weights are defined in bucket mode only (docs/definitions.md section 5); "
                                      "allowed: mode bucket, or combine union or rounds",
                                      s->chunked_at.line, s->chunked_at.column);
     }

@@ -1665,7 +1665,7 @@ int lsh_eval_pass(const struct lsh_reference *ref, const struct lsh_rounds *roun
         importance |= combines[cb] == LSH_COMBINE_IMPORTANCE;
         if (combines[cb] == LSH_COMBINE_ROUNDS && has_rules(mode))
             return lsh_error_set(err, LSH_EINVAL, "eval: combine rounds is defined only with "
-                                 "min_collisions 1, sink 0 and local 0 (SPEC 13), got %u, %u, %u",
+                                 "min_collisions 1, sink 0 and local 0 (docs/definitions.md section 4), got %u, %u, %u",
                                  mode->min_collisions, mode->sink, mode->local);
     }
     if (importance && !(opts && opts->law && opts->law->fn))

@@ -104,7 +104,7 @@ static int check_law(const struct lsh_config *cfg, const struct lsh_strategy_spe
     char reason[LSH_ERROR_MSG_MAX - 256];
     if (!lsh_host_law_of(&pt, &law, reason, sizeof reason))
         return 0;
-    snprintf(why, why_size, "combine importance needs a collision law (SPEC 14): %s", reason);
+    snprintf(why, why_size, "combine importance needs a collision law (docs/definitions.md section 5): %s", reason);
     return LSH_ECONFIG;
 }
 

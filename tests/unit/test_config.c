@@ -1600,7 +1600,7 @@ Test(config, combine_importance_refuses_chunked_mode)
 {
     BAD(WITH_SWEEP("  mode: [bucket, chunked]\n  chunk_size: 8\n  combine: [importance]\n"), 13, 13,
         "sweep.combine: importance cannot be swept with sweep.mode: chunked (line 11, column 18)",
-        "bucket mode only (SPEC 14)");
+        "bucket mode only (docs/definitions.md section 5)");
 }
 
 Test(config, candidate_rules_do_not_apply_to_the_collision_experiment)
