@@ -179,10 +179,13 @@ static int hash_group(struct hashing *hs, unsigned threads, const char **failure
             *failure = hs->rs[h].message;
             break;
         }
-    /* DECISIONS 4: shared keys keep shared semantics unless the rule gave
-     * some key a bucket other than its query's */
+    /* Shared keys keep shared semantics unless the rule gave some key a
+     * bucket other than its query's (docs/definitions.md section 3); after a
+     * failed round the buckets were never written, and the group's points
+     * fail anyway. */
     hs->own_keys = hs->separate ||
-                   (hs->bk && memcmp(hs->bq, hs->bk, (size_t)H * n * sizeof *hs->bq) != 0);
+                   (!*failure && hs->bk &&
+                    memcmp(hs->bq, hs->bk, (size_t)H * n * sizeof *hs->bq) != 0);
     return 0;
 }
 
