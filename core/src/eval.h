@@ -67,6 +67,44 @@ int lsh_eval_pass(const struct lsh_reference *ref, const struct lsh_rounds *roun
                   const struct lsh_eval_opts *opts, unsigned threads, struct lsh_metrics *out,
                   struct lsh_row_dump *rows_dump, struct lsh_error *err);
 
+/* ---- a pass in parts (SPEC 15: rows spread over processes) ----------------
+ * lsh_eval_pass is lsh_eval_pass_part over [0, m) followed by
+ * lsh_eval_finish.  A part covers evaluated rows [r0, r1) of the reference
+ * (r0 a multiple of lsh_slice_rows(), r1 one too or m), for which ref holds
+ * the reference (lsh_reference_compute_part); rounds hold every row.  Its
+ * partial sums are per row block, in row order: the parts of a pass laid
+ * end to end in row order are exactly the partials of the whole pass, so
+ * lsh_eval_finish gives the same bits from any cut into parts. */
+
+/* Doubles of partial sums of a part of `rows` evaluated rows (a multiple of
+ * lsh_slice_rows(), or the tail).  0 when the shape cannot be addressed. */
+size_t lsh_eval_part_doubles(size_t rows, size_t n_topk, size_t n_prefix, size_t n_combine,
+                             int oracle);
+
+/* Timings of a part, for eval_seconds and oracle_seconds (not metrics). */
+#define LSH_EVAL_SECONDS(n_prefix) (2 * (n_prefix) + 2)
+
+/* Compute the partials of rows [r0, r1) into partials
+ * (lsh_eval_part_doubles(r1 - r0, ...) values) and the part's timings into
+ * seconds (LSH_EVAL_SECONDS(n_prefix) values).  rows_dump, when given, is
+ * written at the part's rows only.  Failures as lsh_eval_pass: LSH_EDATA /
+ * LSH_EPLUGIN name the first failing row block of the part. */
+int lsh_eval_pass_part(const struct lsh_reference *ref, const struct lsh_rounds *rounds,
+                       const struct lsh_mode_opts *mode, const uint32_t *prefixes,
+                       size_t n_prefix, const enum lsh_combine *combines, size_t n_combine,
+                       const struct lsh_eval_opts *opts, unsigned threads, size_t r0, size_t r1,
+                       double *partials, double *seconds, struct lsh_row_dump *rows_dump,
+                       struct lsh_error *err);
+
+/* The metrics of a whole pass from the partials of all its m rows (every
+ * part's, end to end in row order) and one part's timings: fills out as
+ * lsh_eval_pass does (bucket statistics from rounds).  ref gives m, the
+ * sampled rows and the attention problem; its per-row arrays are not read. */
+int lsh_eval_finish(const struct lsh_reference *ref, const struct lsh_rounds *rounds,
+                    const uint32_t *prefixes, size_t n_prefix, size_t n_combine,
+                    const struct lsh_eval_opts *opts, const double *partials,
+                    const double *seconds, struct lsh_metrics *out, struct lsh_error *err);
+
 /* Does a pass with this mode and these combines take the tile path (union
  * alone with the plain union rule, min_collisions 1, sink 0, local 0:
  * candidate scores by GEMM over bucket blocks or chunk windows), rather than

@@ -69,6 +69,7 @@ struct lsh_reference {
     double *raw;                  /* m x n cached q_i . k_j (row r at raw + r n, every
                                      key, also outside U_i), or NULL: candidate
                                      scores are recomputed */
+    size_t r0, r1;                /* the rows computed: [r0, r1) (0, m unless a part) */
     double seconds;               /* wall time of the pass */
     double flops;                 /* floating-point operations of the GEMMs it did
                                      (causal: keys past a row block's last row
@@ -107,6 +108,33 @@ struct lsh_bytes lsh_reference_bytes(size_t n, size_t m, size_t d, size_t d_v, s
 int lsh_reference_compute(const struct lsh_attn *attn, const size_t *rows, size_t m,
                           unsigned threads, size_t cache_bytes, struct lsh_reference **out,
                           struct lsh_error *err);
+
+/* Evaluated rows are cut into slices of LSH_SLICE_ROWS consecutive rows (the
+ * last one shorter): the unit in which one dataset's rows are spread over
+ * processes (SPEC 15).  Every per-row order of the evaluation (row blocks,
+ * bucket-ordered rows, tiles) stays inside a slice, so the rows of a slice
+ * give the same bits whichever process computes them, and a run of any
+ * number of processes (1 included) sums the same block partials in the same
+ * order.  A multiple of every row block size (reference and evaluation). */
+#define LSH_SLICE_ROWS ((size_t)16384)
+
+/* The slice length in force: LSH_SLICE_ROWS, unless the environment sets
+ * LSHLAB_TEST_SLICE_ROWS (for tests: a multiple of 256, at least 256; other
+ * values are ignored) so that small datasets have several slices.  Read once. */
+size_t lsh_slice_rows(void);
+
+/* Slices of m evaluated rows: ceil(m / lsh_slice_rows()), at least 1. */
+size_t lsh_slice_count(size_t m);
+
+/* lsh_reference_compute for evaluated rows [r0, r1) alone (r0 a multiple
+ * of lsh_slice_rows(), r1 one too or m; r0 < r1 <= m).  The per-row arrays
+ * still hold all m rows (those outside the part are zero); the part's rows
+ * are bit-identical to a whole computation's.  The score cache, when kept,
+ * holds the part's rows alone (ref->raw + (r - ref->r0) n); flops and
+ * seconds are the part's.  lsh_reference_compute is the part [0, m). */
+int lsh_reference_compute_part(const struct lsh_attn *attn, const size_t *rows, size_t m,
+                               size_t r0, size_t r1, unsigned threads, size_t cache_bytes,
+                               struct lsh_reference **out, struct lsh_error *err);
 
 /* Bytes the score cache of m rows of n keys takes (SIZE_MAX: too many). */
 size_t lsh_reference_cache_bytes(size_t m, size_t n);
