@@ -177,8 +177,9 @@ int lsh_spread_plan(const struct lsh_config *cfg, const struct lsh_plan *plan,
         }
         if (work > 0.0)
             work += reference_cost(cfg, plan, plan->groups[s->first_group].dataset);
+        const size_t q = s->slices / ranks, extra = s->slices % ranks;
         for (unsigned r = 0; r < ranks; r++) {
-            s->cut[r + 1] = s->slices * (r + 1) / ranks;
+            s->cut[r + 1] = s->cut[r] + q + (r < extra);
             const size_t mine = s->cut[r + 1] - s->cut[r];
             s->cost[r] = work * (double)mine / (double)s->slices;
             s->points[r] = mine ? todo : 0;

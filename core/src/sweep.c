@@ -264,6 +264,7 @@ struct run {
     struct wire *out;             /* others: records not yet sent to rank 0 */
     struct inbox *inbox;          /* rank 0: records received, per rank */
     const struct lsh_spread_segment *rows_seg; /* the unit being spread by rows, or NULL */
+    size_t queued;                /* rank 0: rows received, not yet written (progress) */
 };
 
 static int is_done(const struct run *r, size_t p)
@@ -289,7 +290,8 @@ static void report_note(struct run *r, const char *stage, const char *dataset,
     const double elapsed = lsh_now() - r->t0;
     const struct lsh_run_times times = times_now(r, elapsed);
     struct lsh_progress p = {
-        .stage = stage, .done = r->sum->ok + r->sum->skipped + r->sum->failed + r->sum->resumed,
+        .stage = stage,
+        .done = r->sum->ok + r->sum->skipped + r->sum->failed + r->sum->resumed + r->queued,
         .total = r->plan->n_points, .row = row, .dataset = dataset,
         .layer = dataset ? r->unit.layer : -1, .head = dataset ? r->unit.head : -1,
         .times = &times, .seconds = seconds, .elapsed = elapsed, .gflops = gflops, .note = note,
@@ -310,7 +312,9 @@ static int stop_requested(const struct run *r)
 
 /* ---- records between ranks (SPEC 15) ---------------------------------------------------
  * Ranks other than 0 write nothing: their rows and dump arrays go to rank 0
- * as records, which rank 0 writes in plan order.  A record is a kind byte:
+ * as records, which rank 0 writes in plan order.  A message is a u32 count
+ * of the rows in it (for the progress line), then records.  A record is a
+ * kind byte:
  *   'R' row: point u64, status u32, message (u32 length, bytes), and when
  *       ok the metrics (the struct's bytes, then n_topk recalls, a byte
  *       saying whether standard errors follow, their struct and recalls);
@@ -323,6 +327,7 @@ static int stop_requested(const struct run *r)
 struct wire {
     unsigned char *p;
     size_t len, cap;
+    uint32_t rows;   /* 'R' records since the last send */
     int oom;
 };
 
@@ -330,6 +335,18 @@ static void wire_put(struct wire *w, const void *src, size_t n)
 {
     if (w->oom)
         return;
+    if (w->len == 0 && w->cap == 0) {
+        w->p = malloc(4096);
+        if (!w->p) {
+            w->oom = 1;
+            return;
+        }
+        w->cap = 4096;
+    }
+    if (w->len == 0) { /* room for the row count */
+        memset(w->p, 0, sizeof w->rows);
+        w->len = sizeof w->rows;
+    }
     if (w->len + n > w->cap) {
         size_t cap = w->cap ? w->cap : 4096;
         while (cap < w->len + n)
@@ -365,8 +382,10 @@ static int wire_send(struct run *r, struct lsh_error *err)
         return lsh_error_set(err, LSH_ENOMEM, "out of memory buffering results for rank 0");
     if (!w->len)
         return 0;
+    memcpy(w->p, &w->rows, sizeof w->rows);
     int rc = lsh_comm_send(w->p, w->len, 0, err);
     w->len = 0;
+    w->rows = 0;
     return rc;
 }
 
@@ -423,6 +442,7 @@ static int send_row(struct run *r, size_t point, enum lsh_point_status status,
     struct wire *w = r->out;
     const size_t nt = r->cfg->attention.n_topk;
     wire_u8(w, 'R');
+    w->rows++;
     wire_u64(w, point);
     wire_u32(w, (uint32_t)status);
     wire_str(w, message);
@@ -1165,6 +1185,11 @@ static int pump(struct run *r, struct lsh_error *err)
         }
         m->buf = buf;
         m->len = len;
+        uint32_t rows = 0;
+        if (len >= sizeof rows)
+            memcpy(&rows, buf, sizeof rows);
+        m->pos = len >= sizeof rows ? sizeof rows : len;
+        r->queued += rows;
         struct inbox *in = &r->inbox[src];
         if (in->tail)
             in->tail->next = m;
@@ -1248,6 +1273,8 @@ static int drain(struct run *r, unsigned q, struct lsh_error *err)
                 }
                 if (rd.bad || point >= r->plan->n_points)
                     break;
+                if (r->queued)
+                    r->queued--;
                 const size_t g = r->plan->passes[r->plan->points[point].pass].group;
                 rc = ensure_dataset(r, g, err);
                 if (!rc && !r->done[point])
