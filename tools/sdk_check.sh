@@ -145,6 +145,51 @@ for r in by["sparsesign"]:
 print("rows ok:", len(rows))
 EOF
 
+# The rule itself, recomputed independently from the dumped data and projections:
+# bucket = (sum_t [x.r_t > 0] 2^t) mod B, with r_t sparse +-1 columns.
+cat >"$tmp/rule.yaml" <<'EOF'
+name: sdk-rule
+seed: 5
+datasets:
+  - name: g
+    kind: gaussian
+    n: 50
+    d: 6
+strategies:
+  - name: sparsesign
+    params:
+      bits: 4
+      density: 0.5
+sweep:
+  n_hashes: 3
+  n_buckets: [5, 16]
+dump: [data, buckets, hash_params]
+EOF
+"$exe" run "$tmp/rule.yaml" -o "$tmp/rule.h5" -q >"$log" 2>&1 || fail "lshlab run of the rule config"
+if /usr/bin/python3 -c 'import h5py, numpy' 2>/dev/null; then
+  /usr/bin/python3 - "$tmp/rule.h5" >"$log" 2>&1 <<'EOF' || fail "sparsesign's buckets against the rule recomputed"
+import sys, h5py, numpy as np
+f = h5py.File(sys.argv[1], "r")
+q = f["datasets/g/Q"][()]
+runs = {int(r["point_id"]): r for r in f["runs"][()]}
+assert len(runs) == 2 and len(f["points"]) == 2, (len(runs), len(f["points"]))
+for pid in f["points"]:
+    p = f["points"][pid]
+    b = p["buckets"][()]
+    B = int(runs[int(pid)]["n_buckets"])
+    assert b.shape == (3, 50), b.shape
+    for h in range(3):
+        r = p["hash_params_projections_h%d" % h][()]
+        assert r.shape == (6, 4) and set(np.unique(r)) <= {-1.0, 0.0, 1.0}, r
+        assert (abs(r).sum(axis=0) > 0).all(), "an empty projection"
+        code = ((q @ r > 0) * (1 << np.arange(4))).sum(axis=1)
+        assert (b[h] == code % B).all(), (pid, h, b[h], code % B)
+print("rule ok")
+EOF
+else
+  step "no h5py/numpy in /usr/bin/python3: the recomputed-rule check is skipped"
+fi
+
 # ---- 4. DESTDIR: the files land under it -----------------------------------------
 dd_build=${build_dir:-$tmp/build}
 dd_prefix=$(meson introspect "$dd_build" --buildoptions \
