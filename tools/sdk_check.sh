@@ -42,8 +42,18 @@ unset LSHLAB_STRATEGY_PATH LSHLAB_ALLOW_INSECURE_PLUGINS PKG_CONFIG_PATH
 export OPENBLAS_NUM_THREADS=1
 
 # ---- 1. a fresh build, installed under a prefix --------------------------------
-step "configuring a fresh build with --prefix=$prefix"
-meson setup "$tmp/build" "$src" --prefix="$prefix" -Dtests=disabled >"$log" 2>&1 \
+# It takes BUILD_DIR's choice of BLAS and MPI (a machine without OpenBLAS builds
+# with -Dblas=gslcblas); tests are not built.
+opts=()
+if [ -n "$build_dir" ]; then
+  while IFS= read -r o; do opts+=("$o"); done < <(meson introspect "$build_dir" --buildoptions \
+    | /usr/bin/python3 -c 'import json, sys
+for o in json.load(sys.stdin):
+    if o["name"] in ("blas", "mpi"):
+        print("-D%s=%s" % (o["name"], o["value"]))')
+fi
+step "configuring a fresh build with --prefix=$prefix ${opts[*]:-}"
+meson setup "$tmp/build" "$src" --prefix="$prefix" -Dtests=disabled ${opts[@]+"${opts[@]}"} >"$log" 2>&1 \
   || fail "meson setup of the repository"
 step "building and installing"
 ninja -C "$tmp/build" >"$log" 2>&1 || fail "ninja (fresh build)"
