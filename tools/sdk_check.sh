@@ -42,18 +42,19 @@ unset LSHLAB_STRATEGY_PATH LSHLAB_ALLOW_INSECURE_PLUGINS PKG_CONFIG_PATH
 export OPENBLAS_NUM_THREADS=1
 
 # ---- 1. a fresh build, installed under a prefix --------------------------------
-# It takes BUILD_DIR's choice of BLAS and MPI (a machine without OpenBLAS builds
-# with -Dblas=gslcblas); tests are not built.
+# It takes BUILD_DIR's choice of BLAS (a machine without OpenBLAS builds with
+# -Dblas=gslcblas), and is built without MPI, which this check covers too
+# (`--version` says so and a run is one process); tests are not built.
 opts=()
 if [ -n "$build_dir" ]; then
   while IFS= read -r o; do opts+=("$o"); done < <(meson introspect "$build_dir" --buildoptions \
     | /usr/bin/python3 -c 'import json, sys
 for o in json.load(sys.stdin):
-    if o["name"] in ("blas", "mpi"):
+    if o["name"] == "blas":
         print("-D%s=%s" % (o["name"], o["value"]))')
 fi
 step "configuring a fresh build with --prefix=$prefix ${opts[*]:-}"
-meson setup "$tmp/build" "$src" --prefix="$prefix" -Dtests=disabled ${opts[@]+"${opts[@]}"} >"$log" 2>&1 \
+meson setup "$tmp/build" "$src" --prefix="$prefix" -Dtests=disabled -Dmpi=disabled ${opts[@]+"${opts[@]}"} >"$log" 2>&1 \
   || fail "meson setup of the repository"
 step "building and installing"
 ninja -C "$tmp/build" >"$log" 2>&1 || fail "ninja (fresh build)"
@@ -61,6 +62,12 @@ meson install -C "$tmp/build" --no-rebuild >"$log" 2>&1 || fail "meson install"
 
 exe=$prefix/bin/lshlab
 [ -x "$exe" ] || fail "no $exe after meson install"
+"$exe" --version | grep -q '^MPI: not built' || fail "a build without MPI does not say so in --version"
+# started as rank 0 of 2 by mpirun, a build without MPI refuses instead of running twice
+if OMPI_COMM_WORLD_SIZE=2 "$exe" strategies >"$log" 2>&1; then
+  fail "a build without MPI ran as one of 2 mpirun processes"
+fi
+grep -q 'built without MPI' "$log" || fail "no clear message from a build without MPI under mpirun"
 pc=$(find "$prefix" -name lshlab-strategy.pc -path '*/pkgconfig/*' | head -n 1)
 [ -n "$pc" ] || fail "no lshlab-strategy.pc under $prefix"
 [ -f "$prefix/include/lshlab/strategy.h" ] || fail "no include/lshlab/strategy.h under $prefix"
