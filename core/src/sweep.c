@@ -1276,6 +1276,7 @@ static int drain(struct run *r, unsigned q, struct lsh_error *err)
                 if (r->queued)
                     r->queued--;
                 const size_t g = r->plan->passes[r->plan->points[point].pass].group;
+                r->unit = r->plan->groups[g].where; /* for the progress line */
                 rc = ensure_dataset(r, g, err);
                 if (!rc && !r->done[point])
                     rc = put_row(r, (size_t)point, (enum lsh_point_status)status, text,
