@@ -880,7 +880,8 @@ static int cmd_run(int argc, char **argv)
                    t->data, t->reference, t->hashing, t->evaluation);
             if (cfg->attention.oracle) /* a part of evaluation */
                 printf(" (oracle %.2f s)", t->oracle);
-            printf(", writing %.2f s, other %.2f s\n", t->writing, t->other);
+            printf(", writing %.2f s, other %.2f s%s\n", t->writing, t->other,
+                   ranks > 1 ? " (rank 0's; it also writes every rank's rows)" : "");
         }
         code = sum.failed ? EXIT_FAILED : EXIT_OK;
         if (sum.failed)
