@@ -2624,21 +2624,21 @@ Test(eval_naive, slice_rows_ignore_a_value_that_is_not_a_multiple_of_256, .init 
 
 /* The brute-force oracle with rows in several slices: the row path (union and
  * rounds), the tile path (union alone), rules with importance and the oracle,
- * over 700 rows in slices of 256. */
+ * over 520-560 rows in slices of 256. */
 Test(eval_naive, brute_force_with_rows_in_several_slices, .init = small_slices)
 {
-    cr_assert_eq(lsh_slice_count(700), 3);
+    cr_assert_eq(lsh_slice_count(520), 3);
     struct lsh_mode_opts mo = bucket_mode();
-    struct setup s = make_setup(700, LSH_KEYS_SHARED, 2, 4);
+    struct setup s = make_setup(560, LSH_KEYS_SHARED, 2, 4);
     s.causal = 1;
     check_all(&s, &mo, 5301, NULL);
     mo = chunked_mode(24, 1, LSH_WINDOW_ALL);
-    s = make_setup(600, LSH_KEYS_SEPARATE, 2, 4);
+    s = make_setup(520, LSH_KEYS_SEPARATE, 2, 4);
     check_all(&s, &mo, 5302, NULL);
     law_bits = 2.0;
     run_opts = &opts_law_oracle;
     mo = with_rule(bucket_mode(), 2, 2, 3);
-    s = make_setup(600, LSH_KEYS_SHARED, 3, 4);
+    s = make_setup(520, LSH_KEYS_SHARED, 3, 4);
     check_case(&s, &mo, prefixes_123, 3, union_importance, 2, 2, 5303, NULL);
     run_opts = NULL;
 }
