@@ -2478,7 +2478,7 @@ Test(eval_naive, parts_cut_at_slice_boundaries_give_the_bits_of_one_pass, .init 
     cr_assert_eq(lsh_slice_count(800), 4);
     cr_assert_eq(lsh_slice_count(768), 3);
     const struct part_case cases[] = {
-        {"tile path, bucket, causal", 800, 0, LSH_KEYS_SHARED, 1, bucket_mode(), 1,
+        {"tile path, bucket, causal", 600, 0, LSH_KEYS_SHARED, 1, bucket_mode(), 1,
          {LSH_COMBINE_UNION}, NULL, 8},
         {"tile path, chunked same_bucket, separate keys", 700, 0, LSH_KEYS_SEPARATE, 0,
          chunked_mode(16, 1, LSH_WINDOW_SAME_BUCKET), 1, {LSH_COMBINE_UNION}, NULL, 4},
@@ -2489,15 +2489,15 @@ Test(eval_naive, parts_cut_at_slice_boundaries_give_the_bits_of_one_pass, .init 
         {"row path, chunked, union + rounds, causal", 600, 0, LSH_KEYS_SEPARATE, 1,
          chunked_mode(20, 1, LSH_WINDOW_ALL), 2, {LSH_COMBINE_UNION, LSH_COMBINE_ROUNDS}, NULL,
          8},
-        {"rules t=2 sink local, union + importance, oracle", 800, 0, LSH_KEYS_SHARED, 1,
+        {"rules t=2 sink local, union + importance, oracle", 600, 0, LSH_KEYS_SHARED, 1,
          with_rule(bucket_mode(), 2, 4, 8), 2, {LSH_COMBINE_UNION, LSH_COMBINE_IMPORTANCE},
          &opts_law_oracle, 8},
         {"rules t=2, chunked, oracle", 600, 0, LSH_KEYS_SHARED, 0,
          with_rule(chunked_mode(12, 1, LSH_WINDOW_ALL), 2, 2, 3), 1, {LSH_COMBINE_UNION},
          &opts_law_oracle, 4},
-        {"sampled rows, tile path, oracle", 900, 1, LSH_KEYS_SHARED, 0, bucket_mode(), 1,
+        {"sampled rows, tile path, oracle", 800, 1, LSH_KEYS_SHARED, 0, bucket_mode(), 1,
          {LSH_COMBINE_UNION}, &opts_law_oracle, 8},
-        {"sampled rows, rules, importance, oracle", 900, 1, LSH_KEYS_SEPARATE, 1,
+        {"sampled rows, rules, importance, oracle", 800, 1, LSH_KEYS_SEPARATE, 1,
          with_rule(bucket_mode(), 2, 2, 3), 2, {LSH_COMBINE_UNION, LSH_COMBINE_IMPORTANCE},
          &opts_law_oracle, 8},
     };
