@@ -890,7 +890,7 @@ static int cmd_run(int argc, char **argv)
     }
     /* Rank 0 stopped early (the file is closed): the other ranks may be
      * anywhere in their work, so end them all now. */
-    if (rank == 0 && ranks > 1 && rc) {
+    if (rank == 0 && ranks > 1 && rc && !sum.in_step) {
         fflush(stdout);
         fflush(stderr);
         lsh_comm_abort(code);
@@ -1207,6 +1207,12 @@ int main(int argc, char **argv)
     if (lsh_comm_init(&argc, &argv, &cerr)) {
         print_error(&cerr);
         return EXIT_RUNTIME;
+    }
+    /* Another rank's messages say which rank they come from. */
+    static char rank_prog[48];
+    if (lsh_comm_rank() != 0) {
+        snprintf(rank_prog, sizeof rank_prog, "lshlab (rank %u)", lsh_comm_rank());
+        prog = rank_prog;
     }
     /* Only rank 0 speaks for commands other than run. */
     if (lsh_comm_rank() != 0 && strcmp(cmd, "run") != 0 && !freopen("/dev/null", "w", stdout))

@@ -1432,6 +1432,10 @@ int lsh_sweep_run(const struct lsh_config *cfg, const struct lsh_plan *plan,
     }
     r.opts = &shared;
     if (rc) {
+        if (summary) {
+            *summary = sum;
+            summary->in_step = 1;
+        }
         if (r.res)
             lsh_results_close(r.res, 0, NULL);
         free(r.done);
