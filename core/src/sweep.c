@@ -610,6 +610,7 @@ struct part_head {
     int32_t pad;                    /* the doubles after it stay aligned */
     char message[LSH_ERROR_MSG_MAX];
 };
+_Static_assert(sizeof(struct part_head) % sizeof(double) == 0, "part_head keeps doubles aligned");
 
 /* Bytes rank q sends for one pass: its head, timings, partials and row dump. */
 static size_t part_bytes(const struct run *r, unsigned q, size_t nh, size_t nc, int oracle,
