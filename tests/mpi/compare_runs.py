@@ -2,6 +2,7 @@
 """compare_runs.py - is an MPI run's results file bit-identical to a one-process run's?
 
     compare_runs.py REFERENCE.h5 OTHER.h5
+    compare_runs.py --rows FILE.h5        print the number of /runs rows (0 when none)
 
 REFERENCE is `lshlab run -j 1` (one process), OTHER the run under test.  Checks, each
 as raw bytes (so a NaN, a -0.0 or one ulp all count):
@@ -125,6 +126,10 @@ def compare_tree(ref, oth, top, problems):
 
 
 def main(argv):
+    if len(argv) == 3 and argv[1] == "--rows":
+        with h5py.File(argv[2], "r") as f:
+            print(f["runs"].shape[0] if "runs" in f else 0)
+        return 0
     if len(argv) != 3:
         print(__doc__.strip().splitlines()[2].strip(), file=sys.stderr)
         return 2
