@@ -66,7 +66,7 @@ threads_vs_ranks() {
     tr="$tr $(wall "${mpi[@]}" -np "$N" "$lshlab" run "$cfg" -o "$out/r.h5" --force -q -j 1)"
   done
   local mt mr
-  mt=$(echo $tt | median) mr=$(echo $tr | median)
+  mt=$(echo "$tt" | median) mr=$(echo "$tr" | median)
   echo "$label: 1 process x $N threads (s):$tt"
   echo "$label: $N ranks x 1 thread (s):$tr"
   awk -v t="$mt" -v r="$mr" -v n="$N" -v k="$reps" 'BEGIN {
