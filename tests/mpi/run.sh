@@ -189,6 +189,54 @@ case_kill() {
     same "$tmp/kill.h5" "$out"
 }
 
+# check_spread FILE RANKS POINTS: the spread `validate` printed is a partition: every
+# segment lists ranks 0..RANKS-1 in order with contiguous ranges (slices from 0 to the
+# slice count, or the segment's hash groups), shares summing to 100%, and the points of
+# all segments (by rows: each rank's part of all of them) sum to POINTS.
+check_spread() {
+    awk -v N="$2" -v P="$3" '
+        function bad(msg) { print "bad spread: " msg " (line " NR ": " $0 ")"; err = 1; exit 1 }
+        function close_seg() {
+            if (!seg) return
+            if (next_rank != N) bad("segment " seg " lists " next_rank " ranks, want " N)
+            if (kind == "rows" && end != want) bad("slices end at " end ", want " want)
+            if (kind == "groups" && end - first != want) bad((end - first) " groups, want " want)
+            if (share < 100 - N || share > 100 + N) bad("shares sum to " share "%")
+        }
+        /^spread over / { if ($3 != N) bad("ranks " $3 ", want " N); header++ }
+        /^  [^ ].*: by (rows|hash groups)/ {
+            close_seg(); seg++; next_rank = 0; share = 0
+            if ($0 ~ /by rows/) { kind = "rows"; match($0, /in [0-9]+ slices/)
+                                  want = substr($0, RSTART + 3, RLENGTH - 10) + 0 }
+            else { kind = "groups"; match($0, /\([0-9]+\)/); want = substr($0, RSTART + 1, RLENGTH - 2) + 0 }
+            segs[kind]++
+        }
+        /^    rank [0-9]+: / {
+            r = $2; sub(/:/, "", r)
+            if (r + 0 != next_rank) bad("rank " r " where rank " next_rank " was due")
+            if (!match($0, /\[[0-9]+, [0-9]+\)/)) bad("no range")
+            split(substr($0, RSTART + 1, RLENGTH - 2), rg, ", ")
+            if (next_rank == 0) { first = rg[1] + 0; if (kind == "rows" && first != 0) bad("slices start at " first) }
+            else if (rg[1] + 0 != end) bad("range starts at " rg[1] ", the last ended at " end)
+            if (rg[2] + 0 < rg[1] + 0) bad("empty-reversed range")
+            end = rg[2] + 0
+            match($0, /\), [0-9]+ points/); pts = substr($0, RSTART + 3, RLENGTH - 10) + 0
+            # by rows, every rank has a part of every point of the segment
+            if (kind == "groups" || next_rank == 0) points += pts
+            else if (pts != seg_pts) bad("ranks of one row segment list different points")
+            seg_pts = pts
+            match($0, /[0-9]+% of the work/); share += substr($0, RSTART, RLENGTH - 13) + 0
+            next_rank++
+        }
+        END {
+            if (err) exit 1
+            close_seg()
+            if (header != 1) bad("\"spread over\" printed " header + 0 " times, want once")
+            if (points != P) bad("the segments hold " points " points, want " P)
+            if (!segs["rows"] || !segs["groups"]) bad("want segments by rows and by hash groups")
+        }' "$1" || fail "validate: the spread in $1 is not a partition (above)"
+}
+
 case_validate() {
     cfg=$here/rows.yaml
     LSHLAB_TEST_SLICE_ROWS=256
@@ -196,16 +244,20 @@ case_validate() {
     echo "# lshlab validate rows.yaml --ranks 3"
     "$exe" validate "$cfg" --ranks 3 >"$tmp/v3.out" || fail "validate --ranks 3 failed"
     cat "$tmp/v3.out"
-    for r in 0 1 2; do
-        grep -Eiq "rank[s]?[ :]*([0-9]+[-,.]+)*$r\b" "$tmp/v3.out" ||
-            fail "validate --ranks 3 names no rank $r"
-    done
-    grep -Eiq "rank[s]?[ :]*([0-9]+[-,.]+)*3\b" "$tmp/v3.out" &&
-        fail "validate --ranks 3 names a rank 3 (ranks are 0..2)"
-    "$exe" validate "$cfg" --ranks 0 >/dev/null 2>&1 && fail "validate --ranks 0 was accepted"
+    # wide: 1,280 rows = 5 slices; sampled: 700 rows = 3 slices; small: one unit.
+    grep -q "^  wide: by rows, 1280 rows in 5 slices of 256$" "$tmp/v3.out" ||
+        fail "validate --ranks 3: 'wide' is not spread by rows in 5 slices"
+    grep -q "^  sampled: by rows, 700 rows in 3 slices of 256$" "$tmp/v3.out" ||
+        fail "validate --ranks 3: 'sampled' (reference_rows 700) is not spread by rows in 3 slices"
+    grep -q "^  small: by hash groups" "$tmp/v3.out" ||
+        fail "validate --ranks 3: 'small' is not spread by hash groups"
+    check_spread "$tmp/v3.out" 3 96
+    if "$exe" validate "$cfg" --ranks 0 >"$tmp/v0.out" 2>&1; then
+        fail "validate --ranks 0 was accepted"
+    fi
     mpi_ok 2 validate "$cfg"
-    grep -Eiq "rank[s]?[ :]*([0-9]+[-,.]+)*1\b" "$tmp/mpi.out" ||
-        fail "validate under mpirun -np 2 names no rank 1"
+    cat "$tmp/mpi.out"
+    check_spread "$tmp/mpi.out" 2 96
     unset LSHLAB_TEST_SLICE_ROWS
 }
 
