@@ -68,12 +68,14 @@ fail() {
     echo "FAIL: $*"
     exit 1
 }
+start=$(date +%s)
+at() { echo "[$(($(date +%s) - start))s]"; }
 
 # mpi NP ARGS...: lshlab under mpirun; its output in $tmp/mpi.out and .err.
 mpi() {
     np=$1
     shift
-    echo "# mpirun -np $np lshlab $*"
+    echo "$(at) mpirun -np $np lshlab $*"
     mpirun_rc=0
     # shellcheck disable=SC2086
     timeout "$limit" mpirun $mpirun_opts ${LSHLAB_TEST_SLICE_ROWS:+-x LSHLAB_TEST_SLICE_ROWS} -np "$np" "$exe" "$@" \
@@ -92,7 +94,7 @@ mpi_ok() {
 one() {
     name=$1 config=$2
     shift 2
-    echo "# lshlab run $config -j 1 $* (one process)"
+    echo "$(at) lshlab run $config -j 1 $* (one process)"
     "$exe" run "$config" -o "$tmp/$name.h5" -j 1 -q "$@" || fail "one-process run of $config"
 }
 
@@ -154,7 +156,7 @@ case_kill() {
     out=$tmp/kill-mpi.h5
     one kill "$cfg"
     total=$("$py" "$here/compare_runs.py" --rows "$tmp/kill.h5")
-    echo "# mpirun -np 2 lshlab run kill.yaml -j 1, then kill -9 of rank 1"
+    echo "$(at) mpirun -np 2 lshlab run kill.yaml -j 1, then kill -9 of rank 1"
     # shellcheck disable=SC2086
     timeout "$limit" mpirun $mpirun_opts -np 2 "$exe" run "$cfg" -o "$out" -j 1 -q \
         >"$tmp/kill.out" 2>"$tmp/kill.err" &
@@ -174,7 +176,7 @@ case_kill() {
     kill -9 "$victim"
     rc=0
     wait "$tpid" || rc=$?
-    echo "# killed rank 1 (pid $victim) with $rows of $total rows in .partial; mpirun exited $rc"
+    echo "$(at) killed rank 1 (pid $victim) with $rows of $total rows in .partial; mpirun exited $rc"
     [ "$rc" -ne 0 ] || fail "mpirun exited 0 after a rank was killed"
     [ "$rc" -ne 124 ] || fail "the job hung after the kill: mpirun stopped after $limit s"
     [ ! -e "$out" ] || fail "$out exists after a killed run"
@@ -266,4 +268,4 @@ for c in $cases; do
     echo "## $c"
     "case_$c"
 done
-echo "mpi: all cases passed ($cases)"
+echo "$(at) mpi: all cases passed ($cases)"
