@@ -28,7 +28,8 @@ asan)
   export UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1:exitcode=86
   export ASAN_OPTIONS=detect_leaks=1:exitcode=86
   export LSAN_OPTIONS=suppressions=$PWD/tests/fuzz/lsan.supp
-  tools/test.sh "$dir" --timeout-multiplier 3
+  # suite sdk: builds and installs a plain copy of lshlab (tools/sdk_check.sh)
+  tools/test.sh "$dir" --timeout-multiplier 3 --no-suite sdk
   ;;
 valgrind)
   dir=${2:-build}
@@ -47,9 +48,11 @@ valgrind)
     --trace-children=yes --trace-children-skip=*/rm,*/cp,*/chmod,*/chattr,*/mkdir,*/mktemp,*/od,*/grep,*/head,*/sed,*/tr,*/wc,*/cat,*/python3*
     --log-file=$logs/%p.log"
   set +e
-  # suite libhdf5: inputs on which libhdf5 itself reads out of bounds; suite mpi:
-  # mpirun and Open MPI under valgrind (tests/mpi runs under ASan instead)
-  meson test -C "$dir" --print-errorlogs --timeout-multiplier 20 --no-suite libhdf5 --no-suite mpi \
+  # suite libhdf5: inputs on which libhdf5 itself reads out of bounds;
+  # suite sdk: builds and installs a plain copy of lshlab (tools/sdk_check.sh);
+  # suite mpi: mpirun and Open MPI under valgrind (tests/mpi runs under ASan instead)
+  meson test -C "$dir" --print-errorlogs --timeout-multiplier 20 --no-suite libhdf5 \
+    --no-suite sdk --no-suite mpi \
     --wrapper "$wrapper"
   rc=$?
   set -e

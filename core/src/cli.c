@@ -14,6 +14,7 @@
 #include <gsl/gsl_errno.h>
 
 #include "collision.h"
+#include "comm.h"
 #include "config.h"
 #include "host.h"
 #include "linalg.h"
@@ -22,6 +23,7 @@
 #include "registry.h"
 #include "results.h"
 #include "results_schema.h"
+#include "spread.h"
 #include "sweep.h"
 #include "version.h"
 
@@ -141,6 +143,7 @@ static void on_plugin_exit(void)
 static int main_returns(int code)
 {
     plugins_live = 0;
+    lsh_comm_finalize();
     return code;
 }
 
@@ -495,6 +498,7 @@ static char *join_argv(int argc, char **argv)
 static const char run_usage[] =
     "usage: lshlab run CONFIG [-o FILE] [-j N] [--memory-limit SIZE] [--resume | --force]\n"
     "                  [--quiet]\n"
+    "       mpirun -np RANKS lshlab run CONFIG [options]   (a build with MPI)\n"
     "\n"
     "Run every point of the sweep CONFIG describes and write the results (HDF5).\n"
     "A collision experiment (docs/definitions.md) writes its /collision rows the same way.\n"
@@ -503,8 +507,9 @@ static const char run_usage[] =
     "\n"
     "  -o, --output FILE   results file (default: the config's output:, else\n"
     "                      results/<name>.h5)\n"
-    "  -j, --jobs N        threads (default: all CPUs); results are bit-identical\n"
-    "                      for every N\n"
+    "  -j, --jobs N        threads (default: all CPUs; under mpirun, per rank);\n"
+    "                      results are bit-identical for every N and every number\n"
+    "                      of MPI ranks\n"
     "  -m, --memory-limit SIZE  memory lshlab may plan for, e.g. 1G, 512M, 1.5GiB (default:\n"
     "                      half the physical memory).  A dataset's score cache is kept\n"
     "                      when it fits, else scores are recomputed (streaming); a\n"
@@ -518,6 +523,9 @@ static const char run_usage[] =
     "Progress goes to stderr (a live line with ETA on a terminal, else one line per\n"
     "point); a short table of the points goes to stdout at the end.\n"
     "Ctrl-C stops after the current point; `--resume` continues later.\n"
+    "Under mpirun, work spreads over the ranks (`lshlab validate CONFIG --ranks N`\n"
+    "shows how); rank 0 alone writes FILE and prints progress; a killed rank ends\n"
+    "the run with FILE.partial kept, and --resume continues under any number of ranks.\n"
     "exit codes: 0 ok, 1 runtime error, 2 usage, 3 invalid config or input,\n"
     "            4 results file exists, 5 some points failed, 130 stopped\n";
 
@@ -799,7 +807,11 @@ static int cmd_run(int argc, char **argv)
     int code = load_and_plan(path, &reg, &cfg, &plan, &cplan);
     if (code == EXIT_OK)
         code = check_memory(cfg, plan, jobs, memory_limit);
-    if (code == EXIT_OK && cplan) {
+    if (code == EXIT_OK && cplan && lsh_comm_rank() != 0) {
+        /* a collision experiment is not spread: rank 0 runs it alone */
+    } else if (code == EXIT_OK && cplan) {
+        if (lsh_comm_size() > 1)
+            fprintf(stderr, "%s: a collision experiment runs on rank 0 alone\n", prog);
         struct run_args ra = {path, output, jobs, resume, force, quiet, argc, argv};
         code = run_collision(&ra, cfg, cplan);
     }
@@ -811,32 +823,43 @@ static int cmd_run(int argc, char **argv)
         return code;
     }
 
+    /* Under mpirun rank 0 speaks for the run: the others print nothing and
+     * keep the default signal actions (mpirun ends them). */
+    const unsigned rank = lsh_comm_rank(), ranks = lsh_comm_size();
+    if (rank != 0)
+        quiet = 1;
     struct progress pg = {.tty = isatty(STDERR_FILENO), .quiet = quiet};
     char *cmdline = join_argv(argc + 1, argv - 1);
-    catch_stop_signals();
+    if (rank == 0)
+        catch_stop_signals();
 
     const char *out_path = output ? output : cfg->output;
     struct lsh_run_opts ro = {
         .threads = jobs,
         .memory_limit = memory_limit,
         .mode = resume ? LSH_RESULTS_RESUME : force ? LSH_RESULTS_FORCE : LSH_RESULTS_CREATE,
-        .output = out_path, .cmdline = cmdline ? cmdline : "lshlab run", .stop = &stop_flag,
-        .progress = on_progress, .progress_ctx = &pg,
+        .output = out_path, .cmdline = cmdline ? cmdline : "lshlab run",
+        .stop = rank == 0 ? &stop_flag : NULL,
+        .progress = rank == 0 ? on_progress : NULL, .progress_ctx = &pg,
     };
     size_t problems = 0;
     for (size_t k = 0; plan && k < plan->n_datasets; k++)
         problems += lsh_plan_units(plan, k);
     if (!quiet)
         fprintf(stderr, "lshlab %s: %s: %zu points (%zu attention problem%s, %zu hash groups) "
-                "on %u thread%s -> %s\n", LSHLAB_VERSION, cfg->name, plan->n_points, problems,
-                problems == 1 ? "" : "s", plan->n_groups, jobs, jobs == 1 ? "" : "s", out_path);
+                "on %u thread%s%s%.0u%s -> %s\n", LSHLAB_VERSION, cfg->name, plan->n_points,
+                problems, problems == 1 ? "" : "s", plan->n_groups, jobs, jobs == 1 ? "" : "s",
+                ranks > 1 ? " x " : "", ranks > 1 ? ranks : 0u, ranks > 1 ? " MPI ranks" : "",
+                out_path);
     struct lsh_run_summary sum;
     struct lsh_error err;
     lsh_error_clear(&err);
     memset(&sum, 0, sizeof sum);
     run_output = out_path;
     int rc = lsh_sweep_run(cfg, plan, &ro, &sum, &err);
-    if (rc == LSH_EINTR) {
+    if (rank != 0) { /* rank 0 reports, and ends the run when it stops early */
+        code = rc ? exit_code_for(rc) : EXIT_OK;
+    } else if (rc == LSH_EINTR) {
         fprintf(stderr, "%s: stopped after %zu of %zu points; the results so far are in %s.partial\n"
                         "continue with: lshlab run %s --resume%s%s\n",
                 prog, sum.ok + sum.skipped + sum.failed + sum.resumed, sum.points, out_path, path,
@@ -857,12 +880,20 @@ static int cmd_run(int argc, char **argv)
                    t->data, t->reference, t->hashing, t->evaluation);
             if (cfg->attention.oracle) /* a part of evaluation */
                 printf(" (oracle %.2f s)", t->oracle);
-            printf(", writing %.2f s, other %.2f s\n", t->writing, t->other);
+            printf(", writing %.2f s, other %.2f s%s\n", t->writing, t->other,
+                   ranks > 1 ? " (rank 0's; it also writes every rank's rows)" : "");
         }
         code = sum.failed ? EXIT_FAILED : EXIT_OK;
         if (sum.failed)
             fprintf(stderr, "%s: %zu points failed (status 'failed' in /runs; see its message "
                             "column)\n", prog, sum.failed);
+    }
+    /* Rank 0 stopped early (the file is closed): the other ranks may be
+     * anywhere in their work, so end them all now. */
+    if (rank == 0 && ranks > 1 && rc && !sum.in_step) {
+        fflush(stdout);
+        fflush(stderr);
+        lsh_comm_abort(code);
     }
     free(pg.rows);
     free(cmdline);
@@ -904,20 +935,32 @@ static void print_problems(const struct lsh_config *cfg, const struct lsh_plan *
 }
 
 static const char validate_usage[] =
-    "usage: lshlab validate CONFIG\n"
+    "usage: lshlab validate CONFIG [--ranks N]\n"
     "\n"
     "Check CONFIG as `run` would (types, ranges, strategy constraints, data files)\n"
     "without running anything, and say how many points it expands to.\n"
+    "  -r, --ranks N   also say how `mpirun -np N lshlab run CONFIG` would spread the\n"
+    "                  work over N ranks (default under mpirun: its number of ranks)\n"
+    "  -h, --help      this help\n"
     "exit codes: 0 valid, 2 usage, 3 invalid (the message says where and why)\n";
 
 static int cmd_validate(int argc, char **argv)
 {
-    static const struct option opts[] = {{"help", no_argument, 0, 'h'}, {0, 0, 0, 0}};
+    static const struct option opts[] = {
+        {"ranks", required_argument, 0, 'r'}, {"help", no_argument, 0, 'h'}, {0, 0, 0, 0}};
     int c;
-    while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+    unsigned ranks = lsh_comm_size() > 1 ? lsh_comm_size() : 0;
+    while ((c = getopt_long(argc, argv, "r:h", opts, NULL)) != -1) {
         if (c == 'h') {
             fputs(validate_usage, stdout);
             return EXIT_OK;
+        }
+        if (c == 'r') {
+            if (parse_jobs(optarg, &ranks))
+                return usage_error(validate_usage,
+                                   "--ranks needs a whole number from 1 to 1024, got '%s'",
+                                   optarg);
+            continue;
         }
         fputs(validate_usage, stderr);
         return EXIT_USAGE;
@@ -951,6 +994,18 @@ static int cmd_validate(int argc, char **argv)
                 printf("; %zu hash groups skipped as invalid", plan->n_skipped_groups);
             printf(") -> %s\n", cfg->output);
             print_problems(cfg, plan);
+            if (ranks) {
+                struct lsh_spread sp;
+                struct lsh_error e;
+                lsh_error_clear(&e);
+                if (lsh_spread_plan(cfg, plan, NULL, ranks, &sp, &e) == 0) {
+                    lsh_spread_print(&sp, cfg, plan, 20, stdout);
+                    lsh_spread_free(&sp);
+                } else {
+                    print_error(&e);
+                    code = EXIT_RUNTIME;
+                }
+            }
         } else {
             printf("%s: valid: collision experiment, %zu rows", argv[optind], cplan->n_rows);
             if (cplan->n_skipped)
@@ -1140,8 +1195,28 @@ int main(int argc, char **argv)
                LSHLAB_GIT_REVISION, LSH_STRATEGY_ABI_MAJOR, LSH_STRATEGY_ABI_MINOR,
                lsh_blas_name(), *lsh_blas_core() ? " (kernels: " : "", lsh_blas_core(),
                *lsh_blas_core() ? ")" : "");
+        if (lsh_comm_library())
+            printf("MPI: %s (mpirun -np N lshlab run ...)\n", lsh_comm_library());
+        else
+            printf("MPI: not built (runs as one process; meson setup -Dmpi=enabled)\n");
         return EXIT_OK;
     }
+    /* Under mpirun: join the run's processes (else nothing happens). */
+    struct lsh_error cerr;
+    lsh_error_clear(&cerr);
+    if (lsh_comm_init(&argc, &argv, &cerr)) {
+        print_error(&cerr);
+        return EXIT_RUNTIME;
+    }
+    /* Another rank's messages say which rank they come from. */
+    static char rank_prog[48];
+    if (lsh_comm_rank() != 0) {
+        snprintf(rank_prog, sizeof rank_prog, "lshlab (rank %u)", lsh_comm_rank());
+        prog = rank_prog;
+    }
+    /* Only rank 0 speaks for commands other than run. */
+    if (lsh_comm_rank() != 0 && strcmp(cmd, "run") != 0 && !freopen("/dev/null", "w", stdout))
+        return main_returns(EXIT_RUNTIME);
     /* Each command parses its own options: argv[1] becomes its argv[0]. */
     argc--;
     argv++;

@@ -13,7 +13,11 @@
 #include "parallel.h"
 
 /* Rows per block: the unit of work handed to a thread and of the ordered
- * reduction that makes the result independent of the thread count. */
+ * reduction that makes the result independent of the thread count.  Blocks
+ * are cut within slices of evaluated rows (lsh_slice_rows(), a multiple of
+ * 256): block b holds the rows [64 b, 64 b + 64) of the slice order, so a
+ * pass's partials are the blocks of its slices, slice after slice, and a
+ * part [r0, r1) of whole slices computes exactly blocks r0 / 64 onwards. */
 #define ROWS_PER_BLOCK 64
 
 /* Every metric is a ratio of sums over rows, sum_i y_i / sum_i x_i (x_i = 1
@@ -76,6 +80,7 @@ struct workspace {
 
 struct ctx {
     const struct lsh_reference *ref;
+    size_t r0, r1;     /* the part: evaluated rows [r0, r1), whole slices */
     const struct lsh_attn *a;
     const struct lsh_rounds *rounds;
     const struct lsh_mode_opts *mode;
@@ -86,9 +91,10 @@ struct ctx {
     size_t n_fields;
     int need_rounds;   /* some combine is rounds: keep the repeats' sums */
     struct round_index *idx;
-    size_t *order;     /* evaluated rows by round-0 bucket: neighbours share keys */
+    size_t *order;     /* the part's rows by round-0 bucket within each slice
+                          (position k: the part's k-th): neighbours share keys */
     struct workspace *ws;
-    double *partials;  /* n_blocks x n_prefix x n_combine x n_fields */
+    double *partials;  /* the part's blocks x n_prefix x n_combine x n_fields */
     struct lsh_row_dump *dump;
     struct tile_state *tile; /* the tile path's state, or NULL */
     /* candidate rules (SPEC 13): rules is set unless t = 1, s = w = 0 */
@@ -99,7 +105,7 @@ struct ctx {
     const struct lsh_host_law *law;
     double *knorm;     /* n: ||k_j|| of the effective keys */
     double *lchoose;   /* n_prefix: log C(H_p, t) */
-    /* the oracle (SPEC 13): budgets[r * n_prefix + p] = |S_i| at prefix p */
+    /* the oracle (SPEC 13): budgets[(r - r0) n_prefix + p] = |S_i| at prefix p */
     int oracle;
     uint32_t *budgets;
     size_t f_oracle;   /* first oracle field (metric index) */
@@ -378,7 +384,7 @@ static int score_new(const struct ctx *c, struct workspace *w, struct row *row, 
     const struct lsh_reference *ref = c->ref;
     const size_t dv = a->d_v, i = row->i;
     const double lse = ref->lse[row->r];
-    const double *cache = ref->raw ? ref->raw + row->r * a->n : NULL;
+    const double *cache = ref->raw ? ref->raw + (row->r - ref->r0) * a->n : NULL;
     for (size_t t = m0; t < row->m; t++) {
         uint32_t j = w->cand[t];
         double raw = cache ? cache[j] : lsh_attn_raw(a, i, j);
@@ -641,7 +647,7 @@ static int eval_row(const struct ctx *c, struct workspace *w, const struct row *
         c->dump->candidates[prefix_index * ref->m + r] = empty ? 1u : (uint32_t)m;
     }
     if (c->budgets)
-        c->budgets[r * c->n_prefix + prefix_index] = empty ? 1u : (uint32_t)m;
+        c->budgets[(r - c->r0) * c->n_prefix + prefix_index] = empty ? 1u : (uint32_t)m;
 
     for (size_t cb = 0; cb < c->n_combine; cb++) {
         double *f = acc + cb * nf;
@@ -700,26 +706,33 @@ static int eval_row(const struct ctx *c, struct workspace *w, const struct row *
     return 0;
 }
 
-/* Evaluated rows in order of their round-0 bucket (stable): rows next to each
- * other then gather the same rows of V, which stay in cache.  The order is a
- * function of the data only, so the block sums stay independent of threads. */
-static size_t *row_order(const struct lsh_reference *ref, const struct lsh_rounds *rounds)
+/* The part's evaluated rows, each slice's in order of their round-0 bucket
+ * (stable): rows next to each other then gather the same rows of V, which
+ * stay in cache.  The order is a function of the data and the slice only,
+ * so the block sums are independent of threads and of the cut into parts. */
+static size_t *row_order(const struct lsh_reference *ref, const struct lsh_rounds *rounds,
+                         size_t r0, size_t r1)
 {
-    const size_t m = ref->m;
+    const size_t S = lsh_slice_rows();
     const uint32_t B = rounds->n_buckets;
-    size_t *order = malloc((m + 1) * sizeof *order);
-    size_t *start = calloc((size_t)B + 1, sizeof *start);
+    size_t *order = malloc((r1 - r0 + 1) * sizeof *order);
+    size_t *start = malloc(((size_t)B + 1) * sizeof *start);
     if (!order || !start) {
         free(order);
         free(start);
         return NULL;
     }
-    for (size_t r = 0; r < m; r++)
-        start[rounds->bq[ref->rows ? ref->rows[r] : r] + 1]++;
-    for (uint32_t b = 0; b < B; b++)
-        start[b + 1] += start[b];
-    for (size_t r = 0; r < m; r++)
-        order[start[rounds->bq[ref->rows ? ref->rows[r] : r]]++] = r;
+    for (size_t s0 = r0; s0 < r1; s0 += S) {
+        const size_t s1 = r1 - s0 < S ? r1 : s0 + S;
+        size_t *out = order + (s0 - r0);
+        memset(start, 0, ((size_t)B + 1) * sizeof *start);
+        for (size_t r = s0; r < s1; r++)
+            start[rounds->bq[ref->rows ? ref->rows[r] : r] + 1]++;
+        for (uint32_t b = 0; b < B; b++)
+            start[b + 1] += start[b];
+        for (size_t r = s0; r < s1; r++)
+            out[start[rounds->bq[ref->rows ? ref->rows[r] : r]]++] = r;
+    }
     free(start);
     return order;
 }
@@ -779,15 +792,24 @@ static int row_path(const struct ctx *c, struct workspace *w, size_t r, double *
     return rc;
 }
 
+/* The rows of the part's block `block`: positions [k0, k1) of its order. */
+static void block_span(const struct ctx *c, size_t block, size_t *k0, size_t *k1)
+{
+    const size_t rows = c->r1 - c->r0;
+    *k0 = block * ROWS_PER_BLOCK;
+    *k1 = *k0 + ROWS_PER_BLOCK < rows ? *k0 + ROWS_PER_BLOCK : rows;
+}
+
 static int block_task(void *vctx, size_t block, unsigned thread)
 {
     struct ctx *c = vctx;
     const size_t stride = c->n_combine * c->n_fields;
-    const size_t r0 = block * ROWS_PER_BLOCK;
-    const size_t r1 = r0 + ROWS_PER_BLOCK < c->ref->m ? r0 + ROWS_PER_BLOCK : c->ref->m;
-    for (size_t k = r0; k < r1; k++) {
+    size_t k0, k1;
+    block_span(c, block, &k0, &k1);
+    for (size_t k = k0; k < k1; k++) {
         int rc = row_path(c, &c->ws[thread], c->order[k],
-                          c->partials + block * c->n_prefix * stride, c->n_prefix, block);
+                          c->partials + block * c->n_prefix * stride, c->n_prefix,
+                          c->r0 / ROWS_PER_BLOCK + block);
         if (rc)
             return rc;
     }
@@ -804,10 +826,10 @@ static int oracle_task(void *vctx, size_t block, unsigned thread)
     const size_t dv = c->a->d_v, np = c->n_prefix, nf = c->n_fields;
     const size_t stride = c->n_combine * nf;
     double *acc = c->partials + block * np * stride;
-    const size_t r0 = block * ROWS_PER_BLOCK;
-    const size_t r1 = r0 + ROWS_PER_BLOCK < ref->m ? r0 + ROWS_PER_BLOCK : ref->m;
-    for (size_t r = r0; r < r1; r++) {
-        lsh_oracle_row(ref, r, c->budgets + r * np, np, w->ows, w->omass, w->oerr2);
+    size_t k0, k1;
+    block_span(c, block, &k0, &k1);
+    for (size_t r = c->r0 + k0; r < c->r0 + k1; r++) {
+        lsh_oracle_row(ref, r, c->budgets + (r - c->r0) * np, np, w->ows, w->omass, w->oerr2);
         const double *o = ref->out + r * dv;
         double o2 = 0.0;
         for (size_t e = 0; e < dv; e++)
@@ -1168,7 +1190,7 @@ static int tile_task_run(void *vctx, size_t task, unsigned thread)
         lsh_gemm(nr, dv, nk, w->p, w->vc, w->onum, 1);
     }
     for (size_t t = 0; t < nr; t++) {
-        const size_t r = rs[t];
+        const size_t r = rs[t] - c->r0; /* the part's row */
         st->mass[r] += mass[t];
         st->sa2[r] += sa2[t];
         st->gram[r] += gram[t];
@@ -1221,19 +1243,20 @@ static int tile_metric_task(void *vctx, size_t block, unsigned thread)
     const struct lsh_reference *ref = c->ref;
     const size_t stride = c->n_combine * c->n_fields, p = st->p;
     double *acc = c->partials + block * c->n_prefix * stride;
-    const size_t r0 = block * ROWS_PER_BLOCK;
-    const size_t r1 = r0 + ROWS_PER_BLOCK < ref->m ? r0 + ROWS_PER_BLOCK : ref->m;
-    for (size_t r = r0; r < r1; r++) {
-        struct row row = {.r = r, .i = ref->rows ? ref->rows[r] : r, .m = st->count[r],
-                          .mass = st->mass[r], .sa2 = st->sa2[r], .gram = st->gram[r]};
+    size_t k0, k1;
+    block_span(c, block, &k0, &k1);
+    for (size_t k = k0; k < k1; k++) {
+        const size_t r = c->r0 + k;
+        struct row row = {.r = r, .i = ref->rows ? ref->rows[r] : r, .m = st->count[k],
+                          .mass = st->mass[k], .sa2 = st->sa2[k], .gram = st->gram[k]};
         int rc;
-        if (row.m > 0 && !(row.mass > TINY_MASS)) {
-            rc = row_path(c, w, r, acc, p, block); /* the exact path needs the scores */
+        if (row.m > 0 && !(row.mass > TINY_MASS)) { /* the exact path needs the scores */
+            rc = row_path(c, w, r, acc, p, c->r0 / ROWS_PER_BLOCK + block);
         } else {
             double ratio[LSH_TOPK_MAX];
             struct sig_arg arg = {c, row.i, c->prefixes[p]};
             topk_ratios(c, r, row.i, row.m == 0, sig_in_s, &arg, ratio);
-            rc = eval_row(c, w, &row, st->num + r * c->a->d_v, ratio, acc + p * stride, p);
+            rc = eval_row(c, w, &row, st->num + k * c->a->d_v, ratio, acc + p * stride, p);
         }
         if (rc)
             return rc;
@@ -1275,29 +1298,39 @@ static void free_tile(struct tile_state *st, unsigned threads)
 
 /* Rounds one after another, each as parallel tiles; the metrics at each
  * prefix.  add_s[p] and met_s[p] get the wall seconds of adding the rounds of
- * prefix p (cumulative) and of its metrics. */
+ * prefix p (cumulative) and of its metrics.  Tiles are formed within slices
+ * (a tile's rows, which decide its kept keys and so a row's bits, are those
+ * of one slice whatever the part); the running sums are the part's rows'. */
 static int tile_pass(struct ctx *c, unsigned threads, double *add_s, double *met_s)
 {
     const struct lsh_attn *a = c->a;
     const struct lsh_reference *ref = c->ref;
     const struct lsh_rounds *R = c->rounds;
-    const size_t m = ref->m, n = a->n, dv = a->d_v;
+    const size_t m = c->r1 - c->r0, n = a->n, dv = a->d_v; /* m: the part's rows */
+    const size_t S = lsh_slice_rows(), ms_max = m < S ? m : S;
     const uint32_t B = R->n_buckets, h_max = c->prefixes[c->n_prefix - 1];
     const int chunked = c->mode->mode == LSH_MODE_CHUNKED;
     /* tasks group rows by bucket, or by chunk (of the same number every round) */
     const size_t G = chunked ? c->idx[0].n_chunks : B;
+    /* a slice of ms rows has at most ms / TILE_ROWS + min(G, ms) tiles */
+    size_t max_tasks = 1;
+    for (size_t s0 = 0; s0 < m; s0 += S) {
+        const size_t ms = m - s0 < S ? m - s0 : S;
+        max_tasks += ms / TILE_ROWS + (G < ms ? G : ms);
+    }
     struct tile_state st = {0};
     c->tile = &st;
     st.ws = calloc(threads, sizeof *st.ws);
     st.rperm = malloc((m + 1) * sizeof *st.rperm);
     st.roff = malloc(((B > G ? B : G) + 1) * sizeof *st.roff);
-    st.tasks = malloc((m / TILE_ROWS + G + 1) * sizeof *st.tasks);
+    st.tasks = malloc(max_tasks * sizeof *st.tasks);
     st.mass = calloc(m + 1, sizeof *st.mass);
     st.sa2 = calloc(m + 1, sizeof *st.sa2);
     st.gram = calloc(m + 1, sizeof *st.gram);
     st.num = calloc(m * dv + 1, sizeof *st.num);
     st.count = calloc(m + 1, sizeof *st.count);
-    uint32_t *key = malloc((m + 1) * sizeof *key), *idx = malloc((m + 1) * sizeof *idx);
+    uint32_t *key = malloc((ms_max + 1) * sizeof *key);
+    uint32_t *idx = malloc((ms_max + 1) * sizeof *idx);
     int rc = !st.ws || !st.rperm || !st.roff || !st.tasks || !st.mass || !st.sa2 || !st.gram ||
                      !st.num || !st.count || !key || !idx
                  ? LSH_ENOMEM
@@ -1329,36 +1362,43 @@ static int tile_pass(struct ctx *c, unsigned threads, double *add_s, double *met
     size_t p = 0;
     for (uint32_t h = 0; h < h_max && !rc; h++) {
         const struct round_index *x = &c->idx[h];
-        /* This round's evaluated rows by group, and within a group by their
-         * buckets in rounds 0, 1, ..., h - 1 (stable sorts from the last key
-         * to the first): rows that met before sit in one tile, so the keys
-         * they all met before leave its GEMMs.  Then tiles of them. */
-        for (size_t r = 0; r < m; r++)
-            st.rperm[r] = (uint32_t)r;
-        for (size_t g = h + 1; g-- > 0;) {
-            const int major = g == 0; /* the group of round h: the major key */
-            for (size_t t = 0; t < m; t++) {
-                const size_t r = st.rperm[t], i = ref->rows ? ref->rows[r] : r;
-                key[t] = major && chunked ? x->qchunk[i] : R->bq[(major ? h : g - 1) * n + i];
-            }
-            counting_sort(key, m, major ? (uint32_t)G : B, idx, st.roff);
-            for (size_t t = 0; t < m; t++)
-                key[t] = st.rperm[idx[t]];
-            memcpy(st.rperm, key, m * sizeof *key);
-        }
+        /* Slice by slice: this round's evaluated rows by group, and within a
+         * group by their buckets in rounds 0, 1, ..., h - 1 (stable sorts
+         * from the last key to the first): rows that met before sit in one
+         * tile, so the keys they all met before leave its GEMMs.  Then tiles
+         * of them. */
         st.n_tasks = 0;
-        for (uint32_t g = 0; g < G; g++) {
-            const uint64_t keys = chunked ? (uint64_t)c->mode->chunk_size * (c->mode->look_back + 1)
-                                          : x->koff[g + 1] - x->koff[g];
-            if (keys == 0)
-                continue; /* no keys: no pairs */
-            /* tiles of equal size, none of a few rows (a poor GEMM) */
-            const uint32_t rows = st.roff[g + 1] - st.roff[g];
-            const uint32_t parts = (rows + TILE_ROWS - 1) / TILE_ROWS;
-            for (uint32_t k = 0; k < parts; k++) {
-                uint32_t t0 = st.roff[g] + (uint32_t)((uint64_t)rows * k / parts);
-                uint32_t t1 = st.roff[g] + (uint32_t)((uint64_t)rows * (k + 1) / parts);
-                st.tasks[st.n_tasks++] = (struct tile_task){g, t0, t1, (t1 - t0) * keys};
+        for (size_t s0 = 0; s0 < m; s0 += S) {
+            const size_t ms = m - s0 < S ? m - s0 : S;
+            uint32_t *rp = st.rperm + s0;
+            for (size_t t = 0; t < ms; t++)
+                rp[t] = (uint32_t)(c->r0 + s0 + t);
+            for (size_t g = h + 1; g-- > 0;) {
+                const int major = g == 0; /* the group of round h: the major key */
+                for (size_t t = 0; t < ms; t++) {
+                    const size_t r = rp[t], i = ref->rows ? ref->rows[r] : r;
+                    key[t] = major && chunked ? x->qchunk[i]
+                                              : R->bq[(major ? h : g - 1) * n + i];
+                }
+                counting_sort(key, ms, major ? (uint32_t)G : B, idx, st.roff);
+                for (size_t t = 0; t < ms; t++)
+                    key[t] = rp[idx[t]];
+                memcpy(rp, key, ms * sizeof *key);
+            }
+            for (uint32_t g = 0; g < G; g++) {
+                const uint64_t keys = chunked ? (uint64_t)c->mode->chunk_size * (c->mode->look_back + 1)
+                                              : x->koff[g + 1] - x->koff[g];
+                if (keys == 0)
+                    continue; /* no keys: no pairs */
+                /* tiles of equal size, none of a few rows (a poor GEMM) */
+                const uint32_t rows = st.roff[g + 1] - st.roff[g];
+                const uint32_t parts = (rows + TILE_ROWS - 1) / TILE_ROWS;
+                for (uint32_t k = 0; k < parts; k++) {
+                    uint32_t t0 = (uint32_t)s0 + st.roff[g] + (uint32_t)((uint64_t)rows * k / parts);
+                    uint32_t t1 =
+                        (uint32_t)s0 + st.roff[g] + (uint32_t)((uint64_t)rows * (k + 1) / parts);
+                    st.tasks[st.n_tasks++] = (struct tile_task){g, t0, t1, (t1 - t0) * keys};
+                }
             }
         }
         /* largest first, so that no big tile is left for the end; which
@@ -1371,7 +1411,7 @@ static int tile_pass(struct ctx *c, unsigned threads, double *add_s, double *met
         t = t1;
         if (!rc && h + 1 == c->prefixes[p]) {
             st.p = p;
-            const size_t n_blocks = (m + ROWS_PER_BLOCK - 1) / ROWS_PER_BLOCK;
+            const size_t n_blocks = (m + ROWS_PER_BLOCK - 1) / ROWS_PER_BLOCK; /* the part's */
             rc = lsh_parallel_for(threads, n_blocks, tile_metric_task, c);
             t1 = lsh_now();
             add_s[p] = add_cum;
@@ -1432,10 +1472,16 @@ struct lsh_bytes lsh_eval_bytes(const struct lsh_eval_shape *s, const struct lsh
         b.shared = lsh_size_add(b.shared, B1 * sizeof(size_t));
         return b;
     }
-    /* tile_pass: rperm, roff, tasks, mass, sa2, gram, num, count, key, idx */
-    size_t t = lsh_size_mul(m1, 4 * U + 3 * D);
+    /* tile_pass: rperm, roff, tasks, mass, sa2, gram, num, count; key, idx
+     * (a slice's); tasks: a slice of ms rows has up to ms / TILE_ROWS +
+     * min(G, ms) tiles */
+    const size_t S = lsh_slice_rows(), slices = lsh_slice_count(s->m);
+    const size_t ms1 = s->m < S ? m1 : S + 1;
+    size_t t = lsh_size_mul(m1, 2 * U + 3 * D);
+    t = lsh_size_add(t, lsh_size_mul(ms1, 2 * U));
     t = lsh_size_add(t, lsh_size_mul(lsh_size_add(B1, G), U));
-    t = lsh_size_add(t, lsh_size_mul(lsh_size_add(m1 / TILE_ROWS, G), sizeof(struct tile_task)));
+    const size_t groups = slices == 1 ? G : lsh_size_mul(slices, G) < m1 ? lsh_size_mul(slices, G) : m1;
+    t = lsh_size_add(t, lsh_size_mul(lsh_size_add(m1 / TILE_ROWS, groups), sizeof(struct tile_task)));
     t = lsh_size_add(t, lsh_size_mul(lsh_size_add(lsh_size_mul(s->m, dv), 1), D));
     b.shared = lsh_size_add(b.shared, t);
     /* a thread's tile_ws */
@@ -1638,16 +1684,30 @@ static void free_ws(struct workspace *w)
     lsh_oracle_ws_free(w->ows);
 }
 
-int lsh_eval_pass(const struct lsh_reference *ref, const struct lsh_rounds *rounds,
-                  const struct lsh_mode_opts *mode, const uint32_t *prefixes,
-                  size_t n_prefix, const enum lsh_combine *combines, size_t n_combine,
-                  const struct lsh_eval_opts *opts, unsigned threads, struct lsh_metrics *out,
-                  struct lsh_row_dump *rows_dump, struct lsh_error *err)
+/* Fields of one (prefix, combine): S_COUNT sums of each metric. */
+static size_t fields_of(size_t n_topk, int oracle)
 {
-    const double t_start = lsh_now();
-    const struct lsh_attn *a = ref->attn;
-    if (n_prefix == 0 || n_combine == 0)
+    return (M_TOPK + n_topk + (oracle ? 2 : 0)) * S_COUNT;
+}
+
+size_t lsh_eval_part_doubles(size_t rows, size_t n_topk, size_t n_prefix, size_t n_combine,
+                             int oracle)
+{
+    const size_t blocks = rows / ROWS_PER_BLOCK + (rows % ROWS_PER_BLOCK != 0);
+    if (n_topk > LSH_TOPK_MAX)
         return 0;
+    const size_t per_block = lsh_size_mul3(n_prefix, n_combine, fields_of(n_topk, oracle));
+    const size_t total = lsh_size_mul(blocks, per_block);
+    return total == SIZE_MAX ? 0 : total;
+}
+
+/* What every pass and part refuses, whatever its rows. */
+static int pass_check(const struct lsh_reference *ref, const struct lsh_rounds *rounds,
+                      const struct lsh_mode_opts *mode, const uint32_t *prefixes,
+                      size_t n_prefix, const enum lsh_combine *combines, size_t n_combine,
+                      const struct lsh_eval_opts *opts, unsigned threads, struct lsh_error *err)
+{
+    const struct lsh_attn *a = ref->attn;
     if (rounds->n != a->n)
         return lsh_error_set(err, LSH_EINVAL, "eval: rounds hash %zu rows, data has %zu",
                              rounds->n, a->n);
@@ -1670,39 +1730,71 @@ int lsh_eval_pass(const struct lsh_reference *ref, const struct lsh_rounds *roun
     }
     if (importance && !(opts && opts->law && opts->law->fn))
         return lsh_error_set(err, LSH_EINVAL, "eval: combine importance needs a collision law");
-    const int oracle = opts && opts->oracle;
-    if (threads < 1)
-        threads = 1;
     const struct lsh_eval_shape shape = {
         .n = a->n, .m = ref->m, .d = a->d, .d_v = a->d_v, .n_topk = a->n_topk,
         .h_max = prefixes[n_prefix - 1], .n_buckets = rounds->n_buckets,
         .n_prefix = n_prefix, .n_combine = n_combine, .separate = rounds->bk != rounds->bq,
-        .importance = importance, .oracle = oracle,
+        .importance = importance, .oracle = opts && opts->oracle,
     };
     /* one figure holds every size product below: none wraps when it does not */
     if (lsh_bytes_total(lsh_eval_bytes(&shape, mode, lsh_eval_uses_tiles(mode, combines,
                                                                         n_combine)),
-                        threads) == SIZE_MAX)
+                        threads < 1 ? 1 : threads) == SIZE_MAX ||
+        !lsh_eval_part_doubles(ref->m, a->n_topk, n_prefix, n_combine, opts && opts->oracle))
         return lsh_error_set(err, LSH_ENOMEM, "eval: %zu rows of d = %zu, d_v = %zu cannot be "
                              "addressed", a->n, a->d, a->d_v);
+    return 0;
+}
+
+int lsh_eval_pass_part(const struct lsh_reference *ref, const struct lsh_rounds *rounds,
+                       const struct lsh_mode_opts *mode, const uint32_t *prefixes,
+                       size_t n_prefix, const enum lsh_combine *combines, size_t n_combine,
+                       const struct lsh_eval_opts *opts, unsigned threads, size_t r0, size_t r1,
+                       double *partials, double *seconds, struct lsh_row_dump *rows_dump,
+                       struct lsh_error *err)
+{
+    const double t_start = lsh_now();
+    const struct lsh_attn *a = ref->attn;
+    if (n_prefix == 0 || n_combine == 0)
+        return 0;
+    int rc = pass_check(ref, rounds, mode, prefixes, n_prefix, combines, n_combine, opts,
+                        threads, err);
+    if (rc)
+        return rc;
+    const size_t S = lsh_slice_rows();
+    if (!(r0 < r1 && r1 <= ref->m && r0 % S == 0 && (r1 % S == 0 || r1 == ref->m)))
+        return lsh_error_set(err, LSH_EINVAL,
+                             "eval: rows [%zu, %zu) of %zu are not a run of whole slices of %zu "
+                             "rows",
+                             r0, r1, ref->m, S);
+    if (r0 < ref->r0 || r1 > ref->r1)
+        return lsh_error_set(err, LSH_EINVAL,
+                             "eval: rows [%zu, %zu) lie outside the reference's rows [%zu, %zu)",
+                             r0, r1, ref->r0, ref->r1);
+    int importance = 0;
+    for (size_t cb = 0; cb < n_combine; cb++)
+        importance |= combines[cb] == LSH_COMBINE_IMPORTANCE;
+    const int oracle = opts && opts->oracle;
+    if (threads < 1)
+        threads = 1;
 
     const uint32_t h_max = prefixes[n_prefix - 1];
-    const size_t n_blocks = (ref->m + ROWS_PER_BLOCK - 1) / ROWS_PER_BLOCK;
+    const size_t rows = r1 - r0, n_blocks = (rows + ROWS_PER_BLOCK - 1) / ROWS_PER_BLOCK;
     struct ctx c = {
-        .ref = ref, .a = a, .rounds = rounds, .mode = mode, .prefixes = prefixes,
-        .n_prefix = n_prefix, .combines = combines, .n_combine = n_combine,
-        .n_fields = (M_TOPK + a->n_topk + (oracle ? 2 : 0)) * S_COUNT, .dump = rows_dump,
+        .ref = ref, .r0 = r0, .r1 = r1, .a = a, .rounds = rounds, .mode = mode,
+        .prefixes = prefixes, .n_prefix = n_prefix, .combines = combines,
+        .n_combine = n_combine, .n_fields = fields_of(a->n_topk, oracle), .dump = rows_dump,
         .rules = has_rules(mode), .min_t = mode->min_collisions ? mode->min_collisions : 1,
         .importance = importance, .law = importance ? opts->law : NULL, .oracle = oracle,
-        .f_oracle = M_TOPK + a->n_topk,
+        .f_oracle = M_TOPK + a->n_topk, .partials = partials,
     };
+    memset(partials, 0,
+           lsh_eval_part_doubles(rows, a->n_topk, n_prefix, n_combine, oracle) * sizeof *partials);
     for (size_t cb = 0; cb < n_combine; cb++)
         c.need_rounds |= combines[cb] == LSH_COMBINE_ROUNDS;
-    int rc = 0;
     c.idx = calloc(h_max, sizeof *c.idx);
     c.ws = calloc(threads, sizeof *c.ws);
-    c.partials = calloc(n_blocks * n_prefix * n_combine * c.n_fields + 1, sizeof(double));
-    if (!c.idx || !c.ws || !c.partials)
+    if (!c.idx || !c.ws)
         rc = LSH_ENOMEM;
     if (!rc && importance) {
         c.knorm = malloc((a->n + 1) * sizeof *c.knorm);
@@ -1723,7 +1815,7 @@ int lsh_eval_pass(const struct lsh_reference *ref, const struct lsh_rounds *roun
             c.lchoose[p] = l;
         }
     }
-    if (!rc && oracle && !(c.budgets = calloc(ref->m * n_prefix + 1, sizeof *c.budgets)))
+    if (!rc && oracle && !(c.budgets = calloc(rows * n_prefix + 1, sizeof *c.budgets)))
         rc = LSH_ENOMEM;
     for (unsigned t = 0; t < threads && !rc; t++) {
         struct workspace *w = &c.ws[t];
@@ -1756,13 +1848,12 @@ int lsh_eval_pass(const struct lsh_reference *ref, const struct lsh_rounds *roun
         rc = lsh_parallel_for(threads, h_max, index_task, &c);
     const double t_indexed = lsh_now();
     /* per prefix: wall seconds of growing S_i up to it, and of its metrics */
-    double *add_s = calloc(n_prefix, sizeof *add_s), *met_s = calloc(n_prefix, sizeof *met_s);
-    if (!add_s || !met_s)
-        rc = LSH_ENOMEM;
+    double *add_s = seconds, *met_s = seconds + n_prefix;
+    memset(seconds, 0, LSH_EVAL_SECONDS(n_prefix) * sizeof *seconds);
     if (!rc && lsh_eval_uses_tiles(mode, combines, n_combine)) {
         rc = tile_pass(&c, threads, add_s, met_s);
     } else if (!rc) {
-        if (!(c.order = row_order(ref, rounds)))
+        if (!(c.order = row_order(ref, rounds, r0, r1)))
             rc = LSH_ENOMEM;
         if (!rc)
             rc = lsh_parallel_for(threads, n_blocks, block_task, &c);
@@ -1785,78 +1876,8 @@ int lsh_eval_pass(const struct lsh_reference *ref, const struct lsh_rounds *roun
     const double t_oracle0 = lsh_now();
     if (!rc && oracle)
         rc = lsh_parallel_for(threads, n_blocks, oracle_task, &c);
-    const double oracle_s = oracle ? lsh_now() - t_oracle0 : 0.0;
-
-    if (!rc) {
-        /* Reduce blocks in order (the same order for any thread count). */
-        const size_t per_block = n_prefix * n_combine * c.n_fields;
-        double *tot = calloc(per_block, sizeof *tot);
-        if (!tot)
-            rc = LSH_ENOMEM;
-        for (size_t b = 0; tot && b < n_blocks; b++)
-            for (size_t f = 0; f < per_block; f++)
-                tot[f] += c.partials[b * per_block + f];
-        /* standard errors only for a sampled reference, with the finite
-         * population correction of sampling without replacement */
-        const double fpc = ref->rows ? 1.0 - (double)ref->m / (double)a->n : 0.0;
-        for (size_t p = 0; tot && p < n_prefix; p++) {
-            for (size_t cb = 0; cb < n_combine; cb++) {
-                const double *f = tot + (p * n_combine + cb) * c.n_fields;
-                struct lsh_metrics *mt = &out[p * n_combine + cb];
-                struct lsh_metric_se *se = mt->se;
-                unsigned wflags = 0;
-                double v, e;
-                ratio_se(f, M_OUT, ref->m, fpc, &v, &e, &wflags, LSH_WARN_OUT_ZERO);
-                mt->out_rel_err = sqrt(v);
-                ratio_se(f, M_ATTN, ref->m, fpc, &v, &e, &wflags, LSH_WARN_ATTN_ZERO);
-                mt->attn_rel_err = sqrt(v);
-                ratio_se(f, M_KL, ref->m, fpc, &mt->kl, se ? &se->kl : &e, NULL, 0);
-                ratio_se(f, M_EMPTY, ref->m, fpc, &v, &e, NULL, 0);
-                mt->empty_rows = (uint64_t)f[M_EMPTY * S_COUNT + S_Y];
-                ratio_se(f, M_MASS, ref->m, fpc, &mt->mass_recall, se ? &se->mass_recall : &e,
-                         NULL, 0);
-                ratio_se(f, M_GRAM, ref->m, fpc, &mt->gram_recovery,
-                         se ? &se->gram_recovery : &e, &wflags, LSH_WARN_GRAM_ZERO);
-                ratio_se(f, M_DENSITY, ref->m, fpc, &mt->density, se ? &se->density : &e,
-                         NULL, 0);
-                ratio_se(f, M_MEANCAND, ref->m, fpc, &mt->mean_candidates,
-                         se ? &se->mean_candidates : &e, NULL, 0);
-                for (size_t k = 0; k < a->n_topk; k++)
-                    ratio_se(f, M_TOPK + k, ref->m, fpc, &mt->topk_recall[k],
-                             se && se->topk_recall ? &se->topk_recall[k] : &e, NULL, 0);
-                if (se) {
-                    /* sqrt(R): delta method, d sqrt(R) = dR / (2 sqrt(R)) */
-                    ratio_se(f, M_OUT, ref->m, fpc, &v, &e, NULL, 0);
-                    se->out_rel_err = v > 0.0 ? e / (2.0 * sqrt(v)) : 0.0;
-                    ratio_se(f, M_ATTN, ref->m, fpc, &v, &e, NULL, 0);
-                    se->attn_rel_err = v > 0.0 ? e / (2.0 * sqrt(v)) : 0.0;
-                    ratio_se(f, M_EMPTY, ref->m, fpc, &v, &e, NULL, 0);
-                    se->empty_rows = e * (double)ref->m; /* of the count */
-                    se->bucket_max = se->bucket_entropy = 0.0; /* all rows are hashed */
-                    se->oracle_mass_recall = se->oracle_out_rel_err = 0.0;
-                }
-                mt->oracle_mass_recall = mt->oracle_out_rel_err = 0.0;
-                if (oracle) {
-                    ratio_se(f, c.f_oracle, ref->m, fpc, &mt->oracle_mass_recall,
-                             se ? &se->oracle_mass_recall : &e, NULL, 0);
-                    ratio_se(f, c.f_oracle + 1, ref->m, fpc, &v, &e, NULL, 0);
-                    mt->oracle_out_rel_err = sqrt(v);
-                    if (se)
-                        se->oracle_out_rel_err = v > 0.0 ? e / (2.0 * sqrt(v)) : 0.0;
-                }
-                lsh_bucket_stats(rounds, prefixes[p], &mt->bucket_max, &mt->bucket_entropy,
-                                 &wflags);
-                mt->warnings = wflags;
-                settle_metrics(mt, a->n_topk);
-                /* This point's own share: indexing of its rounds, growing S_i
-                 * through its rounds, and its metrics (shared by combines). */
-                mt->eval_seconds =
-                    (t_indexed - t_start) * prefixes[p] / h_max + add_s[p] + met_s[p];
-                mt->oracle_seconds = oracle_s / (double)(n_prefix * n_combine);
-            }
-        }
-        free(tot);
-    }
+    seconds[2 * n_prefix] = t_indexed - t_start;
+    seconds[2 * n_prefix + 1] = oracle ? lsh_now() - t_oracle0 : 0.0;
 
     if (rc == LSH_EDATA || rc == LSH_EPLUGIN) { /* the failure of the first block */
         const struct workspace *first = NULL;
@@ -1875,9 +1896,6 @@ int lsh_eval_pass(const struct lsh_reference *ref, const struct lsh_rounds *roun
     free(c.idx);
     free(c.order);
     free(c.ws);
-    free(c.partials);
-    free(add_s);
-    free(met_s);
     free(c.knorm);
     free(c.lchoose);
     free(c.budgets);
@@ -1886,4 +1904,118 @@ int lsh_eval_pass(const struct lsh_reference *ref, const struct lsh_rounds *roun
     if (rc)
         return lsh_error_set(err, rc, "eval: out of memory (n = %zu)", a->n);
     return 0;
+}
+
+int lsh_eval_finish(const struct lsh_reference *ref, const struct lsh_rounds *rounds,
+                    const uint32_t *prefixes, size_t n_prefix, size_t n_combine,
+                    const struct lsh_eval_opts *opts, const double *partials,
+                    const double *seconds, struct lsh_metrics *out, struct lsh_error *err)
+{
+    const struct lsh_attn *a = ref->attn;
+    if (n_prefix == 0 || n_combine == 0)
+        return 0;
+    const int oracle = opts && opts->oracle;
+    const size_t n_fields = fields_of(a->n_topk, oracle), f_oracle = M_TOPK + a->n_topk;
+    const size_t n_blocks = (ref->m + ROWS_PER_BLOCK - 1) / ROWS_PER_BLOCK;
+    const uint32_t h_max = prefixes[n_prefix - 1];
+    const double *add_s = seconds, *met_s = seconds + n_prefix;
+    const double index_s = seconds[2 * n_prefix], oracle_s = seconds[2 * n_prefix + 1];
+    /* Reduce blocks in order (the same order for any thread count and any
+     * cut into parts). */
+    const size_t per_block = n_prefix * n_combine * n_fields;
+    double *tot = calloc(per_block, sizeof *tot);
+    if (!tot)
+        return lsh_error_set(err, LSH_ENOMEM, "eval: out of memory (n = %zu)", a->n);
+    for (size_t b = 0; b < n_blocks; b++)
+        for (size_t f = 0; f < per_block; f++)
+            tot[f] += partials[b * per_block + f];
+    /* standard errors only for a sampled reference, with the finite
+     * population correction of sampling without replacement */
+    const double fpc = ref->rows ? 1.0 - (double)ref->m / (double)a->n : 0.0;
+    for (size_t p = 0; p < n_prefix; p++) {
+        for (size_t cb = 0; cb < n_combine; cb++) {
+            const double *f = tot + (p * n_combine + cb) * n_fields;
+            struct lsh_metrics *mt = &out[p * n_combine + cb];
+            struct lsh_metric_se *se = mt->se;
+            unsigned wflags = 0;
+            double v, e;
+            ratio_se(f, M_OUT, ref->m, fpc, &v, &e, &wflags, LSH_WARN_OUT_ZERO);
+            mt->out_rel_err = sqrt(v);
+            ratio_se(f, M_ATTN, ref->m, fpc, &v, &e, &wflags, LSH_WARN_ATTN_ZERO);
+            mt->attn_rel_err = sqrt(v);
+            ratio_se(f, M_KL, ref->m, fpc, &mt->kl, se ? &se->kl : &e, NULL, 0);
+            ratio_se(f, M_EMPTY, ref->m, fpc, &v, &e, NULL, 0);
+            mt->empty_rows = (uint64_t)f[M_EMPTY * S_COUNT + S_Y];
+            ratio_se(f, M_MASS, ref->m, fpc, &mt->mass_recall, se ? &se->mass_recall : &e,
+                     NULL, 0);
+            ratio_se(f, M_GRAM, ref->m, fpc, &mt->gram_recovery,
+                     se ? &se->gram_recovery : &e, &wflags, LSH_WARN_GRAM_ZERO);
+            ratio_se(f, M_DENSITY, ref->m, fpc, &mt->density, se ? &se->density : &e,
+                     NULL, 0);
+            ratio_se(f, M_MEANCAND, ref->m, fpc, &mt->mean_candidates,
+                     se ? &se->mean_candidates : &e, NULL, 0);
+            for (size_t k = 0; k < a->n_topk; k++)
+                ratio_se(f, M_TOPK + k, ref->m, fpc, &mt->topk_recall[k],
+                         se && se->topk_recall ? &se->topk_recall[k] : &e, NULL, 0);
+            if (se) {
+                /* sqrt(R): delta method, d sqrt(R) = dR / (2 sqrt(R)) */
+                ratio_se(f, M_OUT, ref->m, fpc, &v, &e, NULL, 0);
+                se->out_rel_err = v > 0.0 ? e / (2.0 * sqrt(v)) : 0.0;
+                ratio_se(f, M_ATTN, ref->m, fpc, &v, &e, NULL, 0);
+                se->attn_rel_err = v > 0.0 ? e / (2.0 * sqrt(v)) : 0.0;
+                ratio_se(f, M_EMPTY, ref->m, fpc, &v, &e, NULL, 0);
+                se->empty_rows = e * (double)ref->m; /* of the count */
+                se->bucket_max = se->bucket_entropy = 0.0; /* all rows are hashed */
+                se->oracle_mass_recall = se->oracle_out_rel_err = 0.0;
+            }
+            mt->oracle_mass_recall = mt->oracle_out_rel_err = 0.0;
+            if (oracle) {
+                ratio_se(f, f_oracle, ref->m, fpc, &mt->oracle_mass_recall,
+                         se ? &se->oracle_mass_recall : &e, NULL, 0);
+                ratio_se(f, f_oracle + 1, ref->m, fpc, &v, &e, NULL, 0);
+                mt->oracle_out_rel_err = sqrt(v);
+                if (se)
+                    se->oracle_out_rel_err = v > 0.0 ? e / (2.0 * sqrt(v)) : 0.0;
+            }
+            lsh_bucket_stats(rounds, prefixes[p], &mt->bucket_max, &mt->bucket_entropy,
+                             &wflags);
+            mt->warnings = wflags;
+            settle_metrics(mt, a->n_topk);
+            /* This point's own share: indexing of its rounds, growing S_i
+             * through its rounds, and its metrics (shared by combines). */
+            mt->eval_seconds = index_s * prefixes[p] / h_max + add_s[p] + met_s[p];
+            mt->oracle_seconds = oracle_s / (double)(n_prefix * n_combine);
+        }
+    }
+    free(tot);
+    return 0;
+}
+
+int lsh_eval_pass(const struct lsh_reference *ref, const struct lsh_rounds *rounds,
+                  const struct lsh_mode_opts *mode, const uint32_t *prefixes,
+                  size_t n_prefix, const enum lsh_combine *combines, size_t n_combine,
+                  const struct lsh_eval_opts *opts, unsigned threads, struct lsh_metrics *out,
+                  struct lsh_row_dump *rows_dump, struct lsh_error *err)
+{
+    if (n_prefix == 0 || n_combine == 0)
+        return 0;
+    int rc = pass_check(ref, rounds, mode, prefixes, n_prefix, combines, n_combine, opts,
+                        threads, err);
+    if (rc)
+        return rc;
+    const size_t count = lsh_eval_part_doubles(ref->m, ref->attn->n_topk, n_prefix, n_combine,
+                                               opts && opts->oracle);
+    double *partials = malloc(count * sizeof *partials);
+    double *seconds = malloc(LSH_EVAL_SECONDS(n_prefix) * sizeof *seconds);
+    if (!partials || !seconds)
+        rc = lsh_error_set(err, LSH_ENOMEM, "eval: out of memory (n = %zu)", ref->attn->n);
+    if (!rc)
+        rc = lsh_eval_pass_part(ref, rounds, mode, prefixes, n_prefix, combines, n_combine, opts,
+                                threads, 0, ref->m, partials, seconds, rows_dump, err);
+    if (!rc)
+        rc = lsh_eval_finish(ref, rounds, prefixes, n_prefix, n_combine, opts, partials, seconds,
+                             out, err);
+    free(partials);
+    free(seconds);
+    return rc;
 }

@@ -307,7 +307,7 @@ void lsh_oracle_row(const struct lsh_reference *ref, size_t r, const uint32_t *b
     const size_t n = a->n, dv = a->d_v, i = ref->rows ? ref->rows[r] : r;
     const double lse = ref->lse[r];
     const double *o = ref->out + r * dv;
-    const double *cache = ref->raw ? ref->raw + r * n : NULL;
+    const double *cache = ref->raw ? ref->raw + (r - ref->r0) * n : NULL; /* the part's rows */
     struct key *key = ws->key;
 
     /* U_i with the bits candidates get: the cache, else lsh_attn_raw's. */

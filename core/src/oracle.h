@@ -27,7 +27,8 @@ size_t lsh_oracle_ws_bytes(size_t n, size_t d_v);
 struct lsh_oracle_ws *lsh_oracle_ws_alloc(size_t n, size_t d_v);
 void lsh_oracle_ws_free(struct lsh_oracle_ws *ws);
 
-/* Evaluated row r of ref (row i = ref->rows ? ref->rows[r] : r) with budgets
+/* Evaluated row r of ref (row i = ref->rows ? ref->rows[r] : r; r among the
+ * rows ref computed, [ref->r0, ref->r1), whose cache it reads) with budgets
  * budget[0 .. n_budget) (any order; each is clamped to [1, |U_i|], since an
  * empty row's S_i = {i} has m = 1):
  *   mass[t] = sum_{j in O_i} A_ij, A_ij = exp(s_ij - lse_i);

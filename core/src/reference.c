@@ -11,7 +11,9 @@
 #define _GNU_SOURCE /* madvise */
 #include "reference.h"
 
+#include <errno.h>
 #include <math.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -48,6 +50,7 @@ struct scratch {
 struct pass {
     const struct lsh_attn *a;
     struct lsh_reference *ref;
+    size_t r0, r1;           /* the evaluated rows computed (ref->r0, ref->r1) */
     struct scratch *scratch; /* per thread */
     double *block_flops;     /* per block, summed in block order at the end */
 };
@@ -350,8 +353,8 @@ static int block_task(void *ctx, size_t task, unsigned thread)
     struct lsh_reference *ref = p->ref;
     struct scratch *w = &p->scratch[thread];
     const size_t n = a->n, d = a->d, dv = a->d_v;
-    const size_t r0 = task * ROW_BLOCK;
-    const size_t rb = ref->m - r0 < ROW_BLOCK ? ref->m - r0 : ROW_BLOCK;
+    const size_t r0 = p->r0 + task * ROW_BLOCK; /* r0 is a multiple of ROW_BLOCK */
+    const size_t rb = p->r1 - r0 < ROW_BLOCK ? p->r1 - r0 : ROW_BLOCK;
     double flops = 0.0;
 
     /* keys [0, khi) hold every U_i of the block */
@@ -384,7 +387,7 @@ static int block_task(void *ctx, size_t task, unsigned thread)
      * differ in the last place): --memory-limit changes only how. */
     for (size_t r = 0; ref->raw && r < rb; r++) {
         const size_t i = row_of(ref, r0 + r);
-        double *dst = ref->raw + (r0 + r) * n;
+        double *dst = ref->raw + (r0 + r - ref->r0) * n; /* the part's rows alone */
         for (size_t j = 0; j < n; j++)
             dst[j] = lsh_attn_raw(a, i, j);
     }
@@ -598,9 +601,54 @@ static int scratch_alloc(struct scratch *w, const struct lsh_attn *a, size_t kma
     return 0;
 }
 
+/* ---- slices of evaluated rows ------------------------------------------------ */
+
+/* The slice length, fixed once per process by slice_init (pthread_once: the
+ * first caller, whichever thread, reads the environment; every later caller
+ * sees the same value).  LSHLAB_TEST_SLICE_ROWS is for tests only: it makes
+ * small datasets have several slices, which changes the per-slice row orders
+ * and so the bits of datasets above it (never those of a one-slice one). */
+static size_t slice_rows = LSH_SLICE_ROWS;
+static pthread_once_t slice_once = PTHREAD_ONCE_INIT;
+
+static void slice_init(void)
+{
+    const char *s = getenv("LSHLAB_TEST_SLICE_ROWS");
+    if (!s || *s < '0' || *s > '9')
+        return;
+    char *end = NULL;
+    errno = 0;
+    const unsigned long long v = strtoull(s, &end, 10);
+    /* a multiple of ROW_BLOCK (and so of eval's 64-row blocks), >= ROW_BLOCK;
+     * at most 2^30, so that slice arithmetic never nears a wrap */
+    if (errno || *end || v < ROW_BLOCK || v % ROW_BLOCK || v > ((unsigned long long)1 << 30))
+        return;
+    slice_rows = (size_t)v;
+}
+
+size_t lsh_slice_rows(void)
+{
+    pthread_once(&slice_once, slice_init);
+    return slice_rows;
+}
+
+size_t lsh_slice_count(size_t m)
+{
+    const size_t S = lsh_slice_rows();
+    return m <= S ? 1 : m / S + (m % S != 0);
+}
+
 int lsh_reference_compute(const struct lsh_attn *attn, const size_t *rows, size_t m,
                           unsigned threads, size_t cache_bytes, struct lsh_reference **out,
                           struct lsh_error *err)
+{
+    return lsh_reference_compute_part(attn, rows, m, 0, rows ? m : attn->n, threads,
+                                      cache_bytes, out, err);
+}
+
+int lsh_reference_compute_part(const struct lsh_attn *attn, const size_t *rows, size_t m,
+                               size_t r0, size_t r1, unsigned threads, size_t cache_bytes,
+                               struct lsh_reference **out, struct lsh_error *err)
 {
     double t0 = lsh_now();
     const size_t n = attn->n;
@@ -621,6 +669,12 @@ int lsh_reference_compute(const struct lsh_attn *attn, const size_t *rows, size_
         return lsh_error_set(err, LSH_ENOMEM,
                              "reference: %zu rows of d = %zu, d_v = %zu cannot be addressed", M,
                              attn->d, attn->d_v);
+    const size_t S = lsh_slice_rows();
+    if (!(r0 < r1 && r1 <= M && r0 % S == 0 && (r1 % S == 0 || r1 == M)))
+        return lsh_error_set(err, LSH_EINVAL,
+                             "reference: rows [%zu, %zu) of %zu are not a run of whole slices "
+                             "of %zu rows",
+                             r0, r1, M, S);
     int rc = lsh_attn_check(attn, NULL, err);
     if (rc)
         return rc;
@@ -639,18 +693,21 @@ int lsh_reference_compute(const struct lsh_attn *attn, const size_t *rows, size_
         ref->rows = copy;
     }
     ref->kmax = kmax < n ? kmax : n;
+    ref->r0 = r0;
+    ref->r1 = r1;
 
-    ref->lse = malloc((M + 1) * sizeof *ref->lse);
-    ref->sum_a2 = malloc((M + 1) * sizeof *ref->sum_a2);
-    ref->gram_den = malloc((M + 1) * sizeof *ref->gram_den);
-    ref->u_count = malloc((M + 1) * sizeof *ref->u_count);
-    ref->out = malloc((M * attn->d_v + 1) * sizeof *ref->out);
+    /* every row, zero outside the part */
+    ref->lse = calloc(M + 1, sizeof *ref->lse);
+    ref->sum_a2 = calloc(M + 1, sizeof *ref->sum_a2);
+    ref->gram_den = calloc(M + 1, sizeof *ref->gram_den);
+    ref->u_count = calloc(M + 1, sizeof *ref->u_count);
+    ref->out = calloc(M * attn->d_v + 1, sizeof *ref->out);
     ref->top = calloc(M * ref->kmax + 1, sizeof *ref->top);
-    if (lsh_reference_cache_bytes(M, n) <= cache_bytes)
-        ref->raw = cache_alloc(lsh_reference_cache_bytes(M, n)); /* NULL: stream instead */
+    if (lsh_reference_cache_bytes(r1 - r0, n) <= cache_bytes) /* NULL: stream instead */
+        ref->raw = cache_alloc(lsh_reference_cache_bytes(r1 - r0, n));
 
-    const size_t n_blocks = (M + ROW_BLOCK - 1) / ROW_BLOCK;
-    struct pass p = {.a = attn, .ref = ref};
+    const size_t n_blocks = (r1 - r0 + ROW_BLOCK - 1) / ROW_BLOCK;
+    struct pass p = {.a = attn, .ref = ref, .r0 = r0, .r1 = r1};
     p.scratch = calloc(threads, sizeof *p.scratch);
     p.block_flops = calloc(n_blocks + 1, sizeof *p.block_flops);
     if (!ref->lse || !ref->sum_a2 || !ref->gram_den || !ref->u_count || !ref->out ||

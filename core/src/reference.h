@@ -120,7 +120,9 @@ int lsh_reference_compute(const struct lsh_attn *attn, const size_t *rows, size_
 
 /* The slice length in force: LSH_SLICE_ROWS, unless the environment sets
  * LSHLAB_TEST_SLICE_ROWS (for tests: a multiple of 256, at least 256; other
- * values are ignored) so that small datasets have several slices.  Read once. */
+ * values are ignored) so that small datasets have several slices.  Read once,
+ * by the first call (any thread: pthread_once), so a test sets it with setenv
+ * before anything of lshlab runs in the process (Criterion forks per test). */
 size_t lsh_slice_rows(void);
 
 /* Slices of m evaluated rows: ceil(m / lsh_slice_rows()), at least 1. */

@@ -7,13 +7,16 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
+#include "comm.h"
 #include "dataset.h"
 #include "eval.h"
 #include "host.h"
 #include "parallel.h"
 #include "reference.h"
 #include "rng.h"
+#include "spread.h"
 
 /* ---- attention problem of a dataset ------------------------------------------ */
 
@@ -191,8 +194,12 @@ static int hash_group(struct hashing *hs, unsigned threads, const char **failure
 
 /* ---- results of a point ------------------------------------------------------------ */
 
+struct run;
+static int out_array(struct run *r, uint64_t point, const char *name, char type,
+                     const void *data, size_t rows, size_t cols, struct lsh_error *err);
+
 struct sink_ctx {
-    struct lsh_results *res;
+    struct run *r;
     uint64_t point_id;
     uint32_t round;
 };
@@ -203,14 +210,13 @@ static int sink_array(void *ctx, const char *name, const double *data, size_t ro
     struct sink_ctx *sc = ctx;
     char full[LSH_HOST_NAME_MAX + 32]; /* host.c checked the name */
     snprintf(full, sizeof full, "hash_params_%s_h%u", name, sc->round);
-    return lsh_results_dump_array(sc->res, sc->point_id, full, 'd', data, rows, cols, err);
+    return out_array(sc->r, sc->point_id, full, 'd', data, rows, cols, err);
 }
 
 /* dump: buckets and hash_params for one point (its first H rounds).  A
  * plugin that cannot export fails the point (failure says why) before any of
  * its arrays is written; a write that fails is an error. */
-static int dump_point(const struct lsh_config *cfg, struct lsh_results *res,
-                      const struct hashing *hs, uint64_t point_id, uint32_t H,
+static int dump_point(const struct lsh_config *cfg, struct run *res, const struct hashing *hs, uint64_t point_id, uint32_t H,
                       char failure[LSH_ERROR_MSG_MAX], struct lsh_error *err)
 {
     const size_t n = hs->ds->n;
@@ -226,9 +232,9 @@ static int dump_point(const struct lsh_config *cfg, struct lsh_results *res,
         }
     }
     if (!rc && (cfg->dump & LSH_DUMP_BUCKETS)) {
-        rc = lsh_results_dump_array(res, point_id, "buckets", 'u', hs->bq, H, n, err);
+        rc = out_array(res, point_id, "buckets", 'u', hs->bq, H, n, err);
         if (!rc && hs->own_keys)
-            rc = lsh_results_dump_array(res, point_id, "key_buckets", 'u', hs->bk, H, n, err);
+            rc = out_array(res, point_id, "key_buckets", 'u', hs->bk, H, n, err);
     }
     for (uint32_t h = 0; params && h < H && !rc; h++) {
         struct sink_ctx sc = {res, point_id, h};
@@ -250,7 +256,21 @@ struct run {
     struct lsh_run_times times;   /* other: left 0 until reported */
     double ref_seconds;           /* the unit's reference pass */
     int oracle_told;              /* the oracle's cost was reported for this unit */
+    /* many processes (SPEC 15; one process: rank 0 of 1) */
+    unsigned rank, ranks;
+    unsigned char *done;          /* per point: in the results (rank 0) or sent (others) */
+    unsigned char *unit_written;  /* rank 0, per group: /datasets written for its unit */
+    size_t *unit_first;           /* per group: the first group of its unit */
+    struct wire *out;             /* others: records not yet sent to rank 0 */
+    struct inbox *inbox;          /* rank 0: records received, per rank */
+    const struct lsh_spread_segment *rows_seg; /* the unit being spread by rows, or NULL */
+    size_t queued;                /* rank 0: rows received, not yet written (progress) */
 };
+
+static int is_done(const struct run *r, size_t p)
+{
+    return r->done[p] != 0;
+}
 
 /* The times so far, other being what the rest leaves of the elapsed time. */
 static struct lsh_run_times times_now(const struct run *r, double elapsed)
@@ -270,7 +290,8 @@ static void report_note(struct run *r, const char *stage, const char *dataset,
     const double elapsed = lsh_now() - r->t0;
     const struct lsh_run_times times = times_now(r, elapsed);
     struct lsh_progress p = {
-        .stage = stage, .done = r->sum->ok + r->sum->skipped + r->sum->failed + r->sum->resumed,
+        .stage = stage,
+        .done = r->sum->ok + r->sum->skipped + r->sum->failed + r->sum->resumed + r->queued,
         .total = r->plan->n_points, .row = row, .dataset = dataset,
         .layer = dataset ? r->unit.layer : -1, .head = dataset ? r->unit.head : -1,
         .times = &times, .seconds = seconds, .elapsed = elapsed, .gflops = gflops, .note = note,
@@ -289,9 +310,191 @@ static int stop_requested(const struct run *r)
     return r->opts->stop && *r->opts->stop;
 }
 
+/* ---- records between ranks (SPEC 15) ---------------------------------------------------
+ * Ranks other than 0 write nothing: their rows and dump arrays go to rank 0
+ * as records, which rank 0 writes in plan order.  A message is a u32 count
+ * of the rows in it (for the progress line), then records.  A record is a
+ * kind byte:
+ *   'R' row: point u64, status u32, message (u32 length, bytes), and when
+ *       ok the metrics (the struct's bytes, then n_topk recalls, a byte
+ *       saying whether standard errors follow, their struct and recalls);
+ *   'A' array: point u64, name (u32 length, bytes), type byte, rows u64,
+ *       cols u64, the values;
+ *   'E' the end of a rank's share of a segment;
+ *   'X' a rank's error: code i32, message (u32 length, bytes).
+ * Pointers inside the copied structs are meaningless on arrival and reset. */
+
+struct wire {
+    unsigned char *p;
+    size_t len, cap;
+    uint32_t rows;   /* 'R' records since the last send */
+    int oom;
+};
+
+static void wire_put(struct wire *w, const void *src, size_t n)
+{
+    if (w->oom)
+        return;
+    if (w->len == 0 && w->cap == 0) {
+        w->p = malloc(4096);
+        if (!w->p) {
+            w->oom = 1;
+            return;
+        }
+        w->cap = 4096;
+    }
+    if (w->len == 0) { /* room for the row count */
+        memset(w->p, 0, sizeof w->rows);
+        w->len = sizeof w->rows;
+    }
+    if (w->len + n > w->cap) {
+        size_t cap = w->cap ? w->cap : 4096;
+        while (cap < w->len + n)
+            cap *= 2;
+        unsigned char *q = realloc(w->p, cap);
+        if (!q) {
+            w->oom = 1;
+            return;
+        }
+        w->p = q;
+        w->cap = cap;
+    }
+    memcpy(w->p + w->len, src, n);
+    w->len += n;
+}
+
+static void wire_u8(struct wire *w, uint8_t v) { wire_put(w, &v, sizeof v); }
+static void wire_u32(struct wire *w, uint32_t v) { wire_put(w, &v, sizeof v); }
+static void wire_u64(struct wire *w, uint64_t v) { wire_put(w, &v, sizeof v); }
+
+static void wire_str(struct wire *w, const char *text)
+{
+    const size_t len = text ? strlen(text) : 0;
+    wire_u32(w, (uint32_t)len);
+    wire_put(w, text, len);
+}
+
+/* Send what is buffered to rank 0. */
+static int wire_send(struct run *r, struct lsh_error *err)
+{
+    struct wire *w = r->out;
+    if (w->oom)
+        return lsh_error_set(err, LSH_ENOMEM, "out of memory buffering results for rank 0");
+    if (!w->len)
+        return 0;
+    memcpy(w->p, &w->rows, sizeof w->rows);
+    int rc = lsh_comm_send(w->p, w->len, 0, err);
+    w->len = 0;
+    w->rows = 0;
+    return rc;
+}
+
+/* A reader over one received message. */
+struct reader {
+    const unsigned char *p;
+    size_t len, pos;
+    int bad;
+};
+
+static const void *read_bytes(struct reader *rd, size_t n)
+{
+    if (rd->bad || n > rd->len - rd->pos) {
+        rd->bad = 1;
+        return NULL;
+    }
+    const void *at = rd->p + rd->pos;
+    rd->pos += n;
+    return at;
+}
+
+static int read_into(struct reader *rd, void *dst, size_t n)
+{
+    const void *src = read_bytes(rd, n);
+    if (src && n)
+        memcpy(dst, src, n);
+    return src ? 0 : -1;
+}
+
+/* A string field into buf (cut to size - 1). */
+static int read_str(struct reader *rd, char *buf, size_t size)
+{
+    uint32_t len = 0;
+    if (read_into(rd, &len, sizeof len))
+        return -1;
+    const char *src = read_bytes(rd, len);
+    if (!src)
+        return -1;
+    size_t k = len < size - 1 ? len : size - 1;
+    memcpy(buf, src, k);
+    buf[k] = '\0';
+    return 0;
+}
+
+static int put_row(struct run *r, size_t point, enum lsh_point_status status,
+                   const char *message, const struct lsh_metrics *m, const char *dataset,
+                   struct lsh_error *err);
+static int pump(struct run *r, struct lsh_error *err);
+
+/* Another rank's row or array, as a record for rank 0. */
+static int send_row(struct run *r, size_t point, enum lsh_point_status status,
+                    const char *message, const struct lsh_metrics *m)
+{
+    struct wire *w = r->out;
+    const size_t nt = r->cfg->attention.n_topk;
+    wire_u8(w, 'R');
+    w->rows++;
+    wire_u64(w, point);
+    wire_u32(w, (uint32_t)status);
+    wire_str(w, message);
+    wire_u8(w, m != NULL);
+    if (m) {
+        wire_put(w, m, sizeof *m);
+        wire_put(w, m->topk_recall, nt * sizeof(double));
+        wire_u8(w, m->se != NULL);
+        if (m->se) {
+            wire_put(w, m->se, sizeof *m->se);
+            wire_put(w, m->se->topk_recall, nt * sizeof(double));
+        }
+    }
+    return 0;
+}
+
+static int out_array(struct run *r, uint64_t point, const char *name, char type,
+                     const void *data, size_t rows, size_t cols, struct lsh_error *err)
+{
+    if (r->rank == 0)
+        return lsh_results_dump_array(r->res, point, name, type, data, rows, cols, err);
+    struct wire *w = r->out;
+    const size_t values = rows * (cols ? cols : 1), size = type == 'u' ? 4 : 8;
+    if (cols && values / cols != rows)
+        return lsh_error_set(err, LSH_ERANGE, "array %s: %zu x %zu values", name, rows, cols);
+    wire_u8(w, 'A');
+    wire_u64(w, point);
+    wire_str(w, name);
+    wire_u8(w, (uint8_t)type);
+    wire_u64(w, rows);
+    wire_u64(w, cols);
+    wire_put(w, data, values * size);
+    return w->oom ? lsh_error_set(err, LSH_ENOMEM, "out of memory buffering %s", name) : 0;
+}
+
 static int write_row(struct run *r, size_t point, enum lsh_point_status status,
                      const char *message, const struct lsh_metrics *m, const char *dataset,
                      struct lsh_error *err)
+{
+    if (r->rank == 0)
+        return put_row(r, point, status, message, m, dataset, err);
+    r->done[point] = 1;
+    if (r->rows_seg)
+        return 0; /* spread by rows: rank 0 writes the unit's rows itself */
+    send_row(r, point, status, message, m);
+    return r->out->oom ? lsh_error_set(err, LSH_ENOMEM, "out of memory buffering rows") : 0;
+}
+
+/* Rank 0: write one row (its own or another rank's). */
+static int put_row(struct run *r, size_t point, enum lsh_point_status status,
+                   const char *message, const struct lsh_metrics *m, const char *dataset,
+                   struct lsh_error *err)
 {
     /* A record with NaN, Inf or an impossible value is never written as ok. */
     char why[LSH_ERROR_MSG_MAX];
@@ -314,6 +517,10 @@ static int write_row(struct run *r, size_t point, enum lsh_point_status status,
     r->times.writing += lsh_now() - t0;
     if (rc)
         return rc;
+    r->done[point] = 1;
+    /* take the other ranks' messages as they come, so their sends complete */
+    if (r->ranks > 1 && pump(r, err) < 0)
+        return LSH_EIO;
     if (status == LSH_POINT_OK)
         r->sum->ok++;
     else if (status == LSH_POINT_SKIPPED)
@@ -331,7 +538,7 @@ static int group_done(const struct run *r, const struct lsh_hash_group *g)
         size_t first = plan->passes[pa].first_point;
         size_t last = pa + 1 < plan->n_passes ? plan->passes[pa + 1].first_point : plan->n_points;
         for (size_t p = first; p < last; p++)
-            if (!lsh_results_has_point(r->res, p))
+            if (!is_done(r, p))
                 return 0;
     }
     return 1;
@@ -349,7 +556,7 @@ static int write_group_rows(struct run *r, const struct lsh_hash_group *g,
 {
     for (size_t pa = g->first_pass; pa < g->first_pass + g->n_passes; pa++)
         for (size_t p = r->plan->passes[pa].first_point; p < pass_end(r->plan, pa); p++) {
-            if (lsh_results_has_point(r->res, p))
+            if (is_done(r, p))
                 continue;
             int rc = write_row(r, p, status, message, NULL, dataset, err);
             if (rc)
@@ -363,7 +570,7 @@ static int fail_pass(struct run *r, size_t pa, const char *message, const char *
                      struct lsh_error *err)
 {
     for (size_t p = r->plan->passes[pa].first_point; p < pass_end(r->plan, pa); p++) {
-        if (lsh_results_has_point(r->res, p))
+        if (is_done(r, p))
             continue;
         int rc = write_row(r, p, LSH_POINT_FAILED, message, NULL, dataset, err);
         if (rc)
@@ -387,9 +594,232 @@ static void report_oracle(struct run *r, const char *dataset, double seconds)
     report_note(r, "oracle", dataset, NULL, seconds, 0.0, note);
 }
 
+/* ---- a pass spread by rows (SPEC 15) -------------------------------------------------- */
+
+/* Evaluated rows [*r0, *r1) of rank q in the unit being spread by rows. */
+static void rank_rows(const struct run *r, unsigned q, size_t *r0, size_t *r1)
+{
+    const struct lsh_spread_segment *sg = r->rows_seg;
+    const size_t sr = lsh_slice_rows();
+    *r0 = sg->cut[q] * sr < sg->m ? sg->cut[q] * sr : sg->m;
+    *r1 = sg->cut[q + 1] * sr < sg->m ? sg->cut[q + 1] * sr : sg->m;
+}
+
+struct part_head {
+    int32_t rc;                     /* 0, or why this rank has no partials */
+    char message[LSH_ERROR_MSG_MAX];
+};
+
+/* Bytes rank q sends for one pass: its head, timings, partials and row dump. */
+static size_t part_bytes(const struct run *r, unsigned q, size_t nh, size_t nc, int oracle,
+                         int want_rows)
+{
+    size_t r0, r1;
+    rank_rows(r, q, &r0, &r1);
+    const size_t parts =
+        r1 > r0 ? lsh_eval_part_doubles(r1 - r0, r->cfg->attention.n_topk, nh, nc, oracle) : 0;
+    return sizeof(struct part_head) + (LSH_EVAL_SECONDS(nh) + parts) * sizeof(double) +
+           (want_rows ? nh * (r1 - r0) * (sizeof(double) + sizeof(uint32_t)) : 0);
+}
+
+/* The agreement after a pass spread by rows: rank 0 tells the others
+ * whether to go on (0), stop (LSH_EINTR) or give up (another code). */
+static int pass_verdict(struct run *r, int rc, struct lsh_error *err)
+{
+    int32_t v = rc;
+    struct lsh_error e;
+    lsh_error_clear(&e);
+    if (lsh_comm_bcast(&v, sizeof v, 0, &e))
+        return r->rank == 0 && rc ? rc : lsh_error_set(err, LSH_EIO, "%s", e.message);
+    if (r->rank == 0 || v == 0)
+        return rc;
+    return v == LSH_EINTR ? LSH_EINTR
+                          : lsh_error_set(err, v, "rank 0 stopped the run (it reports why)");
+}
+
+/* Every rank goes on (0) or none: rank 0 gathers each rank's code and tells
+ * all the first failure in rank order, or LSH_EINTR when it was asked to
+ * stop.  Rank 0 keeps the failing rank's message in err. */
+static int agree(struct run *r, int rc, struct lsh_error *err)
+{
+    if (r->ranks == 1)
+        return rc;
+    struct part_head head = {.rc = rc};
+    if (rc)
+        snprintf(head.message, sizeof head.message, "rank %u: %.1000s", r->rank,
+                 err && err->message[0] ? err->message : lsh_strerror(rc));
+    size_t *counts = malloc(r->ranks * sizeof *counts);
+    struct part_head *all = r->rank == 0 ? malloc(r->ranks * sizeof *all) : NULL;
+    int v = 0;
+    struct lsh_error e;
+    lsh_error_clear(&e);
+    if (!counts || (r->rank == 0 && !all)) {
+        free(counts);
+        free(all);
+        return lsh_error_set(err, LSH_ENOMEM, "out of memory");
+    }
+    for (unsigned q = 0; q < r->ranks; q++)
+        counts[q] = sizeof head;
+    int grc = lsh_comm_gatherv(&head, counts, all, 0, &e);
+    free(counts);
+    if (grc) {
+        free(all);
+        return lsh_error_set(err, grc, "%s", e.message);
+    }
+    if (r->rank == 0) {
+        for (unsigned q = 0; q < r->ranks && !v; q++)
+            if (all[q].rc) {
+                v = all[q].rc;
+                if (q && err) {
+                    all[q].message[sizeof all[q].message - 1] = '\0';
+                    lsh_error_set(err, v, "%s", all[q].message);
+                }
+            }
+        if (!v && stop_requested(r))
+            v = LSH_EINTR;
+    }
+    free(all);
+    return pass_verdict(r, r->rank == 0 ? v : rc, err);
+}
+
+/* Every rank evaluates its own rows; rank 0 gathers the partials in row
+ * order and finishes the metrics into mt (and the row dump).  rc: this
+ * rank's failure so far (it sends no partials then).  On rank 0 the return
+ * is that of lsh_eval_finish or the first rank's failure (LSH_EDATA and
+ * LSH_EPLUGIN fail the pass's points); on the others, the verdict. */
+static int eval_by_rows(struct run *r, const struct lsh_reference *ref,
+                        const struct lsh_rounds *rounds, const struct lsh_pass *pass,
+                        const struct lsh_eval_opts *eo, struct lsh_metrics *mt,
+                        struct lsh_row_dump *dump, int rc, struct lsh_error *err)
+{
+    const struct lsh_config *cfg = r->cfg;
+    const size_t nh = cfg->sweep.n_n_hashes, nc = cfg->sweep.n_combine, m = r->rows_seg->m;
+    const int oracle = eo && eo->oracle, want_rows = dump != NULL;
+    const unsigned R = r->ranks;
+    size_t *counts = calloc(R, sizeof *counts);
+    size_t total = 0;
+    for (unsigned q = 0; counts && q < R; q++) {
+        counts[q] = part_bytes(r, q, nh, nc, oracle, want_rows);
+        total += counts[q];
+    }
+    const size_t mine = counts ? counts[r->rank] : 0;
+    unsigned char *send = calloc(mine + 1, 1);
+    unsigned char *all = r->rank == 0 ? malloc(total + 1) : NULL;
+    if (!rc && (!counts || !send || (r->rank == 0 && !all)))
+        rc = lsh_error_set(err, LSH_ENOMEM, "out of memory gathering a pass");
+    if (!counts) { /* cannot take part: the run cannot go on */
+        free(send);
+        free(all);
+        return rc;
+    }
+    size_t r0, r1;
+    rank_rows(r, r->rank, &r0, &r1);
+    struct part_head head = {0};
+    double *secs = (double *)(send + sizeof head);
+    double *partials = secs + LSH_EVAL_SECONDS(nh);
+    const size_t parts_n =
+        r1 > r0 ? lsh_eval_part_doubles(r1 - r0, cfg->attention.n_topk, nh, nc, oracle) : 0;
+    double t0 = lsh_now();
+    if (!rc && r1 > r0)
+        rc = lsh_eval_pass_part(ref, rounds, &pass->mode, cfg->sweep.n_hashes, nh,
+                                cfg->sweep.combine, nc, eo, r->opts->threads, r0, r1, partials,
+                                secs, dump, err);
+    r->times.evaluation += lsh_now() - t0;
+    if (rc) {
+        head.rc = rc;
+        snprintf(head.message, sizeof head.message, "%s",
+                 err && err->message[0] ? err->message : lsh_strerror(rc));
+    } else if (want_rows) { /* the dump's values of this rank's rows */
+        unsigned char *at = (unsigned char *)(partials + parts_n);
+        for (size_t p = 0; p < nh; p++, at += (r1 - r0) * sizeof(double))
+            memcpy(at, dump->mass + p * m + r0, (r1 - r0) * sizeof(double));
+        for (size_t p = 0; p < nh; p++, at += (r1 - r0) * sizeof(uint32_t))
+            memcpy(at, dump->candidates + p * m + r0, (r1 - r0) * sizeof(uint32_t));
+    }
+    if (send)
+        memcpy(send, &head, sizeof head);
+    struct lsh_error ge;
+    lsh_error_clear(&ge);
+    int grc = send ? lsh_comm_gatherv(send, counts, all, 0, &ge) : LSH_ENOMEM;
+    free(send);
+    if (r->rank != 0) {
+        free(counts);
+        if (grc)
+            return lsh_error_set(err, grc, "%s", ge.message);
+        return pass_verdict(r, 0, err); /* this rank's failure, if any, is rank 0's to report */
+    }
+    if (grc && !rc)
+        rc = lsh_error_set(err, grc, "%s", ge.message);
+    /* the first failure in rank (row) order */
+    size_t off = 0;
+    for (unsigned q = 0; !rc && q < R; off += counts[q], q++) {
+        struct part_head h;
+        memcpy(&h, all + off, sizeof h);
+        if (h.rc) {
+            h.message[sizeof h.message - 1] = '\0';
+            rc = lsh_error_set(err, h.rc, "%s", h.message);
+        }
+    }
+    double *joined = NULL, *secs0 = NULL;
+    if (!rc) {
+        size_t whole = lsh_eval_part_doubles(m, cfg->attention.n_topk, nh, nc, oracle);
+        joined = malloc((whole + 1) * sizeof *joined);
+        if (!joined)
+            rc = lsh_error_set(err, LSH_ENOMEM, "out of memory gathering a pass");
+        size_t at = 0;
+        off = 0;
+        for (unsigned q = 0; !rc && q < R; off += counts[q], q++) {
+            size_t q0, q1;
+            rank_rows(r, q, &q0, &q1);
+            const double *qs = (const double *)(all + off + sizeof(struct part_head));
+            if (q == 0)
+                secs0 = (double *)qs;
+            const size_t n_q =
+                q1 > q0 ? lsh_eval_part_doubles(q1 - q0, cfg->attention.n_topk, nh, nc, oracle)
+                        : 0;
+            memcpy(joined + at, qs + LSH_EVAL_SECONDS(nh), n_q * sizeof *joined);
+            at += n_q;
+            if (want_rows && q1 > q0) {
+                const unsigned char *d = (const unsigned char *)(qs + LSH_EVAL_SECONDS(nh) + n_q);
+                for (size_t p = 0; p < nh; p++, d += (q1 - q0) * sizeof(double))
+                    memcpy(dump->mass + p * m + q0, d, (q1 - q0) * sizeof(double));
+                for (size_t p = 0; p < nh; p++, d += (q1 - q0) * sizeof(uint32_t))
+                    memcpy(dump->candidates + p * m + q0, d, (q1 - q0) * sizeof(uint32_t));
+            }
+        }
+        if (!rc && at != whole)
+            rc = lsh_error_set(err, LSH_EINVAL, "parts hold %zu of %zu partial sums", at, whole);
+    }
+    t0 = lsh_now();
+    if (!rc)
+        rc = lsh_eval_finish(ref, rounds, cfg->sweep.n_hashes, nh, nc, eo, joined, secs0, mt,
+                             err);
+    r->times.evaluation += lsh_now() - t0;
+    free(joined);
+    free(all);
+    free(counts);
+    return rc;
+}
+
+static int pass_body(struct run *r, const struct hashing *hs, const struct problem *pb,
+                     const struct lsh_reference *ref, const struct lsh_eval_opts *eo,
+                     size_t pa, int *collective, struct lsh_error *err);
+
+/* One pass; spread by rows, rank 0 then tells the others how it ended. */
 static int run_pass(struct run *r, const struct hashing *hs, const struct problem *pb,
                     const struct lsh_reference *ref, const struct lsh_eval_opts *eo, size_t pa,
                     struct lsh_error *err)
+{
+    int collective = 0;
+    int rc = pass_body(r, hs, pb, ref, eo, pa, &collective, err);
+    if (collective && r->rank == 0)
+        rc = pass_verdict(r, rc, err);
+    return rc;
+}
+
+static int pass_body(struct run *r, const struct hashing *hs, const struct problem *pb,
+                     const struct lsh_reference *ref, const struct lsh_eval_opts *eo,
+                     size_t pa, int *collective, struct lsh_error *err)
 {
     const struct lsh_config *cfg = r->cfg;
     const struct lsh_plan *plan = r->plan;
@@ -398,7 +828,7 @@ static int run_pass(struct run *r, const struct hashing *hs, const struct proble
     const size_t first = pass->first_point, last = pass_end(plan, pa);
     int all_done = 1;
     for (size_t p = first; p < last; p++)
-        all_done &= lsh_results_has_point(r->res, p);
+        all_done &= is_done(r, p);
     if (all_done)
         return 0;
 
@@ -411,9 +841,11 @@ static int run_pass(struct run *r, const struct hashing *hs, const struct proble
     struct lsh_metric_se *se = pb->rows ? calloc(nh * nc, sizeof *se) : NULL;
     struct lsh_row_dump dump = {0};
     int want_rows = (cfg->dump & LSH_DUMP_ROWS) != 0;
+    const size_t m_eval = r->rows_seg ? r->rows_seg->m : ref->m; /* ref: NULL on a rank
+                                                                      without rows */
     if (want_rows) {
-        dump.mass = malloc((nh * ref->m + 1) * sizeof *dump.mass);
-        dump.candidates = malloc((nh * ref->m + 1) * sizeof *dump.candidates);
+        dump.mass = calloc(nh * m_eval + 1, sizeof *dump.mass);
+        dump.candidates = calloc(nh * m_eval + 1, sizeof *dump.candidates);
     }
     int rc = 0;
     if (!mt || !topk || (pb->rows && !se) || (want_rows && (!dump.mass || !dump.candidates)))
@@ -426,11 +858,23 @@ static int run_pass(struct run *r, const struct hashing *hs, const struct proble
         }
     }
     double t0 = lsh_now();
-    if (!rc)
+    if (r->rows_seg) {
+        *collective = 1;
+        rc = eval_by_rows(r, ref, &rounds, pass, eo, mt, want_rows ? &dump : NULL, rc, err);
+        if (r->rank != 0) { /* rank 0 writes the pass */
+            free(mt);
+            free(se);
+            free(topk);
+            free(dump.mass);
+            free(dump.candidates);
+            return rc;
+        }
+    } else if (!rc) {
         rc = lsh_eval_pass(ref, &rounds, &pass->mode, cfg->sweep.n_hashes, nh,
                            cfg->sweep.combine, nc, eo, r->opts->threads, mt,
                            want_rows ? &dump : NULL, err);
-    r->times.evaluation += lsh_now() - t0;
+        r->times.evaluation += lsh_now() - t0;
+    }
     if (rc == LSH_EDATA || rc == LSH_EPLUGIN) {
         /* SPEC 14's weights cannot be formed for this pass (a law value
          * outside [0, 1], or u_ij = 0 at a collided pair): its own points
@@ -456,13 +900,13 @@ static int run_pass(struct run *r, const struct hashing *hs, const struct proble
     }
     t0 = lsh_now();
     for (size_t p = first; !rc && want_rows && p < last; p++) {
-        if (lsh_results_has_point(r->res, p))
+        if (is_done(r, p))
             continue;
         const size_t prefix = (p - first) / nc;
-        rc = lsh_results_dump_array(r->res, p, "row_mass", 'd', dump.mass + prefix * ref->m,
+        rc = out_array(r, p, "row_mass", 'd', dump.mass + prefix * ref->m,
                                     ref->m, 0, err);
         if (!rc)
-            rc = lsh_results_dump_array(r->res, p, "row_candidates", 'u',
+            rc = out_array(r, p, "row_candidates", 'u',
                                         dump.candidates + prefix * ref->m, ref->m, 0, err);
         if (!rc && pb->rows) {
             uint32_t *idx = malloc(ref->m * sizeof *idx);
@@ -471,13 +915,13 @@ static int run_pass(struct run *r, const struct hashing *hs, const struct proble
             for (size_t t = 0; idx && t < ref->m; t++)
                 idx[t] = (uint32_t)pb->rows[t];
             if (!rc)
-                rc = lsh_results_dump_array(r->res, p, "row_index", 'u', idx, ref->m, 0, err);
+                rc = out_array(r, p, "row_index", 'u', idx, ref->m, 0, err);
             free(idx);
         }
     }
     r->times.writing += lsh_now() - t0;
     for (size_t p = first; !rc && p < last; p++) {
-        if (lsh_results_has_point(r->res, p))
+        if (is_done(r, p))
             continue;
         const size_t k = p - first; /* = prefix index * nc + combine index */
         uint32_t H = plan->points[p].n_hashes;
@@ -487,7 +931,7 @@ static int run_pass(struct run *r, const struct hashing *hs, const struct proble
         mt[k].hash_seconds = hash_s;
         char failure[LSH_ERROR_MSG_MAX] = "";
         t0 = lsh_now();
-        rc = dump_point(cfg, r->res, hs, p, H, failure, err);
+        rc = dump_point(cfg, r, hs, p, H, failure, err);
         r->times.writing += lsh_now() - t0;
         if (!rc && failure[0])
             rc = write_row(r, p, LSH_POINT_FAILED, failure, NULL, hs->ds->spec->name, err);
@@ -537,6 +981,8 @@ static int run_group(struct run *r, const struct lsh_dataset *ds, const struct p
     double t0 = lsh_now();
     int rc = hash_group(&hs, r->opts->threads, &failure, err);
     r->times.hashing += lsh_now() - t0;
+    if (r->rows_seg) /* every rank goes on, or none */
+        rc = agree(r, rc, err);
     if (!rc)
         report(r, "hash", ds->spec->name, NULL, lsh_now() - t0, 0.0);
     if (!rc && failure)
@@ -612,9 +1058,11 @@ static int run_unit(struct run *r, size_t first, size_t last, struct lsh_error *
                                  &plan->shapes[dsi], &ds, err);
     r->times.data += lsh_now() - t0;
     t0 = lsh_now();
-    if (!rc)
+    if (!rc && r->rank == 0 && !r->unit_written[r->unit_first[first]]) {
         rc = lsh_results_write_dataset(r->res, &plan->shapes[dsi], ds,
                                        (cfg->dump & LSH_DUMP_DATA) != 0, err);
+        r->unit_written[r->unit_first[first]] = !rc;
+    }
     r->times.writing += lsh_now() - t0;
     t0 = lsh_now();
     if (!rc)
@@ -650,13 +1098,18 @@ static int run_unit(struct run *r, size_t first, size_t last, struct lsh_error *
     opts.threads = lsh_plan_threads(&mem, opts.threads, limit, &cache);
     r->opts = &opts;
     t0 = lsh_now();
-    if (!rc)
-        rc = lsh_reference_compute(&pb.attn, pb.rows, pb.m, r->opts->threads,
-                                   cache ? mem.cache : 0, &ref, err);
+    size_t r0 = 0, r1 = pb.m ? pb.m : ds->n;
+    if (r->rows_seg)
+        rank_rows(r, r->rank, &r0, &r1); /* this rank's rows alone */
+    if (!rc && r1 > r0)
+        rc = lsh_reference_compute_part(&pb.attn, pb.rows, pb.m ? pb.m : ds->n, r0, r1,
+                                        r->opts->threads, cache ? mem.cache : 0, &ref, err);
     r->times.reference += lsh_now() - t0;
+    if (r->rows_seg) /* every rank goes on, or none */
+        rc = agree(r, rc, err);
     r->oracle_told = 0;
     r->ref_seconds = ref ? ref->seconds : 0.0;
-    if (!rc) {
+    if (!rc && ref) {
         char note[200];
         const size_t rest = lsh_memory_total(&mem, 1, 0);
         if (ref->raw)
@@ -677,13 +1130,243 @@ static int run_unit(struct run *r, size_t first, size_t last, struct lsh_error *
         if (g->skip_reason || group_done(r, g))
             continue;
         rc = run_group(r, ds, &pb, ref, g, err);
-        if (!rc && stop_requested(r))
+        if (!rc && !r->rows_seg && stop_requested(r)) /* by rows: the passes' verdicts */
             rc = LSH_EINTR;
     }
     r->opts = caller_opts;
     lsh_reference_free(ref);
     problem_free(&pb);
     lsh_dataset_free(ds);
+    return rc;
+}
+
+
+/* ---- rank 0 collects the other ranks' records --------------------------------------- */
+
+struct inbox_msg {
+    struct inbox_msg *next;
+    unsigned char *buf;
+    size_t len, pos;
+};
+
+struct inbox {
+    struct inbox_msg *head, *tail;
+    int ended;
+};
+
+static void inbox_free(struct inbox *in)
+{
+    for (struct inbox_msg *m = in->head, *next; m; m = next) {
+        next = m->next;
+        free(m->buf);
+        free(m);
+    }
+    in->head = in->tail = NULL;
+}
+
+/* Take every message that has arrived into its rank's inbox: 1 when some
+ * did, 0 when none, < 0 on error. */
+static int pump(struct run *r, struct lsh_error *err)
+{
+    int any = 0;
+    for (;;) {
+        void *buf;
+        size_t len;
+        unsigned src = 0;
+        int got = lsh_comm_poll(&buf, &len, &src, err);
+        if (got <= 0)
+            return got < 0 ? -1 : any;
+        struct inbox_msg *m = calloc(1, sizeof *m);
+        if (!m || src == 0 || src >= r->ranks) {
+            free(buf);
+            free(m);
+            lsh_error_set(err, m ? LSH_EIO : LSH_ENOMEM, "MPI: a message from rank %u", src);
+            return -1;
+        }
+        m->buf = buf;
+        m->len = len;
+        uint32_t rows = 0;
+        if (len >= sizeof rows)
+            memcpy(&rows, buf, sizeof rows);
+        m->pos = len >= sizeof rows ? sizeof rows : len;
+        r->queued += rows;
+        struct inbox *in = &r->inbox[src];
+        if (in->tail)
+            in->tail->next = m;
+        else
+            in->head = m;
+        in->tail = m;
+        any = 1;
+    }
+}
+
+/* Rank 0: make and write /datasets for the unit of group g, when no rank-0
+ * work did (its rows come from another rank). */
+static int ensure_dataset(struct run *r, size_t g, struct lsh_error *err)
+{
+    const size_t u = r->unit_first[g];
+    const struct lsh_hash_group *hg = &r->plan->groups[g];
+    if (r->unit_written[u] || hg->skip_reason)
+        return 0;
+    const struct lsh_config *cfg = r->cfg;
+    struct lsh_dataset *ds = NULL;
+    double t0 = lsh_now();
+    int rc = lsh_dataset_make_as(&cfg->datasets[hg->dataset], cfg->path, cfg->seed,
+                                 cfg->attention.keys == LSH_KEYS_SEPARATE, hg->where,
+                                 &r->plan->shapes[hg->dataset], &ds, err);
+    r->times.data += lsh_now() - t0;
+    t0 = lsh_now();
+    if (!rc)
+        rc = lsh_results_write_dataset(r->res, &r->plan->shapes[hg->dataset], ds,
+                                       (cfg->dump & LSH_DUMP_DATA) != 0, err);
+    r->times.writing += lsh_now() - t0;
+    lsh_dataset_free(ds);
+    r->unit_written[u] = !rc;
+    return rc;
+}
+
+/* Write the records of rank q's inbox: 1 when its end record was reached,
+ * 0 when it needs more messages, else an error code. */
+static int drain(struct run *r, unsigned q, struct lsh_error *err)
+{
+    struct inbox *in = &r->inbox[q];
+    const size_t nt = r->cfg->attention.n_topk;
+    while (in->head) {
+        struct inbox_msg *msg = in->head;
+        struct reader rd = {msg->buf, msg->len, msg->pos, 0};
+        int rc = 0;
+        while (!rc && rd.pos < rd.len) {
+            uint8_t kind = 0;
+            read_into(&rd, &kind, 1);
+            if (kind == 'E') {
+                in->ended = 1;
+            } else if (kind == 'X') {
+                int32_t code = 0;
+                char text[LSH_ERROR_MSG_MAX];
+                if (!read_into(&rd, &code, sizeof code) && !read_str(&rd, text, sizeof text))
+                    rc = lsh_error_set(err, code ? code : LSH_EIO, "rank %u: %s", q, text);
+            } else if (kind == 'R') {
+                uint64_t point = 0;
+                uint32_t status = 0;
+                uint8_t has_m = 0, has_se = 0;
+                char text[LSH_ERROR_MSG_MAX];
+                struct lsh_metrics mt;
+                struct lsh_metric_se se;
+                double topk[LSH_TOPK_MAX], se_topk[LSH_TOPK_MAX];
+                memset(&mt, 0, sizeof mt);
+                read_into(&rd, &point, sizeof point);
+                read_into(&rd, &status, sizeof status);
+                read_str(&rd, text, sizeof text);
+                read_into(&rd, &has_m, 1);
+                if (has_m) {
+                    read_into(&rd, &mt, sizeof mt);
+                    read_into(&rd, topk, nt * sizeof *topk);
+                    mt.topk_recall = topk;
+                    mt.se = NULL;
+                    read_into(&rd, &has_se, 1);
+                    if (has_se) {
+                        read_into(&rd, &se, sizeof se);
+                        read_into(&rd, se_topk, nt * sizeof *se_topk);
+                        se.topk_recall = se_topk;
+                        mt.se = &se;
+                    }
+                }
+                if (rd.bad || point >= r->plan->n_points)
+                    break;
+                if (r->queued)
+                    r->queued--;
+                const size_t g = r->plan->passes[r->plan->points[point].pass].group;
+                r->unit = r->plan->groups[g].where; /* for the progress line */
+                rc = ensure_dataset(r, g, err);
+                if (!rc && !r->done[point])
+                    rc = put_row(r, (size_t)point, (enum lsh_point_status)status, text,
+                                 has_m ? &mt : NULL,
+                                 r->cfg->datasets[r->plan->groups[g].dataset].name, err);
+                if (!rc && stop_requested(r))
+                    rc = LSH_EINTR;
+            } else if (kind == 'A') {
+                uint64_t point = 0, rows = 0, cols = 0;
+                uint8_t type = 0;
+                char name[LSH_HOST_NAME_MAX + 64];
+                read_into(&rd, &point, sizeof point);
+                read_str(&rd, name, sizeof name);
+                read_into(&rd, &type, 1);
+                read_into(&rd, &rows, sizeof rows);
+                read_into(&rd, &cols, sizeof cols);
+                const size_t size = type == 'u' ? 4 : 8;
+                const uint64_t values = rows * (cols ? cols : 1);
+                const void *data = values <= (rd.len - rd.pos) / size
+                                       ? read_bytes(&rd, (size_t)values * size) : NULL;
+                if (!data || point >= r->plan->n_points)
+                    break;
+                const size_t g = r->plan->passes[r->plan->points[point].pass].group;
+                rc = ensure_dataset(r, g, err);
+                if (!rc && !r->done[point]) {
+                    const double t0 = lsh_now();
+                    rc = lsh_results_dump_array(r->res, point, name, (char)type, data,
+                                                (size_t)rows, (size_t)cols, err);
+                    r->times.writing += lsh_now() - t0;
+                }
+            } else {
+                rd.bad = 1;
+                break;
+            }
+        }
+        msg->pos = rd.pos;
+        if (rd.bad)
+            return lsh_error_set(err, LSH_EIO, "MPI: a damaged message from rank %u", q);
+        if (rc)
+            return rc;
+        in->head = msg->next;
+        if (!in->head)
+            in->tail = NULL;
+        free(msg->buf);
+        free(msg);
+        if (in->ended)
+            return 1;
+    }
+    return 0;
+}
+
+/* Rank 0, after its own share of a segment: the others' records, rank by
+ * rank (so in plan order), until each one's end record. */
+static int collect(struct run *r, struct lsh_error *err)
+{
+    for (unsigned q = 1; q < r->ranks; q++) {
+        for (;;) {
+            int rc = drain(r, q, err);
+            if (rc == 1)
+                break;
+            if (rc)
+                return rc;
+            int got = pump(r, err);
+            if (got < 0)
+                return LSH_EIO;
+            if (got == 0) {
+                if (stop_requested(r))
+                    return LSH_EINTR;
+                struct timespec ts = {0, 1000000}; /* 1 ms */
+                nanosleep(&ts, NULL);
+            }
+        }
+        r->inbox[q].ended = 0;
+    }
+    return 0;
+}
+
+/* A rank's share of a segment spread by hash groups: its groups, unit by unit. */
+static int run_share(struct run *r, const struct lsh_spread_segment *sg, struct lsh_error *err)
+{
+    int rc = 0;
+    for (size_t gi = sg->cut[r->rank]; !rc && gi < sg->cut[r->rank + 1];) {
+        size_t end = gi + 1;
+        while (end < sg->cut[r->rank + 1] && r->unit_first[end] == r->unit_first[gi])
+            end++;
+        rc = run_unit(r, gi, end, err);
+        if (!rc && r->rank != 0)
+            rc = wire_send(r, err);
+        gi = end;
+    }
     return rc;
 }
 
@@ -700,32 +1383,117 @@ int lsh_sweep_run(const struct lsh_config *cfg, const struct lsh_plan *plan,
 {
     struct lsh_run_summary sum = {.points = plan->n_points};
     struct run r = {.cfg = cfg, .plan = plan, .opts = opts, .sum = &sum, .t0 = lsh_now(),
-                    .unit = {-1, -1}};
+                    .unit = {-1, -1}, .rank = lsh_comm_rank(), .ranks = lsh_comm_size()};
     if (cfg->experiment != LSH_EXPERIMENT_SWEEP)
         return lsh_error_set(err, LSH_EINVAL, "lsh_sweep_run: not a sweep experiment");
+    struct wire out = {0};
+    struct lsh_spread spread = {0};
+    r.out = &out;
+    r.done = calloc(plan->n_points + 1, 1);
+    r.unit_written = calloc(plan->n_groups + 1, 1);
+    r.unit_first = calloc(plan->n_groups + 1, sizeof *r.unit_first);
+    r.inbox = r.rank == 0 ? calloc(r.ranks, sizeof *r.inbox) : NULL;
+    int rc = 0;
+    if (!r.done || !r.unit_written || !r.unit_first || (r.rank == 0 && !r.inbox))
+        rc = lsh_error_set(err, LSH_ENOMEM, "out of memory");
+    for (size_t g = 0; !rc && g < plan->n_groups; g++)
+        r.unit_first[g] = g && plan->groups[g].dataset == plan->groups[g - 1].dataset &&
+                                  plan->groups[g].unit == plan->groups[g - 1].unit
+                              ? r.unit_first[g - 1] : g;
     double t0 = lsh_now();
-    int rc = lsh_results_open(opts->output ? opts->output : cfg->output, cfg, opts->cmdline,
+    if (!rc && r.rank == 0) {
+        rc = lsh_results_open(opts->output ? opts->output : cfg->output, cfg, opts->cmdline,
                               opts->mode, &r.res, err);
-    if (!rc)
-        rc = lsh_results_check_resumed(r.res, planned_point, &r, plan->n_points, err);
+        if (!rc)
+            rc = lsh_results_check_resumed(r.res, planned_point, &r, plan->n_points, err);
+        for (size_t p = 0; !rc && p < plan->n_points; p++)
+            r.done[p] = lsh_results_has_point(r.res, p) != 0;
+    }
     r.times.writing += lsh_now() - t0;
+    /* Every rank starts from rank 0's state: whether the file opened, which
+     * points it holds, and its memory limit (which decides the score cache,
+     * and so the last bits of the metrics). */
+    struct lsh_run_opts shared = *opts;
+    if (r.ranks > 1) {
+        int32_t v = rc;
+        uint64_t limit = opts->memory_limit;
+        struct lsh_error e;
+        lsh_error_clear(&e);
+        int brc = lsh_comm_bcast(&v, sizeof v, 0, &e);
+        if (!brc && !v)
+            brc = lsh_comm_bcast(r.done, plan->n_points, 0, &e);
+        if (!brc && !v)
+            brc = lsh_comm_bcast(&limit, sizeof limit, 0, &e);
+        shared.memory_limit = (size_t)limit;
+        if (brc && !rc)
+            rc = lsh_error_set(err, brc, "%s", e.message);
+        else if (v && r.rank != 0)
+            rc = lsh_error_set(err, v, "rank 0 could not open the results (it reports why)");
+    }
+    r.opts = &shared;
     if (rc) {
-        lsh_results_close(r.res, 0, NULL);
+        if (summary) {
+            *summary = sum;
+            summary->in_step = 1;
+        }
+        if (r.res)
+            lsh_results_close(r.res, 0, NULL);
+        free(r.done);
+        free(r.unit_written);
+        free(r.unit_first);
+        free(r.inbox);
         return rc;
     }
-    for (size_t p = 0; p < plan->n_points; p++)
-        sum.resumed += lsh_results_has_point(r.res, p) != 0;
+    for (size_t p = 0; r.rank == 0 && p < plan->n_points; p++)
+        sum.resumed += r.done[p];
     if (sum.resumed)
         report(&r, "resume-skip", NULL, NULL, 0.0, 0.0);
 
-    /* Units in plan order: each one's groups are contiguous. */
-    for (size_t gi = 0; !rc && gi < plan->n_groups;) {
-        size_t end = gi + 1;
-        while (end < plan->n_groups && plan->groups[end].dataset == plan->groups[gi].dataset &&
-               plan->groups[end].unit == plan->groups[gi].unit)
-            end++;
-        rc = run_unit(&r, gi, end, err);
-        gi = end;
+    rc = lsh_spread_plan(cfg, plan, r.done, r.ranks, &spread, err);
+    for (size_t k = 0; !rc && k < spread.n_segments; k++) {
+        const struct lsh_spread_segment *sg = &spread.segments[k];
+        if (sg->by_rows) {
+            r.rows_seg = sg;
+            rc = run_unit(&r, sg->first_group, sg->end_group, err);
+            r.rows_seg = NULL;
+            continue;
+        }
+        rc = run_share(&r, sg, err);
+        if (r.rank != 0) {
+            /* the end of this rank's share, or why it stopped */
+            struct lsh_error e;
+            lsh_error_clear(&e);
+            if (rc) {
+                wire_u8(&out, 'X');
+                int32_t code = rc;
+                wire_put(&out, &code, sizeof code);
+                wire_str(&out, err ? err->message : lsh_strerror(rc));
+            } else {
+                wire_u8(&out, 'E');
+            }
+            int src = wire_send(&r, &e);
+            if (!rc && src)
+                rc = lsh_error_set(err, src, "%s", e.message);
+        } else if (!rc && r.ranks > 1) {
+            rc = collect(&r, err);
+        }
+    }
+    lsh_spread_free(&spread);
+    if (r.rank != 0) {
+        struct lsh_error e;
+        lsh_error_clear(&e);
+        int frc = lsh_comm_flush(&e);
+        if (!rc && frc)
+            rc = lsh_error_set(err, frc, "%s", e.message);
+        free(out.p);
+        free(r.done);
+        free(r.unit_written);
+        free(r.unit_first);
+        sum.seconds = lsh_now() - r.t0;
+        sum.times = times_now(&r, sum.seconds);
+        if (summary)
+            *summary = sum;
+        return rc;
     }
 
     if (rc == LSH_EINTR) {
@@ -743,6 +1511,13 @@ int lsh_sweep_run(const struct lsh_config *cfg, const struct lsh_plan *plan,
         if (err)
             *err = close_err;
     }
+    for (unsigned q = 0; r.inbox && q < r.ranks; q++)
+        inbox_free(&r.inbox[q]);
+    free(r.inbox);
+    free(out.p);
+    free(r.done);
+    free(r.unit_written);
+    free(r.unit_first);
     sum.seconds = lsh_now() - r.t0;
     sum.times = times_now(&r, sum.seconds);
     if (summary)

@@ -67,6 +67,8 @@ struct lsh_run_opts {
 struct lsh_run_summary {
     size_t points, ok, skipped, failed, resumed;
     int interrupted;
+    int in_step;                  /* every rank returns here too (the open failed
+                                     before any work): no need to end them */
     double seconds;
     struct lsh_run_times times;   /* other = seconds minus the rest */
 };

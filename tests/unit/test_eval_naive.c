@@ -2299,3 +2299,346 @@ Test(eval_naive, eval_bytes_count_importance_and_oracle)
     cr_expect(b2.shared >= b1.shared + 4096 * 4 * sizeof(uint32_t));
     cr_expect(b2.per_thread >= b1.per_thread + lsh_oracle_ws_bytes(4096, 64));
 }
+
+/* ---- a pass in parts (SPEC 15): slices of evaluated rows ------------------- */
+
+/* Slices of 256 rows, so that a few hundred rows make several slices.  Read
+ * once per process by lsh_slice_rows(); Criterion runs each test in its own
+ * process, and .init runs in it before the test. */
+static void small_slices(void)
+{
+    setenv("LSHLAB_TEST_SLICE_ROWS", "256", 1);
+}
+
+#define SAME_BITS(what, a, b, name)                                                          \
+    cr_expect(memcmp(&(a), &(b), sizeof(a)) == 0, "%s: %s differs: %.17g vs %.17g", what,     \
+              name, (double)(a), (double)(b))
+
+/* Every metric column and standard error, bit for bit (timings aside). */
+static void expect_all_bits(const char *what, const struct lsh_metrics *a,
+                            const struct lsh_metrics *b, size_t n_topk)
+{
+    expect_bit_identical(what, a, b, n_topk);
+    SAME_BITS(what, a->oracle_mass_recall, b->oracle_mass_recall, "oracle_mass_recall");
+    SAME_BITS(what, a->oracle_out_rel_err, b->oracle_out_rel_err, "oracle_out_rel_err");
+    if (!a->se || !b->se)
+        return;
+    const struct lsh_metric_se *x = a->se, *y = b->se;
+    SAME_BITS(what, x->out_rel_err, y->out_rel_err, "se out_rel_err");
+    SAME_BITS(what, x->attn_rel_err, y->attn_rel_err, "se attn_rel_err");
+    SAME_BITS(what, x->mass_recall, y->mass_recall, "se mass_recall");
+    SAME_BITS(what, x->kl, y->kl, "se kl");
+    SAME_BITS(what, x->empty_rows, y->empty_rows, "se empty_rows");
+    SAME_BITS(what, x->gram_recovery, y->gram_recovery, "se gram_recovery");
+    SAME_BITS(what, x->density, y->density, "se density");
+    SAME_BITS(what, x->mean_candidates, y->mean_candidates, "se mean_candidates");
+    SAME_BITS(what, x->oracle_mass_recall, y->oracle_mass_recall, "se oracle_mass_recall");
+    SAME_BITS(what, x->oracle_out_rel_err, y->oracle_out_rel_err, "se oracle_out_rel_err");
+    cr_expect(memcmp(x->topk_recall, y->topk_recall, n_topk * sizeof(double)) == 0,
+              "%s: se topk_recall differs", what);
+}
+
+/* Metrics with standard errors, for count points. */
+struct part_out {
+    struct lsh_metrics mt[MAX_PREFIX * 2];
+    struct lsh_metric_se se[MAX_PREFIX * 2];
+    double tk[MAX_PREFIX * 2][MAX_TOPK], tse[MAX_PREFIX * 2][MAX_TOPK];
+    double *mass;
+    uint32_t *cand;
+    struct lsh_row_dump dump;
+};
+
+static void part_out_init(struct part_out *o, size_t count, size_t n_prefix, size_t m)
+{
+    memset(o, 0, sizeof *o);
+    for (size_t t = 0; t < count; t++) {
+        o->mt[t].topk_recall = o->tk[t];
+        o->se[t].topk_recall = o->tse[t];
+        o->mt[t].se = &o->se[t];
+    }
+    o->mass = xcalloc(n_prefix * m, sizeof *o->mass);
+    o->cand = xcalloc(n_prefix * m, sizeof *o->cand);
+    o->dump.mass = o->mass;
+    o->dump.candidates = o->cand;
+}
+
+static void part_out_free(struct part_out *o)
+{
+    free(o->mass);
+    free(o->cand);
+}
+
+/* A part's reference against the whole one: the part's rows bit for bit
+ * (its cache rows against lsh_attn_raw's bits), zeros elsewhere. */
+static void expect_reference_part(const char *what, const struct lsh_reference *whole,
+                                  const struct lsh_reference *part, size_t r0, size_t r1)
+{
+    const struct lsh_attn *a = whole->attn;
+    const size_t dv = a->d_v, K = whole->kmax;
+    cr_assert_eq(part->m, whole->m);
+    cr_assert_eq(part->kmax, K);
+    cr_assert(part->r0 == r0 && part->r1 == r1, "%s: part rows [%zu, %zu)", what, part->r0,
+              part->r1);
+    size_t differ = 0, nonzero = 0;
+    for (size_t r = 0; r < whole->m; r++) {
+        if (r >= r0 && r < r1) {
+            differ += memcmp(&part->lse[r], &whole->lse[r], sizeof(double)) != 0;
+            differ += memcmp(&part->sum_a2[r], &whole->sum_a2[r], sizeof(double)) != 0;
+            differ += memcmp(&part->gram_den[r], &whole->gram_den[r], sizeof(double)) != 0;
+            differ += part->u_count[r] != whole->u_count[r];
+            differ += memcmp(part->out + r * dv, whole->out + r * dv, dv * sizeof(double)) != 0;
+            differ += memcmp(part->top + r * K, whole->top + r * K, K * sizeof(uint32_t)) != 0;
+            if (part->raw) {
+                const size_t i = whole->rows ? whole->rows[r] : r;
+                for (size_t j = 0; j < a->n; j++) {
+                    const double want = lsh_attn_raw(a, i, j);
+                    differ += memcmp(&part->raw[(r - r0) * a->n + j], &want, sizeof want) != 0;
+                }
+            }
+        } else {
+            nonzero += part->lse[r] != 0.0 || part->sum_a2[r] != 0.0 ||
+                       part->gram_den[r] != 0.0 || part->u_count[r] != 0;
+            for (size_t e = 0; e < dv; e++)
+                nonzero += part->out[r * dv + e] != 0.0;
+            for (size_t k = 0; k < K; k++)
+                nonzero += part->top[r * K + k] != 0;
+        }
+    }
+    cr_expect_eq(differ, 0, "%s: rows [%zu, %zu): %zu values differ from the whole reference",
+                 what, r0, r1, differ);
+    cr_expect_eq(nonzero, 0, "%s: %zu values outside the part are not zero", what, nonzero);
+}
+
+/* The pass cut at cuts[0..n_cuts) (slice boundaries): every part computes its
+ * own reference (compute_part) and its partials into its place in one array,
+ * then lsh_eval_finish; the parts' references are checked against whole. */
+static void run_in_parts(const struct problem *p, const size_t *rows, size_t m,
+                         const struct lsh_reference *whole, const struct lsh_mode_opts *mo,
+                         const uint32_t *prefixes, size_t np, const enum lsh_combine *cb,
+                         size_t nc, const struct lsh_eval_opts *opts, const size_t *cuts,
+                         size_t n_cuts, unsigned threads, int use_cache, struct part_out *out)
+{
+    struct lsh_rounds rounds = {.n = p->s.n, .n_hashes = p->s.H, .n_buckets = p->s.B,
+                                .bq = p->bq, .bk = key_buckets(p)};
+    const int oracle = opts && opts->oracle;
+    const size_t total = lsh_eval_part_doubles(m, p->attn.n_topk, np, nc, oracle);
+    cr_assert(total > 0);
+    double *partials = xcalloc(total, sizeof *partials);
+    double seconds[LSH_EVAL_SECONDS(MAX_PREFIX)];
+    struct lsh_reference *first = NULL;
+    struct lsh_error err;
+    memset(&err, 0, sizeof err);
+    size_t off = 0;
+    char what[256];
+    for (size_t k = 0; k <= n_cuts; k++) {
+        const size_t r0 = k ? cuts[k - 1] : 0, r1 = k < n_cuts ? cuts[k] : m;
+        struct lsh_reference *ref = NULL;
+        int rc = lsh_reference_compute_part(&p->attn, rows, m, r0, r1, threads,
+                                            use_cache ? (size_t)-1 : 0, &ref, &err);
+        cr_assert_eq(rc, 0, "compute_part [%zu, %zu): %s", r0, r1, err.message);
+        cr_assert(use_cache ? ref->raw != NULL : ref->raw == NULL);
+        snprintf(what, sizeof what, "reference part %zu of %zu", k, n_cuts + 1);
+        expect_reference_part(what, whole, ref, r0, r1);
+        rc = lsh_eval_pass_part(ref, &rounds, mo, prefixes, np, cb, nc, opts, threads, r0, r1,
+                                partials + off, seconds, &out->dump, &err);
+        cr_assert_eq(rc, 0, "pass_part [%zu, %zu): %s", r0, r1, err.message);
+        off += lsh_eval_part_doubles(r1 - r0, p->attn.n_topk, np, nc, oracle);
+        if (k == 0)
+            first = ref; /* finish reads m, rows and attn only */
+        else
+            lsh_reference_free(ref);
+    }
+    cr_assert_eq(off, total, "the parts' partials (%zu) are not the whole's (%zu)", off, total);
+    cr_assert_eq(lsh_eval_finish(first, &rounds, prefixes, np, nc, opts, partials, seconds,
+                                 out->mt, &err),
+                 0, "%s", err.message);
+    lsh_reference_free(first);
+    free(partials);
+}
+
+struct part_case {
+    const char *name;
+    size_t n, sampled;          /* sampled: every row i with i % 3 != 1, else all rows */
+    enum lsh_keys keys;
+    int causal;
+    struct lsh_mode_opts mo;
+    size_t nc;
+    enum lsh_combine cb[2];
+    const struct lsh_eval_opts *opts;
+    uint32_t B;
+};
+
+/* One pass (threads 1) against the same pass cut into parts at every slice
+ * boundary (cache on, 1 thread), cut once (2 threads), and as one part
+ * through pass_part + finish (3 threads): every metric and standard error,
+ * the row dump and the parts' references, bit for bit. */
+Test(eval_naive, parts_cut_at_slice_boundaries_give_the_bits_of_one_pass, .init = small_slices)
+{
+    cr_assert_eq(lsh_slice_rows(), 256, "LSHLAB_TEST_SLICE_ROWS was not taken");
+    cr_assert_eq(lsh_slice_count(800), 4);
+    cr_assert_eq(lsh_slice_count(768), 3);
+    const struct part_case cases[] = {
+        {"tile path, bucket, causal", 600, 0, LSH_KEYS_SHARED, 1, bucket_mode(), 1,
+         {LSH_COMBINE_UNION}, NULL, 8},
+        {"tile path, chunked same_bucket, separate keys", 700, 0, LSH_KEYS_SEPARATE, 0,
+         chunked_mode(16, 1, LSH_WINDOW_SAME_BUCKET), 1, {LSH_COMBINE_UNION}, NULL, 4},
+        {"tile path, bucket, oracle", 600, 0, LSH_KEYS_SHARED_NORMALIZED, 0, bucket_mode(), 1,
+         {LSH_COMBINE_UNION}, &opts_law_oracle, 8},
+        {"row path, bucket, union + rounds", 700, 0, LSH_KEYS_SHARED, 0, bucket_mode(), 2,
+         {LSH_COMBINE_UNION, LSH_COMBINE_ROUNDS}, NULL, 8},
+        {"row path, chunked, union + rounds, causal", 600, 0, LSH_KEYS_SEPARATE, 1,
+         chunked_mode(20, 1, LSH_WINDOW_ALL), 2, {LSH_COMBINE_UNION, LSH_COMBINE_ROUNDS}, NULL,
+         8},
+        {"rules t=2 sink local, union + importance, oracle", 600, 0, LSH_KEYS_SHARED, 1,
+         with_rule(bucket_mode(), 2, 4, 8), 2, {LSH_COMBINE_UNION, LSH_COMBINE_IMPORTANCE},
+         &opts_law_oracle, 8},
+        {"rules t=2, chunked, oracle", 600, 0, LSH_KEYS_SHARED, 0,
+         with_rule(chunked_mode(12, 1, LSH_WINDOW_ALL), 2, 2, 3), 1, {LSH_COMBINE_UNION},
+         &opts_law_oracle, 4},
+        {"sampled rows, tile path, oracle", 800, 1, LSH_KEYS_SHARED, 0, bucket_mode(), 1,
+         {LSH_COMBINE_UNION}, &opts_law_oracle, 8},
+        {"sampled rows, rules, importance, oracle", 800, 1, LSH_KEYS_SEPARATE, 1,
+         with_rule(bucket_mode(), 2, 2, 3), 2, {LSH_COMBINE_UNION, LSH_COMBINE_IMPORTANCE},
+         &opts_law_oracle, 8},
+    };
+    law_bits = 2.0;
+    for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
+        const struct part_case *pc = &cases[c];
+        struct setup s = make_setup(pc->n, pc->keys, 3, pc->B);
+        s.causal = pc->causal;
+        s.d = 6;
+        s.dv = 4;
+        struct problem p;
+        problem_make(&p, &s, 5101 + c);
+        size_t *rows = NULL, m = s.n;
+        if (pc->sampled) {
+            rows = xcalloc(s.n, sizeof *rows);
+            m = 0;
+            for (size_t i = 0; i < s.n; i++)
+                if (i % 3 != 1)
+                    rows[m++] = i;
+        }
+        const size_t np = 3, count = np * pc->nc, S = lsh_slice_rows();
+        cr_assert(m > 2 * S && m % S != 0, "case %zu: %zu rows are not >2 slices", c, m);
+        struct lsh_rounds rounds = {.n = s.n, .n_hashes = s.H, .n_buckets = s.B, .bq = p.bq,
+                                    .bk = key_buckets(&p)};
+        struct lsh_error err;
+        memset(&err, 0, sizeof err);
+        struct lsh_reference *whole = NULL;
+        cr_assert_eq(lsh_reference_compute(&p.attn, rows, m, 1, 0, &whole, &err), 0, "%s",
+                     err.message);
+        cr_assert(whole->r0 == 0 && whole->r1 == m);
+        struct part_out one, got;
+        part_out_init(&one, count, np, m);
+        cr_assert_eq(lsh_eval_pass(whole, &rounds, &pc->mo, prefixes_123, np, pc->cb, pc->nc,
+                                   pc->opts, 1, one.mt, &one.dump, &err),
+                     0, "%s: %s", pc->name, err.message);
+        size_t every[8], n_every = 0;
+        for (size_t r = S; r < m; r += S)
+            every[n_every++] = r;
+        const size_t once[1] = {2 * S};
+        const struct {
+            const size_t *cuts;
+            size_t n_cuts;
+            unsigned threads;
+            int cache;
+        } cuts[3] = {{every, n_every, 1, 1}, {once, 1, 2, 0}, {NULL, 0, 3, 1}};
+        for (size_t k = 0; k < 3; k++) {
+            part_out_init(&got, count, np, m);
+            run_in_parts(&p, rows, m, whole, &pc->mo, prefixes_123, np, pc->cb, pc->nc,
+                         pc->opts, cuts[k].cuts, cuts[k].n_cuts, cuts[k].threads,
+                         cuts[k].cache, &got);
+            for (size_t t = 0; t < count; t++) {
+                char what[256];
+                snprintf(what, sizeof what, "[%s: %zu parts, %u threads, out %zu]", pc->name,
+                         cuts[k].n_cuts + 1, cuts[k].threads, t);
+                expect_all_bits(what, &one.mt[t], &got.mt[t], s.n_topk);
+            }
+            cr_expect(memcmp(one.mass, got.mass, np * m * sizeof *one.mass) == 0,
+                      "[%s] row dump mass differs", pc->name);
+            cr_expect(memcmp(one.cand, got.cand, np * m * sizeof *one.cand) == 0,
+                      "[%s] row dump candidates differ", pc->name);
+            part_out_free(&got);
+        }
+        part_out_free(&one);
+        lsh_reference_free(whole);
+        free(rows);
+        problem_free(&p);
+    }
+}
+
+/* Parts that are not whole slices, or lie outside their reference, are
+ * refused with a message naming the rows. */
+Test(eval_naive, parts_refuse_rows_that_are_not_whole_slices, .init = small_slices)
+{
+    struct setup s = make_setup(600, LSH_KEYS_SHARED, 2, 4);
+    struct problem p;
+    problem_make(&p, &s, 5201);
+    struct lsh_rounds rounds = {.n = s.n, .n_hashes = s.H, .n_buckets = s.B, .bq = p.bq,
+                                .bk = p.bq};
+    struct lsh_error err;
+    memset(&err, 0, sizeof err);
+    struct lsh_reference *ref = NULL;
+    const struct { size_t r0, r1; } bad[] = {{0, 300}, {100, 600}, {256, 256}, {512, 700}};
+    for (size_t k = 0; k < sizeof bad / sizeof bad[0]; k++) {
+        cr_expect_eq(lsh_reference_compute_part(&p.attn, NULL, 0, bad[k].r0, bad[k].r1, 1, 0,
+                                                &ref, &err),
+                     LSH_EINVAL, "rows [%zu, %zu) accepted", bad[k].r0, bad[k].r1);
+        cr_expect(strstr(err.message, "slices of 256 rows") != NULL, "%s", err.message);
+    }
+    cr_assert_eq(lsh_reference_compute_part(&p.attn, NULL, 0, 256, 512, 1, 0, &ref, &err), 0,
+                 "%s", err.message);
+    const enum lsh_combine u = LSH_COMBINE_UNION;
+    const struct lsh_mode_opts mo = bucket_mode();
+    double partials[4096], seconds[LSH_EVAL_SECONDS(2)];
+    const uint32_t pre[2] = {1, 2};
+    cr_assert(lsh_eval_part_doubles(256, s.n_topk, 2, 1, 0) <= 4096);
+    cr_expect_eq(lsh_eval_pass_part(ref, &rounds, &mo, pre, 2, &u, 1, NULL, 1, 0, 256, partials,
+                                    seconds, NULL, &err),
+                 LSH_EINVAL);
+    cr_expect(strstr(err.message, "outside the reference's rows [256, 512)") != NULL, "%s",
+              err.message);
+    cr_expect_eq(lsh_eval_pass_part(ref, &rounds, &mo, pre, 2, &u, 1, NULL, 1, 256, 300, partials,
+                                    seconds, NULL, &err),
+                 LSH_EINVAL);
+    cr_expect_eq(lsh_eval_pass_part(ref, &rounds, &mo, pre, 2, &u, 1, NULL, 1, 256, 512, partials,
+                                    seconds, NULL, &err),
+                 0, "%s", err.message);
+    lsh_reference_free(ref);
+    problem_free(&p);
+}
+
+/* LSHLAB_TEST_SLICE_ROWS other than a multiple of 256 is ignored. */
+static void odd_slices(void)
+{
+    setenv("LSHLAB_TEST_SLICE_ROWS", "300", 1);
+}
+
+Test(eval_naive, slice_rows_ignore_a_value_that_is_not_a_multiple_of_256, .init = odd_slices)
+{
+    cr_expect_eq(lsh_slice_rows(), LSH_SLICE_ROWS);
+    cr_expect_eq(lsh_slice_count(LSH_SLICE_ROWS), 1);
+    cr_expect_eq(lsh_slice_count(LSH_SLICE_ROWS + 1), 2);
+    cr_expect_eq(lsh_slice_count(1), 1);
+}
+
+/* The brute-force oracle with rows in several slices: the row path (union and
+ * rounds), the tile path (union alone), rules with importance and the oracle,
+ * over 520-560 rows in slices of 256. */
+Test(eval_naive, brute_force_with_rows_in_several_slices, .init = small_slices)
+{
+    cr_assert_eq(lsh_slice_count(520), 3);
+    struct lsh_mode_opts mo = bucket_mode();
+    struct setup s = make_setup(560, LSH_KEYS_SHARED, 2, 4);
+    s.causal = 1;
+    check_all(&s, &mo, 5301, NULL);
+    mo = chunked_mode(24, 1, LSH_WINDOW_ALL);
+    s = make_setup(520, LSH_KEYS_SEPARATE, 2, 4);
+    check_all(&s, &mo, 5302, NULL);
+    law_bits = 2.0;
+    run_opts = &opts_law_oracle;
+    mo = with_rule(bucket_mode(), 2, 2, 3);
+    s = make_setup(520, LSH_KEYS_SHARED, 3, 4);
+    check_case(&s, &mo, prefixes_123, 3, union_importance, 2, 2, 5303, NULL);
+    run_opts = NULL;
+}

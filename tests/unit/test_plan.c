@@ -538,3 +538,86 @@ Test(plan, the_oracle_and_importance_reach_the_memory_figure)
     lsh_config_free(c0);
     lsh_config_free(c1);
 }
+
+/* ---- the spread over MPI ranks (SPEC 15) ------------------------------------------- */
+
+#include "reference.h"
+#include "spread.h"
+
+static const char spread_yaml[] =
+    "name: s\n"
+    "seed: 1\n"
+    "datasets:\n"
+    "  - {name: small1, kind: gaussian, n: 64, d: 4}\n"
+    "  - {name: big, kind: gaussian, n: 40000, d: 4}\n"
+    "  - {name: small2, kind: gaussian, n: 32, d: 4}\n"
+    "strategies:\n"
+    "  - name: hyperplane\n"
+    "  - name: random\n"
+    "sweep:\n"
+    "  n_hashes: [1, 2]\n"
+    "  n_buckets: [2, 4, 8]\n";
+
+Test(plan, spread_cuts_groups_contiguously_and_a_large_unit_by_slices)
+{
+    struct lsh_config *cfg;
+    struct lsh_plan *plan;
+    struct lsh_error err;
+    cr_assert_eq(build(spread_yaml, &cfg, &plan, &err), 0, "%s", err.message);
+    cr_assert_eq(plan->n_groups, 18); /* 3 datasets x 2 strategies x 3 bucket counts */
+    for (unsigned ranks = 1; ranks <= 4; ranks++) {
+        struct lsh_spread sp;
+        cr_assert_eq(lsh_spread_plan(cfg, plan, NULL, ranks, &sp, &err), 0, "%s", err.message);
+        /* small1 | big (by rows) | small2: each whole run of units is its own segment */
+        cr_assert_eq(sp.n_segments, 3);
+        const size_t firsts[] = {0, 6, 12}, ends[] = {6, 12, 18};
+        for (size_t k = 0; k < 3; k++) {
+            const struct lsh_spread_segment *s = &sp.segments[k];
+            cr_assert_eq(s->first_group, firsts[k]);
+            cr_assert_eq(s->end_group, ends[k]);
+            cr_assert_eq(s->by_rows, k == 1);
+            cr_assert_eq(s->cut[0], s->by_rows ? 0 : s->first_group);
+            size_t points = 0;
+            for (unsigned r = 0; r < ranks; r++) {
+                cr_assert_leq(s->cut[r], s->cut[r + 1], "cuts ascend");
+                points += s->points[r];
+            }
+            if (s->by_rows) {
+                /* 40000 rows: 3 slices of 16384; the first ranks take one more */
+                cr_assert_eq(s->slices, (40000 + lsh_slice_rows() - 1) / lsh_slice_rows());
+                cr_assert_eq(s->cut[ranks], s->slices);
+                cr_assert_geq(s->cut[1], 1, "rank 0 always has rows");
+                for (unsigned r = 0; r + 1 < ranks; r++)
+                    cr_assert_geq(s->cut[r + 1] - s->cut[r], s->cut[r + 2] - s->cut[r + 1]);
+            } else {
+                cr_assert_eq(s->cut[ranks], s->end_group, "every group is someone's");
+                cr_assert_eq(points, 12, "each group's 2 points once");
+            }
+        }
+        lsh_spread_free(&sp);
+    }
+    lsh_plan_free(plan);
+    lsh_config_free(cfg);
+}
+
+Test(plan, spread_gives_done_points_no_work)
+{
+    struct lsh_config *cfg;
+    struct lsh_plan *plan;
+    struct lsh_error err;
+    cr_assert_eq(build(spread_yaml, &cfg, &plan, &err), 0, "%s", err.message);
+    unsigned char *done = calloc(plan->n_points, 1);
+    /* small1 done but its last group's points: that group is all there is */
+    for (size_t p = 0; p < 10; p++)
+        done[p] = 1;
+    struct lsh_spread sp;
+    cr_assert_eq(lsh_spread_plan(cfg, plan, done, 2, &sp, &err), 0, "%s", err.message);
+    const struct lsh_spread_segment *s = &sp.segments[0];
+    cr_assert_eq(s->points[0] + s->points[1], 2);
+    cr_assert_eq((s->cost[0] > 0.0) + (s->cost[1] > 0.0), 1,
+                 "one rank gets the one group left");
+    lsh_spread_free(&sp);
+    free(done);
+    lsh_plan_free(plan);
+    lsh_config_free(cfg);
+}
