@@ -119,10 +119,14 @@ case_points() {
     # and the table.
     mpi_ok 2 run "$cfg" -o "$tmp/points-np2.h5" -j 1
     same "$tmp/points.h5" "$tmp/points-np2.h5"
-    lines=$(grep -c "^\[[0-9]*/$total\] point " "$tmp/mpi.err" || true)
-    distinct=$(grep -o "^\[[0-9]*/$total\] point " "$tmp/mpi.err" | sort -u | wc -l)
-    [ "$lines" -eq "$total" ] && [ "$distinct" -eq "$total" ] ||
-        fail "progress: $lines lines, $distinct distinct, for $total points (want one per point)"
+    # one line per point (every point id once), the count never going back, ending at all
+    grep -o "^\[[0-9]*/$total\] point [0-9]* " "$tmp/mpi.err" | tr -d '[]' | tr '/' ' ' >"$tmp/progress"
+    awk -v T="$total" '{ if ($1 < k) back++; k = $1; seen[$4]++ }
+        END { for (p = 0; p < T; p++) if (seen[p] != 1) wrong++
+              if (NR != T || wrong || back || k != T) {
+                  printf "%d lines for %d points, %d points not printed once, %d steps back, last count %d\n", NR, T, wrong, back, k
+                  exit 1 } }' "$tmp/progress" ||
+        fail "progress lines on rank 0's stderr do not cover every point once"
     headers=$(grep -c '^dataset .* strategy ' "$tmp/mpi.out" || true)
     [ "$headers" -eq 1 ] || fail "the table of points was printed $headers times (want once)"
     mpi_ok 3 run "$cfg" -o "$tmp/points-np3.h5" -j 2 -q
