@@ -16,17 +16,19 @@
 #     the reference work / M + the communication (the bytes gathered to rank 0 grow as
 #     (M - 1) / M of all rows), and the share of time that goes to communication;
 #     n = 2^20 extrapolated (the work grows as n^2) when it was not measured.
-#   tools/bench/mpi.sh [--sizes "18 19 20"] [--machines 64] [--gbit 10] [BUILD_DIR]
+#   tools/bench/mpi.sh [--sizes "18 19 20"] [--machines 64] [--gbit 10] [--exact-only]
+#                      [BUILD_DIR]          (--exact-only: sections 2 and 3 alone)
 # About 15 minutes with the default sizes on 2 cores (2^19: ~10 of them); 2^20 adds
 # about 40 minutes.  Wall times drift on shared machines: compare the ratios.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
-sizes="18 19" machines=64 gbit=10
+sizes="18 19" machines=64 gbit=10 compare=1
 while [ $# -gt 0 ]; do
   case "$1" in
     --sizes) sizes=$2; shift 2 ;;
     --machines) machines=$2; shift 2 ;;
     --gbit) gbit=$2; shift 2 ;;
+    --exact-only) compare=0; shift ;;
     -h|--help) sed -n '2,24p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     -*) echo "mpi.sh: unknown option '$1' (see --help)" >&2; exit 2 ;;
     *) break ;;
@@ -74,11 +76,13 @@ threads_vs_ranks() {
   same "$out/t.h5" "$out/r.h5"
 }
 
-echo "== 1. $N ranks x 1 thread against 1 process x $N threads ($(date -u +%FT%TZ), $(nproc) CPUs)"
-threads_vs_ranks "real-heads (432 points, 9 units)" experiments/configs/real-heads.yaml 3
-threads_vs_ranks "bench-mpi-rows (n = 65,536, 4 points)" experiments/configs/bench-mpi-rows.yaml 1
+if [ "$compare" = 1 ]; then
+  echo "== 1. $N ranks x 1 thread against 1 process x $N threads ($(date -u +%FT%TZ), $(nproc) CPUs)"
+  threads_vs_ranks "real-heads (432 points, 9 units)" experiments/configs/real-heads.yaml 3
+  threads_vs_ranks "bench-mpi-rows (n = 65,536, 4 points)" experiments/configs/bench-mpi-rows.yaml 1
+fi
 
-echo "== 2. exact reference, mpirun -np $N -j 1 (d = 64, one block-local point)"
+echo "== 2. exact reference, mpirun -np $N -j 1 (d = 64, one block-local point; $(date -u +%FT%TZ))"
 # exact_run TAG N_LOG2 [SAMPLED]: one run; per-rank "wall user sys maxrss_kB" in $out/TAG.time.R,
 # the monitoring lines in $out/TAG.err.
 exact_run() {
@@ -89,12 +93,14 @@ exact_run() {
   "${mpi[@]}" -np "$N" --mca pml_monitoring_enable 2 --mca pml_monitoring_enable_output 1 \
     sh -c 'exec /usr/bin/time -f "%e %U %S %M" -o "$0.time.$OMPI_COMM_WORLD_RANK" "$@"' "$out/$tag" \
     "$lshlab" run "$out/$tag.yaml" -o "$out/$tag.h5" --force -j 1 --memory-limit 4G \
-    > "$out/$tag.out" 2> "$out/$tag.err"
+    > "$out/$tag.out" 2> "$out/$tag.err" ||
+    { echo "mpi.sh: mpirun failed on n = 2^$s:" >&2; tail -20 "$out/$tag.err" >&2; exit 1; }
 }
-# bytes TAG: every byte ranks sent each other (point-to-point, external and internal)
-bytes() { awk -F'\t' '$1 == "E" || $1 == "I" { split($4, b, " "); s += b[1] } END { printf "%.0f", s }' "$out/$1.err"; }
-msgs() { awk -F'\t' '$1 == "E" || $1 == "I" { split($5, m, " "); s += m[1] } END { printf "%.0f", s }' "$out/$1.err"; }
-to0() { awk -F'\t' '($1 == "E" || $1 == "I") && $3 == "0" { split($4, b, " "); s += b[1] } END { printf "%.0f", s }' "$out/$1.err"; }
+# bytes TAG: every byte ranks sent each other (point-to-point, external and internal;
+# the monitoring prints to stdout at MPI_Finalize)
+bytes() { awk -F'\t' '$1 == "E" || $1 == "I" { split($4, b, " "); s += b[1] } END { printf "%.0f", s }' "$out/$1.out"; }
+msgs() { awk -F'\t' '$1 == "E" || $1 == "I" { split($5, m, " "); s += m[1] } END { printf "%.0f", s }' "$out/$1.out"; }
+to0() { awk -F'\t' '($1 == "E" || $1 == "I") && $3 == "0" { split($4, b, " "); s += b[1] } END { printf "%.0f", s }' "$out/$1.out"; }
 # the largest wall and CPU seconds of a rank (CPU: what the projection divides; wall
 # also counts the waits, and time lost to other work on a shared machine)
 slowest() { cat "$out/$1".time.* | awk '$1 > w { w = $1 } END { print w }'; }
