@@ -49,9 +49,10 @@ valgrind)
     --log-file=$logs/%p.log"
   set +e
   # suite libhdf5: inputs on which libhdf5 itself reads out of bounds;
-  # suite sdk: builds and installs a plain copy of lshlab (tools/sdk_check.sh)
+  # suite sdk: builds and installs a plain copy of lshlab (tools/sdk_check.sh);
+  # suite mpi: mpirun and Open MPI under valgrind (tests/mpi runs under ASan instead)
   meson test -C "$dir" --print-errorlogs --timeout-multiplier 20 --no-suite libhdf5 \
-    --no-suite sdk \
+    --no-suite sdk --no-suite mpi \
     --wrapper "$wrapper"
   rc=$?
   set -e

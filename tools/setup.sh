@@ -12,6 +12,7 @@ PACKAGES=(
   build-essential pkg-config meson ninja-build git
   libgsl-dev libopenblas-dev libhdf5-dev libyaml-dev libcriterion-dev
   valgrind
+  openmpi-bin libopenmpi-dev
   python3 python3-h5py python3-numpy python3-matplotlib python3-pandas
 )
 
