@@ -1031,20 +1031,24 @@ static int run_unit(struct run *r, size_t first, size_t last, struct lsh_error *
     const char *name = cfg->datasets[dsi].name;
     r->unit = plan->groups[first].where;
 
-    /* Skipped groups need no data; finished groups (resume) need nothing. */
-    int need_data = 0;
-    for (size_t gi = first; gi < last; gi++) {
+    /* Skipped groups need no data; finished groups (resume) need nothing.
+     * A unit's skipped rows come first, as in one process: when the unit is
+     * cut between ranks, the rank with its first group writes them all. */
+    const size_t u0 = r->unit_first[first];
+    size_t u1 = first == u0 ? last : first;
+    while (first == u0 && u1 < plan->n_groups && r->unit_first[u1] == u0)
+        u1++;
+    for (size_t gi = first == u0 ? u0 : u1; gi < u1; gi++) {
         const struct lsh_hash_group *g = &plan->groups[gi];
-        if (group_done(r, g))
-            continue;
-        if (g->skip_reason) {
+        if (g->skip_reason && !group_done(r, g)) {
             int rc = write_group_rows(r, g, LSH_POINT_SKIPPED, g->skip_reason, name, err);
             if (rc)
                 return rc;
-        } else {
-            need_data = 1;
         }
     }
+    int need_data = 0;
+    for (size_t gi = first; gi < last; gi++)
+        need_data |= !plan->groups[gi].skip_reason && !group_done(r, &plan->groups[gi]);
     if (!need_data)
         return 0;
 
