@@ -374,6 +374,9 @@ static void wire_str(struct wire *w, const char *text)
     wire_put(w, text, len);
 }
 
+/* Records buffered beyond this are sent at once (after a whole record). */
+#define WIRE_FLUSH_BYTES ((size_t)256 << 20)
+
 /* Send what is buffered to rank 0. */
 static int wire_send(struct run *r, struct lsh_error *err)
 {
@@ -475,7 +478,10 @@ static int out_array(struct run *r, uint64_t point, const char *name, char type,
     wire_u64(w, rows);
     wire_u64(w, cols);
     wire_put(w, data, values * size);
-    return w->oom ? lsh_error_set(err, LSH_ENOMEM, "out of memory buffering %s", name) : 0;
+    if (w->oom)
+        return lsh_error_set(err, LSH_ENOMEM, "out of memory buffering %s", name);
+    /* a message stays below MPI's int count (and the buffer bounded) */
+    return w->len >= WIRE_FLUSH_BYTES ? wire_send(r, err) : 0;
 }
 
 static int write_row(struct run *r, size_t point, enum lsh_point_status status,
@@ -1134,6 +1140,10 @@ static int run_unit(struct run *r, size_t first, size_t last, struct lsh_error *
         if (g->skip_reason || group_done(r, g))
             continue;
         rc = run_group(r, ds, &pb, ref, g, err);
+        /* another rank sends each group's records as it finishes, so rank 0
+         * shows its progress and a unit's dumps are not held (and copied) whole */
+        if (!rc && r->rank != 0 && !r->rows_seg)
+            rc = wire_send(r, err);
         if (!rc && !r->rows_seg && stop_requested(r)) /* by rows: the passes' verdicts */
             rc = LSH_EINTR;
     }
