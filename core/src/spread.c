@@ -1,6 +1,7 @@
 /* spread.c - the cut of a sweep over N processes (spread.h). */
 #include "spread.h"
 
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -82,47 +83,59 @@ static int same_unit(const struct lsh_plan *plan, size_t a, size_t b)
            plan->groups[a].unit == plan->groups[b].unit;
 }
 
-/* Cut groups [first, end) into ranks contiguous runs of about equal cost:
- * run r ends at the first group boundary where the cost so far reaches
- * (r + 1) / ranks of the total.  A unit's reference counts with its first
- * group that has work. */
+/* Cut groups [first, end) into ranks contiguous runs of about equal cost.
+ * A unit's reference counts with its first group that has work.  Boundary
+ * r (between runs r - 1 and r) goes at the group boundary k, not before the
+ * previous one, that minimises |cost of groups before k - r / ranks of the
+ * total|, plus the unit's reference cost when k cuts a unit in two (both
+ * ranks then compute that reference). */
 static int cut_groups(const struct lsh_config *cfg, const struct lsh_plan *plan,
                       const unsigned char *done, unsigned ranks, struct lsh_spread_segment *s)
 {
-    const size_t G = s->end_group - s->first_group;
-    double *c = calloc(G + 1, sizeof *c);
-    if (!c)
+    const size_t first = s->first_group, G = s->end_group - first;
+    double *pre = calloc(G + 1, sizeof *pre); /* pre[k]: cost of groups [0, k) */
+    if (!pre)
         return LSH_ENOMEM;
-    double total = 0.0;
     int unit_charged = 0;
     for (size_t k = 0; k < G; k++) {
-        const size_t g = s->first_group + k;
+        const size_t g = first + k;
         if (k && !same_unit(plan, g, g - 1))
             unit_charged = 0;
-        c[k] = group_cost(cfg, plan, done, g);
-        if (c[k] > 0.0 && !unit_charged) {
-            c[k] += reference_cost(cfg, plan, plan->groups[g].dataset);
+        double c = group_cost(cfg, plan, done, g);
+        if (c > 0.0 && !unit_charged) {
+            c += reference_cost(cfg, plan, plan->groups[g].dataset);
             unit_charged = 1;
         }
-        total += c[k];
+        pre[k + 1] = pre[k] + c;
     }
-    double acc = 0.0;
-    size_t k = 0;
-    s->cut[0] = s->first_group;
-    for (unsigned r = 0; r < ranks; r++) {
-        const double target = total * (double)(r + 1) / (double)ranks;
-        double mine = 0.0;
-        /* the last rank takes the rest; an empty share when nothing is left */
-        while (k < G && (r + 1 == ranks || acc + c[k] * 0.5 < target)) {
-            acc += c[k];
-            mine += c[k];
-            s->points[r] += group_todo(plan, done, s->first_group + k);
-            k++;
+    const double total = pre[G];
+    s->cut[0] = first;
+    s->cut[ranks] = s->end_group;
+    size_t lo = 0;
+    for (unsigned r = 1; r < ranks; r++) {
+        const double target = total * (double)r / (double)ranks;
+        size_t best = lo;
+        double best_cost = -1.0;
+        for (size_t k = lo; k <= G; k++) {
+            double miss = fabs(pre[k] - target);
+            if (k > 0 && k < G && same_unit(plan, first + k - 1, first + k))
+                miss += reference_cost(cfg, plan, plan->groups[first + k].dataset);
+            if (best_cost < 0.0 || miss < best_cost) {
+                best = k;
+                best_cost = miss;
+            }
+            if (pre[k] > target + best_cost)
+                break; /* every later boundary misses by more */
         }
-        s->cut[r + 1] = s->first_group + k;
-        s->cost[r] = mine;
+        s->cut[r] = first + best;
+        lo = best;
     }
-    free(c);
+    for (unsigned r = 0; r < ranks; r++) {
+        s->cost[r] = pre[s->cut[r + 1] - first] - pre[s->cut[r] - first];
+        for (size_t g = s->cut[r]; g < s->cut[r + 1]; g++)
+            s->points[r] += group_todo(plan, done, g);
+    }
+    free(pre);
     return 0;
 }
 
