@@ -8,7 +8,8 @@
 #      overflow, in a unit spread by rows and in one spread by hash groups:
 #      the same failed rows and messages, exit code 5 from mpirun;
 #   3. a plugin calling exit() on one rank: the run ends (no hang), exit != 0,
-#      and the .partial is kept.
+#      and the .partial is kept;
+#   4. a rank that cannot load the config while rank 0 can: all stop at once.
 # Every command has a timeout.  Exit 0 when all pass, 77 (skip) without
 # mpirun or h5py.
 set -u
@@ -141,6 +142,18 @@ for slice in 256 16384; do
     grep -q 'called exit()' "$T/err" || fail "exit.yaml (slices of $slice): no message"
     [ -e "$T/exit.h5.partial" ] || fail "exit.yaml (slices of $slice): no .partial"
 done
+
+# 4. a rank that cannot load the config (the plugin is missing on its node):
+#    every rank stops at the start, no hang, exit 3, no results file
+unset LSHLAB_STRATEGY_PATH
+rm -f "$T"/mm.h5*
+"${MPIRUN[@]}" 1 -x LSHLAB_STRATEGY_PATH="$T/plug" $L run "$T/fail.yaml" -q -o "$T/mm.h5" : \
+    -np 2 $L run "$T/fail.yaml" -q -o "$T/mm.h5" >/dev/null 2>"$T/err"
+rc=$?
+[ $rc = 124 ] && fail "plugin missing on ranks 1-2: mpirun hung"
+[ $rc = 3 ] || fail "plugin missing on ranks 1-2: exit code $rc, not 3"
+grep -q "another rank could not start the run" "$T/err" || fail "plugin missing: no message"
+ls "$T"/mm.h5* >/dev/null 2>&1 && fail "plugin missing: a results file was left"
 
 [ $fails = 0 ] && echo "hostile.sh: all passed"
 exit $((fails != 0))
