@@ -989,6 +989,21 @@ static int run_group(struct run *r, const struct lsh_dataset *ds, const struct p
     r->times.hashing += lsh_now() - t0;
     if (r->rows_seg) /* every rank goes on, or none */
         rc = agree(r, rc, err);
+    if (!rc && r->rows_seg) {
+        /* and every rank hashed alike: a strategy that failed on some ranks
+         * only (another build of a plugin on a node) would leave the ranks in
+         * different collectives */
+        uint64_t v[2] = {failure != NULL, failure == NULL};
+        struct lsh_error e;
+        lsh_error_clear(&e);
+        if (lsh_comm_max_u64(v, 2, &e))
+            rc = lsh_error_set(err, LSH_EIO, "%s", e.message);
+        else if (v[0] && v[1])
+            rc = lsh_error_set(err, LSH_EPLUGIN,
+                               "strategy '%s' failed while hashing on some ranks only "
+                               "(rank %u: %.300s); every rank needs the same strategy plugins",
+                               st->name, r->rank, failure ? failure : "it did not fail");
+    }
     if (!rc)
         report(r, "hash", ds->spec->name, NULL, lsh_now() - t0, 0.0);
     if (!rc && failure)
@@ -1081,10 +1096,27 @@ static int run_unit(struct run *r, size_t first, size_t last, struct lsh_error *
      * the reason in their rows), not the other units or datasets of the run. */
     struct lsh_error why;
     lsh_error_clear(&why);
-    const int bad = !rc && lsh_attn_check(&pb.attn, name, &why);
+    int bad = !rc && lsh_attn_check(&pb.attn, name, &why);
     if (bad)
         name_unit(&why, name, r->unit);
     r->times.data += lsh_now() - t0;
+    int go = 1; /* compute the reference (0: another rank failed; agree() says so) */
+    if (r->rows_seg) { /* spread by rows: every rank takes the same way */
+        uint64_t v[3] = {rc != 0, bad != 0, !rc && !bad};
+        struct lsh_error e;
+        lsh_error_clear(&e);
+        int arc = lsh_comm_max_u64(v, 3, &e);
+        if (arc && !rc)
+            rc = lsh_error_set(err, LSH_EIO, "%s", e.message);
+        else if (v[0])
+            bad = go = 0;
+        else if (v[1] && v[2]) {
+            bad = 0;
+            rc = lsh_error_set(err, LSH_EDATA, "dataset '%s': the ranks read different data "
+                               "(its scores can be formed on some ranks only); every rank "
+                               "needs the same input files", name);
+        }
+    }
     if (bad) {
         for (size_t gi = first; !rc && gi < last; gi++) {
             const struct lsh_hash_group *g = &plan->groups[gi];
@@ -1111,7 +1143,7 @@ static int run_unit(struct run *r, size_t first, size_t last, struct lsh_error *
     size_t r0 = 0, r1 = pb.m ? pb.m : ds->n;
     if (r->rows_seg)
         rank_rows(r, r->rank, &r0, &r1); /* this rank's rows alone */
-    if (!rc && r1 > r0)
+    if (!rc && go && r1 > r0)
         rc = lsh_reference_compute_part(&pb.attn, pb.rows, pb.m ? pb.m : ds->n, r0, r1,
                                         r->opts->threads, cache ? mem.cache : 0, &ref, err);
     r->times.reference += lsh_now() - t0;
