@@ -9,7 +9,8 @@
 #      the same failed rows and messages, exit code 5 from mpirun;
 #   3. a plugin calling exit() on one rank: the run ends (no hang), exit != 0,
 #      and the .partial is kept;
-#   4. a rank that cannot load the config while rank 0 can: all stop at once.
+#   4. a rank that cannot load the config while rank 0 can: all stop at once;
+#   5. by rows, ranks that hash or read data differently: a clear error.
 # Every command has a timeout.  Exit 0 when all pass, 77 (skip) without
 # mpirun or h5py.
 set -u
@@ -154,6 +155,65 @@ rc=$?
 [ $rc = 3 ] || fail "plugin missing on ranks 1-2: exit code $rc, not 3"
 grep -q "another rank could not start the run" "$T/err" || fail "plugin missing: no message"
 ls "$T"/mm.h5* >/dev/null 2>&1 && fail "plugin missing: a results file was left"
+
+# 5. spread by rows, ranks that disagree: a plugin of the same name failing on
+#    rank 0 only; other input data on rank 0.  A message and exit != 0, no
+#    crash (crossed collectives), no hang.
+export LSHLAB_TEST_SLICE_ROWS=256
+mkdir -p "$T/plug2" "$T/d1" "$T/d2"
+SRC=$(cd "$(dirname "$0")/../.." && pwd)
+sed 's/return LSH_STRATEGY_EFAIL;/for (size_t i = 0; i < n; i++) bucket[i] = 0; return 0;/' \
+    "$SRC/tests/plugins/failing_hash.c" > "$T/fh.c"
+if cc -shared -fPIC -I"$SRC/core/include" -o "$T/plug2/failing_hash.so" "$T/fh.c" 2>/dev/null
+then
+    chmod 755 "$T/plug2"
+    chmod 644 "$T/plug2/failing_hash.so"
+    cat > "$T/fh.yaml" <<'EOF'
+name: fh
+seed: 4
+datasets:
+  - {name: g, kind: gaussian, n: 700, d: 8}
+strategies:
+  - name: failing_hash
+  - name: hyperplane
+sweep:
+  n_hashes: [1, 2]
+  n_buckets: [2]
+EOF
+    "${MPIRUN[@]}" 1 -x LSHLAB_STRATEGY_PATH="$T/plug" $L run "$T/fh.yaml" -q -o "$T/fh.h5" : \
+        -np 2 -x LSHLAB_STRATEGY_PATH="$T/plug2" $L run "$T/fh.yaml" -q -o "$T/fh.h5" \
+        >/dev/null 2>"$T/err"
+    rc=$?
+    { [ $rc = 0 ] || [ $rc -ge 124 ]; } && fail "plugin failing on rank 0 only: exit code $rc"
+    grep -q "failed while hashing on some ranks only" "$T/err" ||
+        fail "plugin failing on rank 0 only: no message: $(grep -v '^-' "$T/err" | head -3)"
+fi
+$PY - "$T" <<'EOF'
+import sys, numpy as np
+rng = np.random.default_rng(2)
+q = rng.standard_normal((700, 8))
+np.save(sys.argv[1] + '/d2/q.npy', q)
+q[650, 3] = 1e150
+np.save(sys.argv[1] + '/d1/q.npy', q)
+EOF
+cat > "$T/d1/x.yaml" <<'EOF'
+name: dd
+seed: 1
+datasets:
+  - {name: x, kind: npy, q: q.npy}
+strategies:
+  - name: hyperplane
+sweep:
+  n_hashes: [1]
+  n_buckets: [4]
+EOF
+cp "$T/d1/x.yaml" "$T/d2/x.yaml"
+"${MPIRUN[@]}" 1 $L run "$T/d1/x.yaml" -q -o "$T/dd.h5" : -np 2 $L run "$T/d2/x.yaml" -q \
+    -o "$T/dd.h5" >/dev/null 2>"$T/err"
+rc=$?
+{ [ $rc = 0 ] || [ $rc -ge 124 ]; } && fail "other data on rank 0: exit code $rc"
+grep -q "the ranks read different data" "$T/err" ||
+    fail "other data on rank 0: no message: $(grep -v '^-' "$T/err" | head -3)"
 
 [ $fails = 0 ] && echo "hostile.sh: all passed"
 exit $((fails != 0))
