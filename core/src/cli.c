@@ -748,6 +748,40 @@ static int run_collision(const struct run_args *a, const struct lsh_config *cfg,
     return code;
 }
 
+/* Under mpirun every rank loads the config, data and plugins itself: the
+ * run starts only when all did, to the same plan (a rank that stopped alone
+ * would leave the others waiting for it forever).  The worst exit code. */
+static int ranks_agree(int code, const struct lsh_plan *plan,
+                       const struct lsh_collision_plan *cplan)
+{
+    const uint64_t points = plan ? plan->n_points : cplan ? cplan->n_rows : 0;
+    const uint64_t groups = plan ? plan->n_groups : 0;
+    uint64_t v[5] = {(uint64_t)code, points, ~points, groups, ~groups};
+    struct lsh_error e;
+    lsh_error_clear(&e);
+    if (lsh_comm_max_u64(v, 5, &e)) {
+        print_error(&e);
+        return EXIT_RUNTIME;
+    }
+    if (v[0] != EXIT_OK) {
+        if (code == EXIT_OK && lsh_comm_rank() == 0)
+            fprintf(stderr, "%s: error: another rank could not start the run (its message "
+                            "above says why); every rank needs the config, its data and the "
+                            "strategy plugins\n", prog);
+        return code != EXIT_OK ? code : (int)v[0];
+    }
+    if (v[1] != ~v[2] || v[3] != ~v[4]) {
+        if (lsh_comm_rank() == 0)
+            fprintf(stderr, "%s: error: the ranks planned different runs (%llu to %llu "
+                            "points, %llu to %llu hash groups); every rank needs the same "
+                            "config, data and strategy plugins\n", prog,
+                    (unsigned long long)~v[2], (unsigned long long)v[1],
+                    (unsigned long long)~v[4], (unsigned long long)v[3]);
+        return EXIT_CONFIG;
+    }
+    return EXIT_OK;
+}
+
 static int cmd_run(int argc, char **argv)
 {
     static const struct option opts[] = {
@@ -807,6 +841,8 @@ static int cmd_run(int argc, char **argv)
     int code = load_and_plan(path, &reg, &cfg, &plan, &cplan);
     if (code == EXIT_OK)
         code = check_memory(cfg, plan, jobs, memory_limit);
+    if (lsh_comm_size() > 1)
+        code = ranks_agree(code, plan, cplan);
     if (code == EXIT_OK && cplan && lsh_comm_rank() != 0) {
         /* a collision experiment is not spread: rank 0 runs it alone */
     } else if (code == EXIT_OK && cplan) {

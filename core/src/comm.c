@@ -124,6 +124,14 @@ void lsh_comm_abort(int code)
         MPI_Abort(MPI_COMM_WORLD, code);
 }
 
+int lsh_comm_max_u64(uint64_t *v, size_t n, struct lsh_error *err)
+{
+    if (!g_active || g_size == 1 || n == 0)
+        return 0;
+    int rc = MPI_Allreduce(MPI_IN_PLACE, v, (int)n, MPI_UINT64_T, MPI_MAX, MPI_COMM_WORLD);
+    return rc == MPI_SUCCESS ? 0 : mpi_fail(err, rc, "an all-reduce");
+}
+
 int lsh_comm_bcast(void *buf, size_t bytes, unsigned root, struct lsh_error *err)
 {
     if (!g_active || g_size == 1)
@@ -296,6 +304,12 @@ void lsh_comm_finalize(void) {}
 void lsh_comm_abort(int code)
 {
     (void)code;
+}
+
+int lsh_comm_max_u64(uint64_t *v, size_t n, struct lsh_error *err)
+{
+    (void)v, (void)n, (void)err;
+    return 0;
 }
 
 int lsh_comm_bcast(void *buf, size_t bytes, unsigned root, struct lsh_error *err)

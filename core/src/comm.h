@@ -9,6 +9,7 @@
 #ifndef LSH_COMM_H
 #define LSH_COMM_H
 
+#include <stdint.h>
 #include <stddef.h>
 
 #include "error.h"
@@ -24,6 +25,10 @@ unsigned lsh_comm_rank(void);
 unsigned lsh_comm_size(void);
 /* "Open MPI 4.1.4" when built with MPI, else NULL. */
 const char *lsh_comm_library(void);
+
+/* Every rank's v[0 .. n) replaced by the largest value of each over all
+ * ranks (a collective: every rank calls it). */
+int lsh_comm_max_u64(uint64_t *v, size_t n, struct lsh_error *err);
 
 /* buf (bytes) from root to every rank. */
 int lsh_comm_bcast(void *buf, size_t bytes, unsigned root, struct lsh_error *err);

@@ -374,6 +374,9 @@ static void wire_str(struct wire *w, const char *text)
     wire_put(w, text, len);
 }
 
+/* Records buffered beyond this are sent at once (after a whole record). */
+#define WIRE_FLUSH_BYTES ((size_t)256 << 20)
+
 /* Send what is buffered to rank 0. */
 static int wire_send(struct run *r, struct lsh_error *err)
 {
@@ -475,7 +478,10 @@ static int out_array(struct run *r, uint64_t point, const char *name, char type,
     wire_u64(w, rows);
     wire_u64(w, cols);
     wire_put(w, data, values * size);
-    return w->oom ? lsh_error_set(err, LSH_ENOMEM, "out of memory buffering %s", name) : 0;
+    if (w->oom)
+        return lsh_error_set(err, LSH_ENOMEM, "out of memory buffering %s", name);
+    /* a message stays below MPI's int count (and the buffer bounded) */
+    return w->len >= WIRE_FLUSH_BYTES ? wire_send(r, err) : 0;
 }
 
 static int write_row(struct run *r, size_t point, enum lsh_point_status status,
@@ -987,6 +993,21 @@ static int run_group(struct run *r, const struct lsh_dataset *ds, const struct p
     r->times.hashing += lsh_now() - t0;
     if (r->rows_seg) /* every rank goes on, or none */
         rc = agree(r, rc, err);
+    if (!rc && r->rows_seg) {
+        /* and every rank hashed alike: a strategy that failed on some ranks
+         * only (another build of a plugin on a node) would leave the ranks in
+         * different collectives */
+        uint64_t v[2] = {failure != NULL, failure == NULL};
+        struct lsh_error e;
+        lsh_error_clear(&e);
+        if (lsh_comm_max_u64(v, 2, &e))
+            rc = lsh_error_set(err, LSH_EIO, "%s", e.message);
+        else if (v[0] && v[1])
+            rc = lsh_error_set(err, LSH_EPLUGIN,
+                               "strategy '%s' failed while hashing on some ranks only "
+                               "(rank %u: %.300s); every rank needs the same strategy plugins",
+                               st->name, r->rank, failure ? failure : "it did not fail");
+    }
     if (!rc)
         report(r, "hash", ds->spec->name, NULL, lsh_now() - t0, 0.0);
     if (!rc && failure)
@@ -1035,20 +1056,24 @@ static int run_unit(struct run *r, size_t first, size_t last, struct lsh_error *
     const char *name = cfg->datasets[dsi].name;
     r->unit = plan->groups[first].where;
 
-    /* Skipped groups need no data; finished groups (resume) need nothing. */
-    int need_data = 0;
-    for (size_t gi = first; gi < last; gi++) {
+    /* Skipped groups need no data; finished groups (resume) need nothing.
+     * A unit's skipped rows come first, as in one process: when the unit is
+     * cut between ranks, the rank with its first group writes them all. */
+    const size_t u0 = r->unit_first[first];
+    size_t u1 = first == u0 ? last : first;
+    while (first == u0 && u1 < plan->n_groups && r->unit_first[u1] == u0)
+        u1++;
+    for (size_t gi = first == u0 ? u0 : u1; gi < u1; gi++) {
         const struct lsh_hash_group *g = &plan->groups[gi];
-        if (group_done(r, g))
-            continue;
-        if (g->skip_reason) {
+        if (g->skip_reason && !group_done(r, g)) {
             int rc = write_group_rows(r, g, LSH_POINT_SKIPPED, g->skip_reason, name, err);
             if (rc)
                 return rc;
-        } else {
-            need_data = 1;
         }
     }
+    int need_data = 0;
+    for (size_t gi = first; gi < last; gi++)
+        need_data |= !plan->groups[gi].skip_reason && !group_done(r, &plan->groups[gi]);
     if (!need_data)
         return 0;
 
@@ -1075,10 +1100,27 @@ static int run_unit(struct run *r, size_t first, size_t last, struct lsh_error *
      * the reason in their rows), not the other units or datasets of the run. */
     struct lsh_error why;
     lsh_error_clear(&why);
-    const int bad = !rc && lsh_attn_check(&pb.attn, name, &why);
+    int bad = !rc && lsh_attn_check(&pb.attn, name, &why);
     if (bad)
         name_unit(&why, name, r->unit);
     r->times.data += lsh_now() - t0;
+    int go = 1; /* compute the reference (0: another rank failed; agree() says so) */
+    if (r->rows_seg) { /* spread by rows: every rank takes the same way */
+        uint64_t v[3] = {rc != 0, bad != 0, !rc && !bad};
+        struct lsh_error e;
+        lsh_error_clear(&e);
+        int arc = lsh_comm_max_u64(v, 3, &e);
+        if (arc && !rc)
+            rc = lsh_error_set(err, LSH_EIO, "%s", e.message);
+        else if (v[0])
+            bad = go = 0;
+        else if (v[1] && v[2]) {
+            bad = 0;
+            rc = lsh_error_set(err, LSH_EDATA, "dataset '%s': the ranks read different data "
+                               "(its scores can be formed on some ranks only); every rank "
+                               "needs the same input files", name);
+        }
+    }
     if (bad) {
         for (size_t gi = first; !rc && gi < last; gi++) {
             const struct lsh_hash_group *g = &plan->groups[gi];
@@ -1105,7 +1147,7 @@ static int run_unit(struct run *r, size_t first, size_t last, struct lsh_error *
     size_t r0 = 0, r1 = pb.m ? pb.m : ds->n;
     if (r->rows_seg)
         rank_rows(r, r->rank, &r0, &r1); /* this rank's rows alone */
-    if (!rc && r1 > r0)
+    if (!rc && go && r1 > r0)
         rc = lsh_reference_compute_part(&pb.attn, pb.rows, pb.m ? pb.m : ds->n, r0, r1,
                                         r->opts->threads, cache ? mem.cache : 0, &ref, err);
     r->times.reference += lsh_now() - t0;
@@ -1134,6 +1176,10 @@ static int run_unit(struct run *r, size_t first, size_t last, struct lsh_error *
         if (g->skip_reason || group_done(r, g))
             continue;
         rc = run_group(r, ds, &pb, ref, g, err);
+        /* another rank sends each group's records as it finishes, so rank 0
+         * shows its progress and a unit's dumps are not held (and copied) whole */
+        if (!rc && r->rank != 0 && !r->rows_seg)
+            rc = wire_send(r, err);
         if (!rc && !r->rows_seg && stop_requested(r)) /* by rows: the passes' verdicts */
             rc = LSH_EINTR;
     }
