@@ -606,7 +606,7 @@ static void rank_rows(const struct run *r, unsigned q, size_t *r0, size_t *r1)
 }
 
 struct part_head {
-    int32_t rc;                     /* 0, or why this rank has no partials */
+    _Alignas(double) int32_t rc;    /* 0, or why this rank has no partials */
     char message[LSH_ERROR_MSG_MAX];
 };
 
@@ -618,8 +618,11 @@ static size_t part_bytes(const struct run *r, unsigned q, size_t nh, size_t nc, 
     rank_rows(r, q, &r0, &r1);
     const size_t parts =
         r1 > r0 ? lsh_eval_part_doubles(r1 - r0, r->cfg->attention.n_topk, nh, nc, oracle) : 0;
-    return sizeof(struct part_head) + (LSH_EVAL_SECONDS(nh) + parts) * sizeof(double) +
-           (want_rows ? nh * (r1 - r0) * (sizeof(double) + sizeof(uint32_t)) : 0);
+    const size_t bytes = sizeof(struct part_head) +
+                         (LSH_EVAL_SECONDS(nh) + parts) * sizeof(double) +
+                         (want_rows ? nh * (r1 - r0) * (sizeof(double) + sizeof(uint32_t)) : 0);
+    /* whole doubles, so the next rank's doubles in the gathered bytes are aligned */
+    return (bytes + sizeof(double) - 1) / sizeof(double) * sizeof(double);
 }
 
 /* The agreement after a pass spread by rows: rank 0 tells the others
