@@ -918,6 +918,17 @@ static int cmd_run(int argc, char **argv)
                 printf(" (oracle %.2f s)", t->oracle);
             printf(", writing %.2f s, other %.2f s%s\n", t->writing, t->other,
                    ranks > 1 ? " (rank 0's; it also writes every rank's rows)" : "");
+            /* CPU seconds of all threads by phase: what -j threads x the
+             * elapsed time leaves is the time they sat idle */
+            const struct lsh_run_phases *c = &t->cpu;
+            const double busy = c->data + c->reference + c->hashing + c->evaluation +
+                                c->writing + c->other,
+                         room = (double)jobs * sum.seconds;
+            printf("cpu: %.2f s of %u thread%s x %.2f s (%.0f%% busy): data %.2f s, reference "
+                   "%.2f s, hashing %.2f s, evaluation %.2f s, writing %.2f s, other %.2f s\n",
+                   busy, jobs, jobs == 1 ? "" : "s", sum.seconds,
+                   room > 0 ? 100.0 * busy / room : 0.0, c->data, c->reference, c->hashing,
+                   c->evaluation, c->writing, c->other);
         }
         code = sum.failed ? EXIT_FAILED : EXIT_OK;
         if (sum.failed)

@@ -80,22 +80,32 @@ static const char *openblas_core(void)
     return get ? get() : NULL;
 }
 
+/* OpenBLAS's kernels that use AVX-512 (0.3.21 names). */
+static int avx512_core(const char *core)
+{
+    return strcasecmp(core, "skylakex") == 0 || strcasecmp(core, "cooperlake") == 0 ||
+           strcasecmp(core, "sapphirerapids") == 0;
+}
+
 void lsh_blas_pick_kernels(char **argv)
 {
-    /* OpenBLAS (0.3.21, Debian 12) does not know newer Xeons (e.g. model
-     * 207) and falls back to its Prescott (SSE3) kernels, 4x slower than
-     * its AVX-512 ones.  It reads OPENBLAS_CORETYPE only when it is loaded,
-     * so name the best core this CPU supports and start again.  A user's
-     * own OPENBLAS_CORETYPE is always kept. */
+    /* OpenBLAS (0.3.21, Debian 12) does not know newer CPUs: newer Xeons
+     * (e.g. model 207) get its Prescott (SSE3) kernels, 4x slower than its
+     * AVX-512 ones, and AVX-512 EPYCs (Zen 4) its Haswell (AVX2) kernels,
+     * 1.5x slower (bench-dgemm: 40-45 against 67 GFLOP/s).  It reads
+     * OPENBLAS_CORETYPE only when it is loaded, so name the best core this
+     * CPU supports and start again.  A user's own OPENBLAS_CORETYPE is
+     * always kept. */
     const char *core = openblas_core();
-    if (!core || strcasecmp(core, "prescott") != 0 || getenv("OPENBLAS_CORETYPE"))
+    if (!core || getenv("OPENBLAS_CORETYPE") || avx512_core(core))
         return;
     __builtin_cpu_init();
     const char *want = NULL;
     if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512dq") &&
         __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vl"))
         want = "SkylakeX";
-    else if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"))
+    else if (strcasecmp(core, "prescott") == 0 && __builtin_cpu_supports("avx2") &&
+             __builtin_cpu_supports("fma"))
         want = "Haswell";
     if (!want || setenv("OPENBLAS_CORETYPE", want, 1) != 0)
         return;

@@ -50,6 +50,113 @@ static void *work(void *arg)
     return NULL;
 }
 
+/* The workers stay between calls: a sweep of many small heads makes
+ * thousands of calls, and starting threads for each (stacks mapped and
+ * unmapped, TLB shootdowns) cost ~10% of such a run.  Worker k (1, 2, ...)
+ * takes part in a call of threads > k; the caller is thread 0.  One call uses
+ * the workers at a time: a call made while they are busy (from a task, or
+ * another thread) starts threads of its own, as every call once did. */
+static struct {
+    pthread_mutex_t mu;
+    pthread_cond_t go, done;
+    unsigned started;     /* workers running */
+    unsigned long round;  /* which call the workers are on */
+    unsigned want;        /* workers 1 .. want take part in it */
+    unsigned active;      /* of those, still working */
+    struct pool *job;
+    int forked;           /* pthread_atfork handler installed */
+} team = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, PTHREAD_COND_INITIALIZER, 0, 0,
+           0, 0, NULL, 0};
+static pthread_mutex_t team_busy = PTHREAD_MUTEX_INITIALIZER;
+
+struct member {
+    unsigned id;
+    unsigned long seen; /* the call before the one it was started for */
+};
+
+static void *team_member(void *arg)
+{
+    const struct member me = *(const struct member *)arg;
+    free(arg);
+    const unsigned id = me.id;
+    unsigned long seen = me.seen;
+    pthread_mutex_lock(&team.mu);
+    for (;;) {
+        while (team.round == seen)
+            pthread_cond_wait(&team.go, &team.mu);
+        seen = team.round;
+        if (id > team.want)
+            continue;
+        struct worker w = {team.job, id};
+        pthread_mutex_unlock(&team.mu);
+        work(&w);
+        pthread_mutex_lock(&team.mu);
+        if (--team.active == 0)
+            pthread_cond_signal(&team.done);
+    }
+    return NULL;
+}
+
+/* A forked child has none of the parent's workers: start afresh. */
+static void team_after_fork(void)
+{
+    pthread_mutex_init(&team.mu, NULL);
+    pthread_cond_init(&team.go, NULL);
+    pthread_cond_init(&team.done, NULL);
+    pthread_mutex_init(&team_busy, NULL);
+    team.started = 0;
+    team.want = team.active = 0;
+    team.job = NULL;
+}
+
+/* Workers 1 .. n - 1 running (fewer if threads cannot start); returns how
+ * many run. */
+static unsigned team_grow(unsigned n)
+{
+    if (!team.forked) {
+        if (pthread_atfork(NULL, NULL, team_after_fork) != 0)
+            return 0;
+        team.forked = 1;
+    }
+    while (team.started + 1 < n) {
+        pthread_t tid;
+        pthread_attr_t attr;
+        struct member *me = malloc(sizeof *me);
+        if (!me || pthread_attr_init(&attr) != 0) {
+            free(me);
+            break;
+        }
+        *me = (struct member){team.started + 1, team.round};
+        pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+        const int rc = pthread_create(&tid, &attr, team_member, me);
+        pthread_attr_destroy(&attr);
+        if (rc != 0) {
+            free(me);
+            break;
+        }
+        team.started++;
+    }
+    return team.started;
+}
+
+/* The old way: threads of this call's own, joined at its end. */
+static void run_own_threads(struct pool *p, unsigned threads)
+{
+    pthread_t tid[threads];
+    struct worker ws[threads];
+    unsigned started = 0;
+    for (unsigned i = 1; i < threads; i++) {
+        ws[i] = (struct worker){p, i};
+        if (pthread_create(&tid[i], NULL, work, &ws[i]) != 0)
+            break;
+        started = i;
+    }
+    ws[0] = (struct worker){p, 0};
+    work(&ws[0]);
+    for (unsigned i = 1; i <= started; i++)
+        pthread_join(tid[i], NULL);
+}
+
 int lsh_parallel_for(unsigned threads, size_t n_tasks, lsh_task_fn fn, void *ctx)
 {
     if (n_tasks == 0)
@@ -66,38 +173,43 @@ int lsh_parallel_for(unsigned threads, size_t n_tasks, lsh_task_fn fn, void *ctx
         }
         return 0;
     }
+    if (threads > 1024)
+        threads = 1024; /* run_own_threads' arrays live on the stack */
     struct pool p = {.fn = fn, .ctx = ctx, .n_tasks = n_tasks};
     atomic_init(&p.next, 0);
     atomic_init(&p.stop, 0);
     p.codes = calloc(n_tasks, sizeof *p.codes);
-    pthread_t *tid = calloc(threads, sizeof *tid);
-    struct worker *ws = calloc(threads, sizeof *ws);
     unsigned fail = atomic_load(&fail_next);
     while (fail && !atomic_compare_exchange_weak(&fail_next, &fail, fail - 1))
         ;
-    if (!p.codes || !tid || !ws || fail) {
+    if (!p.codes || fail) {
         free(p.codes);
-        free(tid);
-        free(ws);
         return LSH_ENOMEM; /* no task ran: a caller must not read their outputs */
     }
-    unsigned started = 0;
-    for (unsigned i = 1; i < threads; i++) {
-        ws[i] = (struct worker){&p, i};
-        if (pthread_create(&tid[i], NULL, work, &ws[i]) != 0)
-            break;
-        started = i;
+    if (pthread_mutex_trylock(&team_busy) == 0) {
+        pthread_mutex_lock(&team.mu);
+        const unsigned have = team_grow(threads);
+        team.job = &p;
+        team.want = have < threads - 1 ? have : threads - 1;
+        team.active = team.want;
+        team.round++;
+        pthread_cond_broadcast(&team.go);
+        pthread_mutex_unlock(&team.mu);
+        struct worker w0 = {&p, 0};
+        work(&w0);
+        pthread_mutex_lock(&team.mu);
+        while (team.active > 0)
+            pthread_cond_wait(&team.done, &team.mu);
+        team.job = NULL;
+        pthread_mutex_unlock(&team.mu);
+        pthread_mutex_unlock(&team_busy);
+    } else {
+        run_own_threads(&p, threads);
     }
-    ws[0] = (struct worker){&p, 0};
-    work(&ws[0]);
-    for (unsigned i = 1; i <= started; i++)
-        pthread_join(tid[i], NULL);
     int rc = 0;
     for (size_t t = 0; t < n_tasks && !rc; t++)
         rc = p.codes[t];
     free(p.codes);
-    free(tid);
-    free(ws);
     return rc;
 }
 
@@ -111,5 +223,13 @@ double lsh_now(void)
 {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+double lsh_cpu_now(void)
+{
+    struct timespec ts;
+    if (clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts) != 0)
+        return 0.0;
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }

@@ -27,4 +27,7 @@ unsigned lsh_cpu_count(void);
 /* Monotonic wall clock in seconds. */
 double lsh_now(void);
 
+/* CPU seconds the whole process (every thread) has used so far. */
+double lsh_cpu_now(void);
+
 #endif

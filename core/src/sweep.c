@@ -251,7 +251,7 @@ struct run {
     const struct lsh_run_opts *opts;
     struct lsh_results *res;
     struct lsh_run_summary *sum;
-    double t0;
+    double t0, cpu0; /* when the run started: wall, and the process's CPU */
     struct lsh_dataset_unit unit; /* the unit being worked on */
     struct lsh_run_times times;   /* other: left 0 until reported */
     double ref_seconds;           /* the unit's reference pass */
@@ -272,12 +272,31 @@ static int is_done(const struct run *r, size_t p)
     return r->done[p] != 0;
 }
 
-/* The times so far, other being what the rest leaves of the elapsed time. */
+/* When a phase began, by the wall clock and the process's CPU clock. */
+struct stamp {
+    double wall, cpu;
+};
+
+static struct stamp stamp_now(void)
+{
+    return (struct stamp){lsh_now(), lsh_cpu_now()};
+}
+
+/* Adds the wall and CPU seconds since stamp s to phase F of run r's times. */
+#define SPENT(r, F, s)                                                                             \
+    ((r)->times.F += lsh_now() - (s).wall, (r)->times.cpu.F += lsh_cpu_now() - (s).cpu)
+
+/* The times so far, other being what the rest leaves of the elapsed time
+ * (and of the CPU time since the run started). */
 static struct lsh_run_times times_now(const struct run *r, double elapsed)
 {
     struct lsh_run_times t = r->times;
     const double known = t.data + t.reference + t.hashing + t.evaluation + t.writing;
     t.other = elapsed > known ? elapsed - known : 0.0;
+    const struct lsh_run_phases *c = &t.cpu;
+    const double cpu = lsh_cpu_now() - r->cpu0,
+                 cpu_known = c->data + c->reference + c->hashing + c->evaluation + c->writing;
+    t.cpu.other = cpu > cpu_known ? cpu - cpu_known : 0.0;
     return t;
 }
 
@@ -518,9 +537,9 @@ static int put_row(struct run *r, size_t point, enum lsh_point_status status,
     } else {
         row.metrics.topk_recall = zeros;
     }
-    const double t0 = lsh_now();
+    const struct stamp t0 = stamp_now();
     int rc = lsh_results_append(r->res, &row, err);
-    r->times.writing += lsh_now() - t0;
+    SPENT(r, writing, t0);
     if (rc)
         return rc;
     r->done[point] = 1;
@@ -729,12 +748,12 @@ static int eval_by_rows(struct run *r, const struct lsh_reference *ref,
     double *partials = secs + LSH_EVAL_SECONDS(nh);
     const size_t parts_n =
         r1 > r0 ? lsh_eval_part_doubles(r1 - r0, cfg->attention.n_topk, nh, nc, oracle) : 0;
-    double t0 = lsh_now();
+    struct stamp t0 = stamp_now();
     if (!rc && r1 > r0)
         rc = lsh_eval_pass_part(ref, rounds, &pass->mode, cfg->sweep.n_hashes, nh,
                                 cfg->sweep.combine, nc, eo, r->opts->threads, r0, r1, partials,
                                 secs, dump, err);
-    r->times.evaluation += lsh_now() - t0;
+    SPENT(r, evaluation, t0);
     if (rc) {
         head.rc = rc;
         snprintf(head.message, sizeof head.message, "%s",
@@ -800,11 +819,11 @@ static int eval_by_rows(struct run *r, const struct lsh_reference *ref,
         if (!rc && at != whole)
             rc = lsh_error_set(err, LSH_EINVAL, "parts hold %zu of %zu partial sums", at, whole);
     }
-    t0 = lsh_now();
+    t0 = stamp_now();
     if (!rc)
         rc = lsh_eval_finish(ref, rounds, cfg->sweep.n_hashes, nh, nc, eo, joined, secs0, mt,
                              err);
-    r->times.evaluation += lsh_now() - t0;
+    SPENT(r, evaluation, t0);
     free(joined);
     free(all);
     free(counts);
@@ -867,7 +886,7 @@ static int pass_body(struct run *r, const struct hashing *hs, const struct probl
             se[t].topk_recall = topk + (nh * nc + t) * nt;
         }
     }
-    double t0 = lsh_now();
+    struct stamp t0 = stamp_now();
     if (r->rows_seg) {
         *collective = 1;
         rc = eval_by_rows(r, ref, &rounds, pass, eo, mt, want_rows ? &dump : NULL, rc, err);
@@ -883,7 +902,7 @@ static int pass_body(struct run *r, const struct hashing *hs, const struct probl
         rc = lsh_eval_pass(ref, &rounds, &pass->mode, cfg->sweep.n_hashes, nh,
                            cfg->sweep.combine, nc, eo, r->opts->threads, mt,
                            want_rows ? &dump : NULL, err);
-        r->times.evaluation += lsh_now() - t0;
+        SPENT(r, evaluation, t0);
     }
     if (rc == LSH_EDATA || rc == LSH_EPLUGIN) {
         /* SPEC 14's weights cannot be formed for this pass (a law value
@@ -908,7 +927,7 @@ static int pass_body(struct run *r, const struct hashing *hs, const struct probl
         r->times.oracle += oracle_s;
         report_oracle(r, hs->ds->spec->name, oracle_s);
     }
-    t0 = lsh_now();
+    t0 = stamp_now();
     for (size_t p = first; !rc && want_rows && p < last; p++) {
         if (is_done(r, p))
             continue;
@@ -929,7 +948,7 @@ static int pass_body(struct run *r, const struct hashing *hs, const struct probl
             free(idx);
         }
     }
-    r->times.writing += lsh_now() - t0;
+    SPENT(r, writing, t0);
     for (size_t p = first; !rc && p < last; p++) {
         if (is_done(r, p))
             continue;
@@ -940,9 +959,9 @@ static int pass_body(struct run *r, const struct hashing *hs, const struct probl
             hash_s += hs->rs[h].seconds;
         mt[k].hash_seconds = hash_s;
         char failure[LSH_ERROR_MSG_MAX] = "";
-        t0 = lsh_now();
+        t0 = stamp_now();
         rc = dump_point(cfg, r, hs, p, H, failure, err);
-        r->times.writing += lsh_now() - t0;
+        SPENT(r, writing, t0);
         if (!rc && failure[0])
             rc = write_row(r, p, LSH_POINT_FAILED, failure, NULL, hs->ds->spec->name, err);
         else if (!rc)
@@ -988,9 +1007,9 @@ static int run_group(struct run *r, const struct lsh_dataset *ds, const struct p
     if (law_why[0])
         return write_group_rows(r, g, LSH_POINT_FAILED, law_why, ds->spec->name, err);
     const char *failure = NULL;
-    double t0 = lsh_now();
+    struct stamp t0 = stamp_now();
     int rc = hash_group(&hs, r->opts->threads, &failure, err);
-    r->times.hashing += lsh_now() - t0;
+    SPENT(r, hashing, t0);
     if (r->rows_seg) /* every rank goes on, or none */
         rc = agree(r, rc, err);
     if (!rc && r->rows_seg) {
@@ -1009,7 +1028,7 @@ static int run_group(struct run *r, const struct lsh_dataset *ds, const struct p
                                st->name, r->rank, failure ? failure : "it did not fail");
     }
     if (!rc)
-        report(r, "hash", ds->spec->name, NULL, lsh_now() - t0, 0.0);
+        report(r, "hash", ds->spec->name, NULL, lsh_now() - t0.wall, 0.0);
     if (!rc && failure)
         rc = write_group_rows(r, g, LSH_POINT_FAILED, failure, ds->spec->name, err);
     else
@@ -1081,19 +1100,19 @@ static int run_unit(struct run *r, size_t first, size_t last, struct lsh_error *
     struct problem pb;
     struct lsh_reference *ref = NULL;
     memset(&pb, 0, sizeof pb);
-    double t0 = lsh_now();
+    struct stamp t0 = stamp_now();
     int rc = lsh_dataset_make_as(&cfg->datasets[dsi], cfg->path, cfg->seed,
                                  cfg->attention.keys == LSH_KEYS_SEPARATE, r->unit,
                                  &plan->shapes[dsi], &ds, err);
-    r->times.data += lsh_now() - t0;
-    t0 = lsh_now();
+    SPENT(r, data, t0);
+    t0 = stamp_now();
     if (!rc && r->rank == 0 && !r->unit_written[r->unit_first[first]]) {
         rc = lsh_results_write_dataset(r->res, &plan->shapes[dsi], ds,
                                        (cfg->dump & LSH_DUMP_DATA) != 0, err);
         r->unit_written[r->unit_first[first]] = !rc;
     }
-    r->times.writing += lsh_now() - t0;
-    t0 = lsh_now();
+    SPENT(r, writing, t0);
+    t0 = stamp_now();
     if (!rc)
         rc = problem_init(&pb, cfg, ds, err);
     /* Data whose scores cannot be formed exactly fails its own points (with
@@ -1103,7 +1122,7 @@ static int run_unit(struct run *r, size_t first, size_t last, struct lsh_error *
     int bad = !rc && lsh_attn_check(&pb.attn, name, &why);
     if (bad)
         name_unit(&why, name, r->unit);
-    r->times.data += lsh_now() - t0;
+    SPENT(r, data, t0);
     int go = 1; /* compute the reference (0: another rank failed; agree() says so) */
     if (r->rows_seg) { /* spread by rows: every rank takes the same way */
         uint64_t v[3] = {rc != 0, bad != 0, !rc && !bad};
@@ -1143,14 +1162,14 @@ static int run_unit(struct run *r, size_t first, size_t last, struct lsh_error *
     const struct lsh_run_opts *caller_opts = r->opts;
     opts.threads = lsh_plan_threads(&mem, opts.threads, limit, &cache);
     r->opts = &opts;
-    t0 = lsh_now();
+    t0 = stamp_now();
     size_t r0 = 0, r1 = pb.m ? pb.m : ds->n;
     if (r->rows_seg)
         rank_rows(r, r->rank, &r0, &r1); /* this rank's rows alone */
     if (!rc && go && r1 > r0)
         rc = lsh_reference_compute_part(&pb.attn, pb.rows, pb.m ? pb.m : ds->n, r0, r1,
                                         r->opts->threads, cache ? mem.cache : 0, &ref, err);
-    r->times.reference += lsh_now() - t0;
+    SPENT(r, reference, t0);
     if (r->rows_seg) /* every rank goes on, or none */
         rc = agree(r, rc, err);
     r->oracle_told = 0;
@@ -1260,16 +1279,16 @@ static int ensure_dataset(struct run *r, size_t g, struct lsh_error *err)
         return 0;
     const struct lsh_config *cfg = r->cfg;
     struct lsh_dataset *ds = NULL;
-    double t0 = lsh_now();
+    struct stamp t0 = stamp_now();
     int rc = lsh_dataset_make_as(&cfg->datasets[hg->dataset], cfg->path, cfg->seed,
                                  cfg->attention.keys == LSH_KEYS_SEPARATE, hg->where,
                                  &r->plan->shapes[hg->dataset], &ds, err);
-    r->times.data += lsh_now() - t0;
-    t0 = lsh_now();
+    SPENT(r, data, t0);
+    t0 = stamp_now();
     if (!rc)
         rc = lsh_results_write_dataset(r->res, &r->plan->shapes[hg->dataset], ds,
                                        (cfg->dump & LSH_DUMP_DATA) != 0, err);
-    r->times.writing += lsh_now() - t0;
+    SPENT(r, writing, t0);
     lsh_dataset_free(ds);
     r->unit_written[u] = !rc;
     return rc;
@@ -1352,10 +1371,10 @@ static int drain(struct run *r, unsigned q, struct lsh_error *err)
                 const size_t g = r->plan->passes[r->plan->points[point].pass].group;
                 rc = ensure_dataset(r, g, err);
                 if (!rc && !r->done[point]) {
-                    const double t0 = lsh_now();
+                    const struct stamp t0 = stamp_now();
                     rc = lsh_results_dump_array(r->res, point, name, (char)type, data,
                                                 (size_t)rows, (size_t)cols, err);
-                    r->times.writing += lsh_now() - t0;
+                    SPENT(r, writing, t0);
                 }
             } else {
                 rd.bad = 1;
@@ -1433,7 +1452,8 @@ int lsh_sweep_run(const struct lsh_config *cfg, const struct lsh_plan *plan,
 {
     struct lsh_run_summary sum = {.points = plan->n_points};
     struct run r = {.cfg = cfg, .plan = plan, .opts = opts, .sum = &sum, .t0 = lsh_now(),
-                    .unit = {-1, -1}, .rank = lsh_comm_rank(), .ranks = lsh_comm_size()};
+                    .cpu0 = lsh_cpu_now(), .unit = {-1, -1}, .rank = lsh_comm_rank(),
+                    .ranks = lsh_comm_size()};
     if (cfg->experiment != LSH_EXPERIMENT_SWEEP)
         return lsh_error_set(err, LSH_EINVAL, "lsh_sweep_run: not a sweep experiment");
     struct wire out = {0};
@@ -1450,7 +1470,7 @@ int lsh_sweep_run(const struct lsh_config *cfg, const struct lsh_plan *plan,
         r.unit_first[g] = g && plan->groups[g].dataset == plan->groups[g - 1].dataset &&
                                   plan->groups[g].unit == plan->groups[g - 1].unit
                               ? r.unit_first[g - 1] : g;
-    double t0 = lsh_now();
+    struct stamp t0 = stamp_now();
     if (!rc && r.rank == 0) {
         rc = lsh_results_open(opts->output ? opts->output : cfg->output, cfg, opts->cmdline,
                               opts->mode, &r.res, err);
@@ -1459,7 +1479,7 @@ int lsh_sweep_run(const struct lsh_config *cfg, const struct lsh_plan *plan,
         for (size_t p = 0; !rc && p < plan->n_points; p++)
             r.done[p] = lsh_results_has_point(r.res, p) != 0;
     }
-    r.times.writing += lsh_now() - t0;
+    SPENT(&r, writing, t0);
     /* Every rank starts from rank 0's state: whether the file opened, which
      * points it holds, and its memory limit (which decides the score cache,
      * and so the last bits of the metrics). */
@@ -1553,9 +1573,9 @@ int lsh_sweep_run(const struct lsh_config *cfg, const struct lsh_plan *plan,
     }
     struct lsh_error close_err;
     lsh_error_clear(&close_err);
-    t0 = lsh_now();
+    t0 = stamp_now();
     int crc = lsh_results_close(r.res, rc == 0, &close_err);
-    r.times.writing += lsh_now() - t0;
+    SPENT(&r, writing, t0);
     if (!rc && crc) {
         rc = crc;
         if (err)

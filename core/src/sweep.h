@@ -29,10 +29,17 @@
  *   other      the rest: opening and closing the file, per-group and
  *              per-pass buffers, progress reports
  *   oracle     the part of evaluation the budget-matched oracle took
- *              (attention.oracle; 0 when off); not in other's sum. */
+ *              (attention.oracle; 0 when off); not in other's sum.
+ * cpu holds the CPU seconds of every thread in the same phases (other: the
+ * rest of the process's since the run started), so that threads x elapsed
+ * minus their total is the time threads sat idle. */
+struct lsh_run_phases {
+    double data, reference, hashing, evaluation, writing, other;
+};
 struct lsh_run_times {
     double data, reference, hashing, evaluation, writing, other;
     double oracle;
+    struct lsh_run_phases cpu;
 };
 
 struct lsh_progress {

@@ -30,28 +30,62 @@ now() { date +%s.%N; }
 wall() { local t0 t1; t0=$(now); "$@" > /dev/null; t1=$(now); awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.3f", b - a }'; }
 median() { tr ' ' '\n' | sort -g | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'; }
 
+# Single-thread DGEMM rate of the kernels lshlab runs on: the unit of efficiency.
+"$build/tools/bench/bench-dgemm" 4096 64 128 > "$out/dgemm.txt"
+dgemm=$(awk '{ for (i = 1; i <= NF; i++) if ($i == "GFLOP/s") print $(i - 1) }' "$out/dgemm.txt")
+jobs=$(nproc)
+
+# runs K CONFIG NAME: lshlab run K times (-j all CPUs), each run's results and
+# stdout kept as NAME.K.h5/.log; prints the median run's K and wall seconds.
+runs() {
+  local k=$1 cfg=$2 name=$3 i t0 t1 list=""
+  for i in $(seq 1 "$k"); do
+    t0=$(now)
+    "$lshlab" run "$cfg" -o "$out/$name.$i.h5" --force -j "$jobs" > "$out/$name.$i.log" 2>/dev/null
+    t1=$(now)
+    list="$list$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.3f", b - a }') $i\n"
+  done
+  printf "$list" | awk '{ printf "%s ", $1 }' > "$out/$name.walls"
+  printf "$list" | sort -g | awk -v k="$k" 'NR == int((k + 1) / 2) { print $2, $1 }'
+}
+# efficiency NAME K WALL: useful flops / wall / (threads x DGEMM), with the breakdown
+efficiency() {
+  /usr/bin/python3 tools/bench/efficiency.py "$out/$1.$2.h5" --wall "$3" --threads "$jobs" \
+    --dgemm "$dgemm" --log "$out/$1.$2.log" --label "$1"
+}
+
 if [ -f "$peer" ]; then
-  echo "== 1. numpy peer vs lshlab, same sweep (48 points, n = 4096, d = 64)"
+  echo "== 1. numpy peer vs lshlab, same sweep (48 points, n = 4096, d = 64), and efficiency"
   # The machine's speed drifts by tens of percent from run to run: the peer
   # twice (its faster run counts), lshlab five times (its median counts).
   peer_t="$(wall /usr/bin/python3 "$peer") $(wall /usr/bin/python3 "$peer")"
-  ours_t=""
-  for k in 1 2 3 4 5; do
-    ours_t="$ours_t $(wall "$lshlab" run experiments/configs/bench-peer.yaml -o "$out/a.h5" --force -q)"
-  done
+  read -r med_k med_ours < <(runs 5 experiments/configs/bench-peer.yaml peer)
   best_peer=$(echo $peer_t | tr ' ' '\n' | sort -g | head -1)
-  med_ours=$(echo $ours_t | median)
   echo "peer_numpy runs (s): $peer_t"
-  echo "lshlab -j $(nproc) runs (s):$ours_t"
+  echo "lshlab -j $jobs runs (s): $(cat "$out/peer.walls")"
   awk -v p="$best_peer" -v a="$med_ours" 'BEGIN {
     printf "peer_numpy %.2f s (best of 2), lshlab %.2f s (median of 5): lshlab is %.1fx faster\n",
            p, a, p / a }'
+  cat "$out/dgemm.txt"
+  efficiency peer "$med_k" "$med_ours"
 else
   echo "== 1. skipped: no peer program at $peer (set PEER=...)"
 fi
 
+echo "== 1b. many small heads: experiments/configs/real-heads.yaml (median of 3), efficiency"
+read -r med_k med_w < <(runs 3 experiments/configs/real-heads.yaml heads)
+echo "lshlab -j $jobs runs (s): $(cat "$out/heads.walls")"
+efficiency heads "$med_k" "$med_w"
+
+echo "== 1c. the row path (combine: rounds) against the tile path (combine: union), bench-peer's points"
+sed 's/^  combine: union$/  combine: rounds/' experiments/configs/bench-peer.yaml > "$out/rounds.yaml"
+read -r _ tile_w < <(runs 3 experiments/configs/bench-peer.yaml tile)
+read -r _ row_w < <(runs 3 "$out/rounds.yaml" rows)
+awk -v t="$tile_w" -v r="$row_w" 'BEGIN {
+  printf "union (tile path) %.2f s, rounds (row path) %.2f s (medians of 3): the row path takes %.2fx\n", t, r, r / t }'
+
 echo "== 2. reference pass vs DGEMM, one thread"
-"$build/tools/bench/bench-dgemm" 4096 64 128 | tee "$out/dgemm.txt"
+cat "$out/dgemm.txt"
 # the pass takes ~0.1 s here, so one run is noisy: the best of three counts,
 # as bench-dgemm takes the best of its repetitions
 for k in 1 2 3; do
