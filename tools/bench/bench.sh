@@ -1,15 +1,25 @@
 #!/usr/bin/env bash
-# bench.sh - lshlab's speed, measured, not asserted:
+# bench.sh - lshlab's speed, measured, not asserted (each figure a ratio to
+# something measured in the same run):
 #  1. the same sweep as the numpy program a researcher would write instead
 #     (../shared/bench/peer_numpy.py, default sweep: 48 points, n = 4096, d = 64),
 #     both run back to back (the peer twice, lshlab five times); prints the wall
-#     times and the ratio of the peer's best to lshlab's median;
+#     times and the ratio of the peer's best to lshlab's median, and the median
+#     run's efficiency: useful flops (the reference and each pass's distinct
+#     candidate pairs, tools/bench/efficiency.py) / wall / (threads x the
+#     single-thread DGEMM rate of bench-dgemm), with where the threads' time went
+#     (reference, hashing and fits, evaluation, setup and I/O, idle);
+#  1b. the same efficiency for many small heads (real-heads.yaml: 9 units of n = 1,024);
+#  1c. the row path (combine: rounds) against the tile path (combine: union) on
+#     bench-peer's points;
 #  2. the reference pass's GFLOP/s (-j 1, best of 3) against this machine's single-thread
 #     DGEMM rate for the same shapes (build/tools/bench/bench-dgemm);
 #  3. per-point cost against density: eval_seconds of one hash round at
 #     B = 1 ... 1024 (density 1 ... 0.001), -j 1;
 #  5. each strategy's hashing cost per row at d = 64 (one round), as a ratio to
-#     hyperplane's, and the budget-matched oracle's cost against a reference pass;
+#     hyperplane's and as a share of its point (hash + eval seconds), crosspolytope's
+#     per row against d log d, and the budget-matched oracle's cost against a
+#     reference pass;
 #  4. with --scale: n = 65,536 exact (--memory-limit 1G) and n = 2^20 sampled,
 #     wall time and peak RSS from /usr/bin/time -v (a few minutes).
 #   tools/bench/bench.sh [--scale] [BUILD_DIR]     (default build/)
@@ -122,14 +132,30 @@ for row in csv.DictReader(sys.stdin):
     if row["point_id"] == "point_id":  # the header of the next run
         continue
     r = row["strategy"] + (" balanced" if "balanced=true" in row["params"] else "")
-    t = float(row["hash_seconds"]) / 4096 * 1e9
+    h, e = float(row["hash_seconds"]), float(row["eval_seconds"])
+    t = h / 4096 * 1e9
     if r not in best:
         order.append(r)
-    best[r] = min(t, best.get(r, t))
-print("%-20s %12s %14s" % ("strategy", "ns per row", "x hyperplane"))
+    if r not in best or t < best[r][0]:
+        best[r] = (t, h / (h + e))
+print("%-20s %12s %14s %16s" % ("strategy", "ns per row", "x hyperplane", "share of point"))
 for r in order:
-    print("%-20s %12.0f %14.1f" % (r, best[r], best[r] / best["hyperplane"]))
+    print("%-20s %12.0f %14.1f %15.0f%%" % (r, best[r][0], best[r][0] / best["hyperplane"][0],
+                                            100 * best[r][1]))
 '
+echo "crosspolytope's hashing per row against d (one round, n = 4096, B = 64, -j 1, best of 3):"
+for d in 32 128 512; do
+  sed -e "s/^    d: 64$/    d: $d/" -e '/^  oracle: true$/d' -e '/^strategies:/,/^sweep:/c\
+strategies:\
+  - name: crosspolytope\
+sweep:' experiments/configs/bench-strategies.yaml > "$out/cp$d.yaml"
+  for k in 1 2 3; do
+    "$lshlab" run "$out/cp$d.yaml" -o "$out/cp$d.$k.h5" --force -j 1 -q
+    "$lshlab" show "$out/cp$d.$k.h5" --csv | awk -F, 'NR == 1 { for (i = 1; i <= NF; i++) c[$i] = i; next }
+      { print $c["hash_seconds"] }'
+  done | sort -g | head -1 | awk -v d="$d" '{ ns = $1 / 4096 * 1e9
+    printf "  d = %4d: %7.0f ns per row, %.2f ns per d log2 d\n", d, ns, ns / (d * log(d) / log(2)) }'
+done
 grep -h "oracle .* per pass" "$out"/s*.log
 
 if [ "$scale" -eq 1 ]; then
