@@ -151,8 +151,8 @@ strategies:\
 sweep:' experiments/configs/bench-strategies.yaml > "$out/cp$d.yaml"
   for k in 1 2 3; do
     "$lshlab" run "$out/cp$d.yaml" -o "$out/cp$d.$k.h5" --force -j 1 -q
-    "$lshlab" show "$out/cp$d.$k.h5" --csv | awk -F, 'NR == 1 { for (i = 1; i <= NF; i++) c[$i] = i; next }
-      { print $c["hash_seconds"] }'
+    "$lshlab" show "$out/cp$d.$k.h5" --csv |
+      /usr/bin/python3 -c 'import csv, sys; [print(r["hash_seconds"]) for r in csv.DictReader(sys.stdin)]'
   done | sort -g | head -1 | awk -v d="$d" '{ ns = $1 / 4096 * 1e9
     printf "  d = %4d: %7.0f ns per row, %.2f ns per d log2 d\n", d, ns, ns / (d * log(d) / log(2)) }'
 done
