@@ -57,6 +57,50 @@ double lsh_dot(size_t n, const double *x, const double *y)
     return (s0 + s1) + (s2 + s3);
 }
 
+typedef double v4d __attribute__((vector_size(32)));
+
+/* Four doubles from p, unaligned (a macro: a function returning v4d would
+ * change the ABI between the clones). */
+#define LOAD4(v, p) memcpy(&(v), (p), sizeof(v4d))
+
+/* Lane l of s_c is row c's partial sum l of lsh_dot (e = l mod 4, the tail
+ * into lane 0), added up as (s0 + s1) + (s2 + s3): lsh_dot's order. */
+__attribute__((target_clones("avx512f", "avx2", "default")))
+void lsh_dots(size_t d, const double *x, const double *y, size_t n, double *out)
+{
+    size_t j = 0;
+    for (; j + 4 <= n; j += 4) {
+        const double *y0 = y + j * d, *y1 = y0 + d, *y2 = y1 + d, *y3 = y2 + d;
+        v4d s0 = {0, 0, 0, 0}, s1 = s0, s2 = s0, s3 = s0;
+        size_t e = 0;
+        for (; e + 4 <= d; e += 4) {
+            v4d xe, k0, k1, k2, k3;
+            LOAD4(xe, x + e);
+            LOAD4(k0, y0 + e);
+            LOAD4(k1, y1 + e);
+            LOAD4(k2, y2 + e);
+            LOAD4(k3, y3 + e);
+            s0 += xe * k0;
+            s1 += xe * k1;
+            s2 += xe * k2;
+            s3 += xe * k3;
+        }
+        for (; e < d; e++) {
+            s0[0] += x[e] * y0[e];
+            s1[0] += x[e] * y1[e];
+            s2[0] += x[e] * y2[e];
+            s3[0] += x[e] * y3[e];
+        }
+        const v4d *s[4] = {&s0, &s1, &s2, &s3};
+        for (int c = 0; c < 4; c++) {
+            const v4d v = *s[c];
+            out[j + c] = (v[0] + v[1]) + (v[2] + v[3]);
+        }
+    }
+    for (; j < n; j++)
+        out[j] = lsh_dot(d, x, y + j * d);
+}
+
 void lsh_blas_single_thread(void)
 {
     /* openblas_set_num_threads exists only in OpenBLAS; look it up so the

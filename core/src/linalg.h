@@ -17,6 +17,11 @@ void lsh_gemm_nt(size_t m, size_t n, size_t k, const double *a, const double *b,
 /* x . y over n entries. */
 double lsh_dot(size_t n, const double *x, const double *y);
 
+/* out[j] = lsh_dot(d, x, y + j d) for j in [0, n), with the same bits, four
+ * rows of y at a time (their chains of additions then hide each other's
+ * latency: a call per row runs at a third of the speed). */
+void lsh_dots(size_t d, const double *x, const double *y, size_t n, double *out);
+
 /* Keep the BLAS single-threaded: lshlab's own threads do the parallel work
  * and OpenBLAS threads would fight them (and break -j determinism). */
 void lsh_blas_single_thread(void);

@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "fastexp.h"
+#include "linalg.h"
 #include "memsize.h"
 
 /* A key of U_i and its score s_ij = scale q_i . k_j. */
@@ -218,56 +219,18 @@ static void select_best(struct key *x, size_t len, size_t want)
 /* ---- scores ----------------------------------------------------------------- */
 
 /* key[t] = (scale * q_i . k_j, j) for j in [j0, j1), t from t0: lsh_attn_raw's
- * bits, that is lsh_dot's (four partial sums over e mod 4, the tail into the
- * first, then (s0 + s1) + (s2 + s3)), but four keys at a time, so that four
- * independent chains of additions hide their latency (a call per key ran at
- * a third of the speed).  test_oracle compares these bits with the score
- * cache's, which lsh_attn_raw fills. */
-typedef double v4d __attribute__((vector_size(32)));
-
-/* Four doubles from p, unaligned (a macro: a function returning v4d would
- * change the ABI between the clones). */
-#define LOAD4(v, p) memcpy(&(v), (p), sizeof(v4d))
-
-__attribute__((target_clones("avx512f", "avx2", "default")))
+ * bits (lsh_dots), so test_oracle finds the score cache's, which the
+ * reference fills with the same function. */
 static void score_keys(const struct lsh_attn *a, size_t i, size_t j0, size_t j1,
                        struct key *key, size_t t0)
 {
-    const size_t d = a->d;
-    const double *x = a->q + i * d;
-    size_t j = j0, t = t0;
-    for (; j + 4 <= j1; j += 4, t += 4) {
-        const double *y0 = a->k + j * d, *y1 = y0 + d, *y2 = y1 + d, *y3 = y2 + d;
-        /* lane l of s_c is key j + c's partial sum l */
-        v4d s0 = {0, 0, 0, 0}, s1 = s0, s2 = s0, s3 = s0;
-        size_t e = 0;
-        for (; e + 4 <= d; e += 4) {
-            v4d xe, k0, k1, k2, k3;
-            LOAD4(xe, x + e);
-            LOAD4(k0, y0 + e);
-            LOAD4(k1, y1 + e);
-            LOAD4(k2, y2 + e);
-            LOAD4(k3, y3 + e);
-            s0 += xe * k0;
-            s1 += xe * k1;
-            s2 += xe * k2;
-            s3 += xe * k3;
-        }
-        for (; e < d; e++) {
-            s0[0] += x[e] * y0[e];
-            s1[0] += x[e] * y1[e];
-            s2[0] += x[e] * y2[e];
-            s3[0] += x[e] * y3[e];
-        }
-        const v4d *s[4] = {&s0, &s1, &s2, &s3};
-        for (int c = 0; c < 4; c++) {
-            const v4d v = *s[c];
-            key[t + c] = (struct key){a->scale * ((v[0] + v[1]) + (v[2] + v[3])),
-                                      (uint32_t)(j + c)};
-        }
+    double raw[256];
+    for (size_t j = j0; j < j1; j += 256) {
+        const size_t k = j1 - j < 256 ? j1 - j : 256;
+        lsh_dots(a->d, a->q + i * a->d, a->k + j * a->d, k, raw);
+        for (size_t u = 0; u < k; u++)
+            key[t0 + (j - j0) + u] = (struct key){a->scale * raw[u], (uint32_t)(j + u)};
     }
-    for (; j < j1; j++, t++)
-        key[t] = (struct key){a->scale * lsh_attn_raw(a, i, j), (uint32_t)j};
 }
 
 /* ---- the walk ------------------------------------------------------------- */

@@ -388,8 +388,7 @@ static int block_task(void *ctx, size_t task, unsigned thread)
     for (size_t r = 0; ref->raw && r < rb; r++) {
         const size_t i = row_of(ref, r0 + r);
         double *dst = ref->raw + (r0 + r - ref->r0) * n; /* the part's rows alone */
-        for (size_t j = 0; j < n; j++)
-            dst[j] = lsh_attn_raw(a, i, j);
+        lsh_dots(d, a->q + i * d, a->k, n, dst); /* = lsh_attn_raw(a, i, j) */
     }
 
     for (size_t r = 0; r < rb; r++) {
