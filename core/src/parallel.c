@@ -64,7 +64,7 @@ static struct {
     unsigned want;        /* workers 1 .. want take part in it */
     unsigned active;      /* of those, still working */
     struct pool *job;
-    int forked;           /* pthread_atfork handler installed */
+    int atfork_set;       /* team_after_fork installed */
 } team = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, PTHREAD_COND_INITIALIZER, 0, 0,
            0, 0, NULL, 0};
 static pthread_mutex_t team_busy = PTHREAD_MUTEX_INITIALIZER;
@@ -113,10 +113,10 @@ static void team_after_fork(void)
  * many run. */
 static unsigned team_grow(unsigned n)
 {
-    if (!team.forked) {
+    if (!team.atfork_set) {
         if (pthread_atfork(NULL, NULL, team_after_fork) != 0)
             return 0;
-        team.forked = 1;
+        team.atfork_set = 1;
     }
     while (team.started + 1 < n) {
         pthread_t tid;
@@ -139,9 +139,12 @@ static unsigned team_grow(unsigned n)
     return team.started;
 }
 
-/* The old way: threads of this call's own, joined at its end. */
+/* The old way: threads of this call's own, joined at its end (at most 1024:
+ * the arrays live on the stack; tasks only ever need fewer threads). */
 static void run_own_threads(struct pool *p, unsigned threads)
 {
+    if (threads > 1024)
+        threads = 1024;
     pthread_t tid[threads];
     struct worker ws[threads];
     unsigned started = 0;
@@ -173,8 +176,6 @@ int lsh_parallel_for(unsigned threads, size_t n_tasks, lsh_task_fn fn, void *ctx
         }
         return 0;
     }
-    if (threads > 1024)
-        threads = 1024; /* run_own_threads' arrays live on the stack */
     struct pool p = {.fn = fn, .ctx = ctx, .n_tasks = n_tasks};
     atomic_init(&p.next, 0);
     atomic_init(&p.stop, 0);

@@ -37,8 +37,8 @@ trap 'rm -rf "$out"' EXIT
 now() { date +%s.%N; }
 
 # Wall seconds of a command (its output discarded).
-wall() { local t0 t1; t0=$(now); "$@" > /dev/null; t1=$(now); awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.3f", b - a }'; }
-median() { tr ' ' '\n' | sort -g | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'; }
+since() { awk -v a="$1" -v b="$(now)" 'BEGIN { printf "%.3f", b - a }'; }
+wall() { local t0; t0=$(now); "$@" > /dev/null; since "$t0"; }
 
 # Single-thread DGEMM rate of the kernels lshlab runs on: the unit of efficiency.
 "$build/tools/bench/bench-dgemm" 4096 64 128 > "$out/dgemm.txt"
@@ -48,12 +48,11 @@ jobs=$(nproc)
 # runs K CONFIG NAME: lshlab run K times (-j all CPUs), each run's results and
 # stdout kept as NAME.K.h5/.log; prints the median run's K and wall seconds.
 runs() {
-  local k=$1 cfg=$2 name=$3 i t0 t1 list=""
+  local k=$1 cfg=$2 name=$3 i t0 list=""
   for i in $(seq 1 "$k"); do
     t0=$(now)
     "$lshlab" run "$cfg" -o "$out/$name.$i.h5" --force -j "$jobs" > "$out/$name.$i.log" 2>/dev/null
-    t1=$(now)
-    list="$list$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.3f", b - a }') $i\n"
+    list="$list$(since "$t0") $i\n"
   done
   printf "$list" | awk '{ printf "%s ", $1 }' > "$out/$name.walls"
   printf "$list" | sort -g | awk -v k="$k" 'NR == int((k + 1) / 2) { print $2, $1 }'

@@ -15,7 +15,7 @@ k-means fits and hashing are not counted (conservative).
 
 efficiency = useful flops / wall seconds of the whole command / (T x the
 single-thread DGEMM rate).  With --log (the command's stdout, with its
-`time:` and `cpu:` lines), the T x wall core-seconds are split into reference,
+`cpu:` line), the T x wall core-seconds are split into reference,
 hashing and fits, evaluation, setup and I/O (data, writing, other, and the
 process's start and exit outside lshlab's own clock) and idle threads.
 """
@@ -72,16 +72,15 @@ def useful_flops(path):
 
 
 def read_log(path):
-    """The `time:` (wall) and `cpu:` lines of `lshlab run`'s stdout."""
-    wall, cpu, elapsed = {}, {}, None
+    """The phases' CPU seconds and the elapsed time from the `cpu:` line of
+    `lshlab run`'s stdout."""
+    cpu, elapsed = {}, None
     for line in open(path, encoding="utf-8", errors="replace"):
-        if line.startswith("time: "):
-            wall = {k: float(v) for k, v in re.findall(r"(\w+) ([0-9.]+) s", line)}
-        elif line.startswith("cpu: "):
+        if line.startswith("cpu: "):
             cpu = {k: float(v) for k, v in re.findall(r"(\w+) ([0-9.]+) s", line)}
             m = re.search(r"threads? x ([0-9.]+) s", line)
             elapsed = float(m.group(1)) if m else None
-    return wall, cpu, elapsed
+    return cpu, elapsed
 
 
 def main():
@@ -90,7 +89,7 @@ def main():
     ap.add_argument("--wall", type=float, required=True, help="wall seconds of the whole command")
     ap.add_argument("--threads", type=int, required=True, help="-j of the run")
     ap.add_argument("--dgemm", type=float, required=True, help="single-thread DGEMM GFLOP/s")
-    ap.add_argument("--log", help="the run's stdout (time: and cpu: lines) for the breakdown")
+    ap.add_argument("--log", help="the run's stdout (its cpu: line) for the breakdown")
     ap.add_argument("--label", default="")
     a = ap.parse_args()
     ref, pairs, n_units, n_passes = useful_flops(a.results)
@@ -104,7 +103,7 @@ def main():
              pairs / 1e9, n_passes, "" if n_passes == 1 else "es", a.wall, a.threads,
              "" if a.threads == 1 else "s", a.dgemm, total / (a.threads * a.dgemm * 1e9)))
     if a.log:
-        wall, cpu, elapsed = read_log(a.log)
+        cpu, elapsed = read_log(a.log)
         if not cpu or elapsed is None:
             print("  (no cpu: line in %s: no breakdown)" % a.log)
             return
