@@ -11,6 +11,76 @@
 #include <stdlib.h>
 #include <string.h>
 
+#if defined(__x86_64__) || defined(__i386__)
+#include <immintrin.h>
+
+#define DOTS_NAME dots_avx512
+#define DOTS_TARGET "avx512f"
+#define DOTS_V __m512d
+#define DOTS_W 8
+#define DOTS_ZERO() _mm512_setzero_pd()
+#define DOTS_LOAD(p) _mm512_loadu_pd(p)
+#define DOTS_SET1(x) _mm512_set1_pd(x)
+#define DOTS_FMA(a, b, c) _mm512_fmadd_pd(a, b, c)
+#define DOTS_STORE(p, v) _mm512_storeu_pd(p, v)
+#define DOTS_RB4 4
+#define DOTS_RB2 8
+#include "dots.h"
+#undef DOTS_NAME
+#undef DOTS_TARGET
+#undef DOTS_V
+#undef DOTS_W
+#undef DOTS_ZERO
+#undef DOTS_LOAD
+#undef DOTS_SET1
+#undef DOTS_FMA
+#undef DOTS_STORE
+#undef DOTS_RB4
+#undef DOTS_RB2
+
+#define DOTS_NAME dots_avx2
+#define DOTS_TARGET "avx2,fma"
+#define DOTS_V __m256d
+#define DOTS_W 4
+#define DOTS_ZERO() _mm256_setzero_pd()
+#define DOTS_LOAD(p) _mm256_loadu_pd(p)
+#define DOTS_SET1(x) _mm256_set1_pd(x)
+#define DOTS_FMA(a, b, c) _mm256_fmadd_pd(a, b, c)
+#define DOTS_STORE(p, v) _mm256_storeu_pd(p, v)
+#define DOTS_RB4 2
+#define DOTS_RB2 4
+#include "dots.h"
+#endif
+
+/* out (m x b) = x (m x d) C^T, from ct (d x bp, C transposed, zero past b):
+ * each entry one chain of fused multiply-adds over e ascending from 0, so
+ * the same bits on every machine and vector width, and in every batch.  A
+ * BLAS GEMM rounds some entries differently from one CPU's kernels to
+ * another's (OpenBLAS's Haswell and SkylakeX kernels disagree on about a
+ * third of a 4096 x 8 x 64 product), which could move a near tie's bucket;
+ * and at B = 8 .. 64 this is 1-2x faster than OpenBLAS's GEMM. */
+static void dots(size_t m, size_t b, size_t d, size_t bp, const double *restrict x,
+                 const double *restrict ct, double *restrict out)
+{
+#if defined(__x86_64__) || defined(__i386__)
+    if (__builtin_cpu_supports("avx512f")) {
+        dots_avx512(m, b, d, bp, x, ct, out);
+        return;
+    }
+    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) {
+        dots_avx2(m, b, d, bp, x, ct, out);
+        return;
+    }
+#endif
+    for (size_t i = 0; i < m; i++)
+        for (size_t c = 0; c < b; c++) {
+            double acc = 0.0;
+            for (size_t e = 0; e < d; e++)
+                acc = fma(x[i * d + e], ct[e * bp + c], acc);
+            out[i * b + c] = acc;
+        }
+}
+
 /* Workspace cap for one GEMM batch of scores (rows x B doubles), so a large
  * B shrinks the batch instead of growing the memory. */
 #define BATCH_ROWS 1024
@@ -52,6 +122,8 @@ struct kmeans {
     int fitted;
     size_t batch;   /* rows per GEMM */
     double *c;      /* B x d unit centroids, row-major */
+    double *ct;     /* d x bp: the centroids transposed, zero past B (dots) */
+    size_t bp;      /* B rounded up to a multiple of 8 */
     double *xn;     /* batch x d normalised rows (workspace) */
     double *scores; /* batch x B (workspace) */
     /* fit() draws the initial centroids: the stream must outlive init. */
@@ -129,7 +201,8 @@ static void fini(void *state)
     free(s->c);
     free(s->xn);
     free(s->scores);
-    s->c = s->xn = s->scores = NULL;
+    free(s->ct);
+    s->c = s->xn = s->scores = s->ct = NULL;
     s->fitted = 0;
 }
 
@@ -150,13 +223,15 @@ static int init(void *state, const struct lsh_round *round, struct lsh_strategy_
         s->batch = BATCH_ROWS;
     if (s->batch == 0)
         s->batch = 1;
-    if (s->d > SIZE_MAX / sizeof(double) / s->b || s->d > SIZE_MAX / sizeof(double) / s->batch)
+    s->bp = ((size_t)s->b + 7) / 8 * 8; /* b <= UINT32_MAX: no wrap */
+    if (s->d > SIZE_MAX / sizeof(double) / s->bp || s->d > SIZE_MAX / sizeof(double) / s->batch)
         return fail(err, LSH_STRATEGY_ENOMEM, "kmeans: %u centroids of d = %zu are too large",
                     (unsigned)s->b, s->d);
     s->c = malloc((size_t)s->b * s->d * sizeof *s->c);
+    s->ct = calloc(s->bp * s->d, sizeof *s->ct);
     s->xn = malloc(s->batch * s->d * sizeof *s->xn);
     s->scores = malloc(s->batch * s->b * sizeof *s->scores);
-    if (!s->c || !s->xn || !s->scores) {
+    if (!s->c || !s->ct || !s->xn || !s->scores) {
         fini(s);
         return fail(err, LSH_STRATEGY_ENOMEM, "kmeans: out of memory for %u centroids",
                     (unsigned)s->b);
@@ -191,6 +266,15 @@ static int normalise(const double *x, size_t d, double *out) /* out may be x */
     for (size_t t = 0; t < d; t++)
         out[t] /= norm;
     return 1;
+}
+
+/* out (m x B) = the scores of m unit rows against the centroids. */
+static void centroid_scores(struct kmeans *s, size_t m, const double *xn, double *out)
+{
+    for (size_t c = 0; c < s->b; c++) /* they move between calls: cheap to redo */
+        for (size_t e = 0; e < s->d; e++)
+            s->ct[e * s->bp + c] = s->c[c * s->d + e];
+    dots(m, s->b, s->d, s->bp, xn, s->ct, out);
 }
 
 static int same_vector(const double *a, const double *b, size_t d)
@@ -253,13 +337,15 @@ static int init_random(struct kmeans *s, const double *xn, const unsigned char *
  * |x - c|^2 = 2 - 2 x.c.  A row equal to c gets exactly 0, so it is never
  * drawn again even when x.c rounds to just below 1. */
 static void update_dist(const struct kmeans *s, const double *xn, const unsigned char *live,
-                        size_t n, const double *c, double *dots, double *dist)
+                        size_t n, const double *c, double *ct1, double *out, double *dist)
 {
-    s->host->gemm(n, 1, s->d, xn, c, dots, 0);
+    for (size_t e = 0; e < s->d; e++) /* c transposed: d x 8, zero past column 0 */
+        ct1[e * 8] = c[e];
+    dots(n, 1, s->d, 8, xn, ct1, out);
     for (size_t i = 0; i < n; i++) {
         if (!live[i])
             continue;
-        double dd = 1 - dots[i];
+        double dd = 1 - out[i];
         if (dd < 1e-9 && same_vector(xn + i * s->d, c, s->d))
             dd = 0;
         if (dd < 0)
@@ -277,10 +363,12 @@ static int init_plusplus(struct kmeans *s, const double *xn, const unsigned char
         n_live += live[i];
     if (n_live == 0)
         return too_few(err, s->b, 0);
-    double *dist = malloc(n * sizeof *dist), *dots = malloc(n * sizeof *dots);
-    if (!dist || !dots) {
+    double *dist = malloc(n * sizeof *dist), *dot = malloc(n * sizeof *dot);
+    double *ct1 = calloc(d * 8, sizeof *ct1);
+    if (!dist || !dot || !ct1) {
         free(dist);
-        free(dots);
+        free(dot);
+        free(ct1);
         return fail(err, LSH_STRATEGY_ENOMEM, "kmeans: out of memory");
     }
     /* The first centroid: uniform among the non-zero rows. */
@@ -291,7 +379,7 @@ static int init_plusplus(struct kmeans *s, const double *xn, const unsigned char
             r = i;
     }
     memcpy(s->c, xn + r * d, d * sizeof *s->c);
-    update_dist(s, xn, live, n, s->c, dots, dist);
+    update_dist(s, xn, live, n, s->c, ct1, dot, dist);
     int rc = 0;
     for (uint32_t chosen = 1; chosen < s->b; chosen++) {
         double total = 0;
@@ -317,10 +405,11 @@ static int init_plusplus(struct kmeans *s, const double *xn, const unsigned char
             }
         double *c = s->c + (size_t)chosen * d;
         memcpy(c, xn + r * d, d * sizeof *c);
-        update_dist(s, xn, live, n, c, dots, dist);
+        update_dist(s, xn, live, n, c, ct1, dot, dist);
     }
     free(dist);
-    free(dots);
+    free(dot);
+    free(ct1);
     return rc;
 }
 
@@ -346,7 +435,7 @@ static int lloyd(struct kmeans *s, const double *xn, const unsigned char *live, 
         int changed = 0;
         for (size_t start = 0; start < n; start += s->batch) {
             size_t m = n - start < s->batch ? n - start : s->batch;
-            s->host->gemm_nt(m, b, d, xn + start * d, s->c, s->scores);
+            centroid_scores(s, m, xn + start * d, s->scores);
             for (size_t i = 0; i < m; i++) {
                 if (!live[start + i])
                     continue; /* a zero row adds nothing to any sum */
@@ -424,7 +513,7 @@ static int hash(void *state, const double *x, size_t n, size_t d, uint32_t *buck
         size_t m = n - start < s->batch ? n - start : s->batch;
         for (size_t i = 0; i < m; i++) /* bucket 0 marks a zero row until the argmax */
             bucket[start + i] = (uint32_t)normalise(x + (start + i) * d, d, s->xn + i * d);
-        s->host->gemm_nt(m, b, d, s->xn, s->c, s->scores);
+        centroid_scores(s, m, s->xn, s->scores);
         for (size_t i = 0; i < m; i++)
             bucket[start + i] = bucket[start + i] ? argmax(s->scores + i * b, b) : 0;
     }
@@ -513,7 +602,7 @@ static int balanced_rows(struct kmeans *s, const double *x, size_t n, size_t d, 
         size_t m = n - start < s->batch ? n - start : s->batch;
         for (size_t i = 0; i < m; i++) /* a zero row scores 0 against every centroid */
             normalise(x + (start + i) * d, d, s->xn + i * d);
-        s->host->gemm_nt(m, b, d, s->xn, s->c, sc + start * b);
+        centroid_scores(s, m, s->xn, sc + start * b);
     }
     const size_t cap = n / b + (n % b != 0);
     for (size_t i = 0; i < n; i++) {

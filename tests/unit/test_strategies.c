@@ -1077,6 +1077,64 @@ Test(strategies, kmeans_converged_centroids_are_normalised_member_sums)
     lsh_registry_free(reg);
 }
 
+/* The score kernel's blocks, panels and tails (B not a multiple of its
+ * vector width, n not of its row blocks, odd d): every row's bucket is the
+ * argmax of x/|x| . c over the exported centroids, recomputed here in long
+ * double, except where the two best scores are within 1e-12 (a near tie the
+ * last bits may decide). */
+Test(strategies, kmeans_buckets_are_the_nearest_exported_centroid_at_every_shape)
+{
+    struct lsh_registry *reg = load_registry();
+    const struct lsh_strategy *s = builtin(reg, "kmeans");
+    const size_t n = 301, ds[] = {3, 33, 64};
+    const uint32_t bs[] = {1, 2, 3, 7, 8, 9, 15, 16, 17, 31, 32, 33, 40, 63, 64, 65, 100};
+    double *x = malloc(n * 64 * sizeof *x);
+    uint32_t *bucket = malloc(n * sizeof *bucket);
+    struct lsh_rng *rng = lsh_rng_alloc(5);
+    gaussian(rng, x, n * 64, 1.0);
+    lsh_rng_free(rng);
+    size_t checked = 0;
+    for (size_t k = 0; k < sizeof ds / sizeof *ds; k++)
+        for (size_t t = 0; t < sizeof bs / sizeof *bs; t++) {
+            const size_t d = ds[k];
+            const uint32_t b = bs[t];
+            struct capture cap = {0};
+            struct lsh_strategy_error err;
+            cr_assert_eq(kmeans_run(s, "random", 2, b, x, n, d, 17 + t, bucket, &cap, &err), 0,
+                         "d %zu B %u: %s", d, b, err.message);
+            const double *c = cap.data[0];
+            for (size_t i = 0; i < n; i++) {
+                long double len = 0, best = -INFINITY, second = -INFINITY;
+                uint32_t arg = 0;
+                for (size_t e = 0; e < d; e++)
+                    len += (long double)x[i * d + e] * x[i * d + e];
+                for (uint32_t j = 0; j < b; j++) {
+                    long double dot = 0;
+                    for (size_t e = 0; e < d; e++)
+                        dot += (long double)x[i * d + e] * c[j * d + e];
+                    dot /= sqrtl(len);
+                    if (dot > best) {
+                        second = best;
+                        best = dot;
+                        arg = j;
+                    } else if (dot > second) {
+                        second = dot;
+                    }
+                }
+                if (best - second < 1e-12L)
+                    continue;
+                cr_assert_eq(bucket[i], arg, "d %zu B %u row %zu: bucket %u, nearest %u", d, b,
+                             i, bucket[i], arg);
+                checked++;
+            }
+            capture_free(&cap);
+        }
+    cr_assert_gt(checked, 3 * 17 * n * 9 / 10, "only %zu rows away from a near tie", checked);
+    free(bucket);
+    free(x);
+    lsh_registry_free(reg);
+}
+
 Test(strategies, kmeans_must_fit_before_hashing)
 {
     struct lsh_registry *reg = load_registry();
