@@ -3,6 +3,7 @@
  * cosine; with balanced: true (SPEC 12.2, Routing Transformer's equal
  * clusters) queries and keys are each assigned with capacity ceil(n/B) per
  * centroid, greedily by descending cosine. */
+#include <lshlab/fmadots.h>
 #include <lshlab/strategy.h>
 
 #include <math.h>
@@ -10,76 +11,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
-#if defined(__x86_64__) || defined(__i386__)
-#include <immintrin.h>
-
-#define DOTS_NAME dots_avx512
-#define DOTS_TARGET "avx512f"
-#define DOTS_V __m512d
-#define DOTS_W 8
-#define DOTS_ZERO() _mm512_setzero_pd()
-#define DOTS_LOAD(p) _mm512_loadu_pd(p)
-#define DOTS_SET1(x) _mm512_set1_pd(x)
-#define DOTS_FMA(a, b, c) _mm512_fmadd_pd(a, b, c)
-#define DOTS_STORE(p, v) _mm512_storeu_pd(p, v)
-#define DOTS_RB4 4
-#define DOTS_RB2 8
-#include "dots.h"
-#undef DOTS_NAME
-#undef DOTS_TARGET
-#undef DOTS_V
-#undef DOTS_W
-#undef DOTS_ZERO
-#undef DOTS_LOAD
-#undef DOTS_SET1
-#undef DOTS_FMA
-#undef DOTS_STORE
-#undef DOTS_RB4
-#undef DOTS_RB2
-
-#define DOTS_NAME dots_avx2
-#define DOTS_TARGET "avx2,fma"
-#define DOTS_V __m256d
-#define DOTS_W 4
-#define DOTS_ZERO() _mm256_setzero_pd()
-#define DOTS_LOAD(p) _mm256_loadu_pd(p)
-#define DOTS_SET1(x) _mm256_set1_pd(x)
-#define DOTS_FMA(a, b, c) _mm256_fmadd_pd(a, b, c)
-#define DOTS_STORE(p, v) _mm256_storeu_pd(p, v)
-#define DOTS_RB4 2
-#define DOTS_RB2 4
-#include "dots.h"
-#endif
-
-/* out (m x b) = x (m x d) C^T, from ct (d x bp, C transposed, zero past b):
- * each entry one chain of fused multiply-adds over e ascending from 0, so
- * the same bits on every machine and vector width, and in every batch.  A
- * BLAS GEMM rounds some entries differently from one CPU's kernels to
- * another's (OpenBLAS's Haswell and SkylakeX kernels disagree on about a
- * third of a 4096 x 8 x 64 product), which could move a near tie's bucket;
- * and at B = 8 .. 64 this is 1-2x faster than OpenBLAS's GEMM. */
-static void dots(size_t m, size_t b, size_t d, size_t bp, const double *restrict x,
-                 const double *restrict ct, double *restrict out)
-{
-#if defined(__x86_64__) || defined(__i386__)
-    if (__builtin_cpu_supports("avx512f")) {
-        dots_avx512(m, b, d, bp, x, ct, out);
-        return;
-    }
-    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) {
-        dots_avx2(m, b, d, bp, x, ct, out);
-        return;
-    }
-#endif
-    for (size_t i = 0; i < m; i++)
-        for (size_t c = 0; c < b; c++) {
-            double acc = 0.0;
-            for (size_t e = 0; e < d; e++)
-                acc = fma(x[i * d + e], ct[e * bp + c], acc);
-            out[i * b + c] = acc;
-        }
-}
 
 /* Workspace cap for one GEMM batch of scores (rows x B doubles), so a large
  * B shrinks the batch instead of growing the memory. */
@@ -122,7 +53,7 @@ struct kmeans {
     int fitted;
     size_t batch;   /* rows per GEMM */
     double *c;      /* B x d unit centroids, row-major */
-    double *ct;     /* d x bp: the centroids transposed, zero past B (dots) */
+    double *ct;     /* d x bp: the centroids transposed, zero past B */
     size_t bp;      /* B rounded up to a multiple of 8 */
     double *xn;     /* batch x d normalised rows (workspace) */
     double *scores; /* batch x B (workspace) */
@@ -268,13 +199,16 @@ static int normalise(const double *x, size_t d, double *out) /* out may be x */
     return 1;
 }
 
-/* out (m x B) = the scores of m unit rows against the centroids. */
+/* out (m x B) = the scores of m unit rows against the centroids, each one
+ * chain of fused multiply-adds (lshlab/fmadots.h): the same buckets on every
+ * machine, where a BLAS GEMM's rounding depends on the CPU's kernels (and
+ * faster than OpenBLAS at N = B of 8 .. 64). */
 static void centroid_scores(struct kmeans *s, size_t m, const double *xn, double *out)
 {
     for (size_t c = 0; c < s->b; c++) /* they move between calls: cheap to redo */
         for (size_t e = 0; e < s->d; e++)
             s->ct[e * s->bp + c] = s->c[c * s->d + e];
-    dots(m, s->b, s->d, s->bp, xn, s->ct, out);
+    lshlab_fma_dots(m, s->b, s->d, s->bp, xn, s->ct, out, 0);
 }
 
 static int same_vector(const double *a, const double *b, size_t d)
@@ -341,7 +275,7 @@ static void update_dist(const struct kmeans *s, const double *xn, const unsigned
 {
     for (size_t e = 0; e < s->d; e++) /* c transposed: d x 8, zero past column 0 */
         ct1[e * 8] = c[e];
-    dots(n, 1, s->d, 8, xn, ct1, out);
+    lshlab_fma_dots(n, 1, s->d, 8, xn, ct1, out, 0);
     for (size_t i = 0; i < n; i++) {
         if (!live[i])
             continue;
