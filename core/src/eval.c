@@ -7,6 +7,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <lshlab/fmadots.h>
+
 #include "fastexp.h"
 #include "linalg.h"
 #include "oracle.h"
@@ -953,6 +955,11 @@ static int oracle_task(void *vctx, size_t block, unsigned thread)
  * the speed of gathering rows of V. */
 #define TILE_ROWS 128
 #define TILE_KEYS 512
+/* V's rows in a tile, padded to whole vectors of 8 (lshlab_fma_dots) */
+#define DV_PAD(dv) (((dv) + 7) / 8 * 8)
+/* K^T's row stride in a tile: not a multiple of 4 KiB, whose columns would
+ * all map to one cache set when the gather writes them */
+#define KT_STRIDE (TILE_KEYS + 8)
 
 struct tile_task {
     uint32_t g;       /* group: bucket (bucket mode) or chunk (chunked mode) */
@@ -970,8 +977,8 @@ static int tile_cmp(const void *x, const void *y)
 
 struct tile_ws {
     double *qb;         /* TILE_ROWS x d: the tile's rows of Q              */
-    double *kd;         /* TILE_KEYS x d: the key chunk's rows of K         */
-    double *vc;         /* TILE_KEYS x d_v: their rows of V                 */
+    double *kd;         /* d x KT_STRIDE: the key chunk's rows of K, transposed */
+    double *vc;         /* TILE_KEYS x DV_PAD(d_v): their rows of V (zero pad) */
     double *p;          /* TILE_ROWS x nk: raw scores, then A_ij (0 off S)  */
     double *onum;       /* TILE_ROWS x d_v: sum of A_ij v_j of this round   */
     uint32_t *kj;       /* TILE_KEYS key ids                                */
@@ -1261,11 +1268,19 @@ static int tile_task_run(void *vctx, size_t task, unsigned thread)
             }
             nk = kept;
         }
+        /* The GEMMs as FMA chains (lshlab/fmadots.h): the same bits on every
+         * machine, and faster than a BLAS at these shapes */
+        const size_t dvp = DV_PAD(dv);
         for (size_t u = 0; u < nk; u++) {
-            memcpy(w->kd + u * d, a->k + (size_t)w->kj[u] * d, d * sizeof *w->kd);
-            memcpy(w->vc + u * dv, a->v + (size_t)w->kj[u] * dv, dv * sizeof *w->vc);
+            const double *kr = a->k + (size_t)w->kj[u] * d;
+            for (size_t e = 0; e < d; e++)
+                w->kd[e * KT_STRIDE + u] = kr[e];
+            memcpy(w->vc + u * dvp, a->v + (size_t)w->kj[u] * dv, dv * sizeof *w->vc);
         }
-        lsh_gemm_nt_ld(nr, nk, d, w->qb, w->kd, w->p, nk);
+        for (size_t u = nk; u < DV_PAD(nk); u++) /* finite, ignored */
+            for (size_t e = 0; e < d; e++)
+                w->kd[e * KT_STRIDE + u] = 0.0;
+        lshlab_fma_dots(nr, nk, d, KT_STRIDE, w->qb, w->kd, w->p, 0);
         for (size_t u = 0; u < nk; u++)
             w->gk[u] = a->gnorm ? a->gnorm[w->kj[u]] : 1.0;
         for (size_t t = 0; t < nr; t++) {
@@ -1283,7 +1298,7 @@ static int tile_task_run(void *vctx, size_t task, unsigned thread)
             mass[t] += sums[1];
             sa2[t] += sums[2];
         }
-        lsh_gemm(nr, dv, nk, w->p, w->vc, w->onum, 1);
+        lshlab_fma_dots(nr, dv, nk, dvp, w->p, w->vc, w->onum, 1);
     }
     for (size_t t = 0; t < nr; t++) {
         const size_t r = rs[t] - c->r0; /* the part's row */
@@ -1435,8 +1450,8 @@ static int tile_pass(struct ctx *c, unsigned threads, double *add_s, double *met
     for (unsigned t = 0; t < threads && !rc; t++) {
         struct tile_ws *w = &st.ws[t];
         w->qb = malloc(TILE_ROWS * a->d * sizeof *w->qb + 1);
-        w->kd = malloc(TILE_KEYS * a->d * sizeof *w->kd + 1);
-        w->vc = malloc(TILE_KEYS * dv * sizeof *w->vc + 1);
+        w->kd = malloc(KT_STRIDE * a->d * sizeof *w->kd + 1);
+        w->vc = calloc(TILE_KEYS * DV_PAD(dv) + 1, sizeof *w->vc); /* padding stays 0 */
         w->p = malloc(TILE_ROWS * TILE_KEYS * sizeof *w->p);
         w->onum = malloc(TILE_ROWS * dv * sizeof *w->onum + 1);
         w->kj = malloc(TILE_KEYS * sizeof *w->kj);

@@ -3,6 +3,7 @@
  * metrics record with NaN, Inf or an impossible value is never ok, and the
  * score-cache choice (which changes the last bits) does not depend on -j. */
 #include <criterion/criterion.h>
+#include <lshlab/fmadots.h>
 #include <math.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -466,4 +467,51 @@ Test(numerics, the_score_cache_holds_the_bits_the_streaming_path_recomputes)
     free(q);
     free(k);
     free(v);
+}
+
+/* lshlab_fma_dots against its definition, bit for bit: every entry one fma
+ * chain over e in order, from 0 or from out's value.  Shapes cover every
+ * panel width (1-4 vectors and beyond), partial panels, row tails and d = 1;
+ * natively this runs the AVX-512 or AVX2 kernel, under valgrind the AVX2 one
+ * (valgrind has no AVX-512). */
+Test(numerics, fma_dots_are_one_fma_chain_per_entry)
+{
+    const size_t ms[] = {1, 3, 4, 9, 17}, bs[] = {1, 3, 4, 5, 8, 9, 13, 16, 17, 31, 32, 33, 64, 70},
+                 ds[] = {1, 2, 7, 64};
+    uint64_t state = 12345;
+    for (size_t a = 0; a < sizeof ms / sizeof *ms; a++)
+        for (size_t k = 0; k < sizeof bs / sizeof *bs; k++)
+            for (size_t t = 0; t < sizeof ds / sizeof *ds; t++)
+                for (int acc = 0; acc < 2; acc++) {
+                    const size_t m = ms[a], b = bs[k], d = ds[t], bp = (b + 7) / 8 * 8 + 8;
+                    double *x = malloc(m * d * sizeof *x), *y = malloc(d * bp * sizeof *y);
+                    double *out = malloc(m * b * sizeof *out), *want = malloc(m * b * sizeof *want);
+                    /* values with full mantissas, so that an other order rounds differently */
+                    for (size_t i = 0; i < m * d; i++) {
+                        state = state * 6364136223846793005u + 1442695040888963407u;
+                        x[i] = (double)(state >> 11) / 9007199254740992.0 - 0.5;
+                    }
+                    for (size_t i = 0; i < d * bp; i++) {
+                        state = state * 6364136223846793005u + 1442695040888963407u;
+                        y[i] = (double)(state >> 11) / 9007199254740992.0 - 0.5;
+                    }
+                    for (size_t i = 0; i < m * b; i++)
+                        out[i] = want[i] = acc ? x[i % (m * d)] * 3.0 : 1e300; /* 1e300: overwritten */
+                    for (size_t i = 0; i < m; i++)
+                        for (size_t c = 0; c < b; c++) {
+                            double s = acc ? want[i * b + c] : 0.0;
+                            for (size_t e = 0; e < d; e++)
+                                s = fma(x[i * d + e], y[e * bp + c], s);
+                            want[i * b + c] = s;
+                        }
+                    lshlab_fma_dots(m, b, d, bp, x, y, out, acc);
+                    for (size_t i = 0; i < m * b; i++)
+                        cr_assert(memcmp(&out[i], &want[i], sizeof *out) == 0,
+                                  "m %zu b %zu d %zu accumulate %d entry %zu: %.17g, want %.17g",
+                                  m, b, d, acc, i, out[i], want[i]);
+                    free(x);
+                    free(y);
+                    free(out);
+                    free(want);
+                }
 }

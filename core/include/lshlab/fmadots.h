@@ -43,10 +43,13 @@
         V acc[8][4];                                                                             \
         for (size_t r = 0; r < RB; r++) {                                                        \
             double row[4 * W] = {0};                                                             \
-            if (accumulate)                                                                      \
-                memcpy(row, out + (i0 + r) * b + c0, cw * sizeof *row);                          \
+            const double *from = out + (i0 + r) * b + c0;                                        \
+            if (accumulate && cw < P * W) { /* a partial panel: through a buffer */              \
+                memcpy(row, from, cw * sizeof *row);                                             \
+                from = row;                                                                      \
+            }                                                                                    \
             for (size_t p = 0; p < P; p++)                                                       \
-                acc[r][p] = accumulate ? LOAD(row + p * W) : ZERO();                             \
+                acc[r][p] = accumulate ? LOAD(from + p * W) : ZERO();                            \
         }                                                                                        \
         for (size_t e = 0; e < d; e++) {                                                         \
             V yv[4];                                                                             \
@@ -59,10 +62,16 @@
             }                                                                                    \
         }                                                                                        \
         for (size_t r = 0; r < RB; r++) {                                                        \
-            double row[4 * W];                                                                   \
+            double *to = out + (i0 + r) * b + c0;                                                \
+            if (cw == P * W) {                                                                   \
+                for (size_t p = 0; p < P; p++)                                                   \
+                    STORE(to + p * W, acc[r][p]);                                                \
+                continue;                                                                        \
+            }                                                                                    \
+            double row[4 * W] = {0}; /* a partial panel: through a buffer */                     \
             for (size_t p = 0; p < P; p++)                                                       \
                 STORE(row + p * W, acc[r][p]);                                                   \
-            memcpy(out + (i0 + r) * b + c0, row, cw * sizeof *row);                              \
+            memcpy(to, row, cw * sizeof *row);                                                   \
         }                                                                                        \
     }                                                                                            \
     static inline __attribute__((always_inline, target(TARGET))) void LSHLAB_DOTS_CAT(           \
