@@ -18,6 +18,8 @@
 #include <string.h>
 #include <sys/mman.h>
 
+#include <lshlab/fmadots.h>
+
 #include "fastexp.h"
 #include "linalg.h"
 #include "parallel.h"
@@ -35,6 +37,10 @@ double lsh_attn_raw(const struct lsh_attn *a, size_t i, size_t j)
  * repacks of K and V per key); 64 rows lose ~10% to GEMM overheads. */
 #define ROW_BLOCK ((size_t)256)
 #define KEY_CHUNK ((size_t)256)
+/* A chunk of K, transposed for lshlab_fma_dots: a row stride that is not a
+ * multiple of 4 KiB (whose columns would share one cache set) */
+#define KT_STRIDE (KEY_CHUNK + 8)
+#define DV_PAD(dv) (((dv) + 7) / 8 * 8)
 
 /* Per-thread scratch, allocated once. */
 struct scratch {
@@ -45,6 +51,8 @@ struct scratch {
     double *mx;      /* ROW_BLOCK running maxima */
     double *sum, *sq, *gram; /* ROW_BLOCK x 8: running sums, lane by lane */
     double *lanemax; /* 2 x KEY_CHUNK / 8: lane maxima of a row's two pieces */
+    double *kt;      /* d x KT_STRIDE: a chunk of K, transposed */
+    double *vp;      /* KEY_CHUNK x DV_PAD(d_v): its rows of V, padded (d_v % 8 != 0) */
 };
 
 struct pass {
@@ -375,11 +383,25 @@ static int block_task(void *ctx, size_t task, unsigned thread)
     double *o = ref->out + r0 * dv;
     memset(o, 0, rb * dv * sizeof *o);
 
+    /* Both GEMMs as FMA chains (lshlab/fmadots.h): the same bits on every
+     * machine, and faster than OpenBLAS on the kernels it is pinned to here */
+    const size_t dvp = DV_PAD(dv);
     for (size_t j0 = 0; j0 < khi; j0 += KEY_CHUNK) {
         const size_t kc = khi - j0 < KEY_CHUNK ? khi - j0 : KEY_CHUNK;
-        lsh_gemm_nt_ld(rb, kc, d, w->qb, a->k + j0 * d, w->s, kc);
+        for (size_t u = 0; u < DV_PAD(kc); u++) { /* zero past kc: finite, ignored */
+            const double *kr = a->k + (j0 + u) * d;
+            for (size_t e = 0; e < d; e++)
+                w->kt[e * KT_STRIDE + u] = u < kc ? kr[e] : 0.0;
+        }
+        const double *vc = a->v + j0 * dv;
+        if (dvp != dv) {
+            for (size_t u = 0; u < kc; u++)
+                memcpy(w->vp + u * dvp, vc + u * dv, dv * sizeof *vc);
+            vc = w->vp;
+        }
+        lshlab_fma_dots(rb, kc, d, KT_STRIDE, w->qb, w->kt, w->s, 0);
         chunk_rows(a, ref, w, r0, rb, j0, kc);
-        lsh_gemm(rb, dv, kc, w->s, a->v + j0 * dv, o, 1);
+        lshlab_fma_dots(rb, dv, kc, dvp, w->s, vc, o, 1);
         flops += 2.0 * (double)rb * (double)kc * (double)(d + dv);
     }
     /* The cache holds every key, also those beyond U_i under causal, with
@@ -442,6 +464,11 @@ struct lsh_bytes lsh_reference_bytes(size_t n, size_t m, size_t d, size_t d_v, s
                                 lsh_size_mul(lsh_size_add(lsh_size_mul(ROW_BLOCK, d), 1), D));
     b.per_thread = lsh_size_add(b.per_thread,
                                 lsh_size_mul(lsh_size_add(lsh_size_mul(ROW_BLOCK, kmax), 1), D));
+    /* kt, vp */
+    b.per_thread = lsh_size_add(b.per_thread,
+                                lsh_size_mul(lsh_size_add(lsh_size_mul(KT_STRIDE, d), 1), D));
+    b.per_thread = lsh_size_add(
+        b.per_thread, lsh_size_mul(lsh_size_add(lsh_size_mul(KEY_CHUNK, DV_PAD(d_v)), 1), D));
     return b;
 }
 
@@ -572,6 +599,8 @@ static double *cache_alloc(size_t bytes)
 
 static void scratch_free(struct scratch *w)
 {
+    free(w->kt);
+    free(w->vp);
     free(w->s);
     free(w->qb);
     free(w->topval);
@@ -590,7 +619,10 @@ static int scratch_alloc(struct scratch *w, const struct lsh_attn *a, size_t kma
     w->tlen = malloc(ROW_BLOCK * sizeof *w->tlen);
     w->mx = malloc(25 * ROW_BLOCK * sizeof *w->mx);
     w->lanemax = malloc((KEY_CHUNK / 4 + 1) * sizeof *w->lanemax);
-    if (!w->s || !w->qb || !w->topval || !w->tlen || !w->mx || !w->lanemax) {
+    w->kt = malloc((KT_STRIDE * a->d + 1) * sizeof *w->kt);
+    w->vp = calloc(KEY_CHUNK * DV_PAD(a->d_v) + 1, sizeof *w->vp); /* padding stays 0 */
+    if (!w->s || !w->qb || !w->topval || !w->tlen || !w->mx || !w->lanemax || !w->kt ||
+        !w->vp) {
         scratch_free(w);
         return LSH_ENOMEM;
     }

@@ -241,10 +241,12 @@ Test(plan, memory_figures_are_the_modules_hand_counted_sizes)
     /* reference, n = m = 1000, d 16, d_v 8, top 10: per row lse, sum_a2,
      * gram_den, a row index (8 each), |U_i| (4), O_i (64), top-10 (40); per
      * thread a 256 x 256 block of scores, 256 x 16 query rows, 256 x 10
-     * top-k scores, running max and 3 x 8 lane sums of 256 rows, 256 lengths */
+     * top-k scores, running max and 3 x 8 lane sums of 256 rows, 256 lengths,
+     * a chunk of K transposed (16 x 264) and its rows of V (256 x 8) */
     struct lsh_bytes r = lsh_reference_bytes(1000, 1000, 16, 8, 10);
     expect_bytes(r.shared, 1000 * (32 + 4 + 64 + 40), 2048, "reference, shared");
-    expect_bytes(r.per_thread, 524288 + 32768 + 20480 + 25 * 2048 + 2048, 2048,
+    expect_bytes(r.per_thread,
+                 524288 + 32768 + 20480 + 25 * 2048 + 2048 + 16 * 264 * 8 + 256 * 8 * 8, 2048,
                  "reference, per thread");
     /* eval, row path, bucket mode, 4 rounds of 16 buckets: per round the keys
      * sorted by bucket (4 n) and 17 starts; per thread 5 index arrays (4 n)
