@@ -70,7 +70,9 @@ fi
 grep -q 'built without MPI' "$log" || fail "no clear message from a build without MPI under mpirun"
 pc=$(find "$prefix" -name lshlab-strategy.pc -path '*/pkgconfig/*' | head -n 1)
 [ -n "$pc" ] || fail "no lshlab-strategy.pc under $prefix"
-[ -f "$prefix/include/lshlab/strategy.h" ] || fail "no include/lshlab/strategy.h under $prefix"
+for h in strategy.h fmadots.h; do
+  [ -f "$prefix/include/lshlab/$h" ] || fail "no include/lshlab/$h under $prefix"
+done
 [ -f "$prefix/share/man/man1/lshlab.1" ] || fail "no share/man/man1/lshlab.1 under $prefix"
 export PKG_CONFIG_PATH=$(dirname "$pc")
 
@@ -218,7 +220,7 @@ step "meson install --destdir of $dd_build (prefix $dd_prefix)"
 meson install -C "$dd_build" --no-rebuild --destdir "$tmp/destdir" >"$log" 2>&1 \
   || fail "meson install --destdir"
 root=$tmp/destdir$dd_prefix
-for f in bin/lshlab include/lshlab/strategy.h share/man/man1/lshlab.1; do
+for f in bin/lshlab include/lshlab/strategy.h include/lshlab/fmadots.h share/man/man1/lshlab.1; do
   [ -f "$root/$f" ] || fail "DESTDIR install lacks $root/$f"
 done
 for f in pkgconfig/lshlab-strategy.pc $(for s in $builtins; do echo "lshlab/strategies/$s.so"; done); do
