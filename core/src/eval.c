@@ -955,8 +955,6 @@ static int oracle_task(void *vctx, size_t block, unsigned thread)
  * the speed of gathering rows of V. */
 #define TILE_ROWS 128
 #define TILE_KEYS 512
-/* V's rows in a tile, padded to whole vectors of 8 (lshlab_fma_dots) */
-#define DV_PAD(dv) (((dv) + 7) / 8 * 8)
 /* K^T's row stride in a tile: not a multiple of 4 KiB, whose columns would
  * all map to one cache set when the gather writes them */
 #define KT_STRIDE (TILE_KEYS + 8)
@@ -978,7 +976,7 @@ static int tile_cmp(const void *x, const void *y)
 struct tile_ws {
     double *qb;         /* TILE_ROWS x d: the tile's rows of Q              */
     double *kd;         /* d x KT_STRIDE: the key chunk's rows of K, transposed */
-    double *vc;         /* TILE_KEYS x DV_PAD(d_v): their rows of V (zero pad) */
+    double *vc;         /* TILE_KEYS x lsh_pad8(d_v): their rows of V (zero pad) */
     double *p;          /* TILE_ROWS x nk: raw scores, then A_ij (0 off S)  */
     double *onum;       /* TILE_ROWS x d_v: sum of A_ij v_j of this round   */
     uint32_t *kj;       /* TILE_KEYS key ids                                */
@@ -1164,65 +1162,6 @@ static void tile_keep(size_t nk, double *restrict av, const unsigned char *restr
     out[1] = lanes_total(&s2);
 }
 
-#if defined(__x86_64__) || defined(__i386__)
-/* The rows kj[u0 .. u0+8) of K, columns [e0, e0+8): an 8 x 8 block
- * transposed in registers into kt (lanes paired by unpack, then halves and
- * quarters joined by two-source permutes). */
-__attribute__((target("avx512f"))) static void kt_block8(const double *k, size_t d,
-                                                         const uint32_t *kj, size_t e0,
-                                                         double *kt)
-{
-    __m512d r[8];
-    for (int i = 0; i < 8; i++)
-        r[i] = _mm512_loadu_pd(k + (size_t)kj[i] * d + e0);
-    __m512d lo[4], hi[4]; /* lo[p]: columns 0,2,4,6 of rows 2p, 2p+1; hi: 1,3,5,7 */
-    for (int p = 0; p < 4; p++) {
-        lo[p] = _mm512_unpacklo_pd(r[2 * p], r[2 * p + 1]);
-        hi[p] = _mm512_unpackhi_pd(r[2 * p], r[2 * p + 1]);
-    }
-    const __m512i first = _mm512_set_epi64(11, 10, 3, 2, 9, 8, 1, 0);
-    const __m512i second = _mm512_set_epi64(15, 14, 7, 6, 13, 12, 5, 4);
-    const __m512i low = _mm512_set_epi64(11, 10, 9, 8, 3, 2, 1, 0);
-    const __m512i high = _mm512_set_epi64(15, 14, 13, 12, 7, 6, 5, 4);
-    for (int odd = 0; odd < 2; odd++) {
-        const __m512d *v = odd ? hi : lo;
-        /* rows 0-3 and 4-7 of columns (0, 2) and (4, 6) (+ odd) */
-        const __m512d a02 = _mm512_permutex2var_pd(v[0], first, v[1]);
-        const __m512d a46 = _mm512_permutex2var_pd(v[0], second, v[1]);
-        const __m512d b02 = _mm512_permutex2var_pd(v[2], first, v[3]);
-        const __m512d b46 = _mm512_permutex2var_pd(v[2], second, v[3]);
-        _mm512_storeu_pd(kt + (e0 + 0 + odd) * KT_STRIDE, _mm512_permutex2var_pd(a02, low, b02));
-        _mm512_storeu_pd(kt + (e0 + 2 + odd) * KT_STRIDE, _mm512_permutex2var_pd(a02, high, b02));
-        _mm512_storeu_pd(kt + (e0 + 4 + odd) * KT_STRIDE, _mm512_permutex2var_pd(a46, low, b46));
-        _mm512_storeu_pd(kt + (e0 + 6 + odd) * KT_STRIDE, _mm512_permutex2var_pd(a46, high, b46));
-    }
-}
-#endif
-
-/* kt[e KT_STRIDE + u] = k[kj[u] d + e] for u < nk, e < d, and 0 for u in
- * [nk, nk rounded up to 8) (finite, ignored by lshlab_fma_dots): the tile's
- * rows of K, transposed.  A copy: the same values whichever way. */
-static void gather_kt(size_t nk, size_t d, const double *k, const uint32_t *kj, double *kt)
-{
-    size_t u0 = 0, e8 = 0;
-#if defined(__x86_64__) || defined(__i386__)
-    if (__builtin_cpu_supports("avx512f")) {
-        e8 = d / 8 * 8;
-        for (; u0 + 8 <= nk; u0 += 8)
-            for (size_t e0 = 0; e0 < e8; e0 += 8)
-                kt_block8(k, d, kj + u0, e0, kt + u0);
-    }
-#endif
-    for (size_t u = 0; u < nk; u++) { /* what the blocks left */
-        const double *kr = k + (size_t)kj[u] * d;
-        for (size_t e = u < u0 ? e8 : 0; e < d; e++)
-            kt[e * KT_STRIDE + u] = kr[e];
-    }
-    for (size_t u = nk; u < DV_PAD(nk); u++)
-        for (size_t e = 0; e < d; e++)
-            kt[e * KT_STRIDE + u] = 0.0;
-}
-
 /* The keys of a task: a bucket's (bucket mode), or the key items of a
  * chunk's window (chunked mode: its own chunk and the span - 1 before it,
  * wrapping, each once). */
@@ -1329,8 +1268,8 @@ static int tile_task_run(void *vctx, size_t task, unsigned thread)
         }
         /* The GEMMs as FMA chains (lshlab/fmadots.h): the same bits on every
          * machine, and faster than a BLAS at these shapes */
-        const size_t dvp = DV_PAD(dv);
-        gather_kt(nk, d, a->k, w->kj, w->kd);
+        const size_t dvp = lsh_pad8(dv);
+        lsh_gather_transposed(nk, d, a->k, w->kj, KT_STRIDE, w->kd);
         for (size_t u = 0; u < nk; u++)
             memcpy(w->vc + u * dvp, a->v + (size_t)w->kj[u] * dv, dv * sizeof *w->vc);
         lshlab_fma_dots(nr, nk, d, KT_STRIDE, w->qb, w->kd, w->p, 0);
@@ -1504,7 +1443,7 @@ static int tile_pass(struct ctx *c, unsigned threads, double *add_s, double *met
         struct tile_ws *w = &st.ws[t];
         w->qb = malloc(TILE_ROWS * a->d * sizeof *w->qb + 1);
         w->kd = malloc(KT_STRIDE * a->d * sizeof *w->kd + 1);
-        w->vc = calloc(TILE_KEYS * DV_PAD(dv) + 1, sizeof *w->vc); /* padding stays 0 */
+        w->vc = calloc(TILE_KEYS * lsh_pad8(dv) + 1, sizeof *w->vc); /* padding stays 0 */
         w->p = malloc(TILE_ROWS * TILE_KEYS * sizeof *w->p);
         w->onum = malloc(TILE_ROWS * dv * sizeof *w->onum + 1);
         w->kj = malloc(TILE_KEYS * sizeof *w->kj);

@@ -10,6 +10,10 @@
 
 #include <gsl/gsl_cblas.h>
 
+#if defined(__x86_64__) || defined(__i386__)
+#include <immintrin.h>
+#endif
+
 /* A leading dimension: BLAS wants at least 1 even for an empty inner
  * dimension (k = 0 then gives C = beta C, as it should). */
 static int ld(size_t x)
@@ -99,6 +103,64 @@ void lsh_dots(size_t d, const double *x, const double *y, size_t n, double *out)
     }
     for (; j < n; j++)
         out[j] = lsh_dot(d, x, y + j * d);
+}
+
+#if defined(__x86_64__) || defined(__i386__)
+/* Rows u0 .. u0+8 of k (through rows, or consecutive), columns [e0, e0+8):
+ * an 8 x 8 block transposed in registers into kt (lanes paired by unpack,
+ * then halves and quarters joined by two-source permutes). */
+__attribute__((target("avx512f"))) static void transpose_block8(const double *k, size_t d,
+                                                                const uint32_t *rows, size_t u0,
+                                                                size_t e0, size_t stride,
+                                                                double *kt)
+{
+    __m512d r[8];
+    for (size_t i = 0; i < 8; i++)
+        r[i] = _mm512_loadu_pd(k + (rows ? (size_t)rows[u0 + i] : u0 + i) * d + e0);
+    __m512d lo[4], hi[4]; /* lo[p]: columns 0,2,4,6 of rows 2p, 2p+1; hi: 1,3,5,7 */
+    for (int p = 0; p < 4; p++) {
+        lo[p] = _mm512_unpacklo_pd(r[2 * p], r[2 * p + 1]);
+        hi[p] = _mm512_unpackhi_pd(r[2 * p], r[2 * p + 1]);
+    }
+    const __m512i first = _mm512_set_epi64(11, 10, 3, 2, 9, 8, 1, 0);
+    const __m512i second = _mm512_set_epi64(15, 14, 7, 6, 13, 12, 5, 4);
+    const __m512i low = _mm512_set_epi64(11, 10, 9, 8, 3, 2, 1, 0);
+    const __m512i high = _mm512_set_epi64(15, 14, 13, 12, 7, 6, 5, 4);
+    for (int odd = 0; odd < 2; odd++) {
+        const __m512d *v = odd ? hi : lo;
+        /* rows 0-3 and 4-7 of columns (0, 2) and (4, 6) (+ odd) */
+        const __m512d a02 = _mm512_permutex2var_pd(v[0], first, v[1]);
+        const __m512d a46 = _mm512_permutex2var_pd(v[0], second, v[1]);
+        const __m512d b02 = _mm512_permutex2var_pd(v[2], first, v[3]);
+        const __m512d b46 = _mm512_permutex2var_pd(v[2], second, v[3]);
+        _mm512_storeu_pd(kt + u0 + (e0 + 0 + odd) * stride, _mm512_permutex2var_pd(a02, low, b02));
+        _mm512_storeu_pd(kt + u0 + (e0 + 2 + odd) * stride, _mm512_permutex2var_pd(a02, high, b02));
+        _mm512_storeu_pd(kt + u0 + (e0 + 4 + odd) * stride, _mm512_permutex2var_pd(a46, low, b46));
+        _mm512_storeu_pd(kt + u0 + (e0 + 6 + odd) * stride, _mm512_permutex2var_pd(a46, high, b46));
+    }
+}
+#endif
+
+void lsh_gather_transposed(size_t nk, size_t d, const double *k, const uint32_t *rows,
+                           size_t stride, double *kt)
+{
+    size_t u0 = 0, e8 = 0;
+#if defined(__x86_64__) || defined(__i386__)
+    if (__builtin_cpu_supports("avx512f")) {
+        e8 = d / 8 * 8;
+        for (; u0 + 8 <= nk; u0 += 8)
+            for (size_t e0 = 0; e0 < e8; e0 += 8)
+                transpose_block8(k, d, rows, u0, e0, stride, kt);
+    }
+#endif
+    for (size_t u = 0; u < nk; u++) { /* what the blocks left */
+        const double *kr = k + (rows ? (size_t)rows[u] : u) * d;
+        for (size_t e = u < u0 ? e8 : 0; e < d; e++)
+            kt[e * stride + u] = kr[e];
+    }
+    for (size_t u = nk; u < lsh_pad8(nk); u++)
+        for (size_t e = 0; e < d; e++)
+            kt[e * stride + u] = 0.0;
 }
 
 void lsh_blas_single_thread(void)

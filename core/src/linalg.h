@@ -4,6 +4,7 @@
 #define LSH_LINALG_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 /* C[m x n] = A[m x k] B[k x n] (+ C when accumulate). */
 void lsh_gemm(size_t m, size_t n, size_t k, const double *a, const double *b, double *c,
@@ -21,6 +22,20 @@ double lsh_dot(size_t n, const double *x, const double *y);
  * rows of y at a time (their chains of additions then hide each other's
  * latency: a call per row runs at a third of the speed). */
 void lsh_dots(size_t d, const double *x, const double *y, size_t n, double *out);
+
+/* n rounded up to a multiple of 8: whole vectors for lshlab_fma_dots. */
+static inline size_t lsh_pad8(size_t n)
+{
+    return (n + 7) / 8 * 8;
+}
+
+/* kt[e stride + u] = k[row_u d + e] for u < nk, e < d (row_u = rows[u], or u
+ * when rows is NULL), and 0 for u in [nk, lsh_pad8(nk)): nk rows of k
+ * transposed for lshlab_fma_dots (finite padding, which it ignores).  A copy,
+ * so the same values whatever the CPU; 8 x 8 blocks go through AVX-512
+ * registers where there are some. */
+void lsh_gather_transposed(size_t nk, size_t d, const double *k, const uint32_t *rows,
+                           size_t stride, double *kt);
 
 /* Keep the BLAS single-threaded: lshlab's own threads do the parallel work
  * and OpenBLAS threads would fight them (and break -j determinism). */

@@ -40,7 +40,6 @@ double lsh_attn_raw(const struct lsh_attn *a, size_t i, size_t j)
 /* A chunk of K, transposed for lshlab_fma_dots: a row stride that is not a
  * multiple of 4 KiB (whose columns would share one cache set) */
 #define KT_STRIDE (KEY_CHUNK + 8)
-#define DV_PAD(dv) (((dv) + 7) / 8 * 8)
 
 /* Per-thread scratch, allocated once. */
 struct scratch {
@@ -52,7 +51,7 @@ struct scratch {
     double *sum, *sq, *gram; /* ROW_BLOCK x 8: running sums, lane by lane */
     double *lanemax; /* 2 x KEY_CHUNK / 8: lane maxima of a row's two pieces */
     double *kt;      /* d x KT_STRIDE: a chunk of K, transposed */
-    double *vp;      /* KEY_CHUNK x DV_PAD(d_v): its rows of V, padded (d_v % 8 != 0) */
+    double *vp;      /* KEY_CHUNK x lsh_pad8(d_v): its rows of V, padded (d_v % 8 != 0) */
 };
 
 struct pass {
@@ -385,14 +384,10 @@ static int block_task(void *ctx, size_t task, unsigned thread)
 
     /* Both GEMMs as FMA chains (lshlab/fmadots.h): the same bits on every
      * machine, and faster than OpenBLAS on the kernels it is pinned to here */
-    const size_t dvp = DV_PAD(dv);
+    const size_t dvp = lsh_pad8(dv);
     for (size_t j0 = 0; j0 < khi; j0 += KEY_CHUNK) {
         const size_t kc = khi - j0 < KEY_CHUNK ? khi - j0 : KEY_CHUNK;
-        for (size_t u = 0; u < DV_PAD(kc); u++) { /* zero past kc: finite, ignored */
-            const double *kr = a->k + (j0 + u) * d;
-            for (size_t e = 0; e < d; e++)
-                w->kt[e * KT_STRIDE + u] = u < kc ? kr[e] : 0.0;
-        }
+        lsh_gather_transposed(kc, d, a->k + j0 * d, NULL, KT_STRIDE, w->kt);
         const double *vc = a->v + j0 * dv;
         if (dvp != dv) {
             for (size_t u = 0; u < kc; u++)
@@ -468,7 +463,7 @@ struct lsh_bytes lsh_reference_bytes(size_t n, size_t m, size_t d, size_t d_v, s
     b.per_thread = lsh_size_add(b.per_thread,
                                 lsh_size_mul(lsh_size_add(lsh_size_mul(KT_STRIDE, d), 1), D));
     b.per_thread = lsh_size_add(
-        b.per_thread, lsh_size_mul(lsh_size_add(lsh_size_mul(KEY_CHUNK, DV_PAD(d_v)), 1), D));
+        b.per_thread, lsh_size_mul(lsh_size_add(lsh_size_mul(KEY_CHUNK, lsh_pad8(d_v)), 1), D));
     return b;
 }
 
@@ -620,7 +615,7 @@ static int scratch_alloc(struct scratch *w, const struct lsh_attn *a, size_t kma
     w->mx = malloc(25 * ROW_BLOCK * sizeof *w->mx);
     w->lanemax = malloc((KEY_CHUNK / 4 + 1) * sizeof *w->lanemax);
     w->kt = malloc((KT_STRIDE * a->d + 1) * sizeof *w->kt);
-    w->vp = calloc(KEY_CHUNK * DV_PAD(a->d_v) + 1, sizeof *w->vp); /* padding stays 0 */
+    w->vp = calloc(KEY_CHUNK * lsh_pad8(a->d_v) + 1, sizeof *w->vp); /* padding stays 0 */
     if (!w->s || !w->qb || !w->topval || !w->tlen || !w->mx || !w->lanemax || !w->kt ||
         !w->vp) {
         scratch_free(w);
