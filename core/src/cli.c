@@ -894,7 +894,9 @@ static int cmd_run(int argc, char **argv)
     run_output = out_path;
     int rc = lsh_sweep_run(cfg, plan, &ro, &sum, &err);
     if (rank != 0) { /* rank 0 reports, and ends the run when it stops early */
-        code = rc ? exit_code_for(rc) : EXIT_OK;
+        /* A failure every rank met at once is rank 0's to report and to exit
+         * with: a code here would have mpirun end rank 0 as it reports. */
+        code = rc && !sum.in_step ? exit_code_for(rc) : EXIT_OK;
     } else if (rc == LSH_EINTR) {
         fprintf(stderr, "%s: stopped after %zu of %zu points; the results so far are in %s.partial\n"
                         "continue with: lshlab run %s --resume%s%s\n",
@@ -936,7 +938,9 @@ static int cmd_run(int argc, char **argv)
                             "column)\n", prog, sum.failed);
     }
     /* Rank 0 stopped early (the file is closed): the other ranks may be
-     * anywhere in their work, so end them all now. */
+     * anywhere in their work, so end them all now.  Not when they stopped
+     * with it: Debian's mpirun (Open MPI 4.1, PMIx) itself crashes, now and
+     * then, as it handles an MPI_Abort. */
     if (rank == 0 && ranks > 1 && rc && !sum.in_step) {
         fflush(stdout);
         fflush(stderr);

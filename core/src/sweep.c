@@ -265,6 +265,8 @@ struct run {
     struct inbox *inbox;          /* rank 0: records received, per rank */
     const struct lsh_spread_segment *rows_seg; /* the unit being spread by rows, or NULL */
     size_t queued;                /* rank 0: rows received, not yet written (progress) */
+    int step_rc;                  /* the failure the last verdict gave every rank at once
+                                     (0: none, or it was absorbed); see in_step */
 };
 
 static int is_done(const struct run *r, size_t p)
@@ -658,8 +660,10 @@ static int pass_verdict(struct run *r, int rc, struct lsh_error *err)
     int32_t v = rc;
     struct lsh_error e;
     lsh_error_clear(&e);
+    r->step_rc = 0;
     if (lsh_comm_bcast(&v, sizeof v, 0, &e))
         return r->rank == 0 && rc ? rc : lsh_error_set(err, LSH_EIO, "%s", e.message);
+    r->step_rc = v;
     if (r->rank == 0 || v == 0)
         return rc;
     return v == LSH_EINTR ? LSH_EINTR
@@ -912,6 +916,7 @@ static int pass_body(struct run *r, const struct hashing *hs, const struct probl
         snprintf(why, sizeof why, "%s", err ? err->message : "the pass failed");
         if (err)
             lsh_error_clear(err);
+        r->step_rc = 0;
         rc = fail_pass(r, pa, why, hs->ds->spec->name, err);
         free(mt);
         free(se);
@@ -1019,10 +1024,11 @@ static int run_group(struct run *r, const struct lsh_dataset *ds, const struct p
         uint64_t v[2] = {failure != NULL, failure == NULL};
         struct lsh_error e;
         lsh_error_clear(&e);
+        r->step_rc = 0;
         if (lsh_comm_max_u64(v, 2, &e))
             rc = lsh_error_set(err, LSH_EIO, "%s", e.message);
         else if (v[0] && v[1])
-            rc = lsh_error_set(err, LSH_EPLUGIN,
+            rc = r->step_rc = lsh_error_set(err, LSH_EPLUGIN,
                                "strategy '%s' failed while hashing on some ranks only "
                                "(rank %u: %.300s); every rank needs the same strategy plugins",
                                st->name, r->rank, failure ? failure : "it did not fail");
@@ -1128,6 +1134,7 @@ static int run_unit(struct run *r, size_t first, size_t last, struct lsh_error *
         uint64_t v[3] = {rc != 0, bad != 0, !rc && !bad};
         struct lsh_error e;
         lsh_error_clear(&e);
+        r->step_rc = 0;
         int arc = lsh_comm_max_u64(v, 3, &e);
         if (arc && !rc)
             rc = lsh_error_set(err, LSH_EIO, "%s", e.message);
@@ -1135,7 +1142,7 @@ static int run_unit(struct run *r, size_t first, size_t last, struct lsh_error *
             bad = go = 0;
         else if (v[1] && v[2]) {
             bad = 0;
-            rc = lsh_error_set(err, LSH_EDATA, "dataset '%s': the ranks read different data "
+            rc = r->step_rc = lsh_error_set(err, LSH_EDATA, "dataset '%s': the ranks read different data "
                                "(its scores can be formed on some ranks only); every rank "
                                "needs the same input files", name);
         }
@@ -1561,6 +1568,7 @@ int lsh_sweep_run(const struct lsh_config *cfg, const struct lsh_plan *plan,
         free(r.unit_first);
         sum.seconds = lsh_now() - r.t0;
         sum.times = times_now(&r, sum.seconds);
+        sum.in_step = rc && rc == r.step_rc;
         if (summary)
             *summary = sum;
         return rc;
@@ -1590,6 +1598,7 @@ int lsh_sweep_run(const struct lsh_config *cfg, const struct lsh_plan *plan,
     free(r.unit_first);
     sum.seconds = lsh_now() - r.t0;
     sum.times = times_now(&r, sum.seconds);
+    sum.in_step = rc && rc == r.step_rc;
     if (summary)
         *summary = sum;
     return rc;

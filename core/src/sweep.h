@@ -74,8 +74,9 @@ struct lsh_run_opts {
 struct lsh_run_summary {
     size_t points, ok, skipped, failed, resumed;
     int interrupted;
-    int in_step;                  /* every rank returns here too (the open failed
-                                     before any work): no need to end them */
+    int in_step;                  /* the failure reached every rank at once (the open,
+                                     or a verdict of a unit spread by rows): they all
+                                     return it, so none needs ending (MPI_Abort) */
     double seconds;
     struct lsh_run_times times;   /* other = seconds minus the rest */
 };
