@@ -59,7 +59,8 @@ struct workspace {
     uint32_t *cnt;     /* by key j: rounds whose T_i^h hold j (N_ij)           */
     uint32_t *pos;     /* by key j: its index t in cand[]                       */
     uint32_t *cand;    /* the union, in order of arrival                        */
-    uint32_t *occ;     /* this round's repeats (indices t), for combine rounds  */
+    uint32_t *occ;     /* indices t repeated since the last prefix (combine rounds) */
+    uint32_t *rep;     /* by index t: its repeats since then (0 off occ[])      */
     double *s;         /* s_ij of cand[t]                                       */
     double *av;        /* A_ij = exp(s_ij - lse_i) of cand[t]                   */
     double *num;       /* sum_{j in S} A_ij v_j (d_v)                           */
@@ -234,7 +235,7 @@ struct row {
     int skip_i;       /* ... minus i when set                            */
     int only_i;       /* ... or just {i} (the U_i = {i} fallback)        */
     size_t m;         /* |union so far| */
-    size_t n_occ;     /* repeats in the current round */
+    size_t n_occ;     /* entries of occ[] (keys repeated since the last prefix) */
     /* running sums over the union: A, A^2, G^2; repeats' A (combine rounds) */
     double mass, sa2, gram, rep_mass;
     size_t block;     /* the row block (for error reports) */
@@ -252,7 +253,9 @@ static inline void consider(struct workspace *w, struct row *row, uint32_t j)
         w->cand[row->m++] = j;
     } else {
         w->cnt[j]++; /* j is in another round's T_i^h too */
-        w->occ[row->n_occ++] = w->pos[j];
+        const uint32_t t = w->pos[j];
+        if (w->rep[t]++ == 0)
+            w->occ[row->n_occ++] = t;
     }
 }
 
@@ -364,14 +367,16 @@ static void gather_axpy(size_t dv, const double *v, const uint32_t *cand, const 
         axpy(dv, av[t], v + (size_t)cand[t] * dv, num);
 }
 
-/* num += av[t] v_{cand[t]} for t = occ[0], occ[1], ... in that order: the
- * same additions, element by element, as one axpy per repeat (so the same
- * bits), four repeats per pass over num, with the rows of V of the next four
- * fetched ahead (the repeats of combine: rounds are 2-3x the distinct pairs,
- * and this gather was the row path's largest cost). */
+/* num += (rep[t] av[t]) v_{cand[t]} for t = occ[0], occ[1], ... in that
+ * order: the same additions, element by element, as one axpy per key, four
+ * keys per pass over num, with the rows of V of the next four fetched ahead
+ * (the repeats of combine: rounds are 2-3x the distinct pairs, and this
+ * gather was the row path's largest cost).  rep[t] counts a key's repeats
+ * over the rounds since the last prefix: one row of V for all of them. */
 __attribute__((target_clones("avx512f", "avx2", "default")))
 static void repeat_axpy(size_t dv, const double *v, const uint32_t *cand, const double *av,
-                        const uint32_t *occ, size_t n_occ, double *restrict num)
+                        const uint32_t *rep, const uint32_t *occ, size_t n_occ,
+                        double *restrict num)
 {
     size_t k = 0;
     for (; k + 4 <= n_occ; k += 4) {
@@ -382,8 +387,8 @@ static void repeat_axpy(size_t dv, const double *v, const uint32_t *cand, const 
         const double *restrict v1 = v + (size_t)cand[occ[k + 1]] * dv;
         const double *restrict v2 = v + (size_t)cand[occ[k + 2]] * dv;
         const double *restrict v3 = v + (size_t)cand[occ[k + 3]] * dv;
-        const double a0 = av[occ[k]], a1 = av[occ[k + 1]], a2 = av[occ[k + 2]],
-                     a3 = av[occ[k + 3]];
+        const double a0 = rep[occ[k]] * av[occ[k]], a1 = rep[occ[k + 1]] * av[occ[k + 1]],
+                     a2 = rep[occ[k + 2]] * av[occ[k + 2]], a3 = rep[occ[k + 3]] * av[occ[k + 3]];
         for (size_t e = 0; e < dv; e++) {
             double x = num[e];
             x += a0 * v0[e];
@@ -394,7 +399,7 @@ static void repeat_axpy(size_t dv, const double *v, const uint32_t *cand, const 
         }
     }
     for (; k < n_occ; k++)
-        axpy(dv, av[occ[k]], v + (size_t)cand[occ[k]] * dv, num);
+        axpy(dv, rep[occ[k]] * av[occ[k]], v + (size_t)cand[occ[k]] * dv, num);
 }
 
 /* The pair (i, j) of a failure, in w's message (the first one a thread
@@ -461,9 +466,8 @@ static int score_new(const struct ctx *c, struct workspace *w, struct row *row, 
     double *raw = w->s + m0;
     if (cache)
         gather_scores(k, cache, cand, raw);
-    else
-        for (size_t t = 0; t < k; t++)
-            raw[t] = lsh_attn_raw(a, i, cand[t]);
+    else /* lsh_attn_raw's bits, the cache's */
+        lsh_chain_dots(a->d, a->q + i * a->d, a->k, cand, k, raw);
     double sums[2];
     lane_sums(k, raw, a->gnorm, cand, (uint32_t)i, sums);
     row->gram += sums[0];
@@ -499,22 +503,27 @@ static int score_new(const struct ctx *c, struct workspace *w, struct row *row, 
 /* Add round h to the row. */
 static int add_round(const struct ctx *c, struct workspace *w, struct row *row, size_t h)
 {
-    const struct lsh_attn *a = c->a;
-    const size_t dv = a->d_v, m0 = row->m;
-    row->n_occ = 0;
+    const size_t m0 = row->m;
     if (c->rules)
         collect_round(c, w, row, h, 1);
     else
         collect_round(c, w, row, h, 0);
-    int rc = score_new(c, w, row, m0, 0);
-    if (rc)
-        return rc;
-    if (c->need_rounds) {
+    return score_new(c, w, row, m0, 0);
+}
+
+/* The repeats since the last prefix into num_rep and rep_mass (combine
+ * rounds), or just forgotten (add: 0). */
+static void flush_repeats(const struct ctx *c, struct workspace *w, struct row *row, int add)
+{
+    if (add && c->need_rounds) {
         for (size_t k = 0; k < row->n_occ; k++)
-            row->rep_mass += w->av[w->occ[k]];
-        repeat_axpy(dv, a->v, w->cand, w->av, w->occ, row->n_occ, w->num_rep);
+            row->rep_mass += w->rep[w->occ[k]] * w->av[w->occ[k]];
+        repeat_axpy(c->a->d_v, c->a->v, w->cand, w->av, w->rep, w->occ, row->n_occ,
+                    w->num_rep);
     }
-    return 0;
+    for (size_t k = 0; k < row->n_occ; k++)
+        w->rep[w->occ[k]] = 0;
+    row->n_occ = 0;
 }
 
 /* The sink keys j < s and the local keys |i - j| < w (causal: i - w < j <=
@@ -874,6 +883,7 @@ static int row_path(const struct ctx *c, struct workspace *w, size_t r, double *
         rc = add_round(c, w, &row, h);
         if (!rc && h + 1 == c->prefixes[p]) {
             if (only >= c->n_prefix || only == p) {
+                flush_repeats(c, w, &row, 1);
                 double t1 = lsh_now(), ratio[LSH_TOPK_MAX];
                 w->t_add[p] += t1 - t;
                 if (c->rules)
@@ -887,6 +897,7 @@ static int row_path(const struct ctx *c, struct workspace *w, size_t r, double *
             p++;
         }
     }
+    flush_repeats(c, w, &row, 0); /* rep[] all 0 again, for the next row */
     return rc;
 }
 
@@ -1562,7 +1573,7 @@ struct lsh_bytes lsh_eval_bytes(const struct lsh_eval_shape *s, const struct lsh
     b.per_thread = lsh_size_mul(lsh_size_add(chunked && s->separate ? L : 0, B1), U);
     /* the row workspace (every pass has it: the tile path's exact rows use it) */
     b.per_thread = lsh_size_add(b.per_thread, sizeof(struct workspace) + 2 * s->n_prefix * D);
-    b.per_thread = lsh_size_add(b.per_thread, lsh_size_mul(n1, 5 * U + 2 * D));
+    b.per_thread = lsh_size_add(b.per_thread, lsh_size_mul(n1, 6 * U + 2 * D));
     b.per_thread = lsh_size_add(b.per_thread, lsh_size_mul(lsh_size_add(dv, 1), 3 * D));
     if (s->importance) { /* p_ij, log(1 - p), two scratches by candidate; key norms, log C(H, t) */
         b.per_thread = lsh_size_add(b.per_thread, lsh_size_mul(n1, 4 * D));
@@ -1775,6 +1786,7 @@ static void free_ws(struct workspace *w)
     free(w->pos);
     free(w->cand);
     free(w->occ);
+    free(w->rep);
     free(w->s);
     free(w->av);
     free(w->num);
@@ -1935,6 +1947,7 @@ int lsh_eval_pass_part(const struct lsh_reference *ref, const struct lsh_rounds 
         w->pos = malloc(a->n * sizeof *w->pos);
         w->cand = malloc(a->n * sizeof *w->cand);
         w->occ = malloc(a->n * sizeof *w->occ);
+        w->rep = calloc(a->n, sizeof *w->rep);
         w->s = malloc(a->n * sizeof *w->s);
         w->av = malloc(a->n * sizeof *w->av);
         w->num = malloc((a->d_v + 1) * sizeof *w->num);
@@ -1942,7 +1955,7 @@ int lsh_eval_pass_part(const struct lsh_reference *ref, const struct lsh_rounds 
         w->ohat = malloc((a->d_v + 1) * sizeof *w->ohat);
         w->t_add = calloc(n_prefix, sizeof *w->t_add);
         w->t_metric = calloc(n_prefix, sizeof *w->t_metric);
-        if (!w->mark || !w->cnt || !w->pos || !w->cand || !w->occ || !w->s || !w->av ||
+        if (!w->mark || !w->cnt || !w->pos || !w->cand || !w->occ || !w->rep || !w->s || !w->av ||
             !w->num || !w->num_rep || !w->ohat || !w->t_add || !w->t_metric)
             rc = LSH_ENOMEM;
         if (!rc && importance && (!(w->pj = malloc((a->n + 1) * sizeof *w->pj)) ||

@@ -3,12 +3,14 @@
 #include "linalg.h"
 
 #include <dlfcn.h>
+#include <math.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
 #include <gsl/gsl_cblas.h>
+#include <lshlab/fmadots.h>
 
 #if defined(__x86_64__) || defined(__i386__)
 #include <immintrin.h>
@@ -44,67 +46,6 @@ void lsh_gemm_nt(size_t m, size_t n, size_t k, const double *a, const double *b,
     lsh_gemm_nt_ld(m, n, k, a, b, c, n);
 }
 
-double lsh_dot(size_t n, const double *x, const double *y)
-{
-    /* Four partial sums: vectorisable and a fixed order, so the same bits
-     * on every run and thread count. */
-    double s0 = 0, s1 = 0, s2 = 0, s3 = 0;
-    size_t i = 0;
-    for (; i + 4 <= n; i += 4) {
-        s0 += x[i] * y[i];
-        s1 += x[i + 1] * y[i + 1];
-        s2 += x[i + 2] * y[i + 2];
-        s3 += x[i + 3] * y[i + 3];
-    }
-    for (; i < n; i++)
-        s0 += x[i] * y[i];
-    return (s0 + s1) + (s2 + s3);
-}
-
-typedef double v4d __attribute__((vector_size(32)));
-
-/* Four doubles from p, unaligned (a macro: a function returning v4d would
- * change the ABI between the clones). */
-#define LOAD4(v, p) memcpy(&(v), (p), sizeof(v4d))
-
-/* Lane l of s_c is row c's partial sum l of lsh_dot (e = l mod 4, the tail
- * into lane 0), added up as (s0 + s1) + (s2 + s3): lsh_dot's order. */
-__attribute__((target_clones("avx512f", "avx2", "default")))
-void lsh_dots(size_t d, const double *x, const double *y, size_t n, double *out)
-{
-    size_t j = 0;
-    for (; j + 4 <= n; j += 4) {
-        const double *y0 = y + j * d, *y1 = y0 + d, *y2 = y1 + d, *y3 = y2 + d;
-        v4d s0 = {0, 0, 0, 0}, s1 = s0, s2 = s0, s3 = s0;
-        size_t e = 0;
-        for (; e + 4 <= d; e += 4) {
-            v4d xe, k0, k1, k2, k3;
-            LOAD4(xe, x + e);
-            LOAD4(k0, y0 + e);
-            LOAD4(k1, y1 + e);
-            LOAD4(k2, y2 + e);
-            LOAD4(k3, y3 + e);
-            s0 += xe * k0;
-            s1 += xe * k1;
-            s2 += xe * k2;
-            s3 += xe * k3;
-        }
-        for (; e < d; e++) {
-            s0[0] += x[e] * y0[e];
-            s1[0] += x[e] * y1[e];
-            s2[0] += x[e] * y2[e];
-            s3[0] += x[e] * y3[e];
-        }
-        const v4d *s[4] = {&s0, &s1, &s2, &s3};
-        for (int c = 0; c < 4; c++) {
-            const v4d v = *s[c];
-            out[j + c] = (v[0] + v[1]) + (v[2] + v[3]);
-        }
-    }
-    for (; j < n; j++)
-        out[j] = lsh_dot(d, x, y + j * d);
-}
-
 #if defined(__x86_64__) || defined(__i386__)
 /* Rows u0 .. u0+8 of k (through rows, or consecutive), columns [e0, e0+8):
  * an 8 x 8 block transposed in registers into kt (lanes paired by unpack,
@@ -114,6 +55,7 @@ __attribute__((target("avx512f"))) static void transpose_block8(const double *k,
                                                                 size_t e0, size_t stride,
                                                                 double *kt)
 {
+    /* kt: the block's first column's output row */
     __m512d r[8];
     for (size_t i = 0; i < 8; i++)
         r[i] = _mm512_loadu_pd(k + (rows ? (size_t)rows[u0 + i] : u0 + i) * d + e0);
@@ -133,34 +75,70 @@ __attribute__((target("avx512f"))) static void transpose_block8(const double *k,
         const __m512d a46 = _mm512_permutex2var_pd(v[0], second, v[1]);
         const __m512d b02 = _mm512_permutex2var_pd(v[2], first, v[3]);
         const __m512d b46 = _mm512_permutex2var_pd(v[2], second, v[3]);
-        _mm512_storeu_pd(kt + u0 + (e0 + 0 + odd) * stride, _mm512_permutex2var_pd(a02, low, b02));
-        _mm512_storeu_pd(kt + u0 + (e0 + 2 + odd) * stride, _mm512_permutex2var_pd(a02, high, b02));
-        _mm512_storeu_pd(kt + u0 + (e0 + 4 + odd) * stride, _mm512_permutex2var_pd(a46, low, b46));
-        _mm512_storeu_pd(kt + u0 + (e0 + 6 + odd) * stride, _mm512_permutex2var_pd(a46, high, b46));
+        _mm512_storeu_pd(kt + u0 + (0 + odd) * stride, _mm512_permutex2var_pd(a02, low, b02));
+        _mm512_storeu_pd(kt + u0 + (2 + odd) * stride, _mm512_permutex2var_pd(a02, high, b02));
+        _mm512_storeu_pd(kt + u0 + (4 + odd) * stride, _mm512_permutex2var_pd(a46, low, b46));
+        _mm512_storeu_pd(kt + u0 + (6 + odd) * stride, _mm512_permutex2var_pd(a46, high, b46));
     }
 }
 #endif
 
-void lsh_gather_transposed(size_t nk, size_t d, const double *k, const uint32_t *rows,
-                           size_t stride, double *kt)
+/* Columns [e0, e1) of nk rows of k (row length d) into kt's rows 0 .. e1-e0. */
+static void gather_columns(size_t nk, size_t d, size_t e0, size_t e1, const double *k,
+                           const uint32_t *rows, size_t stride, double *kt)
 {
-    size_t u0 = 0, e8 = 0;
+    size_t u0 = 0, e8 = e0;
 #if defined(__x86_64__) || defined(__i386__)
     if (__builtin_cpu_supports("avx512f")) {
-        e8 = d / 8 * 8;
+        e8 = e0 + (e1 - e0) / 8 * 8;
         for (; u0 + 8 <= nk; u0 += 8)
-            for (size_t e0 = 0; e0 < e8; e0 += 8)
-                transpose_block8(k, d, rows, u0, e0, stride, kt);
+            for (size_t e = e0; e < e8; e += 8)
+                transpose_block8(k, d, rows, u0, e, stride, kt + (e - e0) * stride);
     }
 #endif
     for (size_t u = 0; u < nk; u++) { /* what the blocks left */
         const double *kr = k + (rows ? (size_t)rows[u] : u) * d;
-        for (size_t e = u < u0 ? e8 : 0; e < d; e++)
-            kt[e * stride + u] = kr[e];
+        for (size_t e = u < u0 ? e8 : e0; e < e1; e++)
+            kt[(e - e0) * stride + u] = kr[e];
     }
     for (size_t u = nk; u < lsh_pad8(nk); u++)
-        for (size_t e = 0; e < d; e++)
-            kt[e * stride + u] = 0.0;
+        for (size_t e = e0; e < e1; e++)
+            kt[(e - e0) * stride + u] = 0.0;
+}
+
+void lsh_gather_transposed(size_t nk, size_t d, const double *k, const uint32_t *rows,
+                           size_t stride, double *kt)
+{
+    gather_columns(nk, d, 0, d, k, rows, stride, kt);
+}
+
+double lsh_chain_dot(size_t d, const double *x, const double *y)
+{
+    double acc = 0.0;
+    for (size_t e = 0; e < d; e++)
+        acc = fma(x[e], y[e], acc);
+    return acc;
+}
+
+void lsh_chain_dots(size_t d, const double *x, const double *k, const uint32_t *rows,
+                    size_t nk, double *out)
+{
+    /* 32 keys x 64 columns at a time, transposed on the stack: each piece
+     * continues the chains from out (lshlab_fma_dots' accumulate), so the
+     * pieces change no bit */
+    enum { KEYS = 32, COLS = 64 };
+    double kt[COLS * KEYS];
+    for (size_t u0 = 0; u0 < nk; u0 += KEYS) {
+        const size_t nb = nk - u0 < KEYS ? nk - u0 : KEYS;
+        const double *kb = rows ? k : k + u0 * d;
+        for (size_t e0 = 0; e0 < d; e0 += COLS) {
+            const size_t e1 = d - e0 < COLS ? d : e0 + COLS;
+            gather_columns(nb, d, e0, e1, kb, rows ? rows + u0 : NULL, KEYS, kt);
+            lshlab_fma_dots(1, nb, e1 - e0, KEYS, x + e0, kt, out + u0, e0 > 0);
+        }
+        if (d == 0)
+            memset(out + u0, 0, nb * sizeof *out);
+    }
 }
 
 void lsh_blas_single_thread(void)

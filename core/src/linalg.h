@@ -15,14 +15,6 @@ void lsh_gemm_nt_ld(size_t m, size_t n, size_t k, const double *a, const double 
                     double *c, size_t ldc);
 void lsh_gemm_nt(size_t m, size_t n, size_t k, const double *a, const double *b, double *c);
 
-/* x . y over n entries. */
-double lsh_dot(size_t n, const double *x, const double *y);
-
-/* out[j] = lsh_dot(d, x, y + j d) for j in [0, n), with the same bits, four
- * rows of y at a time (their chains of additions then hide each other's
- * latency: a call per row runs at a third of the speed). */
-void lsh_dots(size_t d, const double *x, const double *y, size_t n, double *out);
-
 /* n rounded up to a multiple of 8: whole vectors for lshlab_fma_dots. */
 static inline size_t lsh_pad8(size_t n)
 {
@@ -36,6 +28,16 @@ static inline size_t lsh_pad8(size_t n)
  * registers where there are some. */
 void lsh_gather_transposed(size_t nk, size_t d, const double *k, const uint32_t *rows,
                            size_t stride, double *kt);
+
+/* x . y over d entries as one chain of fused multiply-adds, e = 0 .. d-1 in
+ * order from 0: the bits of an entry of lshlab_fma_dots (lshlab/fmadots.h). */
+double lsh_chain_dot(size_t d, const double *x, const double *y);
+
+/* out[u] = lsh_chain_dot(d, x, k + row_u d) for u < nk (row_u = rows[u], or
+ * u when rows is NULL), with the same bits: the scores of a row's keys, for
+ * the row path without a cache and for the oracle. */
+void lsh_chain_dots(size_t d, const double *x, const double *k, const uint32_t *rows,
+                    size_t nk, double *out);
 
 /* Keep the BLAS single-threaded: lshlab's own threads do the parallel work
  * and OpenBLAS threads would fight them (and break -j determinism). */

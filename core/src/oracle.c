@@ -219,15 +219,14 @@ static void select_best(struct key *x, size_t len, size_t want)
 /* ---- scores ----------------------------------------------------------------- */
 
 /* key[t] = (scale * q_i . k_j, j) for j in [j0, j1), t from t0: lsh_attn_raw's
- * bits (lsh_dots), so test_oracle finds the score cache's, which the
- * reference fills with the same function. */
+ * bits (lsh_chain_dots), which are the score cache's too. */
 static void score_keys(const struct lsh_attn *a, size_t i, size_t j0, size_t j1,
                        struct key *key, size_t t0)
 {
     double raw[256];
     for (size_t j = j0; j < j1; j += 256) {
         const size_t k = j1 - j < 256 ? j1 - j : 256;
-        lsh_dots(a->d, a->q + i * a->d, a->k + j * a->d, k, raw);
+        lsh_chain_dots(a->d, a->q + i * a->d, a->k + j * a->d, NULL, k, raw);
         for (size_t u = 0; u < k; u++)
             key[t0 + (j - j0) + u] = (struct key){a->scale * raw[u], (uint32_t)(j + u)};
     }

@@ -26,7 +26,7 @@
 
 double lsh_attn_raw(const struct lsh_attn *a, size_t i, size_t j)
 {
-    return lsh_dot(a->d, a->q + i * a->d, a->k + j * a->d);
+    return lsh_chain_dot(a->d, a->q + i * a->d, a->k + j * a->d);
 }
 
 /* Block shape: ROW_BLOCK x KEY_CHUNK scores are 512 KiB, well inside L2
@@ -385,27 +385,29 @@ static int block_task(void *ctx, size_t task, unsigned thread)
     /* Both GEMMs as FMA chains (lshlab/fmadots.h): the same bits on every
      * machine, and faster than OpenBLAS on the kernels it is pinned to here */
     const size_t dvp = lsh_pad8(dv);
-    for (size_t j0 = 0; j0 < khi; j0 += KEY_CHUNK) {
-        const size_t kc = khi - j0 < KEY_CHUNK ? khi - j0 : KEY_CHUNK;
+    /* The score cache holds every key, also those past U_i under causal:
+     * the scores of the chunks past khi are for it alone.  Its bits are
+     * lsh_attn_raw's, which is the same FMA chain, so --memory-limit changes
+     * only how the metrics are computed. */
+    double *raw = ref->raw ? ref->raw + (r0 - ref->r0) * n : NULL; /* the part's rows alone */
+    for (size_t j0 = 0, kc; j0 < (raw ? n : khi); j0 += kc) {
+        const size_t end = j0 < khi ? khi : n;
+        kc = end - j0 < KEY_CHUNK ? end - j0 : KEY_CHUNK;
         lsh_gather_transposed(kc, d, a->k + j0 * d, NULL, KT_STRIDE, w->kt);
+        lshlab_fma_dots(rb, kc, d, KT_STRIDE, w->qb, w->kt, w->s, 0);
+        for (size_t r = 0; raw && r < rb; r++)
+            memcpy(raw + r * n + j0, w->s + r * kc, kc * sizeof *raw);
+        if (j0 >= khi)
+            continue;
         const double *vc = a->v + j0 * dv;
         if (dvp != dv) {
             for (size_t u = 0; u < kc; u++)
                 memcpy(w->vp + u * dvp, vc + u * dv, dv * sizeof *vc);
             vc = w->vp;
         }
-        lshlab_fma_dots(rb, kc, d, KT_STRIDE, w->qb, w->kt, w->s, 0);
         chunk_rows(a, ref, w, r0, rb, j0, kc);
         lshlab_fma_dots(rb, dv, kc, dvp, w->s, vc, o, 1);
         flops += 2.0 * (double)rb * (double)kc * (double)(d + dv);
-    }
-    /* The cache holds every key, also those beyond U_i under causal, with
-     * the bits lsh_attn_raw recomputes when there is no cache (a GEMM's
-     * differ in the last place): --memory-limit changes only how. */
-    for (size_t r = 0; ref->raw && r < rb; r++) {
-        const size_t i = row_of(ref, r0 + r);
-        double *dst = ref->raw + (r0 + r - ref->r0) * n; /* the part's rows alone */
-        lsh_dots(d, a->q + i * d, a->k, n, dst); /* = lsh_attn_raw(a, i, j) */
     }
 
     for (size_t r = 0; r < rb; r++) {

@@ -13,6 +13,7 @@
 
 #include "config.h"
 #include "eval.h"
+#include "linalg.h"
 #include "plan.h"
 #include "reference.h"
 #include "registry.h"
@@ -514,4 +515,52 @@ Test(numerics, fma_dots_are_one_fma_chain_per_entry)
                     free(out);
                     free(want);
                 }
+}
+
+/* lsh_chain_dots (the row path's and the oracle's scores without a cache)
+ * against its definition, bit for bit: each key's score one fma chain over
+ * e = 0 .. d-1 from 0, through row indices or consecutive rows.  d over 64
+ * takes several column pieces, nk over 32 several key blocks, and tails of
+ * both; a sum in another order (lsh_dot's four partial sums, which the row
+ * path used before) differs in about half of these. */
+Test(numerics, chain_dots_of_gathered_keys_are_one_fma_chain_per_key)
+{
+    const size_t ds[] = {1, 5, 8, 63, 64, 65, 130, 200}, nks[] = {1, 7, 8, 9, 32, 33, 70};
+    uint64_t state = 777;
+    const size_t n = 90;
+    for (size_t t = 0; t < sizeof ds / sizeof *ds; t++)
+        for (size_t u = 0; u < sizeof nks / sizeof *nks; u++)
+            for (int gathered = 0; gathered < 2; gathered++) {
+                const size_t d = ds[t], nk = nks[u];
+                double *k = malloc(n * d * sizeof *k), *x = malloc(d * sizeof *x);
+                double *out = malloc(nk * sizeof *out);
+                uint32_t rows[70];
+                for (size_t i = 0; i < n * d; i++) {
+                    state = state * 6364136223846793005u + 1442695040888963407u;
+                    k[i] = (double)(state >> 11) / 9007199254740992.0 - 0.5;
+                }
+                for (size_t e = 0; e < d; e++) {
+                    state = state * 6364136223846793005u + 1442695040888963407u;
+                    x[e] = (double)(state >> 11) / 9007199254740992.0 - 0.5;
+                }
+                for (size_t v = 0; v < nk; v++) {
+                    state = state * 6364136223846793005u + 1442695040888963407u;
+                    rows[v] = (uint32_t)((state >> 33) % n);
+                }
+                lsh_chain_dots(d, x, k, gathered ? rows : NULL, nk, out);
+                for (size_t v = 0; v < nk; v++) {
+                    const double *kr = k + (gathered ? rows[v] : v) * d;
+                    double s = 0.0;
+                    for (size_t e = 0; e < d; e++)
+                        s = fma(x[e], kr[e], s);
+                    cr_assert(memcmp(&out[v], &s, sizeof s) == 0,
+                              "d %zu nk %zu gathered %d key %zu: %.17g, want %.17g", d, nk,
+                              gathered, v, out[v], s);
+                    cr_assert(memcmp(&s, &(double){lsh_chain_dot(d, x, kr)}, sizeof s) == 0,
+                              "lsh_chain_dot, d %zu key %zu", d, v);
+                }
+                free(k);
+                free(x);
+                free(out);
+            }
 }
