@@ -54,13 +54,19 @@ struct round_index {
     uint32_t *qchunk, *kchunk;
 };
 
+/* What the row path knows of key j for the current row: one record, so
+ * that a key's first look at it is one cache line, not one per array. */
+struct key_state {
+    uint32_t mark; /* == the workspace's stamp: j is in the row's union (the rest valid) */
+    uint32_t cnt;  /* rounds whose T_i^h hold j (N_ij) */
+    uint32_t pos;  /* its index t in cand[] */
+    uint32_t rep;  /* its repeats since the last prefix (combine rounds) */
+};
+
 struct workspace {
-    uint32_t *mark;    /* mark[j] == stamp: j is in the current row's union    */
-    uint32_t *cnt;     /* by key j: rounds whose T_i^h hold j (N_ij)           */
-    uint32_t *pos;     /* by key j: its index t in cand[]                       */
+    struct key_state *keys; /* by key j, for the current row                   */
     uint32_t *cand;    /* the union, in order of arrival                        */
     uint32_t *occ;     /* indices t repeated since the last prefix (combine rounds) */
-    uint32_t *rep;     /* by index t: its repeats since then (0 off occ[])      */
     double *s;         /* s_ij of cand[t]                                       */
     double *av;        /* A_ij = exp(s_ij - lse_i) of cand[t]                   */
     double *num;       /* sum_{j in S} A_ij v_j (d_v)                           */
@@ -246,16 +252,14 @@ static inline void consider(struct workspace *w, struct row *row, uint32_t j)
 {
     if (row->only_i ? j != row->i : (j >= row->hi || (row->skip_i && j == row->i)))
         return;
-    if (w->mark[j] != w->stamp) {
-        w->mark[j] = w->stamp;
-        w->cnt[j] = 1;
-        w->pos[j] = (uint32_t)row->m;
+    struct key_state *ks = &w->keys[j];
+    if (ks->mark != w->stamp) {
+        *ks = (struct key_state){w->stamp, 1, (uint32_t)row->m, 0};
         w->cand[row->m++] = j;
     } else {
-        w->cnt[j]++; /* j is in another round's T_i^h too */
-        const uint32_t t = w->pos[j];
-        if (w->rep[t]++ == 0)
-            w->occ[row->n_occ++] = t;
+        ks->cnt++; /* j is in another round's T_i^h too */
+        if (ks->rep++ == 0)
+            w->occ[row->n_occ++] = ks->pos;
     }
 }
 
@@ -266,12 +270,11 @@ static inline void consider_rule(struct workspace *w, struct row *row, uint32_t 
 {
     if (row->only_i ? j != row->i : (j >= row->hi || (row->skip_i && j == row->i)))
         return;
-    if (w->mark[j] != w->stamp) {
-        w->mark[j] = w->stamp;
-        w->cnt[j] = 0;
-    }
-    if (++w->cnt[j] == t) {
-        w->pos[j] = (uint32_t)row->m;
+    struct key_state *ks = &w->keys[j];
+    if (ks->mark != w->stamp)
+        *ks = (struct key_state){w->stamp, 0, 0, 0};
+    if (++ks->cnt == t) {
+        ks->pos = (uint32_t)row->m;
         w->cand[row->m++] = j;
     }
 }
@@ -367,15 +370,15 @@ static void gather_axpy(size_t dv, const double *v, const uint32_t *cand, const 
         axpy(dv, av[t], v + (size_t)cand[t] * dv, num);
 }
 
-/* num += (rep[t] av[t]) v_{cand[t]} for t = occ[0], occ[1], ... in that
+/* num += (rep_j av[t]) v_j, j = cand[t], for t = occ[0], occ[1], ... in that
  * order: the same additions, element by element, as one axpy per key, four
  * keys per pass over num, with the rows of V of the next four fetched ahead
  * (the repeats of combine: rounds are 2-3x the distinct pairs, and this
- * gather was the row path's largest cost).  rep[t] counts a key's repeats
+ * gather was the row path's largest cost).  rep_j counts a key's repeats
  * over the rounds since the last prefix: one row of V for all of them. */
 __attribute__((target_clones("avx512f", "avx2", "default")))
 static void repeat_axpy(size_t dv, const double *v, const uint32_t *cand, const double *av,
-                        const uint32_t *rep, const uint32_t *occ, size_t n_occ,
+                        const struct key_state *keys, const uint32_t *occ, size_t n_occ,
                         double *restrict num)
 {
     size_t k = 0;
@@ -387,8 +390,10 @@ static void repeat_axpy(size_t dv, const double *v, const uint32_t *cand, const 
         const double *restrict v1 = v + (size_t)cand[occ[k + 1]] * dv;
         const double *restrict v2 = v + (size_t)cand[occ[k + 2]] * dv;
         const double *restrict v3 = v + (size_t)cand[occ[k + 3]] * dv;
-        const double a0 = rep[occ[k]] * av[occ[k]], a1 = rep[occ[k + 1]] * av[occ[k + 1]],
-                     a2 = rep[occ[k + 2]] * av[occ[k + 2]], a3 = rep[occ[k + 3]] * av[occ[k + 3]];
+        const double a0 = keys[cand[occ[k]]].rep * av[occ[k]],
+                     a1 = keys[cand[occ[k + 1]]].rep * av[occ[k + 1]],
+                     a2 = keys[cand[occ[k + 2]]].rep * av[occ[k + 2]],
+                     a3 = keys[cand[occ[k + 3]]].rep * av[occ[k + 3]];
         for (size_t e = 0; e < dv; e++) {
             double x = num[e];
             x += a0 * v0[e];
@@ -399,7 +404,7 @@ static void repeat_axpy(size_t dv, const double *v, const uint32_t *cand, const 
         }
     }
     for (; k < n_occ; k++)
-        axpy(dv, rep[occ[k]] * av[occ[k]], v + (size_t)cand[occ[k]] * dv, num);
+        axpy(dv, keys[cand[occ[k]]].rep * av[occ[k]], v + (size_t)cand[occ[k]] * dv, num);
 }
 
 /* The pair (i, j) of a failure, in w's message (the first one a thread
@@ -512,17 +517,17 @@ static int add_round(const struct ctx *c, struct workspace *w, struct row *row, 
 }
 
 /* The repeats since the last prefix into num_rep and rep_mass (combine
- * rounds), or just forgotten (add: 0). */
-static void flush_repeats(const struct ctx *c, struct workspace *w, struct row *row, int add)
+ * rounds); then none. */
+static void flush_repeats(const struct ctx *c, struct workspace *w, struct row *row)
 {
-    if (add && c->need_rounds) {
+    if (c->need_rounds) {
         for (size_t k = 0; k < row->n_occ; k++)
-            row->rep_mass += w->rep[w->occ[k]] * w->av[w->occ[k]];
-        repeat_axpy(c->a->d_v, c->a->v, w->cand, w->av, w->rep, w->occ, row->n_occ,
+            row->rep_mass += w->keys[w->cand[w->occ[k]]].rep * w->av[w->occ[k]];
+        repeat_axpy(c->a->d_v, c->a->v, w->cand, w->av, w->keys, w->occ, row->n_occ,
                     w->num_rep);
     }
     for (size_t k = 0; k < row->n_occ; k++)
-        w->rep[w->occ[k]] = 0;
+        w->keys[w->cand[w->occ[k]]].rep = 0;
     row->n_occ = 0;
 }
 
@@ -542,7 +547,7 @@ static int add_forced(const struct ctx *c, struct workspace *w, struct row *row)
     for (size_t j = lo > s ? lo : s; j < up; j++)
         consider_rule(w, row, (uint32_t)j, 1);
     for (size_t t = m0; t < row->m; t++)
-        w->cnt[w->cand[t]] = tmin; /* a collision adds to it, never reaches t again */
+        w->keys[w->cand[t]].cnt = tmin; /* a collision adds to it, never reaches t again */
     return score_new(c, w, row, m0, 1);
 }
 
@@ -557,13 +562,13 @@ static double exact_row(const struct ctx *c, const struct workspace *w, const st
     for (size_t t = 0; t < m; t++)
         mx = w->s[t] > mx ? w->s[t] : mx;
     for (size_t t = 0; t < m; t++)
-        den += (rounds ? (double)w->cnt[w->cand[t]] : 1.0) * exp(w->s[t] - mx);
+        den += (rounds ? (double)w->keys[w->cand[t]].cnt : 1.0) * exp(w->s[t] - mx);
     *z = mx + log(den);
     double d2 = 0.0;
     *kl_extra = 0.0;
     memset(oh, 0, dv * sizeof *oh);
     for (size_t t = 0; t < m; t++) {
-        double nj = rounds ? (double)w->cnt[w->cand[t]] : 1.0;
+        double nj = rounds ? (double)w->keys[w->cand[t]].cnt : 1.0;
         double ah = nj * exp(w->s[t] - *z);
         if (nj > 1.0)
             *kl_extra += ah * log(nj);
@@ -598,7 +603,7 @@ static void topk_ratios(const struct ctx *c, size_t r, size_t i, int empty, in_s
 static int marked(const void *ws, uint32_t j)
 {
     const struct workspace *w = ws;
-    return w->mark[j] == w->stamp;
+    return w->keys[j].mark == w->stamp;
 }
 
 /* In S_i under a candidate rule: marked with a count that reached t. */
@@ -610,7 +615,7 @@ struct rule_arg {
 static int joined(const void *arg, uint32_t j)
 {
     const struct rule_arg *ra = arg;
-    return ra->w->mark[j] == ra->w->stamp && ra->w->cnt[j] >= ra->t;
+    return ra->w->keys[j].mark == ra->w->stamp && ra->w->keys[j].cnt >= ra->t;
 }
 
 /* u = P(Binomial(H, p) >= t), summed exactly from k = t: for p < 1/2 up
@@ -704,20 +709,20 @@ static int importance_row(const struct ctx *c, struct workspace *w, const struct
  * path. */
 __attribute__((target_clones("avx512f", "avx2", "default")))
 static void rounds_terms(size_t m, const double *restrict av, const uint32_t *restrict cand,
-                         const uint32_t *restrict cnt, const double *restrict log_count,
+                         const struct key_state *restrict keys, const double *restrict log_count,
                          double inv, double *d2, double *kl)
 {
     double l2[8] = {0}, lk[8] = {0};
     size_t t = 0;
     for (; t + 8 <= m; t += 8)
         for (size_t e = 0; e < 8; e++) {
-            const uint32_t cj = cnt[cand[t + e]];
+            const uint32_t cj = keys[cand[t + e]].cnt;
             const double ah = (double)cj * av[t + e] * inv, x = av[t + e] - ah;
             l2[e] += x * x;
             lk[e] += ah * log_count[cj]; /* log 1 = 0 */
         }
     for (size_t e = 0; t + e < m; e++) {
-        const uint32_t cj = cnt[cand[t + e]];
+        const uint32_t cj = keys[cand[t + e]].cnt;
         const double ah = (double)cj * av[t + e] * inv, x = av[t + e] - ah;
         l2[e] += x * x;
         lk[e] += ah * log_count[cj];
@@ -790,7 +795,7 @@ static int eval_row(const struct ctx *c, struct workspace *w, const struct row *
             for (size_t e = 0; e < dv; e++)
                 oh[e] = (num[e] + w->num_rep[e]) * inv;
             double kl_extra;
-            rounds_terms(m, w->av, w->cand, w->cnt, c->log_count, inv, &d2, &kl_extra);
+            rounds_terms(m, w->av, w->cand, w->keys, c->log_count, inv, &d2, &kl_extra);
             kl = kl_extra - log(den);
         }
         double out2 = 0.0, o2 = 0.0;
@@ -861,7 +866,7 @@ static int row_path(const struct ctx *c, struct workspace *w, size_t r, double *
     if (row.only_i)
         row.hi = a->n;
     if (++w->stamp == 0) { /* wrapped: forget every old mark */
-        memset(w->mark, 0, a->n * sizeof *w->mark);
+        memset(w->keys, 0, a->n * sizeof *w->keys);
         w->stamp = 1;
     }
     memset(w->num, 0, a->d_v * sizeof *w->num);
@@ -883,7 +888,7 @@ static int row_path(const struct ctx *c, struct workspace *w, size_t r, double *
         rc = add_round(c, w, &row, h);
         if (!rc && h + 1 == c->prefixes[p]) {
             if (only >= c->n_prefix || only == p) {
-                flush_repeats(c, w, &row, 1);
+                flush_repeats(c, w, &row);
                 double t1 = lsh_now(), ratio[LSH_TOPK_MAX];
                 w->t_add[p] += t1 - t;
                 if (c->rules)
@@ -897,7 +902,6 @@ static int row_path(const struct ctx *c, struct workspace *w, size_t r, double *
             p++;
         }
     }
-    flush_repeats(c, w, &row, 0); /* rep[] all 0 again, for the next row */
     return rc;
 }
 
@@ -1781,12 +1785,9 @@ static void ratio_se(const double *acc, size_t metric, size_t m, double fpc, dou
 
 static void free_ws(struct workspace *w)
 {
-    free(w->mark);
-    free(w->cnt);
-    free(w->pos);
+    free(w->keys);
     free(w->cand);
     free(w->occ);
-    free(w->rep);
     free(w->s);
     free(w->av);
     free(w->num);
@@ -1942,12 +1943,9 @@ int lsh_eval_pass_part(const struct lsh_reference *ref, const struct lsh_rounds 
         rc = LSH_ENOMEM;
     for (unsigned t = 0; t < threads && !rc; t++) {
         struct workspace *w = &c.ws[t];
-        w->mark = calloc(a->n, sizeof *w->mark);
-        w->cnt = malloc(a->n * sizeof *w->cnt);
-        w->pos = malloc(a->n * sizeof *w->pos);
+        w->keys = calloc(a->n, sizeof *w->keys);
         w->cand = malloc(a->n * sizeof *w->cand);
         w->occ = malloc(a->n * sizeof *w->occ);
-        w->rep = calloc(a->n, sizeof *w->rep);
         w->s = malloc(a->n * sizeof *w->s);
         w->av = malloc(a->n * sizeof *w->av);
         w->num = malloc((a->d_v + 1) * sizeof *w->num);
@@ -1955,7 +1953,7 @@ int lsh_eval_pass_part(const struct lsh_reference *ref, const struct lsh_rounds 
         w->ohat = malloc((a->d_v + 1) * sizeof *w->ohat);
         w->t_add = calloc(n_prefix, sizeof *w->t_add);
         w->t_metric = calloc(n_prefix, sizeof *w->t_metric);
-        if (!w->mark || !w->cnt || !w->pos || !w->cand || !w->occ || !w->rep || !w->s || !w->av ||
+        if (!w->keys || !w->cand || !w->occ || !w->s || !w->av ||
             !w->num || !w->num_rep || !w->ohat || !w->t_add || !w->t_metric)
             rc = LSH_ENOMEM;
         if (!rc && importance && (!(w->pj = malloc((a->n + 1) * sizeof *w->pj)) ||
