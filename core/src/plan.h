@@ -103,10 +103,9 @@ size_t lsh_memory_total(const struct lsh_memory *mem, unsigned threads, int cach
 
 /* Whether a dataset keeps the score cache under limit, and on how many of
  * `threads` threads it then runs.  The cache is kept when it fits beside the
- * rest on one thread, whatever `threads` is, so the choice (which changes
- * the last bits of the metrics) does not depend on -j; the threads are then
- * capped to what fits beside it (the metrics do not depend on the thread
- * count). */
+ * rest on one thread, whatever `threads` is, so the choice does not depend
+ * on -j; the threads are then capped to what fits beside it.  Neither
+ * changes a metric's bits (a cached score is the one recomputed). */
 unsigned lsh_plan_threads(const struct lsh_memory *mem, unsigned threads, size_t limit,
                           int *cache);
 

@@ -1157,9 +1157,10 @@ static int run_unit(struct run *r, size_t first, size_t last, struct lsh_error *
         lsh_dataset_free(ds);
         return rc;
     }
-    /* Keep the raw scores when they fit the memory limit; else stream.  The
-     * choice changes the last bits of the metrics, so it is made on a figure
-     * without the thread count, and the threads are capped to what fits.
+    /* Keep the raw scores when they fit the memory limit; else stream (the
+     * same bits either way: both are lsh_attn_raw's).  The choice is made on
+     * a figure without the thread count, and the threads are capped to what
+     * fits.
      * Every unit of a dataset has the same shape, so the same figure. */
     struct lsh_memory mem;
     lsh_plan_memory(cfg, plan, dsi, &mem);
@@ -1488,8 +1489,8 @@ int lsh_sweep_run(const struct lsh_config *cfg, const struct lsh_plan *plan,
     }
     SPENT(&r, writing, t0);
     /* Every rank starts from rank 0's state: whether the file opened, which
-     * points it holds, and its memory limit (which decides the score cache,
-     * and so the last bits of the metrics). */
+     * points it holds, and its memory limit (which decides the score cache
+     * and the threads). */
     struct lsh_run_opts shared = *opts;
     if (r.ranks > 1) {
         int32_t v = rc;
