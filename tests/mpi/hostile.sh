@@ -10,7 +10,9 @@
 #   3. a plugin calling exit() on one rank: the run ends (no hang), exit != 0,
 #      and the .partial is kept;
 #   4. a rank that cannot load the config while rank 0 can: all stop at once;
-#   5. by rows, ranks that hash or read data differently: a clear error.
+#   5. by rows, ranks that hash or read data differently: a clear error, and
+#      every rank ends normally (no MPI_Abort: Debian's mpirun sometimes
+#      crashed handling one).
 # Every command has a timeout.  Exit 0 when all pass, 77 (skip) without
 # mpirun or h5py.
 set -u
@@ -187,6 +189,8 @@ EOF
     { [ $rc = 0 ] || [ $rc -ge 124 ]; } && fail "plugin failing on rank 0 only: exit code $rc"
     grep -q "failed while hashing on some ranks only" "$T/err" ||
         fail "plugin failing on rank 0 only: no message: $(grep -v '^-' "$T/err" | head -3)"
+    grep -q "MPI_ABORT was invoked" "$T/err" &&
+        fail "plugin failing on rank 0 only: every rank knew it, yet rank 0 called MPI_Abort"
 fi
 $PY - "$T" <<'EOF'
 import sys, numpy as np
@@ -214,6 +218,8 @@ rc=$?
 { [ $rc = 0 ] || [ $rc -ge 124 ]; } && fail "other data on rank 0: exit code $rc"
 grep -q "the ranks read different data" "$T/err" ||
     fail "other data on rank 0: no message: $(grep -v '^-' "$T/err" | head -3)"
+grep -q "MPI_ABORT was invoked" "$T/err" &&
+    fail "other data on rank 0: every rank knew it, yet rank 0 called MPI_Abort"
 
 [ $fails = 0 ] && echo "hostile.sh: all passed"
 exit $((fails != 0))
