@@ -128,6 +128,8 @@ void lsh_chain_dots(size_t d, const double *x, const double *k, const uint32_t *
      * pieces change no bit */
     enum { KEYS = 32, COLS = 64 };
     double kt[COLS * KEYS];
+    if (d == 0) /* empty chains */
+        memset(out, 0, nk * sizeof *out);
     for (size_t u0 = 0; u0 < nk; u0 += KEYS) {
         const size_t nb = nk - u0 < KEYS ? nk - u0 : KEYS;
         const double *kb = rows ? k : k + u0 * d;
@@ -136,8 +138,6 @@ void lsh_chain_dots(size_t d, const double *x, const double *k, const uint32_t *
             gather_columns(nb, d, e0, e1, kb, rows ? rows + u0 : NULL, KEYS, kt);
             lshlab_fma_dots(1, nb, e1 - e0, KEYS, x + e0, kt, out + u0, e0 > 0);
         }
-        if (d == 0)
-            memset(out + u0, 0, nb * sizeof *out);
     }
 }
 

@@ -265,8 +265,9 @@ struct run {
     struct inbox *inbox;          /* rank 0: records received, per rank */
     const struct lsh_spread_segment *rows_seg; /* the unit being spread by rows, or NULL */
     size_t queued;                /* rank 0: rows received, not yet written (progress) */
-    int step_rc;                  /* the failure the last verdict gave every rank at once
-                                     (0: none, or it was absorbed); see in_step */
+    int step_rc;                  /* a failure every rank met at once (a verdict), which
+                                     ends the run on all; 0 while it goes on (a pass's
+                                     failure absorbed into failed rows clears it) */
 };
 
 static int is_done(const struct run *r, size_t p)
@@ -660,7 +661,6 @@ static int pass_verdict(struct run *r, int rc, struct lsh_error *err)
     int32_t v = rc;
     struct lsh_error e;
     lsh_error_clear(&e);
-    r->step_rc = 0;
     if (lsh_comm_bcast(&v, sizeof v, 0, &e))
         return r->rank == 0 && rc ? rc : lsh_error_set(err, LSH_EIO, "%s", e.message);
     r->step_rc = v;
@@ -1024,14 +1024,14 @@ static int run_group(struct run *r, const struct lsh_dataset *ds, const struct p
         uint64_t v[2] = {failure != NULL, failure == NULL};
         struct lsh_error e;
         lsh_error_clear(&e);
-        r->step_rc = 0;
         if (lsh_comm_max_u64(v, 2, &e))
             rc = lsh_error_set(err, LSH_EIO, "%s", e.message);
         else if (v[0] && v[1])
-            rc = r->step_rc = lsh_error_set(err, LSH_EPLUGIN,
-                               "strategy '%s' failed while hashing on some ranks only "
-                               "(rank %u: %.300s); every rank needs the same strategy plugins",
-                               st->name, r->rank, failure ? failure : "it did not fail");
+            rc = r->step_rc = lsh_error_set(
+                err, LSH_EPLUGIN,
+                "strategy '%s' failed while hashing on some ranks only (rank %u: %.300s); "
+                "every rank needs the same strategy plugins",
+                st->name, r->rank, failure ? failure : "it did not fail");
     }
     if (!rc)
         report(r, "hash", ds->spec->name, NULL, lsh_now() - t0.wall, 0.0);
@@ -1134,7 +1134,6 @@ static int run_unit(struct run *r, size_t first, size_t last, struct lsh_error *
         uint64_t v[3] = {rc != 0, bad != 0, !rc && !bad};
         struct lsh_error e;
         lsh_error_clear(&e);
-        r->step_rc = 0;
         int arc = lsh_comm_max_u64(v, 3, &e);
         if (arc && !rc)
             rc = lsh_error_set(err, LSH_EIO, "%s", e.message);
@@ -1142,9 +1141,10 @@ static int run_unit(struct run *r, size_t first, size_t last, struct lsh_error *
             bad = go = 0;
         else if (v[1] && v[2]) {
             bad = 0;
-            rc = r->step_rc = lsh_error_set(err, LSH_EDATA, "dataset '%s': the ranks read different data "
-                               "(its scores can be formed on some ranks only); every rank "
-                               "needs the same input files", name);
+            rc = r->step_rc = lsh_error_set(err, LSH_EDATA,
+                                            "dataset '%s': the ranks read different data (its "
+                                            "scores can be formed on some ranks only); every "
+                                            "rank needs the same input files", name);
         }
     }
     if (bad) {
