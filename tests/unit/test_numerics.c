@@ -472,12 +472,14 @@ Test(numerics, the_score_cache_holds_the_bits_the_streaming_path_recomputes)
 
 /* lshlab_fma_dots against its definition, bit for bit: every entry one fma
  * chain over e in order, from 0 or from out's value.  Shapes cover every
- * panel width (1-4 vectors and beyond), partial panels, row tails and d = 1;
+ * panel width (1-4 vectors and beyond), partial panels, row tails (blocks of
+ * 8 or 6 rows, then 4, 2 and 1) and d = 1;
  * natively this runs the AVX-512 or AVX2 kernel, under valgrind the AVX2 one
  * (valgrind has no AVX-512). */
 Test(numerics, fma_dots_are_one_fma_chain_per_entry)
 {
-    const size_t ms[] = {1, 3, 4, 9, 17}, bs[] = {1, 3, 4, 5, 8, 9, 13, 16, 17, 31, 32, 33, 64, 70},
+    const size_t ms[] = {1, 3, 4, 9, 10, 15, 17},
+                 bs[] = {1, 3, 4, 5, 8, 9, 13, 16, 17, 31, 32, 33, 64, 70},
                  ds[] = {1, 2, 7, 64};
     uint64_t state = 12345;
     for (size_t a = 0; a < sizeof ms / sizeof *ms; a++)

@@ -28,6 +28,15 @@
 
 #define LSHLAB_DOTS_CAT2(a, b) a##b
 #define LSHLAB_DOTS_CAT(a, b) LSHLAB_DOTS_CAT2(a, b)
+/* GCC keeps the accumulators in registers only when the loops over rows and
+ * vectors are unrolled, which -O2 does not do by itself (the kernel then runs
+ * at a third of its speed, each FMA's sum going through the stack); clang
+ * unrolls them unasked and is slowed by the pragma. */
+#if defined(__GNUC__) && !defined(__clang__)
+#define LSHLAB_DOTS_UNROLL _Pragma("GCC unroll 8")
+#else
+#define LSHLAB_DOTS_UNROLL
+#endif
 
 /* One vector width of the kernel, expanded twice below.  DOTS_RB4, DOTS_RB2:
  * rows per block for panels of 3-4 and of 1-2 vectors, so that the
@@ -41,35 +50,35 @@
     {                                                                                            \
         const size_t cw = b - c0 < P * W ? b - c0 : P * W;                                       \
         V acc[8][4];                                                                             \
-        for (size_t r = 0; r < RB; r++) {                                                        \
+        LSHLAB_DOTS_UNROLL for (size_t r = 0; r < RB; r++) {                                                        \
             double row[4 * W] = {0};                                                             \
             const double *from = out + (i0 + r) * b + c0;                                        \
             if (accumulate && cw < P * W) { /* a partial panel: through a buffer */              \
                 memcpy(row, from, cw * sizeof *row);                                             \
                 from = row;                                                                      \
             }                                                                                    \
-            for (size_t p = 0; p < P; p++)                                                       \
+            LSHLAB_DOTS_UNROLL for (size_t p = 0; p < P; p++)                                                       \
                 acc[r][p] = accumulate ? LOAD(from + p * W) : ZERO();                            \
         }                                                                                        \
         for (size_t e = 0; e < d; e++) {                                                         \
             V yv[4];                                                                             \
-            for (size_t p = 0; p < P; p++)                                                       \
+            LSHLAB_DOTS_UNROLL for (size_t p = 0; p < P; p++)                                                       \
                 yv[p] = LOAD(y + e * bp + c0 + p * W);                                           \
-            for (size_t r = 0; r < RB; r++) {                                                    \
+            LSHLAB_DOTS_UNROLL for (size_t r = 0; r < RB; r++) {                                                    \
                 const V xv = SET1(x[(i0 + r) * d + e]);                                          \
-                for (size_t p = 0; p < P; p++)                                                   \
+                LSHLAB_DOTS_UNROLL for (size_t p = 0; p < P; p++)                                                   \
                     acc[r][p] = FMA(xv, yv[p], acc[r][p]);                                       \
             }                                                                                    \
         }                                                                                        \
-        for (size_t r = 0; r < RB; r++) {                                                        \
+        LSHLAB_DOTS_UNROLL for (size_t r = 0; r < RB; r++) {                                                        \
             double *to = out + (i0 + r) * b + c0;                                                \
             if (cw == P * W) {                                                                   \
-                for (size_t p = 0; p < P; p++)                                                   \
+                LSHLAB_DOTS_UNROLL for (size_t p = 0; p < P; p++)                                                   \
                     STORE(to + p * W, acc[r][p]);                                                \
                 continue;                                                                        \
             }                                                                                    \
             double row[4 * W] = {0}; /* a partial panel: through a buffer */                     \
-            for (size_t p = 0; p < P; p++)                                                       \
+            LSHLAB_DOTS_UNROLL for (size_t p = 0; p < P; p++)                                                       \
                 STORE(row + p * W, acc[r][p]);                                                   \
             memcpy(to, row, cw * sizeof *row);                                                   \
         }                                                                                        \
@@ -82,6 +91,15 @@
         size_t i0 = 0;                                                                           \
         for (; i0 + RB <= m; i0 += RB)                                                           \
             LSHLAB_DOTS_CAT(NAME, _block)(RB, P, i0, c0, b, d, bp, x, y, out, accumulate);       \
+        /* the last rows in blocks of 4, 2 and 1: one row at a time is slow */                  \
+        if (RB > 4 && m - i0 >= 4) {                                                             \
+            LSHLAB_DOTS_CAT(NAME, _block)(4, P, i0, c0, b, d, bp, x, y, out, accumulate);        \
+            i0 += 4;                                                                             \
+        }                                                                                        \
+        if (RB > 2 && m - i0 >= 2) {                                                             \
+            LSHLAB_DOTS_CAT(NAME, _block)(2, P, i0, c0, b, d, bp, x, y, out, accumulate);        \
+            i0 += 2;                                                                             \
+        }                                                                                        \
         for (; i0 < m; i0++)                                                                     \
             LSHLAB_DOTS_CAT(NAME, _block)(1, P, i0, c0, b, d, bp, x, y, out, accumulate);        \
     }                                                                                            \
@@ -104,7 +122,7 @@
     }
 
 LSHLAB_DOTS_WIDTH(lshlab_dots_avx512, "avx512f", __m512d, 8, _mm512_setzero_pd, _mm512_loadu_pd,
-                  _mm512_set1_pd, _mm512_fmadd_pd, _mm512_storeu_pd, 4, 8)
+                  _mm512_set1_pd, _mm512_fmadd_pd, _mm512_storeu_pd, 6, 8)
 LSHLAB_DOTS_WIDTH(lshlab_dots_avx2, "avx2,fma", __m256d, 4, _mm256_setzero_pd, _mm256_loadu_pd,
                   _mm256_set1_pd, _mm256_fmadd_pd, _mm256_storeu_pd, 2, 4)
 #endif
