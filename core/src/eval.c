@@ -1036,9 +1036,9 @@ struct tile_row {
  * buckets of round h). */
 __attribute__((target_clones("arch=x86-64-v4", "avx2", "default")))
 static size_t tile_mask(size_t nk, const uint32_t *restrict kj, const uint32_t *restrict kb,
-                        const uint32_t *restrict kc, const uint32_t *restrict kb_now,
-                        const struct tile_row *row, size_t h, uint32_t nc, uint32_t span,
-                        int same_bucket, unsigned char *restrict ok)
+                        const unsigned char *restrict kb8, const uint32_t *restrict kc,
+                        const uint32_t *restrict kb_now, const struct tile_row *row, size_t h,
+                        uint32_t nc, uint32_t span, int same_bucket, unsigned char *restrict ok)
 {
     const uint32_t hi = row->hi, self = row->self;
     if (row->only)
@@ -1053,6 +1053,12 @@ static size_t tile_mask(size_t nk, const uint32_t *restrict kj, const uint32_t *
     for (size_t g = 0; g < h; g++) {
         const uint32_t bg = row->bi[g];
         const uint32_t *restrict kbg = kb + g * TILE_KEYS;
+        if (kb8) { /* bucket mode, B <= 256: four times the lanes */
+            const unsigned char *restrict k8 = kb8 + g * TILE_KEYS;
+            for (size_t u = 0; u < nk; u++)
+                ok[u] &= (unsigned char)(k8[u] != (unsigned char)bg);
+            continue;
+        }
         if (!kc) {
             for (size_t u = 0; u < nk; u++)
                 ok[u] &= (unsigned char)(kbg[u] != bg);
@@ -1240,9 +1246,14 @@ static int tile_task_run(void *vctx, size_t task, unsigned thread)
         const size_t u0 = keys * part / parts;
         size_t nk = keys * (part + 1) / parts - u0;
         memcpy(w->kj, klist + u0, nk * sizeof *w->kj);
+        /* in bucket mode with B <= 256, as bytes in kb's memory */
+        unsigned char *kb8 = !chunked && R->n_buckets <= 256 ? (unsigned char *)w->kb : NULL;
         for (size_t g = 0; g < h; g++)
             for (size_t u = 0; u < nk; u++) {
-                w->kb[g * TILE_KEYS + u] = R->bk[g * n + w->kj[u]];
+                if (kb8)
+                    kb8[g * TILE_KEYS + u] = (unsigned char)R->bk[g * n + w->kj[u]];
+                else
+                    w->kb[g * TILE_KEYS + u] = R->bk[g * n + w->kj[u]];
                 if (chunked)
                     w->kc[g * TILE_KEYS + u] = c->idx[g].kchunk[w->kj[u]];
             }
@@ -1261,8 +1272,8 @@ static int tile_task_run(void *vctx, size_t task, unsigned thread)
                                    .ci = w->ci, .b_now = R->bq[h * n + i]};
             row.hi = (uint32_t)(a->causal && !row.only ? i + 1 : n);
             row.self = row.only || a->exclude_self ? (uint32_t)i : UINT32_MAX;
-            row_fresh[t] = tile_mask(nk, w->kj, w->kb, chunked ? w->kc : NULL, w->kb_now, &row,
-                                     h, nc, span, same_bucket, w->ok + t * TILE_KEYS);
+            row_fresh[t] = tile_mask(nk, w->kj, w->kb, kb8, chunked ? w->kc : NULL, w->kb_now,
+                                     &row, h, nc, span, same_bucket, w->ok + t * TILE_KEYS);
             count[t] += (uint32_t)row_fresh[t];
             fresh += row_fresh[t];
         }

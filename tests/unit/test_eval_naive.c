@@ -81,6 +81,7 @@ struct setup {
     size_t n_topk;
     uint32_t topk[MAX_TOPK]; /* ascending */
     int integer_entries;    /* Q, K in {-2..2}: exact scores, many ties */
+    int ids_256_apart;      /* buckets only 0..3 and 256..259 (B > 259) */
 };
 
 struct problem {
@@ -180,6 +181,9 @@ static void problem_make(struct problem *p, const struct setup *s, uint64_t seed
         for (size_t i = 0; i < n; i++)
             p->bq[h * n + i] = xr_unit(&r) < 0.25 ? crowd : xr_below(&r, s->B);
     }
+    if (s->ids_256_apart)
+        for (size_t t = 0; t < (size_t)s->H * n; t++)
+            p->bq[t] = p->bq[t] % 4 + (p->bq[t] / 4 % 2) * 256;
     if (s->keys == LSH_KEYS_SEPARATE) {
         p->bk = xcalloc((size_t)s->H * n, sizeof(uint32_t));
         for (size_t t = 0; t < (size_t)s->H * n; t++)
@@ -1629,6 +1633,20 @@ Test(eval_naive, buckets_larger_than_one_tile)
         struct setup s = make_setup(700, k == 1 ? LSH_KEYS_SEPARATE : LSH_KEYS_SHARED, 2,
                                     k == 2 ? 1 : 2);
         s.causal = k == 0;
+        check_all(&s, &mo, seed++, NULL);
+    }
+}
+
+/* The tile path holds the keys' buckets of earlier rounds as bytes when
+ * B <= 256, as 32-bit ids above: both against the brute force, B = 260 with
+ * ids 256 apart (read as bytes, buckets 0 and 256 would be one). */
+Test(eval_naive, bucket_ids_as_bytes_up_to_256_buckets_and_as_words_above)
+{
+    struct lsh_mode_opts mo = bucket_mode();
+    uint64_t seed = 2711;
+    for (uint32_t B = 256; B <= 260; B += 4) {
+        struct setup s = make_setup(120, LSH_KEYS_SHARED, 3, B);
+        s.ids_256_apart = B > 259;
         check_all(&s, &mo, seed++, NULL);
     }
 }
