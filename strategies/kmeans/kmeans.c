@@ -349,6 +349,26 @@ static int init_plusplus(struct kmeans *s, const double *xn, const unsigned char
 
 /* Lloyd steps.  When an assignment repeats the previous one, the centroids
  * would come out bit-identical, so every later step is a no-op: stop. */
+/* sums[c] = the sum of the live unit rows assigned to c, in row order (the
+ * same bits every run and from every clone: each entry's adds are the same,
+ * whatever the vector width), counts[c] how many. */
+__attribute__((target_clones("avx512f", "avx2", "default")))
+static void cluster_sums(const double *xn, const unsigned char *live, const uint32_t *assign,
+                         size_t n, size_t d, uint32_t b, double *sums, size_t *counts)
+{
+    memset(sums, 0, (size_t)b * d * sizeof *sums);
+    memset(counts, 0, b * sizeof *counts);
+    for (size_t i = 0; i < n; i++) {
+        if (!live[i])
+            continue;
+        double *restrict sum = sums + (size_t)assign[i] * d;
+        const double *restrict x = xn + i * d;
+        for (size_t j = 0; j < d; j++)
+            sum[j] += x[j];
+        counts[assign[i]]++;
+    }
+}
+
 static int lloyd(struct kmeans *s, const double *xn, const unsigned char *live, size_t n,
                  struct lsh_strategy_error *err)
 {
@@ -380,17 +400,7 @@ static int lloyd(struct kmeans *s, const double *xn, const unsigned char *live, 
         }
         if (!changed)
             break;
-        memset(sums, 0, (size_t)b * d * sizeof *sums);
-        memset(counts, 0, b * sizeof *counts);
-        for (size_t i = 0; i < n; i++) { /* row order: the same bits every run */
-            if (!live[i])
-                continue;
-            double *sum = sums + (size_t)assign[i] * d;
-            const double *x = xn + i * d;
-            for (size_t j = 0; j < d; j++)
-                sum[j] += x[j];
-            counts[assign[i]]++;
-        }
+        cluster_sums(xn, live, assign, n, d, b, sums, counts);
         /* An empty cluster, or one whose members cancel, keeps its centroid. */
         for (uint32_t c = 0; c < b; c++) {
             double *sum = sums + (size_t)c * d;
