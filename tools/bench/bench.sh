@@ -85,6 +85,7 @@ echo "== 1b. many small heads: experiments/configs/real-heads.yaml (median of 3)
 read -r med_k med_w < <(runs 3 experiments/configs/real-heads.yaml heads)
 echo "lshlab -j $jobs runs (s): $(cat "$out/heads.walls")"
 efficiency heads "$med_k" "$med_w"
+"$build/tools/bench/bench-parallel" "$jobs" 8 4
 
 echo "== 1c. the row path (combine: rounds) against the tile path (combine: union), bench-peer's points"
 sed 's/^  combine: union$/  combine: rounds/' experiments/configs/bench-peer.yaml > "$out/rounds.yaml"
