@@ -82,9 +82,10 @@ static struct {
 /* A thread that waits for the next call (a worker) or for the workers to
  * finish (the caller) first spins for about this many pauses (~50-150 us)
  * before it sleeps: a sweep of small heads makes thousands of calls a second,
- * and waking a sleeping thread cost ~55 us a call (8 tasks of 4 us: 60 us on
- * two threads against 8 on one).  Not under valgrind, which runs one thread
- * at a time: a spinning thread would hold up the one it waits for. */
+ * and waking a sleeping thread cost ~20 us a call (bench-parallel: 8 tasks
+ * of 4 us took 35 us on two threads, 33 on one; 18 with the spin).  Not
+ * under valgrind, which runs one thread at a time: a spinning thread would
+ * hold up the one it waits for. */
 #define SPIN_PAUSES 2048
 
 static unsigned spin_pauses(void)

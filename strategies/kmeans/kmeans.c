@@ -347,8 +347,6 @@ static int init_plusplus(struct kmeans *s, const double *xn, const unsigned char
     return rc;
 }
 
-/* Lloyd steps.  When an assignment repeats the previous one, the centroids
- * would come out bit-identical, so every later step is a no-op: stop. */
 /* sums[c] = the sum of the live unit rows assigned to c, in row order (the
  * same bits every run and from every clone: each entry's adds are the same,
  * whatever the vector width), counts[c] how many. */
@@ -369,6 +367,8 @@ static void cluster_sums(const double *xn, const unsigned char *live, const uint
     }
 }
 
+/* Lloyd steps.  When an assignment repeats the previous one, the centroids
+ * would come out bit-identical, so every later step is a no-op: stop. */
 static int lloyd(struct kmeans *s, const double *xn, const unsigned char *live, size_t n,
                  struct lsh_strategy_error *err)
 {
