@@ -1030,7 +1030,8 @@ struct tile_row {
 /* ok[u] = key kj[u] is in U_i, (chunked mode, window same_bucket) in i's
  * bucket of round h, and was not i's candidate in any round before h;
  * returns how many are.  A round g paired i and j when, in bucket mode, they
- * shared a bucket (kb: the keys' buckets, h x TILE_KEYS); in chunked mode
+ * shared a bucket (kb: the keys' buckets, h x TILE_KEYS, or kb8 the same as
+ * bytes when B <= 256, which compares four times as many a vector); in chunked mode
  * when j's chunk (kc) was i's or one of the span - 1 before it, modulo nc,
  * and with same_bucket their buckets agreed as well (kb_now: the keys'
  * buckets of round h). */
@@ -1242,12 +1243,12 @@ static int tile_task_run(void *vctx, size_t task, unsigned thread)
     const uint32_t *klist = tile_keys(c, x, tk->g, w->klist, &keys);
     /* chunks of equal size, none of a few keys */
     const size_t parts = (keys + TILE_KEYS - 1) / TILE_KEYS;
+    /* the keys' earlier buckets: in bucket mode with B <= 256 as bytes, in kb's memory */
+    unsigned char *kb8 = !chunked && R->n_buckets <= 256 ? (unsigned char *)w->kb : NULL;
     for (size_t part = 0; part < parts; part++) {
         const size_t u0 = keys * part / parts;
         size_t nk = keys * (part + 1) / parts - u0;
         memcpy(w->kj, klist + u0, nk * sizeof *w->kj);
-        /* in bucket mode with B <= 256, as bytes in kb's memory */
-        unsigned char *kb8 = !chunked && R->n_buckets <= 256 ? (unsigned char *)w->kb : NULL;
         for (size_t g = 0; g < h; g++)
             for (size_t u = 0; u < nk; u++) {
                 if (kb8)

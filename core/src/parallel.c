@@ -88,17 +88,6 @@ static struct {
  * hold up the one it waits for. */
 #define SPIN_PAUSES 2048
 
-static unsigned spin_pauses(void)
-{
-    static atomic_int limit = -1; /* -1: not yet known */
-    int l = atomic_load_explicit(&limit, memory_order_relaxed);
-    if (l < 0) {
-        l = RUNNING_ON_VALGRIND ? 0 : SPIN_PAUSES;
-        atomic_store_explicit(&limit, l, memory_order_relaxed);
-    }
-    return (unsigned)l;
-}
-
 static inline void pause_once(void)
 {
 #if defined(__x86_64__) || defined(__i386__)
@@ -109,7 +98,7 @@ static inline void pause_once(void)
 /* Spin while *round == v or, when round is NULL, while *active != 0. */
 static void spin_on(const atomic_ulong *round, unsigned long v, const atomic_uint *active)
 {
-    const unsigned limit = spin_pauses();
+    const unsigned limit = RUNNING_ON_VALGRIND ? 0 : SPIN_PAUSES; /* a few instructions */
     for (unsigned k = 0; k < limit; k++) {
         if (round ? atomic_load_explicit(round, memory_order_acquire) != v
                   : atomic_load_explicit(active, memory_order_acquire) == 0)
@@ -117,6 +106,7 @@ static void spin_on(const atomic_ulong *round, unsigned long v, const atomic_uin
         pause_once();
     }
 }
+
 static pthread_mutex_t team_busy = PTHREAD_MUTEX_INITIALIZER;
 
 struct member {

@@ -50,35 +50,38 @@
     {                                                                                            \
         const size_t cw = b - c0 < P * W ? b - c0 : P * W;                                       \
         V acc[8][4];                                                                             \
-        LSHLAB_DOTS_UNROLL for (size_t r = 0; r < RB; r++) {                                                        \
+        LSHLAB_DOTS_UNROLL for (size_t r = 0; r < RB; r++)                                       \
+        {                                                                                        \
             double row[4 * W] = {0};                                                             \
             const double *from = out + (i0 + r) * b + c0;                                        \
             if (accumulate && cw < P * W) { /* a partial panel: through a buffer */              \
                 memcpy(row, from, cw * sizeof *row);                                             \
                 from = row;                                                                      \
             }                                                                                    \
-            LSHLAB_DOTS_UNROLL for (size_t p = 0; p < P; p++)                                                       \
+            LSHLAB_DOTS_UNROLL for (size_t p = 0; p < P; p++)                                    \
                 acc[r][p] = accumulate ? LOAD(from + p * W) : ZERO();                            \
         }                                                                                        \
         for (size_t e = 0; e < d; e++) {                                                         \
             V yv[4];                                                                             \
-            LSHLAB_DOTS_UNROLL for (size_t p = 0; p < P; p++)                                                       \
+            LSHLAB_DOTS_UNROLL for (size_t p = 0; p < P; p++)                                    \
                 yv[p] = LOAD(y + e * bp + c0 + p * W);                                           \
-            LSHLAB_DOTS_UNROLL for (size_t r = 0; r < RB; r++) {                                                    \
+            LSHLAB_DOTS_UNROLL for (size_t r = 0; r < RB; r++)                                   \
+            {                                                                                    \
                 const V xv = SET1(x[(i0 + r) * d + e]);                                          \
-                LSHLAB_DOTS_UNROLL for (size_t p = 0; p < P; p++)                                                   \
+                LSHLAB_DOTS_UNROLL for (size_t p = 0; p < P; p++)                                \
                     acc[r][p] = FMA(xv, yv[p], acc[r][p]);                                       \
             }                                                                                    \
         }                                                                                        \
-        LSHLAB_DOTS_UNROLL for (size_t r = 0; r < RB; r++) {                                                        \
+        LSHLAB_DOTS_UNROLL for (size_t r = 0; r < RB; r++)                                       \
+        {                                                                                        \
             double *to = out + (i0 + r) * b + c0;                                                \
             if (cw == P * W) {                                                                   \
-                LSHLAB_DOTS_UNROLL for (size_t p = 0; p < P; p++)                                                   \
+                LSHLAB_DOTS_UNROLL for (size_t p = 0; p < P; p++)                                \
                     STORE(to + p * W, acc[r][p]);                                                \
                 continue;                                                                        \
             }                                                                                    \
             double row[4 * W] = {0}; /* a partial panel: through a buffer */                     \
-            LSHLAB_DOTS_UNROLL for (size_t p = 0; p < P; p++)                                                       \
+            LSHLAB_DOTS_UNROLL for (size_t p = 0; p < P; p++)                                    \
                 STORE(row + p * W, acc[r][p]);                                                   \
             memcpy(to, row, cw * sizeof *row);                                                   \
         }                                                                                        \
@@ -91,7 +94,7 @@
         size_t i0 = 0;                                                                           \
         for (; i0 + RB <= m; i0 += RB)                                                           \
             LSHLAB_DOTS_CAT(NAME, _block)(RB, P, i0, c0, b, d, bp, x, y, out, accumulate);       \
-        /* the last rows in blocks of 4, 2 and 1: one row at a time is slow */                  \
+        /* the last rows in blocks of 4, 2 and 1: one row at a time is slow */                   \
         if (RB > 4 && m - i0 >= 4) {                                                             \
             LSHLAB_DOTS_CAT(NAME, _block)(4, P, i0, c0, b, d, bp, x, y, out, accumulate);        \
             i0 += 4;                                                                             \
@@ -110,7 +113,7 @@
         size_t c0 = 0;                                                                           \
         for (; c0 + 4 * W <= b; c0 += 4 * W)                                                     \
             LSHLAB_DOTS_CAT(NAME, _panel)(RB4, 4, m, c0, b, d, bp, x, y, out, accumulate);       \
-        const size_t left = (b - c0 + W - 1) / W; /* vectors, at most 4 */                      \
+        const size_t left = (b - c0 + W - 1) / W; /* vectors, at most 4 */                       \
         if (left == 4)                                                                           \
             LSHLAB_DOTS_CAT(NAME, _panel)(RB4, 4, m, c0, b, d, bp, x, y, out, accumulate);       \
         else if (left == 3)                                                                      \
