@@ -1,49 +1,77 @@
-/* fastexp.h - exp(x) in plain C that the compiler vectorises (with
- * -fno-trapping-math), at most 2 ulp from glibc's exp, the same bits on
- * every x86-64 machine (no FMA contraction under -std=c11, no table).
+/* fastexp.h - exp(x) in plain C, at most 2 ulp from glibc's exp, the same
+ * bits on every machine: the array form's vector clones (fastexp.c) do the
+ * very same IEEE operations, element by element.
  *
- * x = k ln2 + r with |r| <= ln2/2 (Cody-Waite split of ln2), e^r from the
- * Cephes rational approximation 1 + 2 r P(r^2) / (Q(r^2) - r P(r^2)), and
- * 2^k applied in two halves so that subnormal results come out right.
- * Inputs are clamped to [-746, 710]: below, the result is 0; above, +inf.
+ * x = (16 k + j) ln2/16 + r with |r| <= ln2/32 (ln2/16 split in two, fused
+ * multiply-adds), e^x = 2^k 2^(j/16) (1 + q(r)) with 2^(j/16) from a table
+ * of 16 (a register-wide permute in the vector forms) and q the Taylor
+ * polynomial of e^r - 1 to degree 7 (truncation < 2e-18); 2^k is applied in
+ * two halves so that subnormal results are rounded once, as AVX-512's
+ * scalef does.  Inputs are clamped to [-746, 710]: below, the result is 0;
+ * above, +inf; NaN stays NaN.
  */
 #ifndef LSH_FASTEXP_H
 #define LSH_FASTEXP_H
 
+#include <math.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <string.h>
 
+/* 2^(j/16), j = 0..15, correctly rounded */
+static const double lsh_exp_table[16] = {
+    0x1.0000000000000p+0, 0x1.0b5586cf9890fp+0, 0x1.172b83c7d517bp+0, 0x1.2387a6e756238p+0,
+    0x1.306fe0a31b715p+0, 0x1.3dea64c123422p+0, 0x1.4bfdad5362a27p+0, 0x1.5ab07dd485429p+0,
+    0x1.6a09e667f3bcdp+0, 0x1.7a11473eb0187p+0, 0x1.8ace5422aa0dbp+0, 0x1.9c49182a3f090p+0,
+    0x1.ae89f995ad3adp+0, 0x1.c199bdd85529cp+0, 0x1.d5818dcfba487p+0, 0x1.ea4afa2a490dap+0};
+
+#define LSH_EXP_LO (-746.0)
+#define LSH_EXP_HI 710.0
+#define LSH_EXP_INV (0x1.71547652b82fep+4) /* 16 / ln2 */
+#define LSH_EXP_SHIFT (0x1.8p52)           /* adding it rounds to an integer */
+#define LSH_EXP_LN2HI (0x1.62e42fefa39efp-5) /* ln2/16 = LN2HI + LN2LO */
+#define LSH_EXP_LN2LO (0x1.abc9e3b39803fp-60)
+/* q(r) = r (1 + r (1/2 + r (1/6 + ... + r / 7!))) */
+#define LSH_EXP_C7 (1.0 / 5040.0)
+#define LSH_EXP_C6 (1.0 / 720.0)
+#define LSH_EXP_C5 (1.0 / 120.0)
+#define LSH_EXP_C4 (1.0 / 24.0)
+#define LSH_EXP_C3 (1.0 / 6.0)
+#define LSH_EXP_C2 0.5
+
 static inline double lsh_exp(double x)
 {
-    const double log2e = 1.4426950408889634074;
-    const double ln2_hi = 6.93145751953125E-1, ln2_lo = 1.42860682030941723212E-6;
-    const double shift = 0x1.8p52; /* adding it rounds to an integer */
-    x = x < -746.0 ? -746.0 : x;
-    x = x > 710.0 ? 710.0 : x;
-    double t = x * log2e + shift;
-    double k = t - shift;
+    x = LSH_EXP_LO > x ? LSH_EXP_LO : x;
+    x = LSH_EXP_HI < x ? LSH_EXP_HI : x;
+    const double t = fma(x, LSH_EXP_INV, LSH_EXP_SHIFT);
+    const double k = t - LSH_EXP_SHIFT; /* 16 k + j: an integer */
+    double r = fma(-k, LSH_EXP_LN2HI, x);
+    r = fma(-k, LSH_EXP_LN2LO, r);
     uint64_t bits;
     memcpy(&bits, &t, sizeof bits);
-    int32_t n = (int32_t)(uint32_t)bits; /* k as an integer: t's low bits */
-    double r = x - k * ln2_hi;
-    r = r - k * ln2_lo;
-    double rr = r * r;
-    double p = r * ((1.26177193074810590878E-4 * rr + 3.02994407707441961300E-2) * rr +
-                    9.99999999999999999910E-1);
-    double q = ((3.00198505138664455042E-6 * rr + 2.52448340349684104192E-3) * rr +
-                2.27265548208155028766E-1) * rr + 2.00000000000000000009E0;
-    double e = 1.0 + 2.0 * (p / (q - p));
-    int32_t n1 = n >> 1, n2 = n - n1;
-    uint64_t b1 = (uint64_t)(uint32_t)(n1 + 1023) << 52;
-    uint64_t b2 = (uint64_t)(uint32_t)(n2 + 1023) << 52;
+    const double tj = lsh_exp_table[bits & 15];
+    double p = fma(LSH_EXP_C7, r, LSH_EXP_C6);
+    p = fma(p, r, LSH_EXP_C5);
+    p = fma(p, r, LSH_EXP_C4);
+    p = fma(p, r, LSH_EXP_C3);
+    p = fma(p, r, LSH_EXP_C2);
+    p = fma(p, r, 1.0);
+    const double y = fma(tj, p * r, tj);
+    /* 2^floor(k/16) in two halves: y 2^m1 is exact, the second product rounds once */
+    const int32_t m = (int32_t)(uint32_t)bits >> 4, m1 = m >> 1, m2 = m - m1;
+    const uint64_t b1 = (uint64_t)(uint32_t)(m1 + 1023) << 52;
+    const uint64_t b2 = (uint64_t)(uint32_t)(m2 + 1023) << 52;
     double s1, s2;
     memcpy(&s1, &b1, sizeof s1);
     memcpy(&s2, &b2, sizeof s2);
-    return e * s1 * s2;
+    return y * s1 * s2;
 }
 
-/* x[t] = lsh_exp(scale * x[t] - shift) for t < n. */
+/* x[t] = lsh_exp(scale * x[t] - shift) for t < n (NaN stays NaN, its sign
+ * may differ). */
 void lsh_exp_affine(double *x, size_t n, double scale, double shift);
+/* The same with the widest form at most isa (0 scalar, 1 AVX2 with FMA,
+ * 2 AVX-512) that this CPU has: for the tests, which check they agree. */
+void lsh_exp_affine_isa(double *x, size_t n, double scale, double shift, int isa);
 
 #endif
