@@ -1098,92 +1098,6 @@ static size_t tile_columns(size_t nr, size_t nk, const unsigned char *restrict o
     return kept;
 }
 
-/* Sums over a row of a tile in eight lanes (GCC/clang vector types: the
- * compiler does not vectorise these masked sums by itself), added up in a
- * fixed order at the end: the same bits from every clone and thread count.
- * Keys off S are dropped with a bit mask, not a branch or a product, since
- * their A may be inf. */
-typedef double v8d __attribute__((vector_size(64)));
-typedef int64_t v8l __attribute__((vector_size(64)));
-#define LANES 8
-
-/* all ones in the lanes whose ok is 1 (a macro: a vector return by value
- * would change the ABI between the clones) */
-#define KEEP_MASK(ok) (-(v8l){(ok)[0], (ok)[1], (ok)[2], (ok)[3], (ok)[4], (ok)[5], (ok)[6], (ok)[7]})
-
-static inline double keep_or_zero(double x, uint64_t keep)
-{
-    uint64_t bits;
-    memcpy(&bits, &x, sizeof bits);
-    bits &= (uint64_t)0 - keep;
-    memcpy(&x, &bits, sizeof x);
-    return x;
-}
-
-static double lanes_total(const v8d *v)
-{
-    double l[LANES];
-    memcpy(l, v, sizeof l);
-    return ((l[0] + l[1]) + (l[2] + l[3])) + ((l[4] + l[5]) + (l[6] + l[7]));
-}
-
-/* *gram = sum of (raw_u g_u)^2 over the kept keys other than i. */
-__attribute__((target_clones("avx512f", "avx2", "default")))
-static void tile_gram(size_t nk, const double *restrict raw, const double *restrict g,
-                      const uint32_t *restrict kj, const unsigned char *restrict ok, uint32_t i,
-                      double *gram)
-{
-    v8d acc = {0};
-    size_t u = 0;
-    for (; u + LANES <= nk; u += LANES) {
-        v8d x, y;
-        memcpy(&x, raw + u, sizeof x);
-        memcpy(&y, g + u, sizeof y);
-        const v8l other = {kj[u] != i, kj[u + 1] != i, kj[u + 2] != i, kj[u + 3] != i,
-                           kj[u + 4] != i, kj[u + 5] != i, kj[u + 6] != i, kj[u + 7] != i};
-        x *= y;
-        acc += (v8d)((v8l)(x * x) & KEEP_MASK(ok + u) & -other);
-    }
-    double l[LANES];
-    memcpy(l, &acc, sizeof l);
-    for (size_t e = 0; u + e < nk; e++) {
-        const double x = raw[u + e] * g[u + e];
-        l[e] += keep_or_zero(x * x, (uint64_t)(ok[u + e] & (kj[u + e] != i)));
-    }
-    memcpy(&acc, l, sizeof l);
-    *gram = lanes_total(&acc);
-}
-
-/* Zero A off the kept keys; out[0] = sum A, out[1] = sum A^2 over them. */
-__attribute__((target_clones("avx512f", "avx2", "default")))
-static void tile_keep(size_t nk, double *restrict av, const unsigned char *restrict ok,
-                      double *out)
-{
-    v8d s1 = {0}, s2 = {0};
-    size_t u = 0;
-    for (; u + LANES <= nk; u += LANES) {
-        v8d x;
-        memcpy(&x, av + u, sizeof x);
-        x = (v8d)((v8l)x & KEEP_MASK(ok + u));
-        memcpy(av + u, &x, sizeof x);
-        s1 += x;
-        s2 += x * x;
-    }
-    double l1[LANES], l2[LANES];
-    memcpy(l1, &s1, sizeof l1);
-    memcpy(l2, &s2, sizeof l2);
-    for (size_t e = 0; u + e < nk; e++) {
-        const double x = keep_or_zero(av[u + e], ok[u + e]);
-        av[u + e] = x;
-        l1[e] += x;
-        l2[e] += x * x;
-    }
-    memcpy(&s1, l1, sizeof l1);
-    memcpy(&s2, l2, sizeof l2);
-    out[0] = lanes_total(&s1);
-    out[1] = lanes_total(&s2);
-}
-
 /* The keys of a task: a bucket's (bucket mode), or the key items of a
  * chunk's window (chunked mode: its own chunk and the span - 1 before it,
  * wrapping, each once). */
@@ -1308,11 +1222,9 @@ static int tile_task_run(void *vctx, size_t task, unsigned thread)
                 memset(pr, 0, nk * sizeof *pr);
                 continue;
             }
-            const unsigned char *ok = w->ok + t * TILE_KEYS;
             double sums[3];
-            tile_gram(nk, pr, w->gk, w->kj, ok, (uint32_t)ii[t], &sums[0]);
-            lsh_exp_affine(pr, nk, a->scale, ref->lse[rs[t]]);
-            tile_keep(nk, pr, ok, &sums[1]);
+            lsh_exp_keep(pr, nk, a->scale, ref->lse[rs[t]], w->ok + t * TILE_KEYS, w->gk, w->kj,
+                         (uint32_t)ii[t], sums);
             gram[t] += sums[0];
             mass[t] += sums[1];
             sa2[t] += sums[2];

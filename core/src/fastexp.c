@@ -1,4 +1,4 @@
-/* fastexp.c - the array form of lsh_exp: AVX-512 and AVX2 forms doing the
+/* fastexp.c - the array forms of lsh_exp: AVX-512 and AVX2 forms doing the
  * scalar form's IEEE operations lane by lane (the table by a permute or a
  * gather, 2^k by scalef or the same two products), so the bits are the same
  * whichever runs. */
@@ -9,80 +9,185 @@
 #if defined(__x86_64__) && defined(__GNUC__)
 #include <immintrin.h>
 
+/* lsh_exp of eight values */
+static inline __attribute__((always_inline, target("avx512f"))) __m512d exp8(__m512d v)
+{
+    const __m512d sh = _mm512_set1_pd(LSH_EXP_SHIFT);
+    v = _mm512_max_pd(_mm512_set1_pd(LSH_EXP_LO), v); /* (lo > v) ? lo : v: NaN stays */
+    v = _mm512_min_pd(_mm512_set1_pd(LSH_EXP_HI), v);
+    const __m512d t = _mm512_fmadd_pd(v, _mm512_set1_pd(LSH_EXP_INV), sh);
+    const __m512d k = _mm512_sub_pd(t, sh);
+    __m512d r = _mm512_fnmadd_pd(k, _mm512_set1_pd(LSH_EXP_LN2HI), v);
+    r = _mm512_fnmadd_pd(k, _mm512_set1_pd(LSH_EXP_LN2LO), r);
+    const __m512d tj = _mm512_permutex2var_pd(_mm512_loadu_pd(lsh_exp_table), _mm512_castpd_si512(t),
+                                              _mm512_loadu_pd(lsh_exp_table + 8));
+    __m512d p = _mm512_fmadd_pd(_mm512_set1_pd(LSH_EXP_C7), r, _mm512_set1_pd(LSH_EXP_C6));
+    p = _mm512_fmadd_pd(p, r, _mm512_set1_pd(LSH_EXP_C5));
+    p = _mm512_fmadd_pd(p, r, _mm512_set1_pd(LSH_EXP_C4));
+    p = _mm512_fmadd_pd(p, r, _mm512_set1_pd(LSH_EXP_C3));
+    p = _mm512_fmadd_pd(p, r, _mm512_set1_pd(LSH_EXP_C2));
+    p = _mm512_fmadd_pd(p, r, _mm512_set1_pd(1.0));
+    const __m512d y = _mm512_fmadd_pd(tj, _mm512_mul_pd(p, r), tj);
+    /* y 2^floor(k/16), rounded once (k/16 is exact) */
+    return _mm512_scalef_pd(y, _mm512_mul_pd(k, _mm512_set1_pd(0.0625)));
+}
+
+/* the first min(n, 8) lanes */
+static inline __attribute__((always_inline, target("avx512f"))) __mmask8 lanes8(size_t n)
+{
+    return n >= 8 ? 0xff : (__mmask8)((1u << n) - 1);
+}
+
 __attribute__((target("avx512f"))) static void exp_avx512(double *x, size_t n, double scale,
                                                          double shift)
 {
-    const __m512d lo = _mm512_set1_pd(LSH_EXP_LO), hi = _mm512_set1_pd(LSH_EXP_HI);
-    const __m512d inv = _mm512_set1_pd(LSH_EXP_INV), sh = _mm512_set1_pd(LSH_EXP_SHIFT);
-    const __m512d l2h = _mm512_set1_pd(LSH_EXP_LN2HI), l2l = _mm512_set1_pd(LSH_EXP_LN2LO);
-    const __m512d t0 = _mm512_loadu_pd(lsh_exp_table), t1 = _mm512_loadu_pd(lsh_exp_table + 8);
     const __m512d sc = _mm512_set1_pd(scale), sf = _mm512_set1_pd(shift);
-    const __m512d sixteenth = _mm512_set1_pd(0.0625);
-    size_t i = 0;
-    for (; i < n; i += 8) {
-        const __mmask8 mk = n - i >= 8 ? 0xff : (__mmask8)((1u << (n - i)) - 1);
-        __m512d v = _mm512_maskz_loadu_pd(mk, x + i);
-        v = _mm512_sub_pd(_mm512_mul_pd(sc, v), sf);
-        v = _mm512_max_pd(lo, v); /* (lo > v) ? lo : v, as the scalar form (NaN stays) */
-        v = _mm512_min_pd(hi, v);
-        const __m512d t = _mm512_fmadd_pd(v, inv, sh);
-        const __m512d k = _mm512_sub_pd(t, sh);
-        __m512d r = _mm512_fnmadd_pd(k, l2h, v);
-        r = _mm512_fnmadd_pd(k, l2l, r);
-        const __m512d tj = _mm512_permutex2var_pd(t0, _mm512_castpd_si512(t), t1);
-        __m512d p = _mm512_fmadd_pd(_mm512_set1_pd(LSH_EXP_C7), r, _mm512_set1_pd(LSH_EXP_C6));
-        p = _mm512_fmadd_pd(p, r, _mm512_set1_pd(LSH_EXP_C5));
-        p = _mm512_fmadd_pd(p, r, _mm512_set1_pd(LSH_EXP_C4));
-        p = _mm512_fmadd_pd(p, r, _mm512_set1_pd(LSH_EXP_C3));
-        p = _mm512_fmadd_pd(p, r, _mm512_set1_pd(LSH_EXP_C2));
-        p = _mm512_fmadd_pd(p, r, _mm512_set1_pd(1.0));
-        const __m512d y = _mm512_fmadd_pd(tj, _mm512_mul_pd(p, r), tj);
-        /* y 2^floor(k/16), rounded once (k/16 is exact) */
-        _mm512_mask_storeu_pd(x + i, mk, _mm512_scalef_pd(y, _mm512_mul_pd(k, sixteenth)));
+    for (size_t i = 0; i < n; i += 8) {
+        const __mmask8 mk = lanes8(n - i);
+        const __m512d v = _mm512_maskz_loadu_pd(mk, x + i);
+        _mm512_mask_storeu_pd(x + i, mk, exp8(_mm512_sub_pd(_mm512_mul_pd(sc, v), sf)));
     }
+}
+
+/* ok[u .. u + min(n - u, 8)) != 0 as a mask */
+static inline __attribute__((always_inline, target("avx512f"))) __mmask8
+ok8(const unsigned char *ok, size_t u, size_t n)
+{
+    uint64_t b = 0;
+    if (n - u >= 8)
+        memcpy(&b, ok + u, 8);
+    else
+        memcpy(&b, ok + u, n - u);
+    const __m128i v = _mm_cvtsi64_si128((long long)b);
+    return _mm512_cmpneq_epi64_mask(_mm512_cvtepu8_epi64(v), _mm512_setzero_si512());
+}
+
+__attribute__((target("avx512f"))) static void keep_avx512(double *x, size_t n, double scale,
+                                                          double shift, const unsigned char *ok,
+                                                          const double *g, const uint32_t *id, uint32_t self,
+                                                          double l[3][8])
+{
+    const __m512d sc = _mm512_set1_pd(scale), sf = _mm512_set1_pd(shift);
+    __m512d s0 = _mm512_setzero_pd(), s1 = s0, s2 = s0;
+    for (size_t u = 0; u < n; u += 8) {
+        const __mmask8 mk = lanes8(n - u), keep = ok8(ok, u, n);
+        __m256i iv;
+        if (n - u >= 8) {
+            memcpy(&iv, id + u, sizeof iv);
+        } else {
+            uint32_t ib[8] = {0};
+            memcpy(ib, id + u, (n - u) * sizeof *ib);
+            memcpy(&iv, ib, sizeof iv);
+        }
+        const __mmask8 other = keep & _mm512_cmpneq_epi64_mask(_mm512_cvtepu32_epi64(iv),
+                                                               _mm512_set1_epi64(self));
+        const __m512d v = _mm512_maskz_loadu_pd(mk, x + u);
+        const __m512d gv = _mm512_mul_pd(v, _mm512_maskz_loadu_pd(mk, g + u));
+        s0 = _mm512_add_pd(s0, _mm512_maskz_mul_pd(other, gv, gv));
+        const __m512d e = _mm512_maskz_mov_pd(keep, exp8(_mm512_sub_pd(_mm512_mul_pd(sc, v), sf)));
+        _mm512_mask_storeu_pd(x + u, mk, e);
+        s1 = _mm512_add_pd(s1, e);
+        s2 = _mm512_add_pd(s2, _mm512_mul_pd(e, e));
+    }
+    _mm512_storeu_pd(l[0], s0);
+    _mm512_storeu_pd(l[1], s1);
+    _mm512_storeu_pd(l[2], s2);
+}
+
+/* lsh_exp of four values */
+static inline __attribute__((always_inline, target("avx2,fma"))) __m256d exp4(__m256d v)
+{
+    const __m256d sh = _mm256_set1_pd(LSH_EXP_SHIFT);
+    v = _mm256_max_pd(_mm256_set1_pd(LSH_EXP_LO), v);
+    v = _mm256_min_pd(_mm256_set1_pd(LSH_EXP_HI), v);
+    const __m256d t = _mm256_fmadd_pd(v, _mm256_set1_pd(LSH_EXP_INV), sh);
+    const __m256d k = _mm256_sub_pd(t, sh);
+    __m256d r = _mm256_fnmadd_pd(k, _mm256_set1_pd(LSH_EXP_LN2HI), v);
+    r = _mm256_fnmadd_pd(k, _mm256_set1_pd(LSH_EXP_LN2LO), r);
+    const __m256i j = _mm256_and_si256(_mm256_castpd_si256(t), _mm256_set1_epi64x(15));
+    const __m256d tj = _mm256_i64gather_pd(lsh_exp_table, j, 8);
+    __m256d p = _mm256_fmadd_pd(_mm256_set1_pd(LSH_EXP_C7), r, _mm256_set1_pd(LSH_EXP_C6));
+    p = _mm256_fmadd_pd(p, r, _mm256_set1_pd(LSH_EXP_C5));
+    p = _mm256_fmadd_pd(p, r, _mm256_set1_pd(LSH_EXP_C4));
+    p = _mm256_fmadd_pd(p, r, _mm256_set1_pd(LSH_EXP_C3));
+    p = _mm256_fmadd_pd(p, r, _mm256_set1_pd(LSH_EXP_C2));
+    p = _mm256_fmadd_pd(p, r, _mm256_set1_pd(1.0));
+    const __m256d y = _mm256_fmadd_pd(tj, _mm256_mul_pd(p, r), tj);
+    /* 2^floor(k/16) in the scalar form's two halves; m1 + 1023 as the low
+     * bits of an exact double plus 2^52, moved to the exponent */
+    const __m256d magic = _mm256_set1_pd(0x1p52 + 1023.0);
+    const __m256d m = _mm256_floor_pd(_mm256_mul_pd(k, _mm256_set1_pd(0.0625)));
+    const __m256d m1 = _mm256_floor_pd(_mm256_mul_pd(m, _mm256_set1_pd(0.5)));
+    const __m256d m2 = _mm256_sub_pd(m, m1);
+    const __m256d s1 =
+        _mm256_castsi256_pd(_mm256_slli_epi64(_mm256_castpd_si256(_mm256_add_pd(m1, magic)), 52));
+    const __m256d s2 =
+        _mm256_castsi256_pd(_mm256_slli_epi64(_mm256_castpd_si256(_mm256_add_pd(m2, magic)), 52));
+    return _mm256_mul_pd(_mm256_mul_pd(y, s1), s2);
 }
 
 __attribute__((target("avx2,fma"))) static void exp_avx2(double *x, size_t n, double scale,
                                                         double shift)
 {
-    const __m256d lo = _mm256_set1_pd(LSH_EXP_LO), hi = _mm256_set1_pd(LSH_EXP_HI);
-    const __m256d inv = _mm256_set1_pd(LSH_EXP_INV), sh = _mm256_set1_pd(LSH_EXP_SHIFT);
-    const __m256d l2h = _mm256_set1_pd(LSH_EXP_LN2HI), l2l = _mm256_set1_pd(LSH_EXP_LN2LO);
     const __m256d sc = _mm256_set1_pd(scale), sf = _mm256_set1_pd(shift);
-    const __m256i low4 = _mm256_set1_epi64x(15);
-    const __m256d sixteenth = _mm256_set1_pd(0.0625), half = _mm256_set1_pd(0.5);
-    const __m256d magic = _mm256_set1_pd(0x1p52 + 1023.0);
     size_t i = 0;
     for (; i + 4 <= n; i += 4) {
-        __m256d v = _mm256_loadu_pd(x + i);
-        v = _mm256_sub_pd(_mm256_mul_pd(sc, v), sf);
-        v = _mm256_max_pd(lo, v);
-        v = _mm256_min_pd(hi, v);
-        const __m256d t = _mm256_fmadd_pd(v, inv, sh);
-        const __m256d k = _mm256_sub_pd(t, sh);
-        __m256d r = _mm256_fnmadd_pd(k, l2h, v);
-        r = _mm256_fnmadd_pd(k, l2l, r);
-        const __m256i tb = _mm256_castpd_si256(t);
-        const __m256d tj = _mm256_i64gather_pd(lsh_exp_table, _mm256_and_si256(tb, low4), 8);
-        __m256d p = _mm256_fmadd_pd(_mm256_set1_pd(LSH_EXP_C7), r, _mm256_set1_pd(LSH_EXP_C6));
-        p = _mm256_fmadd_pd(p, r, _mm256_set1_pd(LSH_EXP_C5));
-        p = _mm256_fmadd_pd(p, r, _mm256_set1_pd(LSH_EXP_C4));
-        p = _mm256_fmadd_pd(p, r, _mm256_set1_pd(LSH_EXP_C3));
-        p = _mm256_fmadd_pd(p, r, _mm256_set1_pd(LSH_EXP_C2));
-        p = _mm256_fmadd_pd(p, r, _mm256_set1_pd(1.0));
-        const __m256d y = _mm256_fmadd_pd(tj, _mm256_mul_pd(p, r), tj);
-        /* 2^floor(k/16) in the scalar form's two halves; m1 + 1023 as the low bits of
-         * an exact double plus 2^52, moved to the exponent */
-        const __m256d m = _mm256_floor_pd(_mm256_mul_pd(k, sixteenth));
-        const __m256d m1 = _mm256_floor_pd(_mm256_mul_pd(m, half)), m2 = _mm256_sub_pd(m, m1);
-        const __m256d s1 = _mm256_castsi256_pd(
-            _mm256_slli_epi64(_mm256_castpd_si256(_mm256_add_pd(m1, magic)), 52));
-        const __m256d s2 = _mm256_castsi256_pd(
-            _mm256_slli_epi64(_mm256_castpd_si256(_mm256_add_pd(m2, magic)), 52));
-        _mm256_storeu_pd(x + i, _mm256_mul_pd(_mm256_mul_pd(y, s1), s2));
+        const __m256d v = _mm256_loadu_pd(x + i);
+        _mm256_storeu_pd(x + i, exp4(_mm256_sub_pd(_mm256_mul_pd(sc, v), sf)));
     }
     for (; i < n; i++)
         x[i] = lsh_exp(scale * x[i] - shift);
+}
+
+/* all ones in the lanes of u .. u + 3 that are kept: ok[u] != 0 and (with
+ * id) id[u] != self */
+static inline __attribute__((always_inline, target("avx2,fma"))) __m256d
+keep4(const unsigned char *ok, size_t u, const uint32_t *id, uint32_t self)
+{
+    const __m256i one = _mm256_set_epi64x(ok[u + 3] && (!id || id[u + 3] != self),
+                                          ok[u + 2] && (!id || id[u + 2] != self),
+                                          ok[u + 1] && (!id || id[u + 1] != self),
+                                          ok[u] && (!id || id[u] != self));
+    return _mm256_castsi256_pd(_mm256_sub_epi64(_mm256_setzero_si256(), one));
+}
+
+/* Eight lanes as two halves of four; the values past n (at most the last
+ * eight) by the scalar form into the same lanes. */
+__attribute__((target("avx2,fma"))) static void keep_avx2(double *x, size_t n, double scale,
+                                                        double shift, const unsigned char *ok,
+                                                        const double *g, const uint32_t *id, uint32_t self,
+                                                        double l[3][8])
+{
+    const __m256d sc = _mm256_set1_pd(scale), sf = _mm256_set1_pd(shift);
+    __m256d s[3][2];
+    for (int k = 0; k < 3; k++)
+        s[k][0] = s[k][1] = _mm256_setzero_pd();
+    size_t u = 0;
+    for (; u + 8 <= n; u += 8)
+        for (int half = 0; half < 2; half++) {
+            const size_t w = u + 4 * (size_t)half;
+            const __m256d v = _mm256_loadu_pd(x + w);
+            const __m256d gv = _mm256_mul_pd(v, _mm256_loadu_pd(g + w));
+            s[0][half] = _mm256_add_pd(s[0][half], _mm256_and_pd(_mm256_mul_pd(gv, gv),
+                                                                 keep4(ok, w, id, self)));
+            const __m256d e = _mm256_and_pd(exp4(_mm256_sub_pd(_mm256_mul_pd(sc, v), sf)),
+                                            keep4(ok, w, NULL, 0));
+            _mm256_storeu_pd(x + w, e);
+            s[1][half] = _mm256_add_pd(s[1][half], e);
+            s[2][half] = _mm256_add_pd(s[2][half], _mm256_mul_pd(e, e));
+        }
+    for (int k = 0; k < 3; k++) {
+        _mm256_storeu_pd(l[k], s[k][0]);
+        _mm256_storeu_pd(l[k] + 4, s[k][1]);
+    }
+    for (; u < n; u++) {
+        const double gx = x[u] * g[u];
+        l[0][u & 7] += ok[u] && id[u] != self ? gx * gx : 0.0;
+        const double e = ok[u] ? lsh_exp(scale * x[u] - shift) : 0.0;
+        x[u] = e;
+        l[1][u & 7] += e;
+        l[2][u & 7] += e * e;
+    }
 }
 #endif
 
@@ -90,6 +195,20 @@ static void exp_scalar(double *x, size_t n, double scale, double shift)
 {
     for (size_t i = 0; i < n; i++)
         x[i] = lsh_exp(scale * x[i] - shift);
+}
+
+/* Value u goes to lane u mod 8, whatever the vector width. */
+static void keep_scalar(double *x, size_t n, double scale, double shift, const unsigned char *ok,
+                        const double *g, const uint32_t *id, uint32_t self, double l[3][8])
+{
+    for (size_t u = 0; u < n; u++) {
+        const double gx = x[u] * g[u];
+        l[0][u & 7] += ok[u] && id[u] != self ? gx * gx : 0.0;
+        const double e = ok[u] ? lsh_exp(scale * x[u] - shift) : 0.0;
+        x[u] = e;
+        l[1][u & 7] += e;
+        l[2][u & 7] += e * e;
+    }
 }
 
 void lsh_exp_affine_isa(double *x, size_t n, double scale, double shift, int isa)
@@ -112,4 +231,29 @@ void lsh_exp_affine_isa(double *x, size_t n, double scale, double shift, int isa
 void lsh_exp_affine(double *x, size_t n, double scale, double shift)
 {
     lsh_exp_affine_isa(x, n, scale, shift, 2);
+}
+
+void lsh_exp_keep_isa(double *x, size_t n, double scale, double shift, const unsigned char *ok,
+                      const double *g, const uint32_t *id, uint32_t self, double out[3], int isa)
+{
+    double l[3][8] = {{0}};
+#if defined(__x86_64__) && defined(__GNUC__)
+    if (isa >= 2 && __builtin_cpu_supports("avx512f"))
+        keep_avx512(x, n, scale, shift, ok, g, id, self, l);
+    else if (isa >= 1 && __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"))
+        keep_avx2(x, n, scale, shift, ok, g, id, self, l);
+    else
+#else
+    (void)isa;
+#endif
+        keep_scalar(x, n, scale, shift, ok, g, id, self, l);
+    for (int k = 0; k < 3; k++)
+        out[k] = ((l[k][0] + l[k][1]) + (l[k][2] + l[k][3])) +
+                 ((l[k][4] + l[k][5]) + (l[k][6] + l[k][7]));
+}
+
+void lsh_exp_keep(double *x, size_t n, double scale, double shift, const unsigned char *ok,
+                  const double *g, const uint32_t *id, uint32_t self, double out[3])
+{
+    lsh_exp_keep_isa(x, n, scale, shift, ok, g, id, self, out, 2);
 }

@@ -86,3 +86,56 @@ Test(fastexp, every_vector_form_gives_the_scalar_bits)
             }
         }
 }
+
+/* lsh_exp_keep against its definition, computed here in long double with
+ * glibc's exp: kept keys get exp(scale x - shift), the others exactly 0 (also
+ * where that exp overflows), and the three sums; every form gives the bits
+ * of the scalar one. */
+Test(fastexp, exp_keep_is_a_masked_exp_with_its_sums_in_every_form)
+{
+    enum { N = 203 };
+    double x[N], y[N], g[N], want_sum[3], first[N];
+    unsigned char ok[N];
+    uint32_t id[N];
+    for (int k = 0; k < N; k++) {
+        x[k] = k == 7 ? 1e6 : uniform(-30.0, 10.0); /* key 7 off S: its exp is inf */
+        ok[k] = k != 7 && uniform(0.0, 1.0) < 0.6;
+        g[k] = uniform(0.5, 2.0);
+        id[k] = (uint32_t)(3 * k);
+    }
+    const uint32_t self = 3 * 40; /* key 40 is the row's own */
+    ok[40] = 1;
+    long double s[3] = {0};
+    for (int k = 0; k < N; k++) {
+        if (!ok[k])
+            continue;
+        if (id[k] != self)
+            s[0] += (long double)(x[k] * g[k]) * (x[k] * g[k]);
+        const long double a = expl(0.5L * x[k] - 1.25L);
+        s[1] += a;
+        s[2] += a * a;
+    }
+    for (int isa = 2; isa >= 0; isa--) {
+        memcpy(y, x, sizeof y);
+        double got[3];
+        lsh_exp_keep_isa(y, N, 0.5, 1.25, ok, g, id, self, got, isa);
+        for (int k = 0; k < N; k++) {
+            if (!ok[k])
+                cr_assert_eq(memcmp(&y[k], &(double){0.0}, sizeof y[k]), 0, "isa %d key %d", isa, k);
+            else
+                cr_assert_leq(ulp_distance(y[k], exp(0.5 * x[k] - 1.25)), 2.0, "isa %d key %d", isa, k);
+        }
+        for (int q = 0; q < 3; q++) {
+            cr_assert_leq(fabsl(got[q] - s[q]), 1e-14L * s[q], "isa %d sum %d: %.17g vs %.17Lg", isa,
+                          q, got[q], s[q]);
+            if (isa == 2)
+                want_sum[q] = got[q];
+            else
+                cr_assert_eq(memcmp(&got[q], &want_sum[q], sizeof got[q]), 0, "isa %d sum %d", isa, q);
+        }
+        if (isa == 2)
+            memcpy(first, y, sizeof y);
+        else
+            cr_assert_eq(memcmp(first, y, sizeof y), 0, "isa %d: other bits than AVX-512's", isa);
+    }
+}
