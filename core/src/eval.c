@@ -980,25 +980,68 @@ struct tile_task {
     uint64_t pairs;   /* rows x keys: the work */
 };
 
-static int tile_cmp(const void *x, const void *y)
+/* A run of tiles of one group, taken by one thread: the group's keys (their
+ * rows of K, transposed, and of V, their earlier buckets) are gathered once
+ * for all its tiles when they fit the thread's part slots. */
+struct tile_job {
+    size_t first, count; /* tasks[first .. first + count) */
+    uint64_t pairs;
+};
+
+static int job_cmp(const void *x, const void *y)
 {
-    const struct tile_task *a = x, *b = y;
+    const struct tile_job *a = x, *b = y;
     if (a->pairs != b->pairs)
         return a->pairs > b->pairs ? -1 : 1;
-    return a->g != b->g ? (a->g < b->g ? -1 : 1) : (a->t0 < b->t0 ? -1 : a->t0 > b->t0);
+    return a->first < b->first ? -1 : a->first > b->first;
+}
+
+/* One part of a group's keys (up to TILE_KEYS of them), as the tiles use it. */
+struct tile_part {
+    uint32_t *kj;     /* TILE_KEYS key ids                                */
+    double *kd;       /* d x KT_STRIDE: their rows of K, transposed        */
+    double *vc;       /* TILE_KEYS x lsh_pad8(d_v): their rows of V (zero pad) */
+    double *gk;       /* TILE_KEYS: their Gram factors (1 without gnorm)  */
+    uint32_t *kb;     /* h_max x TILE_KEYS: their buckets in earlier rounds */
+    uint32_t *kc;     /* h_max x TILE_KEYS: their chunks (chunked mode)    */
+    uint32_t *kb_now; /* TILE_KEYS: their buckets in this round (chunked)  */
+    size_t nk;
+};
+
+/* Part slots a thread keeps: as many as fit SLOT_BYTES, 1 to 4 (a group of
+ * up to 4 x TILE_KEYS keys then is gathered once for all its tiles). */
+#define SLOT_BYTES ((size_t)4 << 20)
+#define MAX_SLOTS 4
+
+static size_t slot_bytes(size_t d, size_t dv, size_t h_max)
+{
+    const size_t D = sizeof(double), U = sizeof(uint32_t);
+    size_t b = lsh_size_mul3(KT_STRIDE, lsh_size_add(d, 1), D);
+    b = lsh_size_add(b, lsh_size_mul3(TILE_KEYS, lsh_size_add(lsh_pad8(dv), 1), D));
+    b = lsh_size_add(b, lsh_size_mul3(h_max, 2 * TILE_KEYS, U));
+    return lsh_size_add(b, TILE_KEYS * (2 * U + D));
+}
+
+static unsigned tile_slots(size_t d, size_t dv, size_t h_max)
+{
+    /* tests set 1 to run groups of several parts through the uncached path */
+    const char *t = getenv("LSHLAB_TEST_TILE_SLOTS");
+    if (t && t[0] >= '1' && t[0] <= '0' + MAX_SLOTS && !t[1])
+        return (unsigned)(t[0] - '0');
+    const size_t k = SLOT_BYTES / slot_bytes(d, dv, h_max);
+    return k < 1 ? 1 : k > MAX_SLOTS ? MAX_SLOTS : (unsigned)k;
 }
 
 struct tile_ws {
     double *qb;         /* TILE_ROWS x d: the tile's rows of Q              */
-    double *kd;         /* d x KT_STRIDE: the key chunk's rows of K, transposed */
+    double *kd;         /* d x KT_STRIDE: the kept keys' rows of K, transposed */
     double *vc;         /* TILE_KEYS x lsh_pad8(d_v): their rows of V (zero pad) */
     double *p;          /* TILE_ROWS x nk: raw scores, then A_ij (0 off S)  */
     double *onum;       /* TILE_ROWS x d_v: sum of A_ij v_j of this round   */
-    uint32_t *kj;       /* TILE_KEYS key ids                                */
-    double *gk;         /* TILE_KEYS: their Gram factors (1 without gnorm)  */
-    uint32_t *kb;       /* h_max x TILE_KEYS: their buckets in earlier rounds */
-    uint32_t *kc;       /* h_max x TILE_KEYS: their chunks (chunked mode)    */
-    uint32_t *kb_now;   /* TILE_KEYS: their buckets in this round (chunked)  */
+    uint32_t *kj;       /* TILE_KEYS kept key ids                           */
+    double *gk;         /* TILE_KEYS: their Gram factors                    */
+    struct tile_part slot[MAX_SLOTS];
+    unsigned n_slots;
     uint32_t *bi, *ci;  /* h_max: a row's buckets and chunks in earlier rounds */
     uint32_t *klist;    /* a chunked tile's keys (up to n)                   */
     uint32_t *cols;     /* TILE_KEYS: the chunk's keys new to some row      */
@@ -1011,6 +1054,8 @@ struct tile_state {
     uint32_t *rperm, *roff;     /* evaluated rows of round h by group */
     struct tile_task *tasks;
     size_t n_tasks;
+    struct tile_job *jobs;
+    size_t n_jobs;
     struct tile_ws *ws;         /* per thread */
     /* per evaluated row r: running sums over S_i of the rounds so far */
     double *mass, *sa2, *gram, *num; /* num: m x d_v */
@@ -1034,7 +1079,10 @@ struct tile_row {
  * bytes when B <= 256, which compares four times as many a vector); in chunked mode
  * when j's chunk (kc) was i's or one of the span - 1 before it, modulo nc,
  * and with same_bucket their buckets agreed as well (kb_now: the keys'
- * buckets of round h). */
+ * buckets of round h).  The loops run over whole blocks of MASK_BLOCK keys
+ * (no scalar tail: the inputs are set up to the block, part_load), and ok
+ * past nk is 0. */
+#define MASK_BLOCK 64
 __attribute__((target_clones("arch=x86-64-v4", "avx2", "default")))
 static size_t tile_mask(size_t nk, const uint32_t *restrict kj, const uint32_t *restrict kb,
                         const unsigned char *restrict kb8, const uint32_t *restrict kc,
@@ -1042,41 +1090,44 @@ static size_t tile_mask(size_t nk, const uint32_t *restrict kj, const uint32_t *
                         uint32_t nc, uint32_t span, int same_bucket, unsigned char *restrict ok)
 {
     const uint32_t hi = row->hi, self = row->self;
+    const size_t nkp = (nk + MASK_BLOCK - 1) / MASK_BLOCK * MASK_BLOCK;
+#define BLOCKS(u, body)                                                                            \
+    do {                                                                                           \
+        for (size_t u##0 = 0; u##0 < nkp; u##0 += MASK_BLOCK)                                      \
+            for (size_t u = u##0; u < u##0 + MASK_BLOCK; u++)                                      \
+                body                                                                               \
+    } while (0)
     if (row->only)
-        for (size_t u = 0; u < nk; u++)
-            ok[u] = kj[u] == self;
+        BLOCKS(u, ok[u] = kj[u] == self;);
     else
-        for (size_t u = 0; u < nk; u++)
-            ok[u] = (unsigned char)((kj[u] < hi) & (kj[u] != self));
+        BLOCKS(u, ok[u] = (unsigned char)((kj[u] < hi) & (kj[u] != self)););
     if (kc && same_bucket)
-        for (size_t u = 0; u < nk; u++)
-            ok[u] &= (unsigned char)(kb_now[u] == row->b_now);
+        BLOCKS(u, ok[u] &= (unsigned char)(kb_now[u] == row->b_now););
     for (size_t g = 0; g < h; g++) {
         const uint32_t bg = row->bi[g];
         const uint32_t *restrict kbg = kb + g * TILE_KEYS;
         if (kb8) { /* bucket mode, B <= 256: four times the lanes */
             const unsigned char *restrict k8 = kb8 + g * TILE_KEYS;
-            for (size_t u = 0; u < nk; u++)
-                ok[u] &= (unsigned char)(k8[u] != (unsigned char)bg);
+            BLOCKS(u, ok[u] &= (unsigned char)(k8[u] != (unsigned char)bg););
             continue;
         }
         if (!kc) {
-            for (size_t u = 0; u < nk; u++)
-                ok[u] &= (unsigned char)(kbg[u] != bg);
+            BLOCKS(u, ok[u] &= (unsigned char)(kbg[u] != bg););
             continue;
         }
         const int32_t cg = (int32_t)row->ci[g];
         const uint32_t *restrict kcg = kc + g * TILE_KEYS;
-        for (size_t u = 0; u < nk; u++) {
+        BLOCKS(u, {
             int32_t back = cg - (int32_t)kcg[u]; /* chunks back from i's, mod nc */
             back += (back >> 31) & (int32_t)nc;
             const int in = (uint32_t)back < span && (!same_bucket || kbg[u] == bg);
             ok[u] &= (unsigned char)!in;
-        }
+        });
     }
+    memset(ok + nk, 0, nkp - nk);
     size_t count = 0;
-    for (size_t u = 0; u < nk; u++)
-        count += ok[u];
+    BLOCKS(u, count += ok[u];);
+#undef BLOCKS
     return count;
 }
 
@@ -1127,23 +1178,81 @@ static const uint32_t *tile_keys(const struct ctx *c, const struct round_index *
     return buf;
 }
 
-static int tile_task_run(void *vctx, size_t task, unsigned thread)
+/* kd (transposed, KT_STRIDE), vc (padded rows) and gk of nk keys kj */
+static void gather_rows(const struct lsh_attn *a, const uint32_t *kj, size_t nk, double *kd,
+                        double *vc, double *gk)
 {
-    const struct ctx *c = vctx;
+    const size_t d = a->d, dv = a->d_v, dvp = lsh_pad8(dv);
+    lsh_gather_transposed(nk, d, a->k, kj, KT_STRIDE, kd);
+    for (size_t u = 0; u < nk; u++)
+        memcpy(vc + u * dvp, a->v + (size_t)kj[u] * dv, dv * sizeof *vc);
+    for (size_t u = 0; u < nk; u++)
+        gk[u] = a->gnorm ? a->gnorm[kj[u]] : 1.0;
+}
+
+/* Loads part `part` of a group's keys (klist, keys of them, in parts of
+ * equal size) into a slot: ids and earlier buckets; with `rows`, also their
+ * rows of K (transposed) and V and their Gram factors. */
+static void part_load(const struct ctx *c, struct tile_part *pt, const uint32_t *klist,
+                      size_t keys, size_t parts, size_t part, int rows)
+{
+    const struct lsh_attn *a = c->a;
+    const struct lsh_rounds *R = c->rounds;
+    const size_t n = a->n, h = c->tile->h;
+    const int chunked = c->mode->mode == LSH_MODE_CHUNKED;
+    const size_t u0 = keys * part / parts;
+    const size_t nk = keys * (part + 1) / parts - u0;
+    pt->nk = nk;
+    memcpy(pt->kj, klist + u0, nk * sizeof *pt->kj);
+    /* tile_mask reads whole blocks: ids past nk are no key's, the rest 0 */
+    const size_t nkp = (nk + MASK_BLOCK - 1) / MASK_BLOCK * MASK_BLOCK;
+    for (size_t u = nk; u < nkp; u++)
+        pt->kj[u] = UINT32_MAX;
+    /* the keys' earlier buckets: in bucket mode with B <= 256 as bytes, in kb's memory */
+    unsigned char *kb8 = !chunked && R->n_buckets <= 256 ? (unsigned char *)pt->kb : NULL;
+    for (size_t g = 0; g < h; g++) {
+        if (kb8)
+            memset(kb8 + g * TILE_KEYS + nk, 0, nkp - nk);
+        else
+            memset(pt->kb + g * TILE_KEYS + nk, 0, (nkp - nk) * sizeof *pt->kb);
+        memset(pt->kc + g * TILE_KEYS + nk, 0, (nkp - nk) * sizeof *pt->kc);
+    }
+    memset(pt->kb_now + nk, 0, (nkp - nk) * sizeof *pt->kb_now);
+    for (size_t g = 0; g < h; g++)
+        for (size_t u = 0; u < nk; u++) {
+            if (kb8)
+                kb8[g * TILE_KEYS + u] = (unsigned char)R->bk[g * n + pt->kj[u]];
+            else
+                pt->kb[g * TILE_KEYS + u] = R->bk[g * n + pt->kj[u]];
+            if (chunked)
+                pt->kc[g * TILE_KEYS + u] = c->idx[g].kchunk[pt->kj[u]];
+        }
+    if (chunked && c->mode->window == LSH_WINDOW_SAME_BUCKET)
+        for (size_t u = 0; u < nk; u++)
+            pt->kb_now[u] = R->bk[h * n + pt->kj[u]];
+    if (rows)
+        gather_rows(a, pt->kj, nk, pt->kd, pt->vc, pt->gk);
+}
+
+/* One tile: its rows against the group's keys, part by part: from the slots
+ * when `cached` (the kept keys' columns copied out when some leave), else
+ * each part's ids loaded here and its kept keys' rows gathered. */
+static void tile_run(const struct ctx *c, struct tile_ws *w, const struct tile_task *tk,
+                     const uint32_t *klist, size_t keys, size_t parts, int cached)
+{
     struct tile_state *st = c->tile;
     const struct lsh_attn *a = c->a;
     const struct lsh_reference *ref = c->ref;
     const struct lsh_rounds *R = c->rounds;
     const size_t n = a->n, d = a->d, dv = a->d_v, h = st->h;
-    const struct tile_task *tk = &st->tasks[task];
     const struct round_index *x = &c->idx[h];
-    struct tile_ws *w = &st->ws[thread];
     const size_t nr = tk->t1 - tk->t0;
     const uint32_t *rs = st->rperm + tk->t0; /* evaluated rows */
     const int chunked = c->mode->mode == LSH_MODE_CHUNKED;
     const int same_bucket = chunked && c->mode->window == LSH_WINDOW_SAME_BUCKET;
     const uint32_t nc = chunked ? (uint32_t)x->n_chunks : 1;
     const uint32_t span = chunked ? (uint32_t)window_span(c->mode, nc) : 1;
+    const size_t dvp = lsh_pad8(dv);
     size_t ii[TILE_ROWS];
     double mass[TILE_ROWS] = {0}, sa2[TILE_ROWS] = {0}, gram[TILE_ROWS] = {0};
     uint32_t count[TILE_ROWS] = {0};
@@ -1153,28 +1262,13 @@ static int tile_task_run(void *vctx, size_t task, unsigned thread)
         memcpy(w->qb + t * d, a->q + ii[t] * d, d * sizeof *w->qb);
     }
     memset(w->onum, 0, nr * dv * sizeof *w->onum);
-    size_t keys;
-    const uint32_t *klist = tile_keys(c, x, tk->g, w->klist, &keys);
-    /* chunks of equal size, none of a few keys */
-    const size_t parts = (keys + TILE_KEYS - 1) / TILE_KEYS;
-    /* the keys' earlier buckets: in bucket mode with B <= 256 as bytes, in kb's memory */
-    unsigned char *kb8 = !chunked && R->n_buckets <= 256 ? (unsigned char *)w->kb : NULL;
     for (size_t part = 0; part < parts; part++) {
-        const size_t u0 = keys * part / parts;
-        size_t nk = keys * (part + 1) / parts - u0;
-        memcpy(w->kj, klist + u0, nk * sizeof *w->kj);
-        for (size_t g = 0; g < h; g++)
-            for (size_t u = 0; u < nk; u++) {
-                if (kb8)
-                    kb8[g * TILE_KEYS + u] = (unsigned char)R->bk[g * n + w->kj[u]];
-                else
-                    w->kb[g * TILE_KEYS + u] = R->bk[g * n + w->kj[u]];
-                if (chunked)
-                    w->kc[g * TILE_KEYS + u] = c->idx[g].kchunk[w->kj[u]];
-            }
-        if (same_bucket)
-            for (size_t u = 0; u < nk; u++)
-                w->kb_now[u] = R->bk[h * n + w->kj[u]];
+        struct tile_part *pt = &w->slot[cached ? part : 0];
+        if (!cached)
+            part_load(c, pt, klist, keys, parts, part, 0);
+        size_t nk = pt->nk;
+        const unsigned char *kb8 =
+            !chunked && R->n_buckets <= 256 ? (const unsigned char *)pt->kb : NULL;
         size_t fresh = 0, row_fresh[TILE_ROWS];
         for (size_t t = 0; t < nr; t++) {
             const size_t i = ii[t];
@@ -1187,8 +1281,9 @@ static int tile_task_run(void *vctx, size_t task, unsigned thread)
                                    .ci = w->ci, .b_now = R->bq[h * n + i]};
             row.hi = (uint32_t)(a->causal && !row.only ? i + 1 : n);
             row.self = row.only || a->exclude_self ? (uint32_t)i : UINT32_MAX;
-            row_fresh[t] = tile_mask(nk, w->kj, w->kb, kb8, chunked ? w->kc : NULL, w->kb_now,
-                                     &row, h, nc, span, same_bucket, w->ok + t * TILE_KEYS);
+            row_fresh[t] = tile_mask(nk, pt->kj, pt->kb, kb8, chunked ? pt->kc : NULL,
+                                     pt->kb_now, &row, h, nc, span, same_bucket,
+                                     w->ok + t * TILE_KEYS);
             count[t] += (uint32_t)row_fresh[t];
             fresh += row_fresh[t];
         }
@@ -1196,26 +1291,35 @@ static int tile_task_run(void *vctx, size_t task, unsigned thread)
             continue; /* every pair was met in an earlier round */
         /* Keys that are new to no row of the tile leave the GEMMs: in later
          * rounds rows that met before share most of their old keys. */
-        size_t kept = tile_columns(nr, nk, w->ok, w->any, w->cols);
-        if (kept < nk) { /* in place: cols[v] >= v */
+        const size_t kept = tile_columns(nr, nk, w->ok, w->any, w->cols);
+        const uint32_t *kj = pt->kj;
+        const double *kd = pt->kd, *vc = pt->vc, *gk = pt->gk;
+        if (kept < nk || !cached) {
             for (size_t v = 0; v < kept; v++)
-                w->kj[v] = w->kj[w->cols[v]];
-            for (size_t t = 0; t < nr; t++) {
-                unsigned char *ok = w->ok + t * TILE_KEYS;
-                for (size_t v = 0; v < kept; v++)
-                    ok[v] = ok[w->cols[v]];
+                w->kj[v] = pt->kj[w->cols[v]];
+            if (kept < nk)
+                for (size_t t = 0; t < nr; t++) { /* in place: cols[v] >= v */
+                    unsigned char *ok = w->ok + t * TILE_KEYS;
+                    for (size_t v = 0; v < kept; v++)
+                        ok[v] = ok[w->cols[v]];
+                }
+            if (cached) { /* the kept keys' columns and rows, from the slot */
+                for (size_t e = 0; e < d; e++)
+                    for (size_t v = 0; v < kept; v++)
+                        w->kd[e * KT_STRIDE + v] = pt->kd[e * KT_STRIDE + w->cols[v]];
+                for (size_t v = 0; v < kept; v++) {
+                    memcpy(w->vc + v * dvp, pt->vc + w->cols[v] * dvp, dv * sizeof *w->vc);
+                    w->gk[v] = pt->gk[w->cols[v]];
+                }
+            } else {
+                gather_rows(a, w->kj, kept, w->kd, w->vc, w->gk);
             }
+            kj = w->kj, kd = w->kd, vc = w->vc, gk = w->gk;
             nk = kept;
         }
         /* The GEMMs as FMA chains (lshlab/fmadots.h): the same bits on every
          * machine, and faster than a BLAS at these shapes */
-        const size_t dvp = lsh_pad8(dv);
-        lsh_gather_transposed(nk, d, a->k, w->kj, KT_STRIDE, w->kd);
-        for (size_t u = 0; u < nk; u++)
-            memcpy(w->vc + u * dvp, a->v + (size_t)w->kj[u] * dv, dv * sizeof *w->vc);
-        lshlab_fma_dots(nr, nk, d, KT_STRIDE, w->qb, w->kd, w->p, 0);
-        for (size_t u = 0; u < nk; u++)
-            w->gk[u] = a->gnorm ? a->gnorm[w->kj[u]] : 1.0;
+        lshlab_fma_dots(nr, nk, d, KT_STRIDE, w->qb, kd, w->p, 0);
         for (size_t t = 0; t < nr; t++) {
             double *pr = w->p + t * nk;
             if (row_fresh[t] == 0) {
@@ -1223,13 +1327,13 @@ static int tile_task_run(void *vctx, size_t task, unsigned thread)
                 continue;
             }
             double sums[3];
-            lsh_exp_keep(pr, nk, a->scale, ref->lse[rs[t]], w->ok + t * TILE_KEYS, w->gk, w->kj,
+            lsh_exp_keep(pr, nk, a->scale, ref->lse[rs[t]], w->ok + t * TILE_KEYS, gk, kj,
                          (uint32_t)ii[t], sums);
             gram[t] += sums[0];
             mass[t] += sums[1];
             sa2[t] += sums[2];
         }
-        lshlab_fma_dots(nr, dv, nk, dvp, w->p, w->vc, w->onum, 1);
+        lshlab_fma_dots(nr, dv, nk, dvp, w->p, vc, w->onum, 1);
     }
     for (size_t t = 0; t < nr; t++) {
         const size_t r = rs[t] - c->r0; /* the part's row */
@@ -1240,6 +1344,24 @@ static int tile_task_run(void *vctx, size_t task, unsigned thread)
         for (size_t e = 0; e < dv; e++)
             st->num[r * dv + e] += w->onum[t * dv + e];
     }
+}
+
+static int tile_job_run(void *vctx, size_t job, unsigned thread)
+{
+    const struct ctx *c = vctx;
+    const struct tile_state *st = c->tile;
+    const struct tile_job *jb = &st->jobs[job];
+    struct tile_ws *w = &st->ws[thread];
+    const uint32_t g = st->tasks[jb->first].g;
+    size_t keys;
+    const uint32_t *klist = tile_keys(c, &c->idx[st->h], g, w->klist, &keys);
+    /* parts of equal size, none of a few keys */
+    const size_t parts = (keys + TILE_KEYS - 1) / TILE_KEYS;
+    const int cached = parts <= w->n_slots;
+    for (size_t part = 0; cached && part < parts; part++)
+        part_load(c, &w->slot[part], klist, keys, parts, part, 1);
+    for (size_t k = 0; k < jb->count; k++)
+        tile_run(c, w, &st->tasks[jb->first + k], klist, keys, parts, cached);
     return 0;
 }
 
@@ -1317,9 +1439,16 @@ static void free_tile(struct tile_state *st, unsigned threads)
         free(w->onum);
         free(w->kj);
         free(w->gk);
-        free(w->kb);
-        free(w->kc);
-        free(w->kb_now);
+        for (unsigned k = 0; k < MAX_SLOTS; k++) {
+            struct tile_part *pt = &w->slot[k];
+            free(pt->kj);
+            free(pt->kd);
+            free(pt->vc);
+            free(pt->gk);
+            free(pt->kb);
+            free(pt->kc);
+            free(pt->kb_now);
+        }
         free(w->bi);
         free(w->ci);
         free(w->klist);
@@ -1331,6 +1460,7 @@ static void free_tile(struct tile_state *st, unsigned threads)
     free(st->rperm);
     free(st->roff);
     free(st->tasks);
+    free(st->jobs);
     free(st->mass);
     free(st->sa2);
     free(st->gram);
@@ -1367,6 +1497,7 @@ static int tile_pass(struct ctx *c, unsigned threads, double *add_s, double *met
     st.rperm = malloc((m + 1) * sizeof *st.rperm);
     st.roff = malloc(((B > G ? B : G) + 1) * sizeof *st.roff);
     st.tasks = malloc(max_tasks * sizeof *st.tasks);
+    st.jobs = malloc(max_tasks * sizeof *st.jobs);
     st.mass = calloc(m + 1, sizeof *st.mass);
     st.sa2 = calloc(m + 1, sizeof *st.sa2);
     st.gram = calloc(m + 1, sizeof *st.gram);
@@ -1374,7 +1505,7 @@ static int tile_pass(struct ctx *c, unsigned threads, double *add_s, double *met
     st.count = calloc(m + 1, sizeof *st.count);
     uint32_t *key = malloc((ms_max + 1) * sizeof *key);
     uint32_t *idx = malloc((ms_max + 1) * sizeof *idx);
-    int rc = !st.ws || !st.rperm || !st.roff || !st.tasks || !st.mass || !st.sa2 || !st.gram ||
+    int rc = !st.ws || !st.rperm || !st.roff || !st.tasks || !st.jobs || !st.mass || !st.sa2 || !st.gram ||
                      !st.num || !st.count || !key || !idx
                  ? LSH_ENOMEM
                  : 0;
@@ -1387,18 +1518,27 @@ static int tile_pass(struct ctx *c, unsigned threads, double *add_s, double *met
         w->onum = malloc(TILE_ROWS * dv * sizeof *w->onum + 1);
         w->kj = malloc(TILE_KEYS * sizeof *w->kj);
         w->gk = malloc(TILE_KEYS * sizeof *w->gk);
-        w->kb = malloc((size_t)h_max * TILE_KEYS * sizeof *w->kb);
-        w->kc = malloc((size_t)h_max * TILE_KEYS * sizeof *w->kc);
-        w->kb_now = malloc(TILE_KEYS * sizeof *w->kb_now);
+        w->n_slots = tile_slots(a->d, dv, h_max);
+        for (unsigned k = 0; k < w->n_slots; k++) {
+            struct tile_part *pt = &w->slot[k];
+            pt->kj = malloc(TILE_KEYS * sizeof *pt->kj);
+            pt->kd = malloc(KT_STRIDE * a->d * sizeof *pt->kd + 1);
+            pt->vc = calloc(TILE_KEYS * lsh_pad8(dv) + 1, sizeof *pt->vc); /* padding stays 0 */
+            pt->gk = malloc(TILE_KEYS * sizeof *pt->gk);
+            pt->kb = malloc((size_t)h_max * TILE_KEYS * sizeof *pt->kb);
+            pt->kc = malloc((size_t)h_max * TILE_KEYS * sizeof *pt->kc);
+            pt->kb_now = malloc(TILE_KEYS * sizeof *pt->kb_now);
+            if (!pt->kj || !pt->kd || !pt->vc || !pt->gk || !pt->kb || !pt->kc || !pt->kb_now)
+                rc = LSH_ENOMEM;
+        }
         w->bi = malloc((size_t)h_max * sizeof *w->bi);
         w->ci = malloc((size_t)h_max * sizeof *w->ci);
         w->klist = chunked ? malloc((n + 1) * sizeof *w->klist) : NULL;
         w->cols = malloc(TILE_KEYS * sizeof *w->cols);
         w->any = malloc(TILE_KEYS);
         w->ok = malloc(TILE_ROWS * TILE_KEYS);
-        if (!w->qb || !w->kd || !w->vc || !w->p || !w->onum || !w->kj || !w->gk || !w->kb ||
-            !w->kc || !w->kb_now || !w->bi || !w->ci || (chunked && !w->klist) || !w->cols ||
-            !w->any || !w->ok)
+        if (!w->qb || !w->kd || !w->vc || !w->p || !w->onum || !w->kj || !w->gk || !w->bi ||
+            !w->ci || (chunked && !w->klist) || !w->cols || !w->any || !w->ok)
             rc = LSH_ENOMEM;
     }
     double t = lsh_now(), add_cum = 0.0;
@@ -1447,11 +1587,28 @@ static int tile_pass(struct ctx *c, unsigned threads, double *add_s, double *met
                 }
             }
         }
-        /* largest first, so that no big tile is left for the end; which
-         * thread takes a tile does not change any sum */
-        qsort(st.tasks, st.n_tasks, sizeof *st.tasks, tile_cmp);
+        /* Jobs: runs of a group's tiles (which share its gathered keys), each
+         * of at most a quarter of a thread's share of the round, so that
+         * threads stay balanced; largest first, so that no big job is left
+         * for the end.  Which thread takes a tile does not change any sum. */
+        uint64_t total = 0;
+        for (size_t k = 0; k < st.n_tasks; k++)
+            total += st.tasks[k].pairs;
+        const uint64_t cap = total / (4 * (uint64_t)threads);
+        st.n_jobs = 0;
+        for (size_t k = 0; k < st.n_tasks; k++) {
+            struct tile_job *jb = st.n_jobs ? &st.jobs[st.n_jobs - 1] : NULL;
+            if (jb && st.tasks[jb->first].g == st.tasks[k].g &&
+                jb->pairs + st.tasks[k].pairs <= cap) {
+                jb->count++;
+                jb->pairs += st.tasks[k].pairs;
+            } else {
+                st.jobs[st.n_jobs++] = (struct tile_job){k, 1, st.tasks[k].pairs};
+            }
+        }
+        qsort(st.jobs, st.n_jobs, sizeof *st.jobs, job_cmp);
         st.h = h;
-        rc = lsh_parallel_for(threads, st.n_tasks, tile_task_run, c);
+        rc = lsh_parallel_for(threads, st.n_jobs, tile_job_run, c);
         double t1 = lsh_now();
         add_cum += t1 - t;
         t = t1;
@@ -1536,6 +1693,7 @@ struct lsh_bytes lsh_eval_bytes(const struct lsh_eval_shape *s, const struct lsh
     w = lsh_size_add(w, lsh_size_mul3(TILE_ROWS + TILE_KEYS, lsh_size_add(s->d, 1), D));
     w = lsh_size_add(w, lsh_size_mul3(TILE_ROWS + TILE_KEYS, lsh_size_add(dv, 1), D));
     w = lsh_size_add(w, lsh_size_mul(H, (2 * TILE_KEYS + 2) * U));
+    w = lsh_size_add(w, lsh_size_mul(tile_slots(s->d, dv, H), slot_bytes(s->d, dv, H)));
     if (chunked)
         w = lsh_size_add(w, lsh_size_mul(n1, U));
     b.per_thread = lsh_size_add(b.per_thread, w);

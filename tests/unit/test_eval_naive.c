@@ -1637,6 +1637,24 @@ Test(eval_naive, buckets_larger_than_one_tile)
     }
 }
 
+static void one_slot(void)
+{
+    setenv("LSHLAB_TEST_TILE_SLOTS", "1", 1);
+}
+
+/* With one part slot a thread, a bucket of two key chunks no longer fits it:
+ * each tile then loads its own chunks and gathers the keys it keeps (the path
+ * of groups of more than 4 x 512 keys); buckets of one chunk still share
+ * theirs.  n = 1100, B = 2: buckets of ~550 keys, tiles whose keys partly met
+ * before in later rounds. */
+Test(eval_naive, buckets_larger_than_the_part_slots, .init = one_slot)
+{
+    struct lsh_mode_opts mo = bucket_mode();
+    const uint64_t seed = 2705;
+    struct setup s = make_setup(1100, LSH_KEYS_SHARED, 3, 2);
+    check_all(&s, &mo, seed, NULL);
+}
+
 /* The tile path holds the keys' buckets of earlier rounds as bytes when
  * B <= 256, as 32-bit ids above: both against the brute force, B = 260 with
  * ids 256 apart (read as bytes, buckets 0 and 256 would be one). */
