@@ -170,32 +170,46 @@ static int init(void *state, const struct lsh_round *round, struct lsh_strategy_
     return 0;
 }
 
-/* out = x / |x|; returns 0 (and a zero out) for a zero row.  Scaling by the
- * largest entry first keeps |x|^2 from overflowing or underflowing.  Sums in
+/* out = x / |x|; returns 0 (and a zero out) for a zero row.  x is first
+ * scaled by the power of two that brings its largest entry into [1/2, 1)
+ * (exact), so that |x|^2 can neither overflow nor underflow, then multiplied
+ * by 1 / |x|: one division a row, not two an entry (divisions were most of
+ * this function, which runs on every row of every fit and hash).  Sums in
  * eight lanes added in a fixed order: vectorisable, the same bits from every
- * clone (k-means normalises every row of every fit and hash). */
+ * clone. */
 __attribute__((target_clones("avx512f", "avx2", "default")))
 static int normalise(const double *x, size_t d, double *out) /* out may be x */
 {
+    /* the largest |x_j| in eight lanes (one chain of maxima is latency-bound) */
+    double m[8] = {0};
+    size_t j = 0;
+    for (; j + 8 <= d; j += 8)
+        for (size_t k = 0; k < 8; k++)
+            m[k] = fabs(x[j + k]) > m[k] ? fabs(x[j + k]) : m[k];
+    for (size_t k = 0; j + k < d; k++)
+        m[k] = fabs(x[j + k]) > m[k] ? fabs(x[j + k]) : m[k];
     double big = 0;
-    for (size_t j = 0; j < d; j++)
-        big = fabs(x[j]) > big ? fabs(x[j]) : big;
+    for (size_t k = 0; k < 8; k++)
+        big = m[k] > big ? m[k] : big;
     if (!(big > 0) || isinf(big)) {
         memset(out, 0, d * sizeof *out);
         return 0;
     }
+    int e;
+    frexp(big, &e); /* big = f 2^e, f in [1/2, 1) */
+    /* 2^-e in two factors: a single one is not a double when e = 1024 (or below -1022) */
+    const double s1 = ldexp(1.0, -(e / 2)), s2 = ldexp(1.0, -(e - e / 2));
     for (size_t j = 0; j < d; j++)
-        out[j] = x[j] / big;
+        out[j] = x[j] * s1 * s2;
     double l[8] = {0};
-    size_t j = 0;
-    for (; j + 8 <= d; j += 8)
-        for (size_t e = 0; e < 8; e++)
-            l[e] += out[j + e] * out[j + e];
-    for (size_t e = 0; j + e < d; e++)
-        l[e] += out[j + e] * out[j + e];
-    const double norm = sqrt(((l[0] + l[1]) + (l[2] + l[3])) + ((l[4] + l[5]) + (l[6] + l[7])));
+    for (j = 0; j + 8 <= d; j += 8)
+        for (size_t k = 0; k < 8; k++)
+            l[k] += out[j + k] * out[j + k];
+    for (size_t k = 0; j + k < d; k++)
+        l[k] += out[j + k] * out[j + k];
+    const double inv = 1.0 / sqrt(((l[0] + l[1]) + (l[2] + l[3])) + ((l[4] + l[5]) + (l[6] + l[7])));
     for (size_t t = 0; t < d; t++)
-        out[t] /= norm;
+        out[t] *= inv;
     return 1;
 }
 
@@ -230,6 +244,32 @@ static uint32_t argmax(const double *scores, uint32_t b)
             best = c;
         }
     return best;
+}
+
+/* out[i] = argmax of row i of m rows of scores, four rows at a time: each
+ * row's compares are argmax's, in its order, but four chains of dependent
+ * maxima run side by side (one alone is bound by their latency). */
+static void argmax_rows(const double *scores, size_t m, uint32_t b, uint32_t *out)
+{
+    size_t i = 0;
+    for (; i + 4 <= m; i += 4) {
+        const double *r0 = scores + i * b, *r1 = r0 + b, *r2 = r1 + b, *r3 = r2 + b;
+        double t0 = r0[0], t1 = r1[0], t2 = r2[0], t3 = r3[0];
+        uint32_t b0 = 0, b1 = 0, b2 = 0, b3 = 0;
+        for (uint32_t c = 1; c < b; c++) {
+            if (r0[c] > t0)
+                t0 = r0[c], b0 = c;
+            if (r1[c] > t1)
+                t1 = r1[c], b1 = c;
+            if (r2[c] > t2)
+                t2 = r2[c], b2 = c;
+            if (r3[c] > t3)
+                t3 = r3[c], b3 = c;
+        }
+        out[i] = b0, out[i + 1] = b1, out[i + 2] = b2, out[i + 3] = b3;
+    }
+    for (; i < m; i++)
+        out[i] = argmax(scores + i * b, b);
 }
 
 static int too_few(struct lsh_strategy_error *err, uint32_t b, size_t distinct)
@@ -390,12 +430,13 @@ static int lloyd(struct kmeans *s, const double *xn, const unsigned char *live, 
         for (size_t start = 0; start < n; start += s->batch) {
             size_t m = n - start < s->batch ? n - start : s->batch;
             centroid_scores(s, m, xn + start * d, s->scores);
+            uint32_t best[BATCH_ROWS];
+            argmax_rows(s->scores, m, b, best);
             for (size_t i = 0; i < m; i++) {
                 if (!live[start + i])
                     continue; /* a zero row adds nothing to any sum */
-                uint32_t a = argmax(s->scores + i * b, b);
-                changed |= a != assign[start + i];
-                assign[start + i] = a;
+                changed |= best[i] != assign[start + i];
+                assign[start + i] = best[i];
             }
         }
         if (!changed)
@@ -458,8 +499,10 @@ static int hash(void *state, const double *x, size_t n, size_t d, uint32_t *buck
         for (size_t i = 0; i < m; i++) /* bucket 0 marks a zero row until the argmax */
             bucket[start + i] = (uint32_t)normalise(x + (start + i) * d, d, s->xn + i * d);
         centroid_scores(s, m, s->xn, s->scores);
+        uint32_t best[BATCH_ROWS];
+        argmax_rows(s->scores, m, b, best);
         for (size_t i = 0; i < m; i++)
-            bucket[start + i] = bucket[start + i] ? argmax(s->scores + i * b, b) : 0;
+            bucket[start + i] = bucket[start + i] ? best[i] : 0;
     }
     return 0;
 }
