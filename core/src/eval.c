@@ -1260,6 +1260,11 @@ static void tile_run(const struct ctx *c, struct tile_ws *w, const struct tile_t
     for (size_t t = 0; t < nr; t++) {
         ii[t] = ref->rows ? ref->rows[rs[t]] : rs[t];
         memcpy(w->qb + t * d, a->q + ii[t] * d, d * sizeof *w->qb);
+        /* the rows' running sums, added to at the end, towards L2 now (a row
+         * of a tile is anywhere: each was a cache miss) */
+        const char *num = (const char *)(st->num + (rs[t] - c->r0) * dv);
+        for (size_t b = 0; b < dv * sizeof *st->num; b += 64)
+            __builtin_prefetch(num + b, 1, 2);
     }
     memset(w->onum, 0, nr * dv * sizeof *w->onum);
     for (size_t part = 0; part < parts; part++) {
