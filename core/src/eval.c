@@ -1532,8 +1532,9 @@ static int tile_pass(struct ctx *c, unsigned threads, double *add_s, double *met
     for (unsigned t = 0; t < threads && !rc; t++) {
         struct tile_ws *w = &st.ws[t];
         w->qb = malloc(TILE_ROWS * a->d * sizeof *w->qb + 1);
-        w->kd = malloc(KT_STRIDE * a->d * sizeof *w->kd + 1);
-        w->vc = calloc(TILE_KEYS * lsh_pad8(dv) + 1, sizeof *w->vc); /* padding stays 0 */
+        /* y operands of lshlab_fma_dots: on cache lines; V's padding stays 0 */
+        w->kd = lsh_alloc_doubles(KT_STRIDE * a->d + 1, 0);
+        w->vc = lsh_alloc_doubles(TILE_KEYS * lsh_pad8(dv) + 1, 1);
         w->p = malloc(TILE_ROWS * TILE_KEYS * sizeof *w->p);
         w->onum = malloc(TILE_ROWS * dv * sizeof *w->onum + 1);
         w->kj = malloc(TILE_KEYS * sizeof *w->kj);
@@ -1542,8 +1543,8 @@ static int tile_pass(struct ctx *c, unsigned threads, double *add_s, double *met
         for (unsigned k = 0; k < w->n_slots; k++) {
             struct tile_part *pt = &w->slot[k];
             pt->kj = malloc(TILE_KEYS * sizeof *pt->kj);
-            pt->kd = malloc(KT_STRIDE * a->d * sizeof *pt->kd + 1);
-            pt->vc = calloc(TILE_KEYS * lsh_pad8(dv) + 1, sizeof *pt->vc); /* padding stays 0 */
+            pt->kd = lsh_alloc_doubles(KT_STRIDE * a->d + 1, 0);
+            pt->vc = lsh_alloc_doubles(TILE_KEYS * lsh_pad8(dv) + 1, 1);
             pt->gk = malloc(TILE_KEYS * sizeof *pt->gk);
             pt->kb = malloc((size_t)h_max * TILE_KEYS * sizeof *pt->kb);
             pt->kc = malloc((size_t)h_max * TILE_KEYS * sizeof *pt->kc);

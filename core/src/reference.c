@@ -616,8 +616,8 @@ static int scratch_alloc(struct scratch *w, const struct lsh_attn *a, size_t kma
     w->tlen = malloc(ROW_BLOCK * sizeof *w->tlen);
     w->mx = malloc(25 * ROW_BLOCK * sizeof *w->mx);
     w->lanemax = malloc((KEY_CHUNK / 4 + 1) * sizeof *w->lanemax);
-    w->kt = malloc((KT_STRIDE * a->d + 1) * sizeof *w->kt);
-    w->vp = calloc(KEY_CHUNK * lsh_pad8(a->d_v) + 1, sizeof *w->vp); /* padding stays 0 */
+    w->kt = lsh_alloc_doubles(KT_STRIDE * a->d + 1, 0);                 /* y operands: */
+    w->vp = lsh_alloc_doubles(KEY_CHUNK * lsh_pad8(a->d_v) + 1, 1); /* padding stays 0 */
     if (!w->s || !w->qb || !w->topval || !w->tlen || !w->mx || !w->lanemax || !w->kt ||
         !w->vp) {
         scratch_free(w);

@@ -159,7 +159,11 @@ static int init(void *state, const struct lsh_round *round, struct lsh_strategy_
         return fail(err, LSH_STRATEGY_ENOMEM, "kmeans: %u centroids of d = %zu are too large",
                     (unsigned)s->b, s->d);
     s->c = malloc((size_t)s->b * s->d * sizeof *s->c);
-    s->ct = calloc(s->bp * s->d, sizeof *s->ct);
+    /* the kernel's y: on cache lines it runs faster (no load straddles two) */
+    const size_t ct_bytes = (s->bp * s->d * sizeof *s->ct + 63) / 64 * 64;
+    s->ct = aligned_alloc(64, ct_bytes ? ct_bytes : 64);
+    if (s->ct)
+        memset(s->ct, 0, ct_bytes);
     s->xn = malloc(s->batch * s->d * sizeof *s->xn);
     s->scores = malloc(s->batch * s->b * sizeof *s->scores);
     if (!s->c || !s->ct || !s->xn || !s->scores) {
