@@ -1339,21 +1339,28 @@ static void tile_run(const struct ctx *c, struct tile_ws *w, const struct tile_t
         }
         /* The GEMMs as FMA chains (lshlab/fmadots.h): the same bits on every
          * machine, and faster than a BLAS at these shapes */
-        lshlab_fma_dots(nr, nk, d, KT_STRIDE, w->qb, kd, w->p, 0);
+        /* P's rows nkp apart, a whole number of vectors, so that they start on
+         * cache lines like P: the columns past nk are scores of kd's finite
+         * padding, zeroed after the exp, and P V then runs over them too, with
+         * V's finite rows past nk: fma(0, v, acc) = acc (acc is never -0), the
+         * bits of the product over nk keys. */
+        const size_t nkp = lsh_pad8(nk);
+        lshlab_fma_dots(nr, nkp, d, KT_STRIDE, w->qb, kd, w->p, 0);
         for (size_t t = 0; t < nr; t++) {
-            double *pr = w->p + t * nk;
+            double *pr = w->p + t * nkp;
             if (row_fresh[t] == 0) {
-                memset(pr, 0, nk * sizeof *pr);
+                memset(pr, 0, nkp * sizeof *pr);
                 continue;
             }
             double sums[3];
             lsh_exp_keep(pr, nk, a->scale, ref->lse[rs[t]], w->ok + t * TILE_KEYS, gk, kj,
                          (uint32_t)ii[t], sums);
+            memset(pr + nk, 0, (nkp - nk) * sizeof *pr);
             gram[t] += sums[0];
             mass[t] += sums[1];
             sa2[t] += sums[2];
         }
-        lshlab_fma_dots(nr, dv, nk, dvp, w->p, vc, w->onum, 1);
+        lshlab_fma_dots(nr, dv, nkp, dvp, w->p, vc, w->onum, 1);
     }
     for (size_t t = 0; t < nr; t++) {
         const size_t r = rs[t] - c->r0; /* the part's row */
@@ -1532,10 +1539,10 @@ static int tile_pass(struct ctx *c, unsigned threads, double *add_s, double *met
     for (unsigned t = 0; t < threads && !rc; t++) {
         struct tile_ws *w = &st.ws[t];
         w->qb = malloc(TILE_ROWS * a->d * sizeof *w->qb + 1);
-        /* y operands of lshlab_fma_dots: on cache lines; V's padding stays 0 */
-        w->kd = lsh_alloc_doubles(KT_STRIDE * a->d + 1, 0);
+        /* y operands of lshlab_fma_dots and P: on cache lines; finite from the start */
+        w->kd = lsh_alloc_doubles(KT_STRIDE * a->d + 1, 1);
         w->vc = lsh_alloc_doubles(TILE_KEYS * lsh_pad8(dv) + 1, 1);
-        w->p = malloc(TILE_ROWS * TILE_KEYS * sizeof *w->p);
+        w->p = lsh_alloc_doubles(TILE_ROWS * TILE_KEYS, 0);
         w->onum = malloc(TILE_ROWS * dv * sizeof *w->onum + 1);
         w->kj = malloc(TILE_KEYS * sizeof *w->kj);
         w->gk = malloc(TILE_KEYS * sizeof *w->gk);
