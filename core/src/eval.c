@@ -1277,9 +1277,14 @@ static void tile_run(const struct ctx *c, struct tile_ws *w, const struct tile_t
         memcpy(w->qb + t * d, a->q + ii[t] * d, d * sizeof *w->qb);
         /* the rows' running sums, added to at the end, towards L2 now (a row
          * of a tile is anywhere: each was a cache miss) */
-        const char *num = (const char *)(st->num + (rs[t] - c->r0) * dv);
+        const size_t r = rs[t] - c->r0;
+        const char *num = (const char *)(st->num + r * dv);
         for (size_t b = 0; b < dv * sizeof *st->num; b += 64)
             __builtin_prefetch(num + b, 1, 2);
+        __builtin_prefetch(st->mass + r, 1, 2);
+        __builtin_prefetch(st->sa2 + r, 1, 2);
+        __builtin_prefetch(st->gram + r, 1, 2);
+        __builtin_prefetch(st->count + r, 1, 2);
     }
     memset(w->onum, 0, nr * dv * sizeof *w->onum);
     for (size_t part = 0; part < parts; part++) {
@@ -1315,21 +1320,27 @@ static void tile_run(const struct ctx *c, struct tile_ws *w, const struct tile_t
         const uint32_t *kj = pt->kj;
         const double *kd = pt->kd, *vc = pt->vc, *gk = pt->gk;
         if (kept < nk || !cached) {
+            /* local restrict pointers: the byte stores of ok would otherwise
+             * make the compiler reload w->cols at every key */
+            const uint32_t *restrict cols = w->cols;
+            uint32_t *restrict kjc = w->kj;
             for (size_t v = 0; v < kept; v++)
-                w->kj[v] = pt->kj[w->cols[v]];
+                kjc[v] = pt->kj[cols[v]];
             if (kept < nk)
                 for (size_t t = 0; t < nr; t++) { /* in place: cols[v] >= v */
                     unsigned char *ok = w->ok + t * TILE_KEYS;
                     for (size_t v = 0; v < kept; v++)
-                        ok[v] = ok[w->cols[v]];
+                        ok[v] = ok[cols[v]];
                 }
             if (cached) { /* the kept keys' columns and rows, from the slot */
+                double *restrict kdc = w->kd, *restrict gkc = w->gk;
+                const double *restrict kds = pt->kd, *restrict gks = pt->gk;
                 for (size_t e = 0; e < d; e++)
                     for (size_t v = 0; v < kept; v++)
-                        w->kd[e * KT_STRIDE + v] = pt->kd[e * KT_STRIDE + w->cols[v]];
+                        kdc[e * KT_STRIDE + v] = kds[e * KT_STRIDE + cols[v]];
                 for (size_t v = 0; v < kept; v++) {
-                    memcpy(w->vc + v * dvp, pt->vc + w->cols[v] * dvp, dv * sizeof *w->vc);
-                    w->gk[v] = pt->gk[w->cols[v]];
+                    memcpy(w->vc + v * dvp, pt->vc + cols[v] * dvp, dv * sizeof *w->vc);
+                    gkc[v] = gks[cols[v]];
                 }
             } else {
                 gather_rows(a, w->kj, kept, w->kd, w->vc, w->gk);
