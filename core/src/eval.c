@@ -1364,8 +1364,8 @@ static void tile_run(const struct ctx *c, struct tile_ws *w, const struct tile_t
                 continue;
             }
             double sums[3];
-            lsh_exp_keep(pr, nk, a->scale, ref->lse[rs[t]], w->ok + t * TILE_KEYS, gk, kj,
-                         (uint32_t)ii[t], sums);
+            lsh_exp_keep(pr, nk, a->scale, ref->lse[rs[t]], w->ok + t * TILE_KEYS,
+                         a->gnorm ? gk : NULL, kj, (uint32_t)ii[t], sums);
             memset(pr + nk, 0, (nkp - nk) * sizeof *pr);
             gram[t] += sums[0];
             mass[t] += sums[1];

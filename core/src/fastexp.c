@@ -62,32 +62,52 @@ ok8(const unsigned char *ok, size_t u, size_t n)
     return _mm512_cmpneq_epi64_mask(_mm512_cvtepu8_epi64(v), _mm512_setzero_si512());
 }
 
+/* Eight values u .. u + 7 of keep_avx512 (mk: those below n; keep, other:
+ * the kept ones, and those of them that are not self). */
+static inline __attribute__((always_inline, target("avx512f"))) void
+keep8(double *x, size_t u, __mmask8 mk, __mmask8 keep, __mmask8 other, const double *g,
+      __m512d sc, __m512d sf, __m512d *s0, __m512d *s1, __m512d *s2)
+{
+    const __m512d v = _mm512_maskz_loadu_pd(mk, x + u);
+    const __m512d gv = g ? _mm512_mul_pd(v, _mm512_maskz_loadu_pd(mk, g + u)) : v;
+    *s0 = _mm512_add_pd(*s0, _mm512_maskz_mul_pd(other, gv, gv));
+    const __m512d e = _mm512_maskz_mov_pd(keep, exp8(_mm512_sub_pd(_mm512_mul_pd(sc, v), sf)));
+    _mm512_mask_storeu_pd(x + u, mk, e);
+    *s1 = _mm512_add_pd(*s1, e);
+    *s2 = _mm512_add_pd(*s2, _mm512_mul_pd(e, e));
+}
+
+/* Sixteen values a step: their ok bytes and ids as one vector each (the
+ * masks of eight values then cost a third of the instructions); the last
+ * values eight at a time, masked. */
 __attribute__((target("avx512f"))) static void keep_avx512(double *x, size_t n, double scale,
                                                           double shift, const unsigned char *ok,
-                                                          const double *g, const uint32_t *id, uint32_t self,
-                                                          double l[3][8])
+                                                          const double *g, const uint32_t *id,
+                                                          uint32_t self, double l[3][8])
 {
     const __m512d sc = _mm512_set1_pd(scale), sf = _mm512_set1_pd(shift);
+    const __m512i me = _mm512_set1_epi32((int)self);
     __m512d s0 = _mm512_setzero_pd(), s1 = s0, s2 = s0;
-    for (size_t u = 0; u < n; u += 8) {
+    size_t u = 0;
+    for (; u + 16 <= n; u += 16) {
+        __m128i ob;
+        memcpy(&ob, ok + u, sizeof ob);
+        const __m512i o32 = _mm512_cvtepu8_epi32(ob);
+        const __mmask16 keep = _mm512_test_epi32_mask(o32, o32);
+        const __mmask16 other = keep & _mm512_cmpneq_epi32_mask(_mm512_loadu_si512(id + u), me);
+        keep8(x, u, 0xff, (__mmask8)keep, (__mmask8)other, g, sc, sf, &s0, &s1, &s2);
+        keep8(x, u + 8, 0xff, (__mmask8)(keep >> 8), (__mmask8)(other >> 8), g, sc, sf, &s0, &s1,
+              &s2);
+    }
+    for (; u < n; u += 8) {
         const __mmask8 mk = lanes8(n - u), keep = ok8(ok, u, n);
+        uint32_t ib[8] = {0};
+        memcpy(ib, id + u, (n - u < 8 ? n - u : 8) * sizeof *ib);
         __m256i iv;
-        if (n - u >= 8) {
-            memcpy(&iv, id + u, sizeof iv);
-        } else {
-            uint32_t ib[8] = {0};
-            memcpy(ib, id + u, (n - u) * sizeof *ib);
-            memcpy(&iv, ib, sizeof iv);
-        }
+        memcpy(&iv, ib, sizeof iv);
         const __mmask8 other = keep & _mm512_cmpneq_epi64_mask(_mm512_cvtepu32_epi64(iv),
                                                                _mm512_set1_epi64(self));
-        const __m512d v = _mm512_maskz_loadu_pd(mk, x + u);
-        const __m512d gv = _mm512_mul_pd(v, _mm512_maskz_loadu_pd(mk, g + u));
-        s0 = _mm512_add_pd(s0, _mm512_maskz_mul_pd(other, gv, gv));
-        const __m512d e = _mm512_maskz_mov_pd(keep, exp8(_mm512_sub_pd(_mm512_mul_pd(sc, v), sf)));
-        _mm512_mask_storeu_pd(x + u, mk, e);
-        s1 = _mm512_add_pd(s1, e);
-        s2 = _mm512_add_pd(s2, _mm512_mul_pd(e, e));
+        keep8(x, u, mk, keep, other, g, sc, sf, &s0, &s1, &s2);
     }
     _mm512_storeu_pd(l[0], s0);
     _mm512_storeu_pd(l[1], s1);
@@ -167,7 +187,7 @@ __attribute__((target("avx2,fma"))) static void keep_avx2(double *x, size_t n, d
         for (int half = 0; half < 2; half++) {
             const size_t w = u + 4 * (size_t)half;
             const __m256d v = _mm256_loadu_pd(x + w);
-            const __m256d gv = _mm256_mul_pd(v, _mm256_loadu_pd(g + w));
+            const __m256d gv = g ? _mm256_mul_pd(v, _mm256_loadu_pd(g + w)) : v;
             s[0][half] = _mm256_add_pd(s[0][half], _mm256_and_pd(_mm256_mul_pd(gv, gv),
                                                                  keep4(ok, w, id, self)));
             const __m256d e = _mm256_and_pd(exp4(_mm256_sub_pd(_mm256_mul_pd(sc, v), sf)),
@@ -181,7 +201,7 @@ __attribute__((target("avx2,fma"))) static void keep_avx2(double *x, size_t n, d
         _mm256_storeu_pd(l[k] + 4, s[k][1]);
     }
     for (; u < n; u++) {
-        const double gx = x[u] * g[u];
+        const double gx = g ? x[u] * g[u] : x[u];
         l[0][u & 7] += ok[u] && id[u] != self ? gx * gx : 0.0;
         const double e = ok[u] ? lsh_exp(scale * x[u] - shift) : 0.0;
         x[u] = e;
@@ -202,7 +222,7 @@ static void keep_scalar(double *x, size_t n, double scale, double shift, const u
                         const double *g, const uint32_t *id, uint32_t self, double l[3][8])
 {
     for (size_t u = 0; u < n; u++) {
-        const double gx = x[u] * g[u];
+        const double gx = g ? x[u] * g[u] : x[u];
         l[0][u & 7] += ok[u] && id[u] != self ? gx * gx : 0.0;
         const double e = ok[u] ? lsh_exp(scale * x[u] - shift) : 0.0;
         x[u] = e;

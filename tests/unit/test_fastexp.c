@@ -137,5 +137,15 @@ Test(fastexp, exp_keep_is_a_masked_exp_with_its_sums_in_every_form)
             memcpy(first, y, sizeof y);
         else
             cr_assert_eq(memcmp(first, y, sizeof y), 0, "isa %d: other bits than AVX-512's", isa);
+        /* g NULL is g = 1: the same bits as ones */
+        double ones[N], y1[N], y2[N], o1[3], o2[3];
+        for (int k = 0; k < N; k++)
+            ones[k] = 1.0;
+        memcpy(y1, x, sizeof y1);
+        memcpy(y2, x, sizeof y2);
+        lsh_exp_keep_isa(y1, N, 0.5, 1.25, ok, ones, id, self, o1, isa);
+        lsh_exp_keep_isa(y2, N, 0.5, 1.25, ok, NULL, id, self, o2, isa);
+        cr_assert_eq(memcmp(y1, y2, sizeof y1), 0, "isa %d, g NULL", isa);
+        cr_assert_eq(memcmp(o1, o2, sizeof o1), 0, "isa %d, g NULL: sums", isa);
     }
 }
