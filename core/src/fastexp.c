@@ -6,28 +6,53 @@
 
 #include <stddef.h>
 
+/* Values u0 .. n - 1 of lsh_exp_keep; value u goes to lane u mod 8, whatever
+ * the vector width (the vector forms' last values too). */
+static void keep_scalar(double *x, size_t u0, size_t n, double scale, double shift,
+                        const unsigned char *ok, const double *g, const uint32_t *id,
+                        uint32_t self, double l[3][8])
+{
+    for (size_t u = u0; u < n; u++) {
+        const double gx = g ? x[u] * g[u] : x[u];
+        l[0][u & 7] += ok[u] && id[u] != self ? gx * gx : 0.0;
+        const double e = ok[u] ? lsh_exp(scale * x[u] - shift) : 0.0;
+        x[u] = e;
+        l[1][u & 7] += e;
+        l[2][u & 7] += e * e;
+    }
+}
+
 #if defined(__x86_64__) && defined(__GNUC__)
 #include <immintrin.h>
 
-/* lsh_exp of eight values */
+/* The steps of lsh_exp both vector widths share, through the intrinsics of
+ * prefix P (_mm512, _mm256) on vector type V: v clamped and split as
+ * (16 k + j) ln2/16 + r (t holds k + j's bits)... */
+#define EXP_SPLIT(P, V, v, t, k, r)                                                                \
+    const V t = P##_fmadd_pd(v = P##_min_pd(P##_set1_pd(LSH_EXP_HI),                              \
+                                            P##_max_pd(P##_set1_pd(LSH_EXP_LO), v)),               \
+                             P##_set1_pd(LSH_EXP_INV), P##_set1_pd(LSH_EXP_SHIFT));                \
+    const V k = P##_sub_pd(t, P##_set1_pd(LSH_EXP_SHIFT));                                         \
+    const V r = P##_fnmadd_pd(k, P##_set1_pd(LSH_EXP_LN2LO),                                       \
+                              P##_fnmadd_pd(k, P##_set1_pd(LSH_EXP_LN2HI), v))
+/* ... and y = 2^(j/16) (1 + q(r)), tj the table's entries */
+#define EXP_POLY(P, V, r, tj, y)                                                                   \
+    V y = P##_fmadd_pd(P##_set1_pd(LSH_EXP_C7), r, P##_set1_pd(LSH_EXP_C6));                       \
+    y = P##_fmadd_pd(y, r, P##_set1_pd(LSH_EXP_C5));                                               \
+    y = P##_fmadd_pd(y, r, P##_set1_pd(LSH_EXP_C4));                                               \
+    y = P##_fmadd_pd(y, r, P##_set1_pd(LSH_EXP_C3));                                               \
+    y = P##_fmadd_pd(y, r, P##_set1_pd(LSH_EXP_C2));                                               \
+    y = P##_fmadd_pd(y, r, P##_set1_pd(1.0));                                                      \
+    y = P##_fmadd_pd(tj, P##_mul_pd(y, r), tj)
+
+/* lsh_exp of eight values (max(lo, v) is (lo > v) ? lo : v, as the scalar
+ * form: NaN stays) */
 static inline __attribute__((always_inline, target("avx512f"))) __m512d exp8(__m512d v)
 {
-    const __m512d sh = _mm512_set1_pd(LSH_EXP_SHIFT);
-    v = _mm512_max_pd(_mm512_set1_pd(LSH_EXP_LO), v); /* (lo > v) ? lo : v: NaN stays */
-    v = _mm512_min_pd(_mm512_set1_pd(LSH_EXP_HI), v);
-    const __m512d t = _mm512_fmadd_pd(v, _mm512_set1_pd(LSH_EXP_INV), sh);
-    const __m512d k = _mm512_sub_pd(t, sh);
-    __m512d r = _mm512_fnmadd_pd(k, _mm512_set1_pd(LSH_EXP_LN2HI), v);
-    r = _mm512_fnmadd_pd(k, _mm512_set1_pd(LSH_EXP_LN2LO), r);
+    EXP_SPLIT(_mm512, __m512d, v, t, k, r);
     const __m512d tj = _mm512_permutex2var_pd(_mm512_loadu_pd(lsh_exp_table), _mm512_castpd_si512(t),
                                               _mm512_loadu_pd(lsh_exp_table + 8));
-    __m512d p = _mm512_fmadd_pd(_mm512_set1_pd(LSH_EXP_C7), r, _mm512_set1_pd(LSH_EXP_C6));
-    p = _mm512_fmadd_pd(p, r, _mm512_set1_pd(LSH_EXP_C5));
-    p = _mm512_fmadd_pd(p, r, _mm512_set1_pd(LSH_EXP_C4));
-    p = _mm512_fmadd_pd(p, r, _mm512_set1_pd(LSH_EXP_C3));
-    p = _mm512_fmadd_pd(p, r, _mm512_set1_pd(LSH_EXP_C2));
-    p = _mm512_fmadd_pd(p, r, _mm512_set1_pd(1.0));
-    const __m512d y = _mm512_fmadd_pd(tj, _mm512_mul_pd(p, r), tj);
+    EXP_POLY(_mm512, __m512d, r, tj, y);
     /* y 2^floor(k/16), rounded once (k/16 is exact) */
     return _mm512_scalef_pd(y, _mm512_mul_pd(k, _mm512_set1_pd(0.0625)));
 }
@@ -117,22 +142,10 @@ __attribute__((target("avx512f"))) static void keep_avx512(double *x, size_t n, 
 /* lsh_exp of four values */
 static inline __attribute__((always_inline, target("avx2,fma"))) __m256d exp4(__m256d v)
 {
-    const __m256d sh = _mm256_set1_pd(LSH_EXP_SHIFT);
-    v = _mm256_max_pd(_mm256_set1_pd(LSH_EXP_LO), v);
-    v = _mm256_min_pd(_mm256_set1_pd(LSH_EXP_HI), v);
-    const __m256d t = _mm256_fmadd_pd(v, _mm256_set1_pd(LSH_EXP_INV), sh);
-    const __m256d k = _mm256_sub_pd(t, sh);
-    __m256d r = _mm256_fnmadd_pd(k, _mm256_set1_pd(LSH_EXP_LN2HI), v);
-    r = _mm256_fnmadd_pd(k, _mm256_set1_pd(LSH_EXP_LN2LO), r);
+    EXP_SPLIT(_mm256, __m256d, v, t, k, r);
     const __m256i j = _mm256_and_si256(_mm256_castpd_si256(t), _mm256_set1_epi64x(15));
     const __m256d tj = _mm256_i64gather_pd(lsh_exp_table, j, 8);
-    __m256d p = _mm256_fmadd_pd(_mm256_set1_pd(LSH_EXP_C7), r, _mm256_set1_pd(LSH_EXP_C6));
-    p = _mm256_fmadd_pd(p, r, _mm256_set1_pd(LSH_EXP_C5));
-    p = _mm256_fmadd_pd(p, r, _mm256_set1_pd(LSH_EXP_C4));
-    p = _mm256_fmadd_pd(p, r, _mm256_set1_pd(LSH_EXP_C3));
-    p = _mm256_fmadd_pd(p, r, _mm256_set1_pd(LSH_EXP_C2));
-    p = _mm256_fmadd_pd(p, r, _mm256_set1_pd(1.0));
-    const __m256d y = _mm256_fmadd_pd(tj, _mm256_mul_pd(p, r), tj);
+    EXP_POLY(_mm256, __m256d, r, tj, y);
     /* 2^floor(k/16) in the scalar form's two halves; m1 + 1023 as the low
      * bits of an exact double plus 2^52, moved to the exponent */
     const __m256d magic = _mm256_set1_pd(0x1p52 + 1023.0);
@@ -200,14 +213,7 @@ __attribute__((target("avx2,fma"))) static void keep_avx2(double *x, size_t n, d
         _mm256_storeu_pd(l[k], s[k][0]);
         _mm256_storeu_pd(l[k] + 4, s[k][1]);
     }
-    for (; u < n; u++) {
-        const double gx = g ? x[u] * g[u] : x[u];
-        l[0][u & 7] += ok[u] && id[u] != self ? gx * gx : 0.0;
-        const double e = ok[u] ? lsh_exp(scale * x[u] - shift) : 0.0;
-        x[u] = e;
-        l[1][u & 7] += e;
-        l[2][u & 7] += e * e;
-    }
+    keep_scalar(x, u, n, scale, shift, ok, g, id, self, l);
 }
 #endif
 
@@ -217,19 +223,6 @@ static void exp_scalar(double *x, size_t n, double scale, double shift)
         x[i] = lsh_exp(scale * x[i] - shift);
 }
 
-/* Value u goes to lane u mod 8, whatever the vector width. */
-static void keep_scalar(double *x, size_t n, double scale, double shift, const unsigned char *ok,
-                        const double *g, const uint32_t *id, uint32_t self, double l[3][8])
-{
-    for (size_t u = 0; u < n; u++) {
-        const double gx = g ? x[u] * g[u] : x[u];
-        l[0][u & 7] += ok[u] && id[u] != self ? gx * gx : 0.0;
-        const double e = ok[u] ? lsh_exp(scale * x[u] - shift) : 0.0;
-        x[u] = e;
-        l[1][u & 7] += e;
-        l[2][u & 7] += e * e;
-    }
-}
 
 void lsh_exp_affine_isa(double *x, size_t n, double scale, double shift, int isa)
 {
@@ -266,7 +259,7 @@ void lsh_exp_keep_isa(double *x, size_t n, double scale, double shift, const uns
 #else
     (void)isa;
 #endif
-        keep_scalar(x, n, scale, shift, ok, g, id, self, l);
+        keep_scalar(x, 0, n, scale, shift, ok, g, id, self, l);
     for (int k = 0; k < 3; k++)
         out[k] = ((l[k][0] + l[k][1]) + (l[k][2] + l[k][3])) +
                  ((l[k][4] + l[k][5]) + (l[k][6] + l[k][7]));
