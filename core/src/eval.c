@@ -1034,7 +1034,7 @@ static size_t slot_bytes(size_t d, size_t dv, size_t h_max)
     size_t b = lsh_size_mul3(KT_STRIDE, lsh_size_add(d, 1), D);
     b = lsh_size_add(b, lsh_size_mul3(TILE_KEYS, lsh_size_add(lsh_pad8(dv), 1), D));
     b = lsh_size_add(b, lsh_size_mul3(h_max, 2 * TILE_KEYS, U));
-    return lsh_size_add(b, TILE_KEYS * (2 * U + D));
+    return lsh_size_add(b, TILE_KEYS * (2 * U + D) + 2 * 64); /* kd and vc on cache lines */
 }
 
 static unsigned tile_slots(size_t d, size_t dv, size_t h_max)
@@ -1543,8 +1543,8 @@ static int tile_pass(struct ctx *c, unsigned threads, double *add_s, double *met
     st.count = calloc(m + 1, sizeof *st.count);
     uint32_t *key = malloc((ms_max + 1) * sizeof *key);
     uint32_t *idx = malloc((ms_max + 1) * sizeof *idx);
-    int rc = !st.ws || !st.rperm || !st.roff || !st.tasks || !st.jobs || !st.mass || !st.sa2 || !st.gram ||
-                     !st.num || !st.count || !key || !idx
+    int rc = !st.ws || !st.rperm || !st.roff || !st.tasks || !st.jobs || !st.mass || !st.sa2 ||
+                     !st.gram || !st.num || !st.count || !key || !idx
                  ? LSH_ENOMEM
                  : 0;
     for (unsigned t = 0; t < threads && !rc; t++) {
@@ -1714,24 +1714,27 @@ struct lsh_bytes lsh_eval_bytes(const struct lsh_eval_shape *s, const struct lsh
         b.shared = lsh_size_add(b.shared, B1 * sizeof(size_t));
         return b;
     }
-    /* tile_pass: rperm, roff, tasks, mass, sa2, gram, num, count; key, idx
-     * (a slice's); tasks: a slice of ms rows has up to ms / TILE_ROWS +
-     * min(G, ms) tiles */
+    /* tile_pass: rperm, roff, tasks and jobs, mass, sa2, gram, num, count;
+     * key, idx (a slice's); tasks: a slice of ms rows has up to ms / tile
+     * rows (TILE_ROWS / 2 under causal) + min(G, ms) tiles, and as many jobs
+     * at most */
     const size_t S = lsh_slice_rows(), slices = lsh_slice_count(s->m);
     const size_t ms1 = s->m < S ? m1 : S + 1;
     size_t t = lsh_size_mul(m1, 2 * U + 3 * D);
     t = lsh_size_add(t, lsh_size_mul(ms1, 2 * U));
     t = lsh_size_add(t, lsh_size_mul(lsh_size_add(B1, G), U));
     const size_t groups = slices == 1 ? G : lsh_size_mul(slices, G) < m1 ? lsh_size_mul(slices, G) : m1;
-    t = lsh_size_add(t, lsh_size_mul(lsh_size_add(m1 / TILE_ROWS, groups), sizeof(struct tile_task)));
+    t = lsh_size_add(t, lsh_size_mul(lsh_size_add(m1 / (TILE_ROWS / 2), groups),
+                                     sizeof(struct tile_task) + sizeof(struct tile_job)));
     t = lsh_size_add(t, lsh_size_mul(lsh_size_add(lsh_size_mul(s->m, dv), 1), D));
     b.shared = lsh_size_add(b.shared, t);
-    /* a thread's tile_ws */
+    /* a thread's tile_ws: p and ok; kj, cols, gk, any; qb and kd; onum and
+     * vc (each rounded up to whole cache lines); bi and ci; its part slots */
     size_t w = sizeof(struct tile_ws) + TILE_ROWS * TILE_KEYS * (D + 1) +
-               TILE_KEYS * (3 * U + D + 1);
+               TILE_KEYS * (2 * U + D + 1) + 4 * 64;
     w = lsh_size_add(w, lsh_size_mul3(TILE_ROWS + TILE_KEYS, lsh_size_add(s->d, 1), D));
     w = lsh_size_add(w, lsh_size_mul3(TILE_ROWS + TILE_KEYS, lsh_size_add(dv, 1), D));
-    w = lsh_size_add(w, lsh_size_mul(H, (2 * TILE_KEYS + 2) * U));
+    w = lsh_size_add(w, lsh_size_mul(H, 2 * U));
     w = lsh_size_add(w, lsh_size_mul(tile_slots(s->d, dv, H), slot_bytes(s->d, dv, H)));
     if (chunked)
         w = lsh_size_add(w, lsh_size_mul(n1, U));

@@ -50,8 +50,8 @@ static void keep_scalar(double *x, size_t u0, size_t n, double scale, double shi
 static inline __attribute__((always_inline, target("avx512f"))) __m512d exp8(__m512d v)
 {
     EXP_SPLIT(_mm512, __m512d, v, t, k, r);
-    const __m512d tj = _mm512_permutex2var_pd(_mm512_loadu_pd(lsh_exp_table), _mm512_castpd_si512(t),
-                                              _mm512_loadu_pd(lsh_exp_table + 8));
+    const __m512d tj = _mm512_permutex2var_pd(
+        _mm512_loadu_pd(lsh_exp_table), _mm512_castpd_si512(t), _mm512_loadu_pd(lsh_exp_table + 8));
     EXP_POLY(_mm512, __m512d, r, tj, y);
     /* y 2^floor(k/16), rounded once (k/16 is exact) */
     return _mm512_scalef_pd(y, _mm512_mul_pd(k, _mm512_set1_pd(0.0625)));
@@ -188,8 +188,8 @@ keep4(const unsigned char *ok, size_t u, const uint32_t *id, uint32_t self)
  * eight) by the scalar form into the same lanes. */
 __attribute__((target("avx2,fma"))) static void keep_avx2(double *x, size_t n, double scale,
                                                         double shift, const unsigned char *ok,
-                                                        const double *g, const uint32_t *id, uint32_t self,
-                                                        double l[3][8])
+                                                        const double *g, const uint32_t *id,
+                                                        uint32_t self, double l[3][8])
 {
     const __m256d sc = _mm256_set1_pd(scale), sf = _mm256_set1_pd(shift);
     __m256d s[3][2];

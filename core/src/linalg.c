@@ -222,7 +222,8 @@ double *lsh_alloc_doubles(size_t count, int zero)
 {
     if (count > (SIZE_MAX - 63) / sizeof(double))
         return NULL;
-    const size_t bytes = (count * sizeof(double) + 63) / 64 * 64; /* aligned_alloc wants a multiple */
+    /* aligned_alloc wants a multiple of the alignment */
+    const size_t bytes = (count * sizeof(double) + 63) / 64 * 64;
     double *p = aligned_alloc(64, bytes ? bytes : 64);
     if (p && zero)
         memset(p, 0, bytes);

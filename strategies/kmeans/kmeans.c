@@ -211,7 +211,8 @@ static int normalise(const double *x, size_t d, double *out) /* out may be x */
             l[k] += out[j + k] * out[j + k];
     for (size_t k = 0; j + k < d; k++)
         l[k] += out[j + k] * out[j + k];
-    const double inv = 1.0 / sqrt(((l[0] + l[1]) + (l[2] + l[3])) + ((l[4] + l[5]) + (l[6] + l[7])));
+    const double sq = ((l[0] + l[1]) + (l[2] + l[3])) + ((l[4] + l[5]) + (l[6] + l[7]));
+    const double inv = 1.0 / sqrt(sq);
     for (size_t t = 0; t < d; t++)
         out[t] *= inv;
     return 1;

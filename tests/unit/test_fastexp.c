@@ -121,17 +121,20 @@ Test(fastexp, exp_keep_is_a_masked_exp_with_its_sums_in_every_form)
         lsh_exp_keep_isa(y, N, 0.5, 1.25, ok, g, id, self, got, isa);
         for (int k = 0; k < N; k++) {
             if (!ok[k])
-                cr_assert_eq(memcmp(&y[k], &(double){0.0}, sizeof y[k]), 0, "isa %d key %d", isa, k);
+                cr_assert_eq(memcmp(&y[k], &(double){0.0}, sizeof y[k]), 0, "isa %d key %d", isa,
+                             k);
             else
-                cr_assert_leq(ulp_distance(y[k], exp(0.5 * x[k] - 1.25)), 2.0, "isa %d key %d", isa, k);
+                cr_assert_leq(ulp_distance(y[k], exp(0.5 * x[k] - 1.25)), 2.0, "isa %d key %d",
+                              isa, k);
         }
         for (int q = 0; q < 3; q++) {
-            cr_assert_leq(fabsl(got[q] - s[q]), 1e-14L * s[q], "isa %d sum %d: %.17g vs %.17Lg", isa,
-                          q, got[q], s[q]);
+            cr_assert_leq(fabsl(got[q] - s[q]), 1e-14L * s[q], "isa %d sum %d: %.17g vs %.17Lg",
+                          isa, q, got[q], s[q]);
             if (isa == 2)
                 want_sum[q] = got[q];
             else
-                cr_assert_eq(memcmp(&got[q], &want_sum[q], sizeof got[q]), 0, "isa %d sum %d", isa, q);
+                cr_assert_eq(memcmp(&got[q], &want_sum[q], sizeof got[q]), 0, "isa %d sum %d", isa,
+                             q);
         }
         if (isa == 2)
             memcpy(first, y, sizeof y);
