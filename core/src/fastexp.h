@@ -1,6 +1,6 @@
 /* fastexp.h - exp(x) in plain C, at most 2 ulp from glibc's exp, the same
- * bits on every machine: the array form's vector clones (fastexp.c) do the
- * very same IEEE operations, element by element.
+ * bits on every machine: the array forms' AVX-512 and AVX2 code (fastexp.c)
+ * does the very same IEEE operations, element by element.
  *
  * x = (16 k + j) ln2/16 + r with |r| <= ln2/32 (ln2/16 split in two, fused
  * multiply-adds), e^x = 2^k 2^(j/16) (1 + q(r)) with 2^(j/16) from a table
@@ -77,10 +77,10 @@ void lsh_exp_affine_isa(double *x, size_t n, double scale, double shift, int isa
 /* A row of attention weights from its raw scores x (the tile path's), in one
  * pass: x[u] = lsh_exp(scale x[u] - shift) where ok[u] != 0, else 0 (without
  * a product: off the kept keys the exp may be inf); out[0] = sum of
- * (raw x[u] g[u])^2 (g NULL: all 1) over ok[u] != 0, id[u] != self, out[1] = sum of the new
- * x[u], out[2] = sum of their squares.  Each sum in eight lanes (value u in
- * lane u mod 8) added up as ((0 + 1) + (2 + 3)) + ((4 + 5) + (6 + 7)): the
- * same bits from every form. */
+ * (raw x[u] g[u])^2 (g NULL: all 1) over ok[u] != 0, id[u] != self;
+ * out[1] = sum of the new x[u], out[2] = sum of their squares.  Each sum in
+ * eight lanes (value u in lane u mod 8) added up as ((0 + 1) + (2 + 3)) +
+ * ((4 + 5) + (6 + 7)): the same bits from every form. */
 void lsh_exp_keep(double *x, size_t n, double scale, double shift, const unsigned char *ok,
                   const double *g, const uint32_t *id, uint32_t self, double out[3]);
 void lsh_exp_keep_isa(double *x, size_t n, double scale, double shift, const unsigned char *ok,
