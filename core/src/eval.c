@@ -121,7 +121,9 @@ struct ctx {
     size_t n_combine;
     size_t n_fields;
     int need_rounds;   /* some combine is rounds: keep the repeats' sums */
+    int need_union;    /* some combine is union (the tile path's num of S_i) */
     double *log_count; /* [0, h_max]: log(k), the same bits as log((double)k) */
+    double *dlog;      /* [0, h_max]: k log k - (k - 1) log(k - 1), [0] = [1] = 0 */
     uint32_t h_max;    /* (counts with forced keys of the rules can exceed it) */
     struct round_index *idx;
     size_t *order;     /* the part's rows by round-0 bucket within each slice
@@ -268,6 +270,14 @@ struct row {
     double mass, sa2, gram, rep_mass;
     size_t block;     /* the row block (for error reports) */
     double qnorm;     /* ||q_i|| (combine importance) */
+    /* combine rounds from the tile path (rnum set): sums over every collision
+     * up to the prefix, N_ij counting them: rnum = sum N A v (d_v), rden =
+     * sum N A, rp1 = sum N A^2, rp2 = sum N^2 A^2, rk = sum A N log N; rsum =
+     * sum N, rmax = max N (over S_i) */
+    const double *rnum;
+    double rden, rp1, rp2, rk;
+    uint64_t rsum;
+    uint32_t rmax;
 };
 
 static inline void consider(struct workspace *w, struct row *row, uint32_t j)
@@ -753,6 +763,28 @@ static void rounds_terms(size_t m, const double *restrict av, const uint32_t *re
     *kl = ((lk[0] + lk[1]) + (lk[2] + lk[3])) + ((lk[4] + lk[5]) + (lk[6] + lk[7]));
 }
 
+/* combine rounds from the tile path's sums (row->rnum set, den = rden >
+ * TINY_MASS): oh = rnum / den; *d2 = sum_S (A - N A / den)^2, which is
+ * sa2 (1 - N / den)^2 when every N_ij is the same (sum N = |S| max N, exact
+ * in integers), else rp0 - 2 rp1 / den + rp2 / den^2 (a few ulps of sa2
+ * absolutely, as the union's sum over the keys off S_i); *kl = rk / den -
+ * log den. */
+static void rounds_moments(size_t dv, const struct row *row, double den, double *oh,
+                           double *d2, double *kl)
+{
+    const double inv = 1.0 / den;
+    for (size_t e = 0; e < dv; e++)
+        oh[e] = row->rnum[e] * inv;
+    if (row->rsum == (uint64_t)row->m * row->rmax) {
+        const double f = 1.0 - (double)row->rmax * inv;
+        *d2 = row->sa2 * f * f;
+    } else {
+        const double x = row->sa2 - 2.0 * row->rp1 * inv + row->rp2 * inv * inv;
+        *d2 = x > 0.0 ? x : 0.0;
+    }
+    *kl = row->rk * inv - log(den);
+}
+
 /* Add the row's contribution at the current prefix to acc (n_combine x
  * n_fields), from the running sums: union A-hat = A / mass, rounds A-hat =
  * N A / sum_S N A, which is SPEC 4's LSE-weighted sum of per-round softmaxes. */
@@ -794,7 +826,7 @@ static int eval_row(const struct ctx *c, struct workspace *w, const struct row *
         double *oh = w->ohat;
         double d2 = 0.0, kl = 0.0;
         const int rounds = c->combines[cb] == LSH_COMBINE_ROUNDS;
-        const double den = rounds ? mass + row->rep_mass : mass;
+        const double den = !rounds ? mass : row->rnum ? row->rden : mass + row->rep_mass;
         if (empty) {
             memcpy(oh, c->a->v + i * dv, dv * sizeof *oh);
             d2 = (a_ii - 1.0) * (a_ii - 1.0);
@@ -802,6 +834,8 @@ static int eval_row(const struct ctx *c, struct workspace *w, const struct row *
             int rc = importance_row(c, w, row, prefix_index, oh, &d2, &kl);
             if (rc)
                 return rc;
+        } else if (rounds && row->rnum) {
+            rounds_moments(dv, row, den, oh, &d2, &kl);
         } else if (!(den > TINY_MASS)) {
             double kl_extra, z;
             d2 = exact_row(c, w, row, rounds, oh, &kl_extra, &z);
@@ -985,6 +1019,8 @@ static int oracle_task(void *vctx, size_t block, unsigned thread)
  * the speed of gathering rows of V. */
 #define TILE_ROWS 128
 #define TILE_KEYS 512
+/* combine rounds on tiles: ok bytes hold 1 + a pair's earlier rounds */
+#define TILE_ROUNDS_MAX 255
 /* K^T's row stride in a tile: not a multiple of 4 KiB, whose columns would
  * all map to one cache set when the gather writes them */
 #define KT_STRIDE (TILE_KEYS + 8)
@@ -1053,6 +1089,7 @@ struct tile_ws {
     double *vc;         /* TILE_KEYS x lsh_pad8(d_v): their rows of V (zero pad) */
     double *p;          /* TILE_ROWS x nk: raw scores, then A_ij (0 off S)  */
     double *onum;       /* TILE_ROWS x d_v: sum of A_ij v_j of this round   */
+    double *onum_r;     /* TILE_ROWS x d_v: the same over every collision (rounds) */
     uint32_t *kj;       /* TILE_KEYS kept key ids                           */
     double *gk;         /* TILE_KEYS: their Gram factors                    */
     struct tile_part slot[MAX_SLOTS];
@@ -1075,6 +1112,10 @@ struct tile_state {
     /* per evaluated row r: running sums over S_i of the rounds so far */
     double *mass, *sa2, *gram, *num; /* num: m x d_v */
     uint32_t *count;
+    /* combine rounds: struct row's rnum (m x d_v), rden, rp1, rp2, rk, rsum, rmax */
+    double *rnum, *rsums;            /* rsums: m x 4 (rden, rp1, rp2, rk) */
+    uint64_t *rsum;
+    uint32_t *rmax;
     size_t p;                   /* the prefix whose metrics are being added */
 };
 
@@ -1089,7 +1130,9 @@ struct tile_row {
 
 /* ok[u] = key kj[u] is in U_i, (chunked mode, window same_bucket) in i's
  * bucket of round h, and was not i's candidate in any round before h;
- * returns how many are.  A round g paired i and j when, in bucket mode, they
+ * returns how many are.  With `counts` (combine rounds), ok[u] = 0 when not
+ * in U_i (or not in the bucket), else 1 + the rounds before h that paired
+ * i and j (h < 255), and *any gets how many are nonzero.  A round g paired i and j when, in bucket mode, they
  * shared a bucket (kb: the keys' buckets, h x TILE_KEYS, or kb8 the same as
  * bytes when B <= 256, which compares four times as many a vector); in chunked mode
  * when j's chunk (kc) was i's or one of the span - 1 before it, modulo nc,
@@ -1098,11 +1141,21 @@ struct tile_row {
  * (no scalar tail: the inputs are set up to the block, part_load), and ok
  * past nk is 0. */
 #define MASK_BLOCK 64
+
+/* Is chunk kc of a key at most span - 1 chunks back from a query's chunk
+ * cq, modulo nc (within its window)? */
+static inline int chunk_back_in(int32_t cq, uint32_t kc, uint32_t nc, uint32_t span)
+{
+    int32_t back = cq - (int32_t)kc;
+    back += (back >> 31) & (int32_t)nc;
+    return (uint32_t)back < span;
+}
 __attribute__((target_clones("arch=x86-64-v4", "avx2", "default")))
 static size_t tile_mask(size_t nk, const uint32_t *restrict kj, const uint32_t *restrict kb,
                         const unsigned char *restrict kb8, const uint32_t *restrict kc,
                         const uint32_t *restrict kb_now, const struct tile_row *row, size_t h,
-                        uint32_t nc, uint32_t span, int same_bucket, unsigned char *restrict ok)
+                        uint32_t nc, uint32_t span, int same_bucket, int counts,
+                        unsigned char *restrict ok, size_t *any)
 {
     const uint32_t hi = row->hi, self = row->self;
     const size_t nkp = (nk + MASK_BLOCK - 1) / MASK_BLOCK * MASK_BLOCK;
@@ -1118,30 +1171,44 @@ static size_t tile_mask(size_t nk, const uint32_t *restrict kj, const uint32_t *
         BLOCKS(u, ok[u] = (unsigned char)((kj[u] < hi) & (kj[u] != self)););
     if (kc && same_bucket)
         BLOCKS(u, ok[u] &= (unsigned char)(kb_now[u] == row->b_now););
+    /* round g paired them (in): off (union), or one more count (rounds) */
+#define PAIRED(u, in)                                                                              \
+    do {                                                                                           \
+        if (counts)                                                                                \
+            BLOCKS(u, ok[u] += (unsigned char)((ok[u] != 0) & (in)););                             \
+        else                                                                                       \
+            BLOCKS(u, ok[u] &= (unsigned char)!(in););                                             \
+    } while (0)
     for (size_t g = 0; g < h; g++) {
         const uint32_t bg = row->bi[g];
         const uint32_t *restrict kbg = kb + g * TILE_KEYS;
         if (kb8) { /* bucket mode, B <= 256: four times the lanes */
             const unsigned char *restrict k8 = kb8 + g * TILE_KEYS;
-            BLOCKS(u, ok[u] &= (unsigned char)(k8[u] != (unsigned char)bg););
+            PAIRED(u, k8[u] == (unsigned char)bg);
             continue;
         }
         if (!kc) {
-            BLOCKS(u, ok[u] &= (unsigned char)(kbg[u] != bg););
+            PAIRED(u, kbg[u] == bg);
             continue;
         }
         const int32_t cg = (int32_t)row->ci[g];
         const uint32_t *restrict kcg = kc + g * TILE_KEYS;
-        BLOCKS(u, {
-            int32_t back = cg - (int32_t)kcg[u]; /* chunks back from i's, mod nc */
-            back += (back >> 31) & (int32_t)nc;
-            const int in = (uint32_t)back < span && (!same_bucket || kbg[u] == bg);
-            ok[u] &= (unsigned char)!in;
-        });
+        PAIRED(u, chunk_back_in(cg, kcg[u], nc, span) & (!same_bucket | (kbg[u] == bg)));
     }
+#undef PAIRED
     memset(ok + nk, 0, nkp - nk);
     size_t count = 0;
-    BLOCKS(u, count += ok[u];);
+    if (counts) {
+        size_t nz = 0;
+        BLOCKS(u, {
+            count += ok[u] == 1;
+            nz += ok[u] != 0;
+        });
+        *any = nz;
+    } else {
+        BLOCKS(u, count += ok[u];);
+        *any = count;
+    }
 #undef BLOCKS
     return count;
 }
@@ -1249,6 +1316,43 @@ static void part_load(const struct ctx *c, struct tile_part *pt, const uint32_t 
         gather_rows(a, pt->kj, nk, pt->kd, pt->vc, pt->gk);
 }
 
+/* combine rounds, one row of a tile: over its keys (a: A_ij, 0 off the
+ * collisions; ok: N_ij after this round, 0 off them), out[] += sum A,
+ * sum A^2, sum (2N - 1) A^2 and sum A dlog[N] (what this round adds to struct
+ * row's rden, rp1, rp2 and rk); returns max N.  In eight lanes added in a
+ * fixed order: the same bits from every clone. */
+__attribute__((target_clones("avx512f", "avx2", "default")))
+static uint32_t rounds_row(size_t nk, const double *restrict a, const unsigned char *restrict ok,
+                           const double *restrict dlog, double out[4])
+{
+    double l[4][8] = {{0}};
+    uint32_t mx[8] = {0};
+#define ROUNDS_LANE(u, e)                                                                          \
+    do {                                                                                           \
+        const uint32_t N = ok[u];                                                                  \
+        const double x = a[u], x2 = x * x; /* 0 off the collisions: adds 0 */                      \
+        l[0][e] += x;                                                                              \
+        l[1][e] += x2;                                                                             \
+        l[2][e] += (double)(2 * (int32_t)N - 1) * x2;                                              \
+        l[3][e] += dlog[N] * x;                                                                    \
+        mx[e] = N > mx[e] ? N : mx[e];                                                             \
+    } while (0)
+    size_t u = 0;
+    for (; u + 8 <= nk; u += 8)
+        for (size_t e = 0; e < 8; e++)
+            ROUNDS_LANE(u + e, e);
+    for (size_t e = 0; u + e < nk; e++)
+        ROUNDS_LANE(u + e, e);
+#undef ROUNDS_LANE
+    uint32_t m = 0;
+    for (int e = 0; e < 8; e++)
+        m = mx[e] > m ? mx[e] : m;
+    for (int k = 0; k < 4; k++)
+        out[k] += ((l[k][0] + l[k][1]) + (l[k][2] + l[k][3])) +
+                  ((l[k][4] + l[k][5]) + (l[k][6] + l[k][7]));
+    return m;
+}
+
 /* One tile: its rows against the group's keys, part by part: from the slots
  * when `cached` (the kept keys' columns copied out when some leave), else
  * each part's ids loaded here and its kept keys' rows gathered. */
@@ -1271,6 +1375,11 @@ static void tile_run(const struct ctx *c, struct tile_ws *w, const struct tile_t
     size_t ii[TILE_ROWS];
     double mass[TILE_ROWS] = {0}, sa2[TILE_ROWS] = {0}, gram[TILE_ROWS] = {0};
     uint32_t count[TILE_ROWS] = {0};
+    /* combine rounds: the rows' rden, rp1, rp2, rk; sum N; max N */
+    const int rounds = c->need_rounds;
+    double rsums[TILE_ROWS][4] = {{0}};
+    uint64_t rsum[TILE_ROWS] = {0};
+    uint32_t rmax[TILE_ROWS] = {0};
 
     for (size_t t = 0; t < nr; t++) {
         ii[t] = ref->rows ? ref->rows[rs[t]] : rs[t];
@@ -1287,6 +1396,8 @@ static void tile_run(const struct ctx *c, struct tile_ws *w, const struct tile_t
         __builtin_prefetch(st->count + r, 1, 2);
     }
     memset(w->onum, 0, nr * dv * sizeof *w->onum);
+    if (rounds)
+        memset(w->onum_r, 0, nr * dv * sizeof *w->onum_r);
     for (size_t part = 0; part < parts; part++) {
         struct tile_part *pt = &w->slot[cached ? part : 0];
         if (!cached)
@@ -1294,7 +1405,7 @@ static void tile_run(const struct ctx *c, struct tile_ws *w, const struct tile_t
         size_t nk = pt->nk;
         const unsigned char *kb8 =
             !chunked && R->n_buckets <= 256 ? (const unsigned char *)pt->kb : NULL;
-        size_t fresh = 0, row_fresh[TILE_ROWS];
+        size_t coll = 0, row_coll[TILE_ROWS]; /* collisions (union: new pairs) */
         for (size_t t = 0; t < nr; t++) {
             const size_t i = ii[t];
             for (size_t g = 0; g < h; g++) { /* i's rounds before h */
@@ -1306,16 +1417,16 @@ static void tile_run(const struct ctx *c, struct tile_ws *w, const struct tile_t
                                    .ci = w->ci, .b_now = R->bq[h * n + i]};
             row.hi = (uint32_t)(a->causal && !row.only ? i + 1 : n);
             row.self = row.only || a->exclude_self ? (uint32_t)i : UINT32_MAX;
-            row_fresh[t] = tile_mask(nk, pt->kj, pt->kb, kb8, chunked ? pt->kc : NULL,
-                                     pt->kb_now, &row, h, nc, span, same_bucket,
-                                     w->ok + t * TILE_KEYS);
-            count[t] += (uint32_t)row_fresh[t];
-            fresh += row_fresh[t];
+            count[t] += (uint32_t)tile_mask(nk, pt->kj, pt->kb, kb8, chunked ? pt->kc : NULL,
+                                            pt->kb_now, &row, h, nc, span, same_bucket, rounds,
+                                            w->ok + t * TILE_KEYS, &row_coll[t]);
+            rsum[t] += row_coll[t]; /* each collision adds 1 to an N_ij */
+            coll += row_coll[t];
         }
-        if (fresh == 0)
-            continue; /* every pair was met in an earlier round */
-        /* Keys that are new to no row of the tile leave the GEMMs: in later
-         * rounds rows that met before share most of their old keys. */
+        if (coll == 0)
+            continue; /* union: every pair was met in an earlier round */
+        /* Keys that are new to no row of the tile (union) leave the GEMMs: in
+         * later rounds rows that met before share most of their old keys. */
         const size_t kept = tile_columns(nr, nk, w->ok, w->any, w->cols);
         const uint32_t *kj = pt->kj;
         const double *kd = pt->kd, *vc = pt->vc, *gk = pt->gk;
@@ -1359,17 +1470,33 @@ static void tile_run(const struct ctx *c, struct tile_ws *w, const struct tile_t
         lshlab_fma_dots(nr, nkp, d, KT_STRIDE, w->qb, kd, w->p, 0);
         for (size_t t = 0; t < nr; t++) {
             double *pr = w->p + t * nkp;
-            if (row_fresh[t] == 0) {
+            if (row_coll[t] == 0) {
                 memset(pr, 0, nkp * sizeof *pr);
                 continue;
             }
             double sums[3];
-            lsh_exp_keep(pr, nk, a->scale, ref->lse[rs[t]], w->ok + t * TILE_KEYS,
-                         a->gnorm ? gk : NULL, kj, (uint32_t)ii[t], sums);
+            const unsigned char *ok = w->ok + t * TILE_KEYS;
+            lsh_exp_keep(pr, nk, a->scale, ref->lse[rs[t]], ok, a->gnorm ? gk : NULL, kj,
+                         (uint32_t)ii[t], sums);
             memset(pr + nk, 0, (nkp - nk) * sizeof *pr);
             gram[t] += sums[0];
             mass[t] += sums[1];
             sa2[t] += sums[2];
+            if (rounds) {
+                const uint32_t mx = rounds_row(nk, pr, ok, c->dlog, rsums[t]);
+                rmax[t] = mx > rmax[t] ? mx : rmax[t];
+            }
+        }
+        if (rounds) { /* every collision's A v; then the new pairs' alone (union) */
+            lshlab_fma_dots(nr, dv, nkp, dvp, w->p, vc, w->onum_r, 1);
+            if (!c->need_union)
+                continue;
+            for (size_t t = 0; t < nr; t++) {
+                double *restrict pr = w->p + t * nkp;
+                const unsigned char *restrict ok = w->ok + t * TILE_KEYS;
+                for (size_t v = 0; v < nk; v++)
+                    pr[v] = ok[v] == 1 ? pr[v] : 0.0;
+            }
         }
         lshlab_fma_dots(nr, dv, nkp, dvp, w->p, vc, w->onum, 1);
     }
@@ -1381,6 +1508,14 @@ static void tile_run(const struct ctx *c, struct tile_ws *w, const struct tile_t
         st->count[r] += count[t];
         for (size_t e = 0; e < dv; e++)
             st->num[r * dv + e] += w->onum[t * dv + e];
+        if (!rounds)
+            continue;
+        for (int k = 0; k < 4; k++)
+            st->rsums[r * 4 + k] += rsums[t][k];
+        st->rsum[r] += rsum[t];
+        st->rmax[r] = rmax[t] > st->rmax[r] ? rmax[t] : st->rmax[r];
+        for (size_t e = 0; e < dv; e++)
+            st->rnum[r * dv + e] += w->onum_r[t * dv + e];
     }
 }
 
@@ -1451,6 +1586,15 @@ static int tile_metric_task(void *vctx, size_t block, unsigned thread)
         const size_t r = c->r0 + k;
         struct row row = {.r = r, .i = ref->rows ? ref->rows[r] : r, .m = st->count[k],
                           .mass = st->mass[k], .sa2 = st->sa2[k], .gram = st->gram[k]};
+        if (st->rnum) {
+            row.rnum = st->rnum + k * c->a->d_v;
+            row.rden = st->rsums[4 * k];
+            row.rp1 = st->rsums[4 * k + 1];
+            row.rp2 = st->rsums[4 * k + 2];
+            row.rk = st->rsums[4 * k + 3];
+            row.rsum = st->rsum[k];
+            row.rmax = st->rmax[k];
+        }
         int rc;
         if (row.m > 0 && !(row.mass > TINY_MASS)) { /* the exact path needs the scores */
             rc = row_path(c, w, r, acc, p, c->r0 / ROWS_PER_BLOCK + block);
@@ -1475,6 +1619,7 @@ static void free_tile(struct tile_state *st, unsigned threads)
         free(w->vc);
         free(w->p);
         free(w->onum);
+        free(w->onum_r);
         free(w->kj);
         free(w->gk);
         for (unsigned k = 0; k < MAX_SLOTS; k++) {
@@ -1504,6 +1649,10 @@ static void free_tile(struct tile_state *st, unsigned threads)
     free(st->gram);
     free(st->num);
     free(st->count);
+    free(st->rnum);
+    free(st->rsums);
+    free(st->rsum);
+    free(st->rmax);
 }
 
 /* Rounds one after another, each as parallel tiles; the metrics at each
@@ -1547,6 +1696,12 @@ static int tile_pass(struct ctx *c, unsigned threads, double *add_s, double *met
                      !st.gram || !st.num || !st.count || !key || !idx
                  ? LSH_ENOMEM
                  : 0;
+    if (!rc && c->need_rounds &&
+        (!(st.rnum = calloc(m * dv + 1, sizeof *st.rnum)) ||
+         !(st.rsums = calloc(4 * m + 1, sizeof *st.rsums)) ||
+         !(st.rsum = calloc(m + 1, sizeof *st.rsum)) ||
+         !(st.rmax = calloc(m + 1, sizeof *st.rmax))))
+        rc = LSH_ENOMEM;
     for (unsigned t = 0; t < threads && !rc; t++) {
         struct tile_ws *w = &st.ws[t];
         w->qb = malloc(TILE_ROWS * a->d * sizeof *w->qb + 1);
@@ -1555,6 +1710,8 @@ static int tile_pass(struct ctx *c, unsigned threads, double *add_s, double *met
         w->vc = lsh_alloc_doubles(TILE_KEYS * lsh_pad8(dv) + 1, 1);
         w->p = lsh_alloc_doubles(TILE_ROWS * TILE_KEYS, 0);
         w->onum = malloc(TILE_ROWS * dv * sizeof *w->onum + 1);
+        if (c->need_rounds && !(w->onum_r = malloc(TILE_ROWS * dv * sizeof *w->onum_r + 1)))
+            rc = LSH_ENOMEM;
         w->kj = malloc(TILE_KEYS * sizeof *w->kj);
         w->gk = malloc(TILE_KEYS * sizeof *w->gk);
         w->n_slots = tile_slots(a->d, dv, h_max);
@@ -1727,13 +1884,17 @@ struct lsh_bytes lsh_eval_bytes(const struct lsh_eval_shape *s, const struct lsh
     t = lsh_size_add(t, lsh_size_mul(lsh_size_add(m1 / (TILE_ROWS / 2), groups),
                                      sizeof(struct tile_task) + sizeof(struct tile_job)));
     t = lsh_size_add(t, lsh_size_mul(lsh_size_add(lsh_size_mul(s->m, dv), 1), D));
-    b.shared = lsh_size_add(b.shared, t);
+    if (s->rounds) /* rnum, rsums, rsum, rmax */
+        t = lsh_size_add(t, lsh_size_add(lsh_size_mul(lsh_size_add(lsh_size_mul(s->m, dv), 1), D),
+                                         lsh_size_mul(m1, 4 * D + 8 + U) + 3 * D));
     /* a thread's tile_ws: p and ok; kj, cols, gk, any; qb and kd; onum and
      * vc (each rounded up to whole cache lines); bi and ci; its part slots */
     size_t w = sizeof(struct tile_ws) + TILE_ROWS * TILE_KEYS * (D + 1) +
                TILE_KEYS * (2 * U + D + 1) + 4 * 64;
     w = lsh_size_add(w, lsh_size_mul3(TILE_ROWS + TILE_KEYS, lsh_size_add(s->d, 1), D));
     w = lsh_size_add(w, lsh_size_mul3(TILE_ROWS + TILE_KEYS, lsh_size_add(dv, 1), D));
+    if (s->rounds) /* onum_r */
+        w = lsh_size_add(w, lsh_size_mul3(TILE_ROWS, lsh_size_add(dv, 1), D));
     w = lsh_size_add(w, lsh_size_mul(H, 2 * U));
     w = lsh_size_add(w, lsh_size_mul(tile_slots(s->d, dv, H), slot_bytes(s->d, dv, H)));
     if (chunked)
@@ -1835,13 +1996,19 @@ static int has_rules(const struct lsh_mode_opts *mode)
 }
 
 int lsh_eval_uses_tiles(const struct lsh_mode_opts *mode, const enum lsh_combine *combines,
-                        size_t n_combine)
+                        size_t n_combine, uint32_t h_max)
 {
-    /* both modes have tiles (bucket blocks, chunk windows), for the union */
+    /* tests set it to hold the row path to the oracle on the tile path's cases */
+    const char *t = getenv("LSHLAB_TEST_ROW_PATH");
+    if (t && !strcmp(t, "1"))
+        return 0;
+    /* both modes have tiles (bucket blocks, chunk windows), for union and
+     * rounds with the plain rule; rounds counts a pair's rounds in a byte */
     if (has_rules(mode))
         return 0;
     for (size_t k = 0; k < n_combine; k++)
-        if (combines[k] != LSH_COMBINE_UNION)
+        if (combines[k] == LSH_COMBINE_IMPORTANCE ||
+            (combines[k] == LSH_COMBINE_ROUNDS && h_max > TILE_ROUNDS_MAX))
             return 0; /* the row path serves every combine in one pass */
     return 1;
 }
@@ -1964,9 +2131,10 @@ static int pass_check(const struct lsh_reference *ref, const struct lsh_rounds *
             return lsh_error_set(err, LSH_EINVAL, "eval: bad n_hashes prefix %u", prefixes[p]);
     if (mode->mode == LSH_MODE_CHUNKED && mode->chunk_size == 0)
         return lsh_error_set(err, LSH_EINVAL, "eval: chunk_size must be >= 1");
-    int importance = 0;
+    int importance = 0, rounds_c = 0;
     for (size_t cb = 0; cb < n_combine; cb++) {
         importance |= combines[cb] == LSH_COMBINE_IMPORTANCE;
+        rounds_c |= combines[cb] == LSH_COMBINE_ROUNDS;
         if (combines[cb] == LSH_COMBINE_ROUNDS && has_rules(mode))
             return lsh_error_set(err, LSH_EINVAL, "eval: combine rounds is defined only with "
                                  "min_collisions 1, sink 0 and local 0 (docs/definitions.md section 4), got %u, %u, %u",
@@ -1978,11 +2146,11 @@ static int pass_check(const struct lsh_reference *ref, const struct lsh_rounds *
         .n = a->n, .m = ref->m, .d = a->d, .d_v = a->d_v, .n_topk = a->n_topk,
         .h_max = prefixes[n_prefix - 1], .n_buckets = rounds->n_buckets,
         .n_prefix = n_prefix, .n_combine = n_combine, .separate = rounds->bk != rounds->bq,
-        .importance = importance, .oracle = opts && opts->oracle,
+        .importance = importance, .rounds = rounds_c, .oracle = opts && opts->oracle,
     };
     /* one figure holds every size product below: none wraps when it does not */
     if (lsh_bytes_total(lsh_eval_bytes(&shape, mode, lsh_eval_uses_tiles(mode, combines,
-                                                                        n_combine)),
+                                                                        n_combine, shape.h_max)),
                         threads < 1 ? 1 : threads) == SIZE_MAX ||
         !lsh_eval_part_doubles(ref->m, a->n_topk, n_prefix, n_combine, opts && opts->oracle))
         return lsh_error_set(err, LSH_ENOMEM, "eval: %zu rows of d = %zu, d_v = %zu cannot be "
@@ -2034,16 +2202,22 @@ int lsh_eval_pass_part(const struct lsh_reference *ref, const struct lsh_rounds 
     };
     memset(partials, 0,
            lsh_eval_part_doubles(rows, a->n_topk, n_prefix, n_combine, oracle) * sizeof *partials);
-    for (size_t cb = 0; cb < n_combine; cb++)
+    for (size_t cb = 0; cb < n_combine; cb++) {
         c.need_rounds |= combines[cb] == LSH_COMBINE_ROUNDS;
+        c.need_union |= combines[cb] == LSH_COMBINE_UNION;
+    }
     c.idx = calloc(h_max, sizeof *c.idx);
     c.ws = calloc(threads, sizeof *c.ws);
     c.log_count = malloc(((size_t)h_max + 1) * sizeof *c.log_count);
-    if (!c.idx || !c.ws || !c.log_count)
+    c.dlog = malloc(((size_t)h_max + 1) * sizeof *c.dlog);
+    if (!c.idx || !c.ws || !c.log_count || !c.dlog)
         rc = LSH_ENOMEM;
     c.h_max = h_max;
-    for (uint32_t k = 0; !rc && k <= h_max; k++)
+    for (uint32_t k = 0; !rc && k <= h_max; k++) {
         c.log_count[k] = k ? log((double)k) : 0.0; /* [0]: never read */
+        c.dlog[k] = k > 1 ? (double)k * c.log_count[k] - (double)(k - 1) * c.log_count[k - 1]
+                          : 0.0;
+    }
     if (!rc && importance) {
         c.knorm = malloc((a->n + 1) * sizeof *c.knorm);
         c.lchoose = malloc(n_prefix * sizeof *c.lchoose);
@@ -2096,7 +2270,7 @@ int lsh_eval_pass_part(const struct lsh_reference *ref, const struct lsh_rounds 
     /* per prefix: wall seconds of growing S_i up to it, and of its metrics */
     double *add_s = seconds, *met_s = seconds + n_prefix;
     memset(seconds, 0, LSH_EVAL_SECONDS(n_prefix) * sizeof *seconds);
-    if (!rc && lsh_eval_uses_tiles(mode, combines, n_combine)) {
+    if (!rc && lsh_eval_uses_tiles(mode, combines, n_combine, h_max)) {
         rc = tile_pass(&c, threads, add_s, met_s);
     } else if (!rc) {
         if (!(c.order = row_order(ref, rounds, r0, r1)))
@@ -2143,6 +2317,7 @@ int lsh_eval_pass_part(const struct lsh_reference *ref, const struct lsh_rounds 
     free(c.order);
     free(c.ws);
     free(c.log_count);
+    free(c.dlog);
     free(c.knorm);
     free(c.lchoose);
     free(c.budgets);

@@ -105,15 +105,17 @@ int lsh_eval_finish(const struct lsh_reference *ref, const struct lsh_rounds *ro
                     const struct lsh_eval_opts *opts, const double *partials,
                     const double *seconds, struct lsh_metrics *out, struct lsh_error *err);
 
-/* Does a pass with this mode and these combines take the tile path (union
- * alone with the plain union rule, min_collisions 1, sink 0, local 0:
- * candidate scores by GEMM over bucket blocks or chunk windows), rather than
- * the row path (which reads the reference's score cache if it has one)?
+/* Does a pass with this mode and these combines over h_max rounds take the
+ * tile path (combines union and rounds, rounds with h_max <= 255, with the
+ * plain union rule, min_collisions 1, sink 0, local 0: candidate scores by
+ * GEMM over bucket blocks or chunk windows), rather than the row path (which
+ * reads the reference's score cache if it has one)?  The environment
+ * variable LSHLAB_TEST_ROW_PATH=1 makes it 0 (for tests).
  * lsh_eval_pass refuses combine rounds with any other rule (LSH_EINVAL), and
  * fails an importance pass with LSH_EPLUGIN (a law value outside [0, 1]) or
  * LSH_EDATA (a candidate pair whose u is 0), err naming strategy and pair. */
 int lsh_eval_uses_tiles(const struct lsh_mode_opts *mode, const enum lsh_combine *combines,
-                        size_t n_combine);
+                        size_t n_combine, uint32_t h_max);
 
 /* The shape of a pass, for its memory figure. */
 struct lsh_eval_shape {
@@ -122,6 +124,7 @@ struct lsh_eval_shape {
     size_t n_prefix, n_combine;
     int separate;                  /* key buckets apart from query buckets */
     int importance;                /* some combine is importance */
+    int rounds;                    /* some combine is rounds */
     int oracle;                    /* attention.oracle */
 };
 

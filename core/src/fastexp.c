@@ -14,11 +14,11 @@ static void keep_scalar(double *x, size_t u0, size_t n, double scale, double shi
 {
     for (size_t u = u0; u < n; u++) {
         const double gx = g ? x[u] * g[u] : x[u];
-        l[0][u & 7] += ok[u] && id[u] != self ? gx * gx : 0.0;
+        l[0][u & 7] += ok[u] == 1 && id[u] != self ? gx * gx : 0.0;
         const double e = ok[u] ? lsh_exp(scale * x[u] - shift) : 0.0;
         x[u] = e;
-        l[1][u & 7] += e;
-        l[2][u & 7] += e * e;
+        l[1][u & 7] += ok[u] == 1 ? e : 0.0;
+        l[2][u & 7] += ok[u] == 1 ? e * e : 0.0;
     }
 }
 
@@ -74,32 +74,20 @@ __attribute__((target("avx512f"))) static void exp_avx512(double *x, size_t n, d
     }
 }
 
-/* ok[u .. u + min(n - u, 8)) != 0 as a mask */
-static inline __attribute__((always_inline, target("avx512f"))) __mmask8
-ok8(const unsigned char *ok, size_t u, size_t n)
-{
-    uint64_t b = 0;
-    if (n - u >= 8)
-        memcpy(&b, ok + u, 8);
-    else
-        memcpy(&b, ok + u, n - u);
-    const __m128i v = _mm_cvtsi64_si128((long long)b);
-    return _mm512_cmpneq_epi64_mask(_mm512_cvtepu8_epi64(v), _mm512_setzero_si512());
-}
-
-/* Eight values u .. u + 7 of keep_avx512 (mk: those below n; keep, other:
- * the kept ones, and those of them that are not self). */
+/* Eight values u .. u + 7 of keep_avx512 (mk: those below n; keep, fresh,
+ * other: the kept ones, the new ones among them, and the new ones that are
+ * not self).  Adding a masked-off lane adds +0: the bits of adding e = 0. */
 static inline __attribute__((always_inline, target("avx512f"))) void
-keep8(double *x, size_t u, __mmask8 mk, __mmask8 keep, __mmask8 other, const double *g,
-      __m512d sc, __m512d sf, __m512d *s0, __m512d *s1, __m512d *s2)
+keep8(double *x, size_t u, __mmask8 mk, __mmask8 keep, __mmask8 fresh, __mmask8 other,
+      const double *g, __m512d sc, __m512d sf, __m512d *s0, __m512d *s1, __m512d *s2)
 {
     const __m512d v = _mm512_maskz_loadu_pd(mk, x + u);
     const __m512d gv = g ? _mm512_mul_pd(v, _mm512_maskz_loadu_pd(mk, g + u)) : v;
     *s0 = _mm512_add_pd(*s0, _mm512_maskz_mul_pd(other, gv, gv));
     const __m512d e = _mm512_maskz_mov_pd(keep, exp8(_mm512_sub_pd(_mm512_mul_pd(sc, v), sf)));
     _mm512_mask_storeu_pd(x + u, mk, e);
-    *s1 = _mm512_add_pd(*s1, e);
-    *s2 = _mm512_add_pd(*s2, _mm512_mul_pd(e, e));
+    *s1 = _mm512_add_pd(*s1, _mm512_maskz_mov_pd(fresh, e));
+    *s2 = _mm512_add_pd(*s2, _mm512_maskz_mul_pd(fresh, e, e));
 }
 
 /* Sixteen values a step: their ok bytes and ids as one vector each (the
@@ -119,20 +107,27 @@ __attribute__((target("avx512f"))) static void keep_avx512(double *x, size_t n, 
         memcpy(&ob, ok + u, sizeof ob);
         const __m512i o32 = _mm512_cvtepu8_epi32(ob);
         const __mmask16 keep = _mm512_test_epi32_mask(o32, o32);
-        const __mmask16 other = keep & _mm512_cmpneq_epi32_mask(_mm512_loadu_si512(id + u), me);
-        keep8(x, u, 0xff, (__mmask8)keep, (__mmask8)other, g, sc, sf, &s0, &s1, &s2);
-        keep8(x, u + 8, 0xff, (__mmask8)(keep >> 8), (__mmask8)(other >> 8), g, sc, sf, &s0, &s1,
+        const __mmask16 fresh = _mm512_cmpeq_epi32_mask(o32, _mm512_set1_epi32(1));
+        const __mmask16 other = fresh & _mm512_cmpneq_epi32_mask(_mm512_loadu_si512(id + u), me);
+        keep8(x, u, 0xff, (__mmask8)keep, (__mmask8)fresh, (__mmask8)other, g, sc, sf, &s0, &s1,
               &s2);
+        keep8(x, u + 8, 0xff, (__mmask8)(keep >> 8), (__mmask8)(fresh >> 8), (__mmask8)(other >> 8),
+              g, sc, sf, &s0, &s1, &s2);
     }
     for (; u < n; u += 8) {
-        const __mmask8 mk = lanes8(n - u), keep = ok8(ok, u, n);
+        const __mmask8 mk = lanes8(n - u);
+        uint64_t b = 0;
+        memcpy(&b, ok + u, n - u < 8 ? n - u : 8);
+        const __m512i o64 = _mm512_cvtepu8_epi64(_mm_cvtsi64_si128((long long)b));
+        const __mmask8 keep = _mm512_test_epi64_mask(o64, o64);
+        const __mmask8 fresh = _mm512_cmpeq_epi64_mask(o64, _mm512_set1_epi64(1));
         uint32_t ib[8] = {0};
         memcpy(ib, id + u, (n - u < 8 ? n - u : 8) * sizeof *ib);
         __m256i iv;
         memcpy(&iv, ib, sizeof iv);
-        const __mmask8 other = keep & _mm512_cmpneq_epi64_mask(_mm512_cvtepu32_epi64(iv),
-                                                               _mm512_set1_epi64(self));
-        keep8(x, u, mk, keep, other, g, sc, sf, &s0, &s1, &s2);
+        const __mmask8 other = fresh & _mm512_cmpneq_epi64_mask(_mm512_cvtepu32_epi64(iv),
+                                                                _mm512_set1_epi64(self));
+        keep8(x, u, mk, keep, fresh, other, g, sc, sf, &s0, &s1, &s2);
     }
     _mm512_storeu_pd(l[0], s0);
     _mm512_storeu_pd(l[1], s1);
@@ -172,15 +167,15 @@ __attribute__((target("avx2,fma"))) static void exp_avx2(double *x, size_t n, do
         x[i] = lsh_exp(scale * x[i] - shift);
 }
 
-/* all ones in the lanes of u .. u + 3 that are kept: ok[u] != 0 and (with
- * id) id[u] != self */
+/* all ones in the lanes of u .. u + 3 where ok[u] >= lo and at most hi, and
+ * (with id) id[u] != self */
 static inline __attribute__((always_inline, target("avx2,fma"))) __m256d
-keep4(const unsigned char *ok, size_t u, const uint32_t *id, uint32_t self)
+keep4(const unsigned char *ok, size_t u, unsigned lo, unsigned hi, const uint32_t *id,
+      uint32_t self)
 {
-    const __m256i one = _mm256_set_epi64x(ok[u + 3] && (!id || id[u + 3] != self),
-                                          ok[u + 2] && (!id || id[u + 2] != self),
-                                          ok[u + 1] && (!id || id[u + 1] != self),
-                                          ok[u] && (!id || id[u] != self));
+#define KEEP1(k) (ok[u + k] >= lo && ok[u + k] <= hi && (!id || id[u + k] != self))
+    const __m256i one = _mm256_set_epi64x(KEEP1(3), KEEP1(2), KEEP1(1), KEEP1(0));
+#undef KEEP1
     return _mm256_castsi256_pd(_mm256_sub_epi64(_mm256_setzero_si256(), one));
 }
 
@@ -202,12 +197,13 @@ __attribute__((target("avx2,fma"))) static void keep_avx2(double *x, size_t n, d
             const __m256d v = _mm256_loadu_pd(x + w);
             const __m256d gv = g ? _mm256_mul_pd(v, _mm256_loadu_pd(g + w)) : v;
             s[0][half] = _mm256_add_pd(s[0][half], _mm256_and_pd(_mm256_mul_pd(gv, gv),
-                                                                 keep4(ok, w, id, self)));
+                                                                 keep4(ok, w, 1, 1, id, self)));
             const __m256d e = _mm256_and_pd(exp4(_mm256_sub_pd(_mm256_mul_pd(sc, v), sf)),
-                                            keep4(ok, w, NULL, 0));
+                                            keep4(ok, w, 1, 255, NULL, 0));
             _mm256_storeu_pd(x + w, e);
-            s[1][half] = _mm256_add_pd(s[1][half], e);
-            s[2][half] = _mm256_add_pd(s[2][half], _mm256_mul_pd(e, e));
+            const __m256d ef = _mm256_and_pd(e, keep4(ok, w, 1, 1, NULL, 0));
+            s[1][half] = _mm256_add_pd(s[1][half], ef);
+            s[2][half] = _mm256_add_pd(s[2][half], _mm256_mul_pd(ef, ef));
         }
     for (int k = 0; k < 3; k++) {
         _mm256_storeu_pd(l[k], s[k][0]);

@@ -76,9 +76,10 @@ void lsh_exp_affine_isa(double *x, size_t n, double scale, double shift, int isa
 
 /* A row of attention weights from its raw scores x (the tile path's), in one
  * pass: x[u] = lsh_exp(scale x[u] - shift) where ok[u] != 0, else 0 (without
- * a product: off the kept keys the exp may be inf); out[0] = sum of
- * (raw x[u] g[u])^2 (g NULL: all 1) over ok[u] != 0, id[u] != self;
- * out[1] = sum of the new x[u], out[2] = sum of their squares.  Each sum in
+ * a product: off the kept keys the exp may be inf).  The sums are over the
+ * new keys, ok[u] == 1 (combine rounds also keeps keys met before, ok >= 2):
+ * out[0] = sum of (raw x[u] g[u])^2 (g NULL: all 1) over those with
+ * id[u] != self; out[1] = sum of the new x[u], out[2] = sum of their squares.  Each sum in
  * eight lanes (value u in lane u mod 8) added up as ((0 + 1) + (2 + 3)) +
  * ((4 + 5) + (6 + 7)): the same bits from every form. */
 void lsh_exp_keep(double *x, size_t n, double scale, double shift, const unsigned char *ok,

@@ -91,6 +91,15 @@ static size_t importance_at(const struct lsh_sweep *sw)
     return c;
 }
 
+/* Is combine c one of the sweep's? */
+static int combine_in(const struct lsh_sweep *sw, enum lsh_combine c)
+{
+    for (size_t k = 0; k < sw->n_combine; k++)
+        if (sw->combine[k] == c)
+            return 1;
+    return 0;
+}
+
 /* combine importance needs the strategy's collision law for these
  * parameters, n_buckets and d (SPEC 14). */
 static int check_law(const struct lsh_config *cfg, const struct lsh_strategy_spec *st,
@@ -481,12 +490,13 @@ void lsh_plan_memory(const struct lsh_config *cfg, const struct lsh_plan *plan, 
     const struct lsh_eval_shape es = {
         .n = n, .m = m, .d = d, .d_v = dv, .n_topk = nt, .h_max = h_max, .n_buckets = b_max,
         .n_prefix = nh, .n_combine = nc, .separate = separate || assigns,
-        .importance = importance_at(sw) < nc, .oracle = cfg->attention.oracle,
+        .importance = importance_at(sw) < nc, .rounds = combine_in(sw, LSH_COMBINE_ROUNDS),
+        .oracle = cfg->attention.oracle,
     };
     if (modes) {
         mode_settings(sw, modes);
         for (size_t k = 0; k < n_modes; k++) {
-            const int tiles = lsh_eval_uses_tiles(&modes[k], sw->combine, nc);
+            const int tiles = lsh_eval_uses_tiles(&modes[k], sw->combine, nc, h_max);
             const struct lsh_bytes e = lsh_eval_bytes(&es, &modes[k], tiles);
             ev.shared = max_of(ev.shared, e.shared);
             ev.per_thread = max_of(ev.per_thread, e.per_thread);

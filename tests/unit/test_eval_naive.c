@@ -823,7 +823,7 @@ static void describe(char *buf, size_t size, const struct problem *p,
  * sum_{U_i} A^2 - sum_{S_i} A^2 (its work is proportional to the candidates),
  * which is exact only up to a few ulps of sum_{U_i} A^2; so r2 may be off by
  * a few epsilon absolutely, i.e. r by ~1e-8 when r itself is ~0.  The test
- * attn_rel_err_zero_when_every_row_keeps_all_of_u holds the engine to an
+ * attn_rel_err_zero_for_union_and_rounds_when_every_row_keeps_all_of_u holds the engine to an
  * exact zero where one is due. */
 #define ATTN_SQ_TOL 1e-14
 
@@ -868,6 +868,16 @@ static void compare(const char *what, const struct lsh_metrics *m, const struct 
     }
 }
 
+/* The engine's row path for every combine (LSHLAB_TEST_ROW_PATH), or its
+ * own choice. */
+static void force_row_path(int on)
+{
+    if (on)
+        setenv("LSHLAB_TEST_ROW_PATH", "1", 1);
+    else
+        unsetenv("LSHLAB_TEST_ROW_PATH");
+}
+
 /* What a batch of cases exercised (summed over every prefix and combine). */
 struct tally {
     uint64_t empty_rows, rows_with_dropped_round, rows_full, points;
@@ -905,9 +915,25 @@ static void check_case(const struct setup *s, const struct lsh_mode_opts *mo,
         }
     metrics_free(out, n_prefix * n_combine);
 
-    /* Union alone takes the engine's tile path (GEMMs over bucket blocks or
-     * chunk windows), with rounds too its row path: check the tile path on
-     * every case as well. */
+    /* Union and rounds take the engine's tile path (GEMMs over bucket blocks
+     * or chunk windows), importance and the candidate rules its row path:
+     * hold the row path to the oracle on the tile path's cases too, and the
+     * tile path of union alone (which counts no repeats). */
+    if (lsh_eval_uses_tiles(mo, combines, n_combine, prefixes[n_prefix - 1])) {
+        metrics_alloc(out, n_prefix * n_combine, s->n_topk);
+        force_row_path(1);
+        engine_run(&p, mo, prefixes, n_prefix, combines, n_combine, threads, out);
+        force_row_path(0);
+        for (size_t ip = 0; ip < n_prefix; ip++)
+            for (size_t ic = 0; ic < n_combine; ic++) {
+                struct expect e;
+                oracle(&p, mo, prefixes[ip], combines[ic], &e);
+                describe(what, sizeof what, &p, mo, prefixes[ip], combines[ic], seed);
+                strncat(what, " (row path)", sizeof what - strlen(what) - 1);
+                compare(what, &out[ip * n_combine + ic], &e, s->n_topk);
+            }
+        metrics_free(out, n_prefix * n_combine);
+    }
     int has_union = 0;
     for (size_t ic = 0; ic < n_combine; ic++)
         has_union |= combines[ic] == LSH_COMBINE_UNION;
@@ -1485,7 +1511,7 @@ Test(eval_naive, single_token_n1)
 /* When every S_i is U_i (or an empty row falls back to {i} = U_i), union's A-hat
  * is A and attn_rel_err is 0, as out_rel_err (~1e-16) shows; a value like 2e-8
  * there is not what SPEC 5 defines. */
-Test(eval_naive, attn_rel_err_zero_when_every_row_keeps_all_of_u)
+Test(eval_naive, attn_rel_err_zero_for_union_and_rounds_when_every_row_keeps_all_of_u)
 {
     struct {
         size_t n;
@@ -1503,33 +1529,39 @@ Test(eval_naive, attn_rel_err_zero_when_every_row_keeps_all_of_u)
         {24, LSH_KEYS_SEPARATE, 0, 1, {LSH_MODE_BUCKET, 0, 0, LSH_WINDOW_ALL, 1, 0, 0}, 0},
         {10, LSH_KEYS_SHARED, 1, 4, {LSH_MODE_CHUNKED, 16, 1, LSH_WINDOW_ALL, 1, 0, 0}, 0},
     };
-    const uint32_t one = 1;
-    const enum lsh_combine u = LSH_COMBINE_UNION;
+    /* three rounds, each the same full attention: combine rounds weighs
+     * every key by the same N = H, so its A-hat is A too (the tile path's sums
+     * take their exact form when every N_ij is the same) */
     for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
         for (uint64_t seed = 1901; seed < 1909; seed++) {
-            struct setup s = make_setup(cases[c].n, cases[c].keys, 1, cases[c].B);
+            struct setup s = make_setup(cases[c].n, cases[c].keys, 3, cases[c].B);
             struct problem p;
-            struct lsh_metrics out[1];
+            struct lsh_metrics out[6];
             struct expect e;
             char what[512];
             s.exclude_self = cases[c].exclude_self;
             problem_make(&p, &s, seed + 100 * c);
             if (p.bk) /* key i in query i's bucket (or deliberately not) */
-                for (size_t i = 0; i < s.n; i++)
+                for (size_t i = 0; i < 3 * s.n; i++)
                     p.bk[i] = (p.bq[i] + (uint32_t)cases[c].key_elsewhere) % s.B;
-            metrics_alloc(out, 1, s.n_topk);
-            engine_run(&p, &cases[c].mo, &one, 1, &u, 1, 1, out);
-            oracle(&p, &cases[c].mo, 1, u, &e);
-            describe(what, sizeof what, &p, &cases[c].mo, 1, u, seed + 100 * c);
-            cr_assert(e.attn_rel_err <= ABS_TOL && e.rows_full + e.empty_rows == cases[c].n,
-                      "%s: case should be full attention", what);
-            cr_expect(fabs(out[0].attn_rel_err) <= ABS_TOL,
-                      "%s attn_rel_err: engine %.17g, oracle %.17g", what, out[0].attn_rel_err,
-                      e.attn_rel_err);
-            cr_expect(fabs(out[0].out_rel_err) <= ABS_TOL,
-                      "%s out_rel_err: engine %.17g, oracle %.17g", what, out[0].out_rel_err,
-                      e.out_rel_err);
-            metrics_free(out, 1);
+            metrics_alloc(out, 6, s.n_topk);
+            engine_run(&p, &cases[c].mo, prefixes_123, 3, both_combines, 2, 1, out);
+            for (uint32_t h = 1; h <= 3; h++) {
+                oracle(&p, &cases[c].mo, h, LSH_COMBINE_UNION, &e);
+                describe(what, sizeof what, &p, &cases[c].mo, h, LSH_COMBINE_UNION,
+                         seed + 100 * c);
+                cr_assert(e.attn_rel_err <= ABS_TOL && e.rows_full + e.empty_rows == cases[c].n,
+                          "%s: case should be full attention", what);
+            }
+            for (size_t k = 0; k < 6; k++) {
+                cr_expect(fabs(out[k].attn_rel_err) <= ABS_TOL,
+                          "%s prefix %zu combine %zu attn_rel_err: engine %.17g", what, k / 2 + 1,
+                          k % 2, out[k].attn_rel_err);
+                cr_expect(fabs(out[k].out_rel_err) <= ABS_TOL,
+                          "%s prefix %zu combine %zu out_rel_err: engine %.17g", what, k / 2 + 1,
+                          k % 2, out[k].out_rel_err);
+            }
+            metrics_free(out, 6);
             problem_free(&p);
         }
     }
@@ -1999,10 +2031,12 @@ Test(eval_naive, min_collisions_1_equals_the_union_bit_for_bit)
             metrics_alloc(a, 6, s.n_topk);
             metrics_alloc(b, 6, s.n_topk);
             struct lsh_mode_opts rule = with_rule(modes[mi], 1, 0, 1);
-            cr_assert(!lsh_eval_uses_tiles(&rule, union_importance, 1),
+            cr_assert(!lsh_eval_uses_tiles(&rule, union_importance, 1, 3),
                       "a candidate rule must take the row path");
-            /* union next to rounds takes the row path, as the rule does */
+            /* union next to rounds on the row path, as the rule takes */
+            force_row_path(1);
             engine_run(&p, &modes[mi], prefixes_123, 3, both_combines, 2, 2, a);
+            force_row_path(0);
             engine_run(&p, &rule, prefixes_123, 3, union_importance, 1, 2, b);
             for (size_t t = 0; t < 3; t++) {
                 snprintf(what, sizeof what, "[mode %zu causal %d prefix %zu: rule path vs union]",
@@ -2012,7 +2046,7 @@ Test(eval_naive, min_collisions_1_equals_the_union_bit_for_bit)
             /* union alone (tile path) with and without the oracle */
             const enum lsh_combine u = LSH_COMBINE_UNION;
             struct lsh_mode_opts plain = modes[mi];
-            cr_assert(lsh_eval_uses_tiles(&plain, &u, 1));
+            cr_assert(lsh_eval_uses_tiles(&plain, &u, 1, 3));
             engine_run(&p, &plain, prefixes_123, 3, &u, 1, 2, a);
             run_opts = &opts_law_oracle;
             engine_run(&p, &plain, prefixes_123, 3, &u, 1, 2, b);

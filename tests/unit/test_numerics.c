@@ -333,7 +333,7 @@ Test(numerics, same_bits_for_j1_j2_j3_at_every_limit_across_the_cache_boundary,
         "  n_hashes: [1, 3]\n"
         "  n_buckets: 4\n"
         "  mode: bucket\n"
-        "  combine: [union, rounds]\n";
+        "  combine: [union, importance]\n"; /* the row path, which reads the cache */
     struct lsh_config *cfg = NULL;
     struct lsh_plan *plan = NULL;
     struct lsh_error err;
