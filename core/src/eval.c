@@ -1316,43 +1316,6 @@ static void part_load(const struct ctx *c, struct tile_part *pt, const uint32_t 
         gather_rows(a, pt->kj, nk, pt->kd, pt->vc, pt->gk);
 }
 
-/* combine rounds, one row of a tile: over its keys (a: A_ij, 0 off the
- * collisions; ok: N_ij after this round, 0 off them), out[] += sum A,
- * sum A^2, sum (2N - 1) A^2 and sum A dlog[N] (what this round adds to struct
- * row's rden, rp1, rp2 and rk); returns max N.  In eight lanes added in a
- * fixed order: the same bits from every clone. */
-__attribute__((target_clones("avx512f", "avx2", "default")))
-static uint32_t rounds_row(size_t nk, const double *restrict a, const unsigned char *restrict ok,
-                           const double *restrict dlog, double out[4])
-{
-    double l[4][8] = {{0}};
-    uint32_t mx[8] = {0};
-#define ROUNDS_LANE(u, e)                                                                          \
-    do {                                                                                           \
-        const uint32_t N = ok[u];                                                                  \
-        const double x = a[u], x2 = x * x; /* 0 off the collisions: adds 0 */                      \
-        l[0][e] += x;                                                                              \
-        l[1][e] += x2;                                                                             \
-        l[2][e] += (double)(2 * (int32_t)N - 1) * x2;                                              \
-        l[3][e] += dlog[N] * x;                                                                    \
-        mx[e] = N > mx[e] ? N : mx[e];                                                             \
-    } while (0)
-    size_t u = 0;
-    for (; u + 8 <= nk; u += 8)
-        for (size_t e = 0; e < 8; e++)
-            ROUNDS_LANE(u + e, e);
-    for (size_t e = 0; u + e < nk; e++)
-        ROUNDS_LANE(u + e, e);
-#undef ROUNDS_LANE
-    uint32_t m = 0;
-    for (int e = 0; e < 8; e++)
-        m = mx[e] > m ? mx[e] : m;
-    for (int k = 0; k < 4; k++)
-        out[k] += ((l[k][0] + l[k][1]) + (l[k][2] + l[k][3])) +
-                  ((l[k][4] + l[k][5]) + (l[k][6] + l[k][7]));
-    return m;
-}
-
 /* One tile: its rows against the group's keys, part by part: from the slots
  * when `cached` (the kept keys' columns copied out when some leave), else
  * each part's ids loaded here and its kept keys' rows gathered. */
@@ -1483,7 +1446,7 @@ static void tile_run(const struct ctx *c, struct tile_ws *w, const struct tile_t
             mass[t] += sums[1];
             sa2[t] += sums[2];
             if (rounds) {
-                const uint32_t mx = rounds_row(nk, pr, ok, c->dlog, rsums[t]);
+                const uint32_t mx = lsh_rounds_row(pr, ok, nk, c->dlog, c->h_max, rsums[t]);
                 rmax[t] = mx > rmax[t] ? mx : rmax[t];
             }
         }

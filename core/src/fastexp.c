@@ -22,6 +22,21 @@ static void keep_scalar(double *x, size_t u0, size_t n, double scale, double shi
     }
 }
 
+/* Values u0 .. n - 1 of lsh_rounds_row, value u in lane u mod 8 */
+static void rounds_scalar(const double *a, const unsigned char *ok, size_t u0, size_t n,
+                          const double *dlog, double l[4][8], uint32_t mx[8])
+{
+    for (size_t u = u0; u < n; u++) {
+        const uint32_t N = ok[u];
+        const double x = a[u], x2 = x * x;
+        l[0][u & 7] += x;
+        l[1][u & 7] += x2;
+        l[2][u & 7] += (double)(2 * (int32_t)N - 1) * x2;
+        l[3][u & 7] += dlog[N] * x;
+        mx[u & 7] = N > mx[u & 7] ? N : mx[u & 7];
+    }
+}
+
 #if defined(__x86_64__) && defined(__GNUC__)
 #include <immintrin.h>
 
@@ -211,7 +226,77 @@ __attribute__((target("avx2,fma"))) static void keep_avx2(double *x, size_t n, d
     }
     keep_scalar(x, u, n, scale, shift, ok, g, id, self, l);
 }
+
+/* Eight values a step; dlog[N] by a permute of two registers when N <= 15,
+ * else by a gather. */
+__attribute__((target("avx512f"))) static void rounds_avx512(const double *a,
+                                                            const unsigned char *ok, size_t n,
+                                                            const double *dlog, uint32_t h_max,
+                                                            double l[4][8], uint32_t mx[8])
+{
+    __m512d s0 = _mm512_setzero_pd(), s1 = s0, s2 = s0, s3 = s0;
+    __m512i m = _mm512_setzero_si512();
+    const int small = h_max <= 15;
+    double t16[16] = {0};
+    if (small)
+        memcpy(t16, dlog, ((size_t)h_max + 1) * sizeof *t16);
+    const __m512d t0 = _mm512_loadu_pd(t16), t1 = _mm512_loadu_pd(t16 + 8);
+    for (size_t u = 0; u < n; u += 8) {
+        const __mmask8 mk = lanes8(n - u);
+        uint64_t b = 0;
+        memcpy(&b, ok + u, n - u < 8 ? n - u : 8);
+        const __m128i bv = _mm_cvtsi64_si128((long long)b);
+        const __m512i N = _mm512_cvtepu8_epi64(bv);
+        const __m512d x = _mm512_maskz_loadu_pd(mk, a + u), x2 = _mm512_mul_pd(x, x);
+        const __m512d nd = _mm512_cvtepi32_pd(_mm256_cvtepu8_epi32(bv));
+        const __m512d w = _mm512_sub_pd(_mm512_add_pd(nd, nd), _mm512_set1_pd(1.0)); /* exact */
+        const __m512d dl = small ? _mm512_permutex2var_pd(t0, N, t1)
+                                 : _mm512_i64gather_pd(N, dlog, 8);
+        s0 = _mm512_add_pd(s0, x);
+        s1 = _mm512_add_pd(s1, x2);
+        s2 = _mm512_add_pd(s2, _mm512_mul_pd(w, x2));
+        s3 = _mm512_add_pd(s3, _mm512_mul_pd(dl, x));
+        m = _mm512_max_epu64(m, N);
+    }
+    _mm512_storeu_pd(l[0], s0);
+    _mm512_storeu_pd(l[1], s1);
+    _mm512_storeu_pd(l[2], s2);
+    _mm512_storeu_pd(l[3], s3);
+    uint64_t m64[8];
+    _mm512_storeu_si512(m64, m);
+    for (int e = 0; e < 8; e++)
+        mx[e] = (uint32_t)m64[e];
+}
 #endif
+
+uint32_t lsh_rounds_row_isa(const double *a, const unsigned char *ok, size_t n,
+                            const double *dlog, uint32_t h_max, double out[4], int isa)
+{
+    double l[4][8] = {{0}};
+    uint32_t mx[8] = {0};
+#if defined(__x86_64__) && defined(__GNUC__)
+    if (isa >= 2 && __builtin_cpu_supports("avx512f"))
+        rounds_avx512(a, ok, n, dlog, h_max, l, mx);
+    else
+#else
+    (void)isa;
+    (void)h_max;
+#endif
+        rounds_scalar(a, ok, 0, n, dlog, l, mx);
+    uint32_t m = 0;
+    for (int e = 0; e < 8; e++)
+        m = mx[e] > m ? mx[e] : m;
+    for (int k = 0; k < 4; k++)
+        out[k] += ((l[k][0] + l[k][1]) + (l[k][2] + l[k][3])) +
+                  ((l[k][4] + l[k][5]) + (l[k][6] + l[k][7]));
+    return m;
+}
+
+uint32_t lsh_rounds_row(const double *a, const unsigned char *ok, size_t n, const double *dlog,
+                        uint32_t h_max, double out[4])
+{
+    return lsh_rounds_row_isa(a, ok, n, dlog, h_max, out, 2);
+}
 
 static void exp_scalar(double *x, size_t n, double scale, double shift)
 {

@@ -87,4 +87,16 @@ void lsh_exp_keep(double *x, size_t n, double scale, double shift, const unsigne
 void lsh_exp_keep_isa(double *x, size_t n, double scale, double shift, const unsigned char *ok,
                       const double *g, const uint32_t *id, uint32_t self, double out[3], int isa);
 
+
+/* combine rounds' sums over a tile row (eval.c): a[u] its A_ij (0 off the
+ * collisions), ok[u] its N_ij <= h_max after this round (0 off them), dlog[N]
+ * = N log N - (N - 1) log(N - 1) for N <= h_max (dlog[0] = 0).  Adds sum a,
+ * sum a^2, sum (2N - 1) a^2 and sum dlog[N] a to out[0..3], each in eight
+ * lanes (value u in lane u mod 8) added up as lsh_exp_keep's; returns max N.
+ * The same bits from every form (isa as lsh_exp_affine_isa's). */
+uint32_t lsh_rounds_row(const double *a, const unsigned char *ok, size_t n, const double *dlog,
+                        uint32_t h_max, double out[4]);
+uint32_t lsh_rounds_row_isa(const double *a, const unsigned char *ok, size_t n,
+                            const double *dlog, uint32_t h_max, double out[4], int isa);
+
 #endif

@@ -154,3 +154,48 @@ Test(fastexp, exp_keep_is_a_masked_exp_with_its_sums_in_every_form)
         cr_assert_eq(memcmp(o1, o2, sizeof o1), 0, "isa %d, g NULL: sums", isa);
     }
 }
+
+/* lsh_rounds_row against its definition in long double: the four sums over
+ * a row (A_ij, 0 where N_ij = 0) and max N, with the dlog table by a permute
+ * (h_max <= 15) and by a gather (h_max 40); the scalar form gives the
+ * AVX-512 form's bits. */
+Test(fastexp, rounds_row_sums_match_their_definition_in_every_form)
+{
+    enum { N = 203 };
+    const uint32_t hmaxes[3] = {7, 15, 40};
+    for (int c = 0; c < 3; c++) {
+        const uint32_t hm = hmaxes[c];
+        double a[N], dlog[41];
+        unsigned char ok[N];
+        for (uint32_t k = 0; k <= hm; k++)
+            dlog[k] = k > 1 ? k * log((double)k) - (k - 1) * log((double)(k - 1)) : 0.0;
+        uint32_t want_max = 0;
+        long double s[4] = {0};
+        for (int k = 0; k < N; k++) {
+            ok[k] = uniform(0.0, 1.0) < 0.3 ? 0 : (unsigned char)(1 + (uint32_t)k * 7 % hm);
+            a[k] = ok[k] ? uniform(0.0, 0.1) : 0.0;
+            const long double x = a[k];
+            s[0] += x;
+            s[1] += x * x;
+            s[2] += (2.0L * ok[k] - 1.0L) * x * x;
+            s[3] += (long double)dlog[ok[k]] * x;
+            want_max = ok[k] > want_max ? ok[k] : want_max;
+        }
+        double first[4];
+        for (int isa = 2; isa >= 0; isa -= 2) {
+            double got[4] = {0};
+            const uint32_t mx = lsh_rounds_row_isa(a, ok, N, dlog, hm, got, isa);
+            cr_assert_eq(mx, want_max, "h_max %u isa %d: max N %u, want %u", hm, isa, mx,
+                         want_max);
+            for (int q = 0; q < 4; q++) {
+                cr_assert_leq(fabsl(got[q] - s[q]), 1e-14L * fabsl(s[q]),
+                              "h_max %u isa %d sum %d: %.17g vs %.17Lg", hm, isa, q, got[q], s[q]);
+                if (isa == 2)
+                    first[q] = got[q];
+                else
+                    cr_assert_eq(memcmp(&got[q], &first[q], sizeof got[q]), 0,
+                                 "h_max %u sum %d: scalar bits differ from AVX-512's", hm, q);
+            }
+        }
+    }
+}

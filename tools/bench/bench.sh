@@ -10,8 +10,9 @@
 #     single-thread DGEMM rate of bench-dgemm), with where the threads' time went
 #     (reference, hashing and fits, evaluation, setup and I/O, idle);
 #  1b. the same efficiency for many small heads (real-heads.yaml: 9 units of n = 1,024);
-#  1c. the row path (combine: rounds) against the tile path (combine: union) on
-#     bench-peer's points;
+#  1c. combine rounds, and [union, rounds], against union on bench-peer's points
+#     (all three on the tile path), and the row path (which importance and the
+#     candidate rules take; LSHLAB_TEST_ROW_PATH=1 forces it) on rounds;
 #  2. the reference pass's GFLOP/s (-j 1, best of 3) against this machine's single-thread
 #     DGEMM rate for the same shapes (build/tools/bench/bench-dgemm);
 #  3. per-point cost against density: eval_seconds of one hash round at
@@ -87,12 +88,16 @@ echo "lshlab -j $jobs runs (s): $(cat "$out/heads.walls")"
 efficiency heads "$med_k" "$med_w"
 "$build/tools/bench/bench-parallel" "$jobs" 8 4
 
-echo "== 1c. the row path (combine: rounds) against the tile path (combine: union), bench-peer's points"
+echo "== 1c. combine rounds and [union, rounds] against union (tile path), and the row path, bench-peer's points"
 sed 's/^  combine: union$/  combine: rounds/' experiments/configs/bench-peer.yaml > "$out/rounds.yaml"
+sed 's/^  combine: union$/  combine: [union, rounds]/' experiments/configs/bench-peer.yaml > "$out/both.yaml"
 read -r _ tile_w < <(runs 3 experiments/configs/bench-peer.yaml tile)
-read -r _ row_w < <(runs 3 "$out/rounds.yaml" rows)
-awk -v t="$tile_w" -v r="$row_w" 'BEGIN {
-  printf "union (tile path) %.2f s, rounds (row path) %.2f s (medians of 3): the row path takes %.2fx\n", t, r, r / t }'
+read -r _ rnd_w < <(runs 3 "$out/rounds.yaml" rnd)
+read -r _ both_w < <(runs 3 "$out/both.yaml" both)
+read -r _ row_w < <(LSHLAB_TEST_ROW_PATH=1 runs 3 "$out/rounds.yaml" rows)
+awk -v t="$tile_w" -v r="$rnd_w" -v b="$both_w" -v w="$row_w" 'BEGIN {
+  printf "union %.2f s, rounds %.2f s (%.2fx), [union, rounds] %.2f s (%.2fx), medians of 3\n", t, r, r / t, b, b / t
+  printf "rounds on the row path %.2f s: %.2fx union, %.2fx rounds on tiles\n", w, w / t, w / r }'
 
 echo "== 2. reference pass vs DGEMM, one thread"
 cat "$out/dgemm.txt"
