@@ -143,6 +143,7 @@ struct ctx {
     /* the oracle (SPEC 13): budgets[(r - r0) n_prefix + p] = |S_i| at prefix p */
     int oracle;
     uint32_t *budgets;
+    struct lsh_oracle_table *otab; /* the unit's oracle table, or NULL */
     size_t f_oracle;   /* first oracle field (metric index) */
 };
 
@@ -994,7 +995,8 @@ static int oracle_task(void *vctx, size_t block, unsigned thread)
     size_t k0, k1;
     block_span(c, block, &k0, &k1);
     for (size_t r = c->r0 + k0; r < c->r0 + k1; r++) {
-        lsh_oracle_row(ref, r, c->budgets + (r - c->r0) * np, np, w->ows, w->omass, w->oerr2);
+        lsh_oracle_row_table(ref, r, c->budgets + (r - c->r0) * np, np, w->ows, c->otab,
+                             w->omass, w->oerr2);
         const double o2 = sq_dist(ref->out + r * dv, NULL, dv);
         for (size_t p = 0; p < np; p++)
             for (size_t cb = 0; cb < c->n_combine; cb++) {
@@ -2162,6 +2164,7 @@ int lsh_eval_pass_part(const struct lsh_reference *ref, const struct lsh_rounds 
         .rules = has_rules(mode), .min_t = mode->min_collisions ? mode->min_collisions : 1,
         .importance = importance, .law = importance ? opts->law : NULL, .oracle = oracle,
         .f_oracle = M_TOPK + a->n_topk, .partials = partials,
+        .otab = oracle ? opts->oracle_table : NULL,
     };
     memset(partials, 0,
            lsh_eval_part_doubles(rows, a->n_topk, n_prefix, n_combine, oracle) * sizeof *partials);

@@ -44,6 +44,8 @@ struct lsh_row_dump {
 };
 
 /* What a pass computes beyond SPEC 5's columns. */
+struct lsh_oracle_table; /* oracle.h */
+
 struct lsh_eval_opts {
     /* combine importance (SPEC 14): the strategy's collision law, whose
      * p_ij = law(c_ij) gives u_ij = P(Binomial(H, p_ij) >= min_collisions);
@@ -51,6 +53,10 @@ struct lsh_eval_opts {
      * some pair fails the pass with LSH_EPLUGIN (err names the pair). */
     const struct lsh_host_law *law;
     int oracle;    /* fill oracle_mass_recall and oracle_out_rel_err (SPEC 13) */
+    /* with the oracle: the unit's oracle table (lsh_oracle_table_alloc of
+     * this reference), filled by the first pass and read by the later ones
+     * (the same bits as without it), or NULL */
+    struct lsh_oracle_table *oracle_table;
 };
 
 /* Evaluate prefixes[0..n_prefix) (ascending, each <= rounds->n_hashes) x

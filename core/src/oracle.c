@@ -260,11 +260,95 @@ static void accumulate(size_t dv, const double *v, const struct key *key, const 
     }
 }
 
+/* |U_i| as lsh_oracle_row lists it ({i} for a row whose U_i is empty). */
+static size_t row_keys(const struct lsh_attn *a, size_t i)
+{
+    if (lsh_attn_u_fallback(a, i))
+        return 1;
+    const size_t hi = a->causal ? i + 1 : a->n;
+    return hi - (a->exclude_self && i < hi);
+}
+
+struct lsh_oracle_table {
+    size_t r0, r1;
+    size_t *off;            /* r1 - r0 + 1: row r's budgets at off[r - r0] + b - 1 */
+    double *mass, *err2;
+    unsigned char *built;   /* r1 - r0 */
+};
+
+size_t lsh_oracle_table_bytes(const struct lsh_reference *ref)
+{
+    const size_t rows = ref->r1 - ref->r0;
+    size_t keys = 0;
+    for (size_t r = ref->r0; r < ref->r1; r++)
+        keys = lsh_size_add(keys, row_keys(ref->attn, ref->rows ? ref->rows[r] : r));
+    size_t b = sizeof(struct lsh_oracle_table);
+    b = lsh_size_add(b, lsh_size_mul3(keys, 2, sizeof(double)));
+    b = lsh_size_add(b, lsh_size_mul(lsh_size_add(rows, 1), sizeof(size_t) + 1));
+    return b;
+}
+
+struct lsh_oracle_table *lsh_oracle_table_alloc(const struct lsh_reference *ref)
+{
+    if (lsh_oracle_table_bytes(ref) == SIZE_MAX)
+        return NULL;
+    const size_t rows = ref->r1 - ref->r0;
+    struct lsh_oracle_table *t = calloc(1, sizeof *t);
+    if (!t)
+        return NULL;
+    t->r0 = ref->r0;
+    t->r1 = ref->r1;
+    t->off = malloc((rows + 1) * sizeof *t->off);
+    t->built = calloc(rows + 1, 1);
+    if (!t->off || !t->built) {
+        lsh_oracle_table_free(t);
+        return NULL;
+    }
+    t->off[0] = 0;
+    for (size_t r = ref->r0; r < ref->r1; r++)
+        t->off[r - ref->r0 + 1] =
+            t->off[r - ref->r0] + row_keys(ref->attn, ref->rows ? ref->rows[r] : r);
+    t->mass = malloc((t->off[rows] + 1) * sizeof *t->mass);
+    t->err2 = malloc((t->off[rows] + 1) * sizeof *t->err2);
+    if (!t->mass || !t->err2) {
+        lsh_oracle_table_free(t);
+        return NULL;
+    }
+    return t;
+}
+
+void lsh_oracle_table_free(struct lsh_oracle_table *t)
+{
+    if (!t)
+        return;
+    free(t->off);
+    free(t->mass);
+    free(t->err2);
+    free(t->built);
+    free(t);
+}
+
 void lsh_oracle_row(const struct lsh_reference *ref, size_t r, const uint32_t *budget,
                     size_t n_budget, struct lsh_oracle_ws *ws, double *mass, double *err2)
 {
+    lsh_oracle_row_table(ref, r, budget, n_budget, ws, NULL, mass, err2);
+}
+
+void lsh_oracle_row_table(const struct lsh_reference *ref, size_t r, const uint32_t *budget,
+                          size_t n_budget, struct lsh_oracle_ws *ws,
+                          struct lsh_oracle_table *tab, double *mass, double *err2)
+{
     if (n_budget == 0)
         return;
+    if (tab && tab->built[r - tab->r0]) {
+        const size_t o = tab->off[r - tab->r0], u = tab->off[r - tab->r0 + 1] - o;
+        for (size_t t = 0; t < n_budget; t++) {
+            const size_t b = budget[t] < 1 ? 1 : budget[t] > u ? u : budget[t];
+            mass[t] = tab->mass[o + b - 1];
+            err2[t] = tab->err2[o + b - 1];
+        }
+        return;
+    }
     const struct lsh_attn *a = ref->attn;
     const size_t n = a->n, dv = a->d_v, i = ref->rows ? ref->rows[r] : r;
     const double lse = ref->lse[r];
@@ -294,12 +378,19 @@ void lsh_oracle_row(const struct lsh_reference *ref, size_t r, const uint32_t *b
         }
     }
 
-    /* Budgets clamped to [1, u]; mark where the walk stops. */
+    if (tab && tab->off[r - tab->r0 + 1] - tab->off[r - tab->r0] != u)
+        tab = NULL; /* not the table of this reference: compute, do not store */
+    /* Budgets clamped to [1, u]; mark where the walk stops (a table's row:
+     * at every budget). */
     size_t big = 1;
     for (size_t t = 0; t < n_budget; t++) {
         size_t b = budget[t] < 1 ? 1 : budget[t] > u ? u : budget[t];
         ws->stop[b] = 1;
         big = b > big ? b : big;
+    }
+    if (tab) {
+        memset(ws->stop + 1, 1, u);
+        big = u;
     }
 
     select_best(key, u, big);
@@ -349,5 +440,12 @@ void lsh_oracle_row(const struct lsh_reference *ref, size_t r, const uint32_t *b
     for (size_t t = 0; t < n_budget; t++) {
         size_t b = budget[t] < 1 ? 1 : budget[t] > u ? u : budget[t];
         ws->stop[b] = 0;
+    }
+    if (tab) {
+        const size_t o = tab->off[r - tab->r0];
+        memcpy(tab->mass + o, ws->at_mass + 1, u * sizeof *tab->mass);
+        memcpy(tab->err2 + o, ws->at_err2 + 1, u * sizeof *tab->err2);
+        memset(ws->stop + 1, 0, u);
+        tab->built[r - tab->r0] = 1;
     }
 }

@@ -37,4 +37,23 @@ void lsh_oracle_ws_free(struct lsh_oracle_ws *ws);
 void lsh_oracle_row(const struct lsh_reference *ref, size_t r, const uint32_t *budget,
                     size_t n_budget, struct lsh_oracle_ws *ws, double *mass, double *err2);
 
+/* A unit's oracle table: for each of the reference's rows [ref->r0, ref->r1),
+ * the mass and err2 of every budget 1 .. |U_i|, filled by a row's first
+ * lsh_oracle_row_table and read by the later ones (a pass after the first
+ * then costs a lookup a budget: the order of U_i's keys is the same in every
+ * pass).  The values are the bits lsh_oracle_row gives (its walk down the
+ * prefix adds the same terms in the same order, whichever budgets it stops
+ * at).  Rows are filled by whichever thread evaluates them: a row must not
+ * be looked up by two threads at once. */
+struct lsh_oracle_table;
+/* Bytes of the table for ref's rows (16 per key of each U_i, plus offsets). */
+size_t lsh_oracle_table_bytes(const struct lsh_reference *ref);
+/* NULL when out of memory. */
+struct lsh_oracle_table *lsh_oracle_table_alloc(const struct lsh_reference *ref);
+void lsh_oracle_table_free(struct lsh_oracle_table *t);
+/* lsh_oracle_row, through the table when t is not NULL. */
+void lsh_oracle_row_table(const struct lsh_reference *ref, size_t r, const uint32_t *budget,
+                          size_t n_budget, struct lsh_oracle_ws *ws,
+                          struct lsh_oracle_table *t, double *mass, double *err2);
+
 #endif

@@ -1970,8 +1970,8 @@ Test(eval_naive, sampled_rows_give_the_oracle_over_the_sample)
 /* ---- candidate rules, importance and the oracle (SPEC 13-14) --------------- */
 
 static struct lsh_host_law test_law = {.fn = test_law_fn, .name = "simhash-test"};
-static const struct lsh_eval_opts opts_law = {&test_law, 0};
-static const struct lsh_eval_opts opts_law_oracle = {&test_law, 1};
+static const struct lsh_eval_opts opts_law = {.law = &test_law, .oracle = 0};
+static const struct lsh_eval_opts opts_law_oracle = {.law = &test_law, .oracle = 1};
 static const enum lsh_combine union_importance[2] = {LSH_COMBINE_UNION,
                                                      LSH_COMBINE_IMPORTANCE};
 static const uint32_t prefixes_1234[4] = {1, 2, 3, 4};
