@@ -726,6 +726,41 @@ static int close_enough(double got, double want);
 
 /* Run the engine twice: candidate scores recomputed (streaming) and looked up
  * in the reference's score cache; both must agree to rounding. */
+/* The oracle through a unit's table (filled by the first pass, read by the
+ * second) gives the bits of `want`, the pass without it. */
+static void expect_oracle_table_bits(const struct lsh_reference *ref,
+                                     const struct lsh_rounds *rounds,
+                                     const struct lsh_mode_opts *mo, const uint32_t *prefixes,
+                                     size_t n_prefix, const enum lsh_combine *combines,
+                                     size_t n_combine, unsigned threads,
+                                     const struct lsh_metrics *want)
+{
+    struct lsh_eval_opts o = *run_opts;
+    o.oracle_table = lsh_oracle_table_alloc(ref);
+    cr_assert_not_null(o.oracle_table);
+    const size_t count = n_prefix * n_combine;
+    struct lsh_metrics *got = xcalloc(count, sizeof *got);
+    metrics_alloc(got, count, ref->attn->n_topk);
+    for (int pass = 0; pass < 2; pass++) {
+        struct lsh_error err;
+        memset(&err, 0, sizeof err);
+        int rc = lsh_eval_pass(ref, rounds, mo, prefixes, n_prefix, combines, n_combine, &o,
+                               threads, got, NULL, &err);
+        cr_assert_eq(rc, 0, "lsh_eval_pass with an oracle table (%d): %s", rc, err.message);
+        for (size_t t = 0; t < count; t++)
+            cr_expect(!memcmp(&got[t].oracle_mass_recall, &want[t].oracle_mass_recall,
+                              sizeof(double)) &&
+                          !memcmp(&got[t].oracle_out_rel_err, &want[t].oracle_out_rel_err,
+                                  sizeof(double)),
+                      "pass %d with the oracle table, point %zu: %a %a, without %a %a", pass, t,
+                      got[t].oracle_mass_recall, got[t].oracle_out_rel_err,
+                      want[t].oracle_mass_recall, want[t].oracle_out_rel_err);
+    }
+    metrics_free(got, count);
+    free(got);
+    lsh_oracle_table_free(o.oracle_table);
+}
+
 static void engine_run(const struct problem *p, const struct lsh_mode_opts *mo,
                        const uint32_t *prefixes, size_t n_prefix,
                        const enum lsh_combine *combines, size_t n_combine, unsigned threads,
@@ -752,6 +787,9 @@ static void engine_run(const struct problem *p, const struct lsh_mode_opts *mo,
         rc = lsh_eval_pass(ref, &rounds, mo, prefixes, n_prefix, combines, n_combine, run_opts,
                            threads, use_cache ? cached : out, NULL, &err);
         cr_assert_eq(rc, 0, "lsh_eval_pass failed (%d): %s", rc, err.message);
+        if (use_cache && run_opts && run_opts->oracle)
+            expect_oracle_table_bits(ref, &rounds, mo, prefixes, n_prefix, combines, n_combine,
+                                     threads, cached);
         lsh_reference_free(ref);
     }
     for (size_t t = 0; t < count; t++) {

@@ -392,6 +392,46 @@ Test(oracle, a_budget_does_not_depend_on_the_others)
     free_data(&D);
 }
 
+/* The oracle table: a row's first call fills every budget, later calls look
+ * them up; each gives the bits of lsh_oracle_row, whichever budgets the
+ * filling call had (causal and sampled rows, U_i of every size, clamping). */
+Test(oracle, table_gives_the_bits_of_the_walk_for_every_budget)
+{
+    struct problem ps[2] = {
+        {.n = 90, .d = 6, .dv = 9, .separate = 1, .n_distinct = 30, .seed = 14},
+        {.n = 77, .d = 5, .dv = 3, .causal = 1, .exclude_self = 1, .sampled = 1, .seed = 15},
+    };
+    for (int c = 0; c < 2; c++) {
+        struct data D;
+        make_data(&ps[c], &D);
+        struct lsh_reference *ref = reference(&D, 0);
+        struct lsh_oracle_ws *ws = lsh_oracle_ws_alloc(ps[c].n, ps[c].dv);
+        struct lsh_oracle_table *tab = lsh_oracle_table_alloc(ref);
+        cr_assert_not_null(tab);
+        cr_assert_geq(lsh_oracle_table_bytes(ref), 16 * D.m);
+        for (int pass = 0; pass < 2; pass++)
+            for (size_t r = 0; r < D.m; r++) {
+                uint32_t b[MAX_BUDGETS];
+                size_t nb = budgets_for(ps[c].n, r + (size_t)pass, pass, b);
+                b[nb++] = 0;                     /* clamped to 1 */
+                b[nb++] = (uint32_t)ps[c].n + 5; /* clamped to |U_i| */
+                double m0[MAX_BUDGETS + 2], e0[MAX_BUDGETS + 2];
+                double m1[MAX_BUDGETS + 2], e1[MAX_BUDGETS + 2];
+                lsh_oracle_row(ref, r, b, nb, ws, m0, e0);
+                lsh_oracle_row_table(ref, r, b, nb, ws, tab, m1, e1);
+                for (size_t t = 0; t < nb; t++)
+                    cr_assert(!memcmp(&m0[t], &m1[t], sizeof m0[t]) &&
+                                  !memcmp(&e0[t], &e1[t], sizeof e0[t]),
+                              "case %d pass %d row %zu budget %u: table %a %a, walk %a %a", c,
+                              pass, r, b[t], m1[t], e1[t], m0[t], e0[t]);
+            }
+        lsh_oracle_table_free(tab);
+        lsh_oracle_ws_free(ws);
+        lsh_reference_free(ref);
+        free_data(&D);
+    }
+}
+
 Test(oracle, workspace_size_saturates)
 {
     cr_assert_eq(lsh_oracle_ws_bytes(SIZE_MAX / 4, 8), SIZE_MAX);
