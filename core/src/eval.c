@@ -1342,9 +1342,14 @@ static void tile_run(const struct ctx *c, struct tile_ws *w, const struct tile_t
     uint32_t count[TILE_ROWS] = {0};
     /* combine rounds: the rows' rden, rp1, rp2, rk; sum N; max N */
     const int rounds = c->need_rounds;
-    double rsums[TILE_ROWS][4] = {{0}};
-    uint64_t rsum[TILE_ROWS] = {0};
-    uint32_t rmax[TILE_ROWS] = {0};
+    double rsums[TILE_ROWS][4];
+    uint64_t rsum[TILE_ROWS];
+    uint32_t rmax[TILE_ROWS];
+    if (rounds) { /* zeroed only when used: a tile is short */
+        memset(rsums, 0, nr * sizeof *rsums);
+        memset(rsum, 0, nr * sizeof *rsum);
+        memset(rmax, 0, nr * sizeof *rmax);
+    }
 
     for (size_t t = 0; t < nr; t++) {
         ii[t] = ref->rows ? ref->rows[rs[t]] : rs[t];
@@ -1385,7 +1390,8 @@ static void tile_run(const struct ctx *c, struct tile_ws *w, const struct tile_t
             count[t] += (uint32_t)tile_mask(nk, pt->kj, pt->kb, kb8, chunked ? pt->kc : NULL,
                                             pt->kb_now, &row, h, nc, span, same_bucket, rounds,
                                             w->ok + t * TILE_KEYS, &row_coll[t]);
-            rsum[t] += row_coll[t]; /* each collision adds 1 to an N_ij */
+            if (rounds)
+                rsum[t] += row_coll[t]; /* each collision adds 1 to an N_ij */
             coll += row_coll[t];
         }
         if (coll == 0)

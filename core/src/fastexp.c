@@ -91,7 +91,8 @@ __attribute__((target("avx512f"))) static void exp_avx512(double *x, size_t n, d
 
 /* Eight values u .. u + 7 of keep_avx512 (mk: those below n; keep, fresh,
  * other: the kept ones, the new ones among them, and the new ones that are
- * not self).  Adding a masked-off lane adds +0: the bits of adding e = 0. */
+ * not self).  A lane left out of a sum keeps its value: the bits of adding
+ * e = 0 (a sum is never -0). */
 static inline __attribute__((always_inline, target("avx512f"))) void
 keep8(double *x, size_t u, __mmask8 mk, __mmask8 keep, __mmask8 fresh, __mmask8 other,
       const double *g, __m512d sc, __m512d sf, __m512d *s0, __m512d *s1, __m512d *s2)
@@ -101,8 +102,8 @@ keep8(double *x, size_t u, __mmask8 mk, __mmask8 keep, __mmask8 fresh, __mmask8 
     *s0 = _mm512_add_pd(*s0, _mm512_maskz_mul_pd(other, gv, gv));
     const __m512d e = _mm512_maskz_mov_pd(keep, exp8(_mm512_sub_pd(_mm512_mul_pd(sc, v), sf)));
     _mm512_mask_storeu_pd(x + u, mk, e);
-    *s1 = _mm512_add_pd(*s1, _mm512_maskz_mov_pd(fresh, e));
-    *s2 = _mm512_add_pd(*s2, _mm512_maskz_mul_pd(fresh, e, e));
+    *s1 = _mm512_mask_add_pd(*s1, fresh, *s1, e);
+    *s2 = _mm512_mask_add_pd(*s2, fresh, *s2, _mm512_mul_pd(e, e));
 }
 
 /* Sixteen values a step: their ok bytes and ids as one vector each (the
