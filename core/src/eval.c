@@ -565,16 +565,23 @@ static void flush_repeats(const struct ctx *c, struct workspace *w, struct row *
 }
 
 /* The sink keys j < s and the local keys |i - j| < w (causal: i - w < j <=
- * i; U_i does that), within U_i, before round 0, in ascending order. */
+ * i; U_i does that), within U_i, before round 0, in ascending order:
+ * j < sink or lo <= j < up (forced_keys). */
+static void forced_keys(const struct ctx *c, size_t i, uint32_t *sink, uint32_t *lo,
+                        uint32_t *up)
+{
+    const size_t n = c->a->n, lw = c->mode->local;
+    *sink = c->mode->sink < n ? c->mode->sink : (uint32_t)n;
+    *lo = (uint32_t)(lw > 0 && i + 1 > lw ? i + 1 - lw : 0);
+    *up = (uint32_t)(lw > 0 ? (i + lw < n ? i + lw : n) : 0);
+}
+
 static int add_forced(const struct ctx *c, struct workspace *w, struct row *row)
 {
-    const size_t n = c->a->n, i = row->i, m0 = row->m;
+    const size_t i = row->i, m0 = row->m;
     const uint32_t tmin = c->min_t;
-    const size_t s = c->mode->sink < n ? c->mode->sink : n;
-    const size_t lw = c->mode->local;
-    size_t lo = lw > 0 && i + 1 > lw ? i + 1 - lw : 0, up = lw > 0 ? i + lw : 0;
-    if (up > n)
-        up = n;
+    uint32_t s, lo, up;
+    forced_keys(c, i, &s, &lo, &up);
     for (size_t j = 0; j < s; j++)
         consider_rule(w, row, (uint32_t)j, 1);
     for (size_t j = lo > s ? lo : s; j < up; j++)
@@ -902,17 +909,11 @@ static size_t *row_order(const struct lsh_reference *ref, const struct lsh_round
     return order;
 }
 
-/* The row path for evaluated row r: grow S_i round by round and add the row
- * to acc (n_prefix x stride) at every prefix, or only at prefix `only` when
- * only < n_prefix. */
-static int row_path(const struct ctx *c, struct workspace *w, size_t r, double *acc,
-                    size_t only, size_t block)
+/* Evaluated row r with an empty S_i, in w (its marks forgotten, its sums 0). */
+static struct row row_begin(const struct ctx *c, struct workspace *w, size_t r, size_t block)
 {
-    const struct lsh_reference *ref = c->ref;
     const struct lsh_attn *a = c->a;
-    const size_t stride = c->n_combine * c->n_fields;
-    const uint32_t h_end = c->prefixes[only < c->n_prefix ? only : c->n_prefix - 1];
-    struct row row = {.r = r, .i = ref->rows ? ref->rows[r] : r, .block = block};
+    struct row row = {.r = r, .i = c->ref->rows ? c->ref->rows[r] : r, .block = block};
     row.only_i = lsh_attn_u_fallback(a, row.i);
     row.hi = a->causal ? row.i + 1 : a->n;
     row.skip_i = a->exclude_self;
@@ -924,6 +925,19 @@ static int row_path(const struct ctx *c, struct workspace *w, size_t r, double *
     }
     memset(w->num, 0, a->d_v * sizeof *w->num);
     memset(w->num_rep, 0, a->d_v * sizeof *w->num_rep);
+    return row;
+}
+
+/* The row path for evaluated row r: grow S_i round by round and add the row
+ * to acc (n_prefix x stride) at every prefix, or only at prefix `only` when
+ * only < n_prefix. */
+static int row_path(const struct ctx *c, struct workspace *w, size_t r, double *acc,
+                    size_t only, size_t block)
+{
+    const struct lsh_attn *a = c->a;
+    const size_t stride = c->n_combine * c->n_fields;
+    const uint32_t h_end = c->prefixes[only < c->n_prefix ? only : c->n_prefix - 1];
+    struct row row = row_begin(c, w, r, block);
     size_t p = 0;
     int rc = 0;
     double t = lsh_now();
@@ -1125,6 +1139,8 @@ struct tile_state {
 struct tile_row {
     uint32_t hi, self;     /* U_i = [0, hi) minus self, or just {self} when only */
     int only;
+    /* sink and local keys: j < sink or lo <= j < up, in S_i before round 0 */
+    uint32_t sink, lo, up;
     const uint32_t *bi;    /* h: i's buckets in rounds 0..h-1 */
     const uint32_t *ci;    /* h: i's chunks in them (chunked mode), or NULL */
     uint32_t b_now;        /* i's bucket in round h (chunked, same_bucket) */
@@ -1134,7 +1150,9 @@ struct tile_row {
  * bucket of round h, and was not i's candidate in any round before h;
  * returns how many are.  With `counts` (combine rounds), ok[u] = 0 when not
  * in U_i (or not in the bucket), else 1 + the rounds before h that paired
- * i and j (h < 255), and *any gets how many are nonzero.  A round g paired i and j when, in bucket mode, they
+ * i and j (h < 255), and *any gets how many are nonzero; with counts and
+ * join = t >= 2 (min_collisions t), ok[u] = 1 where that count reaches t in
+ * round h (j joins S_i now), else 0, and *any the same as the return.  A round g paired i and j when, in bucket mode, they
  * shared a bucket (kb: the keys' buckets, h x TILE_KEYS, or kb8 the same as
  * bytes when B <= 256, which compares four times as many a vector); in chunked mode
  * when j's chunk (kc) was i's or one of the span - 1 before it, modulo nc,
@@ -1157,7 +1175,7 @@ static size_t tile_mask(size_t nk, const uint32_t *restrict kj, const uint32_t *
                         const unsigned char *restrict kb8, const uint32_t *restrict kc,
                         const uint32_t *restrict kb_now, const struct tile_row *row, size_t h,
                         uint32_t nc, uint32_t span, int same_bucket, int counts,
-                        unsigned char *restrict ok, size_t *any)
+                        uint32_t join, unsigned char *restrict ok, size_t *any)
 {
     const uint32_t hi = row->hi, self = row->self;
     const size_t nkp = (nk + MASK_BLOCK - 1) / MASK_BLOCK * MASK_BLOCK;
@@ -1173,6 +1191,10 @@ static size_t tile_mask(size_t nk, const uint32_t *restrict kj, const uint32_t *
         BLOCKS(u, ok[u] = (unsigned char)((kj[u] < hi) & (kj[u] != self)););
     if (kc && same_bucket)
         BLOCKS(u, ok[u] &= (unsigned char)(kb_now[u] == row->b_now););
+    if (row->sink || row->lo < row->up) { /* forced keys never join again */
+        const uint32_t sink = row->sink, lo = row->lo, up = row->up;
+        BLOCKS(u, ok[u] &= (unsigned char)!((kj[u] < sink) | ((kj[u] >= lo) & (kj[u] < up))););
+    }
     /* round g paired them (in): off (union), or one more count (rounds) */
 #define PAIRED(u, in)                                                                              \
     do {                                                                                           \
@@ -1200,7 +1222,9 @@ static size_t tile_mask(size_t nk, const uint32_t *restrict kj, const uint32_t *
 #undef PAIRED
     memset(ok + nk, 0, nkp - nk);
     size_t count = 0;
-    if (counts) {
+    if (counts && join >= 2) /* joins S_i now: its count of rounds reaches t */
+        BLOCKS(u, ok[u] = (unsigned char)(ok[u] == join););
+    if (counts && join < 2) {
         size_t nz = 0;
         BLOCKS(u, {
             count += ok[u] == 1;
@@ -1342,6 +1366,7 @@ static void tile_run(const struct ctx *c, struct tile_ws *w, const struct tile_t
     uint32_t count[TILE_ROWS] = {0};
     /* combine rounds: the rows' rden, rp1, rp2, rk; sum N; max N */
     const int rounds = c->need_rounds;
+    const uint32_t join = c->rules ? c->min_t : 0; /* min_collisions t (no sink, local) */
     double rsums[TILE_ROWS][4];
     uint64_t rsum[TILE_ROWS];
     uint32_t rmax[TILE_ROWS];
@@ -1385,11 +1410,14 @@ static void tile_run(const struct ctx *c, struct tile_ws *w, const struct tile_t
             }
             struct tile_row row = {.only = lsh_attn_u_fallback(a, i), .bi = w->bi,
                                    .ci = w->ci, .b_now = R->bq[h * n + i]};
+            if (c->rules)
+                forced_keys(c, i, &row.sink, &row.lo, &row.up);
             row.hi = (uint32_t)(a->causal && !row.only ? i + 1 : n);
             row.self = row.only || a->exclude_self ? (uint32_t)i : UINT32_MAX;
             count[t] += (uint32_t)tile_mask(nk, pt->kj, pt->kb, kb8, chunked ? pt->kc : NULL,
-                                            pt->kb_now, &row, h, nc, span, same_bucket, rounds,
-                                            w->ok + t * TILE_KEYS, &row_coll[t]);
+                                            pt->kb_now, &row, h, nc, span, same_bucket,
+                                            rounds || join >= 2, join, w->ok + t * TILE_KEYS,
+                                            &row_coll[t]);
             if (rounds)
                 rsum[t] += row_coll[t]; /* each collision adds 1 to an N_ij */
             coll += row_coll[t];
@@ -1512,6 +1540,7 @@ static int tile_job_run(void *vctx, size_t job, unsigned thread)
 struct sig_arg {
     const struct ctx *c;
     size_t i, H;
+    uint32_t t; /* min_collisions */
 };
 
 /* Was j a candidate of i in round g (before U_i)?  Bucket mode: one bucket;
@@ -1530,15 +1559,46 @@ static int round_pair(const struct ctx *c, size_t g, size_t i, size_t j)
     return back < span && (c->mode->window != LSH_WINDOW_SAME_BUCKET || same);
 }
 
-/* Is key j in S_i at prefix H?  In U_i and a candidate in some round < H. */
+/* Is key j in S_i at prefix H?  In U_i, and a sink or local key or a
+ * candidate in at least t of the rounds < H. */
 static int sig_in_s(const void *arg, uint32_t j)
 {
     const struct sig_arg *s = arg;
     if (!lsh_attn_in_u(s->c->a, s->i, j))
         return 0;
-    for (size_t g = 0; g < s->H; g++)
-        if (round_pair(s->c, g, s->i, j))
+    if (s->c->rules) {
+        uint32_t sink, lo, up;
+        forced_keys(s->c, s->i, &sink, &lo, &up);
+        if (j < sink || (j >= lo && j < up))
             return 1;
+    }
+    uint32_t met = 0;
+    for (size_t g = 0; g < s->H && met < s->t; g++)
+        met += (uint32_t)round_pair(s->c, g, s->i, j);
+    return met >= s->t;
+}
+
+/* The sink and local keys of one block of evaluated rows, before round 0:
+ * the row path's (add_forced), as the first terms of the rows' sums. */
+static int tile_forced_task(void *vctx, size_t block, unsigned thread)
+{
+    const struct ctx *c = vctx;
+    const struct tile_state *st = c->tile;
+    struct workspace *w = &c->ws[thread];
+    const size_t dv = c->a->d_v;
+    size_t k0, k1;
+    block_span(c, block, &k0, &k1);
+    for (size_t k = k0; k < k1; k++) {
+        struct row row = row_begin(c, w, c->r0 + k, c->r0 / ROWS_PER_BLOCK + block);
+        int rc = add_forced(c, w, &row);
+        if (rc)
+            return rc;
+        st->mass[k] = row.mass;
+        st->sa2[k] = row.sa2;
+        st->gram[k] = row.gram;
+        st->count[k] = (uint32_t)row.m;
+        memcpy(st->num + k * dv, w->num, dv * sizeof *w->num);
+    }
     return 0;
 }
 
@@ -1571,7 +1631,7 @@ static int tile_metric_task(void *vctx, size_t block, unsigned thread)
             rc = row_path(c, w, r, acc, p, c->r0 / ROWS_PER_BLOCK + block);
         } else {
             double ratio[LSH_TOPK_MAX];
-            struct sig_arg arg = {c, row.i, c->prefixes[p]};
+            struct sig_arg arg = {c, row.i, c->prefixes[p], c->min_t};
             topk_ratios(c, r, row.i, row.m == 0, sig_in_s, &arg, ratio);
             rc = eval_row(c, w, &row, st->num + k * c->a->d_v, ratio, acc + p * stride, p);
         }
@@ -1710,6 +1770,9 @@ static int tile_pass(struct ctx *c, unsigned threads, double *add_s, double *met
     }
     double t = lsh_now(), add_cum = 0.0;
     size_t p = 0;
+    if (!rc && c->rules && (c->mode->sink || c->mode->local))
+        rc = lsh_parallel_for(threads, (m + ROWS_PER_BLOCK - 1) / ROWS_PER_BLOCK,
+                              tile_forced_task, c);
     for (uint32_t h = 0; h < h_max && !rc; h++) {
         const struct round_index *x = &c->idx[h];
         /* Slice by slice: this round's evaluated rows by group, and within a
@@ -1974,8 +2037,10 @@ int lsh_eval_uses_tiles(const struct lsh_mode_opts *mode, const enum lsh_combine
     if (t && !strcmp(t, "1"))
         return 0;
     /* both modes have tiles (bucket blocks, chunk windows), for union and
-     * rounds with the plain rule; rounds counts a pair's rounds in a byte */
-    if (has_rules(mode))
+     * rounds with the plain rule, union with any rule (sink and local keys
+     * by a pass of their own before round 0); rounds and min_collisions
+     * count a pair's rounds in a byte */
+    if (mode->min_collisions > 1 && h_max > TILE_ROUNDS_MAX)
         return 0;
     for (size_t k = 0; k < n_combine; k++)
         if (combines[k] == LSH_COMBINE_IMPORTANCE ||

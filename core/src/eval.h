@@ -112,10 +112,11 @@ int lsh_eval_finish(const struct lsh_reference *ref, const struct lsh_rounds *ro
                     const double *seconds, struct lsh_metrics *out, struct lsh_error *err);
 
 /* Does a pass with this mode and these combines over h_max rounds take the
- * tile path (combines union and rounds, rounds with h_max <= 255, with the
- * plain union rule, min_collisions 1, sink 0, local 0: candidate scores by
- * GEMM over bucket blocks or chunk windows), rather than the row path (which
- * reads the reference's score cache if it has one)?  The environment
+ * tile path (candidate scores by GEMM over bucket blocks or chunk windows:
+ * combines union and rounds, with any candidate rule, h_max <= 255 when
+ * rounds or min_collisions > 1 count a pair's rounds), rather than the row
+ * path (combine importance; it reads the reference's score cache if it has
+ * one)?  The environment
  * variable LSHLAB_TEST_ROW_PATH=1 makes it 0 (for tests).
  * lsh_eval_pass refuses combine rounds with any other rule (LSH_EINVAL), and
  * fails an importance pass with LSH_EPLUGIN (a law value outside [0, 1]) or

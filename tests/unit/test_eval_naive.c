@@ -2052,9 +2052,9 @@ Test(eval_naive, min_collisions_against_a_brute_force_count)
 }
 
 /* A candidate rule that adds nothing (t = 1; local 1 with exclude_self: only
- * j = i, which U_i drops) takes the rule path and must give the union's bits
- * of the default path exactly, for both combines; and the oracle on must not
- * move any other metric by a bit. */
+ * j = i, which U_i drops) must give the union's bits exactly, on the tile
+ * path and on the row path; and the oracle on must not move any other metric
+ * by a bit. */
 Test(eval_naive, min_collisions_1_equals_the_union_bit_for_bit)
 {
     const struct lsh_mode_opts modes[2] = {bucket_mode(), chunked_mode(6, 1, LSH_WINDOW_ALL)};
@@ -2069,17 +2069,26 @@ Test(eval_naive, min_collisions_1_equals_the_union_bit_for_bit)
             metrics_alloc(a, 6, s.n_topk);
             metrics_alloc(b, 6, s.n_topk);
             struct lsh_mode_opts rule = with_rule(modes[mi], 1, 0, 1);
-            cr_assert(!lsh_eval_uses_tiles(&rule, union_importance, 1, 3),
-                      "a candidate rule must take the row path");
-            /* union next to rounds on the row path, as the rule takes */
-            force_row_path(1);
-            engine_run(&p, &modes[mi], prefixes_123, 3, both_combines, 2, 2, a);
-            force_row_path(0);
-            engine_run(&p, &rule, prefixes_123, 3, union_importance, 1, 2, b);
-            for (size_t t = 0; t < 3; t++) {
-                snprintf(what, sizeof what, "[mode %zu causal %d prefix %zu: rule path vs union]",
-                         mi, causal, t);
-                expect_bit_identical(what, &a[2 * t], &b[t], s.n_topk);
+            cr_assert(lsh_eval_uses_tiles(&rule, union_importance, 1, 3),
+                      "union with a candidate rule takes the tile path");
+            cr_assert(!lsh_eval_uses_tiles(&rule, union_importance, 2, 3),
+                      "importance takes the row path");
+            const enum lsh_combine un = LSH_COMBINE_UNION;
+            for (int row_path = 0; row_path <= 1; row_path++) {
+                /* the row path: union next to rounds, as in a sweep of both */
+                force_row_path(row_path);
+                if (row_path)
+                    engine_run(&p, &modes[mi], prefixes_123, 3, both_combines, 2, 2, a);
+                else
+                    engine_run(&p, &modes[mi], prefixes_123, 3, &un, 1, 2, a);
+                engine_run(&p, &rule, prefixes_123, 3, &un, 1, 2, b);
+                force_row_path(0);
+                for (size_t t = 0; t < 3; t++) {
+                    snprintf(what, sizeof what,
+                             "[mode %zu causal %d prefix %zu, %s path: rule vs union]", mi,
+                             causal, t, row_path ? "row" : "tile");
+                    expect_bit_identical(what, &a[row_path ? 2 * t : t], &b[t], s.n_topk);
+                }
             }
             /* union alone (tile path) with and without the oracle */
             const enum lsh_combine u = LSH_COMBINE_UNION;
