@@ -11,8 +11,8 @@
 #     (reference, hashing and fits, evaluation, setup and I/O, idle);
 #  1b. the same efficiency for many small heads (real-heads.yaml: 9 units of n = 1,024);
 #  1c. combine rounds, and [union, rounds], against union on bench-peer's points
-#     (all three on the tile path), and the row path (which importance and the
-#     candidate rules take; LSHLAB_TEST_ROW_PATH=1 forces it) on rounds;
+#     (all three on the tile path), and the row path (which importance takes;
+#     LSHLAB_TEST_ROW_PATH=1 forces it) on rounds;
 #  2. the reference pass's GFLOP/s (-j 1, best of 3) against this machine's single-thread
 #     DGEMM rate for the same shapes (build/tools/bench/bench-dgemm);
 #  3. per-point cost against density: eval_seconds of one hash round at
