@@ -11,7 +11,8 @@
 #     (reference, hashing and fits, evaluation, setup and I/O, idle);
 #  1b. the same efficiency for many small heads (real-heads.yaml: 9 units of n = 1,024);
 #  1c. combine rounds, and [union, rounds], against union on bench-peer's points
-#     (all three on the tile path), and the row path (which importance takes;
+#     (all three on the tile path), union with min_collisions 2 and with sink 4,
+#     local 8 (tile path too), and the row path (which importance takes;
 #     LSHLAB_TEST_ROW_PATH=1 forces it) on rounds;
 #  2. the reference pass's GFLOP/s (-j 1, best of 3) against this machine's single-thread
 #     DGEMM rate for the same shapes (build/tools/bench/bench-dgemm);
@@ -95,8 +96,14 @@ read -r _ tile_w < <(runs 3 experiments/configs/bench-peer.yaml tile)
 read -r _ rnd_w < <(runs 3 "$out/rounds.yaml" rnd)
 read -r _ both_w < <(runs 3 "$out/both.yaml" both)
 read -r _ row_w < <(LSHLAB_TEST_ROW_PATH=1 runs 3 "$out/rounds.yaml" rows)
-awk -v t="$tile_w" -v r="$rnd_w" -v b="$both_w" -v w="$row_w" 'BEGIN {
+# the candidate rules (SPEC 13) on the same points, on the tile path too
+sed 's/^  combine: union$/  combine: union\n  min_collisions: 2/' experiments/configs/bench-peer.yaml > "$out/t2.yaml"
+sed 's/^  combine: union$/  combine: union\n  sink: 4\n  local: 8/' experiments/configs/bench-peer.yaml > "$out/sl.yaml"
+read -r _ t2_w < <(runs 3 "$out/t2.yaml" t2)
+read -r _ sl_w < <(runs 3 "$out/sl.yaml" sl)
+awk -v t="$tile_w" -v r="$rnd_w" -v b="$both_w" -v w="$row_w" -v m="$t2_w" -v s="$sl_w" 'BEGIN {
   printf "union %.2f s, rounds %.2f s (%.2fx), [union, rounds] %.2f s (%.2fx), medians of 3\n", t, r, r / t, b, b / t
+  printf "union with min_collisions 2: %.2f s (%.2fx); with sink 4, local 8: %.2f s (%.2fx)\n", m, m / t, s, s / t
   printf "rounds on the row path %.2f s: %.2fx union, %.2fx rounds on tiles\n", w, w / t, w / r }'
 
 echo "== 2. reference pass vs DGEMM, one thread"
