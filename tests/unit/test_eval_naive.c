@@ -954,10 +954,11 @@ static void check_case(const struct setup *s, const struct lsh_mode_opts *mo,
     metrics_free(out, n_prefix * n_combine);
 
     /* Union and rounds take the engine's tile path (GEMMs over bucket blocks
-     * or chunk windows), importance and the candidate rules its row path:
-     * hold the row path to the oracle on the tile path's cases too, and the
+     * or chunk windows), importance its row path: hold the row path to the
+     * oracle on the tile path's cases too (the small ones: the large ones are
+     * there for the tiles, and the row path is slow under valgrind), and the
      * tile path of union alone (which counts no repeats). */
-    if (lsh_eval_uses_tiles(mo, combines, n_combine, prefixes[n_prefix - 1])) {
+    if (s->n <= 512 && lsh_eval_uses_tiles(mo, combines, n_combine, prefixes[n_prefix - 1])) {
         metrics_alloc(out, n_prefix * n_combine, s->n_topk);
         force_row_path(1);
         engine_run(&p, mo, prefixes, n_prefix, combines, n_combine, threads, out);

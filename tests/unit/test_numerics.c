@@ -333,11 +333,13 @@ Test(numerics, same_bits_for_j1_j2_j3_at_every_limit_across_the_cache_boundary,
         "  n_hashes: [1, 3]\n"
         "  n_buckets: 4\n"
         "  mode: bucket\n"
-        "  combine: [union, importance]\n"; /* the row path, which reads the cache */
+        "  combine: [union, rounds]\n";
     struct lsh_config *cfg = NULL;
     struct lsh_plan *plan = NULL;
     struct lsh_error err;
     lsh_error_clear(&err);
+    /* the row path, which reads the score cache (this process's own setting) */
+    setenv("LSHLAB_TEST_ROW_PATH", "1", 1);
     cr_assert_eq(lsh_config_parse(yaml, strlen(yaml), "t.yaml", reg, &cfg, &err), 0, "%s",
                  err.message);
     cr_assert_eq(lsh_plan_build(cfg, &plan, &err), 0, "%s", err.message);
