@@ -619,9 +619,10 @@ static double exact_row(const struct ctx *c, const struct workspace *w, const st
 }
 
 /* top-k hits: the share of T_i's first min(K, |U_i|) keys that are in S_i,
- * for each K of attn.topk.  in_s(arg, j) says whether key j is in S_i; an
+ * for each K of attn.topk.  in_s(arg, j, t) says whether key j, the row's
+ * t-th best, is in S_i; an
  * empty S_i stands for {i}. */
-typedef int (*in_s_fn)(const void *arg, uint32_t j);
+typedef int (*in_s_fn)(const void *arg, uint32_t j, size_t t);
 
 static void topk_ratios(const struct ctx *c, size_t r, size_t i, int empty, in_s_fn in_s,
                         const void *arg, double *ratio)
@@ -635,13 +636,14 @@ static void topk_ratios(const struct ctx *c, size_t r, size_t i, int empty, in_s
             tk = ref->kmax;
         size_t hits = 0;
         for (size_t t = 0; t < tk; t++)
-            hits += empty ? top[t] == i : in_s(arg, top[t]) != 0;
+            hits += empty ? top[t] == i : in_s(arg, top[t], t) != 0;
         ratio[k] = tk ? (double)hits / (double)tk : 0.0;
     }
 }
 
-static int marked(const void *ws, uint32_t j)
+static int marked(const void *ws, uint32_t j, size_t t)
 {
+    (void)t;
     const struct workspace *w = ws;
     return w->keys[j].mark == w->stamp;
 }
@@ -652,8 +654,9 @@ struct rule_arg {
     uint32_t t;
 };
 
-static int joined(const void *arg, uint32_t j)
+static int joined(const void *arg, uint32_t j, size_t t)
 {
+    (void)t;
     const struct rule_arg *ra = arg;
     return ra->w->keys[j].mark == ra->w->stamp && ra->w->keys[j].cnt >= ra->t;
 }
@@ -1132,6 +1135,7 @@ struct tile_state {
     double *rnum, *rsums;            /* rsums: m x 4 (rden, rp1, rp2, rk) */
     uint64_t *rsum;
     uint32_t *rmax;
+    uint16_t *tjoin;                 /* m x kmax: the best keys' join rounds */
     size_t p;                   /* the prefix whose metrics are being added */
 };
 
@@ -1538,9 +1542,8 @@ static int tile_job_run(void *vctx, size_t job, unsigned thread)
 }
 
 struct sig_arg {
-    const struct ctx *c;
-    size_t i, H;
-    uint32_t t; /* min_collisions */
+    const uint16_t *join; /* the row's best keys' join rounds (join_round) */
+    size_t H;
 };
 
 /* Was j a candidate of i in round g (before U_i)?  Bucket mode: one bucket;
@@ -1559,23 +1562,34 @@ static int round_pair(const struct ctx *c, size_t g, size_t i, size_t j)
     return back < span && (c->mode->window != LSH_WINDOW_SAME_BUCKET || same);
 }
 
-/* Is key j in S_i at prefix H?  In U_i, and a sink or local key or a
- * candidate in at least t of the rounds < H. */
-static int sig_in_s(const void *arg, uint32_t j)
+/* The round in which key j joins S_i (it is in S_i at prefix H when that
+ * round is < H): 0 for a sink or local key, else the round where its count
+ * of candidate rounds reaches t; TJOIN_NEVER outside U_i or after round
+ * h_max - 1. */
+#define TJOIN_NEVER UINT16_MAX
+static uint16_t join_round(const struct ctx *c, size_t i, uint32_t j)
 {
-    const struct sig_arg *s = arg;
-    if (!lsh_attn_in_u(s->c->a, s->i, j))
-        return 0;
-    if (s->c->rules) {
+    if (!lsh_attn_in_u(c->a, i, j))
+        return TJOIN_NEVER;
+    if (c->rules) {
         uint32_t sink, lo, up;
-        forced_keys(s->c, s->i, &sink, &lo, &up);
+        forced_keys(c, i, &sink, &lo, &up);
         if (j < sink || (j >= lo && j < up))
-            return 1;
+            return 0;
     }
     uint32_t met = 0;
-    for (size_t g = 0; g < s->H && met < s->t; g++)
-        met += (uint32_t)round_pair(s->c, g, s->i, j);
-    return met >= s->t;
+    for (size_t g = 0; g < c->h_max; g++)
+        if ((met += (uint32_t)round_pair(c, g, i, j)) >= c->min_t)
+            return (uint16_t)g;
+    return TJOIN_NEVER;
+}
+
+/* Is the row's t-th best key in S_i at prefix H?  From its join round. */
+static int sig_in_s(const void *arg, uint32_t j, size_t t)
+{
+    const struct sig_arg *s = arg;
+    (void)j;
+    return s->join[t] < s->H;
 }
 
 /* The sink and local keys of one block of evaluated rows, before round 0:
@@ -1626,12 +1640,18 @@ static int tile_metric_task(void *vctx, size_t block, unsigned thread)
             row.rsum = st->rsum[k];
             row.rmax = st->rmax[k];
         }
+        uint16_t *join = st->tjoin + k * ref->kmax;
+        if (p == 0) { /* once a pass, for every row: each prefix reads them */
+            const size_t nt = ref->kmax < ref->u_count[r] ? ref->kmax : ref->u_count[r];
+            for (size_t t = 0; t < nt; t++)
+                join[t] = join_round(c, row.i, ref->top[r * ref->kmax + t]);
+        }
         int rc;
         if (row.m > 0 && !(row.mass > TINY_MASS)) { /* the exact path needs the scores */
             rc = row_path(c, w, r, acc, p, c->r0 / ROWS_PER_BLOCK + block);
         } else {
             double ratio[LSH_TOPK_MAX];
-            struct sig_arg arg = {c, row.i, c->prefixes[p], c->min_t};
+            struct sig_arg arg = {join, c->prefixes[p]};
             topk_ratios(c, r, row.i, row.m == 0, sig_in_s, &arg, ratio);
             rc = eval_row(c, w, &row, st->num + k * c->a->d_v, ratio, acc + p * stride, p);
         }
@@ -1684,6 +1704,7 @@ static void free_tile(struct tile_state *st, unsigned threads)
     free(st->rsums);
     free(st->rsum);
     free(st->rmax);
+    free(st->tjoin);
 }
 
 /* Rounds one after another, each as parallel tiles; the metrics at each
@@ -1727,6 +1748,8 @@ static int tile_pass(struct ctx *c, unsigned threads, double *add_s, double *met
                      !st.gram || !st.num || !st.count || !key || !idx
                  ? LSH_ENOMEM
                  : 0;
+    if (!rc && !(st.tjoin = malloc((m * ref->kmax + 1) * sizeof *st.tjoin)))
+        rc = LSH_ENOMEM;
     if (!rc && c->need_rounds &&
         (!(st.rnum = calloc(m * dv + 1, sizeof *st.rnum)) ||
          !(st.rsums = calloc(4 * m + 1, sizeof *st.rsums)) ||
@@ -1918,6 +1941,8 @@ struct lsh_bytes lsh_eval_bytes(const struct lsh_eval_shape *s, const struct lsh
     t = lsh_size_add(t, lsh_size_mul(lsh_size_add(m1 / (TILE_ROWS / 2), groups),
                                      sizeof(struct tile_task) + sizeof(struct tile_job)));
     t = lsh_size_add(t, lsh_size_mul(lsh_size_add(lsh_size_mul(s->m, dv), 1), D));
+    t = lsh_size_add(t, lsh_size_mul(lsh_size_add(lsh_size_mul(s->m, s->kmax), 1),
+                                     sizeof(uint16_t))); /* tjoin */
     if (s->rounds) /* rnum, rsums, rsum, rmax */
         t = lsh_size_add(t, lsh_size_add(lsh_size_mul(lsh_size_add(lsh_size_mul(s->m, dv), 1), D),
                                          lsh_size_mul(m1, 4 * D + 8 + U) + 3 * D));
@@ -2180,7 +2205,7 @@ static int pass_check(const struct lsh_reference *ref, const struct lsh_rounds *
         return lsh_error_set(err, LSH_EINVAL, "eval: combine importance needs a collision law");
     const struct lsh_eval_shape shape = {
         .n = a->n, .m = ref->m, .d = a->d, .d_v = a->d_v, .n_topk = a->n_topk,
-        .h_max = prefixes[n_prefix - 1], .n_buckets = rounds->n_buckets,
+        .kmax = ref->kmax, .h_max = prefixes[n_prefix - 1], .n_buckets = rounds->n_buckets,
         .n_prefix = n_prefix, .n_combine = n_combine, .separate = rounds->bk != rounds->bq,
         .importance = importance, .rounds = rounds_c, .oracle = opts && opts->oracle,
     };

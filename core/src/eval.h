@@ -127,6 +127,7 @@ int lsh_eval_uses_tiles(const struct lsh_mode_opts *mode, const enum lsh_combine
 /* The shape of a pass, for its memory figure. */
 struct lsh_eval_shape {
     size_t n, m, d, d_v, n_topk;   /* rows, evaluated rows, widths, topk values */
+    size_t kmax;                   /* the largest topk value (at most n) */
     uint32_t h_max, n_buckets;     /* the hash group's rounds and buckets */
     size_t n_prefix, n_combine;
     int separate;                  /* key buckets apart from query buckets */

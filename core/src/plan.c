@@ -488,7 +488,8 @@ void lsh_plan_memory(const struct lsh_config *cfg, const struct lsh_plan *plan, 
     int rows_path = 0;
     struct lsh_bytes ev = {0, 0};
     const struct lsh_eval_shape es = {
-        .n = n, .m = m, .d = d, .d_v = dv, .n_topk = nt, .h_max = h_max, .n_buckets = b_max,
+        .n = n, .m = m, .d = d, .d_v = dv, .n_topk = nt, .kmax = kmax < n ? kmax : n,
+        .h_max = h_max, .n_buckets = b_max,
         .n_prefix = nh, .n_combine = nc, .separate = separate || assigns,
         .importance = importance_at(sw) < nc, .rounds = combine_in(sw, LSH_COMBINE_ROUNDS),
         .oracle = cfg->attention.oracle,
