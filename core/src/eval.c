@@ -1025,7 +1025,7 @@ static int oracle_task(void *vctx, size_t block, unsigned thread)
     return 0;
 }
 
-/* ---- the tile path: combine union ------------------------------------------ */
+/* ---- the tile path: combines union and rounds --------------------------------- */
 
 /* A round's pairs come in complete blocks: every row of a bucket meets every
  * key of it (bucket mode), every query of a chunk every key of the chunk's

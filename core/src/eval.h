@@ -4,13 +4,15 @@
  * n_hashes), one mode setting (mode, chunk_size, look_back, window) and
  * evaluates every n_hashes prefix and every combine at once, by one of two
  * paths with the same results:
- *  - the row path: for row i the union of S_i^h grows round by round (a
- *    per-thread marker array), and at each prefix H the row's contribution
- *    to every metric is added;
- *  - the tile path (combine union alone): round by round, GEMMs over tiles
- *    of one bucket's rows x keys (bucket mode) or one chunk's queries x its
- *    window's keys (chunked mode), each pair counted in the first round that
- *    makes it a candidate; per-row running sums give every prefix.
+ *  - the row path (a pass with combine importance): for row i the union of
+ *    S_i^h grows round by round (a per-thread marker array), and at each
+ *    prefix H the row's contribution to every metric is added;
+ *  - the tile path (combines union and rounds, any candidate rule): round by
+ *    round, GEMMs over tiles of one bucket's rows x keys (bucket mode) or one
+ *    chunk's queries x its window's keys (chunked mode), each pair counted in
+ *    the round that makes it a candidate (its first, or its t-th with
+ *    min_collisions t; rounds counts every collision); per-row running sums
+ *    give every prefix.
  * Work is proportional to the candidate pairs, not to n^2.  Rows are cut
  * into fixed blocks whose partial sums are reduced in block order, so the
  * metrics are bit-identical for every thread count. */

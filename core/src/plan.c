@@ -518,9 +518,10 @@ void lsh_plan_memory(const struct lsh_config *cfg, const struct lsh_plan *plan, 
 
     out->shared = b.shared;
     out->per_thread = b.per_thread;
-    /* Only the row path (a combine other than union, or a candidate rule) and the
-     * oracle read cached scores; they get the same bits from the cache as
-     * without it, and the oracle, which scores every pair of every pass, runs
+    /* Only the row path (combine importance, or over 255 rounds with rounds
+     * or min_collisions > 1) and the oracle read cached scores; they get the
+     * same bits from the cache as without it, and the oracle, which scores
+     * every pair of U_i once a unit (every pass without its table), runs
      * about 4x faster with it. */
     out->cache = rows_path || cfg->attention.oracle ? lsh_reference_cache_bytes(m, n) : 0;
 }
