@@ -1150,20 +1150,21 @@ struct tile_row {
     uint32_t b_now;        /* i's bucket in round h (chunked, same_bucket) */
 };
 
-/* ok[u] = key kj[u] is in U_i, (chunked mode, window same_bucket) in i's
- * bucket of round h, and was not i's candidate in any round before h;
- * returns how many are.  With `counts` (combine rounds), ok[u] = 0 when not
- * in U_i (or not in the bucket), else 1 + the rounds before h that paired
- * i and j (h < 255), and *any gets how many are nonzero; with counts and
- * join = t >= 2 (min_collisions t), ok[u] = 1 where that count reaches t in
- * round h (j joins S_i now), else 0, and *any the same as the return.  A round g paired i and j when, in bucket mode, they
- * shared a bucket (kb: the keys' buckets, h x TILE_KEYS, or kb8 the same as
- * bytes when B <= 256, which compares four times as many a vector); in chunked mode
- * when j's chunk (kc) was i's or one of the span - 1 before it, modulo nc,
- * and with same_bucket their buckets agreed as well (kb_now: the keys'
- * buckets of round h).  The loops run over whole blocks of MASK_BLOCK keys
- * (no scalar tail: the inputs are set up to the block, part_load), and ok
- * past nk is 0. */
+/* ok[u] = key kj[u] is in U_i (and not a sink or local key of row i), in
+ * chunked mode with window same_bucket in i's bucket of round h, and was not
+ * i's candidate in any round before h; returns how many are.  With `counts`
+ * (combine rounds), ok[u] = 0 when not in U_i (or not in the bucket), else
+ * 1 + the rounds before h that paired i and j (h < 255), and *any gets how
+ * many are nonzero; with counts and join = t >= 2 (min_collisions t),
+ * ok[u] = 1 where that count reaches t in round h (j joins S_i now), else 0,
+ * and *any is the return.  A round g paired i and j when, in bucket mode,
+ * they shared a bucket (kb: the keys' buckets, h x TILE_KEYS, or kb8 the
+ * same as bytes when B <= 256, which compares four times as many a vector);
+ * in chunked mode when j's chunk (kc) was i's or one of the span - 1 before
+ * it, modulo nc, and with same_bucket their buckets agreed as well (kb_now:
+ * the keys' buckets of round h).  The loops run over whole blocks of
+ * MASK_BLOCK keys (no scalar tail: the inputs are set up to the block,
+ * part_load), and ok past nk is 0. */
 #define MASK_BLOCK 64
 
 /* Is chunk kc of a key at most span - 1 chunks back from a query's chunk
