@@ -1371,7 +1371,7 @@ static void tile_run(const struct ctx *c, struct tile_ws *w, const struct tile_t
     uint32_t count[TILE_ROWS] = {0};
     /* combine rounds: the rows' rden, rp1, rp2, rk; sum N; max N */
     const int rounds = c->need_rounds;
-    const uint32_t join = c->rules ? c->min_t : 0; /* min_collisions t (no sink, local) */
+    const uint32_t join = c->rules ? c->min_t : 0; /* min_collisions t (>= 2: counts) */
     double rsums[TILE_ROWS][4];
     uint64_t rsum[TILE_ROWS];
     uint32_t rmax[TILE_ROWS];

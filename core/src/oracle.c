@@ -260,15 +260,6 @@ static void accumulate(size_t dv, const double *v, const struct key *key, const 
     }
 }
 
-/* |U_i| as lsh_oracle_row lists it ({i} for a row whose U_i is empty). */
-static size_t row_keys(const struct lsh_attn *a, size_t i)
-{
-    if (lsh_attn_u_fallback(a, i))
-        return 1;
-    const size_t hi = a->causal ? i + 1 : a->n;
-    return hi - (a->exclude_self && i < hi);
-}
-
 struct lsh_oracle_table {
     size_t r0, r1;
     size_t *off;            /* r1 - r0 + 1: row r's budgets at off[r - r0] + b - 1 */
@@ -280,8 +271,8 @@ size_t lsh_oracle_table_bytes(const struct lsh_reference *ref)
 {
     const size_t rows = ref->r1 - ref->r0;
     size_t keys = 0;
-    for (size_t r = ref->r0; r < ref->r1; r++)
-        keys = lsh_size_add(keys, row_keys(ref->attn, ref->rows ? ref->rows[r] : r));
+    for (size_t r = ref->r0; r < ref->r1; r++) /* |U_i|, {i} for an empty one */
+        keys = lsh_size_add(keys, ref->u_count[r]);
     size_t b = sizeof(struct lsh_oracle_table);
     b = lsh_size_add(b, lsh_size_mul3(keys, 2, sizeof(double)));
     b = lsh_size_add(b, lsh_size_mul(lsh_size_add(rows, 1), sizeof(size_t) + 1));
@@ -306,8 +297,7 @@ struct lsh_oracle_table *lsh_oracle_table_alloc(const struct lsh_reference *ref)
     }
     t->off[0] = 0;
     for (size_t r = ref->r0; r < ref->r1; r++)
-        t->off[r - ref->r0 + 1] =
-            t->off[r - ref->r0] + row_keys(ref->attn, ref->rows ? ref->rows[r] : r);
+        t->off[r - ref->r0 + 1] = t->off[r - ref->r0] + ref->u_count[r];
     t->mass = malloc((t->off[rows] + 1) * sizeof *t->mass);
     t->err2 = malloc((t->off[rows] + 1) * sizeof *t->err2);
     if (!t->mass || !t->err2) {
