@@ -318,6 +318,14 @@ void lsh_oracle_table_free(struct lsh_oracle_table *t)
     free(t);
 }
 
+int lsh_oracle_table_full(const struct lsh_oracle_table *t)
+{
+    for (size_t r = t->r0; r < t->r1; r++)
+        if (!t->built[r - t->r0])
+            return 0;
+    return 1;
+}
+
 void lsh_oracle_row(const struct lsh_reference *ref, size_t r, const uint32_t *budget,
                     size_t n_budget, struct lsh_oracle_ws *ws, double *mass, double *err2)
 {

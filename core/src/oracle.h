@@ -51,6 +51,10 @@ size_t lsh_oracle_table_bytes(const struct lsh_reference *ref);
 /* NULL when out of memory. */
 struct lsh_oracle_table *lsh_oracle_table_alloc(const struct lsh_reference *ref);
 void lsh_oracle_table_free(struct lsh_oracle_table *t);
+
+/* Whether every row of the table is built: later passes then only read it,
+ * and may run side by side. */
+int lsh_oracle_table_full(const struct lsh_oracle_table *t);
 /* lsh_oracle_row, through the table when t is not NULL. */
 void lsh_oracle_row_table(const struct lsh_reference *ref, size_t r, const uint32_t *budget,
                           size_t n_budget, struct lsh_oracle_ws *ws,

@@ -30,4 +30,7 @@ double lsh_now(void);
 /* CPU seconds the whole process (every thread) has used so far. */
 double lsh_cpu_now(void);
 
+/* CPU seconds of the calling thread alone. */
+double lsh_thread_cpu_now(void);
+
 #endif

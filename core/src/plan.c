@@ -477,6 +477,7 @@ void lsh_plan_memory(const struct lsh_config *cfg, const struct lsh_plan *plan, 
     if (m < n)
         b.shared = lsh_size_add(b.shared, lsh_size_mul(lsh_size_add(m, n), sizeof(size_t)));
     b = lsh_bytes_add(b, lsh_reference_bytes(n, m, d, dv, kmax));
+    const size_t unit_shared = b.shared; /* what the unit's groups share */
     /* a hash group: buckets of h_max rounds, the host's rounds */
     b.shared = lsh_size_add(b.shared, lsh_size_mul3(h_max, n, separate || assigns ? 2 * U : U));
     /* rows a round sees: Q, and K or the unit keys beside them (assign copies both) */
@@ -518,6 +519,7 @@ void lsh_plan_memory(const struct lsh_config *cfg, const struct lsh_plan *plan, 
 
     out->shared = b.shared;
     out->per_thread = b.per_thread;
+    out->group = b.shared == SIZE_MAX ? SIZE_MAX : b.shared - unit_shared;
     /* Only the row path (combine importance, or over 255 rounds with rounds
      * or min_collisions > 1) and the oracle read cached scores; they get the
      * same bits from the cache as without it, and the oracle, which scores
@@ -543,6 +545,21 @@ unsigned lsh_plan_threads(const struct lsh_memory *mem, unsigned threads, size_t
     const size_t room = limit - lsh_memory_total(mem, 1, 1);
     const size_t more = mem->per_thread ? room / mem->per_thread : threads;
     return more + 1 < threads ? (unsigned)(more + 1) : threads;
+}
+
+unsigned lsh_plan_side_groups(const struct lsh_memory *mem, unsigned threads, size_t limit,
+                              int cache)
+{
+    unsigned w = threads ? threads : 1;
+    for (; w > 1; w--) {
+        /* the groups taken and not yet written: each worker's, and as many
+         * finished ones whose rows and dumps wait for the writer (sweep.c's
+         * SIDE_LEAD); one of them is in mem->shared */
+        const size_t more = lsh_size_mul(2 * (size_t)w - 1, mem->group);
+        if (lsh_size_add(lsh_memory_total(mem, w, cache), more) <= limit)
+            break;
+    }
+    return w;
 }
 
 size_t lsh_plan_collision_memory(const struct lsh_config *cfg, unsigned threads)

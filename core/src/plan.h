@@ -94,6 +94,8 @@ void lsh_plan_point_key(const struct lsh_plan *plan, const struct lsh_config *cf
  * SIZE_MAX: a dataset whose sizes overflow needs more than any limit. */
 struct lsh_memory {
     size_t shared, per_thread, cache;
+    size_t group; /* the part of shared one hash group in progress takes (its
+                     buckets and rounds, a pass's shared figure, its outputs) */
 };
 void lsh_plan_memory(const struct lsh_config *cfg, const struct lsh_plan *plan, size_t dataset,
                      struct lsh_memory *out);
@@ -108,6 +110,13 @@ size_t lsh_memory_total(const struct lsh_memory *mem, unsigned threads, int cach
  * changes a metric's bits (a cached score is the one recomputed). */
 unsigned lsh_plan_threads(const struct lsh_memory *mem, unsigned threads, size_t limit,
                           int *cache);
+
+/* How many hash groups of a unit may run side by side, one thread each,
+ * on at most `threads` threads: w of them hold up to 2w groups (w being
+ * computed, w finished and waiting to be written), each mem->group beside
+ * the threads' figures.  1 when two do not fit under limit. */
+unsigned lsh_plan_side_groups(const struct lsh_memory *mem, unsigned threads, size_t limit,
+                              int cache);
 
 /* Check every dataset against limit (bytes): LSH_ECONFIG at the dataset's
  * position when one needs more than that on `threads` threads even without

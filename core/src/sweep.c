@@ -4,6 +4,7 @@
 #include "sweep.h"
 
 #include <math.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -270,6 +271,9 @@ struct run {
     int step_rc;                  /* a failure every rank met at once (a verdict), which
                                      ends the run on all; 0 while it goes on (a pass's
                                      failure absorbed into failed rows clears it) */
+    struct wire *held;            /* a hash group run side by side: its rows and arrays,
+                                     as records the unit's writer writes in plan order */
+    int thread_clock;             /* phases' CPU by the calling thread's clock */
 };
 
 static int is_done(const struct run *r, size_t p)
@@ -282,14 +286,21 @@ struct stamp {
     double wall, cpu;
 };
 
-static struct stamp stamp_now(void)
+/* The CPU clock of run r's phases: the process's, or while hash groups run
+ * side by side (each on its own thread) the calling thread's. */
+static double run_cpu_now(const struct run *r)
 {
-    return (struct stamp){lsh_now(), lsh_cpu_now()};
+    return r->thread_clock ? lsh_thread_cpu_now() : lsh_cpu_now();
+}
+
+static struct stamp stamp_now(const struct run *r)
+{
+    return (struct stamp){lsh_now(), run_cpu_now(r)};
 }
 
 /* Adds the wall and CPU seconds since stamp s to phase F of run r's times. */
 #define SPENT(r, F, s)                                                                             \
-    ((r)->times.F += lsh_now() - (s).wall, (r)->times.cpu.F += lsh_cpu_now() - (s).cpu)
+    ((r)->times.F += lsh_now() - (s).wall, (r)->times.cpu.F += run_cpu_now(r) - (s).cpu)
 
 /* The times so far, other being what the rest leaves of the elapsed time
  * (and of the CPU time since the run started). */
@@ -462,12 +473,11 @@ static int put_row(struct run *r, size_t point, enum lsh_point_status status,
                    struct lsh_error *err);
 static int pump(struct run *r, struct lsh_error *err);
 
-/* Another rank's row or array, as a record for rank 0. */
-static int send_row(struct run *r, size_t point, enum lsh_point_status status,
-                    const char *message, const struct lsh_metrics *m)
+/* A row as a record: another rank's for rank 0, or a hash group's run side
+ * by side for the unit's writer. */
+static void send_row(struct wire *w, size_t nt, size_t point, enum lsh_point_status status,
+                     const char *message, const struct lsh_metrics *m)
 {
-    struct wire *w = r->out;
-    const size_t nt = r->cfg->attention.n_topk;
     wire_u8(w, 'R');
     w->rows++;
     wire_u64(w, point);
@@ -483,15 +493,14 @@ static int send_row(struct run *r, size_t point, enum lsh_point_status status,
             wire_put(w, m->se->topk_recall, nt * sizeof(double));
         }
     }
-    return 0;
 }
 
 static int out_array(struct run *r, uint64_t point, const char *name, char type,
                      const void *data, size_t rows, size_t cols, struct lsh_error *err)
 {
-    if (r->rank == 0)
+    if (r->rank == 0 && !r->held)
         return lsh_results_dump_array(r->res, point, name, type, data, rows, cols, err);
-    struct wire *w = r->out;
+    struct wire *w = r->held ? r->held : r->out;
     const size_t values = rows * (cols ? cols : 1), size = type == 'u' ? 4 : 8;
     if (cols && values / cols != rows)
         return lsh_error_set(err, LSH_ERANGE, "array %s: %zu x %zu values", name, rows, cols);
@@ -505,19 +514,24 @@ static int out_array(struct run *r, uint64_t point, const char *name, char type,
     if (w->oom)
         return lsh_error_set(err, LSH_ENOMEM, "out of memory buffering %s", name);
     /* a message stays below MPI's int count (and the buffer bounded) */
-    return w->len >= WIRE_FLUSH_BYTES ? wire_send(r, err) : 0;
+    return w->len >= WIRE_FLUSH_BYTES && !r->held ? wire_send(r, err) : 0;
 }
 
 static int write_row(struct run *r, size_t point, enum lsh_point_status status,
                      const char *message, const struct lsh_metrics *m, const char *dataset,
                      struct lsh_error *err)
 {
+    const size_t nt = r->cfg->attention.n_topk;
+    if (r->held) { /* the unit's writer marks it done when it writes it */
+        send_row(r->held, nt, point, status, message, m);
+        return r->held->oom ? lsh_error_set(err, LSH_ENOMEM, "out of memory buffering rows") : 0;
+    }
     if (r->rank == 0)
         return put_row(r, point, status, message, m, dataset, err);
     r->done[point] = 1;
     if (r->rows_seg)
         return 0; /* spread by rows: rank 0 writes the unit's rows itself */
-    send_row(r, point, status, message, m);
+    send_row(r->out, nt, point, status, message, m);
     return r->out->oom ? lsh_error_set(err, LSH_ENOMEM, "out of memory buffering rows") : 0;
 }
 
@@ -542,7 +556,7 @@ static int put_row(struct run *r, size_t point, enum lsh_point_status status,
     } else {
         row.metrics.topk_recall = zeros;
     }
-    const struct stamp t0 = stamp_now();
+    const struct stamp t0 = stamp_now(r);
     int rc = lsh_results_append(r->res, &row, err);
     SPENT(r, writing, t0);
     if (rc)
@@ -754,7 +768,7 @@ static int eval_by_rows(struct run *r, const struct lsh_reference *ref,
     double *partials = secs + LSH_EVAL_SECONDS(nh);
     const size_t parts_n =
         r1 > r0 ? lsh_eval_part_doubles(r1 - r0, cfg->attention.n_topk, nh, nc, oracle) : 0;
-    struct stamp t0 = stamp_now();
+    struct stamp t0 = stamp_now(r);
     if (!rc && r1 > r0)
         rc = lsh_eval_pass_part(ref, rounds, &pass->mode, cfg->sweep.n_hashes, nh,
                                 cfg->sweep.combine, nc, eo, r->opts->threads, r0, r1, partials,
@@ -825,7 +839,7 @@ static int eval_by_rows(struct run *r, const struct lsh_reference *ref,
         if (!rc && at != whole)
             rc = lsh_error_set(err, LSH_EINVAL, "parts hold %zu of %zu partial sums", at, whole);
     }
-    t0 = stamp_now();
+    t0 = stamp_now(r);
     if (!rc)
         rc = lsh_eval_finish(ref, rounds, cfg->sweep.n_hashes, nh, nc, eo, joined, secs0, mt,
                              err);
@@ -892,7 +906,7 @@ static int pass_body(struct run *r, const struct hashing *hs, const struct probl
             se[t].topk_recall = topk + (nh * nc + t) * nt;
         }
     }
-    struct stamp t0 = stamp_now();
+    struct stamp t0 = stamp_now(r);
     if (r->rows_seg) {
         *collective = 1;
         rc = eval_by_rows(r, ref, &rounds, pass, eo, mt, want_rows ? &dump : NULL, rc, err);
@@ -934,7 +948,7 @@ static int pass_body(struct run *r, const struct hashing *hs, const struct probl
         r->times.oracle += oracle_s;
         report_oracle(r, hs->ds->spec->name, oracle_s);
     }
-    t0 = stamp_now();
+    t0 = stamp_now(r);
     for (size_t p = first; !rc && want_rows && p < last; p++) {
         if (is_done(r, p))
             continue;
@@ -966,7 +980,7 @@ static int pass_body(struct run *r, const struct hashing *hs, const struct probl
             hash_s += hs->rs[h].seconds;
         mt[k].hash_seconds = hash_s;
         char failure[LSH_ERROR_MSG_MAX] = "";
-        t0 = stamp_now();
+        t0 = stamp_now(r);
         rc = dump_point(cfg, r, hs, p, H, failure, err);
         SPENT(r, writing, t0);
         if (!rc && failure[0])
@@ -1015,7 +1029,7 @@ static int run_group(struct run *r, const struct lsh_dataset *ds, const struct p
     if (law_why[0])
         return write_group_rows(r, g, LSH_POINT_FAILED, law_why, ds->spec->name, err);
     const char *failure = NULL;
-    struct stamp t0 = stamp_now();
+    struct stamp t0 = stamp_now(r);
     int rc = hash_group(&hs, r->opts->threads, &failure, err);
     SPENT(r, hashing, t0);
     if (r->rows_seg) /* every rank goes on, or none */
@@ -1045,6 +1059,202 @@ static int run_group(struct run *r, const struct lsh_dataset *ds, const struct p
             rc = run_pass(r, &hs, pb, ref, &eo, pa, err);
     hashing_free(&hs);
     return rc;
+}
+
+struct reader;
+static int play(struct run *r, struct reader *rd, unsigned q, int *ended, struct lsh_error *err);
+
+/* ---- hash groups side by side --------------------------------------------------------
+ * A small unit's passes are too short to keep threads busy (each round's tiles, each
+ * pass's metrics end in a join), so its groups run side by side instead, one thread
+ * each: the same bits (no figure depends on the thread count), and rows and arrays
+ * as records (the wire's, as another rank sends them) that one writer at a time
+ * writes in plan order while the others compute. */
+
+/* Units with at most this many (evaluated row, key) pairs run their groups side by
+ * side: at n = 4,096 a pass on two threads is still ~10% idle. */
+#define SIDE_PAIRS_MAX ((uint64_t)1 << 24)
+
+/* Groups taken and not yet written, at most: each worker's, and as many
+ * finished ones waiting for the writer (lsh_plan_side_groups counts them). */
+#define SIDE_LEAD(workers) (2 * (size_t)(workers))
+
+struct side_slot {
+    struct wire out;            /* its records */
+    struct lsh_run_times times; /* its phases: wall, and CPU by its thread's clock */
+    struct lsh_error err;
+    int rc, done;
+};
+
+struct side {
+    struct run *r;              /* the run: the writer's */
+    struct run proto;           /* what a group's run starts from (read only) */
+    struct lsh_run_opts opts;   /* one thread, no progress lines */
+    const struct lsh_dataset *ds;
+    const struct problem *pb;
+    const struct lsh_reference *ref;
+    size_t g0, g1, next, written; /* groups [g0, g1): the next to take, to write */
+    int writing, stop, rc;
+    struct lsh_error *err;      /* the first failure's, in plan order */
+    struct side_slot *slot;
+    size_t lead;                /* groups taken but not yet written: at most this many */
+    double wall[3];             /* the groups' wall seconds: hashing, evaluation, oracle */
+    pthread_mutex_t mu;
+    pthread_cond_t wrote;       /* a group was written, or the workers stop */
+};
+
+/* Write the finished groups in plan order, unless another thread is at it. */
+static void side_write(struct side *sd)
+{
+    pthread_mutex_lock(&sd->mu);
+    if (sd->writing) {
+        pthread_mutex_unlock(&sd->mu);
+        return;
+    }
+    sd->writing = 1;
+    while (!sd->stop && sd->written < sd->g1 && sd->slot[sd->written - sd->g0].done) {
+        struct side_slot *sl = &sd->slot[sd->written - sd->g0];
+        pthread_mutex_unlock(&sd->mu);
+        struct lsh_error e;
+        lsh_error_clear(&e);
+        int rc = 0;
+        if (sl->out.len) {
+            struct reader rd = {sl->out.p, sl->out.len, sizeof sl->out.rows, 0};
+            int ended = 0;
+            rc = play(sd->r, &rd, 0, &ended, &e);
+            if (!rc && rd.bad)
+                rc = lsh_error_set(&e, LSH_EIO, "a hash group's records are damaged");
+        }
+        if (!rc && sl->rc) {
+            rc = sl->rc;
+            e = sl->err;
+        }
+        struct lsh_run_phases *c = &sd->r->times.cpu;
+        c->hashing += sl->times.cpu.hashing;
+        c->evaluation += sl->times.cpu.evaluation;
+        c->writing += sl->times.cpu.writing;
+        sd->r->times.writing += sl->times.writing;
+        free(sl->out.p);
+        sl->out = (struct wire){0};
+        pthread_mutex_lock(&sd->mu);
+        sd->wall[0] += sl->times.hashing;
+        sd->wall[1] += sl->times.evaluation;
+        sd->wall[2] += sl->times.oracle;
+        if (rc) {
+            sd->stop = 1;
+            sd->rc = rc;
+            if (sd->err)
+                *sd->err = e;
+        } else {
+            sd->written++;
+        }
+        pthread_cond_broadcast(&sd->wrote);
+    }
+    sd->writing = 0;
+    pthread_mutex_unlock(&sd->mu);
+}
+
+static int run_group(struct run *r, const struct lsh_dataset *ds, const struct problem *pb,
+                     const struct lsh_reference *ref, const struct lsh_hash_group *g,
+                     struct lsh_error *err);
+
+/* A worker: take the next group, run it on this thread, write what is ready. */
+static int side_task(void *ctx, size_t task, unsigned thread)
+{
+    (void)task;
+    (void)thread;
+    struct side *sd = ctx;
+    for (;;) {
+        pthread_mutex_lock(&sd->mu);
+        /* the records held stay bounded: the group being written has a
+         * thread of its own (it is being computed, or written) */
+        while (!sd->stop && sd->next < sd->g1 && sd->next >= sd->written + sd->lead)
+            pthread_cond_wait(&sd->wrote, &sd->mu);
+        const size_t gi = sd->stop || stop_requested(&sd->proto) ? sd->g1 : sd->next;
+        if (gi < sd->g1)
+            sd->next++;
+        pthread_mutex_unlock(&sd->mu);
+        if (gi >= sd->g1)
+            return 0;
+        struct side_slot *sl = &sd->slot[gi - sd->g0];
+        const struct lsh_hash_group *g = &sd->proto.plan->groups[gi];
+        lsh_error_clear(&sl->err);
+        if (!g->skip_reason && !group_done(&sd->proto, g)) {
+            struct run w = sd->proto;
+            w.held = &sl->out;
+            sl->rc = run_group(&w, sd->ds, sd->pb, sd->ref, g, &sl->err);
+            if (!sl->rc && sl->out.oom)
+                sl->rc = lsh_error_set(&sl->err, LSH_ENOMEM, "out of memory buffering rows");
+            sl->times = w.times;
+        }
+        pthread_mutex_lock(&sd->mu);
+        sl->done = 1;
+        pthread_mutex_unlock(&sd->mu);
+        side_write(sd);
+    }
+}
+
+/* Groups [g0, g1) of the unit, `workers` side by side.  The wall seconds of
+ * their phases, which overlap, are scaled to fill the section's own (less
+ * its writing): hashing + evaluation never exceed the elapsed time. */
+static int run_side(struct run *r, const struct lsh_dataset *ds, const struct problem *pb,
+                    const struct lsh_reference *ref, size_t g0, size_t g1, unsigned workers,
+                    struct lsh_error *err)
+{
+    struct side sd = {.r = r, .proto = *r, .opts = *r->opts, .ds = ds, .pb = pb, .ref = ref,
+                      .g0 = g0, .g1 = g1, .next = g0, .written = g0, .err = err,
+                      .lead = SIDE_LEAD(workers)};
+    sd.opts.threads = 1;
+    sd.opts.progress = NULL;
+    sd.proto.opts = &sd.opts;
+    sd.proto.thread_clock = 1;
+    memset(&sd.proto.times, 0, sizeof sd.proto.times);
+    sd.slot = calloc(g1 - g0, sizeof *sd.slot);
+    if (!sd.slot)
+        return lsh_error_set(err, LSH_ENOMEM, "out of memory");
+    if (pthread_mutex_init(&sd.mu, NULL)) {
+        free(sd.slot);
+        return lsh_error_set(err, LSH_ENOMEM, "cannot make a mutex");
+    }
+    if (pthread_cond_init(&sd.wrote, NULL)) {
+        pthread_mutex_destroy(&sd.mu);
+        free(sd.slot);
+        return lsh_error_set(err, LSH_ENOMEM, "cannot make a condition variable");
+    }
+    const double t0 = lsh_now(), w0 = r->times.writing;
+    r->thread_clock = 1; /* the writer's rows: by the writing thread's clock */
+    int rc = lsh_parallel_for(workers, workers, side_task, &sd);
+    r->thread_clock = 0;
+    if (rc)
+        rc = lsh_error_set(err, rc, "out of memory starting %u threads", workers);
+    else if (sd.rc)
+        rc = sd.rc;
+    else if (sd.written < g1)
+        rc = LSH_EINTR; /* the workers stopped taking groups */
+    const double rest = lsh_now() - t0 - (r->times.writing - w0),
+                 both = sd.wall[0] + sd.wall[1];
+    const double f = both > rest && both > 0 ? (rest > 0 ? rest : 0) / both : 1.0;
+    r->times.hashing += f * sd.wall[0];
+    r->times.evaluation += f * sd.wall[1];
+    r->times.oracle += f * sd.wall[2];
+    for (size_t k = 0; k < g1 - g0; k++)
+        free(sd.slot[k].out.p);
+    free(sd.slot);
+    pthread_cond_destroy(&sd.wrote);
+    pthread_mutex_destroy(&sd.mu);
+    return rc;
+}
+
+/* How many of the unit's groups run side by side: 1 (one after another,
+ * each on every thread) unless the unit is small, one process runs it and
+ * two fit the memory limit. */
+static unsigned side_workers(const struct run *r, const struct lsh_memory *mem, int cache,
+                             const struct lsh_reference *ref, size_t n)
+{
+    if (r->ranks > 1 || r->opts->threads < 2 || !ref ||
+        (uint64_t)ref->m * n > SIDE_PAIRS_MAX)
+        return 1;
+    return lsh_plan_side_groups(mem, r->opts->threads, r->opts->memory_limit, cache);
 }
 
 /* The unit as text for messages: " (layer 1, head 3)", " (head 3)", "". */
@@ -1109,19 +1319,19 @@ static int run_unit(struct run *r, size_t first, size_t last, struct lsh_error *
     struct problem pb;
     struct lsh_reference *ref = NULL;
     memset(&pb, 0, sizeof pb);
-    struct stamp t0 = stamp_now();
+    struct stamp t0 = stamp_now(r);
     int rc = lsh_dataset_make_as(&cfg->datasets[dsi], cfg->path, cfg->seed,
                                  cfg->attention.keys == LSH_KEYS_SEPARATE, r->unit,
                                  &plan->shapes[dsi], &ds, err);
     SPENT(r, data, t0);
-    t0 = stamp_now();
+    t0 = stamp_now(r);
     if (!rc && r->rank == 0 && !r->unit_written[r->unit_first[first]]) {
         rc = lsh_results_write_dataset(r->res, &plan->shapes[dsi], ds,
                                        (cfg->dump & LSH_DUMP_DATA) != 0, err);
         r->unit_written[r->unit_first[first]] = !rc;
     }
     SPENT(r, writing, t0);
-    t0 = stamp_now();
+    t0 = stamp_now(r);
     if (!rc)
         rc = problem_init(&pb, cfg, ds, err);
     /* Data whose scores cannot be formed exactly fails its own points (with
@@ -1173,7 +1383,7 @@ static int run_unit(struct run *r, size_t first, size_t last, struct lsh_error *
     const struct lsh_run_opts *caller_opts = r->opts;
     opts.threads = lsh_plan_threads(&mem, opts.threads, limit, &cache);
     r->opts = &opts;
-    t0 = stamp_now();
+    t0 = stamp_now(r);
     size_t r0 = 0, r1 = pb.m ? pb.m : ds->n;
     if (r->rows_seg)
         rank_rows(r, r->rank, &r0, &r1); /* this rank's rows alone */
@@ -1209,10 +1419,19 @@ static int run_unit(struct run *r, size_t first, size_t last, struct lsh_error *
         report_note(r, "reference", name, NULL, ref->seconds,
                     ref->seconds > 0 ? ref->flops / ref->seconds * 1e-9 : 0.0, note);
     }
-    for (size_t gi = first; !rc && gi < last; gi++) {
+    const unsigned side = side_workers(r, &mem, cache, ref, ds->n);
+    size_t gi = first;
+    for (; !rc && gi < last; gi++) {
         const struct lsh_hash_group *g = &plan->groups[gi];
         if (g->skip_reason || group_done(r, g))
             continue;
+        /* side by side from here, once the oracle's table is built (by the
+         * unit's first pass, on every thread): the rest only read it */
+        size_t todo = 0;
+        for (size_t k = gi; k < last && todo < 2; k++)
+            todo += !plan->groups[k].skip_reason && !group_done(r, &plan->groups[k]);
+        if (side > 1 && todo > 1 && (!r->otab || lsh_oracle_table_full(r->otab)))
+            break;
         rc = run_group(r, ds, &pb, ref, g, err);
         /* another rank sends each group's records as it finishes, so rank 0
          * shows its progress and a unit's dumps are not held (and copied) whole */
@@ -1221,6 +1440,8 @@ static int run_unit(struct run *r, size_t first, size_t last, struct lsh_error *
         if (!rc && !r->rows_seg && stop_requested(r)) /* by rows: the passes' verdicts */
             rc = LSH_EINTR;
     }
+    if (!rc && gi < last)
+        rc = run_side(r, ds, &pb, ref, gi, last, side, err);
     r->opts = caller_opts;
     lsh_oracle_table_free(r->otab);
     r->otab = NULL;
@@ -1300,12 +1521,12 @@ static int ensure_dataset(struct run *r, size_t g, struct lsh_error *err)
         return 0;
     const struct lsh_config *cfg = r->cfg;
     struct lsh_dataset *ds = NULL;
-    struct stamp t0 = stamp_now();
+    struct stamp t0 = stamp_now(r);
     int rc = lsh_dataset_make_as(&cfg->datasets[hg->dataset], cfg->path, cfg->seed,
                                  cfg->attention.keys == LSH_KEYS_SEPARATE, hg->where,
                                  &r->plan->shapes[hg->dataset], &ds, err);
     SPENT(r, data, t0);
-    t0 = stamp_now();
+    t0 = stamp_now(r);
     if (!rc)
         rc = lsh_results_write_dataset(r->res, &r->plan->shapes[hg->dataset], ds,
                                        (cfg->dump & LSH_DUMP_DATA) != 0, err);
@@ -1315,93 +1536,102 @@ static int ensure_dataset(struct run *r, size_t g, struct lsh_error *err)
     return rc;
 }
 
+/* Write the records rd holds (another rank's, q > 0, or those of hash
+ * groups run side by side, q = 0) in their order; *ended is set at an end
+ * record.  A damaged record sets rd->bad and stops. */
+static int play(struct run *r, struct reader *rd, unsigned q, int *ended, struct lsh_error *err)
+{
+    const size_t nt = r->cfg->attention.n_topk;
+    int rc = 0;
+    while (!rc && rd->pos < rd->len) {
+        uint8_t kind = 0;
+        read_into(rd, &kind, 1);
+        if (kind == 'E') {
+            *ended = 1;
+        } else if (kind == 'X') {
+            int32_t code = 0;
+            char text[LSH_ERROR_MSG_MAX];
+            if (!read_into(rd, &code, sizeof code) && !read_str(rd, text, sizeof text))
+                rc = lsh_error_set(err, code ? code : LSH_EIO, "rank %u: %s", q, text);
+        } else if (kind == 'R') {
+            uint64_t point = 0;
+            uint32_t status = 0;
+            uint8_t has_m = 0, has_se = 0;
+            char text[LSH_ERROR_MSG_MAX];
+            struct lsh_metrics mt;
+            struct lsh_metric_se se;
+            double topk[LSH_TOPK_MAX], se_topk[LSH_TOPK_MAX];
+            memset(&mt, 0, sizeof mt);
+            read_into(rd, &point, sizeof point);
+            read_into(rd, &status, sizeof status);
+            read_str(rd, text, sizeof text);
+            read_into(rd, &has_m, 1);
+            if (has_m) {
+                read_into(rd, &mt, sizeof mt);
+                read_into(rd, topk, nt * sizeof *topk);
+                mt.topk_recall = topk;
+                mt.se = NULL;
+                read_into(rd, &has_se, 1);
+                if (has_se) {
+                    read_into(rd, &se, sizeof se);
+                    read_into(rd, se_topk, nt * sizeof *se_topk);
+                    se.topk_recall = se_topk;
+                    mt.se = &se;
+                }
+            }
+            if (rd->bad || point >= r->plan->n_points)
+                break;
+            if (r->queued)
+                r->queued--;
+            const size_t g = r->plan->passes[r->plan->points[point].pass].group;
+            r->unit = r->plan->groups[g].where; /* for the progress line */
+            rc = ensure_dataset(r, g, err);
+            if (!rc && !r->done[point])
+                rc = put_row(r, (size_t)point, (enum lsh_point_status)status, text,
+                             has_m ? &mt : NULL,
+                             r->cfg->datasets[r->plan->groups[g].dataset].name, err);
+            if (!rc && stop_requested(r))
+                rc = LSH_EINTR;
+        } else if (kind == 'A') {
+            uint64_t point = 0, rows = 0, cols = 0;
+            uint8_t type = 0;
+            char name[LSH_HOST_NAME_MAX + 64];
+            read_into(rd, &point, sizeof point);
+            read_str(rd, name, sizeof name);
+            read_into(rd, &type, 1);
+            read_into(rd, &rows, sizeof rows);
+            read_into(rd, &cols, sizeof cols);
+            const size_t size = type == 'u' ? 4 : 8;
+            const uint64_t values = rows * (cols ? cols : 1);
+            const void *data = values <= (rd->len - rd->pos) / size
+                                   ? read_bytes(rd, (size_t)values * size) : NULL;
+            if (!data || point >= r->plan->n_points)
+                break;
+            const size_t g = r->plan->passes[r->plan->points[point].pass].group;
+            rc = ensure_dataset(r, g, err);
+            if (!rc && !r->done[point]) {
+                const struct stamp t0 = stamp_now(r);
+                rc = lsh_results_dump_array(r->res, point, name, (char)type, data,
+                                            (size_t)rows, (size_t)cols, err);
+                SPENT(r, writing, t0);
+            }
+        } else {
+            rd->bad = 1;
+            break;
+        }
+    }
+    return rc;
+}
+
 /* Write the records of rank q's inbox: 1 when its end record was reached,
  * 0 when it needs more messages, else an error code. */
 static int drain(struct run *r, unsigned q, struct lsh_error *err)
 {
     struct inbox *in = &r->inbox[q];
-    const size_t nt = r->cfg->attention.n_topk;
     while (in->head) {
         struct inbox_msg *msg = in->head;
         struct reader rd = {msg->buf, msg->len, msg->pos, 0};
-        int rc = 0;
-        while (!rc && rd.pos < rd.len) {
-            uint8_t kind = 0;
-            read_into(&rd, &kind, 1);
-            if (kind == 'E') {
-                in->ended = 1;
-            } else if (kind == 'X') {
-                int32_t code = 0;
-                char text[LSH_ERROR_MSG_MAX];
-                if (!read_into(&rd, &code, sizeof code) && !read_str(&rd, text, sizeof text))
-                    rc = lsh_error_set(err, code ? code : LSH_EIO, "rank %u: %s", q, text);
-            } else if (kind == 'R') {
-                uint64_t point = 0;
-                uint32_t status = 0;
-                uint8_t has_m = 0, has_se = 0;
-                char text[LSH_ERROR_MSG_MAX];
-                struct lsh_metrics mt;
-                struct lsh_metric_se se;
-                double topk[LSH_TOPK_MAX], se_topk[LSH_TOPK_MAX];
-                memset(&mt, 0, sizeof mt);
-                read_into(&rd, &point, sizeof point);
-                read_into(&rd, &status, sizeof status);
-                read_str(&rd, text, sizeof text);
-                read_into(&rd, &has_m, 1);
-                if (has_m) {
-                    read_into(&rd, &mt, sizeof mt);
-                    read_into(&rd, topk, nt * sizeof *topk);
-                    mt.topk_recall = topk;
-                    mt.se = NULL;
-                    read_into(&rd, &has_se, 1);
-                    if (has_se) {
-                        read_into(&rd, &se, sizeof se);
-                        read_into(&rd, se_topk, nt * sizeof *se_topk);
-                        se.topk_recall = se_topk;
-                        mt.se = &se;
-                    }
-                }
-                if (rd.bad || point >= r->plan->n_points)
-                    break;
-                if (r->queued)
-                    r->queued--;
-                const size_t g = r->plan->passes[r->plan->points[point].pass].group;
-                r->unit = r->plan->groups[g].where; /* for the progress line */
-                rc = ensure_dataset(r, g, err);
-                if (!rc && !r->done[point])
-                    rc = put_row(r, (size_t)point, (enum lsh_point_status)status, text,
-                                 has_m ? &mt : NULL,
-                                 r->cfg->datasets[r->plan->groups[g].dataset].name, err);
-                if (!rc && stop_requested(r))
-                    rc = LSH_EINTR;
-            } else if (kind == 'A') {
-                uint64_t point = 0, rows = 0, cols = 0;
-                uint8_t type = 0;
-                char name[LSH_HOST_NAME_MAX + 64];
-                read_into(&rd, &point, sizeof point);
-                read_str(&rd, name, sizeof name);
-                read_into(&rd, &type, 1);
-                read_into(&rd, &rows, sizeof rows);
-                read_into(&rd, &cols, sizeof cols);
-                const size_t size = type == 'u' ? 4 : 8;
-                const uint64_t values = rows * (cols ? cols : 1);
-                const void *data = values <= (rd.len - rd.pos) / size
-                                       ? read_bytes(&rd, (size_t)values * size) : NULL;
-                if (!data || point >= r->plan->n_points)
-                    break;
-                const size_t g = r->plan->passes[r->plan->points[point].pass].group;
-                rc = ensure_dataset(r, g, err);
-                if (!rc && !r->done[point]) {
-                    const struct stamp t0 = stamp_now();
-                    rc = lsh_results_dump_array(r->res, point, name, (char)type, data,
-                                                (size_t)rows, (size_t)cols, err);
-                    SPENT(r, writing, t0);
-                }
-            } else {
-                rd.bad = 1;
-                break;
-            }
-        }
+        int rc = play(r, &rd, q, &in->ended, err);
         msg->pos = rd.pos;
         if (rd.bad)
             return lsh_error_set(err, LSH_EIO, "MPI: a damaged message from rank %u", q);
@@ -1491,7 +1721,7 @@ int lsh_sweep_run(const struct lsh_config *cfg, const struct lsh_plan *plan,
         r.unit_first[g] = g && plan->groups[g].dataset == plan->groups[g - 1].dataset &&
                                   plan->groups[g].unit == plan->groups[g - 1].unit
                               ? r.unit_first[g - 1] : g;
-    struct stamp t0 = stamp_now();
+    struct stamp t0 = stamp_now(&r);
     if (!rc && r.rank == 0) {
         rc = lsh_results_open(opts->output ? opts->output : cfg->output, cfg, opts->cmdline,
                               opts->mode, &r.res, err);
@@ -1595,7 +1825,7 @@ int lsh_sweep_run(const struct lsh_config *cfg, const struct lsh_plan *plan,
     }
     struct lsh_error close_err;
     lsh_error_clear(&close_err);
-    t0 = stamp_now();
+    t0 = stamp_now(&r);
     int crc = lsh_results_close(r.res, rc == 0, &close_err);
     SPENT(&r, writing, t0);
     if (!rc && crc) {
