@@ -918,8 +918,11 @@ static int cmd_run(int argc, char **argv)
                    t->data, t->reference, t->hashing, t->evaluation);
             if (cfg->attention.oracle) /* a part of evaluation */
                 printf(" (oracle %.2f s)", t->oracle);
-            printf(", writing %.2f s, other %.2f s%s\n", t->writing, t->other,
+            printf(", writing %.2f s, other %.2f s%s", t->writing, t->other,
                    ranks > 1 ? " (rank 0's; it also writes every rank's rows)" : "");
+            if (sum.side_groups) /* their phases overlap: scaled to the elapsed time */
+                printf(" (%zu hash groups side by side)", sum.side_groups);
+            printf("\n");
             /* CPU seconds of all threads by phase: what -j threads x the
              * elapsed time leaves is the time they sat idle */
             const struct lsh_run_phases *c = &t->cpu;

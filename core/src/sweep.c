@@ -1083,7 +1083,7 @@ struct side_slot {
     struct wire out;            /* its records */
     struct lsh_run_times times; /* its phases: wall, and CPU by its thread's clock */
     struct lsh_error err;
-    int rc, done;
+    int rc, ran, done;
 };
 
 struct side {
@@ -1147,6 +1147,7 @@ static void side_write(struct side *sd)
                 *sd->err = e;
         } else {
             sd->written++;
+            sd->r->sum->side_groups += sl->ran;
         }
         pthread_cond_broadcast(&sd->wrote);
     }
@@ -1186,6 +1187,7 @@ static int side_task(void *ctx, size_t task, unsigned thread)
             if (!sl->rc && sl->out.oom)
                 sl->rc = lsh_error_set(&sl->err, LSH_ENOMEM, "out of memory buffering rows");
             sl->times = w.times;
+            sl->ran = 1;
         }
         pthread_mutex_lock(&sd->mu);
         sl->done = 1;

@@ -79,6 +79,8 @@ struct lsh_run_summary {
                                      return it, so none needs ending (MPI_Abort) */
     double seconds;
     struct lsh_run_times times;   /* other = seconds minus the rest */
+    size_t side_groups;           /* hash groups that ran side by side, one thread each
+                                     (small units; the same bits as on every thread) */
 };
 
 /* Returns 0 when the sweep ran to the end (failed points are recorded in

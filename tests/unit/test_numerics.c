@@ -376,6 +376,88 @@ Test(numerics, same_bits_for_j1_j2_j3_at_every_limit_across_the_cache_boundary,
     lsh_registry_free(reg);
 }
 
+/* A small unit's hash groups run side by side, one thread each, and one
+ * writer writes their rows in plan order: every -j gives -j 1's metrics, in
+ * the same order, with the oracle's table (built by the first group on
+ * every thread), a rounds combine and dumps; and a limit that fits the run
+ * on two threads but not three groups' figures more runs them one after
+ * another. */
+Test(numerics, hash_groups_side_by_side_give_the_bits_and_order_of_one_thread,
+     .init = load_registry, .timeout = 240)
+{
+    static const char yaml[] =
+        "name: side\n"
+        "seed: 9\n"
+        "datasets:\n"
+        "  - {name: g, kind: clustered, n: 256, d: 16, d_v: 8, clusters: 4}\n"
+        "attention: {oracle: true, topk: [1, 5]}\n"
+        "strategies:\n"
+        "  - name: hyperplane\n"
+        "  - name: kmeans\n"
+        "    params: {iterations: 3}\n"
+        "  - name: rotation\n"
+        "sweep:\n"
+        "  n_hashes: [1, 2, 4]\n"
+        "  n_buckets: [4, 8]\n"
+        "  combine: [union, rounds]\n"
+        "dump: [buckets, rows]\n";
+    struct lsh_config *cfg = NULL;
+    struct lsh_plan *plan = NULL;
+    struct lsh_error err;
+    lsh_error_clear(&err);
+    cr_assert_eq(lsh_config_parse(yaml, strlen(yaml), "t.yaml", reg, &cfg, &err), 0, "%s",
+                 err.message);
+    cr_assert_eq(lsh_plan_build(cfg, &plan, &err), 0, "%s", err.message);
+    cr_assert_eq(plan->n_groups, 6);
+    struct lsh_memory mem;
+    lsh_plan_memory(cfg, plan, 0, &mem);
+    cr_assert_gt(mem.group, 0);
+    char dir[] = "/tmp/lshlab-side-XXXXXX", out[64];
+    cr_assert_not_null(mkdtemp(dir));
+    snprintf(out, sizeof out, "%s/r.h5", dir);
+    const size_t big = (size_t)1 << 32;
+    /* two threads and the cache fit, a second group beside them does not */
+    const size_t tight = lsh_memory_total(&mem, 2, 1) + mem.group;
+    struct {
+        unsigned threads;
+        size_t limit;
+        int side; /* expected: some groups side by side */
+    } runs[] = {{1, big, 0}, {2, big, 1}, {3, big, 1}, {2, tight, 0}};
+    struct captured c[4];
+    for (int t = 0; t < 4; t++) {
+        c[t] = (struct captured){0, plan->n_points, xcalloc(plan->n_points, sizeof *c[t].m), 0};
+        struct lsh_run_opts opts = {
+            .threads = runs[t].threads, .memory_limit = runs[t].limit,
+            .mode = LSH_RESULTS_FORCE, .output = out, .cmdline = "test",
+            .progress = on_progress, .progress_ctx = &c[t],
+        };
+        struct lsh_run_summary sum;
+        cr_assert_eq(lsh_sweep_run(cfg, plan, &opts, &sum, &err), 0, "%s", err.message);
+        cr_assert_eq(c[t].count, plan->n_points);
+        cr_assert_eq(sum.ok, plan->n_points);
+        if (runs[t].side) /* all but the first, which builds the oracle's table */
+            cr_expect_eq(sum.side_groups, plan->n_groups - 1, "-j %u: %zu groups side by side",
+                         runs[t].threads, sum.side_groups);
+        else
+            cr_expect_eq(sum.side_groups, 0, "-j %u, limit %zu: %zu groups side by side",
+                         runs[t].threads, runs[t].limit, sum.side_groups);
+        for (size_t p = 0; t && p < plan->n_points; p++) {
+            cr_expect(same_bits(&c[t].m[p], &c[0].m[p]),
+                      "run %d, row %zu: out_rel_err %.17g, -j 1 %.17g", t, p,
+                      c[t].m[p].out_rel_err, c[0].m[p].out_rel_err);
+            cr_expect_eq(c[t].m[p].oracle_mass_recall, c[0].m[p].oracle_mass_recall,
+                         "run %d, row %zu: the oracle differs", t, p);
+        }
+    }
+    for (int t = 0; t < 4; t++)
+        free(c[t].m);
+    unlink(out);
+    rmdir(dir);
+    lsh_plan_free(plan);
+    lsh_config_free(cfg);
+    lsh_registry_free(reg);
+}
+
 /* Found by the hostile pass: rows of norm ~1e-300 (hdf5 data) gave
  * gram_recovery 0 with status ok, while the same rows times 1e300 give 0.48:
  * every (q.k)^2 underflowed to 0, and 0/0 is written as 0.  gram_recovery is
