@@ -6,8 +6,13 @@
 #include <lshlab/fmadots.h>
 #include <lshlab/strategy.h>
 
+#include <float.h>
+#if defined(__x86_64__) && defined(__GNUC__)
+#include <immintrin.h>
+#endif
 #include <math.h>
 #include <stdarg.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -181,6 +186,15 @@ static int init(void *state, const struct lsh_round *round, struct lsh_strategy_
  * this function, which runs on every row of every fit and hash).  Sums in
  * eight lanes added in a fixed order: vectorisable, the same bits from every
  * clone. */
+/* 2^k for a normal exponent, -1022 <= k <= 1023. */
+static inline double pow2(int k)
+{
+    const uint64_t bits = (uint64_t)(k + 1023) << 52;
+    double v;
+    memcpy(&v, &bits, sizeof v);
+    return v;
+}
+
 __attribute__((target_clones("avx512f", "avx2", "default")))
 static int normalise(const double *x, size_t d, double *out) /* out may be x */
 {
@@ -200,9 +214,22 @@ static int normalise(const double *x, size_t d, double *out) /* out may be x */
         return 0;
     }
     int e;
-    frexp(big, &e); /* big = f 2^e, f in [1/2, 1) */
-    /* 2^-e in two factors: a single one is not a double when e = 1024 (or below -1022) */
-    const double s1 = ldexp(1.0, -(e / 2)), s2 = ldexp(1.0, -(e - e / 2));
+    double s1, s2;
+    if (big >= DBL_MIN) {
+        /* big = f 2^e, f in [1/2, 1), read off its exponent bits; 2^-e in two
+         * factors (a single one is not a double when e = 1024), each built from
+         * its bits: what frexp and ldexp give, without their calls (a third of
+         * this function at d = 32) */
+        uint64_t bits;
+        memcpy(&bits, &big, sizeof bits);
+        e = (int)((bits >> 52) & 0x7ff) - 1022;
+        s1 = pow2(-(e / 2));
+        s2 = pow2(-(e - e / 2));
+    } else { /* subnormal: e below -1021, and 2^-e past what pow2 makes */
+        frexp(big, &e);
+        s1 = ldexp(1.0, -(e / 2));
+        s2 = ldexp(1.0, -(e - e / 2));
+    }
     for (size_t j = 0; j < d; j++)
         out[j] = x[j] * s1 * s2;
     double l[8] = {0};
@@ -251,11 +278,70 @@ static uint32_t argmax(const double *scores, uint32_t b)
     return best;
 }
 
-/* out[i] = argmax of row i of m rows of scores, four rows at a time: each
- * row's compares are argmax's, in its order, but four chains of dependent
- * maxima run side by side (one alone is bound by their latency). */
+#if defined(__x86_64__) && defined(__GNUC__)
+/* argmax of each row of b >= 8 scores in vectors: lane l keeps the largest of
+ * scores l, l + 8, l + 16, ... and the first c holding it (strict >, as
+ * argmax); then the largest over the lanes, and the smallest c among the
+ * lanes that hold it: argmax's answer, the first of equal maxima (-0 == +0
+ * for both), without a branch.  A row with a NaN goes to argmax itself. */
+__attribute__((target("avx512f"))) static void argmax_rows_avx512(const double *scores, size_t m,
+                                                                 uint32_t b, uint32_t *out)
+{
+    const __mmask8 tail = (__mmask8)((1u << (b % 8)) - 1);
+    const __m512i lane = _mm512_set_epi64(7, 6, 5, 4, 3, 2, 1, 0);
+    for (size_t i = 0; i < m; i++) {
+        const double *r = scores + i * b;
+        __m512d top = _mm512_loadu_pd(r);
+        __m512i at = lane;
+        __mmask8 nan = _mm512_cmp_pd_mask(top, top, _CMP_UNORD_Q);
+        uint32_t c = 8;
+        for (; c + 8 <= b; c += 8) {
+            const __m512d v = _mm512_loadu_pd(r + c);
+            const __mmask8 gt = _mm512_cmp_pd_mask(v, top, _CMP_GT_OQ);
+            nan |= _mm512_cmp_pd_mask(v, v, _CMP_UNORD_Q);
+            top = _mm512_mask_mov_pd(top, gt, v);
+            at = _mm512_mask_mov_epi64(at, gt, _mm512_add_epi64(lane, _mm512_set1_epi64(c)));
+        }
+        if (c < b) {
+            const __m512d v = _mm512_maskz_loadu_pd(tail, r + c);
+            const __mmask8 gt = _mm512_mask_cmp_pd_mask(tail, v, top, _CMP_GT_OQ);
+            nan |= _mm512_mask_cmp_pd_mask(tail, v, v, _CMP_UNORD_Q);
+            top = _mm512_mask_mov_pd(top, gt, v);
+            at = _mm512_mask_mov_epi64(at, gt, _mm512_add_epi64(lane, _mm512_set1_epi64(c)));
+        }
+        if (nan) {
+            out[i] = argmax(r, b);
+            continue;
+        }
+        const __mmask8 best =
+            _mm512_cmp_pd_mask(top, _mm512_set1_pd(_mm512_reduce_max_pd(top)), _CMP_EQ_OQ);
+        out[i] = (uint32_t)_mm512_mask_reduce_min_epi64(best, at);
+    }
+}
+
+static int have_avx512(void)
+{
+    static int known = -1; /* the same answer from every thread: a benign race */
+    if (known < 0) {
+        __builtin_cpu_init();
+        known = __builtin_cpu_supports("avx512f") != 0;
+    }
+    return known;
+}
+#endif
+
+/* out[i] = argmax of row i of m rows of scores: in vectors (above), or four
+ * rows at a time: each row's compares are argmax's, in its order, but four
+ * chains of dependent maxima run side by side (one alone is bound by their
+ * latency).  k-means' fits spent ~7% of real-heads.yaml here. */
 static void argmax_rows(const double *scores, size_t m, uint32_t b, uint32_t *out)
 {
+#if defined(__x86_64__) && defined(__GNUC__)
+    if (b >= 8 && have_avx512()) {
+        argmax_rows_avx512(scores, m, b, out);
+        return;
+    }
+#endif
     size_t i = 0;
     for (; i + 4 <= m; i += 4) {
         const double *r0 = scores + i * b, *r1 = r0 + b, *r2 = r1 + b, *r3 = r2 + b;

@@ -1024,6 +1024,57 @@ Test(strategies, kmeans_zero_row_goes_to_bucket_0)
     lsh_registry_free(reg);
 }
 
+/* A row scaled by a power of two is the same unit row (normalisation
+ * scales by powers of two, exactly): every row of the data scaled by one of
+ * 2^-1005 ... 2^1015 gives the same fit and buckets as the unscaled data,
+ * and a subnormal multiple of e_0 hashes as e_0 does. */
+Test(strategies, kmeans_buckets_do_not_change_when_rows_are_scaled_by_powers_of_two)
+{
+    struct lsh_registry *reg = load_registry();
+    const struct lsh_strategy *s = builtin(reg, "kmeans");
+    const size_t d = 6, n = 300;
+    double *x = malloc(n * d * sizeof *x), *y = malloc(n * d * sizeof *y);
+    uint32_t *bx = malloc(n * sizeof *bx), *by = malloc(n * sizeof *by);
+    struct lsh_rng *rng = lsh_rng_alloc(8);
+    gaussian(rng, x, n * d, 2.0);
+    lsh_rng_free(rng);
+    for (size_t t = 0; t < n * d; t++) /* no entry so small that its scaled value is subnormal */
+        if (fabs(x[t]) < 0.01)
+            x[t] = x[t] < 0 ? -0.01 : 0.01;
+    memset(x, 0, d * sizeof *x); /* rows 0 and 1: e_0 and 2^-1070 e_0 */
+    memset(x + d, 0, d * sizeof *x);
+    x[0] = 1.0;
+    x[d] = ldexp(1.0, -1070);
+    const int k[] = {-1005, -700, -300, -1, 0, 1, 300, 700, 1015};
+    memcpy(y, x, n * d * sizeof *y);
+    for (size_t i = 2; i < n; i++)
+        for (size_t j = 0; j < d; j++)
+            y[i * d + j] = ldexp(x[i * d + j], k[i % 9]);
+    struct lsh_strategy_error err;
+    struct capture cx = {0}, cy = {0};
+    cr_assert_eq(kmeans_run(s, "kmeans++", 10, 8, x, n, d, 4, bx, &cx, &err), 0, "%s",
+                 err.message);
+    cr_assert_eq(kmeans_run(s, "kmeans++", 10, 8, y, n, d, 4, by, &cy, &err), 0, "%s",
+                 err.message);
+    /* the centroids, normalised sums of the unit rows, to the bit */
+    cr_assert_eq(cx.n, 1);
+    cr_assert_eq(cy.n, 1);
+    cr_assert_eq(cx.rows[0] * cx.cols[0], 8 * d);
+    cr_expect_arr_eq(cy.data[0], cx.data[0], 8 * d * sizeof(double),
+                     "the centroids of the scaled rows differ");
+    capture_free(&cx);
+    capture_free(&cy);
+    cr_expect_eq(bx[1], bx[0], "2^-1070 e_0 in bucket %u, e_0 in %u", bx[1], bx[0]);
+    for (size_t i = 0; i < n; i++)
+        cr_expect_eq(by[i], bx[i], "row %zu scaled by 2^%d: bucket %u, unscaled %u", i,
+                     i < 2 ? 0 : k[i % 9], by[i], bx[i]);
+    free(x);
+    free(y);
+    free(bx);
+    free(by);
+    lsh_registry_free(reg);
+}
+
 Test(strategies, kmeans_converged_centroids_are_normalised_member_sums)
 {
     /* A fixed point of Lloyd's steps, checked from outside: each exported
