@@ -301,6 +301,16 @@ static int same_bits(const struct lsh_metrics *a, const struct lsh_metrics *b)
            a->warnings == b->warnings;
 }
 
+/* A sweep config's parse and plan, or the test fails. */
+static void parse_plan(const char *yaml, struct lsh_config **cfg, struct lsh_plan **plan)
+{
+    struct lsh_error err;
+    lsh_error_clear(&err);
+    cr_assert_eq(lsh_config_parse(yaml, strlen(yaml), "t.yaml", reg, cfg, &err), 0, "%s",
+                 err.message);
+    cr_assert_eq(lsh_plan_build(*cfg, plan, &err), 0, "%s", err.message);
+}
+
 static void run_once(const struct lsh_config *cfg, const struct lsh_plan *plan, unsigned threads,
                      size_t limit, const char *out, struct captured *c)
 {
@@ -336,13 +346,9 @@ Test(numerics, same_bits_for_j1_j2_j3_at_every_limit_across_the_cache_boundary,
         "  combine: [union, rounds]\n";
     struct lsh_config *cfg = NULL;
     struct lsh_plan *plan = NULL;
-    struct lsh_error err;
-    lsh_error_clear(&err);
     /* the row path, which reads the score cache (this process's own setting) */
     setenv("LSHLAB_TEST_ROW_PATH", "1", 1);
-    cr_assert_eq(lsh_config_parse(yaml, strlen(yaml), "t.yaml", reg, &cfg, &err), 0, "%s",
-                 err.message);
-    cr_assert_eq(lsh_plan_build(cfg, &plan, &err), 0, "%s", err.message);
+    parse_plan(yaml, &cfg, &plan);
     char dir[] = "/tmp/lshlab-jbits-XXXXXX", out[64];
     cr_assert_not_null(mkdtemp(dir));
     snprintf(out, sizeof out, "%s/r.h5", dir);
@@ -405,9 +411,7 @@ Test(numerics, hash_groups_side_by_side_give_the_bits_and_order_of_one_thread,
     struct lsh_plan *plan = NULL;
     struct lsh_error err;
     lsh_error_clear(&err);
-    cr_assert_eq(lsh_config_parse(yaml, strlen(yaml), "t.yaml", reg, &cfg, &err), 0, "%s",
-                 err.message);
-    cr_assert_eq(lsh_plan_build(cfg, &plan, &err), 0, "%s", err.message);
+    parse_plan(yaml, &cfg, &plan);
     cr_assert_eq(plan->n_groups, 6);
     struct lsh_memory mem;
     lsh_plan_memory(cfg, plan, 0, &mem);
