@@ -522,17 +522,26 @@ struct own_bytes {
     size_t kept, initing, fitting, assigning;
 };
 
+/* Bytes of a batch workspace of `cols` doubles a row: rotation's and
+ * k-means' batches are min(2^20 / cols, 1024) rows (at least one). */
+static size_t batch_work(size_t cols)
+{
+    const size_t most = (size_t)1 << 20, rows = cols ? most / cols : most;
+    const size_t batch = rows > 1024 ? 1024 : rows ? rows : 1;
+    return lsh_size_mul3(batch, cols, sizeof(double));
+}
+
 static struct own_bytes builtin_bytes(const struct lsh_host_point *pt)
 {
     const char *name = pt->strategy->name;
     const size_t n = pt->n_rows, d = pt->d, B = pt->n_buckets;
-    const size_t D = sizeof(double), WORK = ((size_t)1 << 20) * sizeof(double);
+    const size_t D = sizeof(double);
     struct own_bytes o = {0, 0, 0, 0};
     if (!strcmp(name, "rotation")) {
         /* R (d x B/2 at most), a batch's projections; an orthogonal R's QR
          * copy and its diagonal while init runs */
         const size_t r = lsh_size_mul3(d, B / 2 + 1, D);
-        o.kept = lsh_size_add(r, WORK);
+        o.kept = lsh_size_add(r, batch_work(B / 2 + 1));
         o.initing = lsh_size_add(r, lsh_size_mul(B / 2 + 1, D));
     } else if (!strcmp(name, "hyperplane")) {
         /* W (d x k, k = log2 B <= 32) and a batch of 1024 rows' projections */
@@ -542,7 +551,10 @@ static struct own_bytes builtin_bytes(const struct lsh_host_point *pt)
          * unit rows, their flags, assignments, distances, dots and indices,
          * and the centroids' sums and counts; balanced assignment: a heap of
          * (row, centroid) candidates, B + 2 words a row */
-        o.kept = lsh_size_add(lsh_size_mul3(B, d, D), lsh_size_add(lsh_size_mul3(1024, d, D), WORK));
+        /* the centroids, their transpose (B rounded up to 8, on a cache line),
+         * a batch of unit rows and its scores */
+        o.kept = lsh_size_add(lsh_size_add(lsh_size_mul3(B, d, D), lsh_size_mul3(B + 8, d, D) + 64),
+                              lsh_size_add(lsh_size_mul3(1024, d, D), batch_work(B)));
         o.fitting = lsh_size_add(lsh_size_mul(n, lsh_size_add(lsh_size_mul(d, D), 1 + 4 + 2 * D + 8)),
                                  lsh_size_mul(B, lsh_size_add(lsh_size_mul(d, D), 8)));
         if (param_int(pt, "balanced", 0))

@@ -4,6 +4,7 @@
  * rows a plugin gets are copies in batches with the buckets of one call, and
  * the sweep and collision check their thread pool. */
 #include <criterion/criterion.h>
+#include <malloc.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -658,6 +659,54 @@ Test(host, round_memory_counts_what_the_builtin_strategies_allocate)
     s = base;
     lsh_host_round_memory(&(struct lsh_host_point){.strategy = &s, .n_rows = 2048, .d = 64, .n_buckets = (uint32_t)1 << 20}, &mem);
     cr_expect_lt(mem.kept, 1024, "an unknown plugin: only what the host allocates");
+}
+
+/* The kept figures of rotation and k-means against what their init really
+ * allocates (glibc's count of bytes in use): never less (but for the
+ * allocator's own rounding), and not 8 MiB of batch workspace more, which kept small units' hash groups from running
+ * side by side under a few hundred MiB. */
+Test(host, round_memory_of_rotation_and_kmeans_bounds_their_allocations_closely)
+{
+    static const char yaml[] = "name: m\n"
+                               "datasets:\n"
+                               "  - {name: g, kind: gaussian, n: 64, d: 4}\n"
+                               "strategies:\n"
+                               "  - name: rotation\n"
+                               "  - name: kmeans\n"
+                               "sweep: {n_hashes: 1, n_buckets: 4}\n";
+    struct lsh_config *cfg = NULL;
+    struct lsh_error err;
+    lsh_error_clear(&err);
+    cr_assert_eq(lsh_config_parse(yaml, strlen(yaml), "m.yaml", reg, &cfg, &err), 0, "%s",
+                 err.message);
+    const struct {
+        size_t d;
+        uint32_t b;
+    } shapes[] = {{32, 32}, {64, 8}, {16, 4096}, {8, 2}};
+    for (size_t s = 0; s < cfg->n_strategies; s++)
+        for (size_t k = 0; k < sizeof shapes / sizeof *shapes; k++) {
+            const struct lsh_host_point pt =
+                lsh_host_point_of(&cfg->strategies[s], 0, shapes[k].b, shapes[k].d, 8192);
+            struct lsh_host_memory mem;
+            lsh_host_round_memory(&pt, &mem);
+            struct mallinfo2 m0 = mallinfo2(); /* heap and mmap'ed blocks */
+            const size_t before = m0.uordblks + m0.hblkhd;
+            struct lsh_host_round *r = NULL;
+            cr_assert_eq(lsh_host_round_open(&pt, 0, 7, &r, &err), 0, "%s", err.message);
+            struct mallinfo2 m1 = mallinfo2();
+            const size_t used = m1.uordblks + m1.hblkhd - before;
+            lsh_host_round_close(r);
+            const char *name = cfg->strategies[s].name;
+            /* beyond the count: the allocator's headers and page rounding of
+             * large blocks (the plan's per-process allowance covers them) */
+            cr_expect_leq(used, mem.kept + 32768, "%s d %zu B %u: init took %zu bytes, counted %zu",
+                          name, shapes[k].d, shapes[k].b, used, mem.kept);
+            if (used > 0) /* 0 under a sanitizer's or valgrind's malloc */
+                cr_expect_leq(mem.kept, 2 * used + 65536,
+                              "%s d %zu B %u: counted %zu bytes, init took %zu", name,
+                              shapes[k].d, shapes[k].b, mem.kept, used);
+        }
+    lsh_config_free(cfg);
 }
 
 /* The host's GEMM with an empty inner dimension is C = 0 (or C unchanged
