@@ -600,3 +600,28 @@ void lsh_host_round_memory(const struct lsh_host_point *pt, struct lsh_host_memo
     out->transient = fitting > bucketing ? fitting : bucketing;
     out->transient = own.initing > out->transient ? own.initing : out->transient;
 }
+
+double lsh_host_round_cost(const struct lsh_host_point *pt)
+{
+    const char *name = pt->strategy->name;
+    const double n = (double)pt->n_rows, d = (double)pt->d, B = (double)pt->n_buckets;
+    unsigned log2b = 0;
+    while (log2b < 32 && ((uint64_t)2 << log2b) <= pt->n_buckets)
+        log2b++;
+    if (!strcmp(name, "rotation")) /* x R: B / 2 columns */
+        return n * d * (B + 4);
+    if (!strcmp(name, "hyperplane"))
+        return n * d * 2 * (log2b + 1);
+    if (!strcmp(name, "kmeans")) /* the Lloyd steps' scores and unit rows, then the hashing */
+        return n * d * (2 * B + 8) * (double)(param_int(pt, "iterations", 10) + 1);
+    if (!strcmp(name, "crosspolytope")) {
+        unsigned log2d = 1;
+        while (log2d < 63 && ((uint64_t)1 << log2d) < 2 * (uint64_t)pt->d)
+            log2d++;
+        return n * 2 * d * log2d * (double)param_int(pt, "rotations", 3) *
+               (double)param_int(pt, "k", 1);
+    }
+    if (!strcmp(name, "sortlsh"))
+        return n * d * 2 * (double)param_int(pt, "projections", 7);
+    return n * d * 8;
+}

@@ -176,4 +176,10 @@ struct lsh_host_memory {
 };
 void lsh_host_round_memory(const struct lsh_host_point *pt, struct lsh_host_memory *out);
 
+/* A rough cost of one round of pt (its fit and the hashing of pt->n_rows
+ * rows), in flops: the built-in strategies' by their own loops, another
+ * plugin's guessed at 8 d a row.  Only to order work (sweep.c runs the
+ * costliest hash groups first); never a figure, and no result depends on it. */
+double lsh_host_round_cost(const struct lsh_host_point *pt);
+
 #endif

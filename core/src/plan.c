@@ -548,17 +548,26 @@ unsigned lsh_plan_threads(const struct lsh_memory *mem, unsigned threads, size_t
 }
 
 unsigned lsh_plan_side_groups(const struct lsh_memory *mem, unsigned threads, size_t limit,
-                              int cache)
+                              int cache, size_t groups, size_t *hold)
 {
     unsigned w = threads ? threads : 1;
+    size_t base = 0;
     for (; w > 1; w--) {
         /* the groups taken and not yet written: each worker's, and as many
-         * finished ones whose rows and dumps wait for the writer (sweep.c's
-         * SIDE_LEAD); one of them is in mem->shared */
-        const size_t more = lsh_size_mul(2 * (size_t)w - 1, mem->group);
-        if (lsh_size_add(lsh_memory_total(mem, w, cache), more) <= limit)
+         * finished ones whose rows and dumps wait for the writer; one of
+         * them is in mem->shared */
+        base = lsh_size_add(lsh_memory_total(mem, w, cache),
+                            lsh_size_mul(2 * (size_t)w - 1, mem->group));
+        if (base <= limit)
             break;
     }
+    size_t h = 2 * (size_t)w;
+    if (w > 1 && h < groups) {
+        const size_t more = mem->group ? (limit - base) / mem->group : groups;
+        h = more < groups - h ? h + more : groups;
+    }
+    if (hold)
+        *hold = h;
     return w;
 }
 

@@ -111,12 +111,14 @@ size_t lsh_memory_total(const struct lsh_memory *mem, unsigned threads, int cach
 unsigned lsh_plan_threads(const struct lsh_memory *mem, unsigned threads, size_t limit,
                           int *cache);
 
-/* How many hash groups of a unit may run side by side, one thread each,
- * on at most `threads` threads: w of them hold up to 2w groups (w being
- * computed, w finished and waiting to be written), each mem->group beside
- * the threads' figures.  1 when two do not fit under limit. */
+/* How many of a unit's `groups` hash groups may run side by side, one
+ * thread each, on at most `threads` threads: w of them hold at least 2w
+ * groups (w being computed, w finished and waiting to be written), each
+ * mem->group beside the threads' figures.  1 when two do not fit under
+ * limit.  *hold (when not NULL): how many groups may be held, 2w or more,
+ * up to `groups`, as many as fit. */
 unsigned lsh_plan_side_groups(const struct lsh_memory *mem, unsigned threads, size_t limit,
-                              int cache);
+                              int cache, size_t groups, size_t *hold);
 
 /* Check every dataset against limit (bytes): LSH_ECONFIG at the dataset's
  * position when one needs more than that on `threads` threads even without

@@ -1075,15 +1075,11 @@ static int play(struct run *r, struct reader *rd, unsigned q, int *ended, struct
  * side: at n = 4,096 a pass on two threads is still ~10% idle. */
 #define SIDE_PAIRS_MAX ((uint64_t)1 << 24)
 
-/* Groups taken and not yet written, at most: each worker's, and as many
- * finished ones waiting for the writer (lsh_plan_side_groups counts them). */
-#define SIDE_LEAD(workers) (2 * (size_t)(workers))
-
 struct side_slot {
     struct wire out;            /* its records */
     struct lsh_run_times times; /* its phases: wall, and CPU by its thread's clock */
     struct lsh_error err;
-    int rc, ran, done;
+    int rc, ran, taken, done;
 };
 
 struct side {
@@ -1093,11 +1089,13 @@ struct side {
     const struct lsh_dataset *ds;
     const struct problem *pb;
     const struct lsh_reference *ref;
-    size_t g0, g1, next, written; /* groups [g0, g1): the next to take, to write */
+    size_t g0, g1, written;     /* groups [g0, g1): the next to write */
+    size_t *order, next;        /* the order to take them in, and how far */
+    size_t held;                /* groups taken and not yet written */
     int writing, stop, rc;
     struct lsh_error *err;      /* the first failure's, in plan order */
     struct side_slot *slot;
-    size_t lead;                /* groups taken but not yet written: at most this many */
+    size_t lead;                /* held: at most this many (lsh_plan_side_groups) */
     double wall[3];             /* the groups' wall seconds: hashing, evaluation, oracle */
     pthread_mutex_t mu;
     pthread_cond_t wrote;       /* a group was written, or the workers stop */
@@ -1147,6 +1145,7 @@ static void side_write(struct side *sd)
                 *sd->err = e;
         } else {
             sd->written++;
+            sd->held--;
             sd->r->sum->side_groups += sl->ran;
         }
         pthread_cond_broadcast(&sd->wrote);
@@ -1159,7 +1158,20 @@ static int run_group(struct run *r, const struct lsh_dataset *ds, const struct p
                      const struct lsh_reference *ref, const struct lsh_hash_group *g,
                      struct lsh_error *err);
 
-/* A worker: take the next group, run it on this thread, write what is ready. */
+/* The group a worker takes next (under mu): the next untaken one in order;
+ * g1 when every group is taken, or when the bound on groups held is full
+ * (then wait: the order is plan order or every group fits the bound, so the
+ * writer's group is among those held and is written without this thread). */
+static size_t side_pick(struct side *sd)
+{
+    while (sd->next < sd->g1 - sd->g0 && sd->slot[sd->order[sd->next] - sd->g0].taken)
+        sd->next++;
+    if (sd->next == sd->g1 - sd->g0 || sd->held >= sd->lead)
+        return sd->g1;
+    return sd->order[sd->next];
+}
+
+/* A worker: take a group, run it on this thread, write what is ready. */
 static int side_task(void *ctx, size_t task, unsigned thread)
 {
     (void)task;
@@ -1167,13 +1179,18 @@ static int side_task(void *ctx, size_t task, unsigned thread)
     struct side *sd = ctx;
     for (;;) {
         pthread_mutex_lock(&sd->mu);
-        /* the records held stay bounded: the group being written has a
-         * thread of its own (it is being computed, or written) */
-        while (!sd->stop && sd->next < sd->g1 && sd->next >= sd->written + sd->lead)
+        size_t gi = sd->g1;
+        /* the records held stay bounded: a group waits while the writer's
+         * has a thread of its own (it is being computed, or written) */
+        while (!sd->stop && !stop_requested(&sd->proto) && (gi = side_pick(sd)) == sd->g1 &&
+               sd->next < sd->g1 - sd->g0)
             pthread_cond_wait(&sd->wrote, &sd->mu);
-        const size_t gi = sd->stop || stop_requested(&sd->proto) ? sd->g1 : sd->next;
-        if (gi < sd->g1)
-            sd->next++;
+        if (sd->stop || stop_requested(&sd->proto))
+            gi = sd->g1;
+        if (gi < sd->g1) {
+            sd->slot[gi - sd->g0].taken = 1;
+            sd->held++;
+        }
         pthread_mutex_unlock(&sd->mu);
         if (gi >= sd->g1)
             return 0;
@@ -1196,30 +1213,93 @@ static int side_task(void *ctx, size_t task, unsigned thread)
     }
 }
 
-/* Groups [g0, g1) of the unit, `workers` side by side.  The wall seconds of
+/* A rough cost of group g, in flops, to run the costliest first (the last
+ * groups taken then end near together): its rounds' fits and hashing, and
+ * each pass's scored pairs, at a density of candidates guessed from its
+ * mode (buckets as if even) and weighted by what a pair costs beside the
+ * masks that every (row, key) pays (fitted on bench-peer's groups, to
+ * within ~20%).  A skipped or resumed group costs nothing but goes first,
+ * so that the writer never waits for it. */
+static double group_cost(const struct run *r, const struct lsh_dataset *ds, size_t m,
+                         const struct lsh_hash_group *g)
+{
+    if (g->skip_reason || group_done(r, g))
+        return INFINITY;
+    const struct lsh_config *cfg = r->cfg;
+    const double n = (double)ds->n, h = g->h_max;
+    const int separate = cfg->attention.keys == LSH_KEYS_SEPARATE;
+    const struct lsh_host_point pt = lsh_host_point_of(
+        &cfg->strategies[g->strategy], g->param_set, g->n_buckets, ds->d,
+        separate ? 2 * ds->n : ds->n);
+    double cost = h * lsh_host_round_cost(&pt);
+    const double pairs = (double)m * n * (cfg->attention.causal ? 0.5 : 1.0);
+    for (size_t pa = g->first_pass; pa < g->first_pass + g->n_passes; pa++) {
+        const struct lsh_mode_opts *mo = &r->plan->passes[pa].mode;
+        double dens = mo->mode == LSH_MODE_BUCKET
+                          ? 1.0 - pow(1.0 - 1.0 / g->n_buckets, h)
+                          : h * mo->chunk_size * (1.0 + mo->look_back) / n;
+        dens += (mo->sink + 2.0 * mo->local) / n;
+        cost += pairs * (3.0 * (double)(ds->d + ds->d_v) * (dens < 1 ? dens : 1) + 16);
+    }
+    return cost;
+}
+
+struct costed {
+    double cost;
+    size_t g;
+};
+
+static int cmp_costed(const void *a, const void *b)
+{
+    const struct costed *x = a, *y = b;
+    if (x->cost != y->cost)
+        return x->cost > y->cost ? -1 : 1;
+    return x->g < y->g ? -1 : x->g > y->g;
+}
+
+/* Groups [g0, g1) of the unit, `workers` side by side, at most `hold` of
+ * them taken and not yet written: the costliest first when every group fits
+ * that bound (else the writer would wait for a cheap early group while the
+ * bound fills with finished later ones), else in plan order.  The wall seconds of
  * their phases, which overlap, are scaled to fill the section's own (less
  * its writing): hashing + evaluation never exceed the elapsed time. */
 static int run_side(struct run *r, const struct lsh_dataset *ds, const struct problem *pb,
                     const struct lsh_reference *ref, size_t g0, size_t g1, unsigned workers,
-                    struct lsh_error *err)
+                    size_t hold, struct lsh_error *err)
 {
     struct side sd = {.r = r, .proto = *r, .opts = *r->opts, .ds = ds, .pb = pb, .ref = ref,
-                      .g0 = g0, .g1 = g1, .next = g0, .written = g0, .err = err,
-                      .lead = SIDE_LEAD(workers)};
+                      .g0 = g0, .g1 = g1, .written = g0, .err = err,
+                      .lead = hold};
     sd.opts.threads = 1;
     sd.opts.progress = NULL;
     sd.proto.opts = &sd.opts;
     sd.proto.thread_clock = 1;
     memset(&sd.proto.times, 0, sizeof sd.proto.times);
     sd.slot = calloc(g1 - g0, sizeof *sd.slot);
-    if (!sd.slot)
+    sd.order = calloc(g1 - g0, sizeof *sd.order);
+    struct costed *by = calloc(g1 - g0, sizeof *by);
+    if (!sd.slot || !sd.order || !by) {
+        free(by);
+        free(sd.order);
+        free(sd.slot);
         return lsh_error_set(err, LSH_ENOMEM, "out of memory");
+    }
+    for (size_t k = 0; k < g1 - g0; k++)
+        by[k] = (struct costed){hold < g1 - g0 ? 0.0
+                                                : group_cost(r, ds, ref->m, &r->plan->groups[g0 + k]),
+                                g0 + k};
+    qsort(by, g1 - g0, sizeof *by, cmp_costed);
+    for (size_t k = 0; k < g1 - g0; k++)
+        sd.order[k] = by[k].g;
+    free(by);
     if (pthread_mutex_init(&sd.mu, NULL)) {
+        free(sd.order);
         free(sd.slot);
         return lsh_error_set(err, LSH_ENOMEM, "cannot make a mutex");
     }
     if (pthread_cond_init(&sd.wrote, NULL)) {
         pthread_mutex_destroy(&sd.mu);
+        free(sd.order);
         free(sd.slot);
         return lsh_error_set(err, LSH_ENOMEM, "cannot make a condition variable");
     }
@@ -1242,6 +1322,7 @@ static int run_side(struct run *r, const struct lsh_dataset *ds, const struct pr
     for (size_t k = 0; k < g1 - g0; k++)
         free(sd.slot[k].out.p);
     free(sd.slot);
+    free(sd.order);
     pthread_cond_destroy(&sd.wrote);
     pthread_mutex_destroy(&sd.mu);
     return rc;
@@ -1251,12 +1332,14 @@ static int run_side(struct run *r, const struct lsh_dataset *ds, const struct pr
  * each on every thread) unless the unit is small, one process runs it and
  * two fit the memory limit. */
 static unsigned side_workers(const struct run *r, const struct lsh_memory *mem, int cache,
-                             const struct lsh_reference *ref, size_t n)
+                             const struct lsh_reference *ref, size_t n, size_t groups,
+                             size_t *hold)
 {
     if (r->ranks > 1 || r->opts->threads < 2 || !ref ||
         (uint64_t)ref->m * n > SIDE_PAIRS_MAX)
         return 1;
-    return lsh_plan_side_groups(mem, r->opts->threads, r->opts->memory_limit, cache);
+    return lsh_plan_side_groups(mem, r->opts->threads, r->opts->memory_limit, cache, groups,
+                                hold);
 }
 
 /* The unit as text for messages: " (layer 1, head 3)", " (head 3)", "". */
@@ -1421,7 +1504,8 @@ static int run_unit(struct run *r, size_t first, size_t last, struct lsh_error *
         report_note(r, "reference", name, NULL, ref->seconds,
                     ref->seconds > 0 ? ref->flops / ref->seconds * 1e-9 : 0.0, note);
     }
-    const unsigned side = side_workers(r, &mem, cache, ref, ds->n);
+    size_t hold = 0;
+    const unsigned side = side_workers(r, &mem, cache, ref, ds->n, last - first, &hold);
     size_t gi = first;
     for (; !rc && gi < last; gi++) {
         const struct lsh_hash_group *g = &plan->groups[gi];
@@ -1443,7 +1527,7 @@ static int run_unit(struct run *r, size_t first, size_t last, struct lsh_error *
             rc = LSH_EINTR;
     }
     if (!rc && gi < last)
-        rc = run_side(r, ds, &pb, ref, gi, last, side, err);
+        rc = run_side(r, ds, &pb, ref, gi, last, side, hold, err);
     r->opts = caller_opts;
     lsh_oracle_table_free(r->otab);
     r->otab = NULL;

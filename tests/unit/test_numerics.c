@@ -385,9 +385,10 @@ Test(numerics, same_bits_for_j1_j2_j3_at_every_limit_across_the_cache_boundary,
 /* A small unit's hash groups run side by side, one thread each, and one
  * writer writes their rows in plan order: every -j gives -j 1's metrics, in
  * the same order, with the oracle's table (built by the first group on
- * every thread), a rounds combine and dumps; and a limit that fits the run
- * on two threads but not three groups' figures more runs them one after
- * another. */
+ * every thread), a rounds combine and dumps, whether the groups are taken
+ * costliest first (every group fits the bound on groups held) or in plan
+ * order (four of five fit); and a limit that fits the run on two threads but
+ * not three groups' figures more runs them one after another. */
 Test(numerics, hash_groups_side_by_side_give_the_bits_and_order_of_one_thread,
      .init = load_registry, .timeout = 240)
 {
@@ -422,13 +423,26 @@ Test(numerics, hash_groups_side_by_side_give_the_bits_and_order_of_one_thread,
     const size_t big = (size_t)1 << 32;
     /* two threads and the cache fit, a second group beside them does not */
     const size_t tight = lsh_memory_total(&mem, 2, 1) + mem.group;
+    /* two side by side fit, holding four groups but not all five: they are
+     * taken in plan order (the costliest first could wait on the writer) */
+    const size_t four = lsh_memory_total(&mem, 2, 1) + 3 * mem.group;
+    size_t hold = 0;
+    cr_expect_eq(lsh_plan_side_groups(&mem, 2, four, 1, 5, &hold), 2);
+    cr_expect_eq(hold, 4);
+    cr_expect_eq(lsh_plan_side_groups(&mem, 2, four + 2 * mem.group - 1, 1, 5, &hold), 2);
+    cr_expect_eq(hold, 5, "room for 5 groups and all but one byte of a sixth: %zu held", hold);
+    cr_expect_eq(lsh_plan_side_groups(&mem, 2, big, 1, 5, &hold), 2);
+    cr_expect_eq(hold, 5, "the held groups are capped at the unit's: %zu", hold);
+    cr_expect_eq(lsh_plan_side_groups(&mem, 3, four, 1, 5, &hold), 2,
+                 "three workers hold six groups, which do not fit");
+    cr_expect_eq(lsh_plan_side_groups(&mem, 2, four - 1, 1, 5, &hold), 1);
     struct {
         unsigned threads;
         size_t limit;
         int side; /* expected: some groups side by side */
-    } runs[] = {{1, big, 0}, {2, big, 1}, {3, big, 1}, {2, tight, 0}};
-    struct captured c[4];
-    for (int t = 0; t < 4; t++) {
+    } runs[] = {{1, big, 0}, {2, big, 1}, {3, big, 1}, {2, tight, 0}, {2, four, 1}};
+    struct captured c[5];
+    for (int t = 0; t < 5; t++) {
         c[t] = (struct captured){0, plan->n_points, xcalloc(plan->n_points, sizeof *c[t].m), 0};
         struct lsh_run_opts opts = {
             .threads = runs[t].threads, .memory_limit = runs[t].limit,
@@ -453,7 +467,7 @@ Test(numerics, hash_groups_side_by_side_give_the_bits_and_order_of_one_thread,
                          "run %d, row %zu: the oracle differs", t, p);
         }
     }
-    for (int t = 0; t < 4; t++)
+    for (int t = 0; t < 5; t++)
         free(c[t].m);
     unlink(out);
     rmdir(dir);
