@@ -557,6 +557,9 @@ static struct own_bytes builtin_bytes(const struct lsh_host_point *pt)
                               lsh_size_add(lsh_size_mul3(1024, d, D), batch_work(B)));
         o.fitting = lsh_size_add(lsh_size_mul(n, lsh_size_add(lsh_size_mul(d, D), 1 + 4 + 2 * D + 8)),
                                  lsh_size_mul(B, lsh_size_add(lsh_size_mul(d, D), 8)));
+        if (B <= 8) /* the unit rows transposed in blocks of 16, and their nearest */
+            o.fitting = lsh_size_add(o.fitting, lsh_size_mul(lsh_size_add(n, 15) / 16 * 16,
+                                                             lsh_size_add(lsh_size_mul(d, D), 4)));
         if (param_int(pt, "balanced", 0))
             o.assigning = lsh_size_add(lsh_size_mul(n, lsh_size_add(lsh_size_mul(B, D), 16)),
                                        lsh_size_mul(B, D));

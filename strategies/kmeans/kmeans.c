@@ -249,11 +249,16 @@ static int normalise(const double *x, size_t d, double *out) /* out may be x */
  * chain of fused multiply-adds (lshlab/fmadots.h): the same buckets on every
  * machine, where a BLAS GEMM's rounding depends on the CPU's kernels (and
  * faster than OpenBLAS at N = B of 8 .. 64). */
-static void centroid_scores(struct kmeans *s, size_t m, const double *xn, double *out)
+static void centroids_t(struct kmeans *s)
 {
-    for (size_t c = 0; c < s->b; c++) /* they move between calls: cheap to redo */
+    for (size_t c = 0; c < s->b; c++)
         for (size_t e = 0; e < s->d; e++)
             s->ct[e * s->bp + c] = s->c[c * s->d + e];
+}
+
+static void centroid_scores(struct kmeans *s, size_t m, const double *xn, double *out)
+{
+    centroids_t(s); /* they move between calls: cheap to redo */
     lshlab_fma_dots(m, s->b, s->d, s->bp, xn, s->ct, out, 0);
 }
 
@@ -317,6 +322,71 @@ __attribute__((target("avx512f"))) static void argmax_rows_avx512(const double *
             _mm512_cmp_pd_mask(top, _mm512_set1_pd(_mm512_reduce_max_pd(top)), _CMP_EQ_OQ);
         out[i] = (uint32_t)_mm512_mask_reduce_min_epi64(best, at);
     }
+}
+
+/* Sixteen rows' nearest of B <= 8 centroids, the rows in lanes: xt holds
+ * their unit rows transposed (d x 16).  The scores of B of a few centroids
+ * as rows x centroids waste most of a vector on B (and ran at a third of the
+ * kernel's speed, bound by its broadcasts); as centroids x rows each is the
+ * same chain of fused multiply-adds over e ascending from 0, so the same bits,
+ * and the argmax, lane by lane in centroid order with argmax's strict >, is
+ * argmax's answer, NaN included. */
+static inline __attribute__((always_inline, target("avx512f"))) void
+nearest16(const double *restrict xt, const double *restrict ct, size_t d, size_t bp,
+          const unsigned B, uint32_t *restrict best)
+{
+    __m512d a0[8], a1[8];
+#pragma GCC unroll 8
+    for (unsigned c = 0; c < B; c++)
+        a0[c] = a1[c] = _mm512_setzero_pd();
+    for (size_t e = 0; e < d; e++) {
+        const __m512d x0 = _mm512_load_pd(xt + e * 16), x1 = _mm512_load_pd(xt + e * 16 + 8);
+#pragma GCC unroll 8
+        for (unsigned c = 0; c < B; c++) {
+            const __m512d y = _mm512_set1_pd(ct[e * bp + c]);
+            a0[c] = _mm512_fmadd_pd(x0, y, a0[c]);
+            a1[c] = _mm512_fmadd_pd(x1, y, a1[c]);
+        }
+    }
+    __m512d t0 = a0[0], t1 = a1[0];
+    __m512i b0 = _mm512_setzero_si512(), b1 = b0;
+#pragma GCC unroll 8
+    for (unsigned c = 1; c < B; c++) {
+        const __mmask8 g0 = _mm512_cmp_pd_mask(a0[c], t0, _CMP_GT_OQ);
+        const __mmask8 g1 = _mm512_cmp_pd_mask(a1[c], t1, _CMP_GT_OQ);
+        t0 = _mm512_mask_mov_pd(t0, g0, a0[c]);
+        t1 = _mm512_mask_mov_pd(t1, g1, a1[c]);
+        b0 = _mm512_mask_mov_epi64(b0, g0, _mm512_set1_epi64(c));
+        b1 = _mm512_mask_mov_epi64(b1, g1, _mm512_set1_epi64(c));
+    }
+    _mm256_storeu_si256((__m256i *)best, _mm512_cvtepi64_epi32(b0));
+    _mm256_storeu_si256((__m256i *)(best + 8), _mm512_cvtepi64_epi32(b1));
+}
+
+/* best[16 k + l] for the blocks of sixteen rows of xt (k-th: 16 d doubles). */
+__attribute__((target("avx512f"))) static void nearest_small(const double *xt, size_t blocks,
+                                                            const double *ct, size_t d,
+                                                            size_t bp, uint32_t b,
+                                                            uint32_t *best)
+{
+#define NEAREST_CASE(B)                                                                          \
+    case B:                                                                                      \
+        for (size_t k = 0; k < blocks; k++)                                                      \
+            nearest16(xt + k * 16 * d, ct, d, bp, B, best + 16 * k);                             \
+        break;
+    switch (b) {
+        NEAREST_CASE(1)
+        NEAREST_CASE(2)
+        NEAREST_CASE(3)
+        NEAREST_CASE(4)
+        NEAREST_CASE(5)
+        NEAREST_CASE(6)
+        NEAREST_CASE(7)
+        NEAREST_CASE(8)
+    default:
+        break;
+    }
+#undef NEAREST_CASE
 }
 
 static int have_avx512(void)
@@ -516,9 +586,42 @@ static int lloyd(struct kmeans *s, const double *xn, const unsigned char *live, 
     }
     for (size_t i = 0; i < n; i++)
         assign[i] = UINT32_MAX;
+    /* few centroids: the rows transposed once, in blocks of sixteen (zero past n) */
+    double *xt = NULL;
+    uint32_t *near = NULL;
+    const size_t blocks = (n + 15) / 16;
+#if defined(__x86_64__) && defined(__GNUC__)
+    if (b <= 8 && have_avx512() && blocks <= SIZE_MAX / 16 / sizeof *xt / d) {
+        xt = aligned_alloc(64, blocks * 16 * d * sizeof *xt);
+        near = malloc(blocks * 16 * sizeof *near);
+        if (!xt || !near) { /* the plain path then */
+            free(xt);
+            free(near);
+            xt = NULL;
+            near = NULL;
+        } else {
+            memset(xt + (n / 16) * 16 * d, 0, (blocks - n / 16) * 16 * d * sizeof *xt);
+            for (size_t i = 0; i < n; i++)
+                for (size_t e = 0; e < d; e++)
+                    xt[(i / 16) * 16 * d + e * 16 + i % 16] = xn[i * d + e];
+        }
+    }
+#endif
     for (int64_t it = 0; it < s->iterations; it++) {
         int changed = 0;
-        for (size_t start = 0; start < n; start += s->batch) {
+#if defined(__x86_64__) && defined(__GNUC__)
+        if (xt) {
+            centroids_t(s);
+            nearest_small(xt, blocks, s->ct, d, s->bp, b, near);
+            for (size_t i = 0; i < n; i++) {
+                if (!live[i])
+                    continue;
+                changed |= near[i] != assign[i];
+                assign[i] = near[i];
+            }
+        }
+#endif
+        for (size_t start = 0; !xt && start < n; start += s->batch) {
             size_t m = n - start < s->batch ? n - start : s->batch;
             centroid_scores(s, m, xn + start * d, s->scores);
             uint32_t best[BATCH_ROWS];
@@ -540,6 +643,8 @@ static int lloyd(struct kmeans *s, const double *xn, const unsigned char *live, 
                 memcpy(s->c + (size_t)c * d, sum, d * sizeof *s->c);
         }
     }
+    free(xt);
+    free(near);
     free(assign);
     free(sums);
     free(counts);
