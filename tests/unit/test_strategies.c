@@ -1075,57 +1075,80 @@ Test(strategies, kmeans_buckets_do_not_change_when_rows_are_scaled_by_powers_of_
     lsh_registry_free(reg);
 }
 
+/* x / |x| as docs/definitions.md gives k-means' unit rows, written out here
+ * plainly: x scaled by 2^-e (its largest |x_j| = f 2^e, f in [1/2, 1)), the
+ * squares summed in eight lanes (lane j mod 8, j ascending), the lanes added
+ * as ((0 + 1) + (2 + 3)) + ((4 + 5) + (6 + 7)), then times 1 / sqrt. */
+static void unit_row(const double *x, size_t d, double *out)
+{
+    double big = 0, l[8] = {0};
+    for (size_t j = 0; j < d; j++)
+        big = fabs(x[j]) > big ? fabs(x[j]) : big;
+    int e;
+    frexp(big, &e);
+    for (size_t j = 0; j < d; j++) {
+        out[j] = ldexp(ldexp(x[j], -(e / 2)), -(e - e / 2));
+        l[j % 8] += out[j] * out[j];
+    }
+    const double sq = ((l[0] + l[1]) + (l[2] + l[3])) + ((l[4] + l[5]) + (l[6] + l[7]));
+    const double inv = 1.0 / sqrt(sq);
+    for (size_t j = 0; j < d; j++)
+        out[j] *= inv;
+}
+
 Test(strategies, kmeans_converged_centroids_are_normalised_member_sums)
 {
-    /* A fixed point of Lloyd's steps, checked from outside: each exported
-     * centroid is the normalised sum of the unit rows hashed to it.  B <= 8
-     * takes the fit's own assignment kernel (rows in lanes), 13 the other. */
+    /* A fixed point of Lloyd's steps, checked from outside, to the bit: each
+     * exported centroid is the unit vector of the sum, in row order, of the
+     * unit rows hashed to it.  B <= 8 takes the fit's own assignment kernel
+     * (rows in lanes), 13 the other; d = 5 the plain unit rows, 37 the
+     * vector ones (with a tail). */
     struct lsh_registry *reg = load_registry();
     const struct lsh_strategy *s = builtin(reg, "kmeans");
-    const size_t d = 5, n = 400;
-    double *x = malloc(n * d * sizeof *x);
+    const size_t n = 400, dmax = 37;
+    double *x = malloc(n * dmax * sizeof *x), *u = malloc(dmax * sizeof *u);
+    double *sum = malloc(dmax * sizeof *sum), *want = malloc(dmax * sizeof *want);
     uint32_t *bucket = malloc(n * sizeof *bucket);
     struct lsh_rng *rng = lsh_rng_alloc(11);
-    gaussian(rng, x, n * d, 2.385);
+    gaussian(rng, x, n * dmax, 2.385);
     lsh_rng_free(rng);
     const char *inits[] = {"random", "kmeans++"};
     const uint32_t bs[] = {6, 8, 13};
-    for (size_t k = 0; k < 6; k++) {
-        const uint32_t b = bs[k / 2];
+    const size_t ds[] = {5, 37};
+    for (size_t k = 0; k < 12; k++) {
+        const uint32_t b = bs[k / 4];
+        const size_t d = ds[k / 2 % 2];
+        const char *init = inits[k % 2];
         struct capture cap = {0};
         struct lsh_strategy_error err;
-        cr_assert_eq(kmeans_run(s, inits[k % 2], 1000, b, x, n, d, 21, bucket, &cap, &err), 0, "%s",
+        cr_assert_eq(kmeans_run(s, init, 1000, b, x, n, d, 21, bucket, &cap, &err), 0, "%s",
                      err.message);
         cr_assert_str_eq(cap.name[0], "centroids");
         cr_assert_eq(cap.rows[0], b);
         cr_assert_eq(cap.cols[0], d);
         for (uint32_t c = 0; c < b; c++) {
-            double sum[5] = {0}, norm = 0, cnorm = 0;
             size_t members = 0;
+            memset(sum, 0, d * sizeof *sum);
             for (size_t i = 0; i < n; i++) {
                 if (bucket[i] != c)
                     continue;
-                double len = 0;
+                unit_row(x + i * d, d, u);
                 for (size_t j = 0; j < d; j++)
-                    len += x[i * d + j] * x[i * d + j];
-                for (size_t j = 0; j < d; j++)
-                    sum[j] += x[i * d + j] / sqrt(len);
+                    sum[j] += u[j];
                 members++;
             }
-            cr_assert_gt(members, 0, "%s: bucket %u is empty", inits[k % 2], c);
-            for (size_t j = 0; j < d; j++)
-                norm += sum[j] * sum[j];
-            for (size_t j = 0; j < d; j++) {
-                const double cj = cap.data[0][c * d + j];
-                cnorm += cj * cj;
-                cr_assert_float_eq(cj, sum[j] / sqrt(norm), 1e-12, "%s centroid %u", inits[k % 2],
-                                   c);
-            }
-            cr_assert_float_eq(cnorm, 1.0, 1e-12);
+            cr_assert_gt(members, 0, "%s B %u d %zu: bucket %u is empty", init, b, d, c);
+            unit_row(sum, d, want);
+            cr_expect_arr_eq(cap.data[0] + c * d, want, d * sizeof *want,
+                             "%s B %u d %zu: centroid %u is not its members' unit sum", init, b,
+                             d, c);
         }
         capture_free(&cap);
     }
     free(bucket);
+    free(want);
+    free(sum);
+    free(u);
     free(x);
     lsh_registry_free(reg);
 }
