@@ -1208,7 +1208,19 @@ static size_t tile_mask(size_t nk, const uint32_t *restrict kj, const uint32_t *
         else                                                                                       \
             BLOCKS(u, ok[u] &= (unsigned char)!(in););                                             \
     } while (0)
-    for (size_t g = 0; g < h; g++) {
+    if (kb8 && !counts) /* union, B <= 256: a block's ok kept in a register over the rounds */
+        for (size_t u0 = 0; u0 < nkp; u0 += MASK_BLOCK) {
+            unsigned char o[MASK_BLOCK];
+            memcpy(o, ok + u0, MASK_BLOCK);
+            for (size_t g = 0; g < h; g++) {
+                const unsigned char bg = (unsigned char)row->bi[g];
+                const unsigned char *restrict k8 = kb8 + g * TILE_KEYS + u0;
+                for (size_t u = 0; u < MASK_BLOCK; u++)
+                    o[u] &= (unsigned char)!(k8[u] == bg);
+            }
+            memcpy(ok + u0, o, MASK_BLOCK);
+        }
+    for (size_t g = 0; !(kb8 && !counts) && g < h; g++) {
         const uint32_t bg = row->bi[g];
         const uint32_t *restrict kbg = kb + g * TILE_KEYS;
         if (kb8) { /* bucket mode, B <= 256: four times the lanes */
@@ -1229,15 +1241,21 @@ static size_t tile_mask(size_t nk, const uint32_t *restrict kj, const uint32_t *
     size_t count = 0;
     if (counts && join >= 2) /* joins S_i now: its count of rounds reaches t */
         BLOCKS(u, ok[u] = (unsigned char)(ok[u] == join););
+    /* plain loops: one sum across the blocks (a sum per block is a horizontal
+     * add each, most of this function's time) */
     if (counts && join < 2) {
-        size_t nz = 0;
-        BLOCKS(u, {
-            count += ok[u] == 1;
+        uint32_t ones = 0, nz = 0; /* at most TILE_KEYS */
+        for (size_t u = 0; u < nkp; u++) {
+            ones += ok[u] == 1;
             nz += ok[u] != 0;
-        });
+        }
+        count = ones;
         *any = nz;
     } else {
-        BLOCKS(u, count += ok[u];);
+        uint32_t sum = 0; /* at most 255 TILE_KEYS */
+        for (size_t u = 0; u < nkp; u++)
+            sum += ok[u];
+        count = sum;
         *any = count;
     }
 #undef BLOCKS
