@@ -1452,7 +1452,11 @@ static void tile_run(const struct ctx *c, struct tile_ws *w, const struct tile_t
         const size_t kept = tile_columns(nr, nk, w->ok, w->any, w->cols);
         const uint32_t *kj = pt->kj;
         const double *kd = pt->kd, *vc = pt->vc, *gk = pt->gk;
-        if (kept < nk || !cached) {
+        if (cached && kept < nk && w->cols[kept - 1] == kept - 1) {
+            /* the kept keys are the slot's first ones (a causal tile's keys
+             * up to its last row, in position order): used where they are */
+            nk = kept;
+        } else if (kept < nk || !cached) {
             /* local restrict pointers: the byte stores of ok would otherwise
              * make the compiler reload w->cols at every key */
             const uint32_t *restrict cols = w->cols;
