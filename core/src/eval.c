@@ -1220,22 +1220,23 @@ static size_t tile_mask(size_t nk, const uint32_t *restrict kj, const uint32_t *
             }
             memcpy(ok + u0, o, MASK_BLOCK);
         }
-    for (size_t g = 0; !(kb8 && !counts) && g < h; g++) {
-        const uint32_t bg = row->bi[g];
-        const uint32_t *restrict kbg = kb + g * TILE_KEYS;
-        if (kb8) { /* bucket mode, B <= 256: four times the lanes */
-            const unsigned char *restrict k8 = kb8 + g * TILE_KEYS;
-            PAIRED(u, k8[u] == (unsigned char)bg);
-            continue;
+    else
+        for (size_t g = 0; g < h; g++) {
+            const uint32_t bg = row->bi[g];
+            const uint32_t *restrict kbg = kb + g * TILE_KEYS;
+            if (kb8) { /* bucket mode, B <= 256: four times the lanes */
+                const unsigned char *restrict k8 = kb8 + g * TILE_KEYS;
+                PAIRED(u, k8[u] == (unsigned char)bg);
+                continue;
+            }
+            if (!kc) {
+                PAIRED(u, kbg[u] == bg);
+                continue;
+            }
+            const int32_t cg = (int32_t)row->ci[g];
+            const uint32_t *restrict kcg = kc + g * TILE_KEYS;
+            PAIRED(u, chunk_back_in(cg, kcg[u], nc, span) & (!same_bucket | (kbg[u] == bg)));
         }
-        if (!kc) {
-            PAIRED(u, kbg[u] == bg);
-            continue;
-        }
-        const int32_t cg = (int32_t)row->ci[g];
-        const uint32_t *restrict kcg = kc + g * TILE_KEYS;
-        PAIRED(u, chunk_back_in(cg, kcg[u], nc, span) & (!same_bucket | (kbg[u] == bg)));
-    }
 #undef PAIRED
     memset(ok + nk, 0, nkp - nk);
     size_t count = 0;
