@@ -202,6 +202,26 @@ static int fit(struct lsh_host_round *r, const struct lsh_host_rows *parts, size
     return rc ? plugin_failed(r, "fit", rc, &serr, err) : 0;
 }
 
+/* The host fills the plugin's bucket array with this before each call: it is
+ * never a bucket (n_buckets <= UINT32_MAX), so a row the plugin leaves
+ * unwritten fails the range check, rather than passing or failing with
+ * whatever the memory held. */
+#define BUCKET_UNSET UINT32_MAX
+
+/* The error for bucket b of a row (which: "" or "query " or "key "). */
+static int bad_bucket(const struct lsh_host_round *r, const char *call, uint32_t b,
+                      const char *which, size_t row, struct lsh_error *err)
+{
+    const char *name = r->pt.strategy->name;
+    if (b == BUCKET_UNSET)
+        return lsh_error_set(err, LSH_EPLUGIN, "%s / round %u / %s: %s left the bucket of %srow "
+                             "%zu unwritten (or wrote %u); n_buckets is %u", name, r->h, call,
+                             name, which, row, b, r->pt.n_buckets);
+    return lsh_error_set(err, LSH_EPLUGIN, "%s / round %u / %s: %s returned bucket %u for %srow "
+                         "%zu; n_buckets is %u", name, r->h, call, name, b, which, row,
+                         r->pt.n_buckets);
+}
+
 /* hash() on batches copied into scratch, its buckets into scratch too: the
  * plugin never holds the caller's rows, and its buckets reach the caller
  * only after the range check (a plugin's bucket is not trusted). */
@@ -220,14 +240,13 @@ static int hash(struct lsh_host_round *r, const struct lsh_host_rows *part,
         memcpy(sc->x, part->x + start * d, m * d * sizeof *sc->x);
         struct lsh_strategy_error serr;
         memset(&serr, 0, sizeof serr);
+        memset(sc->bucket, 0xff, m * sizeof *sc->bucket); /* BUCKET_UNSET */
         int rc = s->hash(r->state, sc->x, m, d, sc->bucket, &serr);
         if (rc)
             return plugin_failed(r, "hash", rc, &serr, err);
         for (size_t i = 0; i < m; i++)
             if (sc->bucket[i] >= r->pt.n_buckets)
-                return lsh_error_set(err, LSH_EPLUGIN, "%s / round %u / hash: %s returned bucket "
-                                     "%u for row %zu; n_buckets is %u", s->name, r->h, s->name,
-                                     sc->bucket[i], start + i, r->pt.n_buckets);
+                return bad_bucket(r, "hash", sc->bucket[i], "", start + i, err);
         memcpy(part->bucket + start, sc->bucket, m * sizeof *sc->bucket);
     }
     return 0;
@@ -282,15 +301,14 @@ static int assign(struct lsh_host_round *r, const struct lsh_host_rows *q,
     const double *kx = shared ? x : x + q->n * d;
     struct lsh_strategy_error serr;
     memset(&serr, 0, sizeof serr);
+    memset(b, 0xff, nb * sizeof *b); /* BUCKET_UNSET */
     int rc = s->assign(r->state, x, q->n, kx, k->n, d, b, b + q->n, &serr);
     if (rc)
         rc = plugin_failed(r, "assign", rc, &serr, err);
     for (size_t i = 0; !rc && i < nb; i++)
         if (b[i] >= r->pt.n_buckets)
-            rc = lsh_error_set(err, LSH_EPLUGIN, "%s / round %u / assign: %s returned bucket %u "
-                               "for %s row %zu; n_buckets is %u", s->name, r->h, s->name, b[i],
-                               i < q->n ? "query" : "key", i < q->n ? i : i - q->n,
-                               r->pt.n_buckets);
+            rc = bad_bucket(r, "assign", b[i], i < q->n ? "query " : "key ",
+                            i < q->n ? i : i - q->n, err);
     if (!rc) {
         memcpy(q->bucket, b, q->n * sizeof *b);
         if (k->bucket)

@@ -4,7 +4,8 @@
  *                  (so a bucket out of range comes from the data);
  *   x[0] == -1 ->  the number of rows fit() saw;
  *   x[0] == -2 ->  1 when k == q (the same pointer), else 0;
- *   x[0] == -3 ->  n_q for a query, n_k for a key. */
+ *   x[0] == -3 ->  n_q for a query, n_k for a key;
+ *   x[0] == -4 ->  nothing: the row's bucket is left unwritten. */
 #include <lshlab/strategy.h>
 
 struct state {
@@ -44,9 +45,11 @@ static int assign(void *state, const double *q, size_t n_q, const double *k, siz
     const struct state *s = state;
     const int same = k == q;
     for (size_t i = 0; i < n_q; i++)
-        bq[i] = rule(s, q + i * d, d, 0, same, n_q);
+        if (q[i * d] != -4)
+            bq[i] = rule(s, q + i * d, d, 0, same, n_q);
     for (size_t j = 0; j < n_k; j++)
-        bk[j] = rule(s, k + j * d, d, 1, same, n_k);
+        if (k[j * d] != -4)
+            bk[j] = rule(s, k + j * d, d, 1, same, n_k);
     return 0;
 }
 

@@ -111,6 +111,15 @@ static int t_hash_past_end(void *state, const double *x, size_t n, size_t d, uin
     return 0;
 }
 
+static int t_hash_even_rows_only(void *state, const double *x, size_t n, size_t d,
+                                 uint32_t *bucket, struct lsh_strategy_error *err)
+{
+    (void)state, (void)x, (void)d, (void)err;
+    for (size_t i = 0; i < n; i += 2)
+        bucket[i] = 1;
+    return 0;
+}
+
 /* hash() that records what it was handed, then scribbles on it. */
 static const double *caller_rows;
 static size_t caller_bytes, max_batch, calls;
@@ -214,6 +223,29 @@ Test(host, a_bucket_out_of_range_fails_the_round_naming_row_and_value)
     cr_expect_str_eq(err.message, "probe / round 2 / hash: probe returned bucket 8 for row 3; "
                                   "n_buckets is 8");
     lsh_host_round_close(r);
+}
+
+Test(host, a_bucket_hash_leaves_unwritten_fails_the_round_whatever_the_memory_held)
+{
+    struct lsh_strategy s = base;
+    s.hash = t_hash_even_rows_only;
+    struct lsh_host_point pt = point_of(&s, 8, 1, 5);
+    struct lsh_host_round *r = NULL;
+    struct lsh_error err;
+    double x[5] = {1, 2, 3, 4, 5};
+    uint32_t b[5];
+    /* twice, with the heap churned between: the verdict must not depend on
+     * what the host's batch buffer held before */
+    for (int k = 0; k < 2; k++) {
+        cr_assert_eq(lsh_host_round_open(&pt, 2, 9, &r, &err), 0, "%s", err.message);
+        struct lsh_host_rows rows = {x, 5, b};
+        cr_expect_eq(lsh_host_round_bucket(r, &rows, NULL, 0, &err), LSH_EPLUGIN);
+        cr_expect_str_eq(err.message, "probe / round 2 / hash: probe left the bucket of row 1 "
+                                      "unwritten (or wrote 4294967295); n_buckets is 8");
+        lsh_host_round_close(r);
+        void *churn = calloc(1, 4096);
+        free(churn);
+    }
 }
 
 Test(host, a_state_size_near_size_max_is_refused_not_allocated)
@@ -780,6 +812,12 @@ Test(host, an_assign_bucket_out_of_range_fails_naming_query_or_key_row_and_value
     k[3] = 7;
     cr_expect_eq(bucket_once(&pt, &rq, &rk, 1, &err), 0, "%s", err.message);
     cr_expect(bk[0] == 3 && bk[1] == 7);
+    /* a key row whose bucket assign leaves unwritten */
+    k[2] = -4;
+    cr_expect_eq(bucket_once(&pt, &rq, &rk, 1, &err), LSH_EPLUGIN);
+    cr_expect_str_eq(err.message, "assign_probe / round 2 / assign: assign_probe left the "
+                                  "bucket of key row 1 unwritten (or wrote 4294967295); "
+                                  "n_buckets is 8");
 }
 
 Test(host, assign_gets_k_as_q_when_keys_are_shared_and_fit_sees_keys_only_with_fit_keys)

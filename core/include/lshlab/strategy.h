@@ -188,7 +188,9 @@ struct lsh_strategy {
      * (copies, valid for this call only; the host currently hands out batches
      * of up to 1024 rows).  Must be a pure function of the state and the row
      * (no randomness here): any batch split gives the same buckets.  A bucket
-     * >= n_buckets fails the round.  Write bucket[0 .. n-1] only: the arrays
+     * >= n_buckets fails the round, and so does a row left unwritten (the
+     * host sets every entry to UINT32_MAX first).  Write bucket[0 .. n-1]
+     * only: the arrays
      * are sized for this batch, and a write past them is a memory error the
      * host cannot catch. */
     int (*hash)(void *state, const double *x, size_t n, size_t d, uint32_t *bucket,
@@ -216,7 +218,7 @@ struct lsh_strategy {
      * when k == q (an asymmetric rule gives a key another bucket than the same
      * row as a query).  Row i of q and row i of k are position i.  As with
      * hash(): the rows are the host's copies, valid for this call only; every
-     * bucket must be < n_buckets (else the round fails); no randomness beyond
+     * bucket must be < n_buckets, and written (else the round fails); no randomness beyond
      * what init and fit drew from round->rng; write bq[0 .. n_q-1] and
      * bk[0 .. n_k-1] only.  In the collision experiment the pair (x, y) is
      * hashed as query x and key y. */
