@@ -375,6 +375,15 @@ static int load_one(struct lsh_registry *reg, const char *path, size_t first_sam
     int rc = check_writers(path, 1, err);
     if (rc < 0)
         return rc;
+    /* A symlink's target sits in a folder of its own: whoever can write that
+     * folder can swap the file the link names, so it is held to the same rule
+     * (realpath resolves every link on the way). */
+    struct stat lst;
+    if (lstat(path, &lst) == 0 && S_ISLNK(lst.st_mode)) {
+        char target[PATH_MAX];
+        if (realpath(path, target) && (rc = check_folder_of(target, err)) < 0)
+            return rc;
+    }
     /* dlopen searches the library path for a bare name; a file is meant. */
     char *owned = NULL;
     const char *open_path = path;

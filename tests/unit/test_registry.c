@@ -636,6 +636,41 @@ Test(registry, refuses_a_folder_or_plugin_that_others_can_write)
     tmp_dir_remove(&t);
 }
 
+/* Found by the hostile pass: a link in a safe folder to a plugin in a folder
+ * anyone can write was loaded (and a dangling one there is a trap: anyone may
+ * create its target later). */
+Test(registry, refuses_a_linked_plugin_whose_target_folder_others_can_write)
+{
+    char dup[1024];
+    test_plugin("dup_rotation", dup, sizeof dup);
+    const char *sources[] = {dup};
+    struct tmp_dir open_dir; /* holds the plugin itself */
+    tmp_dir_make(&open_dir, sources, 1);
+    cr_assert_eq(chmod(open_dir.files[0], 0644), 0);
+    struct tmp_dir t; /* holds only the link */
+    tmp_dir_make(&t, sources, 0);
+    cr_assert_eq(chmod(t.path, 0755), 0);
+    snprintf(t.files[0], sizeof t.files[0], "%s/dup_rotation.so", t.path);
+    cr_assert_eq(symlink(open_dir.files[0], t.files[0]), 0, "%s", strerror(errno));
+    t.n = 1;
+    struct lsh_error err;
+    cr_assert_eq(chmod(open_dir.path, 0755), 0);
+    cr_expect_eq(load_dir_allowing(&t, NULL, &err), 0, "a safe target: %s", err.message);
+    cr_assert_eq(chmod(open_dir.path, 0777), 0);
+    cr_expect_eq(load_dir_allowing(&t, NULL, &err), LSH_EPLUGIN);
+    char want[512];
+    snprintf(want, sizeof want, "strategy folder %s can be written by every user",
+             open_dir.path);
+    assert_contains(err.message, want);
+    struct lsh_registry *reg = lsh_registry_alloc();
+    cr_expect_eq(lsh_registry_load_file(reg, t.files[0], &err), LSH_EPLUGIN, "load_file too");
+    lsh_registry_free(reg);
+    cr_expect_eq(load_dir_allowing(&t, "1", &err), 0, "the override: %s", err.message);
+    cr_assert_eq(chmod(open_dir.path, 0755), 0);
+    tmp_dir_remove(&t);
+    tmp_dir_remove(&open_dir);
+}
+
 /* Found by the hostile pass: a summary or doc line with control bytes would reach
  * the terminal raw through `lshlab strategies`, and a choice with ',' '=' or a
  * space makes the canonical params text (a key of /runs) ambiguous. */
