@@ -909,6 +909,59 @@ static char *expand(const char *tmpl, long layer, long head)
     return out;
 }
 
+/* visit(ctx, path) on tmpl resolved and expanded at (layer, head) when that
+ * file exists (stat: links followed); *there says whether it did. */
+static int visit_expansion(const char *tmpl, long layer, long head, const char *config_path,
+                           int (*visit)(void *, const char *, const char *), void *ctx,
+                           int *there)
+{
+    char *e = expand(tmpl, layer, head);
+    char *p = e ? lsh_dataset_file_path(e, config_path) : NULL;
+    struct stat st;
+    *there = p && stat(p, &st) == 0;
+    const int rc = !p ? -1 : *there ? visit(ctx, p, e) : 0;
+    free(e);
+    free(p);
+    return rc;
+}
+
+int lsh_dataset_each_file(const struct lsh_dataset_spec *spec, const char *config_path,
+                          int (*visit)(void *ctx, const char *path, const char *named),
+                          void *ctx)
+{
+    int there = 0;
+    if (spec->kind == LSH_DATA_HDF5)
+        return visit_expansion(spec->file, -1, -1, config_path, visit, ctx, &there);
+    if (spec->kind != LSH_DATA_NPY)
+        return 0;
+    const char *const src[3] = {spec->q, spec->k, spec->v};
+    for (size_t m = 0; m < 3; m++) {
+        if (!src[m])
+            continue;
+        const int tl = strstr(src[m], "{layer}") != NULL, th = strstr(src[m], "{head}") != NULL;
+        /* each axis: the selection's indices, or (all) 0, 1, ... up to the
+         * first expansion that does not exist, as the loader counts them */
+        const size_t nl = !tl ? 1 : spec->n_layers ? spec->n_layers : LSH_AXIS_MAX;
+        for (size_t li = 0; li < nl; li++) {
+            const long l = !tl ? -1 : spec->n_layers ? (long)spec->layers[li] : (long)li;
+            const size_t nh = !th ? 1 : spec->n_heads ? spec->n_heads : LSH_AXIS_MAX;
+            int any = 0;
+            for (size_t hi = 0; hi < nh; hi++) {
+                const long h = !th ? -1 : spec->n_heads ? (long)spec->heads[hi] : (long)hi;
+                int rc = visit_expansion(src[m], l, h, config_path, visit, ctx, &there);
+                if (rc)
+                    return rc;
+                any |= there;
+                if (!there && th && !spec->n_heads)
+                    break;
+            }
+            if (!any && tl && !spec->n_layers)
+                break;
+        }
+    }
+    return 0;
+}
+
 /* "FILE: " for HDF5 (whose messages then name paths in it), "" for npy. */
 static const char *prefix(const struct rd *rd, char *buf, size_t size)
 {

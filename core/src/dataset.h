@@ -128,6 +128,16 @@ void lsh_dataset_free(struct lsh_dataset *ds);
  * malloc'd; NULL when out of memory. */
 char *lsh_dataset_file_path(const char *file, const char *config_path);
 
+/* visit(ctx, path, named) for every existing file the dataset spec reads:
+ * an hdf5 dataset's file; an npy dataset's q, k, v, or every expansion of a
+ * template over its selection (`all`: indices from 0 up to the first that
+ * does not exist).  named is the file as the config names it (a template
+ * expanded), path the same resolved as lsh_dataset_file_path does.  Returns
+ * the first nonzero visit result, -1 when out of memory, else 0. */
+int lsh_dataset_each_file(const struct lsh_dataset_spec *spec, const char *config_path,
+                          int (*visit)(void *ctx, const char *path, const char *named),
+                          void *ctx);
+
 /* What lsh_dataset_make takes at its peak for spec with these shapes (from
  * lsh_dataset_probe, per unit): Q, V, K when separate, a generator's cluster
  * centres, HDF5's conversion buffers; SIZE_MAX when that cannot be

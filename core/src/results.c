@@ -234,6 +234,23 @@ static int same_file(const struct stat *st, const char *q)
     return q && stat(q, &other) == 0 && other.st_dev == st->st_dev && other.st_ino == st->st_ino;
 }
 
+/* lsh_dataset_each_file's visitor: stops (1) at the file *st, keeping its path. */
+struct input_hit {
+    const struct stat *st;
+    char *path;
+};
+
+static int is_this_file(void *ctx, const char *path, const char *named)
+{
+    struct input_hit *hit = ctx;
+    struct stat other;
+    if (stat(path, &other) != 0 || other.st_dev != hit->st->st_dev ||
+        other.st_ino != hit->st->st_ino)
+        return 0;
+    hit->path = strdup(named);
+    return 1;
+}
+
 /* None of the names lshlab replaces or removes (the results file, its
  * snapshot and working copies) may be the config or an hdf5 input file:
  * --force or a finished run would replace the data the run has just read. */
@@ -250,32 +267,19 @@ static int check_not_input(const char *const names[], size_t count, const struct
                                  "allowed: a path that is none of the run's inputs",
                                  names[i], cfg->path);
         for (size_t k = 0; k < cfg->n_datasets; k++) {
-            const struct lsh_dataset_spec *ds = &cfg->datasets[k];
-            /* hdf5: its file; npy: each array file (a template's expansions
-             * hold '{', so they are not files named here) */
-            const char *inputs[3] = {NULL, NULL, NULL};
-            if (ds->kind == LSH_DATA_HDF5) {
-                inputs[0] = ds->file;
-            } else if (ds->kind == LSH_DATA_NPY) {
-                inputs[0] = ds->q;
-                inputs[1] = ds->k;
-                inputs[2] = ds->v;
-            }
-            for (size_t m = 0; m < 3; m++) {
-                if (!inputs[m])
-                    continue;
-                char *file = lsh_dataset_file_path(inputs[m], cfg->path);
-                if (!file)
-                    return lsh_h5_enomem(err);
-                const int same = same_file(&st, file);
-                free(file);
-                if (same)
-                    return lsh_error_set(err, LSH_ECONFIG,
-                                         "cannot write results at '%s': it is the data file "
-                                         "'%s' of dataset '%s'; allowed: a path that is none "
-                                         "of the run's inputs",
-                                         names[i], inputs[m], ds->name);
-            }
+            struct input_hit hit = {&st, NULL};
+            int rc = lsh_dataset_each_file(&cfg->datasets[k], cfg->path, is_this_file, &hit);
+            if (rc < 0)
+                return lsh_h5_enomem(err);
+            if (rc)
+                rc = lsh_error_set(err, LSH_ECONFIG,
+                                   "cannot write results at '%s': it is the data file '%s' of "
+                                   "dataset '%s'; allowed: a path that is none of the run's "
+                                   "inputs", names[i], hit.path ? hit.path : "?",
+                                   cfg->datasets[k].name);
+            free(hit.path);
+            if (rc)
+                return rc;
         }
     }
     return 0;

@@ -11,6 +11,7 @@
  *   # args: ...               more arguments for `lshlab run`
  *   # setup: file PATH        a file that must survive unchanged
  *   # setup: readonly DIR     a folder nobody may write (immutable when root)
+ *   # setup: copy FROM TO      a copy of the case folder's file FROM (e.g. q.npy) at TO
  *   # at: LINE:COLUMN         where the message must point ("none": no place)
  *   # expect: TEXT            text the output must contain (any number)
  * Every case folder also holds data.h5 (the fixture matrices below),
@@ -242,6 +243,14 @@ static int apply_setup(const char *setup)
         char text[600];
         snprintf(text, sizeof text, "precious bytes of %s\n", setup + 5);
         write_text(path, text);
+        return 0;
+    }
+    if (!strncmp(setup, "copy ", 5)) {
+        char from[128], to[128], src[512];
+        cr_assert_eq(sscanf(setup + 5, "%127s %127s", from, to), 2, "setup '%s'", setup);
+        snprintf(src, sizeof src, "%s/%s", casedir, from);
+        snprintf(path, sizeof path, "%s/%s", casedir, to);
+        copy_case(src, path);
         return 0;
     }
     if (!strncmp(setup, "readonly ", 9)) {
