@@ -156,6 +156,17 @@ class ConvertNpz(ConvertBase):
         self.assertIn("symbolic link", err)
         self.assertFalse(os.path.exists(target))
 
+    def test_output_that_is_the_input_is_refused_and_the_input_kept(self):
+        src = self.path("s.npz")
+        np.savez(src, q=np.ones((2, 2)), k=np.ones((2, 2)), v=np.ones((2, 2)))
+        before = open(src, "rb").read()
+        os.link(src, self.path("hard.npz"))
+        for out in (src, self.path("hard.npz"), os.path.join(self.tmp, ".", "s.npz")):
+            rc, _, err = self.run_convert(src, "-o", out)
+            self.assertEqual(rc, 1, err)
+            self.assertIn("is the input", err)
+            self.assertEqual(open(src, "rb").read(), before)
+
 
 class ConvertSafetensors(ConvertBase):
     def write(self, name, blob):

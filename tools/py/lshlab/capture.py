@@ -383,7 +383,7 @@ def peakedness(q, k, scale, causal):
 
 
 def capture_to_file(model, spec, input_ids, out, model_name, text, positions=None,
-                    dtype="float16", attrs=None, log=print):
+                    dtype="float16", attrs=None, log=print, inputs=()):
     """capture() then write `out`; prints the self-check and each head's
     peakedness; returns 0, or 1 when the self-check fails (nothing written)."""
     try:
@@ -416,7 +416,7 @@ def capture_to_file(model, spec, input_ids, out, model_name, text, positions=Non
          "capture_max_error": np.float64(cap.max_err), "dtype": dtype}
     a.update(attrs or {})
     try:
-        h5layout.write_layout(out, cap.q, cap.k, cap.v, a, dtype)
+        h5layout.write_layout(out, cap.q, cap.k, cap.v, a, dtype, inputs=inputs)
     except h5layout.LayoutError as e:
         log(f"error: {e}")
         return 1
@@ -532,7 +532,8 @@ def main(argv=None):
         log(f"error: {e}")
         return 1
     return capture_to_file(model, spec, ids, args.out, model_name=name, text=text,
-                           dtype=args.dtype, log=log)
+                           dtype=args.dtype, log=log,
+                           inputs=(args.tinylm, args.text_file, args.hf))
 
 
 if __name__ == "__main__":

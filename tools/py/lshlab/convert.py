@@ -363,7 +363,7 @@ def main(argv=None):
         k = [np.asarray(x, dtype=np.float64) for x in k]
         v = [np.asarray(x, dtype=np.float64) for x in v]
         nl, hq, hkv, n, d = h5layout.write_layout(args.out, q, k, v, attrs, args.dtype,
-                                                  where=args.input)
+                                                  where=args.input, inputs=(args.input,))
     except ConvertError as e:
         print(f"convert: error: {e}", file=sys.stderr)
         return 1

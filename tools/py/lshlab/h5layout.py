@@ -48,15 +48,20 @@ def check_heads(q, k, v, where="input"):
     return len(q), hq, hkv, n, d
 
 
-def write_layout(path, q, k, v, attrs, dtype="float32", where="input"):
+def write_layout(path, q, k, v, attrs, dtype="float32", where="input", inputs=()):
     """Write the layout to `path` (through a temporary file renamed into place;
-    an existing symlink at `path` is refused).  float16 output refuses values
-    beyond float16's range instead of writing Inf."""
+    an existing symlink at `path` is refused, and so is a path that is one of
+    the files in `inputs`, which the caller read).  float16 output refuses
+    values beyond float16's range instead of writing Inf."""
     if dtype not in ("float16", "float32"):
         raise LayoutError(f"{path}: dtype {dtype!r}; allowed: float16, float32")
     nl, hq, hkv, n, d = check_heads(q, k, v, where)
     if os.path.islink(path):
         raise LayoutError(f"{path}: is a symbolic link; refusing to write through it")
+    for inp in inputs:
+        if inp and os.path.exists(path) and os.path.exists(inp) and os.path.samefile(path, inp):
+            raise LayoutError(f"{path}: is the input {inp}; refusing to replace it (choose "
+                              "another -o)")
     if dtype == "float16":
         lim = float(np.finfo(np.float16).max)
         for L in range(nl):
