@@ -62,6 +62,26 @@ check collision_collision collision_collision_any
 "$plot" "$tmp/sweep.h5" -o "$tmp/fig" --metric no_such_metric 2> "$tmp/err" && fail "unknown metric accepted"
 grep -q "no numeric column 'no_such_metric'" "$tmp/err" || fail "unknown metric: $(cat "$tmp/err")"
 "$plot" "$tmp/missing.h5" -o "$tmp/fig" 2> /dev/null && fail "a missing file is not an error"
+# Bad options are usage errors (exit 2, no traceback), before anything is drawn.
+for bad in "--dpi 0" "--width -3" "--width nan" "--width 1e6" "--format ," "--only bogus" \
+           "--stem ../evil" "-o $tmp/quickstart.h5"; do
+    # shellcheck disable=SC2086 # the options split at spaces
+    if "$plot" "$tmp/sweep.h5" -o "$tmp/fig2" $bad 2> "$tmp/err"; then
+        fail "plot $bad: accepted"
+    else
+        rc=$?
+        [ "$rc" -eq 2 ] || fail "plot $bad: exit $rc, not 2"
+    fi
+    grep -q Traceback "$tmp/err" && fail "plot $bad: a traceback: $(cat "$tmp/err")"
+done
+[ ! -e "$tmp/fig2" ] || fail "a refused command line created the output folder"
+# A figure never replaces the file it plots (a stem that makes its name collide).
+cp "$tmp/quickstart.h5" "$tmp/q_cost.png"
+sum_before=$(cksum < "$tmp/q_cost.png")
+"$plot" "$tmp/q_cost.png" -o "$tmp" --stem q --only cost --format png 2> "$tmp/err" &&
+    fail "plotting over the input: accepted"
+grep -q "is the results file being plotted" "$tmp/err" || fail "plot over its input: $(cat "$tmp/err")"
+[ "$(cksum < "$tmp/q_cost.png")" = "$sum_before" ] || fail "plot replaced its input"
 # No Python with the modules: a clear message naming the packages, exit 69.
 if LSHLAB_PYTHON_SEARCH=/bin/false "$plot" "$tmp/sweep.h5" 2> "$tmp/err"; then
     fail "no Python found, yet exit 0"

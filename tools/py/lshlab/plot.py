@@ -268,9 +268,21 @@ def unique_handles(axes):
     return list(seen.values()), list(seen)
 
 
+# The kinds of figure --only selects; a figure's name is its kind, or the
+# kind with a metric (heatmap_kl, mass_recall_vs_n_hashes).
+FIGURE_KINDS = ("vs_n_hashes", "cost", "oracle", "heatmap", "heads", "head_spread", "balance",
+                "bucket_sizes", "collision", "collision_any")
+
+
+def figure_base(name):
+    base = re.sub(r"^(heatmap|heads|head_spread|oracle)_.*", r"\1", name)
+    return re.sub(r".*_vs_n_hashes$", "vs_n_hashes", base)
+
+
 class Writer:
-    def __init__(self, outdir, stem, formats, dpi, drawn=None):
+    def __init__(self, outdir, stem, formats, dpi, drawn=None, keep=None):
         self.outdir, self.stem, self.formats, self.dpi = outdir, stem, formats, dpi
+        self.keep = keep  # the results file read: a figure never replaces it
         self.written = []
         self.subtitle = None  # what the rows of a split figure share (split_settings)
         self.heads_note = None  # "mean over N heads" for a multi-head dataset's figures
@@ -288,6 +300,12 @@ class Writer:
             fig.suptitle("\n".join(lines), fontsize=8, y=1.0, va="bottom")
         for fmt in self.formats:
             path = os.path.join(self.outdir, f"{self.stem}_{name}.{fmt}")
+            if os.path.islink(path):
+                sys.exit(f"tools/plot: error: {path} is a symbolic link; refusing to write "
+                         "through it")
+            if self.keep and os.path.exists(path) and os.path.samefile(path, self.keep):
+                sys.exit(f"tools/plot: error: {path} is the results file being plotted; "
+                         "refusing to replace it (choose another -o or --stem)")
             fig.savefig(path, dpi=self.dpi, bbox_inches="tight", pad_inches=0.03,
                         metadata={"Creator": "lshlab tools/plot"} if fmt == "pdf" else None)
             self.written.append(path)
@@ -1140,14 +1158,16 @@ def main(argv=None, drawn=None):
     ap.add_argument("-f", "--format", default="pdf,png", metavar="FMTS",
                     help="comma-separated formats (default: pdf,png)")
     ap.add_argument("-w", "--width", default="double", metavar="W",
-                    help="figure width: double (7 in), single (3.3 in) or inches")
-    ap.add_argument("--dpi", type=int, default=200, help="PNG resolution (default: 200)")
+                    help="figure width: double (7 in), single (3.3 in) or inches (1 to 40)")
+    ap.add_argument("--dpi", type=int, default=200,
+                    help="PNG resolution, 10 to 2400 (default: 200)")
     ap.add_argument("--only", metavar="NAMES",
                     help="draw only these figures (comma-separated, e.g. cost,collision "
                          "or heads,head_spread)")
     ap.add_argument("--dataset", metavar="NAMES",
                     help="draw the /runs figures of these datasets only (comma-separated)")
-    ap.add_argument("--stem", help="file name prefix (default: the results file's stem)")
+    ap.add_argument("--stem", help="file name prefix, without '/' (default: the results "
+                                   "file's stem); a figure never replaces the results file")
     heads = ap.add_argument_group("per-head figures (files whose datasets have several "
                                   "(layer, head))")
     heads.add_argument("--head-metric", action="append", default=[], metavar="M",
@@ -1173,16 +1193,35 @@ def main(argv=None, drawn=None):
         try:
             width = float(args.width)
         except ValueError:
-            ap.error(f"--width: double, single or a number of inches, got '{args.width}'")
+            width = math.nan
+        if not 1.0 <= width <= 40.0:
+            ap.error(f"--width: double, single or a number of inches from 1 to 40, got "
+                     f"'{args.width}'")
+    if not 10 <= args.dpi <= 2400 or width * args.dpi > 60000:
+        ap.error(f"--dpi: from 10 to 2400, and width x dpi at most 60000 pixels, got "
+                 f"{args.dpi} at width {width:g}")
     formats = [f.strip().lower() for f in args.format.split(",") if f.strip()]
+    if not formats:
+        ap.error(f"--format: pdf, png or svg (comma-separated), got '{args.format}'")
     for f in formats:
         if f not in ("pdf", "png", "svg"):
             ap.error(f"--format: pdf, png or svg, got '{f}'")
+    if args.stem is not None and (not args.stem or "/" in args.stem or "\0" in args.stem
+                                  or args.stem in (".", "..")):
+        ap.error(f"--stem: a file name prefix without '/', got '{args.stem}'")
+    if os.path.exists(args.output) and not os.path.isdir(args.output):
+        ap.error(f"-o: '{args.output}' exists and is not a folder")
     extra = [m.strip() for ms in args.metric for m in ms.split(",") if m.strip()]
     head_metrics = [m.strip() for ms in args.head_metric for m in ms.split(",")
                     if m.strip()] or ["mass_recall"]
     head_metrics = list(dict.fromkeys(head_metrics))
-    only = {s.strip() for s in args.only.split(",")} if args.only else None
+    only = {s.strip() for s in args.only.split(",") if s.strip()} if args.only else None
+    for x in sorted(only or ()):
+        if figure_base(x) not in FIGURE_KINDS:
+            ap.error(f"--only: no figure '{x}'; figures: {', '.join(FIGURE_KINDS)} (or a "
+                     "metric's, e.g. heatmap_kl or mass_recall_vs_n_hashes)")
+    if only is not None and not only:
+        ap.error(f"--only: no figure named in '{args.only}'")
 
     try:
         runs = lr.read_table(args.file, "runs")
@@ -1238,15 +1277,18 @@ def main(argv=None, drawn=None):
         ap.error("--where, --strategy, --head-metric, --n-hashes, --n-buckets and --baseline "
                  "select rows "
                  f"of /runs, and '{args.file}' has none (a collision experiment)")
-    os.makedirs(args.output, exist_ok=True)
+    try:
+        os.makedirs(args.output, exist_ok=True)
+    except OSError as e:
+        print(f"tools/plot: error: cannot create the folder '{args.output}': {e.strerror}",
+              file=sys.stderr)
+        return 1
     setup_matplotlib()
     stem = args.stem or os.path.splitext(os.path.basename(args.file))[0]
     skipped = []
 
     def want(name):
-        base = re.sub(r"^(heatmap|heads|head_spread|oracle)_.*", r"\1", name)
-        base = re.sub(r".*_vs_n_hashes$", "vs_n_hashes", base)
-        return only is None or name in only or base in only
+        return only is None or name in only or figure_base(name) in only
 
     written = []
     if runs is not None:
@@ -1275,7 +1317,7 @@ def main(argv=None, drawn=None):
             bad = (runs.select((runs["dataset"] == ds) & (runs["status"] == "failed"))
                    if "status" in runs else None)
             w = Writer(args.output, f"{stem}_{ds}" if named else stem, formats, args.dpi,
-                       drawn)
+                       drawn, keep=args.file)
             w.left_note = left_out_note(runs.select(runs["dataset"] == ds))
             units = head_units(r)
             lost = sorted(set(head_units(bad)) - set(units)) if bad is not None and len(bad) \
@@ -1324,7 +1366,7 @@ def main(argv=None, drawn=None):
         if not datasets:
             skipped.append("/runs figures: no ok rows")
     if col is not None:
-        w = Writer(args.output, stem, formats, args.dpi, drawn)
+        w = Writer(args.output, stem, formats, args.dpi, drawn, keep=args.file)
         for name, which in (("collision", "p_round"), ("collision_any", "p_any")):
             if want(name) and len(col):
                 fig_collision(w, col, width, name, which)
