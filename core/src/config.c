@@ -244,6 +244,8 @@ static int check_keys(struct ctx *c, const yaml_node_t *map, const char *where,
         if (k->type != YAML_SCALAR_NODE || is_null(k))
             return fail(c, k, "%s: a key must be a word, got %s", where, describe(c, k));
         const char *name = sval(k);
+        if (strlen(name) != k->data.scalar.length) /* "seed\0x" must not read as seed */
+            return fail(c, k, "%s: the key '%s...' contains a NUL character", where, name);
         int known = 0;
         for (size_t i = 0; i < n && !known; i++)
             known = !strcmp(name, allowed[i]);
