@@ -866,6 +866,47 @@ static int run_pass(struct run *r, const struct hashing *hs, const struct proble
     return rc;
 }
 
+/* The pass again with its combines other than importance, after importance
+ * failed it: their metrics land in mt at their own places (mt[prefix * nc +
+ * combine], the topk arrays the caller set), importance's stay unset.
+ * LSH_EDATA when every combine is importance (nothing to redo). */
+static int without_importance(struct run *r, const struct lsh_reference *ref,
+                              const struct lsh_rounds *rounds, const struct lsh_pass *pass,
+                              const struct lsh_eval_opts *eo, struct lsh_metrics *mt,
+                              struct lsh_row_dump *dump, struct lsh_error *err)
+{
+    struct stamp t0 = stamp_now(r);
+    const struct lsh_config *cfg = r->cfg;
+    const size_t nh = cfg->sweep.n_n_hashes, nc = cfg->sweep.n_combine;
+    enum lsh_combine keep[LSH_COMBINE_IMPORTANCE + 1];
+    size_t at[LSH_COMBINE_IMPORTANCE + 1], nk = 0;
+    for (size_t c = 0; c < nc && nk < LSH_COMBINE_IMPORTANCE + 1; c++)
+        if (cfg->sweep.combine[c] != LSH_COMBINE_IMPORTANCE) {
+            keep[nk] = cfg->sweep.combine[c];
+            at[nk++] = c;
+        }
+    if (!nk)
+        return LSH_EDATA;
+    struct lsh_metrics *part = calloc(nh * nk, sizeof *part);
+    if (!part)
+        return lsh_error_set(err, LSH_ENOMEM, "out of memory");
+    for (size_t h = 0; h < nh; h++)
+        for (size_t c = 0; c < nk; c++) { /* write straight into the caller's arrays */
+            part[h * nk + c].topk_recall = mt[h * nc + at[c]].topk_recall;
+            part[h * nk + c].se = mt[h * nc + at[c]].se;
+        }
+    struct lsh_eval_opts plain = eo ? *eo : (struct lsh_eval_opts){0};
+    plain.law = NULL;
+    int rc = lsh_eval_pass(ref, rounds, &pass->mode, cfg->sweep.n_hashes, nh, keep, nk, &plain,
+                           r->opts->threads, part, dump, err);
+    SPENT(r, evaluation, t0);
+    for (size_t h = 0; !rc && h < nh; h++)
+        for (size_t c = 0; c < nk; c++)
+            mt[h * nc + at[c]] = part[h * nk + c];
+    free(part);
+    return rc;
+}
+
 static int pass_body(struct run *r, const struct hashing *hs, const struct problem *pb,
                      const struct lsh_reference *ref, const struct lsh_eval_opts *eo,
                      size_t pa, int *collective, struct lsh_error *err)
@@ -924,12 +965,23 @@ static int pass_body(struct run *r, const struct hashing *hs, const struct probl
                            want_rows ? &dump : NULL, err);
         SPENT(r, evaluation, t0);
     }
-    if (rc == LSH_EDATA || rc == LSH_EPLUGIN) {
-        /* SPEC 14's weights cannot be formed for this pass (a law value
-         * outside [0, 1], or u_ij = 0 at a collided pair): its own points
-         * fail with the reason, and the run goes on */
-        char why[LSH_ERROR_MSG_MAX];
+    /* SPEC 14's weights cannot be formed for this pass (a law value outside
+     * [0, 1], or u_ij = 0 at a collided pair): the importance points fail
+     * with the reason, and the pass's other combines, which do not use the
+     * law, are evaluated again without it */
+    char why[LSH_ERROR_MSG_MAX] = "";
+    if ((rc == LSH_EDATA || rc == LSH_EPLUGIN) && !r->rows_seg) {
         snprintf(why, sizeof why, "%s", err ? err->message : "the pass failed");
+        if (err)
+            lsh_error_clear(err);
+        r->step_rc = 0;
+        rc = without_importance(r, ref, &rounds, pass, eo, mt, want_rows ? &dump : NULL, err);
+    }
+    if (rc == LSH_EDATA || rc == LSH_EPLUGIN) {
+        /* the rest failed too (or the pass is spread by rows): every point
+         * of the pass fails with the reason, and the run goes on */
+        if (!why[0])
+            snprintf(why, sizeof why, "%s", err ? err->message : "the pass failed");
         if (err)
             lsh_error_clear(err);
         r->step_rc = 0;
@@ -983,6 +1035,8 @@ static int pass_body(struct run *r, const struct hashing *hs, const struct probl
         t0 = stamp_now(r);
         rc = dump_point(cfg, r, hs, p, H, failure, err);
         SPENT(r, writing, t0);
+        if (!failure[0] && why[0] && cfg->sweep.combine[k % nc] == LSH_COMBINE_IMPORTANCE)
+            snprintf(failure, sizeof failure, "%s", why);
         if (!rc && failure[0])
             rc = write_row(r, p, LSH_POINT_FAILED, failure, NULL, hs->ds->spec->name, err);
         else if (!rc)

@@ -1061,10 +1061,31 @@ Test(reliability, a_kmeans_file_written_before_balanced_and_the_rules_resumes)
     free_runs(&full);
 }
 
+/* The doubles of column name of /runs in row order. */
+static void read_column(const char *path, const char *name, double *out, size_t rows)
+{
+    hid_t f = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
+    cr_assert(f >= 0, "cannot open %s", path);
+    hid_t ds = H5Dopen2(f, "/runs", H5P_DEFAULT);
+    hid_t sp = H5Dget_space(ds);
+    hsize_t dims[1];
+    H5Sget_simple_extent_dims(sp, dims, NULL);
+    cr_assert_eq(dims[0], rows, "%s: %llu rows", path, (unsigned long long)dims[0]);
+    hid_t mt = H5Tcreate(H5T_COMPOUND, sizeof(double));
+    H5Tinsert(mt, name, 0, H5T_NATIVE_DOUBLE);
+    cr_assert(H5Dread(ds, mt, H5S_ALL, H5S_ALL, H5P_DEFAULT, out) >= 0);
+    H5Tclose(mt);
+    H5Sclose(sp);
+    H5Dclose(ds);
+    H5Fclose(f);
+}
+
 /* A collision_prob that passes the host's probes but is NaN (mode 6) or
- * 1.5 (mode 7) at the data's cosines fails its points with the reason and
- * never writes an ok row; one that returns -0 (mode 5) is the probability 0:
- * the collision table writes it as +0 (no sign bit in p_law). */
+ * 1.5 (mode 7) at the data's cosines fails its importance points with the
+ * reason and never writes an ok row; the same pass's union points, which do
+ * not use the law, are ok, with the bits of a sweep of union alone.  One
+ * that returns -0 (mode 5) is the probability 0: the collision table writes
+ * it as +0 (no sign bit in p_law). */
 Test(reliability, a_law_bad_off_the_probes_fails_its_points_and_minus_zero_is_zero)
 {
     const char *built = getenv("LSHLAB_TEST_PLUGIN_DIR");
@@ -1089,9 +1110,29 @@ Test(reliability, a_law_bad_off_the_probes_fails_its_points_and_minus_zero_is_ze
     struct runs r;
     cr_assert_eq(read_runs(out, &r), 0);
     cr_assert_eq(r.rows, 4);
-    for (size_t i = 0; i < r.rows; i++) {
+    const char *ucfg = in_dir("lawu.yaml"), *uout = in_dir("lawu.h5");
+    write_file(ucfg, "name: law\n"
+                     "datasets:\n  - {name: g, kind: gaussian, n: 12, d: 3}\n"
+                     "attention: {keys: separate, oracle: true}\n"
+                     "strategies:\n  - {name: bad_law, params: {mode: [6, 7]}}\n"
+                     "sweep:\n  n_buckets: [2]\n  combine: union\n");
+    const char *uargs[] = {"run", ucfg, "-o", uout, "-q", NULL};
+    cr_assert_eq(lshlab(&o, 0, plugins, uargs), 0, "%s", o);
+    free(o);
+    double got[4], want[2], mass[4], want_mass[2];
+    read_column(out, "out_rel_err", got, 4);
+    read_column(out, "mass_recall", mass, 4);
+    read_column(uout, "out_rel_err", want, 2);
+    read_column(uout, "mass_recall", want_mass, 2);
+    for (size_t i = 0; i < r.rows; i++) { /* points: mode x combine, combine fastest */
         char status[32];
-        cr_expect_str_eq(row_status(&r, i, status, sizeof status), "failed", "row %zu", i);
+        cr_expect_str_eq(row_status(&r, i, status, sizeof status), i % 2 ? "failed" : "ok",
+                         "row %zu", i);
+        if (i % 2 == 0) {
+            cr_expect(got[i] == want[i / 2] && mass[i] == want_mass[i / 2] && want[i / 2] > 0,
+                      "row %zu: out_rel_err %.17g mass_recall %.17g, union alone %.17g %.17g", i,
+                      got[i], mass[i], want[i / 2], want_mass[i / 2]);
+        }
     }
     free_runs(&r);
 
