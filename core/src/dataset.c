@@ -780,12 +780,17 @@ static int h5_scan(struct rd *rd, const char *path, const struct arr *a, const s
     if (!rc && status != H5D_SPACE_STATUS_ALLOCATED &&
         H5Pfill_value_defined(dcpl, &defined) >= 0 && defined == H5D_FILL_VALUE_USER_DEFINED &&
         H5Pget_fill_time(dcpl, &when) >= 0 && when != H5D_FILL_TIME_NEVER &&
-        H5Pget_fill_value(dcpl, H5T_NATIVE_DOUBLE, &fill) >= 0 && !isfinite(fill))
-        rc = lsh_error_set(err, LSH_EDATA,
-                           "%s: dataset '%s' has unwritten parts, and its fill value (what "
-                           "they read as) is %s",
-                           rd->fname, path, isnan(fill) ? "NaN" : "Inf");
-    if (!rc && status != H5D_SPACE_STATUS_NOT_ALLOCATED) {
+        H5Pget_fill_value(dcpl, H5T_NATIVE_DOUBLE, &fill) >= 0 && !isfinite(fill)) {
+        /* only the selected slab counts (an unwritten head that is not
+         * selected is never read): read all of it, fill included */
+        rc = scan_region(&sc, 0, rows, 0, cols, err);
+        if (rc == LSH_EDATA && err) {
+            const size_t len = strlen(err->message);
+            snprintf(err->message + len, sizeof err->message - len,
+                     " (a part of dataset '%s' never written, which reads as its fill value)",
+                     path);
+        }
+    } else if (!rc && status != H5D_SPACE_STATUS_NOT_ALLOCATED) {
         if (status == H5D_SPACE_STATUS_ALLOCATED || H5Pget_layout(dcpl) != H5D_CHUNKED ||
             (rc = scan_chunks(&sc, dcpl, err)) == 1)
             rc = scan_region(&sc, 0, rows, 0, cols, err);

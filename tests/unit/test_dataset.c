@@ -860,6 +860,53 @@ Test(dataset, a_nan_in_a_selected_head_is_named_with_layer_head_row_and_column)
     lsh_dataset_layout_free(&lay);
 }
 
+/* Found by the hostile pass: a chunked [heads, n, d] dataset with a NaN fill
+ * value whose heads 2 and 3 were never written was refused even when only
+ * heads 0 and 1 are selected; an unwritten head that is selected is named
+ * (head, row, column) as reading its fill value. */
+Test(dataset, a_nan_fill_value_counts_only_in_the_selected_heads)
+{
+    const hsize_t dims[3] = {4, 3, 2}, chunk[3] = {1, 3, 2};
+    hid_t f = H5Fcreate(heads_file(), H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
+    cr_assert(f >= 0);
+    hid_t sp = H5Screate_simple(3, dims, NULL), dcpl = H5Pcreate(H5P_DATASET_CREATE);
+    const double fill = NAN;
+    cr_assert(H5Pset_chunk(dcpl, 3, chunk) >= 0);
+    cr_assert(H5Pset_fill_value(dcpl, H5T_NATIVE_DOUBLE, &fill) >= 0);
+    hid_t ds = H5Dcreate2(f, "q", H5T_NATIVE_DOUBLE, sp, H5P_DEFAULT, dcpl, H5P_DEFAULT);
+    cr_assert(ds >= 0);
+    double x[2 * 3 * 2];
+    for (size_t t = 0; t < sizeof x / sizeof *x; t++)
+        x[t] = 0.5 + (double)t;
+    hid_t ms = H5Screate_simple(3, (hsize_t[3]){2, 3, 2}, NULL);
+    cr_assert(H5Sselect_hyperslab(sp, H5S_SELECT_SET, (hsize_t[3]){0, 0, 0}, NULL,
+                                  (hsize_t[3]){2, 3, 2}, NULL) >= 0);
+    cr_assert(H5Dwrite(ds, H5T_NATIVE_DOUBLE, ms, sp, H5P_DEFAULT, x) >= 0); /* heads 0, 1 */
+    H5Sclose(ms);
+    H5Dclose(ds);
+    H5Pclose(dcpl);
+    H5Sclose(sp);
+    H5Fclose(f);
+    struct lsh_dataset_spec s = h5spec("q", NULL, NULL);
+    uint32_t h01[2] = {0, 1}, h2[1] = {2};
+    s.heads = h01;
+    s.n_heads = 2;
+    struct lsh_dataset_layout lay;
+    struct lsh_error err;
+    cr_expect_eq(lsh_dataset_probe(&s, cfg_path(), &lay, &err), 0, "%s", err.message);
+    lsh_dataset_layout_free(&lay);
+    struct lsh_dataset *out = NULL;
+    cr_expect_eq(lsh_dataset_make(&s, cfg_path(), 1, 0, (struct lsh_dataset_unit){-1, 1}, &out,
+                                  &err), 0, "%s", err.message);
+    lsh_dataset_free(out);
+    s.heads = h2;
+    s.n_heads = 1;
+    cr_expect_eq(lsh_dataset_probe(&s, cfg_path(), &lay, &err), LSH_EDATA);
+    cr_expect(strstr(err.message, "holds NaN at head 2, row 0, column 0") &&
+                  strstr(err.message, "never written, which reads as its fill value"),
+              "%s", err.message);
+}
+
 /* ---- element types ------------------------------------------------------------- */
 
 /* IEEE binary16 as an HDF5 type of the given byte order. */
