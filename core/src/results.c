@@ -14,7 +14,9 @@
  * snapshot run again.  Snapshots cost a copy of the file; when that becomes
  * slow (big dumps) they are spaced out so that copying stays a small share
  * of the run time.  An flock() on the working copy keeps two runs from
- * writing the same results.  A write that fails (disk full) marks the
+ * writing the same results: it is taken before the file gets its name
+ * (claim_work), so the first run to claim the name writes, and any other is
+ * told that one is running.  A write that fails (disk full) marks the
  * working copy broken: it is dropped, and <path>.partial keeps the rows
  * written before.
  *
@@ -432,31 +434,46 @@ static int check_work(struct lsh_results *res, struct lsh_error *err)
     return rc;
 }
 
-/* Lock the working copy just created at res->work (fd: a descriptor of it,
- * or -1 to open one), and make sure the name still leads to that file. */
-static int lock_work(struct lsh_results *res, int fd, struct lsh_error *err)
+/* Create the working copy, locked before anyone can see it: a new file under
+ * a name of this process's own (<work>.<pid>), flock()ed, then linked to
+ * res->work, which fails if the name exists.  So a working copy found under
+ * its name is locked while its run lives, and an unlocked one is a crash's
+ * leftover: check_work removes that one (once), and a locked one means that
+ * another run got there first (busy, LSH_EEXIST).  The file starts empty. */
+static int claim_work(struct lsh_results *res, struct lsh_error *err)
 {
-    struct stat mine, named;
-    if (fd < 0)
-        fd = open(res->work, O_RDWR | O_NOFOLLOW | O_CLOEXEC);
-    if (fd < 0)
-        return lsh_error_set(err, LSH_EIO, "cannot open the working copy '%s': %s", res->work,
-                             strerror(errno));
-    res->lock_fd = fd;
-    if (fstat(fd, &mine) != 0)
-        return lsh_error_set(err, LSH_EIO, "cannot check '%s': %s", res->work, strerror(errno));
+    const size_t len = strlen(res->work) + 24;
+    char *own = malloc(len);
+    if (!own)
+        return lsh_h5_enomem(err);
+    snprintf(own, len, "%s.%ld", res->work, (long)getpid());
+    int fd = create_new(own, err), rc = fd < 0 ? fd : 0;
 #if H5_VERSION_GE(1, 10, 7)
-    if (flock(fd, LOCK_EX | LOCK_NB) != 0)
+    if (!rc && flock(fd, LOCK_EX | LOCK_NB) != 0)
+        rc = lsh_error_set(err, LSH_EIO, "cannot lock '%s': %s", own, strerror(errno));
 #else
     /* No H5Pset_file_locking: HDF5's own flock() on the file is the lock. */
-    if (0)
 #endif
-        return errno == EWOULDBLOCK ? busy(res, &mine, err)
-                                    : lsh_error_set(err, LSH_EIO, "cannot lock '%s': %s",
-                                                    res->work, strerror(errno));
-    if (lstat(res->work, &named) != 0 || named.st_ino != mine.st_ino ||
-        named.st_dev != mine.st_dev)
-        return busy(res, &mine, err); /* another run took the name meanwhile */
+    for (int attempt = 0; !rc; attempt++) {
+        if (link(own, res->work) == 0)
+            break;
+        if (errno != EEXIST)
+            rc = lsh_error_set(err, LSH_EIO, "cannot create the working copy '%s': %s",
+                               res->work, strerror(errno));
+        else if (!(rc = check_work(res, err)) && attempt > 0) {
+            struct stat st = {0};
+            rc = busy(res, &st, err); /* another leftover appeared: someone else is at it */
+        }
+    }
+    if (fd >= 0)
+        unlink(own);
+    free(own);
+    if (rc) {
+        if (fd >= 0)
+            close(fd);
+        return rc;
+    }
+    res->lock_fd = fd;
     res->own_work = 1;
     return 0;
 }
@@ -578,7 +595,7 @@ static hid_t file_access(void)
         fapl = NO_HID;
     }
 #if H5_VERSION_GE(1, 10, 7)
-    /* The working copy is locked by lock_work(), which HDF5's own lock on
+    /* The working copy is locked by claim_work(), which HDF5's own lock on
      * another descriptor would collide with. */
     if (fapl >= 0 && H5Pset_file_locking(fapl, 0, 1) < 0) {
         H5Pclose(fapl);
@@ -629,15 +646,16 @@ static int create_file(struct lsh_results *res, const struct lsh_config *cfg,
     hid_t fapl = file_access();
     int rc = 0;
 
-    /* EXCL: O_CREAT|O_EXCL, which never follows a link (check_work has
-     * removed a leftover working copy) */
-    res->file = fapl < 0 ? NO_HID : H5Fcreate(res->work, H5F_ACC_EXCL, H5P_DEFAULT, fapl);
-    if (res->file < 0)
-        rc = lsh_h5_fail(err, res->work, "create the results file");
+    /* into the empty working copy claim_work made ours (check_same_file
+     * makes sure HDF5, which opens by name, wrote that file) */
+    rc = claim_work(res, err);
+    if (!rc) {
+        res->file = fapl < 0 ? NO_HID : H5Fcreate(res->work, H5F_ACC_TRUNC, H5P_DEFAULT, fapl);
+        if (res->file < 0)
+            rc = lsh_h5_fail(err, res->work, "create the results file");
+    }
     if (fapl >= 0)
         H5Pclose(fapl); /* after lsh_h5_fail: any HDF5 call clears the error stack */
-    if (!rc)
-        rc = lock_work(res, -1, err);
     if (!rc)
         rc = check_same_file(res, err);
     if (rc)
@@ -1056,10 +1074,10 @@ int lsh_results_open(const char *path, const struct lsh_config *cfg, const char 
     int has_path = 0, has_partial = 0;
     const char *const names[] = {path, res->partial, res->work, res->snapshot};
     if ((rc = check_not_input(names, sizeof names / sizeof *names, cfg, err)) ||
+        (rc = check_work(res, err)) ||
         (rc = check_regular(path, LSH_ECONFIG, &has_path, err)) ||
         (rc = check_regular(res->partial, LSH_ECONFIG, &has_partial, err)) ||
-        (rc = check_regular(res->snapshot, LSH_ECONFIG, NULL, err)) ||
-        (rc = check_work(res, err)))
+        (rc = check_regular(res->snapshot, LSH_ECONFIG, NULL, err)))
         goto fail;
     switch (mode) {
     case LSH_RESULTS_CREATE:
@@ -1090,6 +1108,10 @@ int lsh_results_open(const char *path, const struct lsh_config *cfg, const char 
             rc = create_file(res, cfg, cmdline, resolved, err);
             break;
         }
+        /* never the working copy a crash may have left (it may be torn): a
+         * new one, claimed first, so that a second run stops here */
+        if ((rc = claim_work(res, err)))
+            goto fail;
         if (!has_partial) {
             /* The complete file comes back only when this run completes. */
             if (rename(path, res->partial) != 0) {
@@ -1099,10 +1121,7 @@ int lsh_results_open(const char *path, const struct lsh_config *cfg, const char 
             }
             res->moved = 1;
         }
-        /* never the working copy a crash may have left: it may be torn */
-        int fd = create_new(res->work, err);
-        rc = fd < 0 ? fd : lock_work(res, fd, err);
-        if (!rc && copy_into(res->partial, res->lock_fd) != 0)
+        if (copy_into(res->partial, res->lock_fd) != 0)
             rc = lsh_error_set(err, LSH_EIO, "cannot copy '%s' to '%s' to resume it: %s",
                                res->partial, res->work, strerror(errno));
         if (!rc)

@@ -597,6 +597,49 @@ Test(reliability, a_second_run_on_the_same_results_is_refused)
     finish(pid);
 }
 
+/* Found by the hostile pass: two runs started at the same moment both
+ * passed the busy check; the second then failed creating the working copy
+ * (exit 1, not 4), and two --resume runs could each remove the other's new
+ * working copy as a crash's leftover, so that both failed.  Now exactly one
+ * writes (and finishes the file) and the other is told that one is running. */
+Test(reliability, runs_started_together_on_one_file_let_exactly_one_write)
+{
+    const char *cfg = in_dir("race.yaml"), *out = in_dir("race.h5");
+    write_file(cfg, "name: race\n"
+                    "datasets:\n  - {name: g, kind: gaussian, n: 256, d: 4}\n"
+                    "strategies:\n  - name: rotation\n"
+                    "sweep:\n  n_hashes: [1, 2]\n  n_buckets: [2, 4]\n");
+    const int tries = quick() ? 2 : 6;
+    for (int t = 0; t < 2 * tries; t++) {
+        const int resume = t >= tries; /* the second half: --resume of a finished file */
+        if (!resume)
+            unlink(out);
+        const char *args[] = {"run", cfg, "-o", out, "-q", "-j", "1",
+                              resume ? "--resume" : "--force", NULL};
+        if (!resume) /* --force would wait for nothing: both plain */
+            args[7] = NULL;
+        pid_t a = start(in_dir("race-a.log"), 0, NULL, args);
+        pid_t b = start(in_dir("race-b.log"), 0, NULL, args);
+        const int ca = finish(a), cb = finish(b);
+        char *la = read_file(in_dir("race-a.log")), *lb = read_file(in_dir("race-b.log"));
+        cr_expect((ca == 0 && cb == 4) || (ca == 4 && cb == 0) || (resume && ca == 0 && cb == 0),
+                  "try %d%s: exits %d and %d:\n%s\n%s", t, resume ? " (resume)" : "", ca, cb, la,
+                  lb);
+        /* or, when the other one finished (or published) before this one
+         * looked, what it found: the file, or its .partial */
+        cr_expect(ca == 0 || strstr(la, "file exists: "), "%s", la);
+        cr_expect(cb == 0 || strstr(lb, "file exists: "), "%s", lb);
+        free(la);
+        free(lb);
+        struct runs r;
+        cr_assert_eq(read_runs(out, &r), 0, "try %d: no complete file", t);
+        cr_expect_eq(r.rows, 4);
+        free_runs(&r);
+        cr_expect_not(exists(in_dir("race.h5.work")) || exists(in_dir("race.h5.partial")),
+                      "try %d: a working copy or .partial is left", t);
+    }
+}
+
 /* ---- plugins that fail at run time ---------------------------------------------- */
 
 static const char plugin_config[] =
