@@ -184,6 +184,15 @@ static int load_and_plan(const char *path, struct lsh_registry **reg, struct lsh
         return exit_code_for(rc) == EXIT_RUNTIME && rc != LSH_ENOMEM ? EXIT_CONFIG
                                                                     : exit_code_for(rc);
     }
+    /* K is read (and checked) with any keys setting, but only separate keys
+     * use it: say so, rather than let a study of K = Q pass for one of K */
+    for (size_t i = 0; (*cfg)->attention.keys != LSH_KEYS_SEPARATE && i < (*cfg)->n_datasets; i++) {
+        const struct lsh_dataset_spec *ds = &(*cfg)->datasets[i];
+        if (ds->k && (ds->kind == LSH_DATA_HDF5 || ds->kind == LSH_DATA_NPY))
+            fprintf(stderr, "lshlab: warning: %s:%d:%d: dataset '%s' gives k, which attention.keys "
+                    "%s does not use (K is Q); set keys: separate to use it\n", path, ds->line,
+                    ds->column, ds->name, lsh_keys_name((*cfg)->attention.keys));
+    }
     return EXIT_OK;
 }
 

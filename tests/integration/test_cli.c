@@ -740,6 +740,50 @@ Test(cli, zero_over_zero_ratios_are_written_as_0_with_one_warning_each)
     free(out);
 }
 
+/* Found by the hostile pass: k under keys: shared was read and checked, then
+ * silently unused (K = Q).  It runs, as before, but says so at the entry. */
+Test(cli, k_under_shared_keys_is_named_as_unused)
+{
+    char cfg[512], data[512];
+    snprintf(cfg, sizeof cfg, "%s/unused-k.yaml", tmpdir);
+    snprintf(data, sizeof data, "%s/unused-k.h5", tmpdir);
+    hid_t f = H5Fcreate(data, H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
+    double x[8 * 2];
+    for (size_t i = 0; i < 8 * 2; i++)
+        x[i] = cos(0.9 * (double)i);
+    hsize_t dims[2] = {8, 2};
+    hid_t sp = H5Screate_simple(2, dims, NULL);
+    for (int m = 0; m < 2; m++) {
+        hid_t ds = H5Dcreate2(f, m ? "k" : "q", H5T_IEEE_F64LE, sp, H5P_DEFAULT, H5P_DEFAULT,
+                              H5P_DEFAULT);
+        cr_assert(H5Dwrite(ds, H5T_NATIVE_DOUBLE, H5S_ALL, H5S_ALL, H5P_DEFAULT, x) >= 0);
+        H5Dclose(ds);
+    }
+    H5Sclose(sp), H5Fclose(f);
+    const char *keys[] = {"shared", "shared_normalized", "separate"};
+    for (int i = 0; i < 3; i++) {
+        char yaml[1024];
+        snprintf(yaml, sizeof yaml,
+                 "name: unused\n"
+                 "datasets:\n  - {name: u, kind: hdf5, file: %s, q: q, k: k}\n"
+                 "attention: {keys: %s}\n"
+                 "strategies: [{name: hyperplane}]\n"
+                 "sweep: {n_buckets: [2]}\n", data, keys[i]);
+        write_file(cfg, yaml);
+        char *out = NULL;
+        int code = lshlab(&out, "validate %s", cfg);
+        cr_expect_eq(code, 0, "exit %d: %s", code, out);
+        char want[256];
+        snprintf(want, sizeof want, "unused-k.yaml:3:5: dataset 'u' gives k, which "
+                 "attention.keys %s does not use (K is Q)", keys[i]);
+        if (i < 2)
+            cr_expect(strstr(out, "warning: ") && strstr(out, want), "%s", out);
+        else
+            cr_expect_not(strstr(out, "warning"), "%s", out);
+        free(out);
+    }
+}
+
 /* ---- candidate rules, the oracle, collision laws (SPEC 12-14) --------------------------- */
 
 Test(cli, candidate_rules_and_the_oracle_run_end_to_end_in_plan_order)
