@@ -907,38 +907,41 @@ static int has_column(hid_t dset, const char *name)
 static int resume_file(struct lsh_results *res, const struct lsh_config *cfg,
                        const char *resolved, struct lsh_error *err)
 {
+    /* errors name the file the user has: a finished one was moved to
+     * .partial for the resume, and is moved back when it is refused */
+    const char *shown = res->moved ? res->path : res->partial;
     hid_t fapl = file_access();
     char *file_yaml = NULL;
     int version = 0, rc;
 
     res->file = fapl < 0 ? NO_HID : H5Fopen(res->work, H5F_ACC_RDWR, fapl);
-    rc = res->file < 0 ? lsh_h5_fail(err, res->partial, "open the results file to resume it") : 0;
+    rc = res->file < 0 ? lsh_h5_fail(err, shown, "open the results file to resume it") : 0;
     if (fapl >= 0)
         H5Pclose(fapl);
     if (!rc)
         rc = check_same_file(res, err);
     if (rc)
         return rc;
-    rc = lsh_h5_check_format(res->file, res->partial, err);
+    rc = lsh_h5_check_format(res->file, shown, err);
     if (rc)
         return rc;
 
     if (lsh_h5_format_version(res->file, &version) < 0)
-        return lsh_h5_fail(err, res->partial, "read the format_version attribute");
+        return lsh_h5_fail(err, shown, "read the format_version attribute");
     if (version != LSH_RESULTS_FORMAT_VERSION)
         return lsh_error_set(err, LSH_ECONFIG,
                              "cannot resume '%s': it has format_version %d, this lshlab writes "
                              "%d%s; use --force to replace it",
-                             res->partial, version, LSH_RESULTS_FORMAT_VERSION,
+                             shown, version, LSH_RESULTS_FORMAT_VERSION,
                              version == 1 ? " (version 1 has no layer and head columns)" : "");
 
     rc = lsh_h5_read_attr_str(res->file, "resolved_config", &file_yaml);
     if (rc < 0)
-        return lsh_h5_fail(err, res->partial, "read the resolved_config attribute");
+        return lsh_h5_fail(err, shown, "read the resolved_config attribute");
     if (rc > 0)
         return lsh_error_set(err, LSH_ECONFIG,
                              "cannot resume '%s': it has no resolved_config attribute",
-                             res->partial);
+                             shown);
     int before_rules = 0; /* written before min_collisions, sink, local and oracle */
     char *old = NULL;     /* ours as such a file would have it */
     if (strcmp(file_yaml, resolved) != 0 && res->experiment == LSH_EXPERIMENT_SWEEP &&
@@ -957,19 +960,19 @@ static int resume_file(struct lsh_results *res, const struct lsh_config *cfg,
         return lsh_error_set(err, LSH_ECONFIG,
                              "cannot resume '%s': it was written with a different configuration "
                              "(resolved config differs at %s); use --force to replace it",
-                             res->partial, where);
+                             shown, where);
     }
     free(old);
     free(file_yaml);
 
     htri_t has = H5Lexists(res->file, res->table.name, H5P_DEFAULT);
     if (has <= 0)
-        return has < 0 ? lsh_h5_fail(err, res->partial, "look for /%s", res->table.name)
+        return has < 0 ? lsh_h5_fail(err, shown, "look for /%s", res->table.name)
                        : lsh_error_set(err, LSH_EDATA, "cannot resume '%s': it has no /%s",
-                                       res->partial, res->table.name);
+                                       shown, res->table.name);
     res->table.dset = H5Dopen2(res->file, res->table.name, H5P_DEFAULT);
     if (res->table.dset < 0)
-        return lsh_h5_fail(err, res->partial, "open /%s", res->table.name);
+        return lsh_h5_fail(err, shown, "open /%s", res->table.name);
     if (before_rules && !has_column(res->table.dset, "min_collisions")) {
         /* its rows keep their columns: every point has the rule 1, 0, 0,
          * the plan's (its config has the defaults), compared as such */
@@ -992,7 +995,7 @@ static int resume_file(struct lsh_results *res, const struct lsh_config *cfg,
         return read_done_points(res, err);
 
     hsize_t n = 0;
-    rc = lsh_table_rows(res->table.dset, res->table.row_size, res->partial, res->table.name, &n,
+    rc = lsh_table_rows(res->table.dset, res->table.row_size, shown, res->table.name, &n,
                         err);
     res->n_rows = n;
     return rc;
