@@ -1860,6 +1860,10 @@ static int parse_dump(struct ctx *c, yaml_node_t *n)
         int k;
         if ((rc = get_choice(c, seq_item(c, n, i), "dump", dump_words, &k)))
             return rc;
+        for (size_t j = 0; j < i; j++) /* as every other list: a value once */
+            if (!strcmp(sval(seq_item(c, n, j)), dump_words[k]))
+                return fail(c, seq_item(c, n, i), "dump: '%s' is given twice (first on line %d)",
+                            dump_words[k], line_of(seq_item(c, n, j)));
         c->cfg->dump |= 1u << k;
     }
     return 0;
