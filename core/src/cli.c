@@ -556,7 +556,7 @@ static int parse_bytes(const char *s, size_t *out)
     double frac = 0, scale = 1;
     int digits = 0;
     for (; *p >= '0' && *p <= '9'; p++, digits++) {
-        if (whole > (MEMORY_LIMIT_MAX - 9) / 10)
+        if (whole > (MEMORY_LIMIT_MAX - (uint64_t)(*p - '0')) / 10)
             return -1;
         whole = whole * 10 + (uint64_t)(*p - '0');
     }
@@ -579,9 +579,11 @@ static int parse_bytes(const char *s, size_t *out)
         p++;
     if (*p || whole > MEMORY_LIMIT_MAX >> shift)
         return -1;
-    double bytes = ((double)whole + frac) * (double)((uint64_t)1 << shift);
-    if (!(bytes >= (double)MEMORY_LIMIT_MIN) || bytes > (double)MEMORY_LIMIT_MAX ||
-        bytes > (double)SIZE_MAX)
+    /* the whole part exactly (a double would round 2^60 - 6 to 2^60), the
+     * fraction's bytes below 2^40 added, rounded down */
+    const uint64_t bytes =
+        (whole << shift) + (uint64_t)(frac * (double)((uint64_t)1 << shift));
+    if (bytes < MEMORY_LIMIT_MIN || bytes > MEMORY_LIMIT_MAX || bytes > SIZE_MAX)
         return -1;
     *out = (size_t)bytes;
     return 0;

@@ -436,7 +436,7 @@ Test(cli, memory_limit_nonsense_is_a_usage_error)
     /* strtod took nan (then cast to size_t), hex and exponents */
     const char *bad[] = {"nan", "NaN", "-1G", "inf", "1e400", "12XB", "''", "0x100000",
                          "1e3M", "0.5M", "99999999999999T", "99999999999999999999999",
-                         "1G1", "' 1G'"};
+                         "1G1", "' 1G'", "1152921504606846977", "1048576.1T"};
     for (size_t k = 0; k < sizeof bad / sizeof *bad; k++) {
         char *out = NULL;
         int code = lshlab(&out, "run %s -o %s/x.h5 -q --memory-limit %s",
@@ -450,6 +450,16 @@ Test(cli, memory_limit_nonsense_is_a_usage_error)
     cr_expect_eq(lshlab(NULL, "run %s -o %s -q --memory-limit 1.5GiB",
                         src("experiments/configs/seed-example.yaml"), res), 0);
     cr_expect(exists(res));
+    /* up to 2^60 bytes, plain bytes exactly (a double rounded 2^60 - 6 up and the
+     * digit check refused it) */
+    const char *edge[] = {"1152921504606846970", "1152921504606846976", "1048576T"};
+    for (size_t k = 0; k < 3; k++) {
+        char *out = NULL;
+        int code = lshlab(&out, "run %s -o %s -q --force --memory-limit %s",
+                          src("experiments/configs/seed-example.yaml"), res, edge[k]);
+        cr_expect_eq(code, 0, "--memory-limit %s exited %d: %s", edge[k], code, out);
+        free(out);
+    }
 }
 
 Test(cli, errors_name_their_kind_first)
