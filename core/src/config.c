@@ -1397,13 +1397,18 @@ static int unknown_strategy(struct ctx *c, const yaml_node_t *n, const char *whe
     char list[512];
     join_words(list, sizeof list, names, count);
     const char *near = nearest(name, names, count);
+    const char *gone = lsh_registry_missing_folder(c->reg);
+    char why[300] = "";
+    if (gone)
+        snprintf(why, sizeof why, "; LSHLAB_STRATEGY_PATH names the folder '%.200s', which does "
+                 "not exist", gone);
     int rc;
     if (near)
-        rc = fail(c, n, "%s: unknown strategy '%s'; did you mean '%s'? (available: %s)", where,
-                  name, near, list);
+        rc = fail(c, n, "%s: unknown strategy '%s'; did you mean '%s'? (available: %s)%s", where,
+                  name, near, list, why);
     else
-        rc = fail(c, n, "%s: unknown strategy '%s'; available: %s", where, name,
-                  count ? list : "none (no plugins loaded)");
+        rc = fail(c, n, "%s: unknown strategy '%s'; available: %s%s", where, name,
+                  count ? list : "none (no plugins loaded)", why);
     free(names);
     return rc;
 }

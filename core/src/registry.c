@@ -30,6 +30,7 @@ struct lsh_registry {
     size_t n, cap;
     void **handles; /* owned dlopen handles, closed in reverse order */
     size_t n_handles, cap_handles;
+    char *missing;  /* the first LSHLAB_STRATEGY_PATH folder that does not exist */
 };
 
 struct lsh_registry *lsh_registry_alloc(void)
@@ -47,7 +48,13 @@ void lsh_registry_free(struct lsh_registry *reg)
     for (size_t i = reg->n_handles; i > 0; i--)
         dlclose(reg->handles[i - 1]);
     free(reg->handles);
+    free(reg->missing);
     free(reg);
+}
+
+const char *lsh_registry_missing_folder(const struct lsh_registry *reg)
+{
+    return reg ? reg->missing : NULL;
 }
 
 size_t lsh_registry_count(const struct lsh_registry *reg)
@@ -572,9 +579,11 @@ int lsh_registry_load_default(struct lsh_registry *reg, struct lsh_error *err)
                 *colon = '\0';
             if (*p) { /* an empty component means nothing, not "." */
                 rc = lsh_registry_load_dir(reg, p, err);
-                if (rc == LSH_ENOTFOUND) {
+                if (rc == LSH_ENOTFOUND) { /* kept to explain an unknown name later */
                     lsh_error_clear(err);
                     rc = 0;
+                    if (!reg->missing && !(reg->missing = strdup(p)))
+                        rc = lsh_error_set(err, LSH_ENOMEM, "out of memory");
                 }
             }
             p = colon ? colon + 1 : NULL;

@@ -35,6 +35,10 @@ void lsh_registry_free(struct lsh_registry *reg);
 /* Load the plugins of the default search path.  A faulty plugin is an error. */
 int lsh_registry_load_default(struct lsh_registry *reg, struct lsh_error *err);
 
+/* The first folder of LSHLAB_STRATEGY_PATH that load_default found missing
+ * (skipped), or NULL: what an unknown strategy name may come from. */
+const char *lsh_registry_missing_folder(const struct lsh_registry *reg);
+
 /* Load every plugin in one folder (shadowing as above). */
 int lsh_registry_load_dir(struct lsh_registry *reg, const char *dir, struct lsh_error *err);
 

@@ -380,6 +380,34 @@ static void use_test_plugins(const char *const *names, size_t n)
     cr_assert_eq(setenv("LSHLAB_STRATEGY_PATH", folder, 1), 0);
 }
 
+/* Found by the hostile pass: a mistyped LSHLAB_STRATEGY_PATH folder was
+ * skipped in silence, and the strategy it was meant for was just unknown. */
+Test(cli, an_unknown_strategy_names_a_missing_strategy_path_folder)
+{
+    char cfg[512], gone[512];
+    snprintf(cfg, sizeof cfg, "%s/mine.yaml", tmpdir);
+    snprintf(gone, sizeof gone, "%s/no-such-plugins", tmpdir);
+    write_file(cfg, "name: t\ndatasets: [{name: g, kind: gaussian, n: 16, d: 4}]\n"
+                    "strategies: [{name: mine}]\nsweep: {n_buckets: [2]}\n");
+    const char *was = getenv("LSHLAB_STRATEGY_PATH");
+    char *old = was ? strdup(was) : NULL;
+    cr_assert_eq(setenv("LSHLAB_STRATEGY_PATH", gone, 1), 0);
+    char *out = NULL;
+    int code = lshlab(&out, "validate %s", cfg);
+    cr_expect_eq(code, 3, "%s", out);
+    char want[700];
+    snprintf(want, sizeof want, "unknown strategy 'mine'; available: crosspolytope, "
+             "hyperplane, kmeans, random, rotation, smyrf, sortlsh, window; "
+             "LSHLAB_STRATEGY_PATH names the folder '%s', which does not exist", gone);
+    cr_expect(strstr(out, want), "%s", out);
+    free(out);
+    if (old)
+        setenv("LSHLAB_STRATEGY_PATH", old, 1);
+    else
+        unsetenv("LSHLAB_STRATEGY_PATH");
+    free(old);
+}
+
 Test(cli, a_plugin_calling_exit_fails_the_run_and_keeps_the_partial)
 {
     const char *names[] = {"exit_in_hash"};
