@@ -61,7 +61,11 @@ check collision_collision collision_collision_any
 # Refusals: an unknown metric is a usage error; a missing file an error.
 "$plot" "$tmp/sweep.h5" -o "$tmp/fig" --metric no_such_metric 2> "$tmp/err" && fail "unknown metric accepted"
 grep -q "no numeric column 'no_such_metric'" "$tmp/err" || fail "unknown metric: $(cat "$tmp/err")"
-"$plot" "$tmp/missing.h5" -o "$tmp/fig" 2> /dev/null && fail "a missing file is not an error"
+"$plot" "$tmp/missing.h5" -o "$tmp/fig" 2> "$tmp/err" && fail "a missing file is not an error"
+grep -q "cannot read '$tmp/missing.h5': no such file" "$tmp/err" || fail "missing file: $(cat "$tmp/err")"
+"$summary" "$tmp" 2> "$tmp/err" && fail "summary of a folder is not an error"
+grep -q "it is a folder" "$tmp/err" && ! grep -q "errno" "$tmp/err" ||
+    fail "summary of a folder: $(cat "$tmp/err")"
 # Bad options are usage errors (exit 2, no traceback), before anything is drawn.
 for bad in "--dpi 0" "--width -3" "--width nan" "--width 1e6" "--format ," "--only bogus" \
            "--stem ../evil" "-o $tmp/quickstart.h5"; do

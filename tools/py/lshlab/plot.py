@@ -1231,7 +1231,8 @@ def main(argv=None, drawn=None):
         print(f"tools/plot: error: {e}", file=sys.stderr)
         return 1
     except OSError as e:
-        print(f"tools/plot: error: cannot read '{args.file}': {e}", file=sys.stderr)
+        print(f"tools/plot: error: cannot read '{args.file}': {lr.why_unreadable(args.file, e)}",
+              file=sys.stderr)
         return 1
     if runs is None and col is None:
         print(f"tools/plot: error: '{args.file}' has neither /runs nor /collision",

@@ -145,6 +145,26 @@ def check_format(path, attrs):
     return int(v)
 
 
+def why_unreadable(path, e):
+    """A one-line reason why the results file at path did not open (e, the
+    OSError h5py raised, carries HDF5's whole diagnostic)."""
+    import errno as _errno
+    import os
+    if not os.path.lexists(path):
+        return "no such file"
+    if os.path.isdir(path):
+        return "it is a folder"
+    code = getattr(e, "errno", None)
+    if code in (_errno.EACCES, _errno.EPERM):
+        return "permission denied"
+    text = str(e)
+    if "file signature not found" in text:
+        return "not an HDF5 file"
+    if "truncated file" in text:
+        return "a truncated HDF5 file (a copy that did not finish?)"
+    return text.splitlines()[0][:200] if text else type(e).__name__
+
+
 def read_table(path, name):
     """The table /name of the results file at path, or None when it has none.
     String columns and attributes are str, never bytes.  A file of another format

@@ -333,7 +333,8 @@ def main(argv=None):
         print(f"tools/summary: error: {e}", file=sys.stderr)
         return 1
     except (OSError, KeyError) as e:
-        print(f"tools/summary: error: cannot read '{args.file}': {e}", file=sys.stderr)
+        print(f"tools/summary: error: cannot read '{args.file}': {lr.why_unreadable(args.file, e)}",
+              file=sys.stderr)
         return 1
     if table is None:
         print(f"tools/summary: error: '{args.file}' has no /{' or /'.join(names)} table",
