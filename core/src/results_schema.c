@@ -30,8 +30,11 @@ int lsh_h5_fail(struct lsh_error *err, const char *file, const char *fmt, ...)
     vsnprintf(what, sizeof what, fmt, ap);
     va_end(ap);
     H5Ewalk2(H5E_DEFAULT, H5E_WALK_UPWARD, keep_innermost, detail);
-    /* the fletcher32 filter of /runs and /collision found flipped bytes */
-    if (strstr(detail, "checksum"))
+    /* the fletcher32 filter of /runs and /collision found flipped bytes; or
+     * the file is cut short, or is no HDF5 file at all: bad input (exit 3),
+     * whichever way it is damaged */
+    if (strstr(detail, "checksum") || strstr(detail, "truncated file") ||
+        strstr(detail, "signature not found"))
         return lsh_error_set(err, LSH_EDATA,
                              "results file '%s' is damaged: cannot %s (HDF5: %s); restore it "
                              "from a copy, or start over with --force",

@@ -830,8 +830,9 @@ Test(results, resume_of_a_non_results_file_is_a_quiet_named_error)
     dup2(saved, fileno(stderr));
     close(saved);
 
-    cr_assert_eq(rc, LSH_EIO);
-    cr_assert(strstr(err.message, partial) && strstr(err.message, "HDF5"), "%s", err.message);
+    cr_assert_eq(rc, LSH_EDATA, "bad input, as any damaged results file: %s", err.message);
+    cr_assert(strstr(err.message, partial) && strstr(err.message, "HDF5") &&
+                  strstr(err.message, "is damaged"), "%s", err.message);
     assert_file_is(partial, "not HDF5 at all\n");
     assert_file_is(errfile, "");
 }
