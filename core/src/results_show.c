@@ -375,22 +375,22 @@ static int show_table(hid_t file, const char *path, const char *name, int csv, F
     int rc = show_table_open(file, path, &t, err);
     if (rc)
         goto done;
-    if (!csv) {
-        width = calloc((size_t)t.n_cols + 1, sizeof *width);
-        if (!width) {
-            rc = lsh_h5_enomem(err);
-            goto done;
-        }
-        for (int j = 0; j < t.n_cols; j++)
-            width[j] = strlen(t.cols[j].name);
-        rc = show_rows(&t, path, width, NULL, &b, err);
-        if (rc)
-            goto done;
+    /* a first pass measures the columns, and reads every row once before
+     * anything is printed: a damaged table prints nothing, CSV included */
+    width = calloc((size_t)t.n_cols + 1, sizeof *width);
+    if (!width) {
+        rc = lsh_h5_enomem(err);
+        goto done;
     }
-    if (print_line(&t, NULL, width, &b, out) < 0)
+    for (int j = 0; j < t.n_cols; j++)
+        width[j] = strlen(t.cols[j].name);
+    rc = show_rows(&t, path, width, NULL, &b, err);
+    if (rc)
+        goto done;
+    if (print_line(&t, NULL, csv ? NULL : width, &b, out) < 0)
         rc = lsh_h5_enomem(err);
     else
-        rc = show_rows(&t, path, width, out, &b, err);
+        rc = show_rows(&t, path, csv ? NULL : width, out, &b, err);
 done:
     free(width);
     free(b.p);

@@ -1558,6 +1558,7 @@ Test(results, flipped_bytes_in_rows_are_refused_as_damage)
     char *text = show_text(partial, 1, &rc, &err);
     cr_assert_eq(rc, LSH_EDATA, "%s", err.message);
     cr_assert(strstr(err.message, "damaged"), "%s", err.message);
+    cr_expect_str_eq(text, "", "the CSV of a damaged table printed a part of it");
     free(text);
 }
 
