@@ -1046,10 +1046,12 @@ static int cmd_validate(int argc, char **argv)
             size_t problems = 0;
             for (size_t k = 0; k < plan->n_datasets; k++)
                 problems += lsh_plan_units(plan, k);
-            printf("%s: valid: %zu points (%zu dataset%s, %zu attention problem%s, %zu hash "
-                   "groups, %zu passes", argv[optind], plan->n_points, plan->n_datasets,
+            printf("%s: valid: %zu point%s (%zu dataset%s, %zu attention problem%s, %zu hash "
+                   "group%s, %zu pass%s", argv[optind], plan->n_points,
+                   plan->n_points == 1 ? "" : "s", plan->n_datasets,
                    plan->n_datasets == 1 ? "" : "s", problems, problems == 1 ? "" : "s",
-                   plan->n_groups, plan->n_passes);
+                   plan->n_groups, plan->n_groups == 1 ? "" : "s", plan->n_passes,
+                   plan->n_passes == 1 ? "" : "es");
             /* a pass is a mode setting with a candidate rule (SPEC 13) */
             const struct lsh_sweep *sw = &cfg->sweep;
             const size_t rules = sw->n_min_collisions * sw->n_sink * sw->n_local;
