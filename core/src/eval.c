@@ -715,10 +715,11 @@ static int importance_row(const struct ctx *c, struct workspace *w, const struct
                                     : binom_tail(w->pj[k], H, t, lch);
             if (!(u > 0.0))
                 ROW_FAIL(w, row, LSH_EDATA,
-                         "eval: combine importance (strategy %s): key %u is a candidate of "
-                         "query %zu (met in >= %u of %u rounds), but u = P(Binomial(%u, p = %g) "
-                         ">= %u) is 0, so its weight 1/u is undefined",
-                         c->law && c->law->name ? c->law->name : "?", w->cand[k], row->i, t,
+                         "eval: combine importance (strategy %s): at n_hashes %u, key %u is a "
+                         "candidate of query %zu (met in >= %u of the %u rounds), but u = "
+                         "P(Binomial(%u, p = %g) >= %u) is 0, so its weight 1/u is undefined "
+                         "(the pass's importance points fail with it)",
+                         c->law && c->law->name ? c->law->name : "?", H, w->cand[k], row->i, t,
                          H, H, w->pj[k], t);
             lu = log(u);
         }
