@@ -147,7 +147,8 @@ Test(cli, validate_counts_the_points_of_the_shipped_configs)
     free(out);
     cr_assert_eq(lshlab(&out, "validate %s", src("experiments/configs/seed-example.yaml")), 0,
                  "%s", out);
-    cr_expect(strstr(out, "valid: 1 point (1 dataset, 1 attention problem, 1 hash group, 1 pass)"), "%s", out);
+    cr_expect(strstr(out, "valid: 1 point (1 dataset, 1 attention problem, 1 hash group, "
+                          "1 pass)"), "%s", out);
     free(out);
 }
 
