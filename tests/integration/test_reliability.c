@@ -597,6 +597,33 @@ Test(reliability, a_second_run_on_the_same_results_is_refused)
     finish(pid);
 }
 
+/* On a file system without hard links the working copy is created under its
+ * own name and locked at once: a second writer is still refused, and a kill
+ * leaves a .partial that --resume finishes. */
+Test(reliability, without_hard_links_one_writer_and_resume_still_hold)
+{
+    child_env[0] = "LSHLAB_TEST_NO_HARD_LINKS=1";
+    const char *cfg = in_dir("crash.yaml"), *out = in_dir("nolink.h5");
+    write_file(cfg, sweep());
+    const char *args[] = {"run", cfg, "-o", out, "-q", "-j", "1", NULL};
+    pid_t pid = start(in_dir("nolink.log"), 0, NULL, args);
+    wait_for_rows(out, pid);
+    kill(pid, SIGSTOP);
+    char *o = NULL;
+    const char *again[] = {"run", cfg, "-o", out, "-q", "--resume", NULL};
+    int code = lshlab(&o, 0, NULL, again);
+    cr_expect_eq(code, 4, "a second writer was let in: exit %d: %s", code, o);
+    cr_expect(strstr(o, "another lshlab run is writing"), "%s", o);
+    free(o);
+    kill(pid, SIGKILL);
+    finish(pid);
+    cr_assert_eq(lshlab(&o, 0, NULL, again), 0, "%s", o);
+    free(o);
+    cr_expect(exists(out) && !exists(in_dir("nolink.h5.work")) &&
+              !exists(in_dir("nolink.h5.partial")));
+    child_env[0] = NULL;
+}
+
 /* Found by the hostile pass: two runs started at the same moment both
  * passed the busy check; the second then failed creating the working copy
  * (exit 1, not 4), and two --resume runs could each remove the other's new
