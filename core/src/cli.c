@@ -1114,8 +1114,17 @@ static const char *type_name(enum lsh_param_type t)
     }
 }
 
+/* An INT bound: its digits while they are exact in a double, else %g (a
+ * plugin may bound by 1e300, which %.0f prints as 301 digits). */
+static const char *int_bound(double x, char *buf, size_t size)
+{
+    snprintf(buf, size, fabs(x) < 1e15 ? "%.0f" : "%g", x);
+    return buf;
+}
+
 static void print_param(const struct lsh_param *p)
 {
+    char lo[32], hi[32];
     char def[128] = "", range[256] = "";
     switch (p->type) {
     case LSH_PARAM_BOOL:
@@ -1123,7 +1132,8 @@ static void print_param(const struct lsh_param *p)
         break;
     case LSH_PARAM_INT:
         snprintf(def, sizeof def, "%lld", (long long)p->def_int);
-        snprintf(range, sizeof range, "%.0f..%.0f", p->min, p->max);
+        snprintf(range, sizeof range, "%s..%s", int_bound(p->min, lo, sizeof lo),
+                 int_bound(p->max, hi, sizeof hi));
         break;
     case LSH_PARAM_REAL:
         snprintf(def, sizeof def, "%g", p->def_real);
@@ -1138,7 +1148,8 @@ static void print_param(const struct lsh_param *p)
         break;
     case LSH_PARAM_INT_LIST:
         snprintf(def, sizeof def, "[]");
-        snprintf(range, sizeof range, "each %.0f..%.0f", p->min, p->max);
+        snprintf(range, sizeof range, "each %s..%s", int_bound(p->min, lo, sizeof lo),
+                 int_bound(p->max, hi, sizeof hi));
         break;
     default:
         break;
