@@ -35,7 +35,7 @@ enum {
     EXIT_CONFIG = 3,     /* invalid config or input; nothing was written */
     EXIT_EXISTS = 4,     /* results file exists: --force or --resume */
     EXIT_FAILED = 5,     /* the sweep finished but some points failed */
-    EXIT_STOPPED = 130   /* SIGINT/SIGTERM: stopped cleanly, --resume continues */
+    EXIT_STOPPED = 130   /* SIGINT/SIGTERM/SIGHUP: stopped cleanly, --resume continues */
 };
 
 static const char *prog = "lshlab";
@@ -456,7 +456,7 @@ static void print_table(const struct progress *pg, const char *output)
 
 static volatile sig_atomic_t stop_flag;
 
-/* The first Ctrl-C (or SIGTERM) asks the run to stop after the current
+/* The first Ctrl-C (or SIGTERM, SIGHUP) asks the run to stop after the current
  * point; the second ends the process at once, by the signal's default
  * action (the signal is blocked in here: it is delivered when we return).
  * The crash-safe results file keeps every point saved so far. */
@@ -486,6 +486,11 @@ static void catch_stop_signals(void)
     sigemptyset(&sa.sa_mask);
     sigaction(SIGINT, &sa, NULL);
     sigaction(SIGTERM, &sa, NULL);
+    /* a closed terminal (SIGHUP) stops the run the same way, unless the run
+     * was started to outlive it (nohup: SIGHUP ignored) */
+    struct sigaction hup;
+    if (sigaction(SIGHUP, NULL, &hup) == 0 && hup.sa_handler != SIG_IGN)
+        sigaction(SIGHUP, &sa, NULL);
 }
 
 /* ---- commands --------------------------------------------------------------------- */

@@ -508,6 +508,12 @@ Test(reliability, sigterm_stops_after_the_point_and_resume_completes)
     stop_then_resume(SIGTERM);
 }
 
+/* a closed terminal: killed before, with the point under way lost */
+Test(reliability, sighup_stops_after_the_point_and_resume_completes)
+{
+    stop_then_resume(SIGHUP);
+}
+
 static const char small_config[] =
     "name: small\n"
     "seed: 3\n"
