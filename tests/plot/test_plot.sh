@@ -86,6 +86,18 @@ sum_before=$(cksum < "$tmp/q_cost.png")
     fail "plotting over the input: accepted"
 grep -q "is the results file being plotted" "$tmp/err" || fail "plot over its input: $(cat "$tmp/err")"
 [ "$(cksum < "$tmp/q_cost.png")" = "$sum_before" ] || fail "plot replaced its input"
+# A file whose every point failed (scores past the exactness limit): nothing to summarise.
+cat > "$tmp/allfail.yaml" <<'YAML'
+name: allfail
+datasets: [{name: g, kind: gaussian, n: 16, d: 4}]
+attention: {scale: 1e10}
+strategies: [{name: rotation}]
+sweep: {n_buckets: [2]}
+YAML
+"$exe" run "$tmp/allfail.yaml" -o "$tmp/allfail.h5" -q 2> /dev/null || true
+[ -f "$tmp/allfail.h5" ] || fail "the all-failed run wrote no file"
+"$summary" "$tmp/allfail.h5" > /dev/null 2> "$tmp/err" && fail "summary of no ok rows: exit 0"
+grep -q "no ok rows in" "$tmp/err" || fail "summary of no ok rows: $(cat "$tmp/err")"
 # No Python with the modules: a clear message naming the packages, exit 69.
 if LSHLAB_PYTHON_SEARCH=/bin/false "$plot" "$tmp/sweep.h5" 2> "$tmp/err"; then
     fail "no Python found, yet exit 0"

@@ -365,6 +365,10 @@ def main(argv=None):
     if table.name == "runs":
         n_all = len(table)
         table = lr.ok_runs(table)
+        if not len(table):  # as tools/plot's "nothing to draw"
+            print(f"tools/summary: error: no ok rows in '{args.file}' ({n_all} rows, none "
+                  "with status ok)", file=sys.stderr)
+            return 1
         if len(table) < n_all:
             print(f"tools/summary: note: {n_all - len(table)} rows whose status is not ok "
                   "are left out", file=sys.stderr)
