@@ -1203,7 +1203,7 @@ static int param_value(struct ctx *c, const struct lsh_param *p, yaml_node_t *n,
     case LSH_PARAM_INT:
         return get_int(c, n, where, bound_to_i64(p->min, 1), bound_to_i64(p->max, 0), &out->i);
     case LSH_PARAM_REAL:
-        snprintf(what, sizeof what, "a number in [%s, %s]", lo, hi);
+        snprintf(what, sizeof what, "a finite number in [%s, %s]", lo, hi);
         return get_real(c, n, where, what, p->min, 0, p->max, 0, &out->r);
     case LSH_PARAM_CHOICE:
         if ((rc = get_choice(c, n, where, p->choices, &b)))
