@@ -970,7 +970,7 @@ static int pass_body(struct run *r, const struct hashing *hs, const struct probl
      * with the reason, and the pass's other combines, which do not use the
      * law, are evaluated again without it */
     char why[LSH_ERROR_MSG_MAX] = "";
-    if ((rc == LSH_EDATA || rc == LSH_EPLUGIN) && !r->rows_seg) {
+    if ((rc == LSH_EDATA || rc == LSH_EPLUGIN) && !r->rows_seg && eo && eo->law) {
         snprintf(why, sizeof why, "%s", err ? err->message : "the pass failed");
         if (err)
             lsh_error_clear(err);
