@@ -245,9 +245,7 @@ struct input_hit {
 static int is_this_file(void *ctx, const char *path, const char *named)
 {
     struct input_hit *hit = ctx;
-    struct stat other;
-    if (stat(path, &other) != 0 || other.st_dev != hit->st->st_dev ||
-        other.st_ino != hit->st->st_ino)
+    if (!same_file(hit->st, path))
         return 0;
     hit->path = strdup(named);
     return 1;
