@@ -437,6 +437,20 @@ Test(reliability, sigkill_at_random_moments_then_resume_is_bit_identical)
     free_runs(&ref);
 }
 
+/* start() for a run that wait_for_rows() watches: each finished row is
+ * published at once, so that a short sweep on a fast machine cannot finish
+ * between two spaced-out snapshots before the watcher has seen a row. */
+static pid_t start_watched(const char *log, const char *args[])
+{
+    size_t k = 0;
+    while (child_env[k])
+        k++;
+    child_env[k] = "LSHLAB_TEST_SNAPSHOT_EVERY_ROW=1";
+    pid_t pid = start(log, 0, NULL, args);
+    child_env[k] = NULL;
+    return pid;
+}
+
 /* Wait until the .partial holds a row (the run is under way). */
 static void wait_for_rows(const char *out, pid_t pid)
 {
@@ -468,7 +482,7 @@ static void stop_then_resume(int sig)
     reference_run(cfg, &ref);
 
     const char *args[] = {"run", cfg, "-o", out, "-j", "2", NULL};
-    pid_t pid = start(log, 0, NULL, args);
+    pid_t pid = start_watched(log, args);
     wait_for_rows(out, pid);
     kill(pid, sig);
     int code = finish(pid);
@@ -587,7 +601,7 @@ Test(reliability, a_second_run_on_the_same_results_is_refused)
     const char *cfg = in_dir("crash.yaml"), *out = in_dir("busy.h5");
     write_file(cfg, sweep());
     const char *args[] = {"run", cfg, "-o", out, "-q", "-j", "1", NULL};
-    pid_t pid = start(in_dir("busy.log"), 0, NULL, args);
+    pid_t pid = start_watched(in_dir("busy.log"), args);
     wait_for_rows(out, pid);
     kill(pid, SIGSTOP); /* frozen mid-run, holding the results: no race with its end */
     char *o = NULL;
@@ -612,7 +626,7 @@ Test(reliability, without_hard_links_one_writer_and_resume_still_hold)
     const char *cfg = in_dir("crash.yaml"), *out = in_dir("nolink.h5");
     write_file(cfg, sweep());
     const char *args[] = {"run", cfg, "-o", out, "-q", "-j", "1", NULL};
-    pid_t pid = start(in_dir("nolink.log"), 0, NULL, args);
+    pid_t pid = start_watched(in_dir("nolink.log"), args);
     wait_for_rows(out, pid);
     kill(pid, SIGSTOP);
     char *o = NULL;
@@ -971,7 +985,7 @@ Test(reliability, a_second_plain_run_is_told_a_run_is_active_not_to_resume)
     const char *cfg = in_dir("crash.yaml"), *out = in_dir("busy2.h5");
     write_file(cfg, sweep());
     const char *args[] = {"run", cfg, "-o", out, "-q", "-j", "1", NULL};
-    pid_t pid = start(in_dir("busy2.log"), 0, NULL, args);
+    pid_t pid = start_watched(in_dir("busy2.log"), args);
     wait_for_rows(out, pid);
     kill(pid, SIGSTOP);
     char *o = NULL, who[48];
