@@ -473,6 +473,18 @@ static void wait_for_rows(const char *out, pid_t pid)
     cr_assert_fail("no row after 300 s");
 }
 
+/* A run of sweep() writing out, frozen (SIGSTOP) once its .partial holds a
+ * row: it holds the results, with no race with its end. */
+static pid_t start_frozen(const char *cfg, const char *out, const char *log)
+{
+    write_file(cfg, sweep());
+    const char *args[] = {"run", cfg, "-o", out, "-q", "-j", "1", NULL};
+    pid_t pid = start_watched(log, args);
+    wait_for_rows(out, pid);
+    kill(pid, SIGSTOP);
+    return pid;
+}
+
 static void stop_then_resume(int sig)
 {
     const char *cfg = in_dir("crash.yaml"), *out = in_dir("stopped.h5"),
@@ -599,11 +611,7 @@ Test(reliability, resume_refuses_a_file_from_another_config_and_leaves_it)
 Test(reliability, a_second_run_on_the_same_results_is_refused)
 {
     const char *cfg = in_dir("crash.yaml"), *out = in_dir("busy.h5");
-    write_file(cfg, sweep());
-    const char *args[] = {"run", cfg, "-o", out, "-q", "-j", "1", NULL};
-    pid_t pid = start_watched(in_dir("busy.log"), args);
-    wait_for_rows(out, pid);
-    kill(pid, SIGSTOP); /* frozen mid-run, holding the results: no race with its end */
+    pid_t pid = start_frozen(cfg, out, in_dir("busy.log"));
     char *o = NULL;
     const char *again[] = {"run", cfg, "-o", out, "-q", "--resume", NULL};
     int code = lshlab(&o, 0, NULL, again);
@@ -624,11 +632,7 @@ Test(reliability, without_hard_links_one_writer_and_resume_still_hold)
 {
     child_env[0] = "LSHLAB_TEST_NO_HARD_LINKS=1";
     const char *cfg = in_dir("crash.yaml"), *out = in_dir("nolink.h5");
-    write_file(cfg, sweep());
-    const char *args[] = {"run", cfg, "-o", out, "-q", "-j", "1", NULL};
-    pid_t pid = start_watched(in_dir("nolink.log"), args);
-    wait_for_rows(out, pid);
-    kill(pid, SIGSTOP);
+    pid_t pid = start_frozen(cfg, out, in_dir("nolink.log"));
     char *o = NULL;
     const char *again[] = {"run", cfg, "-o", out, "-q", "--resume", NULL};
     int code = lshlab(&o, 0, NULL, again);
@@ -983,11 +987,7 @@ Test(reliability, kmeans_on_too_few_distinct_rows_fails_its_point_with_the_reaso
 Test(reliability, a_second_plain_run_is_told_a_run_is_active_not_to_resume)
 {
     const char *cfg = in_dir("crash.yaml"), *out = in_dir("busy2.h5");
-    write_file(cfg, sweep());
-    const char *args[] = {"run", cfg, "-o", out, "-q", "-j", "1", NULL};
-    pid_t pid = start_watched(in_dir("busy2.log"), args);
-    wait_for_rows(out, pid);
-    kill(pid, SIGSTOP);
+    pid_t pid = start_frozen(cfg, out, in_dir("busy2.log"));
     char *o = NULL, who[48];
     snprintf(who, sizeof who, "process %ld", (long)pid);
     const char *again[] = {"run", cfg, "-o", out, "-q", NULL};
